@@ -1,0 +1,1 @@
+//! The tpp.dev/v1alpha1 API.

@@ -1,0 +1,1 @@
+//! The operator's error type: every failure named, classified transient or permanent.

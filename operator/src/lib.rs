@@ -1,0 +1,14 @@
+//! tpp-operator: turns a `TppClient` manifest into a live, always-renewed OAuth client of an
+//! Open Finance authorization server.
+//!
+//! Modules, in the order a reconcile uses them:
+//! - [`crd`]: the `tpp.dev/v1alpha1` API (types, conditions, durations). No I/O.
+//! - [`identity`]: keys, JWKs, certificates, client assertions. CPU only, no I/O.
+//! - [`rotation`]: the pure planner deciding what to do next and when. No I/O.
+//! - [`oauth`]: the HTTP client of the authorization server. Network I/O.
+//! - [`store`]: Secret/ConfigMap layouts and server-side apply. Kubernetes I/O.
+//! - [`reconcile`]: the controllers tying the above together.
+
+pub mod crd;
+pub mod duration;
+pub mod error;

@@ -1,0 +1,135 @@
+//! Per-test context: its own labelled namespace with a random suffix, and a dump of our objects,
+//! events and process logs when the test fails. Does Kubernetes I/O.
+
+use std::{future::Future, panic::AssertUnwindSafe};
+
+use anyhow::Result;
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DynamicObject, ListParams, PostParams},
+    core::{ApiResource, GroupVersionKind},
+};
+
+use crate::control_plane::{ControlPlane, shared};
+
+/// Label put on every namespace the e2e tests create.
+pub const E2E_LABEL: &str = "tpp.dev/e2e";
+
+/// What a test gets: the shared control plane, an admin client and its own namespace.
+pub struct TestContext {
+    /// The shared control plane.
+    pub cp: &'static ControlPlane,
+    /// An admin client (built on this test's runtime).
+    pub client: Client,
+    /// This test's namespace.
+    pub namespace: String,
+    /// Extra text printed if the test fails (e.g. operator and AS logs), gathered lazily.
+    pub extra_logs: std::sync::Mutex<Vec<Box<dyn Fn() -> String + Send>>>,
+}
+
+impl TestContext {
+    /// A namespaced API in this test's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Print `f()` too if the test fails (e.g. a process's log tail).
+    pub fn on_failure_print(&self, f: impl Fn() -> String + Send + 'static) {
+        if let Ok(mut v) = self.extra_logs.lock() {
+            v.push(Box::new(f));
+        }
+    }
+}
+
+/// Run `test` in a fresh namespace named `<prefix>-<random>`; on failure (error or panic) dump
+/// the namespace's objects, events and the control plane's logs, then fail.
+pub async fn with_namespace<F, Fut>(prefix: &str, test: F)
+where
+    F: FnOnce(std::sync::Arc<TestContext>) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let cp = match shared().await {
+        Ok(cp) => cp,
+        Err(e) => panic!("could not start the control plane: {e:#}"),
+    };
+    let client = cp.admin_client().await.expect("admin client");
+    let namespace = format!("{prefix}-{:08x}", rand::random::<u32>());
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(namespace.clone()),
+            labels: Some([(E2E_LABEL.to_owned(), "true".to_owned())].into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create test namespace");
+    let ctx = std::sync::Arc::new(TestContext { cp, client, namespace, extra_logs: Default::default() });
+    let outcome = AssertUnwindSafe(test(ctx.clone())).catch_unwind().await;
+    let failure = match &outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(_) => Some("panicked".to_owned()),
+    };
+    if let Some(why) = failure {
+        eprintln!("=== test in namespace {} failed: {why}", ctx.namespace);
+        eprintln!("{}", dump_namespace(&ctx).await);
+        if let Ok(extra) = ctx.extra_logs.lock() {
+            for f in extra.iter() {
+                eprintln!("{}", f());
+            }
+        }
+        eprintln!("{}", cp.log_tails(3000));
+        match outcome {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(Err(e)) => panic!("{e:#}"),
+            Ok(Ok(())) => unreachable!(),
+        }
+    }
+}
+
+/// Our objects with status, Secret names and data keys (never values), ConfigMaps and events.
+pub async fn dump_namespace(ctx: &TestContext) -> String {
+    let mut out = format!("----- objects in namespace {} -----\n", ctx.namespace);
+    for kind in ["TppClient", "AuthorizationServer"] {
+        let gvk = GroupVersionKind::gvk("tpp.dev", "v1alpha1", kind);
+        let ar = ApiResource::from_gvk(&gvk);
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &ar);
+        if let Ok(list) = api.list(&ListParams::default()).await {
+            for o in list {
+                let status = o.data.get("status").map(|s| serde_json::to_string_pretty(s).unwrap_or_default()).unwrap_or_default();
+                let spec = o.data.get("spec").map(|s| serde_json::to_string(s).unwrap_or_default()).unwrap_or_default();
+                out.push_str(&format!("{kind}/{}\n  spec: {spec}\n  status: {status}\n", o.name_any()));
+            }
+        }
+    }
+    if let Ok(list) = ctx.api::<Secret>().list(&ListParams::default()).await {
+        for s in list {
+            let keys: Vec<_> = s.data.as_ref().map(|d| d.keys().cloned().collect()).unwrap_or_default();
+            out.push_str(&format!("Secret/{} type={:?} keys={keys:?}\n", s.name_any(), s.type_));
+        }
+    }
+    if let Ok(list) = ctx.api::<ConfigMap>().list(&ListParams::default()).await {
+        for c in list {
+            let keys: Vec<_> = c.data.as_ref().map(|d| d.keys().cloned().collect()).unwrap_or_default();
+            out.push_str(&format!("ConfigMap/{} keys={keys:?}\n", c.name_any()));
+        }
+    }
+    if let Ok(list) = ctx.api::<Event>().list(&ListParams::default()).await {
+        for e in list {
+            out.push_str(&format!(
+                "Event {} {} {}: {}\n",
+                e.type_.unwrap_or_default(),
+                e.involved_object.name.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            ));
+        }
+    }
+    out
+}

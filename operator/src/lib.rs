@@ -12,3 +12,10 @@
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod config;
+pub mod metrics;
+pub mod redact;
+pub mod telemetry;
+pub mod admin;
+pub mod lease;
+pub mod store;

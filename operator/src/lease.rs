@@ -1,0 +1,119 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease: one replica acts, standbys stay warm and
+//! take over when the holder stops renewing. Compare-and-swap through `resourceVersion`.
+//! Kubernetes I/O.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::{Api, Client, api::PostParams};
+
+/// Settings of the election.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    /// Lease namespace.
+    pub namespace: String,
+    /// Lease name.
+    pub name: String,
+    /// This replica's identity (pod name, or host name + pid).
+    pub identity: String,
+    /// How long a lease is valid without renewal.
+    pub lease_duration: Duration,
+}
+
+/// Contends for one Lease.
+pub struct LeaderElector {
+    api: Api<Lease>,
+    config: LeaseConfig,
+}
+
+impl LeaderElector {
+    /// An elector for `config`.
+    pub fn new(client: Client, config: LeaseConfig) -> Self {
+        Self { api: Api::namespaced(client, &config.namespace), config }
+    }
+
+    /// One round: acquire a free or expired lease, renew our own. Returns whether we hold it.
+    pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+        let now = jiff::Timestamp::now();
+        let secs = i32::try_from(self.config.lease_duration.as_secs()).unwrap_or(i32::MAX);
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            let lease = Lease {
+                metadata: kube::api::ObjectMeta { name: Some(self.config.name.clone()), ..Default::default() },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(self.config.identity.clone()),
+                    lease_duration_seconds: Some(secs),
+                    acquire_time: Some(MicroTime(now)),
+                    renew_time: Some(MicroTime(now)),
+                    lease_transitions: Some(0),
+                    ..Default::default()
+                }),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        let mine = spec.holder_identity.as_deref() == Some(self.config.identity.as_str());
+        let expired = spec
+            .renew_time
+            .as_ref()
+            .map(|t| t.0 + jiff::SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(secs))) < now)
+            .unwrap_or(true);
+        if !mine && !expired {
+            return Ok(false);
+        }
+        if !mine {
+            spec.holder_identity = Some(self.config.identity.clone());
+            spec.acquire_time = Some(MicroTime(now));
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        }
+        spec.renew_time = Some(MicroTime(now));
+        spec.lease_duration_seconds = Some(secs);
+        // `replace` carries the resourceVersion we read: a concurrent writer makes this a 409.
+        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Wait until this replica holds the lease, then keep renewing it in the background; the
+    /// returned receiver turns `false` if leadership is lost (the process should then exit).
+    pub async fn acquire(self) -> tokio::sync::watch::Receiver<bool> {
+        let retry = self.config.lease_duration / 3;
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "leader election round failed"),
+            }
+            tokio::time::sleep(retry).await;
+        }
+        tracing::info!(identity = %self.config.identity, lease = %self.config.name, "acquired leadership");
+        let (tx, rx) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            let mut last_ok = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(retry).await;
+                match self.try_acquire_or_renew().await {
+                    Ok(true) => last_ok = std::time::Instant::now(),
+                    Ok(false) => {
+                        let _ = tx.send(false);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "renewing the lease failed");
+                        if last_ok.elapsed() >= self.config.lease_duration {
+                            let _ = tx.send(false);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        rx
+    }
+}

@@ -9,6 +9,8 @@
 //! - [`store`]: Secret/ConfigMap layouts and server-side apply. Kubernetes I/O.
 //! - [`reconcile`]: the controllers tying the above together.
 
+pub mod clock;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod rotation;

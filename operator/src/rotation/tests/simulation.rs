@@ -12,14 +12,13 @@
 //! past; each instant settles in a few passes; the plan does not depend on record order; under
 //! backoff no authorization-server call is planned.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use super::fixtures::{at, secs};
-use crate::rotation::certificate::renew_at;
 use crate::rotation::{
     Action, CertPolicy, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, Plan,
     Policy, Publication, Reason, TokenPolicy, TokenRecord, TriggerKind, calls_authorization_server,
@@ -28,6 +27,8 @@ use crate::rotation::{
 
 /// Plans at one instant before it must have settled.
 const MAX_PASSES: usize = 12;
+/// Passes at one instant in which the simulated reconciler may crash.
+const CRASHING_PASSES: usize = 4;
 /// The backoff probed at every instant.
 const PROBE_BACKOFF: SignedDuration = SignedDuration::from_secs(120);
 
@@ -38,11 +39,13 @@ struct Scenario {
     approval_lag: SignedDuration,
     steps: Vec<i64>,
     triggers: Vec<(usize, TriggerKind)>,
+    /// Cycled per executed action: `true` means the reconciler dies right after that action.
+    crashes: Vec<bool>,
 }
 
 fn key_policy() -> impl Strategy<Value = KeyPolicy> {
     (
-        proptest::option::weighted(0.8, 1_200..=7_200i64),
+        proptest::option::weighted(0.8, 600..=7_200i64),
         0..=600i64,
         0..=600i64,
     )
@@ -96,6 +99,7 @@ fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value = Scenario> 
         0..=900i64,
         proptest::collection::vec(1..=max_step, 1..=max_steps),
         proptest::collection::vec((0..max_steps, trigger_kind), 0..=4),
+        proptest::collection::vec(proptest::bool::weighted(0.1), 1..=32),
     )
         .prop_map(
             |(
@@ -104,6 +108,7 @@ fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value = Scenario> 
                 lag,
                 steps,
                 triggers,
+                crashes,
             )| Scenario {
                 policy: Policy {
                     signing,
@@ -117,6 +122,7 @@ fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value = Scenario> 
                 approval_lag: secs(lag),
                 steps,
                 triggers,
+                crashes,
             },
         )
 }
@@ -138,7 +144,10 @@ struct Sim<'a> {
     bootstrapped: BTreeSet<String>,
     manual_rotation_requested: bool,
     manual_keys: BTreeSet<(String, KeyUse)>,
-    manual_certificates: BTreeSet<String>,
+    /// Manual certificate renewals done, with the crash count when last done.
+    manual_certificates: BTreeMap<String, usize>,
+    executed: usize,
+    crashed: usize,
 }
 
 impl<'a> Sim<'a> {
@@ -152,7 +161,9 @@ impl<'a> Sim<'a> {
             bootstrapped: BTreeSet::new(),
             manual_rotation_requested: false,
             manual_keys: BTreeSet::new(),
-            manual_certificates: BTreeSet::new(),
+            manual_certificates: BTreeMap::new(),
+            executed: 0,
+            crashed: 0,
         }
     }
 
@@ -205,7 +216,7 @@ impl<'a> Sim<'a> {
 
     /// Plans and executes until the plan is idle; returns its wake-up.
     fn settle(&mut self) -> Result<Option<Timestamp>, TestCaseError> {
-        for _ in 0..MAX_PASSES {
+        for pass in 0..MAX_PASSES {
             self.approve();
             let p = plan(self.policy(), &self.seen, self.now);
             self.check_plan(&p)?;
@@ -219,6 +230,14 @@ impl<'a> Sim<'a> {
             for action in p.actions {
                 self.apply(&action)?;
                 self.check_state()?;
+                let crashes = &self.sc.crashes;
+                self.executed += 1;
+                let crash = crashes.get(self.executed % crashes.len().max(1)) == Some(&true);
+                // A reconciler that dies on every attempt never gets anywhere: only early passes.
+                if crash && pass < CRASHING_PASSES {
+                    self.crashed += 1;
+                    break;
+                }
             }
         }
         Err(TestCaseError::fail(format!(
@@ -358,13 +377,17 @@ impl<'a> Sim<'a> {
         let now = self.now;
         if reason == Reason::ManualTrigger {
             let value = self.seen.triggers.renew_certificate.pending().unwrap_or_default();
+            // At least once: only a crash before the acknowledgement may repeat it.
+            let previous = self
+                .manual_certificates
+                .insert(value.to_owned(), self.crashed);
             prop_assert!(
-                self.manual_certificates.insert(value.to_owned()),
-                "manual renewal {value} acted on twice"
+                previous.is_none_or(|crashes| crashes < self.crashed),
+                "manual renewal {value} repeated without a crash"
             );
         }
         if let Some(old) = &self.seen.certificate {
-            let latest = renew_at(&self.policy().certificate, old) + self.slack;
+            let latest = renew_point(&self.policy().certificate, old) + self.slack;
             prop_assert!(now <= latest, "certificate renewed at {now}, later than {latest}");
             prop_assert!(now < old.not_after, "certificate expired before renewal");
         }
@@ -435,6 +458,18 @@ impl<'a> Sim<'a> {
         }
         Ok(())
     }
+}
+
+/// The renew point, computed independently of the planner: `notAfter - renewBefore`, or a third
+/// of the lifetime when `renewBefore` is not inside it.
+fn renew_point(policy: &CertPolicy, cert: &CertRecord) -> Timestamp {
+    let lifetime = cert.not_after.duration_since(cert.not_before);
+    let before = if policy.renew_before > SignedDuration::ZERO && policy.renew_before < lifetime {
+        policy.renew_before
+    } else {
+        lifetime / 3
+    };
+    cert.not_after - before
 }
 
 fn run(sc: &Scenario, driver: Driver, slack: SignedDuration) -> Result<(), TestCaseError> {

@@ -98,7 +98,7 @@ fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value = Scenario> 
         300..=1_800i64,
         0..=900i64,
         proptest::collection::vec(1..=max_step, 1..=max_steps),
-        proptest::collection::vec((0..max_steps, trigger_kind), 0..=4),
+        proptest::collection::vec((0..max_steps, trigger_kind), 0..=12),
         proptest::collection::vec(proptest::bool::weighted(0.1), 1..=32),
     )
         .prop_map(
@@ -225,6 +225,7 @@ impl<'a> Sim<'a> {
                     p.next_wakeup.is_none_or(|w| w > self.now),
                     "an idle plan asks to be re-run at once: {p:?}"
                 );
+                self.check_wake_up_is_tight(p.next_wakeup)?;
                 return Ok(p.next_wakeup);
             }
             for action in p.actions {
@@ -259,15 +260,47 @@ impl<'a> Sim<'a> {
         let until = self.now + PROBE_BACKOFF;
         backed_off.backoff_until = Some(until);
         let held = plan(self.policy(), &backed_off, self.now);
+        let immediate = self.policy().publication == Publication::Immediate;
+        let registered = self.seen.registered;
+        let calls_as = |a: &Action| match a {
+            Action::RefreshToken { .. } => true,
+            Action::RenewCertificate { .. } => registered,
+            Action::PublishKeys { .. } | Action::RemoveKey { .. } => registered && immediate,
+            _ => false,
+        };
         prop_assert!(
-            held.actions
-                .iter()
-                .all(|a| !calls_authorization_server(a, self.policy(), &backed_off)),
+            !held.actions.iter().any(calls_as),
             "AS call planned under backoff: {held:?}"
         );
+        for action in held.actions.iter().chain(&held.withheld) {
+            prop_assert_eq!(
+                calls_as(action),
+                calls_authorization_server(action, self.policy(), &backed_off)
+            );
+        }
         prop_assert!(held.next_wakeup.is_none_or(|w| w >= self.now));
         if !held.withheld.is_empty() {
             prop_assert!(held.next_wakeup.is_some_and(|w| w <= until));
+        }
+        Ok(())
+    }
+
+    /// Nothing becomes due before the wake-up (due conditions only ever turn on as time
+    /// passes, so probing just before it covers the whole interval), and something is due at it.
+    fn check_wake_up_is_tight(&self, wake: Option<Timestamp>) -> Result<(), TestCaseError> {
+        let busy = |at: Timestamp| {
+            plan(self.policy(), &self.seen, at)
+                .actions
+                .iter()
+                .any(Action::changes_state)
+        };
+        match wake {
+            Some(wake) => {
+                let just_before = wake - SignedDuration::from_nanos(1);
+                prop_assert!(!busy(just_before), "work due before the wake-up at {wake}");
+                prop_assert!(busy(wake), "nothing due at the wake-up {wake}");
+            }
+            None => prop_assert!(!busy(self.now + SignedDuration::from_hours(24 * 365))),
         }
         Ok(())
     }
@@ -327,8 +360,8 @@ impl<'a> Sim<'a> {
                 let delay = self
                     .key_policy(key.use_)
                     .map_or(SignedDuration::ZERO, |p| p.propagation_delay);
+                prop_assert_eq!(key.state, KeyState::Published, "{} activated unpublished", kid);
                 if registered {
-                    prop_assert_eq!(key.state, KeyState::Published);
                     prop_assert!(
                         key.published_at.is_some_and(|p| p + delay <= now),
                         "{kid} activated before its propagation delay"

@@ -8,7 +8,8 @@
 //! (the bootstrap key excepted) or approval; at most two keys of a use are published (three
 //! after a manual rotation); no active key is unpublished or removed; certificates are renewed
 //! no later than their renew-before window (plus the step slack) and never expire; tokens are
-//! refreshed before they expire; a manual trigger is acted on once; wake-ups are never in the
+//! refreshed before they expire and, once settled, bound to the current certificate (even after
+//! a crash between renewal and refresh); a manual trigger is acted on once; wake-ups are never in the
 //! past; each instant settles in a few passes; the plan does not depend on record order; under
 //! backoff no authorization-server call is planned.
 
@@ -226,6 +227,11 @@ impl<'a> Sim<'a> {
                     "an idle plan asks to be re-run at once: {p:?}"
                 );
                 self.check_wake_up_is_tight(p.next_wakeup)?;
+                if let Some(cert) = self.seen.certificate.as_ref().filter(|_| self.seen.registered) {
+                    for token in &self.seen.tokens {
+                        prop_assert_eq!(&token.cert_x5t_s256, &cert.x5t_s256, "token on an old cert");
+                    }
+                }
                 return Ok(p.next_wakeup);
             }
             for action in p.actions {

@@ -21,6 +21,7 @@ control-plane:
 ## Regenerate the CRDs from operator/src/crd.
 crds:
 	$(CARGO) run -q -p tpp-operator --bin crdgen -- crds
+	$(CARGO) run -q -p tpp-operator --bin crdgen -- charts/tpp-operator/crds-copy
 
 ## Unit tests and loopback integration tests (no control plane needed).
 test-unit:

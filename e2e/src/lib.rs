@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod control_plane;
+pub mod operator;
 pub mod pki;
 pub mod process;
 

@@ -9,13 +9,15 @@
 //! - [`store`]: Secret/ConfigMap layouts and server-side apply. Kubernetes I/O.
 //! - [`reconcile`]: the controllers tying the above together.
 
+pub mod admin;
+pub mod clock;
+pub mod config;
 pub mod crd;
 pub mod duration;
 pub mod error;
-pub mod config;
+pub mod lease;
 pub mod metrics;
 pub mod redact;
-pub mod telemetry;
-pub mod admin;
-pub mod lease;
+pub mod rotation;
 pub mod store;
+pub mod telemetry;

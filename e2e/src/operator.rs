@@ -1,0 +1,190 @@
+//! The operator binary as a process, running under the chart's RBAC (the rules in
+//! `charts/tpp-operator/files/`) with a ServiceAccount token from the TokenRequest API — so a
+//! missing verb is a real 403. One operator per test, watching only that test's namespace, so
+//! tests can kill and restart it freely. Process and Kubernetes I/O.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::{
+    authentication::v1::{TokenRequest, TokenRequestSpec},
+    core::v1::{Namespace, ServiceAccount},
+    rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject},
+};
+use kube::{
+    Api, Client,
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
+};
+
+use crate::{
+    control_plane::{ControlPlane, kubeconfig_yaml, repo_root},
+    process::{ChildGuard, free_port, spawn},
+};
+
+/// Namespace of the operator's ServiceAccount and leader-election Lease in e2e runs.
+pub const OPERATOR_NAMESPACE: &str = "tpp-system";
+/// Name of the ServiceAccount, ClusterRole and bindings (the chart's release name).
+pub const RELEASE: &str = "tpp-operator";
+
+/// Path of the operator binary: `$TPP_OPERATOR_BIN`, else next to the test binary's folder.
+pub fn operator_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("TPP_OPERATOR_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> -> target/<profile>/tpp-operator
+    exe.parent().and_then(|d| d.parent()).map(|d| d.join("tpp-operator")).unwrap_or_default()
+}
+
+fn rules(file: &str) -> Result<Vec<PolicyRule>> {
+    let path = repo_root().join("charts/tpp-operator/files").join(file);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    Ok(serde_yaml::from_str(&text)?)
+}
+
+/// Install the chart's ServiceAccount and RBAC (idempotent) and return a kubeconfig with a
+/// fresh ServiceAccount token.
+pub async fn operator_kubeconfig(cp: &ControlPlane, admin: &Client) -> Result<String> {
+    let pp = PatchParams::apply("e2e").force();
+    let meta = |name: &str, ns: Option<&str>| ObjectMeta { name: Some(name.into()), namespace: ns.map(Into::into), ..Default::default() };
+    Api::<Namespace>::all(admin.clone())
+        .patch(OPERATOR_NAMESPACE, &pp, &Patch::Apply(Namespace { metadata: meta(OPERATOR_NAMESPACE, None), ..Default::default() }))
+        .await?;
+    let sa_api: Api<ServiceAccount> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+    sa_api.patch(RELEASE, &pp, &Patch::Apply(ServiceAccount { metadata: meta(RELEASE, Some(OPERATOR_NAMESPACE)), ..Default::default() })).await?;
+    let subject = vec![Subject { kind: "ServiceAccount".into(), name: RELEASE.into(), namespace: Some(OPERATOR_NAMESPACE.into()), ..Default::default() }];
+    Api::<ClusterRole>::all(admin.clone())
+        .patch(RELEASE, &pp, &Patch::Apply(ClusterRole { metadata: meta(RELEASE, None), rules: Some(rules("clusterrole-rules.yaml")?), ..Default::default() }))
+        .await?;
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .patch(
+            RELEASE,
+            &pp,
+            &Patch::Apply(ClusterRoleBinding {
+                metadata: meta(RELEASE, None),
+                role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "ClusterRole".into(), name: RELEASE.into() },
+                subjects: Some(subject.clone()),
+            }),
+        )
+        .await?;
+    let le = format!("{RELEASE}-leader-election");
+    Api::<Role>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+        .patch(&le, &pp, &Patch::Apply(Role { metadata: meta(&le, Some(OPERATOR_NAMESPACE)), rules: Some(rules("leader-election-rules.yaml")?) }))
+        .await?;
+    Api::<RoleBinding>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+        .patch(
+            &le,
+            &pp,
+            &Patch::Apply(RoleBinding {
+                metadata: meta(&le, Some(OPERATOR_NAMESPACE)),
+                role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "Role".into(), name: le.clone() },
+                subjects: Some(subject),
+            }),
+        )
+        .await?;
+    let tr = TokenRequest {
+        spec: Some(TokenRequestSpec { expiration_seconds: Some(3600 * 4), ..Default::default() }),
+        ..Default::default()
+    };
+    let tr = sa_api.create_token_request(RELEASE, &PostParams::default(), &tr).await.context("TokenRequest")?;
+    let token = tr.status.and_then(|s| s.token).context("TokenRequest returned no token")?;
+    Ok(kubeconfig_yaml(&cp.server, &cp.ca.cert_pem, None, Some(&token)))
+}
+
+/// Options for one operator process.
+#[derive(Clone, Debug, Default)]
+pub struct OperatorOptions {
+    /// Namespaces to watch (normally the test's own).
+    pub namespaces: Vec<String>,
+    /// Extra flags.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// A running operator.
+pub struct OperatorProcess {
+    child: ChildGuard,
+    kubeconfig: PathBuf,
+    options: OperatorOptions,
+    /// `http://127.0.0.1:<port>` of its admin server.
+    pub admin_url: String,
+    admin_port: u16,
+    log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Start the operator binary under the chart's RBAC.
+    pub async fn start(cp: &ControlPlane, admin: &Client, options: OperatorOptions) -> Result<Self> {
+        let kubeconfig_text = operator_kubeconfig(cp, admin).await?;
+        let tag = format!("{:08x}", rand::random::<u32>());
+        let kubeconfig = cp.dir.join(format!("operator-{tag}.kubeconfig"));
+        std::fs::write(&kubeconfig, kubeconfig_text)?;
+        let log = cp.dir.join(format!("operator-{tag}.log"));
+        let admin_port = free_port()?;
+        let child = Self::spawn(&kubeconfig, admin_port, &options, &log)?;
+        let me = Self { child, kubeconfig, options, admin_url: format!("http://127.0.0.1:{admin_port}"), admin_port, log };
+        me.wait_healthy(Duration::from_secs(30)).await?;
+        Ok(me)
+    }
+
+    fn spawn(kubeconfig: &std::path::Path, admin_port: u16, o: &OperatorOptions, log: &std::path::Path) -> Result<ChildGuard> {
+        let bin = operator_binary();
+        anyhow::ensure!(bin.is_file(), "{} not found: run `cargo build -p tpp-operator --bins` (make test does)", bin.display());
+        let mut cmd = Command::new(bin);
+        cmd.env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info,tpp_operator=debug".into()))
+            .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
+            .arg("--admin-address")
+            .arg(format!("127.0.0.1:{admin_port}"));
+        if !o.namespaces.is_empty() {
+            cmd.arg("--namespaces").arg(o.namespaces.join(","));
+        }
+        cmd.args(&o.args);
+        for (k, v) in &o.env {
+            cmd.env(k, v);
+        }
+        spawn("tpp-operator", cmd, log)
+    }
+
+    async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(r) = http.get(format!("{}/healthz", self.admin_url)).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("operator not healthy after {timeout:?}; log:\n{}", self.child.log_tail(4000))
+    }
+
+    /// Kill with SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// Start again after a kill, same kubeconfig, same admin port, same log file.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.child.kill();
+        self.child = Self::spawn(&self.kubeconfig, self.admin_port, &self.options, &self.log)?;
+        self.wait_healthy(Duration::from_secs(30)).await
+    }
+
+    /// The tail of the operator's log.
+    pub fn log_tail(&self, max: u64) -> String {
+        self.child.log_tail(max)
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log file path.
+    pub fn log_path(&self) -> PathBuf {
+        self.log.clone()
+    }
+}

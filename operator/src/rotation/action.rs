@@ -1,0 +1,192 @@
+//! The planner's output: the actions to take now, in a safe order, and when to look again.
+//!
+//! Contract: plain data. [`Action::phase`] orders actions so that executing them one at a time
+//! is always safe: persist (generate) before publish before activate before remove. No I/O.
+
+use std::fmt;
+
+use jiff::Timestamp;
+
+use super::model::KeyUse;
+
+/// What the reconciler should do, in order, and when to plan again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Actions to take now, in execution order.
+    pub actions: Vec<Action>,
+    /// Actions that are due but held back because the AS may not be called before
+    /// `Observed::backoff_until`; they come back once it has passed.
+    pub withheld: Vec<Action>,
+    /// When to plan again: `now` when the actions above change the state (plan again once they
+    /// are done), otherwise the earliest future instant at which the plan would change. Never
+    /// before `now`; `None` only when nothing will ever be due without an outside change.
+    pub next_wakeup: Option<Timestamp>,
+}
+
+impl Plan {
+    /// Whether there is nothing to do now.
+    pub fn is_idle(&self) -> bool {
+        self.actions.is_empty()
+    }
+}
+
+/// One step for the reconciler.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Generate a key and persist it as `Pending` in `<name>-keys` (local only).
+    GenerateKey { use_: KeyUse, reason: Reason },
+    /// Publish exactly these kids (every Pending, Published, Active and Retiring key, all uses)
+    /// and mark the Pending ones `Published` at this instant. An AS call only with
+    /// [`Publication::Immediate`](super::Publication::Immediate) once registered.
+    PublishKeys { kids: Vec<String>, reason: Reason },
+    /// The kid is published but a human has not approved it yet: surface that, do nothing else.
+    AwaitApproval { kid: String },
+    /// Start using `kid`; the keys in `retire` become `Retiring` in the same step (local only).
+    ActivateKey {
+        kid: String,
+        retire: Vec<String>,
+        reason: Reason,
+    },
+    /// Stop using `kid` without a successor; it stays published until retired (local only).
+    RetireKey { kid: String, reason: Reason },
+    /// Unpublish `kid` (publish the remaining set) and delete it from `<name>-keys`.
+    RemoveKey { kid: String, reason: Reason },
+    /// Issue a new transport key and certificate (and tell the AS where the mode needs it).
+    RenewCertificate { reason: Reason },
+    /// Mint the named token with the current certificate.
+    RefreshToken { name: String, reason: Reason },
+    /// Record `value` as the handled value of the trigger (after the actions it asked for).
+    AcknowledgeTrigger { trigger: TriggerKind, value: String },
+}
+
+impl Action {
+    /// Execution order: persist, publish, activate, remove, then certificate and tokens, then
+    /// acknowledgements (so a crash before one repeats the work rather than losing it).
+    pub fn phase(&self) -> u8 {
+        match self {
+            Action::GenerateKey { .. } => 0,
+            Action::PublishKeys { .. } => 1,
+            Action::AwaitApproval { .. } => 2,
+            Action::ActivateKey { .. } | Action::RetireKey { .. } => 3,
+            Action::RemoveKey { .. } => 4,
+            Action::RenewCertificate { .. } => 5,
+            Action::RefreshToken { .. } => 6,
+            Action::AcknowledgeTrigger { .. } => 7,
+        }
+    }
+
+    /// Whether carrying out the action changes the observed state (and so calls for a re-plan).
+    pub fn changes_state(&self) -> bool {
+        !matches!(self, Action::AwaitApproval { .. })
+    }
+
+    /// The reason of the action, for conditions and events.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Action::GenerateKey { reason, .. }
+            | Action::PublishKeys { reason, .. }
+            | Action::ActivateKey { reason, .. }
+            | Action::RetireKey { reason, .. }
+            | Action::RemoveKey { reason, .. }
+            | Action::RenewCertificate { reason }
+            | Action::RefreshToken { reason, .. } => *reason,
+            Action::AwaitApproval { .. } => Reason::AwaitingApproval,
+            Action::AcknowledgeTrigger { .. } => Reason::ManualTrigger,
+        }
+    }
+}
+
+/// A manual verb annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TriggerKind {
+    /// Start a key rotation.
+    RotateKeys,
+    /// Renew the transport certificate.
+    RenewCertificate,
+    /// Refresh every token.
+    RenewTokens,
+}
+
+impl TriggerKind {
+    /// The verb, as used in the annotation name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::RotateKeys => "rotate-keys",
+            TriggerKind::RenewCertificate => "renew-certificate",
+            TriggerKind::RenewTokens => "renew-tokens",
+        }
+    }
+}
+
+/// Why an action is planned; PascalCase for conditions and events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// There is no usable key of this use.
+    NoKey,
+    /// The active key reached the rotation age.
+    RotationDue,
+    /// A manual trigger asked for it.
+    ManualTrigger,
+    /// A persisted key is not yet published.
+    KeyUnpublished,
+    /// The new key has been published for the propagation delay.
+    PropagationElapsed,
+    /// Not registered yet: registration carries the key, nothing to propagate.
+    Bootstrap,
+    /// The new key waits for a human's approval.
+    AwaitingApproval,
+    /// The retired key has stayed published long enough.
+    RetireElapsed,
+    /// Another new key of the same use is further along; this one is dropped.
+    Superseded,
+    /// More than one key of a use was active; only the newest stays active.
+    DuplicateActive,
+    /// The policy no longer asks for keys of this use.
+    KeyUseDisabled,
+    /// There is no transport certificate.
+    CertificateMissing,
+    /// The certificate's notAfter has passed.
+    CertificateExpired,
+    /// The certificate is inside its renew-before window.
+    InsideRenewBefore,
+    /// The token does not exist yet.
+    TokenMissing,
+    /// The token has expired.
+    TokenExpired,
+    /// The token reached its (jittered) refresh point.
+    RefreshDue,
+    /// The token is bound to a certificate other than the current (or the one being issued).
+    CertificateChanged,
+}
+
+impl Reason {
+    /// The PascalCase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoKey => "NoKey",
+            Reason::RotationDue => "RotationDue",
+            Reason::ManualTrigger => "ManualTrigger",
+            Reason::KeyUnpublished => "KeyUnpublished",
+            Reason::PropagationElapsed => "PropagationElapsed",
+            Reason::Bootstrap => "Bootstrap",
+            Reason::AwaitingApproval => "AwaitingApproval",
+            Reason::RetireElapsed => "RetireElapsed",
+            Reason::Superseded => "Superseded",
+            Reason::DuplicateActive => "DuplicateActive",
+            Reason::KeyUseDisabled => "KeyUseDisabled",
+            Reason::CertificateMissing => "CertificateMissing",
+            Reason::CertificateExpired => "CertificateExpired",
+            Reason::InsideRenewBefore => "InsideRenewBefore",
+            Reason::TokenMissing => "TokenMissing",
+            Reason::TokenExpired => "TokenExpired",
+            Reason::RefreshDue => "RefreshDue",
+            Reason::CertificateChanged => "CertificateChanged",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,134 @@
+//! The rotation planner: given the policy, the observed state and the current instant, what to
+//! do now, in which order, and when to look again.
+//!
+//! Contract: [`plan`] is a pure function (no I/O, no async, no system time: `now` is an
+//! argument, see [`crate::clock`]); the same input gives the same plan. Actions come ordered so
+//! that a reconciler executing them one at a time is always safe (persist before publish
+//! before activate before remove, certificate before the tokens bound to it, acknowledgements
+//! last). No action that calls the authorization server is planned before
+//! `Observed::backoff_until`. Keys (`keys`), certificate (`certificate`) and tokens (`tokens`)
+//! are decided by small ordered checks, each returning a [`Reason`].
+
+mod action;
+mod certificate;
+mod keys;
+mod model;
+mod time;
+mod tokens;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+
+pub use action::{Action, Plan, Reason, TriggerKind};
+pub use model::{
+    CertPolicy, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, Policy, Publication,
+    TokenPolicy, TokenRecord, Trigger, Triggers,
+};
+pub use tokens::{TOKEN_SAFETY_FLOOR, refresh_at};
+
+/// Decides what to do at `now`.
+pub fn plan(policy: &Policy, seen: &Observed, now: Timestamp) -> Plan {
+    let mut draft = Draft::default();
+    let rotation_under_way = keys::plan_keys(policy, seen, now, &mut draft);
+    let renewal = certificate::plan_certificate(&policy.certificate, seen, now, &mut draft);
+    let tokens_follow_trigger =
+        tokens::plan_tokens(policy, seen, now, renewal.is_some(), &mut draft);
+
+    let backoff = seen.backoff_until.filter(|until| *until > now);
+    let (mut actions, withheld): (Vec<Action>, Vec<Action>) = draft
+        .actions
+        .into_iter()
+        .partition(|action| backoff.is_none() || !calls_authorization_server(action, policy, seen));
+
+    // A trigger is acknowledged only together with the work it asked for.
+    let certificate_renewed = actions
+        .iter()
+        .any(|a| matches!(a, Action::RenewCertificate { .. }));
+    let tokens_withheld = withheld
+        .iter()
+        .any(|a| matches!(a, Action::RefreshToken { .. }));
+    for (trigger, satisfied) in [
+        (TriggerKind::RotateKeys, rotation_under_way),
+        (TriggerKind::RenewCertificate, certificate_renewed),
+        (
+            TriggerKind::RenewTokens,
+            tokens_follow_trigger && !tokens_withheld,
+        ),
+    ] {
+        if let (true, Some(value)) = (satisfied, seen.triggers.get(trigger).pending()) {
+            actions.push(Action::AcknowledgeTrigger {
+                trigger,
+                value: value.to_owned(),
+            });
+        }
+    }
+    actions.sort_by_key(Action::phase);
+
+    let follow_up = actions.iter().any(Action::changes_state).then_some(now);
+    let after_backoff = backoff.filter(|_| !withheld.is_empty());
+    let next_wakeup = draft
+        .wakeups
+        .into_iter()
+        .filter(|at| *at > now)
+        .chain(follow_up)
+        .chain(after_backoff)
+        .min();
+    Plan {
+        actions,
+        withheld,
+        next_wakeup,
+    }
+}
+
+/// Whether executing `action` calls the authorization server (and so must respect backoff).
+pub fn calls_authorization_server(action: &Action, policy: &Policy, seen: &Observed) -> bool {
+    match action {
+        Action::PublishKeys { .. } | Action::RemoveKey { .. } => {
+            seen.registered && policy.publication == Publication::Immediate
+        }
+        Action::RenewCertificate { .. } => seen.registered,
+        Action::RefreshToken { .. } => true,
+        Action::GenerateKey { .. }
+        | Action::AwaitApproval { .. }
+        | Action::ActivateKey { .. }
+        | Action::RetireKey { .. }
+        | Action::AcknowledgeTrigger { .. } => false,
+    }
+}
+
+/// Actions and wake-up instants gathered by the checks, before ordering and backoff.
+#[derive(Debug, Default)]
+struct Draft {
+    actions: Vec<Action>,
+    wakeups: Vec<Timestamp>,
+}
+
+impl Draft {
+    fn act(&mut self, action: Action) {
+        self.actions.push(action);
+    }
+
+    fn wake_at(&mut self, at: Timestamp) {
+        self.wakeups.push(at);
+    }
+
+    fn generates(&self, use_: KeyUse) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::GenerateKey { use_: u, .. } if *u == use_))
+    }
+
+    fn removed_kids(&self) -> BTreeSet<String> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::RemoveKey { kid, .. } => Some(kid.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,218 @@
+//! The planner's input: the rotation policy (from the `TppClient` spec) and the observed state
+//! (from the persisted Secrets and annotations).
+//!
+//! Contract: plain data, decoupled from the CRD; the reconciler maps its objects into these
+//! types. The records (`KeyRecord`, `CertRecord`, `TokenRecord`, `Trigger`) serialize as
+//! camelCase JSON so the reconciler can persist them. No I/O.
+
+use std::collections::BTreeSet;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// How credentials of one client rotate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Signing keys (`use=sig`).
+    pub signing: KeyPolicy,
+    /// Encryption keys (`use=enc`); `None` means the client has none, and any left are retired.
+    pub encryption: Option<KeyPolicy>,
+    /// The mTLS transport certificate.
+    pub certificate: CertPolicy,
+    /// The access tokens to keep fresh, by name.
+    pub tokens: Vec<TokenPolicy>,
+    /// How the authorization server learns the client's JWKS.
+    pub publication: Publication,
+    /// Seed of the deterministic token-refresh jitter, e.g. a hash of namespace/name/uid.
+    pub jitter_seed: u64,
+}
+
+/// Lifecycle timings of one kind of key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPolicy {
+    /// Start a rotation once the active key is this old (from `createdAt`); `None` never
+    /// rotates automatically.
+    pub every: Option<SignedDuration>,
+    /// How long a key must be published before it is used; at least the AS's JWKS cache TTL.
+    pub propagation_delay: SignedDuration,
+    /// How long a retired key stays published after it stopped being used.
+    pub retire_after: SignedDuration,
+}
+
+/// Renewal of the transport certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertPolicy {
+    /// Validity of a certificate we issue.
+    pub duration: SignedDuration,
+    /// Renew this long before `notAfter`; a value outside `(0, lifetime)` means a third of the
+    /// certificate's lifetime.
+    pub renew_before: SignedDuration,
+    /// `false` when the user supplies the certificate (a Secret reference): we never renew it,
+    /// but tokens still follow its thumbprint.
+    pub managed: bool,
+}
+
+/// Refresh of one named access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// Token name (the key prefix in the credentials Secret).
+    pub name: String,
+    /// Refresh this long before expiry; `None` (or a value outside `(0, lifetime)`) means a
+    /// third of the token's lifetime.
+    pub refresh_before: Option<SignedDuration>,
+}
+
+/// How the authorization server learns the client's JWKS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Publication {
+    /// RFC 7592 PUT with an inline `jwks`: effective at once (an AS call), but the
+    /// propagation delay is still honoured.
+    Immediate,
+    /// The AS fetches our served `jwks_uri` and caches it; publishing is a local write.
+    JwksUri,
+    /// A human uploads the JWKS; a kid may be activated only once it is approved.
+    ApprovalGate,
+}
+
+/// What the reconciler observed, as of one reconcile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Whether the client is registered at the AS. Before registration there is nothing to
+    /// propagate: the first keys become active at once and registration carries them.
+    pub registered: bool,
+    /// Every key persisted in `<name>-keys`.
+    pub keys: Vec<KeyRecord>,
+    /// The current transport certificate, if any.
+    pub certificate: Option<CertRecord>,
+    /// The tokens in `<name>-credentials`.
+    pub tokens: Vec<TokenRecord>,
+    /// Kids a human approved (for [`Publication::ApprovalGate`]).
+    pub approved_kids: BTreeSet<String>,
+    /// Manual verb annotations.
+    pub triggers: Triggers,
+    /// Do not call the AS before this instant (`Retry-After` or backoff).
+    pub backoff_until: Option<Timestamp>,
+}
+
+/// What a key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyUse {
+    /// Signing (`use=sig`): client assertions, request objects.
+    Sig,
+    /// Encryption (`use=enc`): encrypted responses.
+    Enc,
+}
+
+/// Where a key is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum KeyState {
+    /// Persisted, not yet visible to the AS.
+    Pending,
+    /// Visible to the AS, not yet used.
+    Published,
+    /// In use (still published).
+    Active,
+    /// No longer used, still published until `retireAfter` has elapsed.
+    Retiring,
+}
+
+/// One persisted key (public metadata only: the private JWK lives beside it in the Secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRecord {
+    /// Key id.
+    pub kid: String,
+    /// What the key is for.
+    #[serde(rename = "use")]
+    pub use_: KeyUse,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// When the key was generated.
+    pub created_at: Timestamp,
+    /// When the key was first published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<Timestamp>,
+    /// When the key became active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<Timestamp>,
+    /// When the key stopped being used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_at: Option<Timestamp>,
+}
+
+/// The current transport certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertRecord {
+    /// Start of validity.
+    pub not_before: Timestamp,
+    /// End of validity.
+    pub not_after: Timestamp,
+    /// `x5t#S256` thumbprint, base64url.
+    pub x5t_s256: String,
+}
+
+/// One access token (metadata only: the token itself never enters the planner).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRecord {
+    /// Token name, as in [`TokenPolicy::name`].
+    pub name: String,
+    /// When the token was issued.
+    pub issued_at: Timestamp,
+    /// When the token expires.
+    pub expires_at: Timestamp,
+    /// Thumbprint of the certificate the token is bound to (`cnf.x5t#S256`).
+    pub cert_x5t_s256: String,
+}
+
+/// The manual verb annotations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Triggers {
+    /// `rotate-keys`: start a key rotation (signing and encryption).
+    #[serde(default)]
+    pub rotate_keys: Trigger,
+    /// `renew-certificate`: renew the managed transport certificate.
+    #[serde(default)]
+    pub renew_certificate: Trigger,
+    /// `renew-tokens`: refresh every token.
+    #[serde(default)]
+    pub renew_tokens: Trigger,
+}
+
+/// One manual trigger: the value a user requested and the last value the operator handled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    /// The annotation's current value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
+    /// The last value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled: Option<String>,
+}
+
+impl Trigger {
+    /// The requested value, when it has not been handled yet.
+    pub fn pending(&self) -> Option<&str> {
+        match (&self.requested, &self.handled) {
+            (Some(requested), handled) if handled.as_ref() != Some(requested) => {
+                Some(requested.as_str())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Triggers {
+    /// The trigger of `kind`.
+    pub fn get(&self, kind: super::TriggerKind) -> &Trigger {
+        match kind {
+            super::TriggerKind::RotateKeys => &self.rotate_keys,
+            super::TriggerKind::RenewCertificate => &self.renew_certificate,
+            super::TriggerKind::RenewTokens => &self.renew_tokens,
+        }
+    }
+}

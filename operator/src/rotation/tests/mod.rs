@@ -1,0 +1,9 @@
+//! Tests of the rotation planner: unit tests per trigger, then property tests driving the
+//! planner through a simulated reconciler.
+
+mod certificate;
+mod fixtures;
+mod keys;
+mod plan;
+mod simulation;
+mod tokens;

@@ -1,0 +1,186 @@
+//! Access token refresh: ordered checks per token, the first that fires gives the reason, and a
+//! deterministic jittered refresh point.
+//!
+//! Contract: a token is refreshed when missing, bound to a certificate other than the current
+//! one (or the one being issued), expired, on the manual trigger, or at its refresh point:
+//! `expiresAt - refreshBefore - jitter`, where `refreshBefore` defaults to a third of the
+//! lifetime, the jitter is below a tenth of the lifetime and derived from (jitter seed, token
+//! name, issuedAt), and the point is never later than `expiresAt -` [`TOKEN_SAFETY_FLOOR`]
+//! (capped at a tenth of the lifetime) nor earlier than a tenth of the lifetime after
+//! issuance. Nothing is planned before registration or without a certificate to bind to.
+//! Pure, no I/O.
+
+use std::collections::BTreeSet;
+
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
+
+use super::Draft;
+use super::action::{Action, Reason};
+use super::model::{Observed, Policy, TokenPolicy, TokenRecord};
+use super::time::{after, before, fraction};
+
+/// The latest a refresh point may be before expiry (for lifetimes of at least ten times this).
+pub const TOKEN_SAFETY_FLOOR: SignedDuration = SignedDuration::from_secs(30);
+
+/// What the token checks look at.
+struct Input<'a> {
+    record: Option<&'a TokenRecord>,
+    /// The thumbprint tokens must be bound to; `None` while a new certificate is being issued.
+    bound_to: Option<&'a str>,
+    manual: bool,
+    refresh_at: Option<Timestamp>,
+    now: Timestamp,
+}
+
+type Check = fn(&Input<'_>) -> Option<Reason>;
+
+/// In order: the first check that fires decides.
+const CHECKS: [Check; 5] = [
+    missing,
+    certificate_changed,
+    expired,
+    manual_trigger,
+    refresh_due,
+];
+
+fn missing(input: &Input<'_>) -> Option<Reason> {
+    input.record.is_none().then_some(Reason::TokenMissing)
+}
+
+fn certificate_changed(input: &Input<'_>) -> Option<Reason> {
+    let record = input.record?;
+    (input.bound_to != Some(record.cert_x5t_s256.as_str())).then_some(Reason::CertificateChanged)
+}
+
+fn expired(input: &Input<'_>) -> Option<Reason> {
+    let record = input.record?;
+    (input.now >= record.expires_at).then_some(Reason::TokenExpired)
+}
+
+fn manual_trigger(input: &Input<'_>) -> Option<Reason> {
+    input.manual.then_some(Reason::ManualTrigger)
+}
+
+fn refresh_due(input: &Input<'_>) -> Option<Reason> {
+    (input.now >= input.refresh_at?).then_some(Reason::RefreshDue)
+}
+
+/// Plans every token; returns whether a pending `renew-tokens` trigger is satisfied by it.
+/// `renewing_certificate` says a new certificate is planned: every token follows it.
+pub(super) fn plan_tokens(
+    policy: &Policy,
+    seen: &Observed,
+    now: Timestamp,
+    renewing_certificate: bool,
+    draft: &mut Draft,
+) -> bool {
+    if !seen.registered {
+        return false;
+    }
+    let bound_to = match (&seen.certificate, renewing_certificate) {
+        (_, true) => None,
+        (Some(cert), false) => Some(cert.x5t_s256.as_str()),
+        (None, false) => return false,
+    };
+    let manual = seen.triggers.renew_tokens.pending().is_some();
+    let mut planned = BTreeSet::new();
+    for token in &policy.tokens {
+        if !planned.insert(token.name.as_str()) {
+            continue;
+        }
+        let record = seen
+            .tokens
+            .iter()
+            .filter(|r| r.name == token.name)
+            .max_by(|a, b| (a.issued_at, a.expires_at).cmp(&(b.issued_at, b.expires_at)));
+        let refresh_at = record.map(|r| refresh_at(token, r, policy.jitter_seed));
+        let input = Input {
+            record,
+            bound_to,
+            manual,
+            refresh_at,
+            now,
+        };
+        match CHECKS.iter().find_map(|check| check(&input)) {
+            Some(reason) => draft.act(Action::RefreshToken {
+                name: token.name.clone(),
+                reason,
+            }),
+            None => {
+                if let Some(at) = refresh_at {
+                    draft.wake_at(at);
+                }
+            }
+        }
+    }
+    manual
+}
+
+/// The instant at which `record` is due for refresh under `token`'s policy.
+pub fn refresh_at(token: &TokenPolicy, record: &TokenRecord, jitter_seed: u64) -> Timestamp {
+    let lifetime = record.expires_at.duration_since(record.issued_at);
+    if !lifetime.is_positive() {
+        return record.expires_at;
+    }
+    let refresh_before = token
+        .refresh_before
+        .filter(|d| d.is_positive() && *d < lifetime)
+        .unwrap_or_else(|| fraction(lifetime, 3));
+    let tenth = fraction(lifetime, 10);
+    let jitter = jitter(tenth, jitter_seed, &token.name, record.issued_at);
+    let floor = TOKEN_SAFETY_FLOOR.min(tenth);
+    let point = before(record.expires_at, refresh_before.saturating_add(jitter))
+        .min(before(record.expires_at, floor));
+    point.max(after(record.issued_at, tenth))
+}
+
+/// A deterministic duration in `[0, bound)` from (seed, name, issued_at).
+fn jitter(bound: SignedDuration, seed: u64, name: &str, issued_at: Timestamp) -> SignedDuration {
+    let mut hash = Sha256::new();
+    hash.update(seed.to_be_bytes());
+    hash.update(name.as_bytes());
+    hash.update([0]);
+    hash.update(issued_at.as_nanosecond().to_be_bytes());
+    let digest = hash.finalize();
+    let mut first = [0u8; 4];
+    first.copy_from_slice(&digest[..4]);
+    let unit = i128::from(u32::from_be_bytes(first));
+    // bound < 2^94 ns for any SignedDuration, so the product stays below 2^126.
+    let nanos = (bound.as_nanos().max(0) * unit) >> 32;
+    SignedDuration::from_nanos_i128(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn jitter_stays_below_its_bound_and_depends_on_every_input() {
+        let bound = SignedDuration::from_secs(60);
+        let base = jitter(bound, 1, "payments", at(1_000));
+        assert!(base >= SignedDuration::ZERO && base < bound);
+        assert_eq!(base, jitter(bound, 1, "payments", at(1_000)));
+        let variants = [
+            jitter(bound, 2, "payments", at(1_000)),
+            jitter(bound, 1, "accounts", at(1_000)),
+            jitter(bound, 1, "payments", at(1_001)),
+        ];
+        assert!(variants.iter().any(|v| *v != base));
+        assert!(
+            variants
+                .iter()
+                .all(|v| *v >= SignedDuration::ZERO && *v < bound)
+        );
+    }
+
+    #[test]
+    fn jitter_of_the_largest_duration_does_not_overflow() {
+        let j = jitter(SignedDuration::MAX, u64::MAX, "t", Timestamp::MAX);
+        assert!(j >= SignedDuration::ZERO && j <= SignedDuration::MAX);
+    }
+}

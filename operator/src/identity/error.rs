@@ -60,6 +60,12 @@ pub enum IdentityError {
         /// What was wrong.
         reason: String,
     },
+    /// Registration metadata tried to set a claim the signed request sets itself.
+    #[error("registration metadata may not set the {claim} claim")]
+    ReservedClaim {
+        /// The clashing claim name.
+        claim: String,
+    },
     /// A JWS signature did not verify.
     #[error("the JWS signature did not verify")]
     VerifySignature,
@@ -108,6 +114,7 @@ impl IdentityError {
             Self::BuildJwt { .. } => "JwtBuildFailed",
             Self::Lifetime { .. } => "AssertionLifetimeInvalid",
             Self::ReadJwt { .. } => "JwtInvalid",
+            Self::ReservedClaim { .. } => "RegistrationMetadataInvalid",
             Self::VerifySignature => "SignatureInvalid",
             Self::ParseSubject { .. } => "SubjectInvalid",
             Self::CertificateParams { .. } => "CertificateParamsInvalid",

@@ -15,6 +15,7 @@ pub mod config;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod identity;
 pub mod lease;
 pub mod metrics;
 pub mod redact;

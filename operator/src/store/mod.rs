@@ -1,5 +1,10 @@
 //! What the operator persists in the cluster (design §3, §4): Secret and ConfigMap layouts, the
-//! pure builders of each object, and server-side apply under one field manager in the
-//! crash-safe order. Builders are pure; `apply` does Kubernetes I/O.
+//! pure builders of each object, the persisted state types, and server-side apply under one
+//! field manager. Builders and state are pure; `apply` does Kubernetes I/O.
 
+pub mod apply;
+pub mod build;
 pub mod layout;
+pub mod state;
+
+pub use apply::Store;

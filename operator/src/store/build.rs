@@ -1,0 +1,200 @@
+//! Pure builders of every object the operator writes: owned by the TppClient, labelled, with the
+//! user's `secretTemplate`, ready for server-side apply. No I/O.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{ConfigMap, Secret},
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
+use kube::{Resource, ResourceExt, api::ObjectMeta};
+
+use super::{
+    layout::{self, credentials as ck},
+    state::{KeysState, RegistrationState, StoredToken, issued_at_key, scope_key},
+};
+use crate::crd::TppClient;
+
+/// The controller owner reference to `client`.
+pub fn owner_ref(client: &TppClient) -> OwnerReference {
+    let mut r = client.controller_owner_ref(&()).unwrap_or_else(|| OwnerReference {
+        api_version: "tpp.dev/v1alpha1".into(),
+        kind: "TppClient".into(),
+        name: client.name_any(),
+        uid: client.uid().unwrap_or_default(),
+        controller: Some(true),
+        ..Default::default()
+    });
+    r.block_owner_deletion = Some(true);
+    r
+}
+
+fn meta(client: &TppClient, name: String, component: &str) -> ObjectMeta {
+    let template = client.spec.secret_template.as_ref();
+    ObjectMeta {
+        name: Some(name),
+        namespace: client.namespace(),
+        labels: Some(layout::labels(&client.name_any(), component, template.map(|t| &t.labels))),
+        annotations: template.map(|t| t.annotations.clone()).filter(|a| !a.is_empty()),
+        owner_references: Some(vec![owner_ref(client)]),
+        ..Default::default()
+    }
+}
+
+/// `<name>-keys`: the private key set and generated certificate (operator only).
+pub fn keys_secret(client: &TppClient, state: &KeysState) -> Secret {
+    Secret {
+        metadata: meta(client, layout::keys_name(&client.name_any()), "keys"),
+        type_: Some("Opaque".into()),
+        data: Some(state.to_data()),
+        ..Default::default()
+    }
+}
+
+/// `<name>-registration`: the AS's answer (operator only).
+pub fn registration_secret(client: &TppClient, state: &RegistrationState) -> Secret {
+    Secret {
+        metadata: meta(client, layout::registration_name(&client.name_any()), "registration"),
+        type_: Some("Opaque".into()),
+        data: Some(state.to_data()),
+        ..Default::default()
+    }
+}
+
+/// `<name>-jwks`: the public JWK set.
+pub fn jwks_configmap(client: &TppClient, jwks_json: String) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(client, layout::jwks_name(&client.name_any()), "jwks"),
+        data: Some(BTreeMap::from([(layout::JWKS_KEY.to_owned(), jwks_json)])),
+        ..Default::default()
+    }
+}
+
+/// Everything that goes into `<name>-credentials`.
+pub struct CredentialsContent<'a> {
+    /// Transport certificate PEM.
+    pub cert_pem: &'a str,
+    /// Transport key PEM.
+    pub key_pem: &'a str,
+    /// The AS's CA bundle PEM.
+    pub ca_pem: &'a str,
+    /// Client id.
+    pub client_id: &'a str,
+    /// Issuer.
+    pub issuer: &'a str,
+    /// Effective token endpoint.
+    pub token_endpoint: &'a str,
+    /// Active signing key (PKCS#8 PEM) and kid.
+    pub signing: Option<(&'a str, &'a str)>,
+    /// Tokens bound to `cert_pem`.
+    pub tokens: &'a BTreeMap<String, StoredToken>,
+}
+
+/// `<name>-credentials` (type `kubernetes.io/tls`): certificate, key and the tokens bound to it
+/// in ONE object, so the kubelet swaps them together.
+pub fn credentials_secret(client: &TppClient, c: &CredentialsContent<'_>) -> Secret {
+    let mut d: BTreeMap<String, ByteString> = BTreeMap::new();
+    let mut put = |k: String, v: &str| {
+        d.insert(k, ByteString(v.as_bytes().to_vec()));
+    };
+    put(ck::TLS_CRT.into(), c.cert_pem);
+    put(ck::TLS_KEY.into(), c.key_pem);
+    put(ck::CA_CRT.into(), c.ca_pem);
+    put(ck::CLIENT_ID.into(), c.client_id);
+    put(ck::ISSUER.into(), c.issuer);
+    put(ck::TOKEN_ENDPOINT.into(), c.token_endpoint);
+    if let Some((pem, kid)) = c.signing {
+        put(ck::SIGNING_KEY.into(), pem);
+        put(ck::SIGNING_KID.into(), kid);
+    }
+    for (name, t) in c.tokens {
+        put(ck::access_token(name), t.access_token.expose());
+        put(ck::expires_at(name), &t.record.expires_at.to_string());
+        put(issued_at_key(name), &t.record.issued_at.to_string());
+        put(scope_key(name), &t.scope);
+    }
+    Secret {
+        metadata: meta(client, layout::credentials_name(&client.name_any()), "credentials"),
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(d),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AuthorizationServerRef, Registration, RegistrationMode, SecretTemplate, TppClientSpec};
+    use crate::redact::Sensitive;
+    use crate::rotation::TokenRecord;
+
+    pub(crate) fn client() -> TppClient {
+        let mut c = TppClient::new(
+            "payments",
+            TppClientSpec {
+                authorization_server_ref: AuthorizationServerRef { name: "as".into(), ..Default::default() },
+                registration: Registration {
+                    mode: RegistrationMode::Dynamic,
+                    client_id: None,
+                    metadata: Default::default(),
+                    software_statement_ref: None,
+                    initial_access_token_ref: None,
+                    deletion_policy: Default::default(),
+                    jwks_uri: None,
+                },
+                authentication: Default::default(),
+                signing_key: Default::default(),
+                encryption_key: None,
+                transport_certificate: Default::default(),
+                tokens: vec![],
+                secret_template: Some(SecretTemplate {
+                    labels: BTreeMap::from([("team".into(), "pay".into())]),
+                    annotations: BTreeMap::from([("note".into(), "x".into())]),
+                }),
+                suspend: false,
+            },
+        );
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.uid = Some("uid-1".into());
+        c
+    }
+
+    #[test]
+    fn credentials_hold_certificate_key_and_tokens_in_one_tls_secret() {
+        let ts = jiff::Timestamp::from_second(1000).unwrap();
+        let tokens = BTreeMap::from([(
+            "accounts".to_owned(),
+            StoredToken {
+                record: TokenRecord { name: "accounts".into(), issued_at: ts, expires_at: ts, cert_x5t_s256: "x".into() },
+                access_token: Sensitive::new("tok".into()),
+                scope: "accounts".into(),
+            },
+        )]);
+        let s = credentials_secret(
+            &client(),
+            &CredentialsContent {
+                cert_pem: "CERT",
+                key_pem: "KEY",
+                ca_pem: "CA",
+                client_id: "c1",
+                issuer: "https://as",
+                token_endpoint: "https://as/token",
+                signing: Some(("SK", "kid1")),
+                tokens: &tokens,
+            },
+        );
+        assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+        let d = s.data.as_ref().unwrap();
+        for k in ["tls.crt", "tls.key", "ca.crt", "client_id", "issuer", "token_endpoint", "signing.key", "signing.kid", "accounts.access_token", "accounts.expires_at"] {
+            assert!(d.contains_key(k), "missing {k}");
+        }
+        assert_eq!(s.metadata.name.as_deref(), Some("payments-credentials"));
+        let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("TppClient", "uid-1", Some(true)));
+        let labels = s.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["team"], "pay");
+        assert_eq!(labels["tpp.dev/client"], "payments");
+        assert_eq!(s.metadata.annotations.as_ref().unwrap()["note"], "x");
+    }
+}

@@ -1,0 +1,311 @@
+//! The persisted state of one TppClient, as read from and written to its Secrets.
+//!
+//! - `<name>-keys`: every key with its lifecycle record and private JWK, the generated transport
+//!   certificate and key, and the manual triggers already handled (`state.json`).
+//! - `<name>-registration`: the AS's answer (client id, registration access token, management
+//!   URI, raw response without secrets), written immediately after registration and after every
+//!   RAT rotation.
+//! - `<name>-credentials`: what workloads mount; tokens are read back from it.
+//!
+//! Pure conversions between Secrets and these types; no I/O.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use serde::{Deserialize, Serialize};
+
+use super::layout::credentials as ck;
+use crate::{
+    redact::Sensitive,
+    rotation::{CertRecord, KeyRecord, TokenRecord},
+};
+
+/// Key of the JSON document in `<name>-keys`.
+pub const KEYS_STATE_KEY: &str = "state.json";
+
+/// One key with its private JWK.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredKey {
+    /// Lifecycle record (kid, use, state, times).
+    #[serde(flatten)]
+    pub record: KeyRecord,
+    /// `PS256`, `ES256` or `RSA-OAEP-256`.
+    pub alg: String,
+    /// The private JWK (JSON text).
+    pub private_jwk: Sensitive<String>,
+}
+
+/// A transport certificate the operator generated, with its key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredCertificate {
+    /// PEM certificate.
+    pub cert_pem: String,
+    /// PKCS#8 PEM private key.
+    pub key_pem: Sensitive<String>,
+    /// Validity and thumbprint.
+    #[serde(flatten)]
+    pub record: CertRecord,
+    /// RFC 4514 subject.
+    pub subject: String,
+}
+
+/// The content of `<name>-keys`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeysState {
+    /// Every key (signing and encryption), in creation order.
+    #[serde(default)]
+    pub keys: Vec<StoredKey>,
+    /// The generated transport certificate (source SelfSigned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<StoredCertificate>,
+    /// Manual trigger values already acted on, by verb (`rotate-keys`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub handled: BTreeMap<String, String>,
+}
+
+impl KeysState {
+    /// Parse from the Secret (a missing Secret or key is an empty state).
+    pub fn from_secret(secret: Option<&Secret>) -> Result<Self, serde_json::Error> {
+        match secret.and_then(|s| s.data.as_ref()).and_then(|d| d.get(KEYS_STATE_KEY)) {
+            Some(bytes) => serde_json::from_slice(&bytes.0),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// The Secret data.
+    pub fn to_data(&self) -> BTreeMap<String, ByteString> {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        BTreeMap::from([(KEYS_STATE_KEY.to_owned(), ByteString(json))])
+    }
+
+    /// Lifecycle records, for the planner.
+    pub fn records(&self) -> Vec<KeyRecord> {
+        self.keys.iter().map(|k| k.record.clone()).collect()
+    }
+
+    /// The key of `kid`.
+    pub fn key(&self, kid: &str) -> Option<&StoredKey> {
+        self.keys.iter().find(|k| k.record.kid == kid)
+    }
+
+    /// The key of `kid`, mutable.
+    pub fn key_mut(&mut self, kid: &str) -> Option<&mut StoredKey> {
+        self.keys.iter_mut().find(|k| k.record.kid == kid)
+    }
+}
+
+/// The content of `<name>-registration`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RegistrationState {
+    /// The client id at the AS.
+    pub client_id: Option<String>,
+    /// RFC 7592 registration access token.
+    pub registration_access_token: Option<Sensitive<String>>,
+    /// RFC 7592 management URI.
+    pub registration_client_uri: Option<String>,
+    /// The registration response with secrets removed (JSON).
+    pub response: Option<String>,
+    /// When the client was registered.
+    pub registered_at: Option<Timestamp>,
+    /// HubOnboarding: thumbprint of the certificate last onboarded.
+    pub onboarded_x5t: Option<String>,
+    /// A registration request was sent at this time and no answer was persisted yet: after a
+    /// crash, a client may have been created at the AS that we do not know.
+    pub attempt_started_at: Option<Timestamp>,
+}
+
+mod rk {
+    pub const CLIENT_ID: &str = "client_id";
+    pub const RAT: &str = "registration_access_token";
+    pub const URI: &str = "registration_client_uri";
+    pub const RESPONSE: &str = "response.json";
+    pub const REGISTERED_AT: &str = "registered_at";
+    pub const ONBOARDED_X5T: &str = "onboarded_x5t";
+    pub const ATTEMPT: &str = "attempt_started_at";
+}
+
+fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
+    data.get(key).map(|b| String::from_utf8_lossy(&b.0).into_owned()).filter(|s| !s.is_empty())
+}
+
+fn time(data: &BTreeMap<String, ByteString>, key: &str) -> Option<Timestamp> {
+    text(data, key).and_then(|s| s.parse().ok())
+}
+
+impl RegistrationState {
+    /// Parse from the Secret.
+    pub fn from_secret(secret: Option<&Secret>) -> Self {
+        let Some(data) = secret.and_then(|s| s.data.as_ref()) else { return Self::default() };
+        Self {
+            client_id: text(data, rk::CLIENT_ID),
+            registration_access_token: text(data, rk::RAT).map(Sensitive::new),
+            registration_client_uri: text(data, rk::URI),
+            response: text(data, rk::RESPONSE),
+            registered_at: time(data, rk::REGISTERED_AT),
+            onboarded_x5t: text(data, rk::ONBOARDED_X5T),
+            attempt_started_at: time(data, rk::ATTEMPT),
+        }
+    }
+
+    /// The Secret data.
+    pub fn to_data(&self) -> BTreeMap<String, ByteString> {
+        let mut d = BTreeMap::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                d.insert(k.to_owned(), ByteString(v.into_bytes()));
+            }
+        };
+        put(rk::CLIENT_ID, self.client_id.clone());
+        put(rk::RAT, self.registration_access_token.as_ref().map(|t| t.expose().clone()));
+        put(rk::URI, self.registration_client_uri.clone());
+        put(rk::RESPONSE, self.response.clone());
+        put(rk::REGISTERED_AT, self.registered_at.map(|t| t.to_string()));
+        put(rk::ONBOARDED_X5T, self.onboarded_x5t.clone());
+        put(rk::ATTEMPT, self.attempt_started_at.map(|t| t.to_string()));
+        d
+    }
+
+    /// Whether the AS knows this client (a client id was issued and persisted).
+    pub fn is_registered(&self) -> bool {
+        self.client_id.is_some()
+    }
+}
+
+/// One token as held in `<name>-credentials`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredToken {
+    /// Planner record (bound to the certificate in the same Secret).
+    pub record: TokenRecord,
+    /// The access token.
+    pub access_token: Sensitive<String>,
+    /// Scope granted.
+    pub scope: String,
+}
+
+/// What workloads mount, as the operator last wrote it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Credentials {
+    /// PEM certificate (tls.crt).
+    pub cert_pem: Option<String>,
+    /// PEM key (tls.key).
+    pub key_pem: Option<Sensitive<String>>,
+    /// Thumbprint of `cert_pem`.
+    pub cert_x5t: Option<String>,
+    /// The kid of the signing key in `signing.key`.
+    pub signing_kid: Option<String>,
+    /// Tokens, by name.
+    pub tokens: BTreeMap<String, StoredToken>,
+}
+
+/// `<token>.issued_at` (RFC 3339), kept beside `expires_at` for refresh planning.
+pub fn issued_at_key(token: &str) -> String {
+    format!("{token}.issued_at")
+}
+
+/// `<token>.scope`.
+pub fn scope_key(token: &str) -> String {
+    format!("{token}.scope")
+}
+
+impl Credentials {
+    /// Parse from the Secret, given the token names configured and a thumbprint function for
+    /// `tls.crt`. Tokens without a readable expiry are ignored (they will be re-minted).
+    pub fn from_secret(secret: Option<&Secret>, names: &[String], x5t_of_pem: impl Fn(&str) -> Option<String>) -> Self {
+        let Some(data) = secret.and_then(|s| s.data.as_ref()) else { return Self::default() };
+        let cert_pem = text(data, ck::TLS_CRT);
+        let cert_x5t = cert_pem.as_deref().and_then(&x5t_of_pem);
+        let mut tokens = BTreeMap::new();
+        for name in names {
+            let (Some(token), Some(expires_at)) = (text(data, &ck::access_token(name)), time(data, &ck::expires_at(name))) else {
+                continue;
+            };
+            let Some(x5t) = cert_x5t.clone() else { continue };
+            let issued_at = time(data, &issued_at_key(name)).unwrap_or(expires_at);
+            tokens.insert(
+                name.clone(),
+                StoredToken {
+                    record: TokenRecord { name: name.clone(), issued_at, expires_at, cert_x5t_s256: x5t },
+                    access_token: Sensitive::new(token),
+                    scope: text(data, &scope_key(name)).unwrap_or_default(),
+                },
+            );
+        }
+        Self {
+            key_pem: text(data, ck::TLS_KEY).map(Sensitive::new),
+            cert_pem,
+            cert_x5t,
+            signing_kid: text(data, ck::SIGNING_KID),
+            tokens,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotation::{KeyState, KeyUse};
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn keys_state_round_trips_through_secret_data() {
+        let state = KeysState {
+            keys: vec![StoredKey {
+                record: KeyRecord {
+                    kid: "k1".into(),
+                    use_: KeyUse::Sig,
+                    state: KeyState::Active,
+                    created_at: ts(100),
+                    published_at: Some(ts(100)),
+                    activated_at: Some(ts(100)),
+                    retiring_at: None,
+                },
+                alg: "PS256".into(),
+                private_jwk: Sensitive::new("{\"d\":\"secret\"}".into()),
+            }],
+            certificate: None,
+            handled: BTreeMap::from([("rotate-keys".into(), "1".into())]),
+        };
+        let secret = Secret { data: Some(state.to_data()), ..Default::default() };
+        assert_eq!(KeysState::from_secret(Some(&secret)).unwrap(), state);
+        assert!(!format!("{state:?}").contains("secret\""), "Debug must not show the private JWK");
+    }
+
+    #[test]
+    fn registration_state_round_trips_and_hides_the_rat() {
+        let r = RegistrationState {
+            client_id: Some("c1".into()),
+            registration_access_token: Some(Sensitive::new("rat-value".into())),
+            registration_client_uri: Some("https://as/reg/c1".into()),
+            registered_at: Some(ts(5)),
+            ..Default::default()
+        };
+        let secret = Secret { data: Some(r.to_data()), ..Default::default() };
+        assert_eq!(RegistrationState::from_secret(Some(&secret)), r);
+        assert!(!format!("{r:?}").contains("rat-value"));
+        assert!(RegistrationState::from_secret(None).client_id.is_none());
+    }
+
+    #[test]
+    fn tokens_are_read_back_bound_to_the_certificate_beside_them() {
+        let data = BTreeMap::from([
+            ("tls.crt".to_owned(), ByteString(b"PEM".to_vec())),
+            ("accounts.access_token".to_owned(), ByteString(b"tok".to_vec())),
+            ("accounts.expires_at".to_owned(), ByteString(ts(700).to_string().into_bytes())),
+            ("accounts.issued_at".to_owned(), ByteString(ts(100).to_string().into_bytes())),
+        ]);
+        let secret = Secret { data: Some(data), ..Default::default() };
+        let c = Credentials::from_secret(Some(&secret), &["accounts".into(), "other".into()], |_| Some("x5t".into()));
+        let t = &c.tokens["accounts"];
+        assert_eq!(t.record.cert_x5t_s256, "x5t");
+        assert_eq!(t.record.expires_at, ts(700));
+        assert_eq!(t.record.issued_at, ts(100));
+        assert!(!c.tokens.contains_key("other"));
+    }
+}

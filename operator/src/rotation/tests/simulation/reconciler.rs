@@ -20,6 +20,7 @@ const MAX_PASSES: usize = 12;
 /// Passes at one instant in which the simulated reconciler may crash.
 const CRASHING_PASSES: usize = 4;
 
+/// The reconciler's memory: the observed state plus what the checks need to remember.
 pub(super) struct Sim<'a> {
     pub(super) sc: &'a Scenario,
     pub(super) seen: Observed,

@@ -346,3 +346,17 @@ fn republishes_a_published_key_that_lost_its_publication_instant() {
             .any(|a| matches!(a, Action::ActivateKey { .. }))
     );
 }
+
+#[test]
+fn a_retiring_key_without_its_retiring_instant_counts_from_its_last_known_instant() {
+    let (policy, mut seen) = keys_only();
+    let mut old = sig("k0", KeyState::Retiring, at(-DAY));
+    old.retiring_at = None;
+    old.activated_at = Some(at(100));
+    seen.keys.push(old);
+    let kept = plan(&policy, &seen, at(99 + 20 * 60));
+    assert!(kept.actions.is_empty());
+    assert_eq!(kept.next_wakeup, Some(at(100 + 20 * 60)));
+    let removed = plan(&policy, &seen, at(100 + 20 * 60));
+    assert_eq!(reasons(&removed), [Reason::RetireElapsed]);
+}

@@ -43,8 +43,8 @@ fn backoff_withholds_authorization_server_calls_but_not_local_work() {
     policy.publication = Publication::Immediate;
     let mut seen = steady();
     seen.keys.push(sig("k2", KeyState::Pending, at(10)));
-    seen.keys.push(sig("e1", KeyState::Active, at(0)));
-    seen.keys.last_mut().map(|k| k.use_ = KeyUse::Enc);
+    seen.keys
+        .push(key("e1", KeyUse::Enc, KeyState::Active, at(0)));
     seen.backoff_until = Some(at(3_700));
     seen.triggers.renew_tokens.requested = Some("t".into());
     let p = plan(&policy, &seen, at(3_600));

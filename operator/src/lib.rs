@@ -12,3 +12,4 @@
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod oauth;

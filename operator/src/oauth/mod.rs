@@ -1,0 +1,40 @@
+//! The HTTP client of the authorization server (AS): discovery, transport, registration,
+//! tokens, PAR, introspection and revocation. Network I/O lives in [`discovery`],
+//! [`transport`], [`pool`], [`registration`], [`management`], [`token`] and [`endpoints`];
+//! [`metadata`], [`preflight`], [`error`], [`wire`], [`client_auth`], [`clock`] and
+//! [`ratelimit`] do no network I/O.
+//!
+//! This module never retries: every function makes at most one HTTP attempt and classifies its
+//! failure ([`OauthError::is_transient`], [`OauthError::retry_after`]); the caller backs off.
+//! Client assertions come from an [`AssertionMinter`] called once per attempt, so a retry by the
+//! caller always carries a fresh assertion. Secrets (tokens, registration access tokens,
+//! assertions, keys) are held in [`secrecy`] types and never appear in errors or logs.
+
+pub mod client_auth;
+pub mod clock;
+pub mod discovery;
+pub mod endpoints;
+pub mod error;
+pub mod management;
+pub mod metadata;
+pub mod preflight;
+pub mod ratelimit;
+pub mod registration;
+pub mod token;
+pub mod transport;
+pub mod wire;
+pub mod pool;
+
+pub use client_auth::{AssertionMinter, AudiencePolicy, ClientAuth, ClientAuthn, MintError};
+pub use clock::{Clock, SystemClock};
+pub use discovery::{Discovery, discovery_url};
+pub use error::{OauthError, Step};
+pub use metadata::{EndpointKind, ProviderMetadata};
+pub use preflight::{ClientNeeds, Finding, Severity, preflight};
+pub use management::{DeleteOutcome, ManagementTarget};
+pub use registration::{PersistError, Registration, RegistrationPersister, SignedContentType};
+pub use endpoints::{Introspection, PushedRequest};
+pub use token::AccessToken;
+pub use pool::{ClientPool, PoolConfig};
+pub use ratelimit::{AsLimiters, Limiter, RateLimit};
+pub use transport::{AsClient, AsRequest, AsResponse, ClientIdentity, RequestBody, TransportConfig};

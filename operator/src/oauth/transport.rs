@@ -1,0 +1,338 @@
+//! [`AsClient`]: HTTPS to one authorization server. Network I/O.
+//!
+//! Contract: the AS's CA bundle is the only trust root (no system roots, no platform
+//! verifier); rustls with the aws-lc-rs provider, set explicitly; optional client certificate
+//! for mTLS; connect and total timeouts; redirects never followed; the response body is read as
+//! a stream and reading stops at the byte limit ([`OauthError::BodyTooLarge`]); every request
+//! carries a fresh UUIDv4 `x-fapi-interaction-id`; an optional per-AS rate limiter is awaited
+//! before each request. Bodies and bearer credentials are exposed only while building the
+//! request; failures never carry them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Digest as _;
+use url::Url;
+
+use super::clock::{Clock, SystemClock};
+use super::error::{OauthError, Step};
+use super::ratelimit::Limiter;
+
+/// Default response body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// How to reach one AS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// PEM bundle of the CAs that issued the AS's server certificates: the only trust roots.
+    pub ca_bundle_pem: Vec<u8>,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout, body included.
+    pub timeout: Duration,
+    /// Largest response body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+impl TransportConfig {
+    /// Defaults (10 s connect, 30 s total, 1 MiB) for a CA bundle.
+    pub fn new(ca_bundle_pem: impl Into<Vec<u8>>) -> Self {
+        Self {
+            ca_bundle_pem: ca_bundle_pem.into(),
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// A client certificate chain and its private key, for mTLS.
+pub struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key_pem: SecretString,
+    x5t_s256: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity").field("x5t_s256", &self.x5t_s256).finish_non_exhaustive()
+    }
+}
+
+fn config_error(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> OauthError {
+    OauthError::TransportConfig { what: what.to_owned(), source: Some(Box::new(source)) }
+}
+
+impl ClientIdentity {
+    /// Parses a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, or PKCS#1/SEC1).
+    pub fn from_pem(cert_chain_pem: &[u8], key_pem: SecretString) -> Result<Self, OauthError> {
+        let chain = CertificateDer::pem_slice_iter(cert_chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| config_error("client certificate chain is not valid pem", e))?;
+        let leaf = chain.first().ok_or_else(|| OauthError::TransportConfig {
+            what: "client certificate chain is empty".into(),
+            source: None,
+        })?;
+        PrivateKeyDer::from_pem_slice(key_pem.expose_secret().as_bytes())
+            .map_err(|_| OauthError::TransportConfig { what: "client private key is not valid pem".into(), source: None })?;
+        let x5t_s256 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(leaf.as_ref()));
+        Ok(Self { chain, key_pem, x5t_s256 })
+    }
+
+    /// RFC 8705 `x5t#S256` of the leaf certificate (unpadded base64url SHA-256 of its DER).
+    pub fn x5t_s256(&self) -> &str {
+        &self.x5t_s256
+    }
+
+    fn key(&self) -> Result<PrivateKeyDer<'static>, OauthError> {
+        PrivateKeyDer::from_pem_slice(self.key_pem.expose_secret().as_bytes())
+            .map_err(|_| OauthError::TransportConfig { what: "client private key is not valid pem".into(), source: None })
+    }
+}
+
+/// Builds the rustls configuration: the CA bundle as the only roots, aws-lc-rs, optional
+/// client certificate.
+pub fn tls_config(ca_bundle_pem: &[u8], identity: Option<&ClientIdentity>) -> Result<rustls::ClientConfig, OauthError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_bundle_pem) {
+        let cert = cert.map_err(|e| config_error("ca bundle is not valid pem", e))?;
+        roots.add(cert).map_err(|e| config_error("ca bundle holds an unusable certificate", e))?;
+    }
+    if roots.is_empty() {
+        return Err(OauthError::TransportConfig { what: "ca bundle contains no certificate".into(), source: None });
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_error("tls protocol versions", e))?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key()?)
+            .map_err(|e| config_error("client certificate and key do not match", e))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A request body; secret bodies (forms with assertions or tokens, signed requests) stay
+/// wrapped until sent.
+pub enum RequestBody {
+    /// Public JSON or form bytes.
+    Public(Vec<u8>),
+    /// A body that holds credentials.
+    Secret(SecretString),
+}
+
+/// One request to the AS.
+pub struct AsRequest<'a> {
+    /// HTTP method.
+    pub method: reqwest::Method,
+    /// Target URL.
+    pub url: Url,
+    /// `Content-Type`, when there is a body.
+    pub content_type: Option<&'a str>,
+    /// `Authorization: Bearer` credential (initial access token or RAT).
+    pub bearer: Option<&'a SecretString>,
+    /// The body.
+    pub body: Option<RequestBody>,
+}
+
+impl<'a> AsRequest<'a> {
+    /// A bodiless request.
+    pub fn new(method: reqwest::Method, url: Url) -> Self {
+        Self { method, url, content_type: None, bearer: None, body: None }
+    }
+
+    /// Sets a body and its content type.
+    pub fn body(mut self, content_type: &'a str, body: RequestBody) -> Self {
+        self.content_type = Some(content_type);
+        self.body = Some(body);
+        self
+    }
+
+    /// Sets a bearer credential.
+    pub fn bearer(mut self, token: &'a SecretString) -> Self {
+        self.bearer = Some(token);
+        self
+    }
+}
+
+/// A response whose body was read within the limit.
+#[derive(Debug)]
+pub struct AsResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body (may hold secrets: parse it, never log it).
+    pub body: Vec<u8>,
+    /// The `x-fapi-interaction-id` sent with the request.
+    pub interaction_id: String,
+}
+
+impl AsResponse {
+    /// 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The classified error for a non-success response.
+    pub fn error(&self, step: Step, now: jiff::Timestamp) -> OauthError {
+        let retry_after = self.headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+        OauthError::from_status(step, self.status, retry_after, &self.body, &self.interaction_id, now)
+    }
+
+    /// Parses the body as JSON without letting serde quote it in the error.
+    pub fn json(&self, step: Step) -> Result<serde_json::Value, OauthError> {
+        serde_json::from_slice(&self.body).map_err(|e| OauthError::invalid_json(step, &e))
+    }
+}
+
+/// HTTPS client for one AS and one client certificate (or none). Cheap to clone.
+#[derive(Clone)]
+pub struct AsClient {
+    http: reqwest::Client,
+    body_limit: usize,
+    x5t_s256: Option<String>,
+    limiter: Option<Limiter>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsClient")
+            .field("x5t_s256", &self.x5t_s256)
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsClient {
+    /// Builds a client. Use [`super::ClientPool`] to reuse connections across calls.
+    pub fn new(config: &TransportConfig, identity: Option<&ClientIdentity>) -> Result<Self, OauthError> {
+        let tls = tls_config(&config.ca_bundle_pem, identity)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true)
+            .user_agent(concat!("tpp-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| config_error("http client", e))?;
+        Ok(Self {
+            http,
+            body_limit: config.body_limit,
+            x5t_s256: identity.map(|id| id.x5t_s256().to_owned()),
+            limiter: None,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Shares a per-AS rate limiter.
+    pub fn with_limiter(mut self, limiter: Limiter) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Replaces the clock used for `Retry-After` dates and token times.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// True when a client certificate is presented (selects `mtls_endpoint_aliases`).
+    pub fn is_mtls(&self) -> bool {
+        self.x5t_s256.is_some()
+    }
+
+    /// `x5t#S256` of the presented client certificate.
+    pub fn client_x5t_s256(&self) -> Option<&str> {
+        self.x5t_s256.as_deref()
+    }
+
+    /// The clock of this client.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    /// Sends one request (after the rate limiter allows it) and reads the body within the limit.
+    /// Non-2xx statuses are returned, not turned into errors: see [`AsResponse::error`].
+    pub async fn send(&self, step: Step, req: AsRequest<'_>) -> Result<AsResponse, OauthError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        let origin = req.url.origin().ascii_serialization();
+        let interaction_id = uuid::Uuid::new_v4().to_string();
+        let mut builder = self
+            .http
+            .request(req.method, req.url)
+            .header("x-fapi-interaction-id", &interaction_id)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(token) = req.bearer {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| OauthError::TransportConfig { what: "bearer credential is not a valid header value".into(), source: None })?;
+            value.set_sensitive(true);
+            builder = builder.header(reqwest::header::AUTHORIZATION, value);
+        }
+        if let Some(content_type) = req.content_type {
+            builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        builder = match req.body {
+            Some(RequestBody::Public(bytes)) => builder.body(bytes),
+            Some(RequestBody::Secret(secret)) => builder.body(secret.expose_secret().to_owned()),
+            None => builder,
+        };
+        let mut response = builder.send().await.map_err(|e| classify(step, &origin, e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if response.content_length().is_some_and(|len| len > self.body_limit as u64) {
+            return Err(OauthError::BodyTooLarge { step, origin, limit: self.body_limit });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| classify(step, &origin, e))? {
+            if body.len() + chunk.len() > self.body_limit {
+                return Err(OauthError::BodyTooLarge { step, origin, limit: self.body_limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(AsResponse { status, headers, body, interaction_id })
+    }
+}
+
+/// Finds a rustls error in a source chain (looking inside `io::Error` wrappers).
+fn rustls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                return Some(tls.to_string());
+            }
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn classify(step: Step, origin: &str, source: reqwest::Error) -> OauthError {
+    let origin = origin.to_owned();
+    if let Some(detail) = rustls_error(&source) {
+        return OauthError::Tls { step, origin, detail, source };
+    }
+    if source.is_timeout() {
+        OauthError::Timeout { step, origin, source }
+    } else if source.is_connect() {
+        OauthError::Connect { step, origin, source }
+    } else {
+        OauthError::Http { step, origin, source }
+    }
+}

@@ -6,7 +6,8 @@
 //! a stream and reading stops at the byte limit ([`OauthError::BodyTooLarge`]); every request
 //! carries a fresh UUIDv4 `x-fapi-interaction-id`; an optional per-AS rate limiter is awaited
 //! before each request. Bodies and bearer credentials are exposed only while building the
-//! request; failures never carry them.
+//! request; failures never carry them, and an error body that echoes a credential we sent has
+//! it replaced by `[redacted]` before anything parses it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,9 +285,14 @@ impl AsClient {
         if let Some(content_type) = req.content_type {
             builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
         }
+        let mut secrets: Vec<SecretString> = req.bearer.into_iter().cloned().collect();
         builder = match req.body {
             Some(RequestBody::Public(bytes)) => builder.body(bytes),
-            Some(RequestBody::Secret(secret)) => builder.body(secret.expose_secret().to_owned()),
+            Some(RequestBody::Secret(secret)) => {
+                secrets.extend(form_values(&secret));
+                secrets.push(secret.clone());
+                builder.body(secret.expose_secret().to_owned())
+            }
             None => builder,
         };
         let mut response = builder.send().await.map_err(|e| classify(step, &origin, e))?;
@@ -302,23 +308,48 @@ impl AsClient {
             }
             body.extend_from_slice(&chunk);
         }
+        if !(200..300).contains(&status) {
+            body = scrub(body, &secrets);
+        }
         Ok(AsResponse { status, headers, body, interaction_id })
     }
 }
 
-/// Finds a rustls error in a source chain (looking inside `io::Error` wrappers).
+/// The values of a form-encoded secret body (assertions, tokens, request objects), so an AS
+/// that echoes one in an error description cannot leak it into an error.
+fn form_values(body: &SecretString) -> Vec<SecretString> {
+    url::form_urlencoded::parse(body.expose_secret().as_bytes())
+        .filter(|(_, v)| v.len() >= 8)
+        .map(|(_, v)| SecretString::from(v.into_owned()))
+        .collect()
+}
+
+/// Replaces every occurrence of a secret that was sent with `[redacted]` in an error body.
+fn scrub(body: Vec<u8>, secrets: &[SecretString]) -> Vec<u8> {
+    let Ok(mut text) = String::from_utf8(body) else {
+        return Vec::new();
+    };
+    for secret in secrets {
+        let secret = secret.expose_secret();
+        if secret.len() >= 8 && text.contains(secret) {
+            text = text.replace(secret, "[redacted]");
+        }
+    }
+    text.into_bytes()
+}
+
+/// Finds a rustls error in a source chain (looking inside nested `io::Error` wrappers).
 fn rustls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = current {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                return Some(tls.to_string());
-            }
-        }
-        current = e.source();
+        // `io::Error::source` skips the wrapped error itself: descend into it explicitly.
+        current = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }

@@ -23,12 +23,20 @@ pub struct MintError {
 impl MintError {
     /// A permanent minting failure (no active key, unusable key).
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { message: message.into(), transient: false, source: None }
+        Self {
+            message: message.into(),
+            transient: false,
+            source: None,
+        }
     }
 
     /// A minting failure that may pass on retry (e.g. the key is being loaded).
     pub fn transient(message: impl Into<String>) -> Self {
-        Self { message: message.into(), transient: true, source: None }
+        Self {
+            message: message.into(),
+            transient: true,
+            source: None,
+        }
     }
 
     /// Attaches the underlying cause (must not carry key material in its Display).
@@ -179,7 +187,10 @@ mod tests {
 
     impl AssertionMinter for Recording {
         fn mint(&self, audience: &str) -> Result<SecretString, MintError> {
-            let mut seen = self.0.lock().map_err(|_| MintError::permanent("poisoned"))?;
+            let mut seen = self
+                .0
+                .lock()
+                .map_err(|_| MintError::permanent("poisoned"))?;
             seen.push(audience.to_owned());
             Ok(SecretString::from(format!("assertion-{}", seen.len())))
         }
@@ -221,7 +232,11 @@ mod tests {
             AudiencePolicy::TokenEndpoint,
             AudiencePolicy::Literal("org-1".into()),
         ] {
-            let _ = Form::default().authenticate(&authn(policy, minter.clone()), "https://iss", "https://as/token");
+            let _ = Form::default().authenticate(
+                &authn(policy, minter.clone()),
+                "https://iss",
+                "https://as/token",
+            );
         }
         let seen = minter.0.lock().map(|v| v.clone()).unwrap_or_default();
         assert_eq!(seen, ["https://iss", "https://as/token", "org-1"]);
@@ -229,9 +244,18 @@ mod tests {
 
     #[test]
     fn tls_client_auth_sends_only_the_client_id() {
-        let a = ClientAuthn { client_id: "c 1".into(), auth: ClientAuth::TlsClientAuth, within_jwks_propagation: false };
-        let body = Form::default().authenticate(&a, "https://iss", "https://as/token").map(|f| f.encode());
-        assert_eq!(body.ok().map(|b| b.expose_secret().to_owned()).as_deref(), Some("client_id=c+1"));
+        let a = ClientAuthn {
+            client_id: "c 1".into(),
+            auth: ClientAuth::TlsClientAuth,
+            within_jwks_propagation: false,
+        };
+        let body = Form::default()
+            .authenticate(&a, "https://iss", "https://as/token")
+            .map(|f| f.encode());
+        assert_eq!(
+            body.ok().map(|b| b.expose_secret().to_owned()).as_deref(),
+            Some("client_id=c+1")
+        );
     }
 
     #[test]
@@ -244,11 +268,17 @@ mod tests {
         }
         let a = ClientAuthn {
             client_id: "c1".into(),
-            auth: ClientAuth::PrivateKeyJwt { minter: Arc::new(Failing), audience: AudiencePolicy::Issuer },
+            auth: ClientAuth::PrivateKeyJwt {
+                minter: Arc::new(Failing),
+                audience: AudiencePolicy::Issuer,
+            },
             within_jwks_propagation: false,
         };
         let err = Form::default().authenticate(&a, "i", "e").err();
-        assert_eq!(err.as_ref().map(|e| e.reason()), Some("ClientAssertionFailed"));
+        assert_eq!(
+            err.as_ref().map(|e| e.reason()),
+            Some("ClientAssertionFailed")
+        );
         assert!(err.is_some_and(|e| !e.is_transient()));
     }
 }

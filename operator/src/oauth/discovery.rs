@@ -24,9 +24,16 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 pub fn discovery_url(issuer: &str, override_url: Option<&str>) -> Result<Url, OauthError> {
     let raw = match override_url {
         Some(url) => url.to_owned(),
-        None => format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')),
+        None => format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        ),
     };
-    Url::parse(&raw).map_err(|source| OauthError::InvalidUrl { step: Step::Discovery, what: "discovery", source })
+    Url::parse(&raw).map_err(|source| OauthError::InvalidUrl {
+        step: Step::Discovery,
+        what: "discovery",
+        source,
+    })
 }
 
 /// A per-URL cache of validated discovery documents.
@@ -38,7 +45,9 @@ pub struct Discovery {
 
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Discovery").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("Discovery")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,7 +60,11 @@ impl Default for Discovery {
 impl Discovery {
     /// A cache with `ttl` on `clock`.
     pub fn new(ttl: Duration, clock: Arc<dyn Clock>) -> Self {
-        Self { ttl, clock, cache: Mutex::new(HashMap::new()) }
+        Self {
+            ttl,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The document for `issuer`: from the cache while fresh, else fetched with `client` (which
@@ -78,7 +91,10 @@ impl Discovery {
     /// Forgets the cached document of `issuer` (e.g. after an endpoint answered 404).
     pub fn invalidate(&self, issuer: &str, override_url: Option<&str>) {
         if let Ok(url) = discovery_url(issuer, override_url) {
-            self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(url.as_str());
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(url.as_str());
         }
     }
 
@@ -98,8 +114,14 @@ impl Discovery {
 }
 
 /// Fetches and validates one discovery document, uncached.
-pub async fn fetch(client: &AsClient, url: Url, issuer: &str) -> Result<ProviderMetadata, OauthError> {
-    let response = client.send(Step::Discovery, AsRequest::new(reqwest::Method::GET, url)).await?;
+pub async fn fetch(
+    client: &AsClient,
+    url: Url,
+    issuer: &str,
+) -> Result<ProviderMetadata, OauthError> {
+    let response = client
+        .send(Step::Discovery, AsRequest::new(reqwest::Method::GET, url))
+        .await?;
     if !response.is_success() {
         return Err(response.error(Step::Discovery, client.now()));
     }
@@ -131,10 +153,17 @@ mod tests {
 
     #[test]
     fn builds_the_well_known_url_from_the_issuer() {
-        let url = discovery_url("https://auth1.sandbox.mya.ozoneapi.io", None).map(|u| u.to_string());
-        assert_eq!(url.ok().as_deref(), Some("https://auth1.sandbox.mya.ozoneapi.io/.well-known/openid-configuration"));
+        let url =
+            discovery_url("https://auth1.sandbox.mya.ozoneapi.io", None).map(|u| u.to_string());
+        assert_eq!(
+            url.ok().as_deref(),
+            Some("https://auth1.sandbox.mya.ozoneapi.io/.well-known/openid-configuration")
+        );
         let url = discovery_url("https://as.example/tenant/", None).map(|u| u.to_string());
-        assert_eq!(url.ok().as_deref(), Some("https://as.example/tenant/.well-known/openid-configuration"));
+        assert_eq!(
+            url.ok().as_deref(),
+            Some("https://as.example/tenant/.well-known/openid-configuration")
+        );
     }
 
     #[test]
@@ -155,6 +184,9 @@ mod tests {
 
     #[test]
     fn a_non_json_document_is_invalid_json() {
-        assert_eq!(parse(b"<html>").err().map(|e| e.reason()), Some("DiscoveryFailed"));
+        assert_eq!(
+            parse(b"<html>").err().map(|e| e.reason()),
+            Some("DiscoveryFailed")
+        );
     }
 }

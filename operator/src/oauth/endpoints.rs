@@ -29,11 +29,17 @@ pub struct Introspection {
 /// Parses an RFC 7662 response.
 pub fn parse_introspection(body: &Value) -> Result<Introspection, OauthError> {
     let step = Step::Introspection;
-    let obj = body.as_object().ok_or(OauthError::InvalidResponse { step, what: "introspection response is not a json object" })?;
+    let obj = body.as_object().ok_or(OauthError::InvalidResponse {
+        step,
+        what: "introspection response is not a json object",
+    })?;
     let active = obj
         .get("active")
         .and_then(Value::as_bool)
-        .ok_or(OauthError::InvalidResponse { step, what: "introspection response has no boolean active" })?;
+        .ok_or(OauthError::InvalidResponse {
+            step,
+            what: "introspection response has no boolean active",
+        })?;
     let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
     Ok(Introspection {
         active,
@@ -74,7 +80,15 @@ pub async fn revoke(
     if let Some(hint) = hint {
         form = form.plain("token_type_hint", hint);
     }
-    post_form(client, meta, EndpointKind::Revocation, Step::Revocation, authn, form).await?;
+    post_form(
+        client,
+        meta,
+        EndpointKind::Revocation,
+        Step::Revocation,
+        authn,
+        form,
+    )
+    .await?;
     Ok(())
 }
 
@@ -94,13 +108,22 @@ pub fn parse_par(body: &Value) -> Result<PushedRequest, OauthError> {
         .get("request_uri")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or(OauthError::InvalidResponse { step, what: "par response has no request_uri" })?;
+        .ok_or(OauthError::InvalidResponse {
+            step,
+            what: "par response has no request_uri",
+        })?;
     let expires_in = body
         .get("expires_in")
         .and_then(Value::as_u64)
         .filter(|s| *s > 0)
-        .ok_or(OauthError::InvalidResponse { step, what: "par response has no positive expires_in" })?;
-    Ok(PushedRequest { request_uri: request_uri.to_owned(), expires_in })
+        .ok_or(OauthError::InvalidResponse {
+            step,
+            what: "par response has no positive expires_in",
+        })?;
+    Ok(PushedRequest {
+        request_uri: request_uri.to_owned(),
+        expires_in,
+    })
 }
 
 /// RFC 9126 PAR: POSTs `request=<JAR>` (signed by the caller) with client auth; any 2xx.
@@ -112,7 +135,15 @@ pub async fn push_authorization_request(
 ) -> Result<PushedRequest, OauthError> {
     let step = Step::PushedAuthorization;
     let form = Form::default().secret("request", request_object);
-    let response = post_form(client, meta, EndpointKind::PushedAuthorizationRequest, step, authn, form).await?;
+    let response = post_form(
+        client,
+        meta,
+        EndpointKind::PushedAuthorizationRequest,
+        step,
+        authn,
+        form,
+    )
+    .await?;
     parse_par(&response.json(step)?)
 }
 
@@ -128,19 +159,32 @@ mod tests {
                           "cnf":{"x5t#S256":"abc"}});
         let got = parse_introspection(&body).ok();
         assert_eq!(got.as_ref().map(|i| i.active), Some(true));
-        assert_eq!(got.as_ref().and_then(|i| i.cnf_x5t_s256.as_deref()), Some("abc"));
-        assert_eq!(got.and_then(|i| i.exp).map(|t| t.as_millisecond()), Some(1_769_767_012_739));
+        assert_eq!(
+            got.as_ref().and_then(|i| i.cnf_x5t_s256.as_deref()),
+            Some("abc")
+        );
+        assert_eq!(
+            got.and_then(|i| i.exp).map(|t| t.as_millisecond()),
+            Some(1_769_767_012_739)
+        );
     }
 
     #[test]
     fn introspection_without_active_is_invalid() {
         assert!(parse_introspection(&json!({"scope":"x"})).is_err());
-        assert_eq!(parse_introspection(&json!({"active":false})).ok().map(|i| i.active), Some(false));
+        assert_eq!(
+            parse_introspection(&json!({"active":false}))
+                .ok()
+                .map(|i| i.active),
+            Some(false)
+        );
     }
 
     #[test]
     fn parses_a_par_response_and_requires_both_fields() {
-        let ok = parse_par(&json!({"request_uri":"urn:ietf:params:oauth:request_uri:x","expires_in":90}));
+        let ok = parse_par(
+            &json!({"request_uri":"urn:ietf:params:oauth:request_uri:x","expires_in":90}),
+        );
         assert_eq!(ok.ok().map(|p| p.expires_in), Some(90));
         assert!(parse_par(&json!({"request_uri":"urn:x"})).is_err());
         assert!(parse_par(&json!({"expires_in":90})).is_err());

@@ -145,10 +145,21 @@ pub enum OauthError {
     },
     /// The response body exceeded the configured limit; reading stopped there.
     #[error("{step}: response body from {origin} exceeds {limit} bytes")]
-    BodyTooLarge { step: Step, origin: String, limit: usize },
+    BodyTooLarge {
+        step: Step,
+        origin: String,
+        limit: usize,
+    },
     /// A success body is not JSON (only category and position are kept).
-    #[error("{step}: response is not valid json ({category} error at line {line}, column {column})")]
-    InvalidJson { step: Step, category: &'static str, line: usize, column: usize },
+    #[error(
+        "{step}: response is not valid json ({category} error at line {line}, column {column})"
+    )]
+    InvalidJson {
+        step: Step,
+        category: &'static str,
+        line: usize,
+        column: usize,
+    },
     /// A success body is JSON but misses or mistypes a required field.
     #[error("{step}: invalid response: {what}")]
     InvalidResponse { step: Step, what: &'static str },
@@ -156,10 +167,18 @@ pub enum OauthError {
     #[error("invalid token response: {what}")]
     InvalidTokenResponse { what: &'static str },
     /// HTTP 429.
-    #[error("{step}: rate limited by the authorization server (http 429, interaction id {interaction_id})")]
-    RateLimited { step: Step, retry_after: Option<Duration>, interaction_id: String },
+    #[error(
+        "{step}: rate limited by the authorization server (http 429, interaction id {interaction_id})"
+    )]
+    RateLimited {
+        step: Step,
+        retry_after: Option<Duration>,
+        interaction_id: String,
+    },
     /// HTTP 5xx or 408.
-    #[error("{step}: authorization server unavailable (http {status}, interaction id {interaction_id})")]
+    #[error(
+        "{step}: authorization server unavailable (http {status}, interaction id {interaction_id})"
+    )]
     Unavailable {
         step: Step,
         status: u16,
@@ -177,10 +196,14 @@ pub enum OauthError {
         within_jwks_propagation: bool,
     },
     /// The discovery document names another issuer.
-    #[error("discovery document issuer {found:?} does not equal the configured issuer {expected:?}")]
+    #[error(
+        "discovery document issuer {found:?} does not equal the configured issuer {expected:?}"
+    )]
     IssuerMismatch { expected: String, found: String },
     /// A `registration_client_uri` on another origin than the AS: a RAT is never sent there.
-    #[error("registration client uri origin {found} is neither the registration endpoint's nor the issuer's origin")]
+    #[error(
+        "registration client uri origin {found} is neither the registration endpoint's nor the issuer's origin"
+    )]
     ForeignRegistrationUri { found: String },
     /// The persistence callback failed; the caller must not assume the new RAT is stored.
     #[error("could not persist the registration response")]
@@ -209,8 +232,17 @@ impl OauthError {
         let retry_after = retry_after.and_then(|v| parse_retry_after(v, now));
         let interaction_id = interaction_id.to_owned();
         match status {
-            429 => OauthError::RateLimited { step, retry_after, interaction_id },
-            408 | 500..=599 => OauthError::Unavailable { step, status, retry_after, interaction_id },
+            429 => OauthError::RateLimited {
+                step,
+                retry_after,
+                interaction_id,
+            },
+            408 | 500..=599 => OauthError::Unavailable {
+                step,
+                status,
+                retry_after,
+                interaction_id,
+            },
             _ => OauthError::Rejected {
                 step,
                 status,
@@ -224,7 +256,11 @@ impl OauthError {
     /// Records that the caller is inside a JWKS propagation window, which makes a later
     /// `invalid_client` transient (cache lag at the AS, wire-spec §7).
     pub fn within_jwks_propagation(mut self, within: bool) -> Self {
-        if let OauthError::Rejected { within_jwks_propagation, .. } = &mut self {
+        if let OauthError::Rejected {
+            within_jwks_propagation,
+            ..
+        } = &mut self
+        {
             *within_jwks_propagation = within;
         }
         self
@@ -238,7 +274,12 @@ impl OauthError {
             serde_json::error::Category::Data => "data",
             serde_json::error::Category::Eof => "eof",
         };
-        OauthError::InvalidJson { step, category, line: err.line(), column: err.column() }
+        OauthError::InvalidJson {
+            step,
+            category,
+            line: err.line(),
+            column: err.column(),
+        }
     }
 
     /// True when retrying later (with backoff and a fresh assertion) may succeed.
@@ -250,9 +291,11 @@ impl OauthError {
             | OauthError::RateLimited { .. }
             | OauthError::Unavailable { .. }
             | OauthError::PersistRegistration { .. } => true,
-            OauthError::Rejected { body, within_jwks_propagation, .. } => {
-                *within_jwks_propagation && body.is("invalid_client")
-            }
+            OauthError::Rejected {
+                body,
+                within_jwks_propagation,
+                ..
+            } => *within_jwks_propagation && body.is("invalid_client"),
             OauthError::MintAssertion { source } => source.is_transient(),
             _ => false,
         }

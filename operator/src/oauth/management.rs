@@ -12,7 +12,8 @@ use url::Url;
 
 use super::error::{OauthError, Step};
 use super::registration::{
-    Registration, RegistrationPersister, SignedContentType, check_registration_uri, parse_registration, persist,
+    Registration, RegistrationPersister, SignedContentType, check_registration_uri,
+    parse_registration, persist,
 };
 use super::transport::{AsClient, AsRequest, RequestBody};
 
@@ -52,12 +53,18 @@ fn target_of<'a>(
     let uri = current
         .registration_client_uri
         .as_deref()
-        .ok_or(OauthError::InvalidResponse { step, what: "registration has no registration_client_uri" })?;
+        .ok_or(OauthError::InvalidResponse {
+            step,
+            what: "registration has no registration_client_uri",
+        })?;
     let url = check_registration_uri(uri, target.registration_endpoint, target.issuer)?;
     let rat = current
         .registration_access_token
         .as_ref()
-        .ok_or(OauthError::InvalidResponse { step, what: "registration has no registration access token" })?;
+        .ok_or(OauthError::InvalidResponse {
+            step,
+            what: "registration has no registration access token",
+        })?;
     Ok((url, rat))
 }
 
@@ -71,9 +78,15 @@ async fn absorb(
 ) -> Result<Registration, OauthError> {
     let mut next = parse_registration(step, body)?;
     if next.client_id != current.client_id {
-        return Err(OauthError::InvalidResponse { step, what: "management response names another client_id" });
+        return Err(OauthError::InvalidResponse {
+            step,
+            what: "management response names another client_id",
+        });
     }
-    let rat_changed = match (&next.registration_access_token, &current.registration_access_token) {
+    let rat_changed = match (
+        &next.registration_access_token,
+        &current.registration_access_token,
+    ) {
         (Some(new), Some(old)) => new.expose_secret() != old.expose_secret(),
         (Some(_), None) => true,
         (None, _) => false,
@@ -81,7 +94,8 @@ async fn absorb(
     if next.registration_access_token.is_none() {
         next.registration_access_token = current.registration_access_token.clone();
     }
-    let uri_changed = next.registration_client_uri.is_some() && next.registration_client_uri != current.registration_client_uri;
+    let uri_changed = next.registration_client_uri.is_some()
+        && next.registration_client_uri != current.registration_client_uri;
     if next.registration_client_uri.is_none() {
         next.registration_client_uri = current.registration_client_uri.clone();
     }
@@ -103,7 +117,9 @@ pub async fn read_client(
 ) -> Result<Registration, OauthError> {
     let step = Step::ReadRegistration;
     let (url, rat) = target_of(step, target, current)?;
-    let response = client.send(step, AsRequest::new(reqwest::Method::GET, url).bearer(rat)).await?;
+    let response = client
+        .send(step, AsRequest::new(reqwest::Method::GET, url).bearer(rat))
+        .await?;
     if response.status != 200 {
         return Err(response.error(step, client.now()));
     }
@@ -130,8 +146,11 @@ pub async fn update_client(
 ) -> Result<Registration, OauthError> {
     let step = Step::UpdateRegistration;
     let (url, rat) = target_of(step, target, current)?;
-    let body = serde_json::to_vec(&put_body(&current.client_id, metadata)).map_err(|e| OauthError::invalid_json(step, &e))?;
-    let req = AsRequest::new(reqwest::Method::PUT, url).bearer(rat).body("application/json", RequestBody::Public(body));
+    let body = serde_json::to_vec(&put_body(&current.client_id, metadata))
+        .map_err(|e| OauthError::invalid_json(step, &e))?;
+    let req = AsRequest::new(reqwest::Method::PUT, url)
+        .bearer(rat)
+        .body("application/json", RequestBody::Public(body));
     let response = client.send(step, req).await?;
     if response.status != 200 {
         return Err(response.error(step, client.now()));
@@ -168,7 +187,12 @@ pub async fn delete_client(
 ) -> Result<DeleteOutcome, OauthError> {
     let step = Step::DeleteRegistration;
     let (url, rat) = target_of(step, target, current)?;
-    let response = client.send(step, AsRequest::new(reqwest::Method::DELETE, url).bearer(rat)).await?;
+    let response = client
+        .send(
+            step,
+            AsRequest::new(reqwest::Method::DELETE, url).bearer(rat),
+        )
+        .await?;
     match response.status {
         200..=299 => Ok(DeleteOutcome::Deleted),
         401 | 404 | 410 => Ok(DeleteOutcome::AlreadyGone),

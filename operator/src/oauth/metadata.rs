@@ -132,10 +132,14 @@ impl ProviderMetadata {
     /// when present, else the top-level URL (RFC 8705 §5). The authorization endpoint is
     /// browser-facing and never aliased.
     pub fn effective_endpoint(&self, kind: EndpointKind, mtls: bool) -> Option<&str> {
-        if mtls && kind != EndpointKind::Authorization {
-            if let Some(alias) = self.mtls_endpoint_aliases.get(kind.field()).filter(|u| !u.is_empty()) {
-                return Some(alias);
-            }
+        if mtls
+            && kind != EndpointKind::Authorization
+            && let Some(alias) = self
+                .mtls_endpoint_aliases
+                .get(kind.field())
+                .filter(|u| !u.is_empty())
+        {
+            return Some(alias);
         }
         self.endpoint(kind)
     }
@@ -160,31 +164,51 @@ mod tests {
     fn parses_every_field_of_the_sandbox_document() {
         let meta = sandbox();
         assert_eq!(meta.issuer, "https://auth1.sandbox.mya.ozoneapi.io");
-        assert_eq!(meta.token_endpoint.as_deref(), Some("https://as1.sandbox.mya.ozoneapi.io/token"));
+        assert_eq!(
+            meta.token_endpoint.as_deref(),
+            Some("https://as1.sandbox.mya.ozoneapi.io/token")
+        );
         assert_eq!(
             meta.registration_endpoint.as_deref(),
             Some("https://rs1.sandbox.mya.ozoneapi.io/tpp-registration")
         );
-        assert_eq!(meta.token_endpoint_auth_methods_supported, ["private_key_jwt", "tls_client_auth"]);
-        assert_eq!(meta.token_endpoint_auth_signing_alg_values_supported, ["PS256"]);
-        assert_eq!(meta.grant_types_supported, ["authorization_code", "client_credentials", "refresh_token"]);
+        assert_eq!(
+            meta.token_endpoint_auth_methods_supported,
+            ["private_key_jwt", "tls_client_auth"]
+        );
+        assert_eq!(
+            meta.token_endpoint_auth_signing_alg_values_supported,
+            ["PS256"]
+        );
+        assert_eq!(
+            meta.grant_types_supported,
+            ["authorization_code", "client_credentials", "refresh_token"]
+        );
         assert_eq!(meta.tls_client_certificate_bound_access_tokens, Some(true));
         assert_eq!(meta.require_pushed_authorization_requests, Some(true));
-        assert_eq!(meta.authorization_response_iss_parameter_supported, Some(true));
+        assert_eq!(
+            meta.authorization_response_iss_parameter_supported,
+            Some(true)
+        );
         assert_eq!(meta.mtls_endpoint_aliases.len(), 5);
         assert_eq!(meta.claims_supported.len(), 14);
         assert_eq!(
             meta.authorization_details_types_supported,
             ["urn:openfinance-ml:account-access-consent:v1.2"]
         );
-        assert!(meta.other.is_empty(), "every sandbox field is named: {:?}", meta.other.keys());
+        assert!(
+            meta.other.is_empty(),
+            "every sandbox field is named: {:?}",
+            meta.other.keys()
+        );
     }
 
     #[test]
     fn keeps_unknown_fields() {
-        let meta: ProviderMetadata =
-            serde_json::from_str(r#"{"issuer":"https://i","dpop_signing_alg_values_supported":["PS256"]}"#)
-                .unwrap_or_default();
+        let meta: ProviderMetadata = serde_json::from_str(
+            r#"{"issuer":"https://i","dpop_signing_alg_values_supported":["PS256"]}"#,
+        )
+        .unwrap_or_default();
         assert_eq!(meta.issuer, "https://i");
         assert!(meta.other.contains_key("dpop_signing_alg_values_supported"));
     }
@@ -196,8 +220,14 @@ mod tests {
                 "mtls_endpoint_aliases":{"token_endpoint":"https://mtls.i/token"}}"#,
         )
         .unwrap_or_default();
-        assert_eq!(meta.effective_endpoint(EndpointKind::Token, true), Some("https://mtls.i/token"));
-        assert_eq!(meta.effective_endpoint(EndpointKind::Token, false), Some("https://i/token"));
+        assert_eq!(
+            meta.effective_endpoint(EndpointKind::Token, true),
+            Some("https://mtls.i/token")
+        );
+        assert_eq!(
+            meta.effective_endpoint(EndpointKind::Token, false),
+            Some("https://i/token")
+        );
     }
 
     #[test]
@@ -207,20 +237,44 @@ mod tests {
                 "mtls_endpoint_aliases":{"token_endpoint":"https://mtls.i/token"}}"#,
         )
         .unwrap_or_default();
-        assert_eq!(meta.effective_endpoint(EndpointKind::Introspection, true), Some("https://i/introspect"));
-        assert_eq!(meta.effective_endpoint(EndpointKind::Revocation, true), None);
+        assert_eq!(
+            meta.effective_endpoint(EndpointKind::Introspection, true),
+            Some("https://i/introspect")
+        );
+        assert_eq!(
+            meta.effective_endpoint(EndpointKind::Revocation, true),
+            None
+        );
     }
 
     #[test]
     fn sandbox_aliases_resolve_for_every_mtls_endpoint() {
         let meta = sandbox();
         for (kind, url) in [
-            (EndpointKind::Token, "https://as1.sandbox.mya.ozoneapi.io/token"),
-            (EndpointKind::Revocation, "https://as1.sandbox.mya.ozoneapi.io/token/revoke"),
-            (EndpointKind::Introspection, "https://as1.sandbox.mya.ozoneapi.io/introspection"),
-            (EndpointKind::PushedAuthorizationRequest, "https://as1.sandbox.mya.ozoneapi.io/par"),
-            (EndpointKind::Userinfo, "https://as1.sandbox.mya.ozoneapi.io/userinfo"),
-            (EndpointKind::Registration, "https://rs1.sandbox.mya.ozoneapi.io/tpp-registration"),
+            (
+                EndpointKind::Token,
+                "https://as1.sandbox.mya.ozoneapi.io/token",
+            ),
+            (
+                EndpointKind::Revocation,
+                "https://as1.sandbox.mya.ozoneapi.io/token/revoke",
+            ),
+            (
+                EndpointKind::Introspection,
+                "https://as1.sandbox.mya.ozoneapi.io/introspection",
+            ),
+            (
+                EndpointKind::PushedAuthorizationRequest,
+                "https://as1.sandbox.mya.ozoneapi.io/par",
+            ),
+            (
+                EndpointKind::Userinfo,
+                "https://as1.sandbox.mya.ozoneapi.io/userinfo",
+            ),
+            (
+                EndpointKind::Registration,
+                "https://rs1.sandbox.mya.ozoneapi.io/tpp-registration",
+            ),
         ] {
             assert_eq!(meta.effective_endpoint(kind, true), Some(url), "{kind:?}");
         }

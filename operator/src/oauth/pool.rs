@@ -12,7 +12,8 @@ use sha2::Digest as _;
 use super::clock::{Clock, SystemClock};
 use super::error::OauthError;
 use super::ratelimit::{AsLimiters, RateLimit};
-use super::transport::{AsClient, ClientIdentity, TransportConfig};
+use super::tls::{ClientIdentity, TransportConfig};
+use super::transport::AsClient;
 
 /// Pool bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,10 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { max_clients: 256, idle_ttl: Duration::from_secs(300) }
+        Self {
+            max_clients: 256,
+            idle_ttl: Duration::from_secs(300),
+        }
     }
 }
 
@@ -51,7 +55,10 @@ pub struct ClientPool {
 
 impl std::fmt::Debug for ClientPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientPool").field("config", &self.config).field("len", &self.len()).finish()
+        f.debug_struct("ClientPool")
+            .field("config", &self.config)
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -76,7 +83,12 @@ impl ClientPool {
 
     /// An empty pool on `clock` (also handed to every client it builds).
     pub fn with_clock(config: PoolConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { config, clock, clients: Mutex::new(HashMap::new()), limiters: AsLimiters::default() }
+        Self {
+            config,
+            clock,
+            clients: Mutex::new(HashMap::new()),
+            limiters: AsLimiters::default(),
+        }
     }
 
     /// The client for AS `as_key` with these settings and this certificate: reused when one
@@ -95,7 +107,8 @@ impl ClientPool {
             x5t_s256: identity.map(|id| id.x5t_s256().to_owned()),
         };
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        let idle = jiff::SignedDuration::try_from(self.config.idle_ttl).unwrap_or(jiff::SignedDuration::MAX);
+        let idle = jiff::SignedDuration::try_from(self.config.idle_ttl)
+            .unwrap_or(jiff::SignedDuration::MAX);
         clients.retain(|_, e| now.duration_since(e.last_used) < idle);
         if let Some(entry) = clients.get_mut(&key) {
             entry.last_used = now;
@@ -106,13 +119,22 @@ impl ClientPool {
             client = client.with_limiter(self.limiters.get(as_key, rate));
         }
         while clients.len() >= self.config.max_clients.max(1) {
-            let oldest = clients.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone());
+            let oldest = clients
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => clients.remove(&k),
                 None => break,
             };
         }
-        clients.insert(key, Entry { client: client.clone(), last_used: now });
+        clients.insert(
+            key,
+            Entry {
+                client: client.clone(),
+                last_used: now,
+            },
+        );
         Ok(client)
     }
 
@@ -128,7 +150,10 @@ impl ClientPool {
 
     /// Drops every client and the limiter of an AS (e.g. when its object is deleted).
     pub fn forget_as(&self, as_key: &str) {
-        self.clients.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.as_key != as_key);
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| k.as_key != as_key);
         self.limiters.remove(as_key);
     }
 }
@@ -142,18 +167,30 @@ mod tests {
     struct Manual(AtomicI64);
     impl Clock for Manual {
         fn now(&self) -> jiff::Timestamp {
-            jiff::Timestamp::from_second(self.0.load(Ordering::SeqCst)).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            jiff::Timestamp::from_second(self.0.load(Ordering::SeqCst))
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         }
     }
 
     fn ca() -> Vec<u8> {
         let key = rcgen::KeyPair::generate().ok();
-        let cert = key.as_ref().and_then(|k| rcgen::CertificateParams::new(vec!["ca".into()]).ok()?.self_signed(k).ok());
+        let cert = key.as_ref().and_then(|k| {
+            rcgen::CertificateParams::new(vec!["ca".into()])
+                .ok()?
+                .self_signed(k)
+                .ok()
+        });
         cert.map(|c| c.pem().into_bytes()).unwrap_or_default()
     }
 
     fn pool(max: usize, clock: Arc<Manual>) -> ClientPool {
-        ClientPool::with_clock(PoolConfig { max_clients: max, idle_ttl: Duration::from_secs(60) }, clock)
+        ClientPool::with_clock(
+            PoolConfig {
+                max_clients: max,
+                idle_ttl: Duration::from_secs(60),
+            },
+            clock,
+        )
     }
 
     #[test]
@@ -198,7 +235,9 @@ mod tests {
     #[test]
     fn rejects_an_empty_ca_bundle() {
         let p = ClientPool::new(PoolConfig::default());
-        let err = p.client("ns/as", &TransportConfig::new(Vec::new()), None, None).err();
+        let err = p
+            .client("ns/as", &TransportConfig::new(Vec::new()), None, None)
+            .err();
         assert_eq!(err.map(|e| e.reason()), Some("InvalidTransportConfig"));
     }
 }

@@ -110,8 +110,13 @@ pub fn preflight(meta: &ProviderMetadata, needs: &ClientNeeds) -> Vec<Finding> {
     if meta.endpoint(EndpointKind::Token).is_none() {
         findings.push(Finding::TokenEndpointMissing);
     }
-    if !ProviderMetadata::supports(&meta.token_endpoint_auth_methods_supported, &needs.auth_method) {
-        findings.push(Finding::AuthMethodNotSupported { method: needs.auth_method.clone() });
+    if !ProviderMetadata::supports(
+        &meta.token_endpoint_auth_methods_supported,
+        &needs.auth_method,
+    ) {
+        findings.push(Finding::AuthMethodNotSupported {
+            method: needs.auth_method.clone(),
+        });
     }
     if needs.auth_method == "private_key_jwt"
         && !ProviderMetadata::supports(
@@ -119,10 +124,14 @@ pub fn preflight(meta: &ProviderMetadata, needs: &ClientNeeds) -> Vec<Finding> {
             &needs.signing_alg,
         )
     {
-        findings.push(Finding::AlgNotSupported { alg: needs.signing_alg.clone() });
+        findings.push(Finding::AlgNotSupported {
+            alg: needs.signing_alg.clone(),
+        });
     }
     if !ProviderMetadata::supports(&meta.grant_types_supported, &needs.grant) {
-        findings.push(Finding::GrantNotSupported { grant: needs.grant.clone() });
+        findings.push(Finding::GrantNotSupported {
+            grant: needs.grant.clone(),
+        });
     }
     if needs.registration_endpoint && meta.endpoint(EndpointKind::Registration).is_none() {
         findings.push(Finding::NoRegistrationEndpoint);
@@ -131,7 +140,10 @@ pub fn preflight(meta: &ProviderMetadata, needs: &ClientNeeds) -> Vec<Finding> {
         if meta.tls_client_certificate_bound_access_tokens != Some(true) {
             findings.push(Finding::CertBoundTokensNotAdvertised);
         }
-        if meta.endpoint(EndpointKind::PushedAuthorizationRequest).is_none() {
+        if meta
+            .endpoint(EndpointKind::PushedAuthorizationRequest)
+            .is_none()
+        {
             findings.push(Finding::ParEndpointMissing);
         }
         if meta.require_pushed_authorization_requests != Some(true) {
@@ -146,38 +158,63 @@ mod tests {
     use super::*;
 
     fn sandbox() -> ProviderMetadata {
-        serde_json::from_str(include_str!("../../tests/data/sandbox-discovery.json")).unwrap_or_default()
+        serde_json::from_str(include_str!("../../tests/data/sandbox-discovery.json"))
+            .unwrap_or_default()
     }
 
     fn with(edit: impl FnOnce(&mut ProviderMetadata)) -> Vec<Finding> {
         let mut meta = sandbox();
         edit(&mut meta);
-        preflight(&meta, &ClientNeeds { registration_endpoint: true, ..ClientNeeds::default() })
+        preflight(
+            &meta,
+            &ClientNeeds {
+                registration_endpoint: true,
+                ..ClientNeeds::default()
+            },
+        )
     }
 
     #[test]
     fn sandbox_document_passes_the_fapi2_preflight() {
         assert_eq!(with(|_| {}), []);
-        let tls = ClientNeeds { auth_method: "tls_client_auth".into(), ..ClientNeeds::default() };
+        let tls = ClientNeeds {
+            auth_method: "tls_client_auth".into(),
+            ..ClientNeeds::default()
+        };
         assert_eq!(preflight(&sandbox(), &tls), []);
     }
 
     #[test]
     fn reports_a_missing_token_endpoint() {
-        assert_eq!(with(|m| m.token_endpoint = None), [Finding::TokenEndpointMissing]);
+        assert_eq!(
+            with(|m| m.token_endpoint = None),
+            [Finding::TokenEndpointMissing]
+        );
     }
 
     #[test]
     fn reports_an_unsupported_assertion_algorithm() {
-        let findings = with(|m| m.token_endpoint_auth_signing_alg_values_supported = vec!["RS256".into()]);
-        assert_eq!(findings, [Finding::AlgNotSupported { alg: "PS256".into() }]);
+        let findings =
+            with(|m| m.token_endpoint_auth_signing_alg_values_supported = vec!["RS256".into()]);
+        assert_eq!(
+            findings,
+            [Finding::AlgNotSupported {
+                alg: "PS256".into()
+            }]
+        );
         assert!(findings[0].to_string().contains("PS256"));
     }
 
     #[test]
     fn reports_an_unsupported_auth_method() {
-        let findings = with(|m| m.token_endpoint_auth_methods_supported = vec!["tls_client_auth".into()]);
-        assert_eq!(findings, [Finding::AuthMethodNotSupported { method: "private_key_jwt".into() }]);
+        let findings =
+            with(|m| m.token_endpoint_auth_methods_supported = vec!["tls_client_auth".into()]);
+        assert_eq!(
+            findings,
+            [Finding::AuthMethodNotSupported {
+                method: "private_key_jwt".into()
+            }]
+        );
         assert!(findings[0].to_string().contains("private_key_jwt"));
     }
 
@@ -207,13 +244,21 @@ mod tests {
     #[test]
     fn reports_an_unsupported_grant() {
         let findings = with(|m| m.grant_types_supported = vec!["authorization_code".into()]);
-        assert_eq!(findings, [Finding::GrantNotSupported { grant: "client_credentials".into() }]);
+        assert_eq!(
+            findings,
+            [Finding::GrantNotSupported {
+                grant: "client_credentials".into()
+            }]
+        );
         assert_eq!(findings[0].severity(), Severity::Error);
     }
 
     #[test]
     fn reports_a_missing_registration_endpoint_only_when_needed() {
-        assert_eq!(with(|m| m.registration_endpoint = None), [Finding::NoRegistrationEndpoint]);
+        assert_eq!(
+            with(|m| m.registration_endpoint = None),
+            [Finding::NoRegistrationEndpoint]
+        );
         let mut meta = sandbox();
         meta.registration_endpoint = None;
         assert_eq!(preflight(&meta, &ClientNeeds::default()), []);
@@ -224,7 +269,10 @@ mod tests {
         let mut meta = sandbox();
         meta.tls_client_certificate_bound_access_tokens = None;
         meta.require_pushed_authorization_requests = None;
-        let needs = ClientNeeds { fapi2: false, ..ClientNeeds::default() };
+        let needs = ClientNeeds {
+            fapi2: false,
+            ..ClientNeeds::default()
+        };
         assert_eq!(preflight(&meta, &needs), []);
     }
 }

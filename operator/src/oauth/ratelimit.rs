@@ -55,7 +55,10 @@ pub struct AsLimiters {
 impl AsLimiters {
     /// The limiter shared by all clients of `as_key` at `rate`.
     pub fn get(&self, as_key: &str, rate: RateLimit) -> Limiter {
-        let mut map = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match map.get(as_key) {
             Some((existing, limiter)) if *existing == rate => limiter.clone(),
             _ => {
@@ -68,7 +71,10 @@ impl AsLimiters {
 
     /// Drops the limiter of an AS that no longer exists.
     pub fn remove(&self, as_key: &str) {
-        let mut map = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         map.remove(as_key);
     }
 }

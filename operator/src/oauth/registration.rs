@@ -51,7 +51,10 @@ pub struct PersistError {
 impl PersistError {
     /// A failure described by `message`.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), source: None }
+        Self {
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying cause.
@@ -67,7 +70,10 @@ impl PersistError {
 /// only re-registration recovers.
 pub trait RegistrationPersister: Send + Sync {
     /// Persists `registration`; an error fails the registration call.
-    fn persist(&self, registration: &Registration) -> impl Future<Output = Result<(), PersistError>> + Send;
+    fn persist(
+        &self,
+        registration: &Registration,
+    ) -> impl Future<Output = Result<(), PersistError>> + Send;
 }
 
 /// `Content-Type` of a signed registration request.
@@ -107,11 +113,19 @@ pub fn numeric_date(value: &Value) -> Option<Timestamp> {
 /// Parses a registration response body (RFC 7591 §3.2.1).
 pub fn parse_registration(step: Step, body: Value) -> Result<Registration, OauthError> {
     let Value::Object(mut map) = body else {
-        return Err(OauthError::InvalidResponse { step, what: "registration response is not a json object" });
+        return Err(OauthError::InvalidResponse {
+            step,
+            what: "registration response is not a json object",
+        });
     };
     let client_id = match map.get("client_id") {
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
-        _ => return Err(OauthError::InvalidResponse { step, what: "registration response has no client_id" }),
+        _ => {
+            return Err(OauthError::InvalidResponse {
+                step,
+                what: "registration response has no client_id",
+            });
+        }
     };
     let mut secret = |key: &str| match map.remove(key) {
         Some(Value::String(s)) if !s.is_empty() => Some(SecretString::from(s)),
@@ -119,7 +133,10 @@ pub fn parse_registration(step: Step, body: Value) -> Result<Registration, Oauth
     };
     let registration_access_token = secret(SECRET_FIELDS[0]);
     let client_secret = secret(SECRET_FIELDS[1]);
-    let registration_client_uri = map.get("registration_client_uri").and_then(Value::as_str).map(str::to_owned);
+    let registration_client_uri = map
+        .get("registration_client_uri")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let client_id_issued_at = map.get("client_id_issued_at").and_then(numeric_date);
     Ok(Registration {
         client_id,
@@ -133,7 +150,11 @@ pub fn parse_registration(step: Step, body: Value) -> Result<Registration, Oauth
 
 /// Checks that `uri` shares its origin (scheme, host, port) with the registration endpoint or
 /// the issuer; a RAT is only ever sent to such a URI.
-pub fn check_registration_uri(uri: &str, registration_endpoint: &str, issuer: &str) -> Result<Url, OauthError> {
+pub fn check_registration_uri(
+    uri: &str,
+    registration_endpoint: &str,
+    issuer: &str,
+) -> Result<Url, OauthError> {
     let url = Url::parse(uri).map_err(|source| OauthError::InvalidUrl {
         step: Step::ReadRegistration,
         what: "registration_client_uri",
@@ -147,12 +168,18 @@ pub fn check_registration_uri(uri: &str, registration_endpoint: &str, issuer: &s
     if allowed {
         Ok(url)
     } else {
-        Err(OauthError::ForeignRegistrationUri { found: origin.ascii_serialization() })
+        Err(OauthError::ForeignRegistrationUri {
+            found: origin.ascii_serialization(),
+        })
     }
 }
 
 fn parse_endpoint(step: Step, endpoint: &str) -> Result<Url, OauthError> {
-    Url::parse(endpoint).map_err(|source| OauthError::InvalidUrl { step, what: "registration_endpoint", source })
+    Url::parse(endpoint).map_err(|source| OauthError::InvalidUrl {
+        step,
+        what: "registration_endpoint",
+        source,
+    })
 }
 
 pub(crate) async fn persist(
@@ -177,7 +204,8 @@ pub async fn register_dynamic(
     let step = Step::Register;
     let url = parse_endpoint(step, registration_endpoint)?;
     let body = serde_json::to_vec(metadata).map_err(|e| OauthError::invalid_json(step, &e))?;
-    let mut req = AsRequest::new(reqwest::Method::POST, url).body("application/json", RequestBody::Public(body));
+    let mut req = AsRequest::new(reqwest::Method::POST, url)
+        .body("application/json", RequestBody::Public(body));
     if let Some(token) = initial_access_token {
         req = req.bearer(token);
     }
@@ -228,9 +256,14 @@ pub async fn hub_onboard(client: &AsClient, registration_endpoint: &str) -> Resu
         return Err(OauthError::ClientCertificateMissing { step });
     }
     let url = parse_endpoint(step, registration_endpoint)?;
-    let req = AsRequest::new(reqwest::Method::POST, url).body("application/json", RequestBody::Public(b"{}".to_vec()));
+    let req = AsRequest::new(reqwest::Method::POST, url)
+        .body("application/json", RequestBody::Public(b"{}".to_vec()));
     let response = client.send(step, req).await?;
-    if response.is_success() { Ok(()) } else { Err(response.error(step, client.now())) }
+    if response.is_success() {
+        Ok(())
+    } else {
+        Err(response.error(step, client.now()))
+    }
 }
 
 /// `Static`: nothing is sent; the client id given out of band is the registration.

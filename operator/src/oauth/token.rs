@@ -37,9 +37,14 @@ pub struct AccessToken {
 }
 
 /// Parses a token response (RFC 6749 §5.1) received at `received_at`.
-pub fn parse_token_response(body: &Value, received_at: Timestamp) -> Result<AccessToken, OauthError> {
+pub fn parse_token_response(
+    body: &Value,
+    received_at: Timestamp,
+) -> Result<AccessToken, OauthError> {
     let invalid = |what| OauthError::InvalidTokenResponse { what };
-    let obj = body.as_object().ok_or(invalid("response is not a json object"))?;
+    let obj = body
+        .as_object()
+        .ok_or(invalid("response is not a json object"))?;
     let access_token = match obj.get("access_token") {
         Some(Value::String(t)) if !t.is_empty() => SecretString::from(t.clone()),
         _ => return Err(invalid("missing access_token")),
@@ -80,18 +85,29 @@ pub(crate) async fn post_form(
     if !client.is_mtls() {
         return Err(OauthError::ClientCertificateMissing { step });
     }
-    let endpoint = meta
-        .effective_endpoint(kind, true)
-        .ok_or(OauthError::EndpointNotAdvertised { step, endpoint: kind.field() })?;
-    let url = url::Url::parse(endpoint).map_err(|source| OauthError::InvalidUrl { step, what: kind.field(), source })?;
+    let endpoint =
+        meta.effective_endpoint(kind, true)
+            .ok_or(OauthError::EndpointNotAdvertised {
+                step,
+                endpoint: kind.field(),
+            })?;
+    let url = url::Url::parse(endpoint).map_err(|source| OauthError::InvalidUrl {
+        step,
+        what: kind.field(),
+        source,
+    })?;
     let body = form.authenticate(authn, &meta.issuer, endpoint)?.encode();
-    let req = AsRequest::new(reqwest::Method::POST, url)
-        .body("application/x-www-form-urlencoded", RequestBody::Secret(body));
+    let req = AsRequest::new(reqwest::Method::POST, url).body(
+        "application/x-www-form-urlencoded",
+        RequestBody::Secret(body),
+    );
     let response = client.send(step, req).await?;
     if response.is_success() {
         Ok(response)
     } else {
-        Err(response.error(step, client.now()).within_jwks_propagation(authn.within_jwks_propagation))
+        Err(response
+            .error(step, client.now())
+            .within_jwks_propagation(authn.within_jwks_propagation))
     }
 }
 
@@ -104,7 +120,11 @@ pub async fn client_credentials(
 ) -> Result<AccessToken, OauthError> {
     let step = Step::Token;
     let form = Form::default().plain("grant_type", "client_credentials");
-    let form = if scope.is_empty() { form } else { form.plain("scope", scope) };
+    let form = if scope.is_empty() {
+        form
+    } else {
+        form.plain("scope", scope)
+    };
     let response = post_form(client, meta, EndpointKind::Token, step, authn, form).await?;
     let received_at = client.now();
     let mut token = parse_token_response(&response.json(step)?, received_at)?;
@@ -128,8 +148,14 @@ mod tests {
         let body = json!({"access_token":"26e0bf38-9fab-48e5-8be6-4a906905f959","token_type":"Bearer","expires_in":600,"scope":"accounts"});
         let token = parse_token_response(&body, at()).ok();
         let token = token.as_ref();
-        assert_eq!(token.map(|t| t.access_token.expose_secret()), Some("26e0bf38-9fab-48e5-8be6-4a906905f959"));
-        assert_eq!(token.map(|t| t.expires_at.as_second()), Some(1_769_766_702 + 600));
+        assert_eq!(
+            token.map(|t| t.access_token.expose_secret()),
+            Some("26e0bf38-9fab-48e5-8be6-4a906905f959")
+        );
+        assert_eq!(
+            token.map(|t| t.expires_at.as_second()),
+            Some(1_769_766_702 + 600)
+        );
         assert_eq!(token.and_then(|t| t.scope.as_deref()), Some("accounts"));
         assert!(!format!("{token:?}").contains("26e0bf38"));
     }
@@ -137,15 +163,23 @@ mod tests {
     #[test]
     fn accepts_token_type_in_any_case() {
         let body = json!({"access_token":"t","token_type":"bEaReR","expires_in":60});
-        assert_eq!(parse_token_response(&body, at()).ok().map(|t| t.token_type), Some("Bearer".into()));
+        assert_eq!(
+            parse_token_response(&body, at()).ok().map(|t| t.token_type),
+            Some("Bearer".into())
+        );
     }
 
     #[test]
     fn rejects_missing_zero_negative_or_textual_expires_in() {
         for expires_in in [json!(null), json!(0), json!(-5), json!("600"), json!(1.5)] {
-            let body = json!({"access_token":"tok-x","token_type":"Bearer","expires_in":expires_in});
+            let body =
+                json!({"access_token":"tok-x","token_type":"Bearer","expires_in":expires_in});
             let err = parse_token_response(&body, at()).err();
-            assert_eq!(err.as_ref().map(|e| e.reason()), Some("InvalidTokenResponse"), "{expires_in}");
+            assert_eq!(
+                err.as_ref().map(|e| e.reason()),
+                Some("InvalidTokenResponse"),
+                "{expires_in}"
+            );
             assert!(!format!("{err:?}").contains("tok-x"));
         }
     }

@@ -10,116 +10,14 @@
 //! it replaced by `[redacted]` before anything parses it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use base64::Engine as _;
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Digest as _;
 use url::Url;
 
 use super::clock::{Clock, SystemClock};
 use super::error::{OauthError, Step};
 use super::ratelimit::Limiter;
-
-/// Default response body limit: 1 MiB.
-pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
-
-/// How to reach one AS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransportConfig {
-    /// PEM bundle of the CAs that issued the AS's server certificates: the only trust roots.
-    pub ca_bundle_pem: Vec<u8>,
-    /// TCP + TLS connect timeout.
-    pub connect_timeout: Duration,
-    /// Whole-request timeout, body included.
-    pub timeout: Duration,
-    /// Largest response body accepted, in bytes.
-    pub body_limit: usize,
-}
-
-impl TransportConfig {
-    /// Defaults (10 s connect, 30 s total, 1 MiB) for a CA bundle.
-    pub fn new(ca_bundle_pem: impl Into<Vec<u8>>) -> Self {
-        Self {
-            ca_bundle_pem: ca_bundle_pem.into(),
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(30),
-            body_limit: DEFAULT_BODY_LIMIT,
-        }
-    }
-}
-
-/// A client certificate chain and its private key, for mTLS.
-pub struct ClientIdentity {
-    chain: Vec<CertificateDer<'static>>,
-    key_pem: SecretString,
-    x5t_s256: String,
-}
-
-impl std::fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientIdentity").field("x5t_s256", &self.x5t_s256).finish_non_exhaustive()
-    }
-}
-
-fn config_error(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> OauthError {
-    OauthError::TransportConfig { what: what.to_owned(), source: Some(Box::new(source)) }
-}
-
-impl ClientIdentity {
-    /// Parses a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, or PKCS#1/SEC1).
-    pub fn from_pem(cert_chain_pem: &[u8], key_pem: SecretString) -> Result<Self, OauthError> {
-        let chain = CertificateDer::pem_slice_iter(cert_chain_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| config_error("client certificate chain is not valid pem", e))?;
-        let leaf = chain.first().ok_or_else(|| OauthError::TransportConfig {
-            what: "client certificate chain is empty".into(),
-            source: None,
-        })?;
-        PrivateKeyDer::from_pem_slice(key_pem.expose_secret().as_bytes())
-            .map_err(|_| OauthError::TransportConfig { what: "client private key is not valid pem".into(), source: None })?;
-        let x5t_s256 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(leaf.as_ref()));
-        Ok(Self { chain, key_pem, x5t_s256 })
-    }
-
-    /// RFC 8705 `x5t#S256` of the leaf certificate (unpadded base64url SHA-256 of its DER).
-    pub fn x5t_s256(&self) -> &str {
-        &self.x5t_s256
-    }
-
-    fn key(&self) -> Result<PrivateKeyDer<'static>, OauthError> {
-        PrivateKeyDer::from_pem_slice(self.key_pem.expose_secret().as_bytes())
-            .map_err(|_| OauthError::TransportConfig { what: "client private key is not valid pem".into(), source: None })
-    }
-}
-
-/// Builds the rustls configuration: the CA bundle as the only roots, aws-lc-rs, optional
-/// client certificate.
-pub fn tls_config(ca_bundle_pem: &[u8], identity: Option<&ClientIdentity>) -> Result<rustls::ClientConfig, OauthError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_bundle_pem) {
-        let cert = cert.map_err(|e| config_error("ca bundle is not valid pem", e))?;
-        roots.add(cert).map_err(|e| config_error("ca bundle holds an unusable certificate", e))?;
-    }
-    if roots.is_empty() {
-        return Err(OauthError::TransportConfig { what: "ca bundle contains no certificate".into(), source: None });
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| config_error("tls protocol versions", e))?
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        Some(id) => builder
-            .with_client_auth_cert(id.chain.clone(), id.key()?)
-            .map_err(|e| config_error("client certificate and key do not match", e))?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
-}
+use super::tls::{ClientIdentity, TransportConfig, config_error, tls_config};
 
 /// A request body; secret bodies (forms with assertions or tokens, signed requests) stay
 /// wrapped until sent.
@@ -147,7 +45,13 @@ pub struct AsRequest<'a> {
 impl<'a> AsRequest<'a> {
     /// A bodiless request.
     pub fn new(method: reqwest::Method, url: Url) -> Self {
-        Self { method, url, content_type: None, bearer: None, body: None }
+        Self {
+            method,
+            url,
+            content_type: None,
+            bearer: None,
+            body: None,
+        }
     }
 
     /// Sets a body and its content type.
@@ -185,8 +89,18 @@ impl AsResponse {
 
     /// The classified error for a non-success response.
     pub fn error(&self, step: Step, now: jiff::Timestamp) -> OauthError {
-        let retry_after = self.headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
-        OauthError::from_status(step, self.status, retry_after, &self.body, &self.interaction_id, now)
+        let retry_after = self
+            .headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        OauthError::from_status(
+            step,
+            self.status,
+            retry_after,
+            &self.body,
+            &self.interaction_id,
+            now,
+        )
     }
 
     /// Parses the body as JSON without letting serde quote it in the error.
@@ -216,7 +130,10 @@ impl std::fmt::Debug for AsClient {
 
 impl AsClient {
     /// Builds a client. Use [`super::ClientPool`] to reuse connections across calls.
-    pub fn new(config: &TransportConfig, identity: Option<&ClientIdentity>) -> Result<Self, OauthError> {
+    pub fn new(
+        config: &TransportConfig,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Self, OauthError> {
         let tls = tls_config(&config.ca_bundle_pem, identity)?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
@@ -277,8 +194,14 @@ impl AsClient {
             .header("x-fapi-interaction-id", &interaction_id)
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(token) = req.bearer {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                .map_err(|_| OauthError::TransportConfig { what: "bearer credential is not a valid header value".into(), source: None })?;
+            let mut value = reqwest::header::HeaderValue::from_str(&format!(
+                "Bearer {}",
+                token.expose_secret()
+            ))
+            .map_err(|_| OauthError::TransportConfig {
+                what: "bearer credential is not a valid header value".into(),
+                source: None,
+            })?;
             value.set_sensitive(true);
             builder = builder.header(reqwest::header::AUTHORIZATION, value);
         }
@@ -295,23 +218,46 @@ impl AsClient {
             }
             None => builder,
         };
-        let mut response = builder.send().await.map_err(|e| classify(step, &origin, e))?;
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|e| classify(step, &origin, e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        if response.content_length().is_some_and(|len| len > self.body_limit as u64) {
-            return Err(OauthError::BodyTooLarge { step, origin, limit: self.body_limit });
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.body_limit as u64)
+        {
+            return Err(OauthError::BodyTooLarge {
+                step,
+                origin,
+                limit: self.body_limit,
+            });
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| classify(step, &origin, e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| classify(step, &origin, e))?
+        {
             if body.len() + chunk.len() > self.body_limit {
-                return Err(OauthError::BodyTooLarge { step, origin, limit: self.body_limit });
+                return Err(OauthError::BodyTooLarge {
+                    step,
+                    origin,
+                    limit: self.body_limit,
+                });
             }
             body.extend_from_slice(&chunk);
         }
         if !(200..300).contains(&status) {
             body = scrub(body, &secrets);
         }
-        Ok(AsResponse { status, headers, body, interaction_id })
+        Ok(AsResponse {
+            status,
+            headers,
+            body,
+            interaction_id,
+        })
     }
 }
 
@@ -346,7 +292,10 @@ fn rustls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
             return Some(tls.to_string());
         }
         // `io::Error::source` skips the wrapped error itself: descend into it explicitly.
-        current = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
             None => e.source(),
         };
@@ -357,13 +306,30 @@ fn rustls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
 fn classify(step: Step, origin: &str, source: reqwest::Error) -> OauthError {
     let origin = origin.to_owned();
     if let Some(detail) = rustls_error(&source) {
-        return OauthError::Tls { step, origin, detail, source };
+        return OauthError::Tls {
+            step,
+            origin,
+            detail,
+            source,
+        };
     }
     if source.is_timeout() {
-        OauthError::Timeout { step, origin, source }
+        OauthError::Timeout {
+            step,
+            origin,
+            source,
+        }
     } else if source.is_connect() {
-        OauthError::Connect { step, origin, source }
+        OauthError::Connect {
+            step,
+            origin,
+            source,
+        }
     } else {
-        OauthError::Http { step, origin, source }
+        OauthError::Http {
+            step,
+            origin,
+            source,
+        }
     }
 }

@@ -58,9 +58,15 @@ impl ErrorBody {
             };
         }
         if let Some(first) = parsed.errors.and_then(|e| e.into_iter().next()) {
-            return Self { error: text(first.code), description: text(first.message) };
+            return Self {
+                error: text(first.code),
+                description: text(first.message),
+            };
         }
-        Self { error: text(parsed.code), description: text(parsed.message) }
+        Self {
+            error: text(parsed.code),
+            description: text(parsed.message),
+        }
     }
 
     /// True when the OAuth `error` code equals `code`.
@@ -119,10 +125,14 @@ mod tests {
 
     #[test]
     fn parses_rfc6749_error_json() {
-        let body = br#"{"error":"invalid_client","error_description":"client authentication failed"}"#;
+        let body =
+            br#"{"error":"invalid_client","error_description":"client authentication failed"}"#;
         let parsed = ErrorBody::parse(body);
         assert!(parsed.is("invalid_client"));
-        assert_eq!(parsed.description.as_deref(), Some("client authentication failed"));
+        assert_eq!(
+            parsed.description.as_deref(),
+            Some("client authentication failed")
+        );
     }
 
     #[test]
@@ -141,7 +151,10 @@ mod tests {
 
     #[test]
     fn sanitize_strips_control_characters_and_caps_length() {
-        assert_eq!(sanitize("bad\r\nline\u{1b}[31m").as_deref(), Some("bad  line [31m"));
+        assert_eq!(
+            sanitize("bad\r\nline\u{1b}[31m").as_deref(),
+            Some("bad  line [31m")
+        );
         let long = "x".repeat(1000);
         let capped = sanitize(&long).unwrap_or_default();
         assert_eq!(capped.chars().count(), MAX_FIELD_CHARS + 1);
@@ -151,7 +164,8 @@ mod tests {
 
     #[test]
     fn error_description_of_non_string_type_is_dropped() {
-        let parsed = ErrorBody::parse(br#"{"error":"invalid_request","error_description":{"a":1}}"#);
+        let parsed =
+            ErrorBody::parse(br#"{"error":"invalid_request","error_description":{"a":1}}"#);
         assert!(parsed.is("invalid_request"));
         assert_eq!(parsed.description, None);
     }
@@ -160,12 +174,17 @@ mod tests {
     fn retry_after_accepts_delta_seconds() {
         let now = Timestamp::UNIX_EPOCH;
         assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
     }
 
     #[test]
     fn retry_after_accepts_http_date_relative_to_now() {
-        let now: Timestamp = "2026-01-30T10:00:00Z".parse().unwrap_or(Timestamp::UNIX_EPOCH);
+        let now: Timestamp = "2026-01-30T10:00:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
         assert_eq!(
             parse_retry_after("Fri, 30 Jan 2026 10:00:45 GMT", now),
             Some(Duration::from_secs(45))

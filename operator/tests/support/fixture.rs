@@ -64,7 +64,12 @@ impl Fixture {
 
     /// Every secret string these tests use.
     pub fn secrets(&self) -> Vec<String> {
-        let key_body: String = self.client.key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let key_body: String = self
+            .client
+            .key_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
         vec![
             RAT_1.into(),
             RAT_2.into(),
@@ -92,7 +97,8 @@ impl Fixture {
 }
 
 pub fn identity_of(p: &Pki) -> ClientIdentity {
-    ClientIdentity::from_pem(p.cert_pem.as_bytes(), SecretString::from(p.key_pem.clone())).expect("identity")
+    ClientIdentity::from_pem(p.cert_pem.as_bytes(), SecretString::from(p.key_pem.clone()))
+        .expect("identity")
 }
 
 /// Mints `assertion-SECRET-<n>` and records each audience.
@@ -103,9 +109,15 @@ pub struct Minter {
 
 impl AssertionMinter for Minter {
     fn mint(&self, audience: &str) -> Result<SecretString, MintError> {
-        let mut audiences = self.audiences.lock().map_err(|_| MintError::permanent("poisoned"))?;
+        let mut audiences = self
+            .audiences
+            .lock()
+            .map_err(|_| MintError::permanent("poisoned"))?;
         audiences.push(audience.to_owned());
-        Ok(SecretString::from(format!("{ASSERTION_PREFIX}{}", audiences.len())))
+        Ok(SecretString::from(format!(
+            "{ASSERTION_PREFIX}{}",
+            audiences.len()
+        )))
     }
 }
 
@@ -118,7 +130,10 @@ pub struct Persister {
 
 impl Persister {
     pub fn failing() -> Self {
-        Self { fail: true, ..Self::default() }
+        Self {
+            fail: true,
+            ..Self::default()
+        }
     }
     pub fn stored(&self) -> Vec<(String, Option<String>)> {
         self.stored.lock().map(|s| s.clone()).unwrap_or_default()
@@ -133,7 +148,10 @@ impl RegistrationPersister for Persister {
         if let Ok(mut stored) = self.stored.lock() {
             stored.push((
                 registration.client_id.clone(),
-                registration.registration_access_token.as_ref().map(|t| t.expose_secret().to_owned()),
+                registration
+                    .registration_access_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned()),
             ));
         }
         Ok(())

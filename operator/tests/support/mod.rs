@@ -31,7 +31,9 @@ pub struct Pki {
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
     CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca cert")
 }
 
@@ -39,10 +41,19 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 pub fn pki(ca_name: &str, names: &[&str]) -> Pki {
     let issuer = ca(ca_name);
     let key = KeyPair::generate().expect("leaf key");
-    let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("leaf params");
-    params.distinguished_name.push(rcgen::DnType::CommonName, names.first().copied().unwrap_or("client"));
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("leaf params");
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        names.first().copied().unwrap_or("client"),
+    );
     let cert = params.signed_by(&key, &issuer).expect("leaf cert");
-    Pki { ca_pem: issuer.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    Pki {
+        ca_pem: issuer.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
 }
 
 /// What the server answers.
@@ -66,7 +77,13 @@ impl Reply {
         }
     }
     pub fn raw(status: u16, body: impl Into<Vec<u8>>) -> Self {
-        Self { status, headers: Vec::new(), body: body.into(), delay: Duration::ZERO, chunked: false }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            delay: Duration::ZERO,
+            chunked: false,
+        }
     }
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.push((name, value.to_owned()));
@@ -94,13 +111,21 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
     pub fn form(&self) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(&self.body).into_owned().collect()
+        url::form_urlencoded::parse(&self.body)
+            .into_owned()
+            .collect()
     }
     pub fn form_value(&self, key: &str) -> Option<String> {
-        self.form().into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.form()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_default()
@@ -140,7 +165,11 @@ pub enum ClientCerts<'a> {
 }
 
 /// Starts a server with `server_pki`'s leaf; accepts at most 64 connections.
-pub async fn serve(server_pki: &Pki, client_certs: ClientCerts<'_>, handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Server {
+pub async fn serve(
+    server_pki: &Pki,
+    client_certs: ClientCerts<'_>,
+    handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+) -> Server {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let (ca_pem, required) = match client_certs {
         ClientCerts::Optional(ca) => (ca, false),
@@ -151,8 +180,15 @@ pub async fn serve(server_pki: &Pki, client_certs: ClientCerts<'_>, handler: imp
         roots.add(cert.expect("client ca pem")).expect("client ca");
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    let verifier = if required { verifier.build() } else { verifier.allow_unauthenticated().build() }.expect("verifier");
-    let chain = CertificateDer::pem_slice_iter(server_pki.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().expect("chain");
+    let verifier = if required {
+        verifier.build()
+    } else {
+        verifier.allow_unauthenticated().build()
+    }
+    .expect("verifier");
+    let chain = CertificateDer::pem_slice_iter(server_pki.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("chain");
     let key = PrivateKeyDer::from_pem_slice(server_pki.key_pem.as_bytes()).expect("key");
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -168,35 +204,53 @@ pub async fn serve(server_pki: &Pki, client_certs: ClientCerts<'_>, handler: imp
     let task_seen = seen.clone();
     let task = tokio::spawn(async move {
         for _ in 0..64 {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             let handler = handler.clone();
             let seen = task_seen.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let client_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let handler = handler.clone();
-                    let seen = seen.clone();
-                    let client_cert = client_cert.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-                        let request = Seen {
-                            method: parts.method.to_string(),
-                            path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
-                            headers: parts.headers,
-                            body,
-                            client_cert,
-                        };
-                        let reply = handler(&request);
-                        if let Ok(mut s) = seen.lock() {
-                            s.push(request);
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let client_cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.to_vec());
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let handler = handler.clone();
+                        let seen = seen.clone();
+                        let client_cert = client_cert.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            let request = Seen {
+                                method: parts.method.to_string(),
+                                path: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default(),
+                                headers: parts.headers,
+                                body,
+                                client_cert,
+                            };
+                            let reply = handler(&request);
+                            if let Ok(mut s) = seen.lock() {
+                                s.push(request);
+                            }
+                            tokio::time::sleep(reply.delay).await;
+                            Ok::<_, Infallible>(respond(reply))
                         }
-                        tokio::time::sleep(reply.delay).await;
-                        Ok::<_, Infallible>(respond(reply))
-                    }
-                });
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                     .await;
@@ -208,14 +262,18 @@ pub async fn serve(server_pki: &Pki, client_certs: ClientCerts<'_>, handler: imp
 
 fn respond(reply: Reply) -> Response<BoxBody<Bytes, Infallible>> {
     let body = if reply.chunked {
-        let chunks: Vec<Result<Frame<Bytes>, Infallible>> =
-            reply.body.chunks(512).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
+        let chunks: Vec<Result<Frame<Bytes>, Infallible>> = reply
+            .body
+            .chunks(512)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
         StreamBody::new(futures::stream::iter(chunks)).boxed()
     } else {
         Full::new(Bytes::from(reply.body)).boxed()
     };
     let mut response = Response::new(body);
-    *response.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in reply.headers {
         if let Ok(v) = hyper::header::HeaderValue::from_str(&value) {
             response.headers_mut().append(name, v);

@@ -90,8 +90,8 @@ async fn client_credentials_with_private_key_jwt_uses_the_alias_a_fresh_assertio
         keys,
         [
             "grant_type",
-            "scope",
             "client_id",
+            "scope",
             "client_assertion_type",
             "client_assertion"
         ]
@@ -143,7 +143,7 @@ async fn client_credentials_with_tls_client_auth_sends_no_assertion() {
         .expect("token");
     assert_eq!(
         server.seen()[0].body,
-        b"grant_type=client_credentials&scope=accounts&client_id=c1"
+        b"grant_type=client_credentials&client_id=c1&scope=accounts"
     );
     let no_cert = token::client_credentials(
         &fx.plain_client(),

@@ -346,3 +346,26 @@ async fn the_per_as_rate_limiter_spaces_requests_of_all_clients() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn refuses_plain_http_before_sending_anything() {
+    let fx = Fixture::new();
+    let err = send(&fx.plain_client(), "http://127.0.0.1:9/x")
+        .await
+        .expect_err("plain http");
+    assert!(matches!(err, OauthError::InsecureUrl { .. }), "{err:?}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn a_response_debug_never_shows_the_body() {
+    let fx = Fixture::new();
+    let server = fx
+        .serve(|_| Reply::json(200, json!({"access_token": support::fixture::ACCESS_TOKEN})))
+        .await;
+    let response = send(&fx.plain_client(), &server.url("/t"))
+        .await
+        .expect("response");
+    assert!(String::from_utf8_lossy(&response.body).contains(support::fixture::ACCESS_TOKEN));
+    assert!(!format!("{response:?}").contains(support::fixture::ACCESS_TOKEN));
+}

@@ -142,6 +142,14 @@ impl Form {
         self
     }
 
+    /// Inserts `client_id` right after a leading `grant_type` (wire-spec §5.2 order), else first.
+    fn with_client_id(mut self, client_id: &str) -> Self {
+        let at = usize::from(self.fields.first().is_some_and(|(k, _)| *k == "grant_type"));
+        self.fields
+            .insert(at, ("client_id", FormValue::Plain(client_id.to_owned())));
+        self
+    }
+
     /// Adds `client_id` and, for `private_key_jwt`, a freshly minted assertion for the call to
     /// `endpoint`.
     pub(crate) fn authenticate(
@@ -150,7 +158,7 @@ impl Form {
         issuer: &str,
         endpoint: &str,
     ) -> Result<Self, OauthError> {
-        let form = self.plain("client_id", authn.client_id.clone());
+        let form = self.with_client_id(&authn.client_id);
         match &authn.auth {
             ClientAuth::TlsClientAuth => Ok(form),
             ClientAuth::PrivateKeyJwt { minter, audience } => {

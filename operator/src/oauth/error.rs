@@ -97,6 +97,9 @@ pub enum OauthError {
         #[source]
         source: url::ParseError,
     },
+    /// A URL that is not `https`: nothing is sent over plain HTTP.
+    #[error("{step}: refusing to call {origin} without tls")]
+    InsecureUrl { step: Step, origin: String },
     /// The discovery document lacks an endpoint this call needs.
     #[error("{step}: the authorization server does not advertise a {endpoint}")]
     EndpointNotAdvertised { step: Step, endpoint: &'static str },
@@ -353,6 +356,7 @@ impl OauthError {
                 }
             }
             OauthError::InvalidUrl { step, .. }
+            | OauthError::InsecureUrl { step, .. }
             | OauthError::EndpointNotAdvertised { step, .. }
             | OauthError::BodyTooLarge { step, .. }
             | OauthError::InvalidJson { step, .. }

@@ -69,7 +69,6 @@ impl<'a> AsRequest<'a> {
 }
 
 /// A response whose body was read within the limit.
-#[derive(Debug)]
 pub struct AsResponse {
     /// HTTP status.
     pub status: u16,
@@ -79,6 +78,17 @@ pub struct AsResponse {
     pub body: Vec<u8>,
     /// The `x-fapi-interaction-id` sent with the request.
     pub interaction_id: String,
+}
+
+/// Shows status, interaction id and body length only: a body may hold a token.
+impl std::fmt::Debug for AsResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsResponse")
+            .field("status", &self.status)
+            .field("interaction_id", &self.interaction_id)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AsResponse {
@@ -183,10 +193,13 @@ impl AsClient {
     /// Sends one request (after the rate limiter allows it) and reads the body within the limit.
     /// Non-2xx statuses are returned, not turned into errors: see [`AsResponse::error`].
     pub async fn send(&self, step: Step, req: AsRequest<'_>) -> Result<AsResponse, OauthError> {
+        let origin = req.url.origin().ascii_serialization();
+        if req.url.scheme() != "https" {
+            return Err(OauthError::InsecureUrl { step, origin });
+        }
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
-        let origin = req.url.origin().ascii_serialization();
         let interaction_id = uuid::Uuid::new_v4().to_string();
         let mut builder = self
             .http

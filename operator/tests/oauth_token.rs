@@ -246,3 +246,29 @@ async fn par_introspection_and_revocation_use_client_auth_over_the_aliases() {
             .all(|s| s.form_value("client_assertion").is_some() && s.client_cert.is_some())
     );
 }
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn futures_and_errors_can_cross_threads() {
+    fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+    assert_error::<tpp_operator::oauth::OauthError>();
+    let fx = Fixture::new();
+    let client = fx.mtls_client();
+    let meta = ProviderMetadata::default();
+    let authn = private_key_jwt(Arc::new(Minter::default()), false);
+    assert_send(&token::client_credentials(
+        &client, &meta, &authn, "accounts",
+    ));
+    let persister = Persister::default();
+    let metadata = serde_json::Map::new();
+    assert_send(&tpp_operator::oauth::registration::register_dynamic(
+        &client,
+        "https://x",
+        None,
+        &metadata,
+        &persister,
+    ));
+    let discovery = tpp_operator::oauth::Discovery::default();
+    assert_send(&discovery.get(&client, "https://x", None));
+}

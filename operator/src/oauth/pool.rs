@@ -106,17 +106,26 @@ impl ClientPool {
             settings: settings_digest(config, rate),
             x5t_s256: identity.map(|id| id.x5t_s256().to_owned()),
         };
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let idle = jiff::SignedDuration::try_from(self.config.idle_ttl)
             .unwrap_or(jiff::SignedDuration::MAX);
-        clients.retain(|_, e| now.duration_since(e.last_used) < idle);
-        if let Some(entry) = clients.get_mut(&key) {
-            entry.last_used = now;
-            return Ok(entry.client.clone());
+        {
+            let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+            clients.retain(|_, e| now.duration_since(e.last_used) < idle);
+            if let Some(entry) = clients.get_mut(&key) {
+                entry.last_used = now;
+                return Ok(entry.client.clone());
+            }
         }
+        // Build outside the lock: parsing PEMs and building a TLS config takes a while.
         let mut client = AsClient::new(config, identity)?.with_clock(self.clock.clone());
         if let Some(rate) = rate {
             client = client.with_limiter(self.limiters.get(as_key, rate));
+        }
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = clients.get_mut(&key) {
+            // Another caller built the same client meanwhile: share theirs.
+            entry.last_used = now;
+            return Ok(entry.client.clone());
         }
         while clients.len() >= self.config.max_clients.max(1) {
             let oldest = clients

@@ -19,7 +19,7 @@ use super::error::OauthError;
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 /// How to reach one AS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TransportConfig {
     /// PEM bundle of the CAs that issued the AS's server certificates: the only trust roots.
     pub ca_bundle_pem: Vec<u8>,
@@ -29,6 +29,17 @@ pub struct TransportConfig {
     pub timeout: Duration,
     /// Largest response body accepted, in bytes.
     pub body_limit: usize,
+}
+
+impl std::fmt::Debug for TransportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportConfig")
+            .field("ca_bundle_bytes", &self.ca_bundle_pem.len())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("body_limit", &self.body_limit)
+            .finish()
+    }
 }
 
 impl TransportConfig {

@@ -231,10 +231,15 @@ impl AsClient {
             }
             None => builder,
         };
-        let mut response = builder
-            .send()
-            .await
-            .map_err(|e| classify(step, &origin, e))?;
+        let started = std::time::Instant::now();
+        let mut response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let err = classify(step, &origin, e);
+                tracing::debug!(%step, %origin, %interaction_id, reason = err.reason(), "as call failed");
+                return Err(err);
+            }
+        };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         if response
@@ -265,6 +270,14 @@ impl AsClient {
         if !(200..300).contains(&status) {
             body = scrub(body, &secrets);
         }
+        tracing::debug!(
+            %step,
+            %origin,
+            %interaction_id,
+            status,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "as call"
+        );
         Ok(AsResponse {
             status,
             headers,

@@ -1,7 +1,7 @@
 //! The HTTP client of the authorization server (AS): discovery, transport, registration,
 //! tokens, PAR, introspection and revocation. Network I/O lives in [`discovery`],
 //! [`transport`], [`pool`], [`registration`], [`management`], [`token`] and [`endpoints`];
-//! [`metadata`], [`preflight`], [`error`], [`wire`], [`client_auth`], [`clock`],
+//! [`metadata`], [`preflight`](mod@preflight), [`error`], [`wire`], [`client_auth`], [`clock`],
 //! [`tls`] and [`ratelimit`] do no network I/O.
 //!
 //! This module never retries: every function makes at most one HTTP attempt and classifies its

@@ -369,3 +369,38 @@ async fn a_response_debug_never_shows_the_body() {
     assert!(String::from_utf8_lossy(&response.body).contains(support::fixture::ACCESS_TOKEN));
     assert!(!format!("{response:?}").contains(support::fixture::ACCESS_TOKEN));
 }
+
+#[tokio::test]
+async fn concurrent_discovery_misses_share_one_fetch() {
+    let fx = Fixture::new();
+    let server = fx
+        .serve(|seen| {
+            let host = seen.header("host").unwrap_or_default();
+            Reply::json(200, json!({"issuer": format!("https://{host}")}))
+                .delayed(Duration::from_millis(200))
+        })
+        .await;
+    let discovery = Arc::new(Discovery::default());
+    let client = fx.plain_client();
+    let issuer = server.url("");
+    let calls = (0..5).map(|_| {
+        let (discovery, client, issuer) = (discovery.clone(), client.clone(), issuer.clone());
+        tokio::spawn(async move { discovery.get(&client, &issuer, None).await.map(|_| ()) })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        call.await.expect("joined").expect("discovered");
+    }
+    assert_eq!(server.seen().len(), 1);
+    let other = discovery
+        .get(
+            &client,
+            "https://127.0.0.1",
+            Some(&format!("{issuer}/.well-known/openid-configuration")),
+        )
+        .await;
+    assert_eq!(
+        other.err().map(|e| e.reason()),
+        Some("IssuerMismatch"),
+        "a cached document is re-checked against the issuer"
+    );
+}

@@ -3,7 +3,8 @@
 //! Contract: `GET <issuer>/.well-known/openid-configuration` (or an override URL) without a
 //! client certificate; the document's `issuer` must equal the configured issuer exactly
 //! ([`OauthError::IssuerMismatch`], permanent); a valid document is cached per URL for a TTL
-//! (default 15 min) measured on the injected [`Clock`]. Failures are never cached.
+//! (default 15 min) measured on the injected [`Clock`]; concurrent misses for one URL share a
+//! single fetch. Failures are never cached.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,8 +41,11 @@ pub fn discovery_url(issuer: &str, override_url: Option<&str>) -> Result<Url, Oa
 pub struct Discovery {
     ttl: Duration,
     clock: Arc<dyn Clock>,
-    cache: Mutex<HashMap<String, (Timestamp, Arc<ProviderMetadata>)>>,
+    slots: Mutex<HashMap<String, Slot>>,
 }
+
+/// One URL's cached document; the async lock makes concurrent misses share one fetch.
+type Slot = Arc<tokio::sync::Mutex<Option<(Timestamp, Arc<ProviderMetadata>)>>>;
 
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,12 +67,13 @@ impl Discovery {
         Self {
             ttl,
             clock,
-            cache: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
         }
     }
 
     /// The document for `issuer`: from the cache while fresh, else fetched with `client` (which
-    /// should present no client certificate) and validated.
+    /// should present no client certificate) and validated. Concurrent callers for one URL
+    /// share a single fetch; a cached document is re-checked against `issuer`.
     pub async fn get(
         &self,
         client: &AsClient,
@@ -76,39 +81,33 @@ impl Discovery {
         override_url: Option<&str>,
     ) -> Result<Arc<ProviderMetadata>, OauthError> {
         let url = discovery_url(issuer, override_url)?;
-        let key = url.as_str().to_owned();
-        if let Some(meta) = self.cached(&key) {
-            return Ok(meta);
-        }
-        let meta = Arc::new(fetch(client, url, issuer).await?);
-        self.cache
+        let slot = self
+            .slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (self.clock.now(), meta.clone()));
+            .entry(url.as_str().to_owned())
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        let ttl = jiff::SignedDuration::try_from(self.ttl).unwrap_or(jiff::SignedDuration::MAX);
+        if let Some((at, meta)) = cached.as_ref()
+            && self.clock.now().duration_since(*at) < ttl
+        {
+            check_issuer(meta, issuer)?;
+            return Ok(meta.clone());
+        }
+        let meta = Arc::new(fetch(client, url, issuer).await?);
+        *cached = Some((self.clock.now(), meta.clone()));
         Ok(meta)
     }
 
     /// Forgets the cached document of `issuer` (e.g. after an endpoint answered 404).
     pub fn invalidate(&self, issuer: &str, override_url: Option<&str>) {
         if let Ok(url) = discovery_url(issuer, override_url) {
-            self.cache
+            self.slots
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(url.as_str());
-        }
-    }
-
-    fn cached(&self, key: &str) -> Option<Arc<ProviderMetadata>> {
-        let now = self.clock.now();
-        let ttl = jiff::SignedDuration::try_from(self.ttl).unwrap_or(jiff::SignedDuration::MAX);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        match cache.get(key) {
-            Some((at, meta)) if now.duration_since(*at) < ttl => Some(meta.clone()),
-            Some(_) => {
-                cache.remove(key);
-                None
-            }
-            None => None,
         }
     }
 }

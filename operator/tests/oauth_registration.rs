@@ -95,6 +95,7 @@ async fn a_persistence_failure_fails_the_registration() {
     )
     .await
     .expect_err("persistence failed");
+    fx.assert_redacted(&err);
     assert!(
         matches!(err, OauthError::PersistRegistration { .. }),
         "{err:?}"
@@ -123,6 +124,7 @@ async fn registration_errors_are_permanent_rejections() {
     )
     .await
     .expect_err("rejected");
+    fx.assert_redacted(&err);
     assert_eq!(
         (err.reason(), err.oauth_error()),
         ("RegistrationRejected", Some("invalid_software_statement"))
@@ -238,6 +240,7 @@ async fn refuses_to_send_the_rat_to_a_foreign_registration_client_uri() {
     let err = management::delete_client(&fx.mtls_client(), target, &current)
         .await
         .expect_err("foreign");
+    fx.assert_redacted(&err);
     assert!(
         matches!(err, OauthError::ForeignRegistrationUri { .. }),
         "{err:?}"
@@ -328,6 +331,7 @@ async fn hub_onboarding_accepts_any_2xx_and_surfaces_the_hub_error_code() {
     let err = registration::hub_onboard(&client, &server.url("/no"))
         .await
         .expect_err("rejected");
+    fx.assert_redacted(&err);
     assert_eq!(
         (err.reason(), err.oauth_error()),
         ("HubOnboardingRejected", Some("AccessToken.Unauthorized"))
@@ -336,5 +340,42 @@ async fn hub_onboarding_accepts_any_2xx_and_surfaces_the_hub_error_code() {
     let no_cert = registration::hub_onboard(&fx.plain_client(), &server.url("/ok"))
         .await
         .expect_err("needs mtls");
+    fx.assert_redacted(&no_cert);
     assert_eq!(no_cert.reason(), "ClientCertificateMissing");
+}
+
+#[tokio::test]
+async fn an_error_echoing_the_rat_is_redacted() {
+    let fx = Fixture::new();
+    let server = fx
+        .serve(|seen| {
+            let echoed = format!(
+                "bad credential {}",
+                seen.header("authorization").unwrap_or_default()
+            );
+            Reply::json(
+                400,
+                json!({"error":"invalid_client_metadata","error_description":echoed}),
+            )
+        })
+        .await;
+    let current = registered(server.url("/reg/c1"), RAT_1);
+    let target = ManagementTarget {
+        registration_endpoint: &server.url("/reg"),
+        issuer: "https://issuer.example",
+    };
+    let err = management::update_client(
+        &fx.mtls_client(),
+        target,
+        &current,
+        &metadata(),
+        &Persister::default(),
+    )
+    .await
+    .expect_err("rejected");
+    assert!(
+        err.to_string().contains("bad credential Bearer [redacted]"),
+        "{err}"
+    );
+    fx.assert_redacted(&err);
 }

@@ -151,11 +151,10 @@ async fn client_credentials_with_tls_client_auth_sends_no_assertion() {
         &authn,
         "accounts",
     )
-    .await;
-    assert_eq!(
-        no_cert.err().map(|e| e.reason()),
-        Some("ClientCertificateMissing")
-    );
+    .await
+    .expect_err("needs mtls");
+    assert_eq!(no_cert.reason(), "ClientCertificateMissing");
+    fx.assert_redacted(&no_cert);
 }
 
 #[tokio::test]
@@ -169,6 +168,7 @@ async fn invalid_client_is_permanent_unless_within_jwks_propagation() {
     let err = token::client_credentials(&client, &meta, &authn, "accounts")
         .await
         .expect_err("invalid_client");
+    fx.assert_redacted(&err);
     assert_eq!(
         (err.reason(), err.is_transient(), err.status()),
         ("InvalidClient", false, Some(401))
@@ -178,6 +178,7 @@ async fn invalid_client_is_permanent_unless_within_jwks_propagation() {
     let err = token::client_credentials(&client, &meta, &authn, "accounts")
         .await
         .expect_err("invalid_client");
+    fx.assert_redacted(&err);
     assert!(err.is_transient());
 }
 
@@ -201,6 +202,7 @@ async fn credentials_echoed_in_an_error_description_are_redacted() {
         token::client_credentials(&fx.mtls_client(), &as_metadata(&server), &authn, "accounts")
             .await
             .expect_err("rejected");
+    fx.assert_redacted(&err);
     assert!(
         err.to_string().contains("bad assertion [redacted]"),
         "{err}"

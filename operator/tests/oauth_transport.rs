@@ -93,6 +93,7 @@ async fn refuses_a_server_certificate_from_another_ca_as_a_permanent_tls_failure
     let err = send(&client, &server.url("/x"))
         .await
         .expect_err("untrusted server");
+    fx.assert_redacted(&err);
     assert!(matches!(err, OauthError::Tls { .. }), "{err:?}");
     assert_eq!(err.reason(), "TlsFailure");
     assert!(!err.is_transient());
@@ -110,6 +111,7 @@ async fn a_server_requiring_a_client_certificate_fails_a_client_without_one() {
     let err = send(&fx.plain_client(), &server.url("/x"))
         .await
         .expect_err("no client cert");
+    fx.assert_redacted(&err);
     assert_eq!(err.reason(), "TlsFailure", "{err:?}");
     assert!(!err.is_transient());
     let ok = send(&fx.mtls_client(), &server.url("/x"))
@@ -138,6 +140,7 @@ async fn stops_reading_an_oversized_body() {
         let err = send(&client, &server.url(path))
             .await
             .expect_err("too large");
+        fx.assert_redacted(&err);
         assert!(
             matches!(err, OauthError::BodyTooLarge { limit: 1024, .. }),
             "{path}: {err:?}"
@@ -169,6 +172,7 @@ async fn a_slow_response_is_a_transient_timeout() {
     let err = send(&client, &server.url("/slow"))
         .await
         .expect_err("timeout");
+    fx.assert_redacted(&err);
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(matches!(err, OauthError::Timeout { .. }), "{err:?}");
     assert!(err.is_transient());
@@ -185,6 +189,7 @@ async fn a_refused_connection_is_transient() {
     let err = send(&fx.plain_client(), &format!("https://127.0.0.1:{port}/x"))
         .await
         .expect_err("refused");
+    fx.assert_redacted(&err);
     assert!(matches!(err, OauthError::Connect { .. }), "{err:?}");
     assert!(err.is_transient());
 }
@@ -287,6 +292,7 @@ async fn discovery_refuses_a_document_for_another_issuer() {
         .get(&fx.plain_client(), &server.url(""), None)
         .await
         .expect_err("mismatch");
+    fx.assert_redacted(&err);
     assert!(matches!(err, OauthError::IssuerMismatch { .. }), "{err:?}");
     assert!(!err.is_transient());
     assert_eq!(err.reason(), "IssuerMismatch");
@@ -353,6 +359,7 @@ async fn refuses_plain_http_before_sending_anything() {
     let err = send(&fx.plain_client(), "http://127.0.0.1:9/x")
         .await
         .expect_err("plain http");
+    fx.assert_redacted(&err);
     assert!(matches!(err, OauthError::InsecureUrl { .. }), "{err:?}");
     assert!(!err.is_transient());
 }
@@ -397,10 +404,12 @@ async fn concurrent_discovery_misses_share_one_fetch() {
             "https://127.0.0.1",
             Some(&format!("{issuer}/.well-known/openid-configuration")),
         )
-        .await;
+        .await
+        .expect_err("another issuer");
     assert_eq!(
-        other.err().map(|e| e.reason()),
-        Some("IssuerMismatch"),
+        other.reason(),
+        "IssuerMismatch",
         "a cached document is re-checked against the issuer"
     );
+    fx.assert_redacted(&other);
 }

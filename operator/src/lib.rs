@@ -18,6 +18,7 @@ pub mod error;
 pub mod identity;
 pub mod lease;
 pub mod metrics;
+pub mod oauth;
 pub mod redact;
 pub mod rotation;
 pub mod store;

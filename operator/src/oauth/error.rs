@@ -1,0 +1,370 @@
+//! [`OauthError`]: every failure of a call to the authorization server, named for the failed
+//! step and classified transient (back off and retry) or permanent (fix spec, credential or
+//! registration first), following wire-spec §8. Pure; no I/O.
+//!
+//! Redaction contract: no variant holds a request body, a response body, a token, a
+//! registration access token, a client assertion or a key. Response bodies reach an error only
+//! as the parsed, sanitised [`ErrorBody`] fields; JSON parse failures keep only the category and
+//! position (serde messages can quote input).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::client_auth::MintError;
+use super::registration::PersistError;
+use super::wire::{ErrorBody, parse_retry_after};
+
+/// The step of the OAuth conversation that failed; drives [`OauthError::reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Fetching the discovery document.
+    Discovery,
+    /// Creating a client (RFC 7591 JSON or a signed request).
+    Register,
+    /// RFC 7592 GET of the client configuration.
+    ReadRegistration,
+    /// RFC 7592 PUT of the client configuration.
+    UpdateRegistration,
+    /// RFC 7592 DELETE of the client.
+    DeleteRegistration,
+    /// Ozone hub onboarding (`POST {}` over mTLS).
+    HubOnboarding,
+    /// Token endpoint (`client_credentials`).
+    Token,
+    /// RFC 7662 introspection.
+    Introspection,
+    /// RFC 7009 revocation.
+    Revocation,
+    /// RFC 9126 pushed authorization request.
+    PushedAuthorization,
+}
+
+impl Step {
+    /// PascalCase reason for a failure at this step that has no more specific reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Step::Discovery => "DiscoveryFailed",
+            Step::Register
+            | Step::ReadRegistration
+            | Step::UpdateRegistration
+            | Step::DeleteRegistration => "RegistrationFailed",
+            Step::HubOnboarding => "HubOnboardingFailed",
+            Step::Token => "TokenRequestFailed",
+            Step::Introspection => "IntrospectionFailed",
+            Step::Revocation => "RevocationFailed",
+            Step::PushedAuthorization => "PushedAuthorizationFailed",
+        }
+    }
+
+    fn rejected_reason(self) -> &'static str {
+        match self {
+            Step::Register
+            | Step::ReadRegistration
+            | Step::UpdateRegistration
+            | Step::DeleteRegistration => "RegistrationRejected",
+            Step::HubOnboarding => "HubOnboardingRejected",
+            other => other.reason(),
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Discovery => "discovery",
+            Step::Register => "client registration",
+            Step::ReadRegistration => "reading the client registration",
+            Step::UpdateRegistration => "updating the client registration",
+            Step::DeleteRegistration => "deleting the client registration",
+            Step::HubOnboarding => "hub onboarding",
+            Step::Token => "token request",
+            Step::Introspection => "token introspection",
+            Step::Revocation => "token revocation",
+            Step::PushedAuthorization => "pushed authorization request",
+        })
+    }
+}
+
+/// A failed call to the authorization server.
+#[derive(Debug, thiserror::Error)]
+pub enum OauthError {
+    /// A configured or advertised URL does not parse.
+    #[error("{step}: invalid {what} url")]
+    InvalidUrl {
+        step: Step,
+        what: &'static str,
+        #[source]
+        source: url::ParseError,
+    },
+    /// A URL that is not `https`: nothing is sent over plain HTTP.
+    #[error("{step}: refusing to call {origin} without tls")]
+    InsecureUrl { step: Step, origin: String },
+    /// The discovery document lacks an endpoint this call needs.
+    #[error("{step}: the authorization server does not advertise a {endpoint}")]
+    EndpointNotAdvertised { step: Step, endpoint: &'static str },
+    /// The CA bundle, client certificate or key could not be turned into a TLS configuration.
+    #[error("invalid transport configuration: {what}")]
+    TransportConfig {
+        what: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The call needs mTLS but the client has no certificate.
+    #[error("{step}: a client certificate is required (mtls) but none is configured")]
+    ClientCertificateMissing { step: Step },
+    /// TCP/DNS connection failure.
+    #[error("{step}: could not connect to {origin}")]
+    Connect {
+        step: Step,
+        origin: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Connect or total timeout elapsed.
+    #[error("{step}: request to {origin} timed out")]
+    Timeout {
+        step: Step,
+        origin: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// TLS handshake failed (untrusted server, rejected client certificate, alert).
+    #[error("{step}: tls handshake with {origin} failed: {detail}")]
+    Tls {
+        step: Step,
+        origin: String,
+        detail: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Other transport failure (connection reset, broken body stream).
+    #[error("{step}: request to {origin} failed")]
+    Http {
+        step: Step,
+        origin: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The response body exceeded the configured limit; reading stopped there.
+    #[error("{step}: response body from {origin} exceeds {limit} bytes")]
+    BodyTooLarge {
+        step: Step,
+        origin: String,
+        limit: usize,
+    },
+    /// A success body is not JSON (only category and position are kept).
+    #[error(
+        "{step}: response is not valid json ({category} error at line {line}, column {column})"
+    )]
+    InvalidJson {
+        step: Step,
+        category: &'static str,
+        line: usize,
+        column: usize,
+    },
+    /// A success body is JSON but misses or mistypes a required field.
+    #[error("{step}: invalid response: {what}")]
+    InvalidResponse { step: Step, what: &'static str },
+    /// The token response misses `access_token`, has a non-Bearer type or a bad `expires_in`.
+    #[error("invalid token response: {what}")]
+    InvalidTokenResponse { what: &'static str },
+    /// HTTP 429.
+    #[error(
+        "{step}: rate limited by the authorization server (http 429, interaction id {interaction_id})"
+    )]
+    RateLimited {
+        step: Step,
+        retry_after: Option<Duration>,
+        interaction_id: String,
+    },
+    /// HTTP 5xx or 408.
+    #[error(
+        "{step}: authorization server unavailable (http {status}, interaction id {interaction_id})"
+    )]
+    Unavailable {
+        step: Step,
+        status: u16,
+        retry_after: Option<Duration>,
+        interaction_id: String,
+    },
+    /// Any other non-success status, with the parsed OAuth error fields.
+    #[error("{step}: rejected with http {status}: {body} (interaction id {interaction_id})")]
+    Rejected {
+        step: Step,
+        status: u16,
+        body: ErrorBody,
+        interaction_id: String,
+        /// The caller said a new signing key or registration may not have reached the AS yet.
+        within_jwks_propagation: bool,
+    },
+    /// The discovery document names another issuer.
+    #[error(
+        "discovery document issuer {found:?} does not equal the configured issuer {expected:?}"
+    )]
+    IssuerMismatch { expected: String, found: String },
+    /// A `registration_client_uri` on another origin than the AS: a RAT is never sent there.
+    #[error(
+        "registration client uri origin {found} is neither the registration endpoint's nor the issuer's origin"
+    )]
+    ForeignRegistrationUri { found: String },
+    /// The persistence callback failed; the caller must not assume the new RAT is stored.
+    #[error("could not persist the registration response")]
+    PersistRegistration {
+        #[source]
+        source: PersistError,
+    },
+    /// The assertion minter failed.
+    #[error("could not mint a client assertion")]
+    MintAssertion {
+        #[source]
+        source: MintError,
+    },
+}
+
+impl OauthError {
+    /// Classifies a non-success HTTP response.
+    pub fn from_status(
+        step: Step,
+        status: u16,
+        retry_after: Option<&str>,
+        body: &[u8],
+        interaction_id: &str,
+        now: Timestamp,
+    ) -> Self {
+        let retry_after = retry_after.and_then(|v| parse_retry_after(v, now));
+        let interaction_id = interaction_id.to_owned();
+        match status {
+            429 => OauthError::RateLimited {
+                step,
+                retry_after,
+                interaction_id,
+            },
+            408 | 500..=599 => OauthError::Unavailable {
+                step,
+                status,
+                retry_after,
+                interaction_id,
+            },
+            _ => OauthError::Rejected {
+                step,
+                status,
+                body: ErrorBody::parse(body),
+                interaction_id,
+                within_jwks_propagation: false,
+            },
+        }
+    }
+
+    /// Records that the caller is inside a JWKS propagation window, which makes a later
+    /// `invalid_client` transient (cache lag at the AS, wire-spec §7).
+    pub fn within_jwks_propagation(mut self, within: bool) -> Self {
+        if let OauthError::Rejected {
+            within_jwks_propagation,
+            ..
+        } = &mut self
+        {
+            *within_jwks_propagation = within;
+        }
+        self
+    }
+
+    /// Maps a serde_json failure without keeping its message.
+    pub fn invalid_json(step: Step, err: &serde_json::Error) -> Self {
+        let category = match err.classify() {
+            serde_json::error::Category::Io => "io",
+            serde_json::error::Category::Syntax => "syntax",
+            serde_json::error::Category::Data => "data",
+            serde_json::error::Category::Eof => "eof",
+        };
+        OauthError::InvalidJson {
+            step,
+            category,
+            line: err.line(),
+            column: err.column(),
+        }
+    }
+
+    /// True when retrying later (with backoff and a fresh assertion) may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            OauthError::Connect { .. }
+            | OauthError::Timeout { .. }
+            | OauthError::Http { .. }
+            | OauthError::RateLimited { .. }
+            | OauthError::Unavailable { .. }
+            | OauthError::PersistRegistration { .. } => true,
+            OauthError::Rejected {
+                body,
+                within_jwks_propagation,
+                ..
+            } => *within_jwks_propagation && body.is("invalid_client"),
+            OauthError::MintAssertion { source } => source.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// How long the AS asked us to wait (429/5xx `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            OauthError::RateLimited { retry_after, .. }
+            | OauthError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// HTTP status of the response, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            OauthError::RateLimited { .. } => Some(429),
+            OauthError::Unavailable { status, .. } | OauthError::Rejected { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+
+    /// The OAuth `error` code (or hub `Code`) of a rejection.
+    pub fn oauth_error(&self) -> Option<&str> {
+        match self {
+            OauthError::Rejected { body, .. } => body.error.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Stable PascalCase cause for conditions, events and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OauthError::Connect { .. }
+            | OauthError::Timeout { .. }
+            | OauthError::Http { .. }
+            | OauthError::Unavailable { .. } => "AsUnavailable",
+            OauthError::RateLimited { .. } => "RateLimited",
+            OauthError::Tls { .. } => "TlsFailure",
+            OauthError::TransportConfig { .. } => "InvalidTransportConfig",
+            OauthError::ClientCertificateMissing { .. } => "ClientCertificateMissing",
+            OauthError::IssuerMismatch { .. } => "IssuerMismatch",
+            OauthError::ForeignRegistrationUri { .. } => "ForeignRegistrationUri",
+            OauthError::PersistRegistration { .. } => "PersistRegistrationFailed",
+            OauthError::MintAssertion { .. } => "ClientAssertionFailed",
+            OauthError::InvalidTokenResponse { .. } => "InvalidTokenResponse",
+            OauthError::Rejected { step, body, .. } => {
+                if *step == Step::Token && body.is("invalid_client") {
+                    "InvalidClient"
+                } else {
+                    step.rejected_reason()
+                }
+            }
+            OauthError::InvalidUrl { step, .. }
+            | OauthError::InsecureUrl { step, .. }
+            | OauthError::EndpointNotAdvertised { step, .. }
+            | OauthError::BodyTooLarge { step, .. }
+            | OauthError::InvalidJson { step, .. }
+            | OauthError::InvalidResponse { step, .. } => step.reason(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod tests;

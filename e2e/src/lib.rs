@@ -1,1 +1,3 @@
 //! e2e harness
+
+pub mod sandbox;

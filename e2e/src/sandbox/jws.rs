@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn ps256_signature_round_trips_and_a_foreign_key_fails() -> Result<(), Box<dyn std::error::Error>> {
-        let pair = josekit::jws::RS256.generate_key_pair(2048)?;
+        let pair = josekit::jws::PS256.generate_key_pair(2048)?;
         let mut private = pair.to_jwk_key_pair();
         private.set_key_id("k1");
         let mut public = pair.to_jwk_public_key();
@@ -168,7 +168,7 @@ mod tests {
         let jwks = json!({"keys": [Value::Object(public.as_ref().clone())]});
         let claims = verify_ps256(&token, &jwks)?;
         assert_eq!(numeric(&claims, "iat"), Some(1.5));
-        let other = josekit::jws::RS256.generate_key_pair(2048)?;
+        let other = josekit::jws::PS256.generate_key_pair(2048)?;
         let mut other_public = other.to_jwk_public_key();
         other_public.set_key_id("k1");
         let other_set = json!({"keys": [Value::Object(other_public.as_ref().clone())]});

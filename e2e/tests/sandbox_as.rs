@@ -526,3 +526,17 @@ async fn binary_prints_its_ready_line_and_serves_discovery_with_the_printed_ca()
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn handshakes_are_counted_as_full_or_resumed() -> anyhow::Result<()> {
+    let sb = start(|_| {}).await?;
+    let cert = transport_cert("tpp")?;
+    let config = tls_config(sb.ca_pem(), Some(&cert))?;
+    for _ in 0..2 {
+        let fresh_pool = http_from(config.clone(), sb.port())?;
+        assert_eq!(fresh_pool.get(sb.discovery_url()).send().await?.status(), 200);
+    }
+    let handshakes = sb.counters().handshakes;
+    assert_eq!((handshakes.full, handshakes.resumed), (1, 1), "second connection resumes the first session");
+    Ok(())
+}

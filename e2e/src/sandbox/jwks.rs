@@ -34,12 +34,15 @@ pub enum JwksFetch {
     NotAKeySet,
 }
 
+/// uri → (fetched at, document).
+type Entries = HashMap<String, (Instant, Arc<Value>)>;
+
 /// Cached `jwks_uri` documents.
 #[derive(Clone)]
 pub struct JwksCache {
     http: reqwest::Client,
     ttl: Duration,
-    entries: Arc<Mutex<HashMap<String, (Instant, Arc<Value>)>>>,
+    entries: Arc<Mutex<Entries>>,
 }
 
 impl JwksCache {

@@ -130,7 +130,8 @@ pub fn check_key_set(jwks: &Value) -> Result<(), String> {
         if map.contains_key("d") {
             return Err(format!("key {kid} holds private material"));
         }
-        if map.get("use").and_then(Value::as_str) == Some("enc") {
+        let other_alg = map.get("alg").and_then(Value::as_str).is_some_and(|a| a != "PS256");
+        if map.get("use").and_then(Value::as_str) == Some("enc") || other_alg {
             continue;
         }
         let jwk = Jwk::from_map(map.clone()).map_err(|_| format!("key {kid} is not a valid jwk"))?;

@@ -59,7 +59,7 @@ impl ClientCertVerifier for RequestAnyClientCert {
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         match x509_parser::parse_x509_certificate(end_entity) {
-            Ok((rest, _)) if rest.is_empty() => Ok(ClientCertVerified::assertion()),
+            Ok(([], _)) => Ok(ClientCertVerified::assertion()),
             _ => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::BadEncoding,
             )),
@@ -226,8 +226,8 @@ mod tests {
         let subject = [(DnType::CommonName, "tpp"), (DnType::OrganizationName, "Org")];
         let issued = ca.issue_client(&subject)?;
         let look_alike = self_signed_client(&subject)?;
-        let issued_peer = PeerCert::inspect(&[issued.cert_der.clone()], Some(&check));
-        let look_alike_peer = PeerCert::inspect(&[look_alike.cert_der.clone()], Some(&check));
+        let issued_peer = PeerCert::inspect(std::slice::from_ref(&issued.cert_der), Some(&check));
+        let look_alike_peer = PeerCert::inspect(std::slice::from_ref(&look_alike.cert_der), Some(&check));
         assert!(issued_peer.as_ref().is_some_and(|p| p.chains_to_client_ca));
         assert!(look_alike_peer.as_ref().is_some_and(|p| !p.chains_to_client_ca));
         assert_eq!(

@@ -38,9 +38,8 @@ pub async fn start(tweak: impl FnOnce(&mut SandboxConfig)) -> anyhow::Result<San
     Ok(Sandbox { running, _dir: dir })
 }
 
-/// A reqwest client trusting `ca_pem`, presenting `cert` when given, resolving localhost to
-/// 127.0.0.1:`port`.
-pub fn http_with(ca_pem: &str, port: u16, cert: Option<&ClientCert>) -> anyhow::Result<reqwest::Client> {
+/// A rustls client config (aws-lc-rs) trusting `ca_pem`, presenting `cert` when given.
+pub fn tls_config(ca_pem: &str, cert: Option<&ClientCert>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c?)?;
@@ -49,19 +48,28 @@ pub fn http_with(ca_pem: &str, port: u16, cert: Option<&ClientCert>) -> anyhow::
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots);
-    let config = match cert {
+    Ok(match cert {
         Some(c) => builder.with_client_auth_cert(
             vec![c.cert_der.clone()],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.key_der.clone())),
         )?,
         None => builder.with_no_client_auth(),
-    };
+    })
+}
+
+/// A reqwest client over `config`, resolving localhost to 127.0.0.1:`port`.
+pub fn http_from(config: rustls::ClientConfig, port: u16) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], port)))
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()?)
+}
+
+/// A reqwest client trusting `ca_pem`, presenting `cert` when given.
+pub fn http_with(ca_pem: &str, port: u16, cert: Option<&ClientCert>) -> anyhow::Result<reqwest::Client> {
+    http_from(tls_config(ca_pem, cert)?, port)
 }
 
 /// [`http_with`] for a sandbox.

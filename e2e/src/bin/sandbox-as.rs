@@ -54,7 +54,9 @@ struct Cli {
 
 impl Cli {
     fn into_config(self) -> anyhow::Result<SandboxConfig> {
-        let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()));
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))
+        };
         let mut cfg = SandboxConfig::new(self.state_dir.clone());
         cfg.port = self.port;
         cfg.token_lifetime = Duration::from_secs(self.token_lifetime_secs);

@@ -39,7 +39,10 @@ fn admin_error(status: StatusCode, message: &str) -> Response {
 
 /// `POST /_sandbox/clients`: provision a client out of band (Static / HubOnboarding).
 /// Body: client metadata (`client_id` optional, generated when absent).
-async fn provision(State(state): State<Arc<AppState>>, Json(body): Json<Map<String, Value>>) -> Response {
+async fn provision(
+    State(state): State<Arc<AppState>>,
+    Json(body): Json<Map<String, Value>>,
+) -> Response {
     let client_id = body
         .get("client_id")
         .and_then(Value::as_str)
@@ -83,7 +86,10 @@ struct IntrospectRequest {
     token: String,
 }
 
-async fn introspect(State(state): State<Arc<AppState>>, Json(req): Json<IntrospectRequest>) -> Json<Value> {
+async fn introspect(
+    State(state): State<Arc<AppState>>,
+    Json(req): Json<IntrospectRequest>,
+) -> Json<Value> {
     Json(
         lock(&state.store)
             .token(&req.token)

@@ -41,10 +41,9 @@ pub async fn authenticate(
     peer: &Peer,
     endpoint_url: &str,
 ) -> Result<Authenticated, OAuthError> {
-    let cert = peer
-        .0
-        .clone()
-        .ok_or_else(|| OAuthError::invalid_client("no_client_certificate", "a client certificate is required"))?;
+    let cert = peer.0.clone().ok_or_else(|| {
+        OAuthError::invalid_client("no_client_certificate", "a client certificate is required")
+    })?;
     let assertion = form.get("client_assertion");
     let claimed_id = match (form.get("client_id"), assertion) {
         (Some(id), _) => id.clone(),
@@ -52,38 +51,58 @@ pub async fn authenticate(
             .ok()
             .and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_string))
             .ok_or_else(|| OAuthError::invalid_client("missing_client_id", "client_id missing"))?,
-        (None, None) => return Err(OAuthError::invalid_client("missing_client_id", "client_id missing")),
+        (None, None) => {
+            return Err(OAuthError::invalid_client(
+                "missing_client_id",
+                "client_id missing",
+            ));
+        }
     };
     let (method, keys, subject) = {
         let store = lock(&state.store);
-        let client = store
-            .clients
-            .get(&claimed_id)
-            .ok_or_else(|| OAuthError::invalid_client("unknown_client", "client authentication failed"))?;
+        let client = store.clients.get(&claimed_id).ok_or_else(|| {
+            OAuthError::invalid_client("unknown_client", "client authentication failed")
+        })?;
         (client.auth, client.keys.clone(), client.subject.clone())
     };
     match method {
         AuthMethod::PrivateKeyJwt => {
             if form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
-                return Err(OAuthError::invalid_client("bad_assertion_type", "client_assertion_type must be jwt-bearer"));
+                return Err(OAuthError::invalid_client(
+                    "bad_assertion_type",
+                    "client_assertion_type must be jwt-bearer",
+                ));
             }
-            let assertion = assertion
-                .ok_or_else(|| OAuthError::invalid_client("missing_assertion", "client_assertion missing"))?;
+            let assertion = assertion.ok_or_else(|| {
+                OAuthError::invalid_client("missing_assertion", "client_assertion missing")
+            })?;
             verify_assertion(state, &claimed_id, &keys, assertion, endpoint_url).await?;
         }
         AuthMethod::TlsClientAuth => {
             if assertion.is_some() {
-                return Err(OAuthError::invalid_client("unexpected_assertion", "client is registered for tls_client_auth"));
+                return Err(OAuthError::invalid_client(
+                    "unexpected_assertion",
+                    "client is registered for tls_client_auth",
+                ));
             }
             if !cert.chains_to_client_ca {
-                return Err(OAuthError::invalid_client("certificate_not_trusted", "certificate does not chain to a trusted CA"));
+                return Err(OAuthError::invalid_client(
+                    "certificate_not_trusted",
+                    "certificate does not chain to a trusted CA",
+                ));
             }
             if !subject.as_ref().is_some_and(|s| subject_matches(s, &cert)) {
-                return Err(OAuthError::invalid_client("certificate_subject_mismatch", "certificate does not match the registered subject"));
+                return Err(OAuthError::invalid_client(
+                    "certificate_subject_mismatch",
+                    "certificate does not match the registered subject",
+                ));
             }
         }
     }
-    Ok(Authenticated { client_id: claimed_id, cert })
+    Ok(Authenticated {
+        client_id: claimed_id,
+        cert,
+    })
 }
 
 /// True when the presented certificate carries the registered subject value.
@@ -105,7 +124,10 @@ pub async fn client_keys(state: &AppState, keys: &KeySource) -> Result<Arc<Value
             tracing::warn!(error = %e, "jwks_uri unusable");
             OAuthError::invalid_client("jwks_uri_unusable", "client keys could not be fetched")
         }),
-        KeySource::None => Err(OAuthError::invalid_client("no_client_keys", "client has no registered keys")),
+        KeySource::None => Err(OAuthError::invalid_client(
+            "no_client_keys",
+            "client has no registered keys",
+        )),
     }
 }
 
@@ -123,19 +145,28 @@ async fn verify_assertion(
     let kid = jws::ps256_kid(assertion).map_err(|e| refuse(e.reason(), &e.to_string()))?;
     let set = client_keys(state, keys).await?;
     let claims = jws::verify_ps256(assertion, &set).map_err(|e| {
-        tracing::info!(client_id, kid, reason = e.reason(), "client assertion signature refused");
+        tracing::info!(
+            client_id,
+            kid,
+            reason = e.reason(),
+            "client assertion signature refused"
+        );
         OAuthError::invalid_client(e.reason(), e.to_string())
     })?;
     let str_claim = |name: &str| claims.get(name).and_then(Value::as_str);
     if str_claim("iss") != Some(client_id) || str_claim("sub") != Some(client_id) {
-        return Err(refuse("iss_sub_mismatch", "iss and sub must both be the client_id"));
+        return Err(refuse(
+            "iss_sub_mismatch",
+            "iss and sub must both be the client_id",
+        ));
     }
     let aud = claims.get("aud").cloned().unwrap_or(Value::Null);
     if !aud_accepted(state, &aud, endpoint_url) {
         return Err(refuse("bad_audience", "aud is not accepted"));
     }
     let now = now_f64();
-    let (Some(iat), Some(exp)) = (jws::numeric(&claims, "iat"), jws::numeric(&claims, "exp")) else {
+    let (Some(iat), Some(exp)) = (jws::numeric(&claims, "iat"), jws::numeric(&claims, "exp"))
+    else {
         return Err(refuse("missing_time_claims", "iat and exp are required"));
     };
     if exp <= now {
@@ -147,7 +178,10 @@ async fn verify_assertion(
         return Err(refuse("issued_in_future", "iat/nbf too far in the future"));
     }
     if exp - iat > state.cfg.effective_max_assertion_lifetime().as_secs_f64() {
-        return Err(refuse("assertion_lifetime_too_long", "exp - iat exceeds the maximum lifetime"));
+        return Err(refuse(
+            "assertion_lifetime_too_long",
+            "exp - iat exceeds the maximum lifetime",
+        ));
     }
     let jti = str_claim("jti").ok_or_else(|| refuse("missing_jti", "jti is required"))?;
     let remembered = lock(&state.store).remember_jti(client_id, jti, exp.ceil() as u64);
@@ -166,7 +200,12 @@ fn aud_accepted(state: &AppState, aud: &Value, endpoint_url: &str) -> bool {
     match state.cfg.aud_policy {
         AudPolicy::Strict => aud.as_str() == Some(issuer),
         AudPolicy::Lenient => {
-            let mut accepted = vec![issuer.to_string(), state.urls.token(), state.urls.par(), endpoint_url.to_string()];
+            let mut accepted = vec![
+                issuer.to_string(),
+                state.urls.token(),
+                state.urls.par(),
+                endpoint_url.to_string(),
+            ];
             let alias = |u: &String| u.replace("https://127.0.0.1:", "https://localhost:");
             accepted.extend(accepted.clone().iter().map(alias));
             match aud {

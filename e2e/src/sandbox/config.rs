@@ -71,10 +71,11 @@ impl SandboxConfig {
 
     /// The assertion lifetime bound in force.
     pub fn effective_max_assertion_lifetime(&self) -> Duration {
-        self.max_assertion_lifetime.unwrap_or(match self.aud_policy {
-            AudPolicy::Strict => Duration::from_secs(300),
-            AudPolicy::Lenient => Duration::from_secs(600),
-        })
+        self.max_assertion_lifetime
+            .unwrap_or(match self.aud_policy {
+                AudPolicy::Strict => Duration::from_secs(300),
+                AudPolicy::Lenient => Duration::from_secs(600),
+            })
     }
 
     /// How far ahead an `iat`/`nbf` may be (exclusive upper bound, seconds).
@@ -93,10 +94,19 @@ mod tests {
     #[test]
     fn assertion_lifetime_defaults_follow_the_policy() {
         let mut cfg = SandboxConfig::new("/tmp/x");
-        assert_eq!(cfg.effective_max_assertion_lifetime(), Duration::from_secs(600));
+        assert_eq!(
+            cfg.effective_max_assertion_lifetime(),
+            Duration::from_secs(600)
+        );
         cfg.aud_policy = AudPolicy::Strict;
-        assert_eq!(cfg.effective_max_assertion_lifetime(), Duration::from_secs(300));
+        assert_eq!(
+            cfg.effective_max_assertion_lifetime(),
+            Duration::from_secs(300)
+        );
         cfg.max_assertion_lifetime = Some(Duration::from_secs(42));
-        assert_eq!(cfg.effective_max_assertion_lifetime(), Duration::from_secs(42));
+        assert_eq!(
+            cfg.effective_max_assertion_lifetime(),
+            Duration::from_secs(42)
+        );
     }
 }

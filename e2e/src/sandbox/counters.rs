@@ -48,7 +48,9 @@ impl Endpoint {
             "/userinfo" => Self::Userinfo,
             "/auth" => Self::Auth,
             "/jwks" => Self::Jwks,
-            p if p == "/tpp-registration" || p.starts_with("/tpp-registration/") => Self::Registration,
+            p if p == "/tpp-registration" || p.starts_with("/tpp-registration/") => {
+                Self::Registration
+            }
             p if p.starts_with("/_sandbox/") => Self::Admin,
             _ => Self::Other,
         }
@@ -125,7 +127,11 @@ impl CountersSnapshot {
 
     /// Highest number of token requests seen in any one second.
     pub fn peak_token_requests_per_second(&self) -> u64 {
-        self.token_requests_per_second.values().copied().max().unwrap_or(0)
+        self.token_requests_per_second
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -214,7 +220,10 @@ mod tests {
 
     #[test]
     fn paths_are_classified_by_endpoint() {
-        assert_eq!(Endpoint::classify("/tpp-registration/abc"), Endpoint::Registration);
+        assert_eq!(
+            Endpoint::classify("/tpp-registration/abc"),
+            Endpoint::Registration
+        );
         assert_eq!(Endpoint::classify("/token/revoke"), Endpoint::Revocation);
         assert_eq!(Endpoint::classify("/_sandbox/counters"), Endpoint::Admin);
         assert_eq!(Endpoint::classify("/nope"), Endpoint::Other);

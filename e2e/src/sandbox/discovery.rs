@@ -16,7 +16,10 @@ pub fn document(urls: &Urls, patch: Option<&Value>) -> anyhow::Result<Value> {
     rewrite(&mut doc, urls);
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("issuer".into(), Value::String(urls.issuer.clone()));
-        obj.insert("jwks_uri".into(), Value::String(format!("{}/jwks", urls.issuer)));
+        obj.insert(
+            "jwks_uri".into(),
+            Value::String(format!("{}/jwks", urls.issuer)),
+        );
     }
     if let Some(patch) = patch {
         merge_patch(&mut doc, patch);
@@ -32,7 +35,11 @@ fn rewrite(value: &mut Value, urls: &Urls) {
             if let Ok(url) = url::Url::parse(s)
                 && url.scheme() == "https"
             {
-                let base = if url.host_str() == Some(ISSUER_HOST) { &urls.issuer } else { &urls.mtls_base };
+                let base = if url.host_str() == Some(ISSUER_HOST) {
+                    &urls.issuer
+                } else {
+                    &urls.mtls_base
+                };
                 *s = format!("{base}{}", url.path());
             }
         }
@@ -71,8 +78,14 @@ mod tests {
         assert_eq!(doc["issuer"], "https://localhost:8443");
         assert_eq!(doc["token_endpoint"], "https://127.0.0.1:8443/token");
         assert_eq!(doc["authorization_endpoint"], "https://localhost:8443/auth");
-        assert_eq!(doc["registration_endpoint"], "https://127.0.0.1:8443/tpp-registration");
-        assert_eq!(doc["mtls_endpoint_aliases"]["revocation_endpoint"], "https://127.0.0.1:8443/token/revoke");
+        assert_eq!(
+            doc["registration_endpoint"],
+            "https://127.0.0.1:8443/tpp-registration"
+        );
+        assert_eq!(
+            doc["mtls_endpoint_aliases"]["revocation_endpoint"],
+            "https://127.0.0.1:8443/token/revoke"
+        );
         assert_eq!(doc["jwks_uri"], "https://localhost:8443/jwks");
         assert!(!doc.to_string().contains("ozoneapi"));
         Ok(())
@@ -87,9 +100,19 @@ mod tests {
         });
         let doc = document(&Urls::new(1), Some(&patch))?;
         assert!(doc.get("pushed_authorization_request_endpoint").is_none());
-        assert!(doc["mtls_endpoint_aliases"].get("pushed_authorization_request_endpoint").is_none());
-        assert_eq!(doc["mtls_endpoint_aliases"]["token_endpoint"], "https://127.0.0.1:1/token");
-        assert_eq!(doc["token_endpoint_auth_signing_alg_values_supported"], json!(["RS256"]));
+        assert!(
+            doc["mtls_endpoint_aliases"]
+                .get("pushed_authorization_request_endpoint")
+                .is_none()
+        );
+        assert_eq!(
+            doc["mtls_endpoint_aliases"]["token_endpoint"],
+            "https://127.0.0.1:1/token"
+        );
+        assert_eq!(
+            doc["token_endpoint_auth_signing_alg_values_supported"],
+            json!(["RS256"])
+        );
         Ok(())
     }
 }

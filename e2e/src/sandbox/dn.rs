@@ -111,7 +111,8 @@ mod tests {
     #[test]
     fn dn_comparison_ignores_attribute_order_and_type_case() {
         let a = parse_rfc4514("C=GB,O=OpenBanking,OU=0015800001041RHAAY,CN=5aRav7KBdrEqqs1e1fwNgk");
-        let b = parse_rfc4514("cn=5aRav7KBdrEqqs1e1fwNgk, ou=0015800001041RHAAY, o=OpenBanking, c=GB");
+        let b =
+            parse_rfc4514("cn=5aRav7KBdrEqqs1e1fwNgk, ou=0015800001041RHAAY, o=OpenBanking, c=GB");
         assert!(same_dn(&a.unwrap_or_default(), &b.unwrap_or_default()));
     }
 

@@ -93,7 +93,10 @@ impl Faults {
 
     /// Takes one use of the first rule matching `endpoint`.
     pub fn take(&mut self, endpoint: Endpoint) -> Option<FaultKind> {
-        let index = self.rules.iter().position(|r| r.endpoint.matches(endpoint))?;
+        let index = self
+            .rules
+            .iter()
+            .position(|r| r.endpoint.matches(endpoint))?;
         let rule = &mut self.rules[index];
         let kind = rule.kind.clone();
         rule.count -= 1;
@@ -111,8 +114,15 @@ mod tests {
     #[test]
     fn a_fault_applies_count_times_then_expires() {
         let mut faults = Faults::default();
-        let kind = FaultKind::Status { code: 429, retry_after_secs: Some(1) };
-        assert!(faults.add(Fault { endpoint: FaultTarget::Token, kind: kind.clone(), count: 2 }));
+        let kind = FaultKind::Status {
+            code: 429,
+            retry_after_secs: Some(1),
+        };
+        assert!(faults.add(Fault {
+            endpoint: FaultTarget::Token,
+            kind: kind.clone(),
+            count: 2
+        }));
         assert_eq!(faults.take(Endpoint::Discovery), None);
         assert_eq!(faults.take(Endpoint::Token), Some(kind.clone()));
         assert_eq!(faults.take(Endpoint::Token), Some(kind));
@@ -124,7 +134,13 @@ mod tests {
         let f: Fault = serde_json::from_str(
             r#"{"endpoint":"any","kind":{"status":{"code":503,"retry_after_secs":2}},"count":1}"#,
         )?;
-        assert_eq!(f.kind, FaultKind::Status { code: 503, retry_after_secs: Some(2) });
+        assert_eq!(
+            f.kind,
+            FaultKind::Status {
+                code: 503,
+                retry_after_secs: Some(2)
+            }
+        );
         let d: Fault = serde_json::from_str(r#"{"endpoint":"token","kind":"drop","count":1}"#)?;
         assert_eq!(d.kind, FaultKind::Drop);
         Ok(())
@@ -133,7 +149,11 @@ mod tests {
     #[test]
     fn admin_requests_are_never_faulted() {
         let mut faults = Faults::default();
-        faults.add(Fault { endpoint: FaultTarget::Any, kind: FaultKind::Drop, count: 1 });
+        faults.add(Fault {
+            endpoint: FaultTarget::Any,
+            kind: FaultKind::Drop,
+            count: 1,
+        });
         assert_eq!(faults.take(Endpoint::Admin), None);
         assert_eq!(faults.take(Endpoint::Userinfo), Some(FaultKind::Drop));
     }

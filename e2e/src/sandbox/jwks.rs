@@ -51,7 +51,9 @@ impl JwksCache {
         let mut roots = RootCertStore::empty();
         for pem in trusted_pems {
             for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                roots.add(cert.context("parse trusted pem")?).context("add trusted root")?;
+                roots
+                    .add(cert.context("parse trusted pem")?)
+                    .context("add trusted root")?;
             }
         }
         let tls = rustls::ClientConfig::builder_with_provider(super::tls::provider())
@@ -66,7 +68,11 @@ impl JwksCache {
             .no_proxy()
             .build()
             .context("build jwks http client")?;
-        Ok(Self { http, ttl, entries: Arc::new(Mutex::new(HashMap::new())) })
+        Ok(Self {
+            http,
+            ttl,
+            entries: Arc::new(Mutex::new(HashMap::new())),
+        })
     }
 
     /// The key set at `uri`, from cache while fresh.

@@ -50,7 +50,9 @@ impl JwsRefusal {
 /// The untrusted header of a compact JWS.
 pub fn header(token: &str) -> Result<Map<String, Value>, JwsRefusal> {
     let mut parts = token.split('.');
-    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(JwsRefusal::Malformed);
     };
     decode_object(h).ok_or(JwsRefusal::Malformed)
@@ -100,13 +102,16 @@ pub fn verify_ps256(token: &str, jwks: &Value) -> Result<Map<String, Value>, Jws
 }
 
 /// Verifies a PS256 compact JWS against one JWK.
-pub fn verify_with_key(token: &str, key: &Map<String, Value>) -> Result<Map<String, Value>, JwsRefusal> {
+pub fn verify_with_key(
+    token: &str,
+    key: &Map<String, Value>,
+) -> Result<Map<String, Value>, JwsRefusal> {
     let jwk = Jwk::from_map(key.clone()).map_err(|_| JwsRefusal::UnusableKey)?;
     let verifier = josekit::jws::PS256
         .verifier_from_jwk(&jwk)
         .map_err(|_| JwsRefusal::UnusableKey)?;
-    let (payload, _) =
-        josekit::jws::deserialize_compact(token, &verifier).map_err(|_| JwsRefusal::BadSignature)?;
+    let (payload, _) = josekit::jws::deserialize_compact(token, &verifier)
+        .map_err(|_| JwsRefusal::BadSignature)?;
     match serde_json::from_slice(&payload) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(JwsRefusal::BadPayload),
@@ -123,18 +128,25 @@ pub fn check_key_set(jwks: &Value) -> Result<(), String> {
     let mut kids = std::collections::HashSet::new();
     for key in keys {
         let map = key.as_object().ok_or("every jwks key must be an object")?;
-        let kid = map.get("kid").and_then(Value::as_str).ok_or("every jwks key needs a kid")?;
+        let kid = map
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or("every jwks key needs a kid")?;
         if !kids.insert(kid) {
             return Err(format!("duplicate kid {kid}"));
         }
         if map.contains_key("d") {
             return Err(format!("key {kid} holds private material"));
         }
-        let other_alg = map.get("alg").and_then(Value::as_str).is_some_and(|a| a != "PS256");
+        let other_alg = map
+            .get("alg")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a != "PS256");
         if map.get("use").and_then(Value::as_str) == Some("enc") || other_alg {
             continue;
         }
-        let jwk = Jwk::from_map(map.clone()).map_err(|_| format!("key {kid} is not a valid jwk"))?;
+        let jwk =
+            Jwk::from_map(map.clone()).map_err(|_| format!("key {kid} is not a valid jwk"))?;
         if jwk.key_type() == "RSA" {
             josekit::jws::PS256
                 .verifier_from_jwk(&jwk)
@@ -155,7 +167,8 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn ps256_signature_round_trips_and_a_foreign_key_fails() -> Result<(), Box<dyn std::error::Error>> {
+    fn ps256_signature_round_trips_and_a_foreign_key_fails()
+    -> Result<(), Box<dyn std::error::Error>> {
         let pair = josekit::jws::PS256.generate_key_pair(2048)?;
         let mut private = pair.to_jwk_key_pair();
         private.set_key_id("k1");
@@ -173,13 +186,19 @@ mod tests {
         let mut other_public = other.to_jwk_public_key();
         other_public.set_key_id("k1");
         let other_set = json!({"keys": [Value::Object(other_public.as_ref().clone())]});
-        assert_eq!(verify_ps256(&token, &other_set), Err(JwsRefusal::BadSignature));
+        assert_eq!(
+            verify_ps256(&token, &other_set),
+            Err(JwsRefusal::BadSignature)
+        );
         Ok(())
     }
 
     #[test]
     fn fractional_numeric_dates_are_read() {
-        let claims = json!({"iat": 1769766702.739, "exp": 1769767012}).as_object().cloned().unwrap_or_default();
+        let claims = json!({"iat": 1769766702.739, "exp": 1769767012})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(numeric(&claims, "iat"), Some(1769766702.739));
         assert_eq!(numeric(&claims, "exp"), Some(1769767012.0));
     }

@@ -38,13 +38,20 @@ pub fn build_client(
     }
     let auth = match metadata
         .get("token_endpoint_auth_method")
-        .map(|v| v.as_str().ok_or("token_endpoint_auth_method must be a string"))
+        .map(|v| {
+            v.as_str()
+                .ok_or("token_endpoint_auth_method must be a string")
+        })
         .transpose()?
         .unwrap_or("private_key_jwt")
     {
         "private_key_jwt" => AuthMethod::PrivateKeyJwt,
         "tls_client_auth" => AuthMethod::TlsClientAuth,
-        other => return Err(format!("token_endpoint_auth_method {other} is not supported")),
+        other => {
+            return Err(format!(
+                "token_endpoint_auth_method {other} is not supported"
+            ));
+        }
     };
     metadata.insert(
         "token_endpoint_auth_method".into(),
@@ -56,7 +63,9 @@ pub fn build_client(
 
     match (auth, metadata.get("token_endpoint_auth_signing_alg")) {
         (AuthMethod::TlsClientAuth, Some(_)) => {
-            return Err("token_endpoint_auth_signing_alg must not be provided with tls_client_auth".into());
+            return Err(
+                "token_endpoint_auth_signing_alg must not be provided with tls_client_auth".into(),
+            );
         }
         (AuthMethod::PrivateKeyJwt, Some(alg)) if alg != "PS256" => {
             return Err("token_endpoint_auth_signing_alg must be PS256".into());
@@ -82,7 +91,10 @@ pub fn build_client(
 
     match metadata.get("tls_client_certificate_bound_access_tokens") {
         None => {
-            metadata.insert("tls_client_certificate_bound_access_tokens".into(), json!(true));
+            metadata.insert(
+                "tls_client_certificate_bound_access_tokens".into(),
+                json!(true),
+            );
         }
         Some(Value::Bool(true)) => {}
         Some(_) => return Err("tls_client_certificate_bound_access_tokens must be true".into()),
@@ -127,7 +139,10 @@ pub fn build_client(
     })
 }
 
-fn subject_match(metadata: &Map<String, Value>, auth: AuthMethod) -> Result<Option<SubjectMatch>, String> {
+fn subject_match(
+    metadata: &Map<String, Value>,
+    auth: AuthMethod,
+) -> Result<Option<SubjectMatch>, String> {
     let present: Vec<&str> = SUBJECT_FIELDS
         .iter()
         .copied()
@@ -137,7 +152,9 @@ fn subject_match(metadata: &Map<String, Value>, auth: AuthMethod) -> Result<Opti
         return Ok(None);
     }
     let [field] = present.as_slice() else {
-        return Err("tls_client_auth needs exactly one tls_client_auth_subject_dn/_san_* field".into());
+        return Err(
+            "tls_client_auth needs exactly one tls_client_auth_subject_dn/_san_* field".into(),
+        );
     };
     let value = metadata
         .get(*field)
@@ -176,7 +193,11 @@ fn string_list(metadata: &Map<String, Value>, field: &str) -> Result<Option<Vec<
         None => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("{field} must hold strings")))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{field} must hold strings"))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
         Some(_) => Err(format!("{field} must be an array")),
@@ -207,7 +228,9 @@ mod tests {
         let none = build(json!({"token_endpoint_auth_method":"tls_client_auth"}));
         let two = build(json!({"token_endpoint_auth_method":"tls_client_auth",
             "tls_client_auth_subject_dn":"CN=x","tls_client_auth_san_dns":"a"}));
-        let one = build(json!({"token_endpoint_auth_method":"tls_client_auth","tls_client_auth_subject_dn":"CN=x"}));
+        let one = build(
+            json!({"token_endpoint_auth_method":"tls_client_auth","tls_client_auth_subject_dn":"CN=x"}),
+        );
         assert!(none.is_err() && two.is_err());
         assert!(one.is_ok_and(|c| matches!(c.subject, Some(SubjectMatch::Dn(_)))));
     }
@@ -215,15 +238,25 @@ mod tests {
     #[test]
     fn private_key_jwt_needs_keys_and_ps256() {
         assert!(build(json!({"token_endpoint_auth_method":"private_key_jwt"})).is_err());
-        assert!(build(json!({"jwks_uri":"https://127.0.0.1/j","token_endpoint_auth_signing_alg":"RS256"})).is_err());
-        assert!(build(json!({"jwks_uri":"https://127.0.0.1/j","id_token_signed_response_alg":"RS256"})).is_err());
+        assert!(
+            build(
+                json!({"jwks_uri":"https://127.0.0.1/j","token_endpoint_auth_signing_alg":"RS256"})
+            )
+            .is_err()
+        );
+        assert!(
+            build(json!({"jwks_uri":"https://127.0.0.1/j","id_token_signed_response_alg":"RS256"}))
+                .is_err()
+        );
         let ok = build(json!({"jwks_uri":"https://127.0.0.1/j","scope":"accounts profile"}));
         assert!(ok.is_ok_and(|c| c.scopes == ["accounts", "profile"] && c.metadata["client_id"] == "c1"));
     }
 
     #[test]
     fn unbound_tokens_are_refused() {
-        let r = build(json!({"jwks_uri":"https://127.0.0.1/j","tls_client_certificate_bound_access_tokens":false}));
+        let r = build(
+            json!({"jwks_uri":"https://127.0.0.1/j","tls_client_certificate_bound_access_tokens":false}),
+        );
         assert!(r.is_err());
     }
 }

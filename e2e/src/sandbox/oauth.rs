@@ -28,7 +28,10 @@ const PAR_LIFETIME_SECS: u64 = 90;
 fn json_no_store(status: StatusCode, body: Value) -> Response {
     let mut response = (status, Json(body)).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -64,14 +67,22 @@ pub async fn token(
                 "only client_credentials is supported",
             ));
         }
-        None => return Err(OAuthError::invalid_request("missing_grant_type", "grant_type missing")),
+        None => {
+            return Err(OAuthError::invalid_request(
+                "missing_grant_type",
+                "grant_type missing",
+            ));
+        }
     }
     let mut store = lock(&state.store);
-    let registered = store
-        .clients
-        .get(&client.client_id)
-        .ok_or_else(|| OAuthError::invalid_client("unknown_client", "client authentication failed"))?;
-    if !registered.grant_types.iter().any(|g| g == "client_credentials") {
+    let registered = store.clients.get(&client.client_id).ok_or_else(|| {
+        OAuthError::invalid_client("unknown_client", "client authentication failed")
+    })?;
+    if !registered
+        .grant_types
+        .iter()
+        .any(|g| g == "client_credentials")
+    {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
@@ -83,7 +94,9 @@ pub async fn token(
         Some(s) => s.split_whitespace().map(str::to_string).collect(),
         None => registered.scopes.clone(),
     };
-    if requested.iter().any(|s| s == "openid") || requested.iter().any(|s| !registered.scopes.contains(s)) {
+    if requested.iter().any(|s| s == "openid")
+        || requested.iter().any(|s| !registered.scopes.contains(s))
+    {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
@@ -103,7 +116,12 @@ pub async fn token(
         x5t_s256: client.cert.x5t_s256.clone(),
     };
     if !store.put_token(access_token.clone(), issued) {
-        return Err(OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "token_table_full", "too many live tokens"));
+        return Err(OAuthError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "token_table_full",
+            "too many live tokens",
+        ));
     }
     drop(store);
     tracing::info!(client_id = %client.client_id, scope, "token issued");
@@ -145,7 +163,10 @@ pub async fn revoke(
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("missing_token", "token missing"))?;
     let mut store = lock(&state.store);
-    if store.token(token).is_some_and(|t| t.client_id == client.client_id) {
+    if store
+        .token(token)
+        .is_some_and(|t| t.client_id == client.client_id)
+    {
         store.revoke(token);
     }
     Ok(StatusCode::OK)
@@ -166,19 +187,33 @@ pub async fn par(
         .clients
         .get(&client.client_id)
         .map(|c| c.keys.clone())
-        .ok_or_else(|| OAuthError::invalid_client("unknown_client", "client authentication failed"))?;
+        .ok_or_else(|| {
+            OAuthError::invalid_client("unknown_client", "client authentication failed")
+        })?;
     let set = client_keys(&state, &keys).await?;
     let bad = |reason: &'static str, d: &str| {
-        OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request_object", reason, d.to_string())
+        OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_object",
+            reason,
+            d.to_string(),
+        )
     };
     let claims = jws::verify_ps256(request, &set).map_err(|e| bad(e.reason(), &e.to_string()))?;
     let id = client.client_id.as_str();
-    if claims.get("iss").and_then(Value::as_str) != Some(id) || claims.get("client_id").and_then(Value::as_str) != Some(id) {
-        return Err(bad("request_object_client_mismatch", "iss and client_id must be the client_id"));
+    if claims.get("iss").and_then(Value::as_str) != Some(id)
+        || claims.get("client_id").and_then(Value::as_str) != Some(id)
+    {
+        return Err(bad(
+            "request_object_client_mismatch",
+            "iss and client_id must be the client_id",
+        ));
     }
     let aud_ok = match claims.get("aud") {
         Some(Value::String(s)) => *s == state.urls.issuer,
-        Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(state.urls.issuer.as_str())),
+        Some(Value::Array(a)) => a
+            .iter()
+            .any(|v| v.as_str() == Some(state.urls.issuer.as_str())),
         _ => false,
     };
     if !aud_ok {
@@ -187,7 +222,12 @@ pub async fn par(
     let now = now_f64();
     match (jws::numeric(&claims, "exp"), jws::numeric(&claims, "nbf")) {
         (Some(exp), Some(nbf)) if exp > now && nbf - now < 60.0 && exp - nbf <= 600.0 => {}
-        _ => return Err(bad("request_object_times", "exp/nbf missing or out of bounds")),
+        _ => {
+            return Err(bad(
+                "request_object_times",
+                "exp/nbf missing or out of bounds",
+            ));
+        }
     }
     let request_uri = format!("urn:ietf:params:oauth:request_uri:{}", uuid::Uuid::new_v4());
     Ok(json_no_store(
@@ -202,21 +242,34 @@ pub async fn userinfo(
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
 ) -> Result<Response, OAuthError> {
-    let token = bearer(&headers).ok_or_else(|| OAuthError::invalid_token("missing_bearer", "bearer token required"))?;
+    let token = bearer(&headers)
+        .ok_or_else(|| OAuthError::invalid_token("missing_bearer", "bearer token required"))?;
     let store = lock(&state.store);
     let issued = store
         .token(token)
         .ok_or_else(|| OAuthError::invalid_token("unknown_token", "token is not active"))?;
-    let bound = peer.0.as_ref().is_some_and(|c| c.x5t_s256 == issued.x5t_s256);
+    let bound = peer
+        .0
+        .as_ref()
+        .is_some_and(|c| c.x5t_s256 == issued.x5t_s256);
     if !bound {
-        return Err(OAuthError::invalid_token("certificate_binding_mismatch", "token is bound to another certificate"));
+        return Err(OAuthError::invalid_token(
+            "certificate_binding_mismatch",
+            "token is bound to another certificate",
+        ));
     }
-    Ok(json_no_store(StatusCode::OK, json!({"sub": issued.client_id})))
+    Ok(json_no_store(
+        StatusCode::OK,
+        json!({"sub": issued.client_id}),
+    ))
 }
 
 /// The token of an `Authorization: Bearer` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }

@@ -78,7 +78,9 @@ impl TestCa {
     pub fn generate(common_name: &str) -> anyhow::Result<Self> {
         let key = KeyPair::generate().context("generate CA key")?;
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -149,7 +151,10 @@ mod tests {
     #[test]
     fn issued_client_certificate_names_its_subject() -> anyhow::Result<()> {
         let ca = TestCa::generate("test ca")?;
-        let cert = ca.issue_client(&[(DnType::CommonName, "client-1"), (DnType::OrganizationName, "Org")])?;
+        let cert = ca.issue_client(&[
+            (DnType::CommonName, "client-1"),
+            (DnType::OrganizationName, "Org"),
+        ])?;
         let (_, parsed) = x509_parser::parse_x509_certificate(&cert.cert_der)?;
         let subject = parsed.subject().to_string();
         assert!(subject.contains("CN=client-1"), "{subject}");

@@ -41,7 +41,10 @@ fn is_jwt(media: &str) -> bool {
 fn json_object(body: &[u8]) -> Result<Map<String, Value>, OAuthError> {
     match serde_json::from_slice(body) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(OAuthError::invalid_request("body_not_json_object", "body must be a JSON object")),
+        _ => Err(OAuthError::invalid_request(
+            "body_not_json_object",
+            "body must be a JSON object",
+        )),
     }
 }
 
@@ -60,8 +63,11 @@ pub async fn register(
         };
     }
     if media != "application/json" {
-        return OAuthError::invalid_request("unsupported_media_type", "content type must be application/json or application/jwt")
-            .into_response();
+        return OAuthError::invalid_request(
+            "unsupported_media_type",
+            "content type must be application/json or application/jwt",
+        )
+        .into_response();
     }
     let map = match json_object(&body) {
         Ok(map) => map,
@@ -81,8 +87,11 @@ pub async fn register(
     if let Some(expected) = &state.cfg.initial_access_token {
         let presented = bearer(&headers).unwrap_or_default();
         if presented != expected.expose_secret() {
-            return OAuthError::invalid_token("bad_initial_access_token", "initial access token missing or invalid")
-                .into_response();
+            return OAuthError::invalid_token(
+                "bad_initial_access_token",
+                "initial access token missing or invalid",
+            )
+            .into_response();
         }
     }
     create(&state, map, Origin::Dynamic).into_response()
@@ -114,7 +123,10 @@ fn new_rat() -> SecretString {
 fn registration_body(state: &AppState, client: &Client) -> Value {
     let mut body = client.metadata.clone();
     if let Some(rat) = &client.rat {
-        body.insert("registration_access_token".into(), json!(rat.expose_secret()));
+        body.insert(
+            "registration_access_token".into(),
+            json!(rat.expose_secret()),
+        );
     }
     body.insert(
         "registration_client_uri".into(),
@@ -123,15 +135,27 @@ fn registration_body(state: &AppState, client: &Client) -> Value {
     Value::Object(body)
 }
 
-fn create(state: &AppState, mut map: Map<String, Value>, origin: Origin) -> Result<Response, OAuthError> {
+fn create(
+    state: &AppState,
+    mut map: Map<String, Value>,
+    origin: Origin,
+) -> Result<Response, OAuthError> {
     map.remove("client_id");
     let client_id = uuid::Uuid::new_v4().to_string();
-    let mut client = metadata::build_client(&client_id, map, origin).map_err(OAuthError::invalid_metadata)?;
-    client.metadata.insert("client_id_issued_at".into(), json!(now_secs()));
+    let mut client =
+        metadata::build_client(&client_id, map, origin).map_err(OAuthError::invalid_metadata)?;
+    client
+        .metadata
+        .insert("client_id_issued_at".into(), json!(now_secs()));
     client.rat = Some(new_rat());
     let body = registration_body(state, &client);
     if !lock(&state.store).put_client(client) {
-        return Err(OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "client_table_full", "too many clients"));
+        return Err(OAuthError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "client_table_full",
+            "too many clients",
+        ));
     }
     lock(&state.counters).registration_created();
     tracing::info!(client_id, ?origin, "client registered");
@@ -139,7 +163,10 @@ fn create(state: &AppState, mut map: Map<String, Value>, origin: Origin) -> Resu
 }
 
 fn bad_rat() -> OAuthError {
-    OAuthError::invalid_token("bad_registration_access_token", "registration access token invalid")
+    OAuthError::invalid_token(
+        "bad_registration_access_token",
+        "registration access token invalid",
+    )
 }
 
 /// `GET /tpp-registration/{client_id}`.
@@ -154,7 +181,11 @@ pub async fn read(
     if state.cfg.rotate_rat {
         client.rat = Some(new_rat());
     }
-    Ok((StatusCode::OK, axum::Json(registration_body(&state, client))).into_response())
+    Ok((
+        StatusCode::OK,
+        axum::Json(registration_body(&state, client)),
+    )
+        .into_response())
 }
 
 /// `PUT /tpp-registration/{client_id}` (JSON metadata, or a signed request JWT).
@@ -174,21 +205,37 @@ pub async fn update(
         map
     } else {
         let map = json_object(&body)?;
-        if let Some(field) = metadata::SERVER_OWNED.iter().find(|f| map.contains_key(**f)) {
-            return Err(OAuthError::invalid_request("server_owned_field", format!("{field} must not be sent")));
+        if let Some(field) = metadata::SERVER_OWNED
+            .iter()
+            .find(|f| map.contains_key(**f))
+        {
+            return Err(OAuthError::invalid_request(
+                "server_owned_field",
+                format!("{field} must not be sent"),
+            ));
         }
         if map.get("client_id").and_then(Value::as_str) != Some(client_id.as_str()) {
-            return Err(OAuthError::invalid_request("client_id_mismatch", "client_id must be present and match"));
+            return Err(OAuthError::invalid_request(
+                "client_id_mismatch",
+                "client_id must be present and match",
+            ));
         }
         map
     };
     let mut store = lock(&state.store);
     let current = store.client_by_rat(&client_id, &rat).ok_or_else(bad_rat)?;
-    let mut updated = metadata::build_client(&client_id, map, current.origin).map_err(OAuthError::invalid_metadata)?;
+    let mut updated = metadata::build_client(&client_id, map, current.origin)
+        .map_err(OAuthError::invalid_metadata)?;
     if let Some(issued_at) = current.metadata.get("client_id_issued_at") {
-        updated.metadata.insert("client_id_issued_at".into(), issued_at.clone());
+        updated
+            .metadata
+            .insert("client_id_issued_at".into(), issued_at.clone());
     }
-    updated.rat = if state.cfg.rotate_rat { Some(new_rat()) } else { current.rat.clone() };
+    updated.rat = if state.cfg.rotate_rat {
+        Some(new_rat())
+    } else {
+        current.rat.clone()
+    };
     let body = registration_body(&state, &updated);
     store.put_client(updated);
     tracing::info!(client_id, "client updated");

@@ -28,33 +28,71 @@ pub struct OAuthError {
 
 impl OAuthError {
     /// A new error.
-    pub fn new(status: StatusCode, error: &'static str, reason: &'static str, description: impl Into<String>) -> Self {
-        Self { status, error, description: description.into(), reason }
+    pub fn new(
+        status: StatusCode,
+        error: &'static str,
+        reason: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+            reason,
+        }
     }
 
     /// 401 `invalid_client`.
     pub fn invalid_client(reason: &'static str, description: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", reason, description)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            reason,
+            description,
+        )
     }
 
     /// 400 `invalid_request`.
     pub fn invalid_request(reason: &'static str, description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", reason, description)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            reason,
+            description,
+        )
     }
 
     /// 400 `invalid_client_metadata`.
     pub fn invalid_metadata(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_client_metadata", "invalid_client_metadata", description)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_metadata",
+            "invalid_client_metadata",
+            description,
+        )
     }
 
     /// 401 `invalid_token` (bad RAT, initial access token, or bearer token).
     pub fn invalid_token(reason: &'static str, description: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", reason, description)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            reason,
+            description,
+        )
     }
 
     /// 400 `invalid_software_statement`.
-    pub fn invalid_software_statement(reason: &'static str, description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_software_statement", reason, description)
+    pub fn invalid_software_statement(
+        reason: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_software_statement",
+            reason,
+            description,
+        )
     }
 }
 

@@ -57,14 +57,24 @@ pub async fn start(cfg: SandboxConfig) -> anyhow::Result<RunningSandbox> {
     let pki = pki::ServerPki::generate()?;
     let ca_path = cfg.state_dir.join("ca.pem");
     std::fs::write(&ca_path, &pki.ca_pem).context("write ca.pem")?;
-    let listener = TcpListener::bind(("127.0.0.1", cfg.port)).await.context("bind 127.0.0.1")?;
+    let listener = TcpListener::bind(("127.0.0.1", cfg.port))
+        .await
+        .context("bind 127.0.0.1")?;
     let port = listener.local_addr().context("local addr")?.port();
     let urls = Urls::new(port);
-    let client_ca = cfg.client_ca_pem.as_deref().map(ClientCaCheck::from_pem).transpose()?;
-    let trusted: Vec<&str> = [Some(pki.ca_pem.as_str()), cfg.client_ca_pem.as_deref(), cfg.jwks_uri_ca_pem.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let client_ca = cfg
+        .client_ca_pem
+        .as_deref()
+        .map(ClientCaCheck::from_pem)
+        .transpose()?;
+    let trusted: Vec<&str> = [
+        Some(pki.ca_pem.as_str()),
+        cfg.client_ca_pem.as_deref(),
+        cfg.jwks_uri_ca_pem.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let jwks = JwksCache::new(cfg.jwks_cache_ttl, &trusted)?;
     let discovery = discovery::document(&urls, cfg.discovery_patch.as_ref())?;
     let acceptor = TlsAcceptor::from(tls::server_config(&pki)?);
@@ -82,7 +92,14 @@ pub async fn start(cfg: SandboxConfig) -> anyhow::Result<RunningSandbox> {
     let (shutdown, rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, acceptor, router, state.clone(), rx));
     tracing::info!(port, "sandbox AS listening");
-    Ok(RunningSandbox { state, ca_pem: pki.ca_pem, ca_path, port, shutdown, task })
+    Ok(RunningSandbox {
+        state,
+        ca_pem: pki.ca_pem,
+        ca_path,
+        port,
+        shutdown,
+        task,
+    })
 }
 
 impl RunningSandbox {
@@ -178,7 +195,9 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/tpp-registration", post(registration::register))
         .route(
             "/tpp-registration/{client_id}",
-            get(registration::read).put(registration::update).delete(registration::delete),
+            get(registration::read)
+                .put(registration::update)
+                .delete(registration::delete),
         )
         .route("/token", post(oauth::token))
         .route("/introspection", post(oauth::introspection))
@@ -193,13 +212,18 @@ fn router(state: Arc<AppState>) -> Router {
 async fn discovery_document(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
 ) -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "max-age=900")], Json(state.discovery.clone()))
+    (
+        [(header::CACHE_CONTROL, "max-age=900")],
+        Json(state.discovery.clone()),
+    )
 }
 
 async fn authorization_not_implemented() -> impl IntoResponse {
     (
         StatusCode::NOT_IMPLEMENTED,
-        Json(json!({"error": "server_error", "error_description": "the sandbox does not implement the authorization endpoint"})),
+        Json(
+            json!({"error": "server_error", "error_description": "the sandbox does not implement the authorization endpoint"}),
+        ),
     )
 }
 
@@ -286,7 +310,10 @@ async fn handle(
             lock(&state.counters).request(endpoint, "dropped", now_secs());
             return Err(Dropped);
         }
-        Some(FaultKind::Status { code, retry_after_secs }) => fault_response(code, retry_after_secs),
+        Some(FaultKind::Status {
+            code,
+            retry_after_secs,
+        }) => fault_response(code, retry_after_secs),
         other => {
             if let Some(FaultKind::Delay { ms }) = other {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -313,11 +340,23 @@ async fn handle(
 
 fn fault_response(code: u16, retry_after_secs: Option<u64>) -> Response<Body> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let error = if status == StatusCode::TOO_MANY_REQUESTS { "slow_down" } else { "temporarily_unavailable" };
-    let mut response = (status, Json(json!({"error": error, "error_description": "injected fault"}))).into_response();
+    let error = if status == StatusCode::TOO_MANY_REQUESTS {
+        "slow_down"
+    } else {
+        "temporarily_unavailable"
+    };
+    let mut response = (
+        status,
+        Json(json!({"error": error, "error_description": "injected fault"})),
+    )
+        .into_response();
     if let Some(secs) = retry_after_secs {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    response.extensions_mut().insert(RejectReason("injected_fault"));
+    response
+        .extensions_mut()
+        .insert(RejectReason("injected_fault"));
     response
 }

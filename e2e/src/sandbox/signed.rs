@@ -15,7 +15,16 @@ use super::{
 /// Longest accepted `exp - iat` of a registration request.
 const MAX_REQUEST_LIFETIME_SECS: f64 = 300.0;
 /// Claims that belong to the JWT, not to the client.
-const JWT_ONLY: [&str; 8] = ["iss", "aud", "iat", "exp", "nbf", "jti", "software_statement", "software_jwks"];
+const JWT_ONLY: [&str; 8] = [
+    "iss",
+    "aud",
+    "iat",
+    "exp",
+    "nbf",
+    "jti",
+    "software_statement",
+    "software_jwks",
+];
 /// `jti` namespace of registration requests.
 const JTI_SCOPE: &str = "\u{0}signed-registration";
 
@@ -34,21 +43,39 @@ pub fn verified_metadata(state: &AppState, body: &[u8]) -> Result<Map<String, Va
         .directory_jwks
         .as_ref()
         .ok_or_else(|| refuse("no_directory_configured", "no directory keys configured"))?;
-    let untrusted = jws::unverified_claims(token).map_err(|e| refuse(e.reason(), "request is not a compact jws"))?;
+    let untrusted = jws::unverified_claims(token)
+        .map_err(|e| refuse(e.reason(), "request is not a compact jws"))?;
     let statement = untrusted
         .get("software_statement")
         .and_then(Value::as_str)
-        .ok_or_else(|| refuse("missing_software_statement", "software_statement is required"))?;
-    let ssa = jws::verify_ps256(statement, directory)
-        .map_err(|e| refuse("software_statement_unverified", &format!("software statement: {e}")))?;
+        .ok_or_else(|| {
+            refuse(
+                "missing_software_statement",
+                "software_statement is required",
+            )
+        })?;
+    let ssa = jws::verify_ps256(statement, directory).map_err(|e| {
+        refuse(
+            "software_statement_unverified",
+            &format!("software statement: {e}"),
+        )
+    })?;
     let now = now_f64();
     if jws::numeric(&ssa, "exp").is_some_and(|exp| exp <= now) {
-        return Err(refuse("software_statement_expired", "software statement expired"));
+        return Err(refuse(
+            "software_statement_expired",
+            "software statement expired",
+        ));
     }
     let software_jwks = ssa
         .get("software_jwks")
         .filter(|v| v.get("keys").is_some_and(Value::is_array))
-        .ok_or_else(|| refuse("missing_software_jwks", "software statement carries no software_jwks"))?;
+        .ok_or_else(|| {
+            refuse(
+                "missing_software_jwks",
+                "software statement carries no software_jwks",
+            )
+        })?;
     let claims = jws::verify_ps256(token, software_jwks)
         .map_err(|e| refuse("request_unverified", &format!("registration request: {e}")))?;
     let software_id = ssa.get("software_id").and_then(Value::as_str);
@@ -66,17 +93,24 @@ pub fn verified_metadata(state: &AppState, body: &[u8]) -> Result<Map<String, Va
     if !aud_ok {
         return Err(refuse("request_bad_audience", "aud must be the issuer"));
     }
-    let (Some(iat), Some(exp)) = (jws::numeric(&claims, "iat"), jws::numeric(&claims, "exp")) else {
+    let (Some(iat), Some(exp)) = (jws::numeric(&claims, "iat"), jws::numeric(&claims, "exp"))
+    else {
         return Err(refuse("request_missing_times", "iat and exp are required"));
     };
     if exp <= now || iat - now >= 60.0 || exp - iat > MAX_REQUEST_LIFETIME_SECS {
-        return Err(refuse("request_times_out_of_bounds", "iat/exp out of bounds"));
+        return Err(refuse(
+            "request_times_out_of_bounds",
+            "iat/exp out of bounds",
+        ));
     }
     let jti = claims
         .get("jti")
         .and_then(Value::as_str)
         .ok_or_else(|| refuse("request_missing_jti", "jti is required"))?;
-    if lock(&state.store).remember_jti(JTI_SCOPE, jti, exp.ceil() as u64).is_err() {
+    if lock(&state.store)
+        .remember_jti(JTI_SCOPE, jti, exp.ceil() as u64)
+        .is_err()
+    {
         return Err(refuse("request_jti_replay", "jti already used"));
     }
 

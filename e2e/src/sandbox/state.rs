@@ -43,7 +43,9 @@ pub fn now_secs() -> u64 {
 
 /// Locks a mutex, recovering the data if a holder panicked.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The URLs the sandbox advertises.
@@ -210,9 +212,9 @@ impl Store {
     /// The client whose RAT is `rat`, if it is `client_id`.
     pub fn client_by_rat(&mut self, client_id: &str, rat: &str) -> Option<&mut Client> {
         self.clients.get_mut(client_id).filter(|c| {
-            c.rat
-                .as_ref()
-                .is_some_and(|current| constant_time_eq(current.expose_secret().as_bytes(), rat.as_bytes()))
+            c.rat.as_ref().is_some_and(|current| {
+                constant_time_eq(current.expose_secret().as_bytes(), rat.as_bytes())
+            })
         })
     }
 
@@ -306,14 +308,23 @@ mod tests {
     fn a_jti_is_accepted_once_per_client() {
         let mut store = Store::default();
         assert_eq!(store.remember_jti("c1", "j", now_secs() + 60), Ok(()));
-        assert_eq!(store.remember_jti("c1", "j", now_secs() + 60), Err(JtiRefusal::Replay));
+        assert_eq!(
+            store.remember_jti("c1", "j", now_secs() + 60),
+            Err(JtiRefusal::Replay)
+        );
         assert_eq!(store.remember_jti("c2", "j", now_secs() + 60), Ok(()));
     }
 
     #[test]
     fn expired_tokens_are_not_live() {
         let mut store = Store::default();
-        let t = |exp| IssuedToken { client_id: "c".into(), scope: "accounts".into(), iat: 0, exp, x5t_s256: "x".into() };
+        let t = |exp| IssuedToken {
+            client_id: "c".into(),
+            scope: "accounts".into(),
+            iat: 0,
+            exp,
+            x5t_s256: "x".into(),
+        };
         store.put_token("old".into(), t(now_secs() - 1));
         store.put_token("new".into(), t(now_secs() + 60));
         assert!(store.token("old").is_none());

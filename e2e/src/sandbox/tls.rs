@@ -128,7 +128,11 @@ impl ClientCaCheck {
     }
 
     /// True when `end_entity` (with `intermediates`) chains to the bundle now.
-    pub fn chains(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> bool {
+    pub fn chains(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> bool {
         self.verifier
             .verify_client_cert(end_entity, intermediates, UnixTime::now())
             .is_ok()
@@ -169,7 +173,10 @@ pub struct Peer(pub Option<Arc<PeerCert>>);
 
 impl PeerCert {
     /// Inspects a presented chain (end entity first).
-    pub fn inspect(chain: &[CertificateDer<'_>], client_ca: Option<&ClientCaCheck>) -> Option<Self> {
+    pub fn inspect(
+        chain: &[CertificateDer<'_>],
+        client_ca: Option<&ClientCaCheck>,
+    ) -> Option<Self> {
         let (end_entity, intermediates) = chain.split_first()?;
         let (_, parsed) = x509_parser::parse_x509_certificate(end_entity).ok()?;
         let mut sans = SubjectAltNames::default();
@@ -223,13 +230,21 @@ mod tests {
     fn ca_issued_certificate_chains_and_self_signed_look_alike_does_not() -> anyhow::Result<()> {
         let ca = TestCa::generate("client ca")?;
         let check = ClientCaCheck::from_pem(&ca.pem())?;
-        let subject = [(DnType::CommonName, "tpp"), (DnType::OrganizationName, "Org")];
+        let subject = [
+            (DnType::CommonName, "tpp"),
+            (DnType::OrganizationName, "Org"),
+        ];
         let issued = ca.issue_client(&subject)?;
         let look_alike = self_signed_client(&subject)?;
         let issued_peer = PeerCert::inspect(std::slice::from_ref(&issued.cert_der), Some(&check));
-        let look_alike_peer = PeerCert::inspect(std::slice::from_ref(&look_alike.cert_der), Some(&check));
+        let look_alike_peer =
+            PeerCert::inspect(std::slice::from_ref(&look_alike.cert_der), Some(&check));
         assert!(issued_peer.as_ref().is_some_and(|p| p.chains_to_client_ca));
-        assert!(look_alike_peer.as_ref().is_some_and(|p| !p.chains_to_client_ca));
+        assert!(
+            look_alike_peer
+                .as_ref()
+                .is_some_and(|p| !p.chains_to_client_ca)
+        );
         assert_eq!(
             issued_peer.map(|p| p.subject),
             look_alike_peer.map(|p| p.subject),

@@ -68,7 +68,11 @@ pub fn http_from(config: rustls::ClientConfig, port: u16) -> anyhow::Result<reqw
 }
 
 /// A reqwest client trusting `ca_pem`, presenting `cert` when given.
-pub fn http_with(ca_pem: &str, port: u16, cert: Option<&ClientCert>) -> anyhow::Result<reqwest::Client> {
+pub fn http_with(
+    ca_pem: &str,
+    port: u16,
+    cert: Option<&ClientCert>,
+) -> anyhow::Result<reqwest::Client> {
     http_from(tls_config(ca_pem, cert)?, port)
 }
 
@@ -97,7 +101,11 @@ impl SigningKey {
         let mut public = pair.to_jwk_public_key();
         public.set_key_id(kid);
         public.set_key_use("sig");
-        Ok(Self { kid: kid.to_string(), private, public })
+        Ok(Self {
+            kid: kid.to_string(),
+            private,
+            public,
+        })
     }
 
     /// The public JWK as JSON.
@@ -134,7 +142,13 @@ impl SigningKey {
 
     /// A client assertion for `client_id` with the given `aud`, `iat` offset (seconds from now,
     /// may be fractional) and lifetime.
-    pub fn assertion(&self, client_id: &str, aud: &str, iat_offset: f64, lifetime: f64) -> anyhow::Result<String> {
+    pub fn assertion(
+        &self,
+        client_id: &str,
+        aud: &str,
+        iat_offset: f64,
+        lifetime: f64,
+    ) -> anyhow::Result<String> {
         let iat = now() + iat_offset;
         self.sign(&json!({
             "iss": client_id, "sub": client_id, "aud": aud,
@@ -159,7 +173,11 @@ pub fn now() -> f64 {
 }
 
 /// Registers a `private_key_jwt` client (RFC 7591); returns the 201 body.
-pub async fn register_pkjwt(sb: &RunningSandbox, http: &reqwest::Client, keys: Value) -> anyhow::Result<Value> {
+pub async fn register_pkjwt(
+    sb: &RunningSandbox,
+    http: &reqwest::Client,
+    keys: Value,
+) -> anyhow::Result<Value> {
     let response = http
         .post(sb.registration_endpoint())
         .bearer_auth(IAT)
@@ -175,13 +193,20 @@ pub async fn register_pkjwt(sb: &RunningSandbox, http: &reqwest::Client, keys: V
         }))
         .send()
         .await?;
-    anyhow::ensure!(response.status() == 201, "registration answered {}", response.status());
+    anyhow::ensure!(
+        response.status() == 201,
+        "registration answered {}",
+        response.status()
+    );
     Ok(response.json().await?)
 }
 
 /// The `client_id` of a registration answer.
 pub fn client_id(reg: &Value) -> anyhow::Result<String> {
-    reg["client_id"].as_str().map(str::to_string).context("client_id in answer")
+    reg["client_id"]
+        .as_str()
+        .map(str::to_string)
+        .context("client_id in answer")
 }
 
 /// POSTs a client_credentials request with `assertion`; returns status and JSON body.
@@ -197,7 +222,10 @@ pub async fn token_request(
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
             ("scope", "accounts"),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
             ("client_assertion", assertion),
         ])
         .send()

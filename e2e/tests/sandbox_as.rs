@@ -6,6 +6,8 @@ mod support;
 
 #[path = "sandbox_as/client_auth.rs"]
 mod client_auth;
+#[path = "sandbox_as/consent.rs"]
+mod consent;
 #[path = "sandbox_as/operations.rs"]
 mod operations;
 #[path = "sandbox_as/registration.rs"]

@@ -1,11 +1,13 @@
 //! An Open Finance sandbox authorization server emulator for tests and `make demo`: follows
 //! `wire-spec.md` (discovery, hub onboarding, RFC 7591/7592 and signed registration,
 //! `private_key_jwt` and `tls_client_auth`, certificate-bound client-credentials tokens,
-//! introspection, revocation, PAR, the userinfo binding check) over real TLS on loopback, plus
+//! introspection, revocation, PAR with an auto-approving authorization endpoint and PKCE,
+//! refresh tokens, the userinfo binding check) over real TLS on loopback, plus
 //! a test-only admin API (`/_sandbox/`) for provisioning, faults and counters.
 //! Everything is in memory except `<state_dir>/ca.pem`.
 
 pub mod admin;
+pub mod authorize;
 pub mod client_auth;
 pub mod config;
 pub mod counters;

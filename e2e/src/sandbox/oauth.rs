@@ -1,6 +1,7 @@
-//! OAuth endpoints of the sandbox: `/token` (client_credentials, certificate-bound opaque
-//! tokens), `/introspection` (RFC 7662), `/token/revoke` (RFC 7009), `/par` (RFC 9126) and
-//! `/userinfo` (the resource-server binding check). Handlers only; state in [`AppState`].
+//! OAuth endpoints of the sandbox: `/token` (client_credentials, authorization_code and
+//! refresh_token grants; certificate-bound opaque tokens), `/introspection` (RFC 7662),
+//! `/token/revoke` (RFC 7009) and `/userinfo` (the resource-server binding check). Handlers
+//! only; state in [`AppState`].
 
 use std::sync::Arc;
 
@@ -14,18 +15,14 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    client_auth::{authenticate, client_keys, parse_form},
-    jws,
+    client_auth::{authenticate, parse_form},
     reply::OAuthError,
-    state::{AppState, IssuedToken, lock, now_f64, now_secs},
+    state::{AppState, IssuedToken, lock, now_secs},
     tls::Peer,
 };
 
-/// `expires_in` of a PAR `request_uri`.
-const PAR_LIFETIME_SECS: u64 = 90;
-
 /// A JSON answer with `Cache-Control: no-store` and an explicit UTF-8 content type.
-fn json_no_store(status: StatusCode, body: Value) -> Response {
+pub fn json_no_store(status: StatusCode, body: Value) -> Response {
     let mut response = (status, Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -49,7 +46,16 @@ pub fn token_view(token: &IssuedToken) -> Value {
     })
 }
 
-/// `POST /token`.
+fn token_error(error: &'static str, reason: &'static str, description: &str) -> OAuthError {
+    OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        error,
+        reason,
+        description.to_string(),
+    )
+}
+
+/// `POST /token`: `client_credentials`, `authorization_code` (PAR + PKCE) and `refresh_token`.
 pub async fn token(
     State(state): State<Arc<AppState>>,
     Extension(peer): Extension<Peer>,
@@ -57,54 +63,65 @@ pub async fn token(
 ) -> Result<Response, OAuthError> {
     let form = parse_form(&body);
     let client = authenticate(&state, &form, &peer, &state.urls.token()).await?;
-    match form.get("grant_type").map(String::as_str) {
-        Some("client_credentials") => {}
-        Some(_) => {
-            return Err(OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "unsupported_grant_type",
-                "only client_credentials is supported",
-            ));
-        }
-        None => {
-            return Err(OAuthError::invalid_request(
-                "missing_grant_type",
-                "grant_type missing",
-            ));
-        }
+    let grant = form
+        .get("grant_type")
+        .map(String::as_str)
+        .ok_or_else(|| OAuthError::invalid_request("missing_grant_type", "grant_type missing"))?;
+    if !matches!(
+        grant,
+        "client_credentials" | "authorization_code" | "refresh_token"
+    ) {
+        return Err(token_error(
+            "unsupported_grant_type",
+            "unsupported_grant_type",
+            "grant type not supported",
+        ));
     }
-    let mut store = lock(&state.store);
-    let registered = store.clients.get(&client.client_id).ok_or_else(|| {
-        OAuthError::invalid_client("unknown_client", "client authentication failed")
-    })?;
-    if !registered
-        .grant_types
-        .iter()
-        .any(|g| g == "client_credentials")
-    {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
+    let (scopes, grant_types) = lock(&state.store)
+        .clients
+        .get(&client.client_id)
+        .map(|c| (c.scopes.clone(), c.grant_types.clone()))
+        .ok_or_else(|| {
+            OAuthError::invalid_client("unknown_client", "client authentication failed")
+        })?;
+    if !grant_types.iter().any(|g| g == grant) {
+        return Err(token_error(
             "unauthorized_client",
             "grant_type_not_registered",
-            "client_credentials is not a registered grant type",
+            "grant type not registered",
         ));
     }
-    let requested: Vec<String> = match form.get("scope") {
-        Some(s) => s.split_whitespace().map(str::to_string).collect(),
-        None => registered.scopes.clone(),
+    let id = client.client_id.as_str();
+    let (scope, refresh_token) = match grant {
+        "client_credentials" => {
+            let requested: Vec<String> = match form.get("scope") {
+                Some(s) => s.split_whitespace().map(str::to_string).collect(),
+                None => scopes.clone(),
+            };
+            if requested
+                .iter()
+                .any(|s| s == "openid" || !scopes.contains(s))
+            {
+                return Err(token_error(
+                    "invalid_scope",
+                    "invalid_scope",
+                    "requested scope is not allowed",
+                ));
+            }
+            (requested.join(" "), None)
+        }
+        "authorization_code" => {
+            let mut flows = lock(&state.flows);
+            let scope = flows.redeem_code(&form, id)?;
+            let refresh = grant_types
+                .iter()
+                .any(|g| g == "refresh_token")
+                .then(|| flows.new_refresh_token(id, &scope))
+                .flatten();
+            (scope, refresh)
+        }
+        _ => (lock(&state.flows).refresh(&form, id)?, None),
     };
-    if requested.iter().any(|s| s == "openid")
-        || requested.iter().any(|s| !registered.scopes.contains(s))
-    {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            "invalid_scope",
-            "requested scope is not allowed",
-        ));
-    }
-    let scope = requested.join(" ");
     let access_token = uuid::Uuid::new_v4().to_string();
     let iat = now_secs();
     let lifetime = state.cfg.token_lifetime.as_secs();
@@ -115,7 +132,7 @@ pub async fn token(
         exp: iat + lifetime,
         x5t_s256: client.cert.x5t_s256.clone(),
     };
-    if !store.put_token(access_token.clone(), issued) {
+    if !lock(&state.store).put_token(access_token.clone(), issued) {
         return Err(OAuthError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
@@ -123,12 +140,12 @@ pub async fn token(
             "too many live tokens",
         ));
     }
-    drop(store);
-    tracing::info!(client_id = %client.client_id, scope, "token issued");
-    Ok(json_no_store(
-        StatusCode::OK,
-        json!({"access_token": access_token, "token_type": "Bearer", "expires_in": lifetime, "scope": scope}),
-    ))
+    tracing::info!(client_id = %client.client_id, grant, scope, "token issued");
+    let mut body = json!({"access_token": access_token, "token_type": "Bearer", "expires_in": lifetime, "scope": scope});
+    if let Some(refresh) = refresh_token {
+        body["refresh_token"] = json!(refresh);
+    }
+    Ok(json_no_store(StatusCode::OK, body))
 }
 
 /// `POST /introspection`.
@@ -170,70 +187,6 @@ pub async fn revoke(
         store.revoke(token);
     }
     Ok(StatusCode::OK)
-}
-
-/// `POST /par`.
-pub async fn par(
-    State(state): State<Arc<AppState>>,
-    Extension(peer): Extension<Peer>,
-    body: Bytes,
-) -> Result<Response, OAuthError> {
-    let form = parse_form(&body);
-    let client = authenticate(&state, &form, &peer, &state.urls.par()).await?;
-    let request = form
-        .get("request")
-        .ok_or_else(|| OAuthError::invalid_request("missing_request_object", "request missing"))?;
-    let keys = lock(&state.store)
-        .clients
-        .get(&client.client_id)
-        .map(|c| c.keys.clone())
-        .ok_or_else(|| {
-            OAuthError::invalid_client("unknown_client", "client authentication failed")
-        })?;
-    let set = client_keys(&state, &keys).await?;
-    let bad = |reason: &'static str, d: &str| {
-        OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_object",
-            reason,
-            d.to_string(),
-        )
-    };
-    let claims = jws::verify_ps256(request, &set).map_err(|e| bad(e.reason(), &e.to_string()))?;
-    let id = client.client_id.as_str();
-    if claims.get("iss").and_then(Value::as_str) != Some(id)
-        || claims.get("client_id").and_then(Value::as_str) != Some(id)
-    {
-        return Err(bad(
-            "request_object_client_mismatch",
-            "iss and client_id must be the client_id",
-        ));
-    }
-    let aud_ok = match claims.get("aud") {
-        Some(Value::String(s)) => *s == state.urls.issuer,
-        Some(Value::Array(a)) => a
-            .iter()
-            .any(|v| v.as_str() == Some(state.urls.issuer.as_str())),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(bad("request_object_bad_audience", "aud must be the issuer"));
-    }
-    let now = now_f64();
-    match (jws::numeric(&claims, "exp"), jws::numeric(&claims, "nbf")) {
-        (Some(exp), Some(nbf)) if exp > now && nbf - now < 60.0 && exp - nbf <= 600.0 => {}
-        _ => {
-            return Err(bad(
-                "request_object_times",
-                "exp/nbf missing or out of bounds",
-            ));
-        }
-    }
-    let request_uri = format!("urn:ietf:params:oauth:request_uri:{}", uuid::Uuid::new_v4());
-    Ok(json_no_store(
-        StatusCode::CREATED,
-        json!({"request_uri": request_uri, "expires_in": PAR_LIFETIME_SECS}),
-    ))
 }
 
 /// `GET /userinfo`: 200 only when the bearer token is live and bound to the presented cert.

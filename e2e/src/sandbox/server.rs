@@ -26,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use super::{
-    admin,
+    admin, authorize,
     config::SandboxConfig,
     counters::{Counters, CountersSnapshot, Endpoint},
     discovery,
@@ -87,6 +87,7 @@ pub async fn start(cfg: SandboxConfig) -> anyhow::Result<RunningSandbox> {
         counters: Mutex::new(Counters::default()),
         faults: Mutex::new(Faults::default()),
         jwks,
+        flows: Mutex::new(Default::default()),
     });
     let router = router(state.clone());
     let (shutdown, rx) = watch::channel(false);
@@ -202,9 +203,9 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/token", post(oauth::token))
         .route("/introspection", post(oauth::introspection))
         .route("/token/revoke", post(oauth::revoke))
-        .route("/par", post(oauth::par))
+        .route("/par", post(authorize::par))
         .route("/userinfo", get(oauth::userinfo).post(oauth::userinfo))
-        .route("/auth", get(authorization_not_implemented))
+        .route("/auth", get(authorize::authorize))
         .nest("/_sandbox", admin::routes())
         .with_state(state)
 }
@@ -215,15 +216,6 @@ async fn discovery_document(
     (
         [(header::CACHE_CONTROL, "max-age=900")],
         Json(state.discovery.clone()),
-    )
-}
-
-async fn authorization_not_implemented() -> impl IntoResponse {
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        Json(
-            json!({"error": "server_error", "error_description": "the sandbox does not implement the authorization endpoint"}),
-        ),
     )
 }
 

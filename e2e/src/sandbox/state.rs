@@ -12,8 +12,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 
 use super::{
-    config::SandboxConfig, counters::Counters, dn, faults::Faults, jwks::JwksCache,
-    tls::ClientCaCheck,
+    authorize::Flows, config::SandboxConfig, counters::Counters, dn, faults::Faults,
+    jwks::JwksCache, tls::ClientCaCheck,
 };
 
 /// Most clients kept.
@@ -298,6 +298,8 @@ pub struct AppState {
     pub faults: Mutex<Faults>,
     /// `jwks_uri` cache.
     pub jwks: JwksCache,
+    /// Pushed requests, codes, refresh tokens.
+    pub flows: Mutex<Flows>,
 }
 
 #[cfg(test)]

@@ -374,7 +374,7 @@ async fn openid_scope_is_invalid_for_client_credentials() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
-async fn revoked_token_is_inactive_and_par_returns_a_request_uri() -> anyhow::Result<()> {
+async fn revoked_token_is_inactive() -> anyhow::Result<()> {
     let sb = start(|_| {}).await?;
     let cert = transport_cert("tpp")?;
     let http = http(&sb, Some(&cert))?;
@@ -408,31 +408,5 @@ async fn revoked_token_is_inactive_and_par_returns_a_request_uri() -> anyhow::Re
     assert_eq!(revoked.status(), 200);
     assert_eq!(sb.introspect(&token)["active"], false);
 
-    let now = now();
-    let request = key.sign(
-        &json!({"iss": id, "client_id": id, "aud": sb.issuer(), "exp": now + 300.0,
-        "nbf": now, "response_type": "code", "scope": "accounts", "code_challenge_method": "S256"}),
-    )?;
-    let par = http
-        .post(format!("{}/par", sb.mtls_base()))
-        .form(&[
-            ("client_id", id.as_str()),
-            ("request", &request),
-            ("client_assertion_type", assertion_type),
-            (
-                "client_assertion",
-                &key.assertion(&id, &format!("{}/par", sb.mtls_base()), 0.0, 60.0)?,
-            ),
-        ])
-        .send()
-        .await?;
-    assert_eq!(par.status(), 201);
-    let body: Value = par.json().await?;
-    assert_eq!(body["expires_in"], 90);
-    assert!(
-        body["request_uri"]
-            .as_str()
-            .is_some_and(|u| u.starts_with("urn:ietf:params:oauth:request_uri:"))
-    );
     Ok(())
 }

@@ -63,6 +63,7 @@ pub fn http_from(config: rustls::ClientConfig, port: u16) -> anyhow::Result<reqw
         .tls_backend_preconfigured(config)
         .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], port)))
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .build()?)
 }
@@ -178,19 +179,33 @@ pub async fn register_pkjwt(
     http: &reqwest::Client,
     keys: Value,
 ) -> anyhow::Result<Value> {
+    register_pkjwt_with(sb, http, keys, json!({})).await
+}
+
+/// [`register_pkjwt`] with `extra` metadata merged over the defaults.
+pub async fn register_pkjwt_with(
+    sb: &RunningSandbox,
+    http: &reqwest::Client,
+    keys: Value,
+    extra: Value,
+) -> anyhow::Result<Value> {
+    let mut body = json!({
+        "client_name": "test client",
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": "PS256",
+        "id_token_signed_response_alg": "PS256",
+        "grant_types": ["client_credentials"],
+        "scope": "accounts",
+        "tls_client_certificate_bound_access_tokens": true,
+        "jwks": keys,
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
     let response = http
         .post(sb.registration_endpoint())
         .bearer_auth(IAT)
-        .json(&json!({
-            "client_name": "test client",
-            "token_endpoint_auth_method": "private_key_jwt",
-            "token_endpoint_auth_signing_alg": "PS256",
-            "id_token_signed_response_alg": "PS256",
-            "grant_types": ["client_credentials"],
-            "scope": "accounts",
-            "tls_client_certificate_bound_access_tokens": true,
-            "jwks": keys,
-        }))
+        .json(&body)
         .send()
         .await?;
     anyhow::ensure!(

@@ -199,3 +199,24 @@ async fn handshakes_are_counted_as_full_or_resumed() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn delay_fault_holds_the_answer_back() -> anyhow::Result<()> {
+    let sb = start(|_| {}).await?;
+    let http = http(&sb, None)?;
+    let added = http
+        .post(format!("{}/faults", sb.admin_url()))
+        .json(&json!({"endpoint": "discovery", "kind": {"delay": {"ms": 400}}, "count": 1}))
+        .send()
+        .await?;
+    assert_eq!(added.status(), 201);
+    let started = std::time::Instant::now();
+    assert_eq!(http.get(sb.discovery_url()).send().await?.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let cleared = http
+        .delete(format!("{}/faults", sb.admin_url()))
+        .send()
+        .await?;
+    assert_eq!(cleared.status(), 204);
+    Ok(())
+}

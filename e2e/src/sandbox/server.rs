@@ -172,6 +172,31 @@ impl RunningSandbox {
             .unwrap_or_else(|| json!({"active": false}))
     }
 
+    /// Provisions a client out of band, as `POST /_sandbox/clients` (Static / HubOnboarding
+    /// modes); `client_id` is generated when absent. Returns the client id.
+    pub fn provision_client(&self, metadata: Value) -> anyhow::Result<String> {
+        let Value::Object(map) = metadata else {
+            anyhow::bail!("client metadata must be a JSON object");
+        };
+        let client_id = map
+            .get("client_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let client = super::metadata::build_client(&client_id, map, super::state::Origin::Admin)
+            .map_err(|message| anyhow::anyhow!("invalid client metadata: {message}"))?;
+        anyhow::ensure!(
+            lock(&self.state.store).put_client(client),
+            "client table full"
+        );
+        Ok(client_id)
+    }
+
+    /// Deletes a client (and its tokens) behind its owner's back; true if it existed.
+    pub fn delete_client(&self, client_id: &str) -> bool {
+        lock(&self.state.store).remove_client(client_id)
+    }
+
     /// Whether a client with this id is registered.
     pub fn has_client(&self, client_id: &str) -> bool {
         lock(&self.state.store).clients.contains_key(client_id)

@@ -315,3 +315,44 @@ async fn admin_provisioned_client_gets_tokens_until_deleted_behind_its_back() ->
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn in_process_provisioning_serves_tls_client_auth_until_deleted() -> anyhow::Result<()> {
+    let ca = e2e::sandbox::pki::TestCa::generate("client ca")?;
+    let pem = ca.pem();
+    let sb = start(|cfg| cfg.client_ca_pem = Some(pem)).await?;
+    let cert = ca.issue_client(&[
+        (rcgen::DnType::OrganizationName, "Org"),
+        (rcgen::DnType::CommonName, "static-1"),
+    ])?;
+    let id = sb.provision_client(json!({"token_endpoint_auth_method": "tls_client_auth",
+        "tls_client_auth_subject_dn": "CN=static-1,O=Org", "scope": "accounts"}))?;
+    let http = http(&sb, Some(&cert))?;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+    ];
+    assert_eq!(
+        http.post(sb.token_endpoint())
+            .form(&form)
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    assert!(sb.delete_client(&id));
+    assert_eq!(
+        http.post(sb.token_endpoint())
+            .form(&form)
+            .send()
+            .await?
+            .status(),
+        401
+    );
+    assert!(
+        sb.provision_client(json!({"token_endpoint_auth_method": "private_key_jwt"}))
+            .is_err(),
+        "no keys"
+    );
+    Ok(())
+}

@@ -1,12 +1,15 @@
 //! The end-to-end harness of tpp-operator: a real etcd + kube-apiserver built from Go modules
 //! ([`control_plane`]), a throw-away PKI ([`pki`]), child processes that die with the test
-//! binary ([`process`]), and per-test namespaces with failure dumps ([`context`]).
+//! binary ([`process`]), per-test namespaces with failure dumps ([`context`]), the operator as a
+//! process under the chart's RBAC ([`operator`]), and the Open Finance sandbox AS emulator
+//! ([`sandbox`]).
 
 pub mod context;
 pub mod control_plane;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod sandbox;
 
 pub use context::{TestContext, with_namespace};
 pub use control_plane::{ControlPlane, shared};

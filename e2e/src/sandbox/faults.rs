@@ -1,0 +1,160 @@
+//! Injected faults: rules that make the next N requests to an endpoint fail with a status,
+//! stall, or lose their connection. In memory; no I/O.
+
+use serde::{Deserialize, Serialize};
+
+use super::counters::Endpoint;
+
+/// Most rules kept at once.
+const MAX_RULES: usize = 64;
+
+/// Which endpoint a fault applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultTarget {
+    /// `/token`
+    Token,
+    /// `/tpp-registration` and below
+    Registration,
+    /// discovery
+    Discovery,
+    /// `/introspection`
+    Introspection,
+    /// every endpoint except the admin API
+    Any,
+}
+
+impl FaultTarget {
+    fn matches(self, endpoint: Endpoint) -> bool {
+        match self {
+            Self::Token => endpoint == Endpoint::Token,
+            Self::Registration => endpoint == Endpoint::Registration,
+            Self::Discovery => endpoint == Endpoint::Discovery,
+            Self::Introspection => endpoint == Endpoint::Introspection,
+            Self::Any => endpoint != Endpoint::Admin,
+        }
+    }
+}
+
+/// What the fault does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer with this status (and `Retry-After` when given), JSON error body.
+    Status {
+        /// HTTP status code.
+        code: u16,
+        /// `Retry-After` seconds.
+        #[serde(default)]
+        retry_after_secs: Option<u64>,
+    },
+    /// Wait this long, then handle the request normally.
+    Delay {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// Close the connection without an answer.
+    Drop,
+}
+
+/// One rule: `kind` for the next `count` requests to `endpoint`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Target endpoint.
+    pub endpoint: FaultTarget,
+    /// Effect.
+    pub kind: FaultKind,
+    /// How many requests it applies to.
+    pub count: u32,
+}
+
+/// The active rules, first match wins.
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Vec<Fault>,
+}
+
+impl Faults {
+    /// Adds a rule; false when the rule table is full.
+    pub fn add(&mut self, fault: Fault) -> bool {
+        if self.rules.len() >= MAX_RULES {
+            return false;
+        }
+        if fault.count > 0 {
+            self.rules.push(fault);
+        }
+        true
+    }
+
+    /// Removes all rules.
+    pub fn clear(&mut self) {
+        self.rules.clear();
+    }
+
+    /// Takes one use of the first rule matching `endpoint`.
+    pub fn take(&mut self, endpoint: Endpoint) -> Option<FaultKind> {
+        let index = self
+            .rules
+            .iter()
+            .position(|r| r.endpoint.matches(endpoint))?;
+        let rule = &mut self.rules[index];
+        let kind = rule.kind.clone();
+        rule.count -= 1;
+        if rule.count == 0 {
+            self.rules.remove(index);
+        }
+        Some(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_applies_count_times_then_expires() {
+        let mut faults = Faults::default();
+        let kind = FaultKind::Status {
+            code: 429,
+            retry_after_secs: Some(1),
+        };
+        assert!(faults.add(Fault {
+            endpoint: FaultTarget::Token,
+            kind: kind.clone(),
+            count: 2
+        }));
+        assert_eq!(faults.take(Endpoint::Discovery), None);
+        assert_eq!(faults.take(Endpoint::Token), Some(kind.clone()));
+        assert_eq!(faults.take(Endpoint::Token), Some(kind));
+        assert_eq!(faults.take(Endpoint::Token), None);
+    }
+
+    #[test]
+    fn fault_wire_shape_is_externally_tagged() -> serde_json::Result<()> {
+        let f: Fault = serde_json::from_str(
+            r#"{"endpoint":"any","kind":{"status":{"code":503,"retry_after_secs":2}},"count":1}"#,
+        )?;
+        assert_eq!(
+            f.kind,
+            FaultKind::Status {
+                code: 503,
+                retry_after_secs: Some(2)
+            }
+        );
+        let d: Fault = serde_json::from_str(r#"{"endpoint":"token","kind":"drop","count":1}"#)?;
+        assert_eq!(d.kind, FaultKind::Drop);
+        Ok(())
+    }
+
+    #[test]
+    fn admin_requests_are_never_faulted() {
+        let mut faults = Faults::default();
+        faults.add(Fault {
+            endpoint: FaultTarget::Any,
+            kind: FaultKind::Drop,
+            count: 1,
+        });
+        assert_eq!(faults.take(Endpoint::Admin), None);
+        assert_eq!(faults.take(Endpoint::Userinfo), Some(FaultKind::Drop));
+    }
+}

@@ -37,7 +37,9 @@ pub(crate) struct RsaPrivateParts {
 }
 
 fn malformed(what: &str) -> IdentityError {
-    IdentityError::ParsePrivateKey { reason: format!("malformed {what}") }
+    IdentityError::ParsePrivateKey {
+        reason: format!("malformed {what}"),
+    }
 }
 
 /// Reads a PKCS#8 v1/v2 `PrivateKeyInfo` (unencrypted).
@@ -56,7 +58,10 @@ pub(crate) fn read_pkcs8(der: &[u8]) -> Result<Pkcs8Parts, IdentityError> {
             let private_key = Zeroizing::new(r.next().read_bytes()?);
             let _attributes = r.read_optional(|r| r.read_der())?;
             let _public_key = r.read_optional(|r| r.read_der())?;
-            Ok(Pkcs8Parts { algorithm, private_key })
+            Ok(Pkcs8Parts {
+                algorithm,
+                private_key,
+            })
         })
     })
     .map_err(|_| malformed("PKCS#8 PrivateKeyInfo"))
@@ -76,7 +81,10 @@ pub(crate) fn read_pkcs1_rsa(der: &[u8]) -> Result<RsaPrivateParts, IdentityErro
                 if !non_negative {
                     return Err(yasna::ASN1Error::new(yasna::ASN1ErrorKind::Invalid));
                 }
-                let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
+                let start = bytes
+                    .iter()
+                    .position(|b| *b != 0)
+                    .unwrap_or(bytes.len().saturating_sub(1));
                 Ok(bytes[start..].to_vec())
             };
             let (_n, _e) = (int()?, int()?);

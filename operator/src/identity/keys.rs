@@ -17,7 +17,6 @@ use aws_lc_rs::rsa::{KeyPairComponents, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RsaKeyPair,
 };
-use base64::Engine as _;
 use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
 use zeroize::Zeroizing;
 
@@ -129,7 +128,7 @@ impl PrivateKey {
     /// Reads a private key from DER: PKCS#8 (`rsaEncryption`, `id-RSASSA-PSS` as josekit writes
     /// it, or P-256 `id-ecPublicKey`), PKCS#1 `RSAPrivateKey`, or SEC1 `ECPrivateKey` (P-256).
     pub fn from_der(input: &[u8]) -> Result<Self, IdentityError> {
-        let pkcs8 = normalise_to_pkcs8(input)?;
+        let pkcs8 = der::normalise_to_pkcs8(input)?;
         Self::from_canonical_pkcs8(pkcs8)
     }
 
@@ -198,7 +197,7 @@ impl PrivateKey {
 
     /// The PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), the `signing.key` a workload mounts.
     pub fn to_pkcs8_pem(&self) -> SecretString {
-        SecretString::from(pem_encode("PRIVATE KEY", self.expose_pkcs8_der()).to_string())
+        SecretString::from(der::pem_encode("PRIVATE KEY", self.expose_pkcs8_der()).to_string())
     }
 
     /// The private JWK as JSON (RFC 7518 members `n,e,d,p,q,dp,dq,qi` or `crv,x,y,d`, plus
@@ -356,70 +355,4 @@ fn p256_public_jwk(point: &[u8]) -> Result<Jwk, IdentityError> {
             reason: "unexpected P-256 public point".to_owned(),
         }),
     }
-}
-
-/// Turns any accepted DER private key into the canonical aws-lc-rs PKCS#8 encoding.
-fn normalise_to_pkcs8(input: &[u8]) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
-    let reencode = |der: Result<aws_lc_rs::encoding::Pkcs8V1Der<'static>, _>| {
-        der.map(|d| Zeroizing::new(d.as_ref().to_vec()))
-            .map_err(|_| IdentityError::ParsePrivateKey {
-                reason: "re-encoding failed".to_owned(),
-            })
-    };
-    match der::read_pkcs8(input) {
-        Ok(parts) if parts.algorithm == der::OID_RSA_ENCRYPTION => {
-            reencode(RsaKeyPair::from_pkcs8(input).map_err(rejected)?.as_der())
-        }
-        Ok(parts) if parts.algorithm == der::OID_RSASSA_PSS => {
-            // josekit's PS256 export: the inner key is a plain PKCS#1 RSAPrivateKey.
-            reencode(
-                RsaKeyPair::from_der(&parts.private_key)
-                    .map_err(rejected)?
-                    .as_der(),
-            )
-        }
-        Ok(parts) if parts.algorithm == der::OID_EC_PUBLIC_KEY => {
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, input)
-                .map_err(rejected)?;
-            let doc = pair
-                .to_pkcs8v1()
-                .map_err(|_| IdentityError::ParsePrivateKey {
-                    reason: "re-encoding failed".to_owned(),
-                })?;
-            Ok(Zeroizing::new(doc.as_ref().to_vec()))
-        }
-        Ok(_) => Err(IdentityError::ParsePrivateKey {
-            reason: "unsupported key algorithm OID".to_owned(),
-        }),
-        Err(_) => {
-            if let Ok(pair) = RsaKeyPair::from_der(input) {
-                return reencode(pair.as_der());
-            }
-            let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, input)
-                .map_err(|_| IdentityError::ParsePrivateKey {
-                    reason: "not PKCS#8, PKCS#1 or SEC1 DER".to_owned(),
-                })?;
-            let doc = pair
-                .to_pkcs8v1()
-                .map_err(|_| IdentityError::ParsePrivateKey {
-                    reason: "re-encoding failed".to_owned(),
-                })?;
-            Ok(Zeroizing::new(doc.as_ref().to_vec()))
-        }
-    }
-}
-
-/// PEM-encodes DER with 64-column standard base64 (RFC 7468). The result may hold secrets,
-/// so it is zeroized on drop.
-pub(crate) fn pem_encode(label: &str, der: &[u8]) -> Zeroizing<String> {
-    let body = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
-    let mut out = Zeroizing::new(String::with_capacity(body.len() + body.len() / 64 + 64));
-    out.push_str(&format!("-----BEGIN {label}-----\n"));
-    for line in body.as_bytes().chunks(64) {
-        // base64 output is ASCII, so every chunk is valid UTF-8.
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }

@@ -213,6 +213,19 @@ fn csr_carries_subject_and_sans_and_openssl_verifies_it() {
 }
 
 #[test]
+fn default_transport_key_is_rsa_2048_and_its_certificate_matches_it() {
+    let profile = CertificateProfile::new("CN=default", Duration::from_secs(3600)).unwrap();
+    let (key, issued) =
+        cert::generate_self_signed(cert::DEFAULT_TRANSPORT_KEY, &profile, now()).unwrap();
+    assert_eq!(key.algorithm(), KeyAlgorithm::Rsa2048);
+    assert!(
+        cert::key_matches_certificate(key.to_pkcs8_pem().expose_secret(), &issued.pem).unwrap()
+    );
+    let (_, x509) = x509_parser::parse_x509_certificate(&issued.info.der).unwrap();
+    assert_eq!(x509.public_key().parsed().unwrap().key_size(), 2048);
+}
+
+#[test]
 fn key_from_another_pair_does_not_match_the_certificate() {
     let key = PrivateKey::generate(KeyAlgorithm::Rsa2048).unwrap();
     let other = PrivateKey::generate(KeyAlgorithm::Rsa2048).unwrap();

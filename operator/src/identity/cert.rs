@@ -17,10 +17,13 @@ use sha2::{Digest as _, Sha256};
 use super::dn::{SubjectDn, rfc4514_from_x509};
 use super::error::IdentityError;
 use super::jwk::b64url;
-use super::keys::PrivateKey;
+use super::keys::{KeyAlgorithm, PrivateKey};
 
 /// How far `notBefore` is back-dated to tolerate peers whose clocks run behind.
 pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(60);
+
+/// The transport key algorithm used unless the spec asks for another (RSA-2048).
+pub const DEFAULT_TRANSPORT_KEY: KeyAlgorithm = KeyAlgorithm::Rsa2048;
 
 /// A subject alternative name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +140,18 @@ pub fn self_signed(
     let pem = cert.pem();
     let info = inspect_der(cert.der().as_ref())?;
     Ok(IssuedCertificate { pem, info })
+}
+
+/// Generates a fresh transport key (CPU-heavy for RSA: call from a blocking pool) and its
+/// self-signed certificate.
+pub fn generate_self_signed(
+    algorithm: KeyAlgorithm,
+    profile: &CertificateProfile,
+    now: Timestamp,
+) -> Result<(PrivateKey, IssuedCertificate), IdentityError> {
+    let key = PrivateKey::generate(algorithm)?;
+    let certificate = self_signed(&key, profile, now)?;
+    Ok((key, certificate))
 }
 
 /// A PEM PKCS#10 certificate signing request for `key` with the profile's subject, key usage,

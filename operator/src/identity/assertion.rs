@@ -49,7 +49,11 @@ pub struct AssertionPolicy {
 
 impl Default for AssertionPolicy {
     fn default() -> Self {
-        Self { audience: Audience::Issuer, lifetime: DEFAULT_LIFETIME, include_nbf: false }
+        Self {
+            audience: Audience::Issuer,
+            lifetime: DEFAULT_LIFETIME,
+            include_nbf: false,
+        }
     }
 }
 
@@ -96,15 +100,24 @@ pub fn client_assertion(
 fn checked_lifetime(lifetime: Duration) -> Result<i64, IdentityError> {
     let seconds = lifetime.as_secs();
     if seconds == 0 || lifetime > MAX_LIFETIME || lifetime.subsec_nanos() != 0 {
-        return Err(IdentityError::Lifetime { seconds, max: MAX_LIFETIME.as_secs() });
+        return Err(IdentityError::Lifetime {
+            seconds,
+            max: MAX_LIFETIME.as_secs(),
+        });
     }
     // <= 600, so it fits.
     Ok(i64::try_from(seconds).unwrap_or(600))
 }
 
 /// Signs a claims object with josekit around our signer; josekit adds `alg` and `kid`.
-pub(crate) fn sign_claims(signer: &Signer, claims: Map<String, Value>, header: &JwsHeader) -> Result<SecretString, IdentityError> {
-    let payload = JwtPayload::from_map(claims).map_err(|source| IdentityError::BuildJwt { source })?;
-    let jws = josekit::jwt::encode_with_signer(&payload, header, signer).map_err(|source| IdentityError::BuildJwt { source })?;
+pub(crate) fn sign_claims(
+    signer: &Signer,
+    claims: Map<String, Value>,
+    header: &JwsHeader,
+) -> Result<SecretString, IdentityError> {
+    let payload =
+        JwtPayload::from_map(claims).map_err(|source| IdentityError::BuildJwt { source })?;
+    let jws = josekit::jwt::encode_with_signer(&payload, header, signer)
+        .map_err(|source| IdentityError::BuildJwt { source })?;
     Ok(SecretString::from(jws))
 }

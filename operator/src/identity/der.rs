@@ -1,11 +1,15 @@
-//! Minimal DER readers for private keys: PKCS#8 `PrivateKeyInfo` (RFC 5208) and PKCS#1
-//! `RSAPrivateKey` (RFC 8017 §A.1.2), via `yasna`.
+//! Private-key encodings: minimal DER readers for PKCS#8 `PrivateKeyInfo` (RFC 5208) and
+//! PKCS#1 `RSAPrivateKey` (RFC 8017 §A.1.2) via `yasna`, normalisation of any accepted key
+//! encoding to aws-lc-rs's canonical PKCS#8, and PEM writing.
 //!
 //! aws-lc-rs does not expose RSA private components, yet a private JWK needs them, and
 //! josekit writes PS256 keys as PKCS#8 with the `id-RSASSA-PSS` OID, which aws-lc-rs and
 //! rcgen refuse; reading the structure lets `keys.rs` re-wrap such keys. Every buffer holding
 //! private bytes is `Zeroizing`. Pure functions, no I/O.
 
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RsaKeyPair};
+use base64::Engine as _;
 use yasna::models::ObjectIdentifier;
 use zeroize::Zeroizing;
 
@@ -37,7 +41,9 @@ pub(crate) struct RsaPrivateParts {
 }
 
 fn malformed(what: &str) -> IdentityError {
-    IdentityError::ParsePrivateKey { reason: format!("malformed {what}") }
+    IdentityError::ParsePrivateKey {
+        reason: format!("malformed {what}"),
+    }
 }
 
 /// Reads a PKCS#8 v1/v2 `PrivateKeyInfo` (unencrypted).
@@ -56,7 +62,10 @@ pub(crate) fn read_pkcs8(der: &[u8]) -> Result<Pkcs8Parts, IdentityError> {
             let private_key = Zeroizing::new(r.next().read_bytes()?);
             let _attributes = r.read_optional(|r| r.read_der())?;
             let _public_key = r.read_optional(|r| r.read_der())?;
-            Ok(Pkcs8Parts { algorithm, private_key })
+            Ok(Pkcs8Parts {
+                algorithm,
+                private_key,
+            })
         })
     })
     .map_err(|_| malformed("PKCS#8 PrivateKeyInfo"))
@@ -76,7 +85,10 @@ pub(crate) fn read_pkcs1_rsa(der: &[u8]) -> Result<RsaPrivateParts, IdentityErro
                 if !non_negative {
                     return Err(yasna::ASN1Error::new(yasna::ASN1ErrorKind::Invalid));
                 }
-                let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
+                let start = bytes
+                    .iter()
+                    .position(|b| *b != 0)
+                    .unwrap_or(bytes.len().saturating_sub(1));
                 Ok(bytes[start..].to_vec())
             };
             let (_n, _e) = (int()?, int()?);
@@ -91,6 +103,78 @@ pub(crate) fn read_pkcs1_rsa(der: &[u8]) -> Result<RsaPrivateParts, IdentityErro
         })
     })
     .map_err(|_| malformed("PKCS#1 RSAPrivateKey"))
+}
+
+fn rejected(e: aws_lc_rs::error::KeyRejected) -> IdentityError {
+    IdentityError::ParsePrivateKey {
+        reason: format!("key rejected: {e}"),
+    }
+}
+
+/// Turns any accepted DER private key into the canonical aws-lc-rs PKCS#8 encoding.
+pub(crate) fn normalise_to_pkcs8(input: &[u8]) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
+    let reencode = |der: Result<aws_lc_rs::encoding::Pkcs8V1Der<'static>, _>| {
+        der.map(|d| Zeroizing::new(d.as_ref().to_vec()))
+            .map_err(|_| IdentityError::ParsePrivateKey {
+                reason: "re-encoding failed".to_owned(),
+            })
+    };
+    match read_pkcs8(input) {
+        Ok(parts) if parts.algorithm == OID_RSA_ENCRYPTION => {
+            reencode(RsaKeyPair::from_pkcs8(input).map_err(rejected)?.as_der())
+        }
+        Ok(parts) if parts.algorithm == OID_RSASSA_PSS => {
+            // josekit's PS256 export: the inner key is a plain PKCS#1 RSAPrivateKey.
+            reencode(
+                RsaKeyPair::from_der(&parts.private_key)
+                    .map_err(rejected)?
+                    .as_der(),
+            )
+        }
+        Ok(parts) if parts.algorithm == OID_EC_PUBLIC_KEY => {
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, input)
+                .map_err(rejected)?;
+            let doc = pair
+                .to_pkcs8v1()
+                .map_err(|_| IdentityError::ParsePrivateKey {
+                    reason: "re-encoding failed".to_owned(),
+                })?;
+            Ok(Zeroizing::new(doc.as_ref().to_vec()))
+        }
+        Ok(_) => Err(IdentityError::ParsePrivateKey {
+            reason: "unsupported key algorithm OID".to_owned(),
+        }),
+        Err(_) => {
+            if let Ok(pair) = RsaKeyPair::from_der(input) {
+                return reencode(pair.as_der());
+            }
+            let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, input)
+                .map_err(|_| IdentityError::ParsePrivateKey {
+                    reason: "not PKCS#8, PKCS#1 or SEC1 DER".to_owned(),
+                })?;
+            let doc = pair
+                .to_pkcs8v1()
+                .map_err(|_| IdentityError::ParsePrivateKey {
+                    reason: "re-encoding failed".to_owned(),
+                })?;
+            Ok(Zeroizing::new(doc.as_ref().to_vec()))
+        }
+    }
+}
+
+/// PEM-encodes DER with 64-column standard base64 (RFC 7468). The result may hold secrets,
+/// so it is zeroized on drop.
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> Zeroizing<String> {
+    let body = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
+    let mut out = Zeroizing::new(String::with_capacity(body.len() + body.len() / 64 + 64));
+    out.push_str(&format!("-----BEGIN {label}-----\n"));
+    for line in body.as_bytes().chunks(64) {
+        // base64 output is ASCII, so every chunk is valid UTF-8.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 #[cfg(test)]

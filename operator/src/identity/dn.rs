@@ -44,7 +44,9 @@ pub struct SubjectDn {
 }
 
 fn invalid(reason: impl Into<String>) -> IdentityError {
-    IdentityError::ParseSubject { reason: reason.into() }
+    IdentityError::ParseSubject {
+        reason: reason.into(),
+    }
 }
 
 impl SubjectDn {
@@ -55,14 +57,19 @@ impl SubjectDn {
             if split_unescaped(&rdn, '+')?.len() > 1 {
                 return Err(invalid("multi-valued RDNs (+) are not supported"));
             }
-            let (ty, raw_value) = rdn.split_once('=').ok_or_else(|| invalid("an RDN lacks '='"))?;
+            let (ty, raw_value) = rdn
+                .split_once('=')
+                .ok_or_else(|| invalid("an RDN lacks '='"))?;
             let oid = attribute_oid(ty.trim())?;
             let value = unescape(raw_value.trim_start())?;
             if value.is_empty() {
                 return Err(invalid(format!("empty value for {}", ty.trim())));
             }
             if attributes.iter().any(|a| a.oid == oid) {
-                return Err(invalid(format!("attribute {} appears more than once", ty.trim())));
+                return Err(invalid(format!(
+                    "attribute {} appears more than once",
+                    ty.trim()
+                )));
             }
             attributes.push(DnAttribute { oid, value });
         }
@@ -92,13 +99,26 @@ impl SubjectDn {
                 [2, 5, 4, 11] => DnType::OrganizationalUnitName,
                 other => DnType::CustomDnType(other.to_vec()),
             };
-            let not_encodable = |kind: &str| invalid(format!("value of {} is not a valid {kind}", keyword(&attr.oid)));
+            let not_encodable = |kind: &str| {
+                invalid(format!(
+                    "value of {} is not a valid {kind}",
+                    keyword(&attr.oid)
+                ))
+            };
             let value = match attr.oid.as_slice() {
                 [2, 5, 4, 6] | [2, 5, 4, 5] => DnValue::PrintableString(
-                    attr.value.as_str().try_into().map_err(|_| not_encodable("PrintableString"))?,
+                    attr.value
+                        .as_str()
+                        .try_into()
+                        .map_err(|_| not_encodable("PrintableString"))?,
                 ),
                 [0, 9, 2342, 19200300, 100, 1, 25] | [1, 2, 840, 113549, 1, 9, 1] => {
-                    DnValue::Ia5String(attr.value.as_str().try_into().map_err(|_| not_encodable("IA5String"))?)
+                    DnValue::Ia5String(
+                        attr.value
+                            .as_str()
+                            .try_into()
+                            .map_err(|_| not_encodable("IA5String"))?,
+                    )
                 }
                 _ => DnValue::Utf8String(attr.value.clone()),
             };
@@ -129,7 +149,11 @@ pub fn rfc4514_from_x509(name: &x509_parser::x509::X509Name<'_>) -> String {
         .map(|rdn| {
             rdn.iter()
                 .map(|atv| {
-                    let oid: Vec<u64> = atv.attr_type().iter().map(|it| it.collect()).unwrap_or_default();
+                    let oid: Vec<u64> = atv
+                        .attr_type()
+                        .iter()
+                        .map(|it| it.collect())
+                        .unwrap_or_default();
                     let value = match atv.as_str() {
                         Ok(s) => escape(s),
                         Err(_) => format!("#{}", hex(atv.attr_value().data)),
@@ -147,8 +171,14 @@ fn attribute_oid(ty: &str) -> Result<Vec<u64>, IdentityError> {
     if let Some((_, oid)) = ATTRIBUTES.iter().find(|(k, _)| k.eq_ignore_ascii_case(ty)) {
         return Ok(oid.to_vec());
     }
-    let dotted = ty.strip_prefix("OID.").or_else(|| ty.strip_prefix("oid.")).unwrap_or(ty);
-    let oid: Option<Vec<u64>> = dotted.split('.').map(|part| part.parse::<u64>().ok()).collect();
+    let dotted = ty
+        .strip_prefix("OID.")
+        .or_else(|| ty.strip_prefix("oid."))
+        .unwrap_or(ty);
+    let oid: Option<Vec<u64>> = dotted
+        .split('.')
+        .map(|part| part.parse::<u64>().ok())
+        .collect();
     match oid {
         Some(oid) if oid.len() >= 2 => Ok(oid),
         _ => Err(invalid(format!("unknown attribute type {ty:?}"))),
@@ -198,7 +228,10 @@ fn unescape(raw: &str) -> Result<String, IdentityError> {
             continue;
         }
         let first = iter.next().ok_or_else(|| invalid("trailing backslash"))?;
-        match (char::from(first).to_digit(16), iter.peek().and_then(|n| char::from(*n).to_digit(16))) {
+        match (
+            char::from(first).to_digit(16),
+            iter.peek().and_then(|n| char::from(*n).to_digit(16)),
+        ) {
             (Some(hi), Some(lo)) => {
                 iter.next();
                 // Both digits are < 16, so the value fits a byte.
@@ -215,7 +248,11 @@ fn trim_unescaped_end(raw: &str) -> &str {
     let mut end = raw.len();
     while end > 0 && raw.as_bytes()[end - 1] == b' ' {
         // A space preceded by an odd number of backslashes is escaped: keep it.
-        let slashes = raw.as_bytes()[..end - 1].iter().rev().take_while(|b| **b == b'\\').count();
+        let slashes = raw.as_bytes()[..end - 1]
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
         if slashes % 2 == 1 {
             break;
         }
@@ -255,8 +292,14 @@ mod tests {
 
     #[test]
     fn parses_obie_style_dn_and_prints_it_back_canonically() {
-        let dn = SubjectDn::parse("C=GB, O=OpenBanking, OU=0015800001041RHAAY, CN=5aRav7KBdrEqqs1e1fwNgk").unwrap();
-        assert_eq!(dn.to_string(), "C=GB,O=OpenBanking,OU=0015800001041RHAAY,CN=5aRav7KBdrEqqs1e1fwNgk");
+        let dn = SubjectDn::parse(
+            "C=GB, O=OpenBanking, OU=0015800001041RHAAY, CN=5aRav7KBdrEqqs1e1fwNgk",
+        )
+        .unwrap();
+        assert_eq!(
+            dn.to_string(),
+            "C=GB,O=OpenBanking,OU=0015800001041RHAAY,CN=5aRav7KBdrEqqs1e1fwNgk"
+        );
         assert_eq!(dn.attributes()[0].oid, vec![2, 5, 4, 6]);
     }
 
@@ -277,9 +320,22 @@ mod tests {
 
     #[test]
     fn rejects_what_rcgen_cannot_represent_or_is_malformed() {
-        for bad in ["", "CN", "CN=a+O=b", "OU=a,OU=b", "XX=y", "CN=#0403", "CN=", r"CN=a\", "C=G_B"] {
+        for bad in [
+            "",
+            "CN",
+            "CN=a+O=b",
+            "OU=a,OU=b",
+            "XX=y",
+            "CN=#0403",
+            "CN=",
+            r"CN=a\",
+            "C=G_B",
+        ] {
             let parsed = SubjectDn::parse(bad).and_then(|dn| dn.to_rcgen());
-            assert!(matches!(parsed, Err(IdentityError::ParseSubject { .. })), "{bad:?} should be rejected");
+            assert!(
+                matches!(parsed, Err(IdentityError::ParseSubject { .. })),
+                "{bad:?} should be rejected"
+            );
         }
     }
 }

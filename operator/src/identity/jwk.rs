@@ -172,7 +172,11 @@ pub(crate) struct RawPrivateJwk {
 
 impl RawPrivateJwk {
     /// Decodes a private (or public) member, failing with the member's name only.
-    pub fn member(&self, value: &Option<String>, name: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, IdentityError> {
+    pub fn member(
+        &self,
+        value: &Option<String>,
+        name: &str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, IdentityError> {
         let text = required(value, name)?;
         URL_SAFE_NO_PAD
             .decode(text.trim_end_matches('='))
@@ -194,7 +198,14 @@ impl std::fmt::Debug for RawPrivateJwk {
 
 impl Drop for RawPrivateJwk {
     fn drop(&mut self) {
-        for member in [&mut self.d, &mut self.p, &mut self.q, &mut self.dp, &mut self.dq, &mut self.qi] {
+        for member in [
+            &mut self.d,
+            &mut self.p,
+            &mut self.q,
+            &mut self.dp,
+            &mut self.dq,
+            &mut self.qi,
+        ] {
             member.zeroize();
         }
     }
@@ -207,7 +218,10 @@ pub(crate) fn b64url(bytes: impl AsRef<[u8]>) -> String {
 
 /// Drops leading zero bytes (Base64urlUInt is minimal, RFC 7518 §2), keeping at least one byte.
 pub(crate) fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
+    let first = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len().saturating_sub(1));
     &bytes[first..]
 }
 
@@ -223,12 +237,17 @@ mod tests {
             "kty": "RSA", "n": RFC7638_N, "e": "AQAB", "alg": "RS256", "kid": "2011-04-29"
         }))
         .unwrap();
-        assert_eq!(jwk.thumbprint().unwrap(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            jwk.thumbprint().unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]
     fn thumbprint_ignores_optional_members() {
-        let bare: Jwk = serde_json::from_value(serde_json::json!({"kty": "RSA", "n": RFC7638_N, "e": "AQAB"})).unwrap();
+        let bare: Jwk =
+            serde_json::from_value(serde_json::json!({"kty": "RSA", "n": RFC7638_N, "e": "AQAB"}))
+                .unwrap();
         let mut dressed = bare.clone();
         dressed.kid = Some("x".into());
         dressed.key_use = Some(KeyUse::Sig);
@@ -238,8 +257,13 @@ mod tests {
 
     #[test]
     fn thumbprint_of_incomplete_key_is_an_error() {
-        let jwk: Jwk = serde_json::from_value(serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AA"})).unwrap();
-        assert!(matches!(jwk.thumbprint(), Err(IdentityError::ReadJwk { .. })));
+        let jwk: Jwk =
+            serde_json::from_value(serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AA"}))
+                .unwrap();
+        assert!(matches!(
+            jwk.thumbprint(),
+            Err(IdentityError::ReadJwk { .. })
+        ));
     }
 
     #[test]

@@ -53,7 +53,9 @@ impl PublishedAlg {
     fn fits(self, kty: KeyType, key_use: KeyUse) -> bool {
         matches!(
             (self, kty, key_use),
-            (Self::Ps256, KeyType::Rsa, KeyUse::Sig) | (Self::Es256, KeyType::Ec, KeyUse::Sig) | (Self::RsaOaep256, KeyType::Rsa, KeyUse::Enc)
+            (Self::Ps256, KeyType::Rsa, KeyUse::Sig)
+                | (Self::Es256, KeyType::Ec, KeyUse::Sig)
+                | (Self::RsaOaep256, KeyType::Rsa, KeyUse::Enc)
         )
     }
 }
@@ -77,14 +79,28 @@ pub fn build_jwks(keys: impl IntoIterator<Item = PublishedKey>) -> Result<JwkSet
     for key in keys {
         if !key.alg.fits(key.jwk.kty, key.key_use) {
             return Err(IdentityError::ReadJwk {
-                reason: format!("alg {} does not fit a {:?} key used for {:?}", key.alg.as_str(), key.jwk.kty, key.key_use),
+                reason: format!(
+                    "alg {} does not fit a {:?} key used for {:?}",
+                    key.alg.as_str(),
+                    key.jwk.kty,
+                    key.key_use
+                ),
             });
         }
         let thumbprint = key.jwk.thumbprint()?;
         // Only public members: rebuild from the thumbprinted ones.
         let mut jwk = match key.jwk.kty {
-            KeyType::Rsa => Jwk { n: key.jwk.n.clone(), e: key.jwk.e.clone(), ..bare(KeyType::Rsa) },
-            KeyType::Ec => Jwk { crv: key.jwk.crv.clone(), x: key.jwk.x.clone(), y: key.jwk.y.clone(), ..bare(KeyType::Ec) },
+            KeyType::Rsa => Jwk {
+                n: key.jwk.n.clone(),
+                e: key.jwk.e.clone(),
+                ..bare(KeyType::Rsa)
+            },
+            KeyType::Ec => Jwk {
+                crv: key.jwk.crv.clone(),
+                x: key.jwk.x.clone(),
+                y: key.jwk.y.clone(),
+                ..bare(KeyType::Ec)
+            },
         };
         jwk.kid = Some(key.jwk.kid.clone().unwrap_or(thumbprint));
         jwk.key_use = Some(key.key_use);
@@ -92,36 +108,66 @@ pub fn build_jwks(keys: impl IntoIterator<Item = PublishedKey>) -> Result<JwkSet
         if let Some(leaf) = key.certificate_chain.first() {
             if certificate_public_jwk(leaf)?.thumbprint()? != jwk.thumbprint()? {
                 return Err(IdentityError::ReadJwk {
-                    reason: format!("the certificate for kid {} holds another public key", jwk.kid.as_deref().unwrap_or("")),
+                    reason: format!(
+                        "the certificate for kid {} holds another public key",
+                        jwk.kid.as_deref().unwrap_or("")
+                    ),
                 });
             }
-            jwk.x5c = Some(key.certificate_chain.iter().map(|der| STANDARD.encode(der)).collect());
+            jwk.x5c = Some(
+                key.certificate_chain
+                    .iter()
+                    .map(|der| STANDARD.encode(der))
+                    .collect(),
+            );
             jwk.x5t_s256 = Some(x5t_s256(leaf));
         }
         out.push(jwk);
     }
     out.sort_by(|a, b| a.kid.cmp(&b.kid));
     if let Some(pair) = out.windows(2).find(|pair| pair[0].kid == pair[1].kid) {
-        return Err(IdentityError::DuplicateKid { kid: pair[0].kid.clone().unwrap_or_default() });
+        return Err(IdentityError::DuplicateKid {
+            kid: pair[0].kid.clone().unwrap_or_default(),
+        });
     }
     Ok(JwkSet { keys: out })
 }
 
 fn is_p256(cert: &x509_parser::certificate::X509Certificate<'_>) -> bool {
     let params = cert.public_key().algorithm.parameters.as_ref();
-    params.and_then(|p| p.as_oid().ok()).is_some_and(|oid| oid == x509_parser::oid_registry::OID_EC_P256)
+    params
+        .and_then(|p| p.as_oid().ok())
+        .is_some_and(|oid| oid == x509_parser::oid_registry::OID_EC_P256)
 }
 
 fn bare(kty: KeyType) -> Jwk {
-    Jwk { kty, kid: None, key_use: None, alg: None, n: None, e: None, crv: None, x: None, y: None, x5c: None, x5t_s256: None }
+    Jwk {
+        kty,
+        kid: None,
+        key_use: None,
+        alg: None,
+        n: None,
+        e: None,
+        crv: None,
+        x: None,
+        y: None,
+        x5c: None,
+        x5t_s256: None,
+    }
 }
 
 /// The public JWK of a DER certificate's subject key (RSA or P-256).
 pub fn certificate_public_jwk(der: &[u8]) -> Result<Jwk, IdentityError> {
     use x509_parser::public_key::PublicKey;
-    let invalid = |reason: &str| IdentityError::ParseCertificate { reason: reason.to_owned() };
+    let invalid = |reason: &str| IdentityError::ParseCertificate {
+        reason: reason.to_owned(),
+    };
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| invalid("invalid DER"))?;
-    match cert.public_key().parsed().map_err(|_| invalid("unreadable public key"))? {
+    match cert
+        .public_key()
+        .parsed()
+        .map_err(|_| invalid("unreadable public key"))?
+    {
         PublicKey::RSA(rsa) => Ok(Jwk::rsa(rsa.modulus, rsa.exponent)),
         PublicKey::EC(point) => match point.data() {
             _ if !is_p256(&cert) => Err(invalid("only P-256 EC keys are supported")),

@@ -15,7 +15,9 @@ use super::error::IdentityError;
 use super::jwk::{Jwk, KeyType};
 
 fn invalid(reason: impl Into<String>) -> IdentityError {
-    IdentityError::ReadJwt { reason: reason.into() }
+    IdentityError::ReadJwt {
+        reason: reason.into(),
+    }
 }
 
 /// Converts a JSON NumericDate (integer or fractional seconds since the epoch) to a timestamp.
@@ -31,16 +33,27 @@ pub fn numeric_date(value: &Value) -> Result<Timestamp, IdentityError> {
     let text = number.to_string();
     let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
     if fraction.bytes().all(|b| b.is_ascii_digit()) && !fraction.is_empty() {
-        let seconds: i64 = whole.parse().map_err(|_| invalid("NumericDate out of range"))?;
-        let digits: String = fraction.chars().chain(std::iter::repeat('0')).take(9).collect();
-        let mut nanos: i32 = digits.parse().map_err(|_| invalid("NumericDate fraction"))?;
+        let seconds: i64 = whole
+            .parse()
+            .map_err(|_| invalid("NumericDate out of range"))?;
+        let digits: String = fraction
+            .chars()
+            .chain(std::iter::repeat('0'))
+            .take(9)
+            .collect();
+        let mut nanos: i32 = digits
+            .parse()
+            .map_err(|_| invalid("NumericDate fraction"))?;
         if seconds < 0 || whole.starts_with('-') {
             nanos = -nanos;
         }
         return Timestamp::new(seconds, nanos).map_err(|_| invalid("NumericDate out of range"));
     }
     // Exponent notation: fall back to float arithmetic (sub-microsecond precision lost).
-    let float = number.as_f64().filter(|f| f.is_finite()).ok_or_else(|| invalid("NumericDate is not finite"))?;
+    let float = number
+        .as_f64()
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| invalid("NumericDate is not finite"))?;
     let nanos = (float * 1e9).round();
     if nanos.abs() > 1e19 {
         return Err(invalid("NumericDate out of range"));
@@ -86,18 +99,30 @@ impl DecodedJwt {
     pub fn verify_with(&self, jwk: &Jwk) -> Result<(), IdentityError> {
         let b64 = |member: &Option<String>| -> Result<Vec<u8>, IdentityError> {
             URL_SAFE_NO_PAD
-                .decode(member.as_deref().ok_or_else(|| invalid("JWK lacks a public member"))?)
+                .decode(
+                    member
+                        .as_deref()
+                        .ok_or_else(|| invalid("JWK lacks a public member"))?,
+                )
                 .map_err(|_| invalid("JWK member is not base64url"))
         };
         let message = self.signing_input.as_bytes();
         let result = match (self.alg(), jwk.kty) {
-            (Some("PS256"), KeyType::Rsa) => signature::RsaPublicKeyComponents { n: b64(&jwk.n)?, e: b64(&jwk.e)? }
-                .verify(&signature::RSA_PSS_2048_8192_SHA256, message, &self.signature),
+            (Some("PS256"), KeyType::Rsa) => signature::RsaPublicKeyComponents {
+                n: b64(&jwk.n)?,
+                e: b64(&jwk.e)?,
+            }
+            .verify(
+                &signature::RSA_PSS_2048_8192_SHA256,
+                message,
+                &self.signature,
+            ),
             (Some("ES256"), KeyType::Ec) if jwk.crv.as_deref() == Some("P-256") => {
                 let mut point = vec![0x04];
                 point.extend(b64(&jwk.x)?);
                 point.extend(b64(&jwk.y)?);
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).verify(message, &self.signature)
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, &self.signature)
             }
             _ => return Err(invalid("alg does not match the key or is not PS256/ES256")),
         };
@@ -108,19 +133,24 @@ impl DecodedJwt {
 /// Splits and decodes a compact JWS without verifying it.
 pub fn decode_unverified(compact: &str) -> Result<DecodedJwt, IdentityError> {
     let mut parts = compact.trim().split('.');
-    let (Some(header), Some(claims), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(claims), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(invalid("not three dot-separated segments"));
     };
     let json = |segment: &str, what: &str| -> Result<Map<String, Value>, IdentityError> {
-        let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| invalid(format!("{what} is not base64url")))?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(segment)
+            .map_err(|_| invalid(format!("{what} is not base64url")))?;
         serde_json::from_slice(&bytes).map_err(|_| invalid(format!("{what} is not a JSON object")))
     };
     Ok(DecodedJwt {
         header: json(header, "header")?,
         claims: json(claims, "claims")?,
         signing_input: format!("{header}.{claims}"),
-        signature: URL_SAFE_NO_PAD.decode(signature).map_err(|_| invalid("signature is not base64url"))?,
+        signature: URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| invalid("signature is not base64url"))?,
     })
 }
 
@@ -138,7 +168,12 @@ mod tests {
 
     #[test]
     fn integer_numeric_dates_parse_exactly() {
-        assert_eq!(numeric_date(&serde_json::json!(1769766702)).unwrap().as_second(), 1_769_766_702);
+        assert_eq!(
+            numeric_date(&serde_json::json!(1769766702))
+                .unwrap()
+                .as_second(),
+            1_769_766_702
+        );
     }
 
     #[test]
@@ -149,7 +184,11 @@ mod tests {
 
     #[test]
     fn non_numeric_dates_are_rejected() {
-        for bad in [serde_json::json!("1769766702"), serde_json::json!(null), serde_json::json!(1e300)] {
+        for bad in [
+            serde_json::json!("1769766702"),
+            serde_json::json!(null),
+            serde_json::json!(1e300),
+        ] {
             assert!(numeric_date(&bad).is_err(), "{bad}");
         }
     }
@@ -157,7 +196,10 @@ mod tests {
     #[test]
     fn malformed_compact_jws_is_rejected() {
         for bad in ["a.b", "a.b.c.d", "!!.e30.AA", "e30.bm90IGpzb24.AA"] {
-            assert!(matches!(decode_unverified(bad), Err(IdentityError::ReadJwt { .. })), "{bad}");
+            assert!(
+                matches!(decode_unverified(bad), Err(IdentityError::ReadJwt { .. })),
+                "{bad}"
+            );
         }
     }
 }

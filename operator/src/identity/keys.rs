@@ -14,8 +14,9 @@ use std::fmt;
 use aws_lc_rs::encoding::AsBigEndian as _;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rsa::{KeyPairComponents, KeySize, PublicKeyComponents};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
-use base64::Engine as _;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RsaKeyPair,
+};
 use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
 use zeroize::Zeroizing;
 
@@ -102,10 +103,13 @@ impl fmt::Display for PrivateKey {
 impl PrivateKey {
     /// Generates a fresh key with aws-lc-rs. Synchronous and CPU-heavy for RSA.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, IdentityError> {
-        let failed = || IdentityError::GenerateKey { alg: algorithm.name() };
+        let failed = || IdentityError::GenerateKey {
+            alg: algorithm.name(),
+        };
         let pkcs8 = match algorithm {
             KeyAlgorithm::EcP256 => {
-                let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| failed())?;
+                let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .map_err(|_| failed())?;
                 Zeroizing::new(pair.to_pkcs8v1().map_err(|_| failed())?.as_ref().to_vec())
             }
             rsa => {
@@ -124,7 +128,7 @@ impl PrivateKey {
     /// Reads a private key from DER: PKCS#8 (`rsaEncryption`, `id-RSASSA-PSS` as josekit writes
     /// it, or P-256 `id-ecPublicKey`), PKCS#1 `RSAPrivateKey`, or SEC1 `ECPrivateKey` (P-256).
     pub fn from_der(input: &[u8]) -> Result<Self, IdentityError> {
-        let pkcs8 = normalise_to_pkcs8(input)?;
+        let pkcs8 = der::normalise_to_pkcs8(input)?;
         Self::from_canonical_pkcs8(pkcs8)
     }
 
@@ -133,8 +137,10 @@ impl PrivateKey {
     pub fn from_pem(pem: &str) -> Result<Self, IdentityError> {
         use rustls_pki_types::PrivateKeyDer;
         use rustls_pki_types::pem::PemObject as _;
-        let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| IdentityError::ParsePrivateKey {
-            reason: "no PEM private key block found".to_owned(),
+        let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+            IdentityError::ParsePrivateKey {
+                reason: "no PEM private key block found".to_owned(),
+            }
         })?;
         Self::from_der(der.secret_der())
     }
@@ -142,8 +148,12 @@ impl PrivateKey {
     fn from_canonical_pkcs8(pkcs8: Zeroizing<Vec<u8>>) -> Result<Self, IdentityError> {
         let parts = der::read_pkcs8(&pkcs8)?;
         let (algorithm, public) = if parts.algorithm == der::OID_EC_PUBLIC_KEY {
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).map_err(rejected)?;
-            (KeyAlgorithm::EcP256, p256_public_jwk(pair.public_key().as_ref())?)
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+                .map_err(rejected)?;
+            (
+                KeyAlgorithm::EcP256,
+                p256_public_jwk(pair.public_key().as_ref())?,
+            )
         } else {
             let pair = RsaKeyPair::from_pkcs8(&pkcs8).map_err(rejected)?;
             let public = pair.public_key();
@@ -157,7 +167,11 @@ impl PrivateKey {
         let mut public = public;
         public.alg = Some(algorithm.jws_alg().to_owned());
         public.kid = Some(public.thumbprint()?);
-        Ok(Self { algorithm, pkcs8: SecretSlice::from(pkcs8.to_vec()), public })
+        Ok(Self {
+            algorithm,
+            pkcs8: SecretSlice::from(pkcs8.to_vec()),
+            public,
+        })
     }
 
     /// The key algorithm.
@@ -183,7 +197,7 @@ impl PrivateKey {
 
     /// The PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), the `signing.key` a workload mounts.
     pub fn to_pkcs8_pem(&self) -> SecretString {
-        SecretString::from(pem_encode("PRIVATE KEY", self.expose_pkcs8_der()).to_string())
+        SecretString::from(der::pem_encode("PRIVATE KEY", self.expose_pkcs8_der()).to_string())
     }
 
     /// The private JWK as JSON (RFC 7518 members `n,e,d,p,q,dp,dq,qi` or `crv,x,y,d`, plus
@@ -208,28 +222,39 @@ impl PrivateKey {
             raw.dq = Some(b64url(&*rsa.dq));
             raw.qi = Some(b64url(&*rsa.qi));
         } else {
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, self.expose_pkcs8_der())
-                .map_err(rejected)?;
-            let d = pair.private_key().as_be_bytes().map_err(|_| IdentityError::ParsePrivateKey {
-                reason: "EC private scalar unavailable".to_owned(),
-            })?;
+            let pair =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, self.expose_pkcs8_der())
+                    .map_err(rejected)?;
+            let d =
+                pair.private_key()
+                    .as_be_bytes()
+                    .map_err(|_| IdentityError::ParsePrivateKey {
+                        reason: "EC private scalar unavailable".to_owned(),
+                    })?;
             raw.d = Some(b64url(d.as_ref()));
         }
-        let json = Zeroizing::new(serde_json::to_string(&raw).map_err(|_| jwk_invalid("serialising the private JWK failed"))?);
+        let json = Zeroizing::new(
+            serde_json::to_string(&raw)
+                .map_err(|_| jwk_invalid("serialising the private JWK failed"))?,
+        );
         Ok(SecretString::from(json.as_str()))
     }
 
     /// Reads a private JWK (RSA with all CRT members, or EC P-256). A `kid` in the input is
     /// ignored: the key's `kid` is always its thumbprint.
     pub fn from_private_jwk_json(json: &str) -> Result<Self, IdentityError> {
-        let raw: RawPrivateJwk = serde_json::from_str(json).map_err(|e| IdentityError::ReadJwk {
-            // Only the position: serde's message could quote input text.
-            reason: format!("invalid JSON at line {} column {}", e.line(), e.column()),
-        })?;
+        let raw: RawPrivateJwk =
+            serde_json::from_str(json).map_err(|e| IdentityError::ReadJwk {
+                // Only the position: serde's message could quote input text.
+                reason: format!("invalid JSON at line {} column {}", e.line(), e.column()),
+            })?;
         let pkcs8 = match raw.kty.as_deref() {
             Some("RSA") => {
                 let components = KeyPairComponents {
-                    public_key: PublicKeyComponents { n: raw.member(&raw.n, "n")?, e: raw.member(&raw.e, "e")? },
+                    public_key: PublicKeyComponents {
+                        n: raw.member(&raw.n, "n")?,
+                        e: raw.member(&raw.e, "e")?,
+                    },
                     d: raw.member(&raw.d, "d")?,
                     p: raw.member(&raw.p, "p")?,
                     q: raw.member(&raw.q, "q")?,
@@ -238,7 +263,12 @@ impl PrivateKey {
                     qInv: raw.member(&raw.qi, "qi")?,
                 };
                 let pair = RsaKeyPair::from_components(&components).map_err(rejected)?;
-                Zeroizing::new(pair.as_der().map_err(|_| jwk_invalid("RSA key re-encoding"))?.as_ref().to_vec())
+                Zeroizing::new(
+                    pair.as_der()
+                        .map_err(|_| jwk_invalid("RSA key re-encoding"))?
+                        .as_ref()
+                        .to_vec(),
+                )
             }
             Some("EC") => {
                 if raw.crv.as_deref() != Some("P-256") {
@@ -253,9 +283,18 @@ impl PrivateKey {
                 point.extend_from_slice(&x);
                 point.extend_from_slice(&y);
                 let d = raw.member(&raw.d, "d")?;
-                let pair = EcdsaKeyPair::from_private_key_and_public_key(&ECDSA_P256_SHA256_FIXED_SIGNING, &d, &point)
-                    .map_err(rejected)?;
-                Zeroizing::new(pair.to_pkcs8v1().map_err(|_| jwk_invalid("EC key re-encoding"))?.as_ref().to_vec())
+                let pair = EcdsaKeyPair::from_private_key_and_public_key(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &d,
+                    &point,
+                )
+                .map_err(rejected)?;
+                Zeroizing::new(
+                    pair.to_pkcs8v1()
+                        .map_err(|_| jwk_invalid("EC key re-encoding"))?
+                        .as_ref()
+                        .to_vec(),
+                )
             }
             _ => return Err(jwk_invalid("kty must be RSA or EC")),
         };
@@ -270,7 +309,11 @@ impl PrivateKey {
     /// The same key as an rcgen `KeyPair` (signing certificates with SHA-256: RSA PKCS#1 v1.5
     /// or ECDSA P-256), for certificates and CSRs.
     pub fn to_rcgen_key_pair(&self) -> Result<rcgen::KeyPair, IdentityError> {
-        let alg = if self.algorithm.is_rsa() { &rcgen::PKCS_RSA_SHA256 } else { &rcgen::PKCS_ECDSA_P256_SHA256 };
+        let alg = if self.algorithm.is_rsa() {
+            &rcgen::PKCS_RSA_SHA256
+        } else {
+            &rcgen::PKCS_ECDSA_P256_SHA256
+        };
         let der = rustls_pki_types::PrivatePkcs8KeyDer::from(self.expose_pkcs8_der().to_vec());
         rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, alg)
             .map_err(|source| IdentityError::GenerateCertificate { source })
@@ -294,64 +337,22 @@ impl PrivateKey {
 }
 
 fn rejected(e: aws_lc_rs::error::KeyRejected) -> IdentityError {
-    IdentityError::ParsePrivateKey { reason: format!("key rejected: {e}") }
+    IdentityError::ParsePrivateKey {
+        reason: format!("key rejected: {e}"),
+    }
 }
 
 fn jwk_invalid(reason: &str) -> IdentityError {
-    IdentityError::ReadJwk { reason: reason.to_owned() }
+    IdentityError::ReadJwk {
+        reason: reason.to_owned(),
+    }
 }
 
 fn p256_public_jwk(point: &[u8]) -> Result<Jwk, IdentityError> {
     match point {
         [0x04, rest @ ..] if rest.len() == 64 => Ok(Jwk::p256(&rest[..32], &rest[32..])),
-        _ => Err(IdentityError::ParsePrivateKey { reason: "unexpected P-256 public point".to_owned() }),
+        _ => Err(IdentityError::ParsePrivateKey {
+            reason: "unexpected P-256 public point".to_owned(),
+        }),
     }
-}
-
-/// Turns any accepted DER private key into the canonical aws-lc-rs PKCS#8 encoding.
-fn normalise_to_pkcs8(input: &[u8]) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
-    let reencode = |der: Result<aws_lc_rs::encoding::Pkcs8V1Der<'static>, _>| {
-        der.map(|d| Zeroizing::new(d.as_ref().to_vec()))
-            .map_err(|_| IdentityError::ParsePrivateKey { reason: "re-encoding failed".to_owned() })
-    };
-    match der::read_pkcs8(input) {
-        Ok(parts) if parts.algorithm == der::OID_RSA_ENCRYPTION => {
-            reencode(RsaKeyPair::from_pkcs8(input).map_err(rejected)?.as_der())
-        }
-        Ok(parts) if parts.algorithm == der::OID_RSASSA_PSS => {
-            // josekit's PS256 export: the inner key is a plain PKCS#1 RSAPrivateKey.
-            reencode(RsaKeyPair::from_der(&parts.private_key).map_err(rejected)?.as_der())
-        }
-        Ok(parts) if parts.algorithm == der::OID_EC_PUBLIC_KEY => {
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, input).map_err(rejected)?;
-            let doc = pair.to_pkcs8v1().map_err(|_| IdentityError::ParsePrivateKey { reason: "re-encoding failed".to_owned() })?;
-            Ok(Zeroizing::new(doc.as_ref().to_vec()))
-        }
-        Ok(_) => Err(IdentityError::ParsePrivateKey { reason: "unsupported key algorithm OID".to_owned() }),
-        Err(_) => {
-            if let Ok(pair) = RsaKeyPair::from_der(input) {
-                return reencode(pair.as_der());
-            }
-            let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, input).map_err(|_| {
-                IdentityError::ParsePrivateKey { reason: "not PKCS#8, PKCS#1 or SEC1 DER".to_owned() }
-            })?;
-            let doc = pair.to_pkcs8v1().map_err(|_| IdentityError::ParsePrivateKey { reason: "re-encoding failed".to_owned() })?;
-            Ok(Zeroizing::new(doc.as_ref().to_vec()))
-        }
-    }
-}
-
-/// PEM-encodes DER with 64-column standard base64 (RFC 7468). The result may hold secrets,
-/// so it is zeroized on drop.
-pub(crate) fn pem_encode(label: &str, der: &[u8]) -> Zeroizing<String> {
-    let body = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der));
-    let mut out = Zeroizing::new(String::with_capacity(body.len() + body.len() / 64 + 64));
-    out.push_str(&format!("-----BEGIN {label}-----\n"));
-    for line in body.as_bytes().chunks(64) {
-        // base64 output is ASCII, so every chunk is valid UTF-8.
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }

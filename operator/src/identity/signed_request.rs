@@ -23,7 +23,15 @@ use super::signer::Signer;
 pub const REQUEST_LIFETIME_SECONDS: i64 = 300;
 
 /// Claims the request sets itself; metadata may not carry them.
-const RESERVED: &[&str] = &["iss", "aud", "iat", "exp", "jti", "software_statement", "software_id"];
+const RESERVED: &[&str] = &[
+    "iss",
+    "aud",
+    "iat",
+    "exp",
+    "jti",
+    "software_statement",
+    "software_id",
+];
 
 /// How the client authenticates at the token endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,11 +67,17 @@ impl ClientMetadata {
         map.insert("redirect_uris".into(), json!(self.redirect_uris));
         match &self.auth {
             TokenEndpointAuth::PrivateKeyJwt => {
-                map.insert("token_endpoint_auth_method".into(), json!("private_key_jwt"));
+                map.insert(
+                    "token_endpoint_auth_method".into(),
+                    json!("private_key_jwt"),
+                );
                 map.insert("token_endpoint_auth_signing_alg".into(), json!("PS256"));
             }
             TokenEndpointAuth::TlsClientAuth { subject_dn } => {
-                map.insert("token_endpoint_auth_method".into(), json!("tls_client_auth"));
+                map.insert(
+                    "token_endpoint_auth_method".into(),
+                    json!("tls_client_auth"),
+                );
                 map.insert("tls_client_auth_subject_dn".into(), json!(subject_dn));
             }
         }
@@ -73,7 +87,10 @@ impl ClientMetadata {
         map.insert("application_type".into(), json!("web"));
         map.insert("id_token_signed_response_alg".into(), json!("PS256"));
         map.insert("request_object_signing_alg".into(), json!("PS256"));
-        map.insert("tls_client_certificate_bound_access_tokens".into(), json!(true));
+        map.insert(
+            "tls_client_certificate_bound_access_tokens".into(),
+            json!(true),
+        );
         map
     }
 }
@@ -97,17 +114,28 @@ pub fn signed_registration_request(
     request: RegistrationRequest<'_>,
     now: Timestamp,
 ) -> Result<SecretString, IdentityError> {
-    if let Some(clash) = RESERVED.iter().find(|name| request.metadata.contains_key(**name)) {
-        return Err(IdentityError::ReservedClaim { claim: (*clash).to_owned() });
+    if let Some(clash) = RESERVED
+        .iter()
+        .find(|name| request.metadata.contains_key(**name))
+    {
+        return Err(IdentityError::ReservedClaim {
+            claim: (*clash).to_owned(),
+        });
     }
     let iat = now.as_second();
     let mut claims = request.metadata.clone();
     claims.insert("iss".into(), json!(request.software_id));
     claims.insert("aud".into(), json!(request.audience));
     claims.insert("iat".into(), json!(iat));
-    claims.insert("exp".into(), json!(iat.saturating_add(REQUEST_LIFETIME_SECONDS)));
+    claims.insert(
+        "exp".into(),
+        json!(iat.saturating_add(REQUEST_LIFETIME_SECONDS)),
+    );
     claims.insert("jti".into(), json!(uuid::Uuid::new_v4().to_string()));
-    claims.insert("software_statement".into(), json!(request.software_statement));
+    claims.insert(
+        "software_statement".into(),
+        json!(request.software_statement),
+    );
     claims.insert("software_id".into(), json!(request.software_id));
     sign_claims(signer, claims, &JwsHeader::new())
 }
@@ -141,7 +169,9 @@ mod tests {
     #[test]
     fn tls_client_auth_metadata_carries_subject_dn_and_no_signing_alg() {
         let dn = "C=GB,O=OpenBanking,OU=0015800001041RHAAY,CN=5aRav7KBdrEqqs1e1fwNgk";
-        let map = metadata(TokenEndpointAuth::TlsClientAuth { subject_dn: dn.into() });
+        let map = metadata(TokenEndpointAuth::TlsClientAuth {
+            subject_dn: dn.into(),
+        });
         assert_eq!(map["token_endpoint_auth_method"], "tls_client_auth");
         assert_eq!(map["tls_client_auth_subject_dn"], dn);
         assert!(!map.contains_key("token_endpoint_auth_signing_alg"));

@@ -10,7 +10,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PSS_SHA256, RsaKeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PSS_SHA256, RsaKeyPair,
+};
 use josekit::JoseError;
 use josekit::jws::{JwsAlgorithm, JwsSigner};
 
@@ -31,7 +33,10 @@ pub struct Signer {
 
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signer").field("alg", &self.alg()).field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("Signer")
+            .field("alg", &self.alg())
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,9 +49,15 @@ impl Signer {
         let parsed = if key.algorithm().is_rsa() {
             ParsedKey::Rsa(RsaKeyPair::from_pkcs8(der).map_err(rejected)?)
         } else {
-            ParsedKey::Ec(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(rejected)?)
+            ParsedKey::Ec(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(rejected)?,
+            )
         };
-        Ok(Self { key: Arc::new(parsed), kid: Arc::from(key.kid()) })
+        Ok(Self {
+            key: Arc::new(parsed),
+            kid: Arc::from(key.kid()),
+        })
     }
 
     /// The key id placed in JWS headers.
@@ -65,14 +76,21 @@ impl Signer {
     /// Signs `message` (the JWS signing input) and returns the raw JWS signature bytes.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, IdentityError> {
         let rng = SystemRandom::new();
-        let failed = || IdentityError::Sign { kid: self.kid.to_string() };
+        let failed = || IdentityError::Sign {
+            kid: self.kid.to_string(),
+        };
         match &*self.key {
             ParsedKey::Rsa(pair) => {
                 let mut signature = vec![0; pair.public_modulus_len()];
-                pair.sign(&RSA_PSS_SHA256, &rng, message, &mut signature).map_err(|_| failed())?;
+                pair.sign(&RSA_PSS_SHA256, &rng, message, &mut signature)
+                    .map_err(|_| failed())?;
                 Ok(signature)
             }
-            ParsedKey::Ec(pair) => Ok(pair.sign(&rng, message).map_err(|_| failed())?.as_ref().to_vec()),
+            ParsedKey::Ec(pair) => Ok(pair
+                .sign(&rng, message)
+                .map_err(|_| failed())?
+                .as_ref()
+                .to_vec()),
         }
     }
 }

@@ -60,6 +60,16 @@ impl FixedClock {
     }
 }
 
+/// Any `Fn() -> Timestamp` is a clock (handy in tests).
+impl<F> Clock for F
+where
+    F: Fn() -> Timestamp + Send + Sync,
+{
+    fn now(&self) -> Timestamp {
+        self()
+    }
+}
+
 impl Clock for FixedClock {
     fn now(&self) -> Timestamp {
         *self.lock()

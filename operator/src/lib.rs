@@ -19,6 +19,7 @@ pub mod identity;
 pub mod lease;
 pub mod metrics;
 pub mod oauth;
+pub mod reconcile;
 pub mod redact;
 pub mod rotation;
 pub mod store;

@@ -1,31 +1,4 @@
-//! The time source of the oauth client: a tiny trait so tests can fix "now". No I/O.
-//!
-//! Kept local to `oauth` and replaceable by the crate-wide clock: any type giving a
-//! [`jiff::Timestamp`] can implement it.
+//! The time source of the oauth client: the crate-wide [`crate::clock`], re-exported so the
+//! oauth API reads on its own. No I/O.
 
-use jiff::Timestamp;
-
-/// Gives the current time. Production uses [`SystemClock`]; tests use a fixed clock.
-pub trait Clock: Send + Sync {
-    /// The current instant.
-    fn now(&self) -> Timestamp;
-}
-
-/// The system wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
-
-impl<F> Clock for F
-where
-    F: Fn() -> Timestamp + Send + Sync,
-{
-    fn now(&self) -> Timestamp {
-        self()
-    }
-}
+pub use crate::clock::{Clock, SystemClock};

@@ -1,0 +1,116 @@
+//! Deletion: the finalizer exists only while a registration lives at the AS. `Delete` sends
+//! RFC 7592 DELETE ("already gone" is success) and then removes the finalizer; `Orphan` removes
+//! it at once. An AS that stays unreachable does not block deletion forever: after
+//! `--delete-attempts` failures the finalizer goes anyway, with a Warning event naming what was
+//! left behind. Our Secrets go with the TppClient through their owner references.
+
+use std::time::Duration;
+
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action as Requeue,
+        events::{Event, EventType},
+    },
+};
+use serde_json::json;
+
+use super::{context::Context, server, session::Session};
+use crate::{
+    crd::{DeletionPolicy, TppClient, condition::reasons},
+    error::Error,
+    oauth::DeleteOutcome,
+    store::layout::FINALIZER,
+};
+
+/// Add the finalizer (JSON patch guarded by the resourceVersion we saw).
+pub async fn add_finalizer(ctx: &Context, client: &TppClient) -> Result<(), Error> {
+    let api: Api<TppClient> = Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+    let rv = client.resource_version().unwrap_or_default();
+    let ops = if client.meta().finalizers.is_none() {
+        json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+               {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    } else {
+        json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+               {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(ops).map_err(|e| Error::CorruptState { what: "finalizer patch".into(), message: e.to_string() })?;
+    api.patch(&client.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+        .map_err(|source| Error::ApplyObject { what: format!("TppClient {} finalizer", client.name_any()), source })?;
+    Ok(())
+}
+
+async fn remove_finalizer(ctx: &Context, client: &TppClient) -> Result<(), Error> {
+    let Some(i) = client.finalizers().iter().position(|f| f == FINALIZER) else { return Ok(()) };
+    let api: Api<TppClient> = Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+    let ops = json!([{"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
+                     {"op": "remove", "path": format!("/metadata/finalizers/{i}")}]);
+    let patch: json_patch::Patch = serde_json::from_value(ops).map_err(|e| Error::CorruptState { what: "finalizer patch".into(), message: e.to_string() })?;
+    match api.patch(&client.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(Error::ApplyObject { what: format!("TppClient {} finalizer", client.name_any()), source }),
+    }
+}
+
+async fn event(ctx: &Context, client: &TppClient, type_: EventType, reason: &str, note: String) {
+    let ev = Event { type_, reason: reason.to_owned(), note: Some(note), action: "Delete".into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&ev, &client.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing an event failed");
+    }
+}
+
+/// Handle a TppClient being deleted.
+pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
+    let namespace = client.namespace().unwrap_or_default();
+    let key = format!("{namespace}/{}", client.name_any());
+    ctx.metrics.forget_client(&namespace, &client.name_any());
+    if !client.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Requeue::await_change());
+    }
+    if client.spec.registration.deletion_policy == DeletionPolicy::Orphan {
+        remove_finalizer(ctx, client).await?;
+        return Ok(Requeue::await_change());
+    }
+    let attempt = async {
+        let resolved = server::resolve(client, &namespace, ctx).await?;
+        let session = Session::load(ctx, client, namespace.clone(), resolved).await?;
+        let id = session.registration.client_id.clone().unwrap_or_default();
+        let outcome = super::register::deregister(&session).await?;
+        Ok::<_, Error>((id, outcome))
+    }
+    .await;
+    match attempt {
+        Ok((id, outcome)) => {
+            let note = match outcome {
+                DeleteOutcome::Deleted => format!("client {id} deleted at the authorization server"),
+                DeleteOutcome::AlreadyGone => format!("client {id} was already gone at the authorization server"),
+            };
+            event(ctx, client, EventType::Normal, "Deregistered", note).await;
+            remove_finalizer(ctx, client).await?;
+            ctx.reset_failures(&key);
+            Ok(Requeue::await_change())
+        }
+        Err(e) => {
+            let n = ctx.record_failure(&key);
+            if n >= ctx.config.delete_attempts {
+                let id = client.status.as_ref().and_then(|s| s.client_id.clone()).unwrap_or_else(|| "(unknown)".into());
+                event(
+                    ctx,
+                    client,
+                    EventType::Warning,
+                    reasons::DEREGISTRATION_FAILED,
+                    format!("gave up deregistering after {n} attempts; client {id} may remain registered at the authorization server: {}", e.chain()),
+                )
+                .await;
+                remove_finalizer(ctx, client).await?;
+                ctx.reset_failures(&key);
+                return Ok(Requeue::await_change());
+            }
+            event(ctx, client, EventType::Warning, reasons::DEREGISTRATION_FAILED, format!("attempt {n}: {}", e.chain())).await;
+            Ok(Requeue::requeue(super::context::backoff(n, e.retry_after()).min(Duration::from_secs(30))))
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The TppClient reconcile: observe → plan → act (one step at a time, re-planning after each)
+//! → publish → status, then requeue at the planner's next wake-up. Deletion goes to
+//! [`super::cleanup`]. Kubernetes, network and CPU I/O.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::{
+    Resource, ResourceExt,
+    runtime::{
+        controller::Action as Requeue,
+        events::{Event, EventType},
+    },
+};
+
+use super::{act, cleanup, context::Context, policy, register, server, session::Session, status};
+use crate::{
+    crd::{DeletionPolicy, RegistrationMode, TppClient},
+    error::Error,
+    rotation::{self, Action, Plan},
+    store::layout::FINALIZER,
+};
+
+/// Most steps one reconcile takes before requeueing (each step is persisted).
+const MAX_STEPS: usize = 24;
+/// Requeue bounds.
+const MIN_REQUEUE: Duration = Duration::from_secs(1);
+const MAX_REQUEUE: Duration = Duration::from_secs(10 * 60);
+
+/// Reconcile one TppClient.
+pub async fn reconcile(obj: Arc<TppClient>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let _in_flight = InFlight::new(&ctx);
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(&obj, &ctx).await;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.is_transient() => "transient",
+        Err(_) => "permanent",
+    };
+    ctx.metrics.reconciles.get_or_create(&crate::metrics::OutcomeLabels { outcome: outcome.into() }).inc();
+    result
+}
+
+struct InFlight<'a>(&'a Context);
+
+impl<'a> InFlight<'a> {
+    fn new(ctx: &'a Context) -> Self {
+        ctx.metrics.reconciles_in_flight.inc();
+        Self(ctx)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.reconciles_in_flight.dec();
+    }
+}
+
+fn key(obj: &TppClient) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    if obj.meta().deletion_timestamp.is_some() {
+        return cleanup::run(obj, ctx).await;
+    }
+    let now = ctx.clock.now();
+    let old = obj.status.clone().unwrap_or_default();
+    if obj.spec.suspend {
+        status::publish(ctx, obj, &old, &status::suspended(obj, &old, now)).await?;
+        return Ok(Requeue::await_change());
+    }
+    let early = async {
+        policy::check_spec(obj, &namespace)?;
+        server::resolve(obj, &namespace, ctx).await
+    }
+    .await;
+    let resolved = match early {
+        Ok(r) => r,
+        Err(e) => {
+            let st = status::early_failure(obj, &old, &e, now);
+            status::publish(ctx, obj, &old, &st).await?;
+            return Err(e);
+        }
+    };
+    let mut session = match Session::load(ctx, obj, namespace.clone(), resolved).await {
+        Ok(s) => s,
+        Err(e) => {
+            status::publish(ctx, obj, &old, &status::early_failure(obj, &old, &e, now)).await?;
+            return Err(e);
+        }
+    };
+    let (plan, result) = drive(&mut session).await;
+    let now = ctx.clock.now();
+    let failure = result.as_ref().err().map(|e| status::Failure { condition: status::condition_for(e), error: e });
+    let mut st = status::from_session(&session, &old, plan.as_ref(), failure, now);
+    for (reason, note) in &session.events {
+        if matches!(*reason, "KeyRotated" | "CertificateRotated" | "Registered") {
+            status::push_history(&mut st, reason, note, now);
+        }
+    }
+    st.consecutive_failures = if result.is_ok() { 0 } else { ctx.failures(&key(obj)).saturating_add(1) };
+    publish_events(ctx, obj, &session.events).await;
+    if let Some(t) = session.transport() {
+        ctx.metrics.set_expiry(crate::metrics::Expiry::Certificate, &namespace, &obj.name_any(), "", Some(t.record.not_after));
+    }
+    status::publish(ctx, obj, &old, &st).await?;
+    result?;
+    ctx.reset_failures(&key(obj));
+    let wake = plan.and_then(|p| p.next_wakeup).map(|at| {
+        let secs = (at - now).get_seconds().max(0) as u64;
+        Duration::from_secs(secs)
+    });
+    Ok(Requeue::requeue(wake.unwrap_or(MAX_REQUEUE).clamp(MIN_REQUEUE, MAX_REQUEUE)))
+}
+
+/// Plan and act until nothing is due now (or a step fails). Returns the last plan.
+async fn drive(s: &mut Session<'_>) -> (Option<Plan>, Result<(), Error>) {
+    let uid = s.client.uid().unwrap_or_default();
+    let policy = policy::rotation_policy(s.client, &uid);
+    let mut last = None;
+    for _ in 0..MAX_STEPS {
+        let now = s.ctx.clock.now();
+        let plan = rotation::plan(&policy, &s.observed(), now);
+        // Registration (and hub re-onboarding) is not a planner action: it comes once the key
+        // and certificate it carries are persisted, and before any token.
+        if register::due(s) && register::ready(s) && !plan.actions.iter().any(|a| matches!(a, Action::GenerateKey { .. } | Action::RenewCertificate { .. })) {
+            if let Err(e) = ensure_finalizer(s).await.and(Ok(())) {
+                return (Some(plan), Err(e));
+            }
+            if let Err(e) = register::register(s).await {
+                return (Some(plan), Err(e));
+            }
+            last = Some(plan);
+            continue;
+        }
+        let Some(first) = plan.actions.iter().find(|a| !matches!(a, Action::AwaitApproval { .. })).cloned() else {
+            return (Some(plan), Ok(()));
+        };
+        let result = if let Action::RefreshToken { .. } = first {
+            // Every token due now in one batch: one Secret write with the certificate.
+            let names: Vec<String> = plan
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::RefreshToken { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect();
+            act::refresh_tokens(s, &names).await
+        } else {
+            act::execute(s, &first, policy.publication).await
+        };
+        tracing::debug!(client = %s.name, action = ?first, ok = result.is_ok(), "step");
+        if let Err(e) = result {
+            return (Some(plan), Err(e));
+        }
+        last = Some(plan);
+    }
+    (last, Ok(()))
+}
+
+/// Add the deregistration finalizer before the client exists at the AS (Dynamic/SignedRequest
+/// with deletionPolicy Delete): external state only.
+async fn ensure_finalizer(s: &Session<'_>) -> Result<(), Error> {
+    let needs = matches!(s.client.spec.registration.mode, RegistrationMode::Dynamic | RegistrationMode::SignedRequest)
+        && s.client.spec.registration.deletion_policy == DeletionPolicy::Delete;
+    if !needs || s.client.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    cleanup::add_finalizer(s.ctx, s.client).await
+}
+
+async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(&'static str, String)]) {
+    let reference = obj.object_ref(&());
+    for (reason, note) in events {
+        let ev = Event { type_: EventType::Normal, reason: (*reason).to_owned(), note: Some(note.clone()), action: "Reconcile".into(), secondary: None };
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, "publishing an event failed");
+        }
+    }
+}
+
+/// On failure: a Warning event with the cause chain, then retry with backoff (transient) or
+/// after a long pause (permanent: a changed spec triggers sooner).
+pub fn error_policy(obj: Arc<TppClient>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let n = ctx.record_failure(&key(&obj));
+    ctx.metrics.reconcile_errors.get_or_create(&crate::metrics::ErrorLabels { reason: error.reason().to_owned() }).inc();
+    let chain = error.chain();
+    tracing::warn!(client = %key(&obj), reason = error.reason(), transient = error.is_transient(), error = %chain, "reconcile failed");
+    let reference = obj.object_ref(&());
+    let recorder = ctx.recorder.clone();
+    let ev = Event { type_: EventType::Warning, reason: error.reason().to_owned(), note: Some(chain), action: "Reconcile".into(), secondary: None };
+    tokio::spawn(async move {
+        let _ = recorder.publish(&ev, &reference).await;
+    });
+    if error.is_transient() {
+        Requeue::requeue(super::context::backoff(n, error.retry_after()))
+    } else {
+        Requeue::requeue(Duration::from_secs(15 * 60))
+    }
+}

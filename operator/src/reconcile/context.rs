@@ -1,0 +1,119 @@
+//! What every reconcile shares: clients, caches, the clock, metrics, the event recorder, the
+//! bounded crypto pool and the per-object failure counts that drive backoff. No I/O itself.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use kube::{
+    Client,
+    runtime::events::{Recorder, Reporter},
+};
+use tokio::sync::Semaphore;
+
+use crate::{
+    clock::Clock,
+    config::Config,
+    error::Error,
+    metrics::Metrics,
+    oauth::{ClientPool, Discovery, PoolConfig},
+    store::Store,
+};
+
+/// Shared state of the controllers.
+pub struct Context {
+    /// The kube client.
+    pub client: Client,
+    /// Rate-limited reads and applies.
+    pub store: Store,
+    /// The time source (fixed in tests).
+    pub clock: Arc<dyn Clock>,
+    /// HTTP clients per (AS, client certificate), with per-AS rate limiters.
+    pub pool: ClientPool,
+    /// Discovery documents, cached per URL.
+    pub discovery: Discovery,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Process configuration.
+    pub config: Config,
+    /// Bounds concurrent key generation (CPU heavy) to the crypto pool size.
+    pub crypto: Arc<Semaphore>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// Build the shared context.
+    pub fn new(client: Client, config: Config, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
+        let workers = if config.crypto_workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            config.crypto_workers
+        };
+        let reporter = Reporter {
+            controller: "tpp-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            store: Store::new(client.clone(), config.kube_qps, config.kube_burst),
+            recorder: Recorder::new(client.clone(), reporter),
+            pool: ClientPool::with_clock(PoolConfig::default(), clock.clone()),
+            discovery: Discovery::new(Duration::from_secs(15 * 60), clock.clone()),
+            crypto: Arc::new(Semaphore::new(workers)),
+            failures: Mutex::new(HashMap::new()),
+            client,
+            clock,
+            metrics,
+            config,
+        }
+    }
+
+    /// Run CPU-heavy `f` (key generation) on the blocking pool, at most `crypto` at once.
+    pub async fn cpu<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+        let _permit = self.crypto.acquire().await.map_err(|_| Error::CryptoPool)?;
+        tokio::task::spawn_blocking(f).await.map_err(|_| Error::CryptoPool)
+    }
+
+    /// Count a failure of `key`; returns the count so far.
+    pub fn record_failure(&self, key: &str) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// Failures in a row of `key`.
+    pub fn failures(&self, key: &str) -> u32 {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).get(key).copied().unwrap_or(0)
+    }
+
+    /// Forget failures of `key` (after a success).
+    pub fn reset_failures(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// Exponential backoff with jitter for the `n`th failure in a row: 2 s, 4 s, ... capped at
+/// 5 min, ±20 %, and never shorter than what the AS asked for.
+pub fn backoff(n: u32, retry_after: Option<Duration>) -> Duration {
+    let base = 2u64.saturating_pow(n.min(16)).min(300);
+    let jitter = 0.8 + rand::random::<f64>() * 0.4;
+    let d = Duration::from_secs_f64(base as f64 * jitter);
+    retry_after.map_or(d, |r| d.max(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        assert!(backoff(1, None) <= Duration::from_secs(3));
+        assert!(backoff(30, None) <= Duration::from_secs(360));
+        assert!(backoff(30, None) >= Duration::from_secs(240));
+        assert!(backoff(1, Some(Duration::from_secs(60))) >= Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,283 @@
+//! Registration per mode (wire-spec §3) in the crash-safe order of design §4: keys and
+//! certificate are persisted before the call, an intent is recorded before the request, the AS's
+//! answer is persisted before anything else, and every rotated registration access token is
+//! persisted (with retries) before the next call. Kubernetes and network I/O.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::session::{Session, save_registration};
+use crate::{
+    crd::{RegistrationMode, TppClient, condition::reasons},
+    error::Error,
+    identity::{
+        jwks::JwkSet,
+        signed_request::{RegistrationRequest, signed_registration_request},
+    },
+    oauth::{
+        ManagementTarget, OauthError, PersistError, Registration, RegistrationPersister, SignedContentType, management,
+        registration as reg,
+    },
+    redact::Sensitive,
+    rotation::KeyUse,
+    store::state::RegistrationState,
+};
+
+/// Writes every registration answer (new RAT included) to `<name>-registration`, retrying a
+/// failed write a few times: once a rotated RAT is lost only re-registration recovers.
+struct SecretPersister<'a> {
+    ctx: &'a super::context::Context,
+    client: &'a TppClient,
+    namespace: &'a str,
+    base: RegistrationState,
+    now: jiff::Timestamp,
+}
+
+impl SecretPersister<'_> {
+    fn state_for(&self, r: &Registration) -> RegistrationState {
+        let mut state = self.base.clone();
+        state.client_id = Some(r.client_id.clone());
+        if let Some(rat) = &r.registration_access_token {
+            state.registration_access_token = Some(Sensitive::new(rat.expose_secret().to_owned()));
+        }
+        if r.registration_client_uri.is_some() {
+            state.registration_client_uri = r.registration_client_uri.clone();
+        }
+        state.response = serde_json::to_string(&r.metadata).ok();
+        state.registered_at.get_or_insert(self.now);
+        state.attempt_started_at = None;
+        state
+    }
+}
+
+impl RegistrationPersister for SecretPersister<'_> {
+    async fn persist(&self, registration: &Registration) -> Result<(), PersistError> {
+        let state = self.state_for(registration);
+        let mut last = None;
+        for attempt in 0..5u32 {
+            match save_registration(self.ctx, self.client, self.namespace, &state).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, "persisting the registration failed; retrying");
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+                }
+            }
+        }
+        Err(PersistError::new(last.map(|e| e.to_string()).unwrap_or_default()))
+    }
+}
+
+fn as_registration(state: &RegistrationState) -> Option<Registration> {
+    let client_id = state.client_id.clone()?;
+    let metadata = state.response.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+    Some(Registration {
+        client_id,
+        registration_access_token: state.registration_access_token.as_ref().map(|t| SecretString::from(t.expose().clone())),
+        registration_client_uri: state.registration_client_uri.clone(),
+        client_secret: None,
+        client_id_issued_at: None,
+        metadata,
+    })
+}
+
+async fn secret_value(s: &Session<'_>, r: &crate::crd::SecretKeyRef) -> Result<SecretString, Error> {
+    let secret = s
+        .ctx
+        .store
+        .secret(&s.namespace, &r.name)
+        .await
+        .map_err(|source| Error::ReadObject { what: format!("Secret {}", r.name), source })?
+        .ok_or_else(|| Error::ReferenceNotFound(format!("Secret {:?} not found", r.name)))?;
+    let value = secret
+        .data
+        .and_then(|mut d| d.remove(&r.key))
+        .ok_or_else(|| Error::ReferenceNotFound(format!("Secret {:?} has no key {:?}", r.name, r.key)))?;
+    Ok(SecretString::from(String::from_utf8_lossy(&value.0).trim().to_owned()))
+}
+
+fn endpoint(s: &Session<'_>) -> Result<String, Error> {
+    s.server.registration_endpoint().map(str::to_owned).ok_or_else(|| {
+        Error::Preflight("the authorization server advertises no registration_endpoint and none is configured".into())
+    })
+}
+
+/// Whether registration (or re-onboarding) is due now.
+pub fn due(s: &Session<'_>) -> bool {
+    match s.client.spec.registration.mode {
+        RegistrationMode::Static => false,
+        RegistrationMode::Dynamic | RegistrationMode::SignedRequest => !s.registration.is_registered(),
+        // Onboarded with another certificate (or never): the hub must see the current one.
+        RegistrationMode::HubOnboarding => s.transport().map(|t| t.record.x5t_s256) != s.registration.onboarded_x5t,
+    }
+}
+
+/// Whether the material registration needs is in place (an active signing key and a
+/// certificate, both persisted).
+pub fn ready(s: &Session<'_>) -> bool {
+    s.transport().is_some() && s.keys.keys.iter().any(|k| k.record.use_ == KeyUse::Sig && k.record.state == crate::rotation::KeyState::Active)
+}
+
+/// Register (or onboard) the client.
+pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
+    let now = s.ctx.clock.now();
+    let identity = s.identity()?;
+    let http = s.server.http(s.ctx, identity.as_ref()).map_err(Error::RegisterClient)?;
+    let endpoint = endpoint(s)?;
+    let started = std::time::Instant::now();
+    let mode = s.client.spec.registration.mode;
+    if mode == RegistrationMode::HubOnboarding {
+        let result = reg::hub_onboard(&http, &endpoint).await;
+        observe(s, &result, started);
+        result.map_err(Error::RegisterClient)?;
+        s.registration.client_id = s.client.spec.registration.client_id.clone();
+        s.registration.onboarded_x5t = s.transport().map(|t| t.record.x5t_s256);
+        s.registration.registered_at = Some(now);
+        s.save_registration().await?;
+        s.events.push((reasons::REGISTERED, "onboarded at the hub with the current transport certificate".into()));
+        return Ok(());
+    }
+    if let Some(at) = s.registration.attempt_started_at {
+        // A request went out and no answer was persisted (the process died in between): the AS
+        // may hold a client we cannot manage. Say so, then register again.
+        s.events.push((
+            reasons::REGISTRATION_LOST,
+            format!("a registration attempt at {at} left no persisted answer; a client may remain at the AS unmanaged"),
+        ));
+    }
+    // Intent before the request.
+    s.registration.attempt_started_at = Some(now);
+    s.save_registration().await?;
+    let jwks = s.jwks_of(&s.visible_kids())?;
+    let metadata = super::policy::registration_metadata(s.client, &s.namespace, &s.name, Some(&jwks));
+    let persister = SecretPersister { ctx: s.ctx, client: s.client, namespace: &s.namespace, base: s.registration.clone(), now };
+    let result = match mode {
+        RegistrationMode::Dynamic => {
+            let iat = initial_access_token(s).await?;
+            reg::register_dynamic(&http, &endpoint, iat.as_ref(), &metadata, &persister).await
+        }
+        _ => {
+            let jws = signed_request(s, &metadata).await?;
+            reg::register_signed(&http, &endpoint, jws, content_type(s), &persister).await
+        }
+    };
+    observe(s, &result, started);
+    let registration = result.map_err(Error::RegisterClient)?;
+    s.registration = persister.state_for(&registration);
+    s.ctx.metrics.set_expiry(crate::metrics::Expiry::KeyActivated, &s.namespace, &s.name, "", Some(now));
+    s.events.push((reasons::REGISTERED, format!("registered at the authorization server as client {}", registration.client_id)));
+    Ok(())
+}
+
+fn observe<T>(s: &Session<'_>, result: &Result<T, OauthError>, started: std::time::Instant) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) if e.is_transient() => "transient",
+        Err(_) => "permanent",
+    };
+    s.ctx.metrics.observe_call("registration", outcome, started.elapsed().as_secs_f64());
+}
+
+async fn initial_access_token(s: &Session<'_>) -> Result<Option<SecretString>, Error> {
+    let r = s
+        .client
+        .spec
+        .registration
+        .initial_access_token_ref
+        .clone()
+        .or_else(|| s.server.spec.registration.as_ref().and_then(|r| r.initial_access_token_ref.clone()));
+    match r {
+        Some(r) => secret_value(s, &r).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+fn content_type(s: &Session<'_>) -> SignedContentType {
+    match s.server.spec.registration.as_ref().and_then(|r| r.signed_request_content_type.as_deref()) {
+        Some("application/jose") => SignedContentType::Jose,
+        _ => SignedContentType::Jwt,
+    }
+}
+
+async fn signed_request(s: &Session<'_>, metadata: &serde_json::Map<String, serde_json::Value>) -> Result<SecretString, Error> {
+    let r = s
+        .client
+        .spec
+        .registration
+        .software_statement_ref
+        .clone()
+        .or_else(|| s.server.spec.registration.as_ref().and_then(|r| r.software_statement_ref.clone()))
+        .ok_or_else(|| Error::InvalidSpec {
+            reason: reasons::INVALID_SPEC,
+            message: "SignedRequest registration needs a software statement: set registration.softwareStatementRef (or the AuthorizationServer's)".into(),
+        })?;
+    let statement = secret_value(s, &r).await?;
+    let software_id = match &s.client.spec.registration.metadata.software_id {
+        Some(id) => id.clone(),
+        None => crate::identity::jwt::decode_unverified(statement.expose_secret())
+            .ok()
+            .and_then(|j| j.str_claim("software_id").map(str::to_owned))
+            .ok_or_else(|| Error::InvalidSpec {
+                reason: reasons::INVALID_SPEC,
+                message: "the software statement carries no software_id; set registration.metadata.softwareId".into(),
+            })?,
+    };
+    let key = s.active_key(KeyUse::Sig)?.ok_or_else(|| Error::InvalidSpec { reason: reasons::PENDING, message: "no active signing key yet".into() })?;
+    let signer = key.signer().map_err(|source| Error::Identity { step: "loading the signing key", source })?;
+    let mut metadata = metadata.clone();
+    metadata.remove("software_id");
+    metadata.remove("client_name");
+    let request = RegistrationRequest {
+        software_id: &software_id,
+        software_statement: statement.expose_secret(),
+        audience: &s.server.meta.issuer,
+        metadata: &metadata,
+    };
+    signed_registration_request(&signer, request, s.ctx.clock.now()).map_err(|source| Error::Identity { step: "signing the registration request", source })
+}
+
+/// RFC 7592 PUT of the full metadata with `jwks` (a new RAT is persisted before this returns).
+pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> Result<(), Error> {
+    let Some(current) = as_registration(&s.registration) else { return Ok(()) };
+    if current.registration_access_token.is_none() {
+        return Err(Error::UpdateRegistration(OauthError::InvalidResponse {
+            step: crate::oauth::Step::UpdateRegistration,
+            what: "no registration access token was issued, so the registration cannot be updated",
+        }));
+    }
+    let identity = s.identity()?;
+    let http = s.server.http(s.ctx, identity.as_ref()).map_err(Error::UpdateRegistration)?;
+    let endpoint = endpoint(s)?;
+    let target = ManagementTarget { registration_endpoint: &endpoint, issuer: &s.server.spec.issuer };
+    let metadata = super::policy::registration_metadata(s.client, &s.namespace, &s.name, jwks);
+    let now = s.ctx.clock.now();
+    let persister = SecretPersister { ctx: s.ctx, client: s.client, namespace: &s.namespace, base: s.registration.clone(), now };
+    let started = std::time::Instant::now();
+    let result = match s.client.spec.registration.mode {
+        RegistrationMode::SignedRequest => {
+            let mut md = metadata.clone();
+            md.insert("client_id".into(), current.client_id.clone().into());
+            let jws = signed_request(s, &md).await?;
+            management::update_client_signed(&http, target, &current, jws, content_type(s), &persister).await
+        }
+        _ => management::update_client(&http, target, &current, &metadata, &persister).await,
+    };
+    observe(s, &result, started);
+    let updated = result.map_err(Error::UpdateRegistration)?;
+    s.registration = persister.state_for(&updated);
+    Ok(())
+}
+
+/// RFC 7592 DELETE; "already gone" counts as done.
+pub async fn deregister(s: &Session<'_>) -> Result<management::DeleteOutcome, Error> {
+    let Some(current) = as_registration(&s.registration) else { return Ok(management::DeleteOutcome::AlreadyGone) };
+    if current.registration_access_token.is_none() {
+        return Ok(management::DeleteOutcome::AlreadyGone);
+    }
+    let identity = s.identity()?;
+    let http = s.server.http(s.ctx, identity.as_ref()).map_err(Error::UpdateRegistration)?;
+    let endpoint = endpoint(s)?;
+    let target = ManagementTarget { registration_endpoint: &endpoint, issuer: &s.server.spec.issuer };
+    management::delete_client(&http, target, &current).await.map_err(Error::UpdateRegistration)
+}

@@ -1,0 +1,145 @@
+//! The AuthorizationServer / ClusterAuthorizationServer controller: discovery, issuer check and
+//! the generic FAPI 2.0 preflight, reported in the object's status (Ready, effective endpoints,
+//! advertised methods and algorithms). Network and Kubernetes I/O.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::controller::Action as Requeue,
+};
+use serde_json::json;
+
+use super::context::Context;
+use crate::{
+    crd::{
+        AuthorizationServer, AuthorizationServerSpec, AuthorizationServerStatus, ClusterAuthorizationServer, DiscoveredEndpoints, Profile,
+        condition::{self, reasons, types},
+    },
+    error::Error,
+    oauth::{ClientNeeds, EndpointKind, Severity, TransportConfig, preflight},
+    store::layout::FIELD_MANAGER,
+};
+
+async fn observe(ctx: &Context, spec: &AuthorizationServerSpec, as_key: &str, ca_namespace: &str) -> Result<AuthorizationServerStatus, Error> {
+    let ca = match (&spec.ca_bundle, &spec.ca_bundle_ref) {
+        (Some(pem), _) => pem.clone(),
+        (None, Some(r)) => {
+            let ns = r.namespace.as_deref().unwrap_or(ca_namespace);
+            match r.kind {
+                crate::crd::KeyRefKind::ConfigMap => ctx.store.configmap(ns, &r.name).await.ok().flatten().and_then(|c| c.data.and_then(|mut d| d.remove(&r.key))),
+                crate::crd::KeyRefKind::Secret => ctx
+                    .store
+                    .secret(ns, &r.name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.data.and_then(|mut d| d.remove(&r.key)))
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
+            }
+            .ok_or_else(|| Error::ReferenceNotFound(format!("caBundleRef {ns}/{} key {:?} not found", r.name, r.key)))?
+        }
+        (None, None) => {
+            return Err(Error::InvalidSpec { reason: reasons::INVALID_SPEC, message: "set caBundle or caBundleRef: the AS's TLS servers need a trust anchor".into() });
+        }
+    };
+    let transport = TransportConfig::new(ca.into_bytes());
+    let http = ctx.pool.client(as_key, &transport, None, None).map_err(Error::Discovery)?;
+    let meta = ctx.discovery.get(&http, &spec.issuer, spec.discovery_url.as_deref()).await.map_err(Error::Discovery)?;
+    let needs = ClientNeeds { fapi2: spec.profile == Profile::FAPI2, ..Default::default() };
+    let errors: Vec<String> = preflight(&meta, &needs).into_iter().filter(|f| f.severity() == Severity::Error).map(|f| f.to_string()).collect();
+    if spec.profile == Profile::FAPI2 && !errors.is_empty() {
+        return Err(Error::Preflight(errors.join("; ")));
+    }
+    let ep = |k| meta.effective_endpoint(k, true).map(str::to_owned);
+    Ok(AuthorizationServerStatus {
+        endpoints: Some(DiscoveredEndpoints {
+            token: ep(EndpointKind::Token),
+            registration: spec.registration.as_ref().and_then(|r| r.endpoint.clone()).or(meta.registration_endpoint.clone()),
+            introspection: ep(EndpointKind::Introspection),
+            revocation: ep(EndpointKind::Revocation),
+            pushed_authorization_request: ep(EndpointKind::PushedAuthorizationRequest),
+            jwks_uri: meta.jwks_uri.clone(),
+        }),
+        last_discovery_time: Some(Time(ctx.clock.now())),
+        auth_methods: meta.token_endpoint_auth_methods_supported.clone(),
+        signing_algorithms: meta.token_endpoint_auth_signing_alg_values_supported.clone(),
+        ..Default::default()
+    })
+}
+
+fn with_conditions(mut st: AuthorizationServerStatus, old: Option<&AuthorizationServerStatus>, generation: Option<i64>, error: Option<&Error>, ctx: &Context) -> AuthorizationServerStatus {
+    st.conditions = old.map(|o| o.conditions.clone()).unwrap_or_default();
+    st.observed_generation = generation;
+    let now = ctx.clock.now();
+    match error {
+        None => condition::upsert(&mut st.conditions, types::READY, Some(true), reasons::RECONCILED, "discovery succeeded and the preflight found nothing missing", generation, now),
+        Some(e) => condition::upsert(&mut st.conditions, types::READY, Some(false), e.reason(), &e.chain(), generation, now),
+    };
+    if error.is_some()
+        && let Some(o) = old
+    {
+        // Keep what was last discovered; it is still the best knowledge.
+        st.endpoints = o.endpoints.clone();
+        st.last_discovery_time = o.last_discovery_time.clone();
+        st.auth_methods = o.auth_methods.clone();
+        st.signing_algorithms = o.signing_algorithms.clone();
+    }
+    st
+}
+
+fn requeue(result: &Result<AuthorizationServerStatus, Error>) -> Requeue {
+    match result {
+        Ok(_) => Requeue::requeue(Duration::from_secs(10 * 60)),
+        Err(e) if e.is_transient() => Requeue::requeue(super::context::backoff(2, e.retry_after())),
+        Err(_) => Requeue::requeue(Duration::from_secs(5 * 60)),
+    }
+}
+
+async fn write_status<K>(api: Api<K>, name: &str, kind: &str, old: Option<&AuthorizationServerStatus>, new: &AuthorizationServerStatus) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let unchanged = old.is_some_and(|o| {
+        let mut a = o.clone();
+        let mut b = new.clone();
+        a.last_discovery_time = None;
+        b.last_discovery_time = None;
+        a == b
+    });
+    if unchanged {
+        return Ok(());
+    }
+    let patch = json!({"apiVersion": "tpp.dev/v1alpha1", "kind": kind, "status": new});
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|source| Error::ApplyObject { what: format!("{kind} {name} status"), source })?;
+    Ok(())
+}
+
+/// Reconcile a namespaced AuthorizationServer.
+pub async fn reconcile_namespaced(obj: Arc<AuthorizationServer>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let result = observe(&ctx, &obj.spec, &format!("as/{ns}/{}", obj.name_any()), &ns).await;
+    let st = with_conditions(result.as_ref().cloned().unwrap_or_default(), obj.status.as_ref(), obj.metadata.generation, result.as_ref().err(), &ctx);
+    write_status(Api::<AuthorizationServer>::namespaced(ctx.client.clone(), &ns), &obj.name_any(), "AuthorizationServer", obj.status.as_ref(), &st).await?;
+    Ok(requeue(&result))
+}
+
+/// Reconcile a ClusterAuthorizationServer.
+pub async fn reconcile_cluster(obj: Arc<ClusterAuthorizationServer>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let result = observe(&ctx, &obj.spec.server, &format!("cas/{}", obj.name_any()), &ns).await;
+    let st = with_conditions(result.as_ref().cloned().unwrap_or_default(), obj.status.as_ref(), obj.metadata.generation, result.as_ref().err(), &ctx);
+    write_status(Api::<ClusterAuthorizationServer>::all(ctx.client.clone()), &obj.name_any(), "ClusterAuthorizationServer", obj.status.as_ref(), &st).await?;
+    Ok(requeue(&result))
+}
+
+/// Requeue after a failed status write.
+pub fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Requeue {
+    tracing::warn!(reason = error.reason(), error = %error.chain(), "authorization server reconcile failed");
+    Requeue::requeue(Duration::from_secs(30))
+}

@@ -1,0 +1,294 @@
+//! One reconcile's working state: the client, its resolved AS, everything loaded from its
+//! Secrets, and the persistence steps that keep the crash-safe write order (design §4). Each
+//! `save_*` is one server-side apply; the in-memory state is the truth between them.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use secrecy::SecretString;
+
+use super::{context::Context, server::ResolvedServer};
+use crate::{
+    crd::{CertificateSource, RegistrationMode, TppClient, annotations},
+    error::Error,
+    identity::{
+        self, KeyAlgorithm, PrivateKey,
+        jwk::KeyUse as JwkUse,
+        jwks::{JwkSet, PublishedAlg, PublishedKey},
+    },
+    oauth::ClientIdentity,
+    redact::Sensitive,
+    rotation::{CertRecord, KeyState, KeyUse, Observed, Trigger, TriggerKind, Triggers},
+    store::{
+        build::{self, CredentialsContent},
+        layout,
+        state::{Credentials, KeysState, RegistrationState},
+    },
+};
+
+/// A transport certificate with its key, wherever it comes from.
+#[derive(Clone, Debug)]
+pub struct TransportMaterial {
+    /// PEM certificate.
+    pub cert_pem: String,
+    /// PEM key.
+    pub key_pem: Sensitive<String>,
+    /// Validity and thumbprint.
+    pub record: CertRecord,
+    /// Subject DN.
+    pub subject: String,
+}
+
+/// The working state of one reconcile.
+pub struct Session<'a> {
+    /// Shared context.
+    pub ctx: &'a Context,
+    /// The object.
+    pub client: &'a TppClient,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The resolved authorization server.
+    pub server: ResolvedServer,
+    /// `<name>-keys`.
+    pub keys: KeysState,
+    /// `<name>-registration`.
+    pub registration: RegistrationState,
+    /// `<name>-credentials`.
+    pub credentials: Credentials,
+    /// The user's certificate (source SecretRef).
+    pub external_cert: Option<TransportMaterial>,
+    /// Normal events to publish after the reconcile (reason, note).
+    pub events: Vec<(&'static str, String)>,
+}
+
+fn read_err(what: String) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::ReadObject { what, source }
+}
+
+impl<'a> Session<'a> {
+    /// Load everything the client's Secrets hold (three GETs, four with a SecretRef certificate).
+    pub async fn load(ctx: &'a Context, client: &'a TppClient, namespace: String, server: ResolvedServer) -> Result<Self, Error> {
+        let name = client.name_any();
+        let store = &ctx.store;
+        let keys_secret = store.secret(&namespace, &layout::keys_name(&name)).await.map_err(read_err(layout::keys_name(&name)))?;
+        let keys = KeysState::from_secret(keys_secret.as_ref())
+            .map_err(|e| Error::CorruptState { what: layout::keys_name(&name), message: e.to_string() })?;
+        let reg_secret = store
+            .secret(&namespace, &layout::registration_name(&name))
+            .await
+            .map_err(read_err(layout::registration_name(&name)))?;
+        let registration = RegistrationState::from_secret(reg_secret.as_ref());
+        let cred_secret = store
+            .secret(&namespace, &layout::credentials_name(&name))
+            .await
+            .map_err(read_err(layout::credentials_name(&name)))?;
+        let names: Vec<String> = client.spec.tokens.iter().map(|t| t.name.clone()).collect();
+        let credentials = Credentials::from_secret(cred_secret.as_ref(), &names, |pem| identity::cert::parse_pem(pem).ok().map(|i| i.x5t_s256));
+        let external_cert = match (&client.spec.transport_certificate.source, &client.spec.transport_certificate.secret_ref) {
+            (CertificateSource::SecretRef, Some(r)) => {
+                let s = store
+                    .secret(&namespace, &r.name)
+                    .await
+                    .map_err(read_err(format!("Secret {}", r.name)))?
+                    .ok_or_else(|| Error::ReferenceNotFound(format!("transportCertificate.secretRef: Secret {:?} not found", r.name)))?;
+                Some(external_material(&s, &r.name)?)
+            }
+            _ => None,
+        };
+        Ok(Self { ctx, client, namespace, name, server, keys, registration, credentials, external_cert, events: vec![] })
+    }
+
+    /// The transport certificate in force (generated, or the user's).
+    pub fn transport(&self) -> Option<TransportMaterial> {
+        if let Some(ext) = &self.external_cert {
+            return Some(ext.clone());
+        }
+        self.keys.certificate.as_ref().map(|c| TransportMaterial {
+            cert_pem: c.cert_pem.clone(),
+            key_pem: c.key_pem.clone(),
+            record: c.record.clone(),
+            subject: c.subject.clone(),
+        })
+    }
+
+    /// The mTLS identity of the transport certificate.
+    pub fn identity(&self) -> Result<Option<ClientIdentity>, Error> {
+        let Some(t) = self.transport() else { return Ok(None) };
+        ClientIdentity::from_pem(t.cert_pem.as_bytes(), SecretString::from(t.key_pem.expose().clone()))
+            .map(Some)
+            .map_err(Error::FetchToken)
+    }
+
+    /// The client id: the spec's (Static, HubOnboarding) or the AS's.
+    pub fn client_id(&self) -> Option<String> {
+        match self.client.spec.registration.mode {
+            RegistrationMode::Static | RegistrationMode::HubOnboarding => self.client.spec.registration.client_id.clone(),
+            RegistrationMode::Dynamic | RegistrationMode::SignedRequest => self.registration.client_id.clone(),
+        }
+    }
+
+    /// Whether the AS knows the client (for the planner).
+    pub fn registered(&self) -> bool {
+        match self.client.spec.registration.mode {
+            RegistrationMode::Static => true,
+            RegistrationMode::HubOnboarding => self.registration.onboarded_x5t.is_some(),
+            RegistrationMode::Dynamic | RegistrationMode::SignedRequest => self.registration.is_registered(),
+        }
+    }
+
+    /// The planner's view.
+    pub fn observed(&self) -> Observed {
+        let ann = self.client.annotations();
+        let trig = |kind: TriggerKind, ann_key: &str| Trigger {
+            requested: ann.get(ann_key).cloned().filter(|v| !v.is_empty()),
+            handled: self.keys.handled.get(kind.as_str()).cloned(),
+        };
+        Observed {
+            registered: self.registered(),
+            keys: self.keys.records(),
+            certificate: self.transport().map(|t| t.record),
+            // Tokens are bound to the certificate beside them in the credentials Secret.
+            tokens: self.credentials.tokens.values().map(|t| t.record.clone()).collect(),
+            approved_kids: ann
+                .get(annotations::APPROVED_KIDS)
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default(),
+            triggers: Triggers {
+                rotate_keys: trig(TriggerKind::RotateKeys, annotations::ROTATE_KEYS),
+                renew_certificate: trig(TriggerKind::RenewCertificate, annotations::RENEW_CERTIFICATE),
+                renew_tokens: trig(TriggerKind::RenewTokens, annotations::RENEW_TOKENS),
+            },
+            backoff_until: None,
+        }
+    }
+
+    /// The active key of `use_`, parsed.
+    pub fn active_key(&self, use_: KeyUse) -> Result<Option<PrivateKey>, Error> {
+        let Some(k) = self.keys.keys.iter().find(|k| k.record.use_ == use_ && k.record.state == KeyState::Active) else {
+            return Ok(None);
+        };
+        PrivateKey::from_private_jwk_json(k.private_jwk.expose())
+            .map(Some)
+            .map_err(|source| Error::Identity { step: "reading the active key", source })
+    }
+
+    /// The public JWK set of `kids` (deterministic order).
+    pub fn jwks_of(&self, kids: &BTreeSet<String>) -> Result<JwkSet, Error> {
+        let mut published = vec![];
+        for k in self.keys.keys.iter().filter(|k| kids.contains(&k.record.kid)) {
+            let key = PrivateKey::from_private_jwk_json(k.private_jwk.expose())
+                .map_err(|source| Error::Identity { step: "reading a key to publish", source })?;
+            let (key_use, alg) = match (k.record.use_, key.algorithm()) {
+                (KeyUse::Enc, _) => (JwkUse::Enc, PublishedAlg::RsaOaep256),
+                (KeyUse::Sig, KeyAlgorithm::EcP256) => (JwkUse::Sig, PublishedAlg::Es256),
+                (KeyUse::Sig, _) => (JwkUse::Sig, PublishedAlg::Ps256),
+            };
+            published.push(PublishedKey { jwk: key.public_jwk(), key_use, alg, certificate_chain: vec![] });
+        }
+        identity::jwks::build_jwks(published).map_err(|source| Error::Identity { step: "building the JWKS", source })
+    }
+
+    /// Every kid the AS should see now (all but Pending).
+    pub fn visible_kids(&self) -> BTreeSet<String> {
+        self.keys.keys.iter().filter(|k| k.record.state != KeyState::Pending).map(|k| k.record.kid.clone()).collect()
+    }
+
+    /// Persist `<name>-keys`.
+    pub async fn save_keys(&self) -> Result<(), Error> {
+        let obj = build::keys_secret(self.client, &self.keys);
+        self.ctx
+            .store
+            .apply(&self.namespace, &obj)
+            .await
+            .map_err(|source| Error::ApplyObject { what: layout::keys_name(&self.name), source })?;
+        Ok(())
+    }
+
+    /// Persist `<name>-registration`.
+    pub async fn save_registration(&self) -> Result<(), Error> {
+        save_registration(self.ctx, self.client, &self.namespace, &self.registration).await
+    }
+
+    /// Write `<name>-jwks` with `set`.
+    pub async fn save_jwks(&self, set: &JwkSet) -> Result<(), Error> {
+        let json = serde_json::to_string_pretty(set).unwrap_or_default();
+        let obj = build::jwks_configmap(self.client, json);
+        self.ctx
+            .store
+            .apply(&self.namespace, &obj)
+            .await
+            .map_err(|source| Error::ApplyObject { what: layout::jwks_name(&self.name), source })?;
+        Ok(())
+    }
+
+    /// Write `<name>-credentials` from the current certificate, active key and tokens: one apply.
+    pub async fn save_credentials(&self) -> Result<(), Error> {
+        let (Some(t), Some(client_id)) = (self.transport(), self.client_id()) else { return Ok(()) };
+        let token_endpoint = self.server.meta.effective_endpoint(crate::oauth::EndpointKind::Token, true).unwrap_or_default().to_owned();
+        let signing = self.active_key(KeyUse::Sig)?.map(|k| (k.to_pkcs8_pem(), k.kid().to_owned()));
+        let signing_pem = signing.as_ref().map(|(pem, kid)| (secrecy::ExposeSecret::expose_secret(pem).to_owned(), kid.clone()));
+        let content = CredentialsContent {
+            cert_pem: &t.cert_pem,
+            key_pem: t.key_pem.expose(),
+            ca_pem: &self.server.ca_pem,
+            client_id: &client_id,
+            issuer: &self.server.spec.issuer,
+            token_endpoint: &token_endpoint,
+            signing: signing_pem.as_ref().map(|(p, k)| (p.as_str(), k.as_str())),
+            tokens: &self.credentials.tokens,
+        };
+        let obj = build::credentials_secret(self.client, &content);
+        self.ctx
+            .store
+            .apply(&self.namespace, &obj)
+            .await
+            .map_err(|source| Error::ApplyObject { what: layout::credentials_name(&self.name), source })?;
+        Ok(())
+    }
+}
+
+/// Persist a registration state (used by the RAT persister too).
+pub async fn save_registration(ctx: &Context, client: &TppClient, namespace: &str, state: &RegistrationState) -> Result<(), Error> {
+    let obj = build::registration_secret(client, state);
+    ctx.store
+        .apply(namespace, &obj)
+        .await
+        .map_err(|source| Error::ApplyObject { what: layout::registration_name(&client.name_any()), source })?;
+    Ok(())
+}
+
+fn external_material(secret: &k8s_openapi::api::core::v1::Secret, name: &str) -> Result<TransportMaterial, Error> {
+    let get = |k: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .ok_or_else(|| Error::ReferenceNotFound(format!("transportCertificate.secretRef: Secret {name:?} has no {k}")))
+    };
+    let cert_pem = get("tls.crt")?;
+    let key_pem = get("tls.key")?;
+    let info = identity::cert::parse_pem(&cert_pem).map_err(|source| Error::Identity { step: "reading the transport certificate", source })?;
+    let matches = identity::cert::key_matches_certificate(&key_pem, &cert_pem)
+        .map_err(|source| Error::Identity { step: "checking the transport key", source })?;
+    if !matches {
+        return Err(Error::InvalidSpec {
+            reason: crate::crd::condition::reasons::CERTIFICATE_INVALID,
+            message: format!("Secret {name:?}: tls.key does not belong to tls.crt"),
+        });
+    }
+    Ok(TransportMaterial {
+        cert_pem,
+        key_pem: Sensitive::new(key_pem),
+        record: CertRecord { not_before: info.not_before, not_after: info.not_after, x5t_s256: info.x5t_s256 },
+        subject: info.subject,
+    })
+}
+
+/// Now, from the context's clock.
+pub fn now(ctx: &Context) -> Timestamp {
+    ctx.clock.now()
+}

@@ -6,6 +6,7 @@
 
 pub mod context;
 pub mod control_plane;
+pub mod fixtures;
 pub mod operator;
 pub mod pki;
 pub mod process;

@@ -162,6 +162,7 @@ impl<'a> Session<'a> {
                 renew_tokens: trig(TriggerKind::RenewTokens, annotations::RENEW_TOKENS),
             },
             backoff_until: None,
+            tokens_need_signing_key: self.client.spec.authentication.method == crate::crd::AuthMethod::PrivateKeyJwt,
         }
     }
 

@@ -92,6 +92,9 @@ pub struct Observed {
     pub triggers: Triggers,
     /// Do not call the AS before this instant (`Retry-After` or backoff).
     pub backoff_until: Option<Timestamp>,
+    /// Tokens need an active signing key (`private_key_jwt`): no token is planned before one
+    /// is active (e.g. while a Static client's first key propagates to the AS).
+    pub tokens_need_signing_key: bool,
 }
 
 /// What a key is for.

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::Draft;
 use super::action::{Action, Reason};
-use super::model::{Observed, Policy, TokenPolicy, TokenRecord};
+use super::model::{KeyState, KeyUse, Observed, Policy, TokenPolicy, TokenRecord};
 use super::time::{after, before, fraction};
 
 /// The latest a refresh point may be before expiry (for lifetimes of at least ten times this).
@@ -76,6 +76,10 @@ pub(super) fn plan_tokens(
     draft: &mut Draft,
 ) -> bool {
     if !seen.registered {
+        return false;
+    }
+    let signing_key_active = seen.keys.iter().any(|k| k.use_ == KeyUse::Sig && k.state == KeyState::Active);
+    if seen.tokens_need_signing_key && !signing_key_active {
         return false;
     }
     let bound_to = match (&seen.certificate, renewing_certificate) {

@@ -131,3 +131,14 @@ fn plans_no_token_without_a_certificate_to_bind_it_to() {
     let p = plan(&policy, &seen, at(3_600));
     assert!(p.actions.is_empty());
 }
+
+#[test]
+fn plans_no_token_before_a_signing_key_is_active_when_tokens_need_one() {
+    let mut seen = steady();
+    seen.tokens.clear();
+    seen.tokens_need_signing_key = true;
+    seen.keys = vec![sig("k1", KeyState::Published, at(0))];
+    assert!(refreshes(&seen, 0).is_empty(), "no key to sign the assertion with yet");
+    seen.keys = vec![sig("k1", KeyState::Active, at(0))];
+    assert_eq!(refreshes(&seen, 0), [Reason::TokenMissing]);
+}

@@ -1,0 +1,139 @@
+//! Helpers for end-to-end tests of the operator: apply our objects as JSON, wait for conditions
+//! (with timeouts, never bare sleeps), read the credentials Secret, and start the sandbox AS and
+//! the operator for a test. Kubernetes I/O.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api,
+    api::{DynamicObject, Patch, PatchParams},
+    core::{ApiResource, GroupVersionKind},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    TestContext,
+    operator::{OperatorOptions, OperatorProcess},
+    sandbox::{RunningSandbox, SandboxConfig},
+};
+
+/// The API of one of our kinds in the test namespace.
+pub fn api(ctx: &TestContext, kind: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tpp.dev", "v1alpha1", kind));
+    if kind == "ClusterAuthorizationServer" {
+        Api::all_with(ctx.client.clone(), &ar)
+    } else {
+        Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &ar)
+    }
+}
+
+/// Server-side apply a manifest (as a test user would with `kubectl apply --server-side`).
+pub async fn apply(ctx: &TestContext, manifest: Value) -> Result<DynamicObject> {
+    let kind = manifest["kind"].as_str().context("kind")?.to_owned();
+    let name = manifest["metadata"]["name"].as_str().context("name")?.to_owned();
+    let obj: DynamicObject = serde_json::from_value(manifest)?;
+    Ok(api(ctx, &kind).patch(&name, &PatchParams::apply("e2e-user").force(), &Patch::Apply(&obj)).await?)
+}
+
+/// An AuthorizationServer manifest for the sandbox AS.
+pub fn sandbox_server(name: &str, sandbox: &RunningSandbox, extra_spec: Value) -> Value {
+    let mut spec = json!({
+        "issuer": sandbox.issuer(),
+        "caBundle": sandbox.ca_pem(),
+        "jwksCacheTtl": "2s",
+        "rateLimit": {"requestsPerSecond": 50, "burst": 50},
+    });
+    merge(&mut spec, extra_spec);
+    json!({"apiVersion": "tpp.dev/v1alpha1", "kind": "AuthorizationServer", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A TppClient manifest with short schedules, suitable for tests.
+pub fn client(name: &str, server: &str, extra_spec: Value) -> Value {
+    let mut spec = json!({
+        "authorizationServerRef": {"name": server},
+        "registration": {"mode": "Dynamic"},
+        "signingKey": {"rotation": {"propagationDelay": "3s", "retireAfter": "5s"}},
+        "tokens": [{"name": "accounts", "scope": "accounts"}],
+    });
+    merge(&mut spec, extra_spec);
+    json!({"apiVersion": "tpp.dev/v1alpha1", "kind": "TppClient", "metadata": {"name": name}, "spec": spec})
+}
+
+/// RFC 7396-style merge of `patch` into `base`.
+pub fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    b.remove(&k);
+                } else {
+                    merge(b.entry(k).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+/// The condition `type_` of a TppClient (or AS), if present.
+pub fn condition(obj: &DynamicObject, type_: &str) -> Option<Value> {
+    obj.data["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_).cloned()
+}
+
+/// Wait until `check` accepts the object (polling every 200 ms), or fail after `timeout` with
+/// the last status seen.
+pub async fn wait_for(ctx: &TestContext, kind: &str, name: &str, timeout: Duration, check: impl Fn(&DynamicObject) -> bool) -> Result<DynamicObject> {
+    let api = api(ctx, kind);
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(o) = api.get_opt(name).await? {
+            if check(&o) {
+                return Ok(o);
+            }
+            last = Some(o);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("timed out after {timeout:?} waiting for {kind}/{name}; last status: {}", last.map(|o| o.data["status"].to_string()).unwrap_or_default())
+}
+
+/// Wait for condition `type_` to have `status` ("True"/"False").
+pub async fn wait_condition(ctx: &TestContext, kind: &str, name: &str, type_: &str, status: &str, timeout: Duration) -> Result<DynamicObject> {
+    wait_for(ctx, kind, name, timeout, |o| condition(o, type_).is_some_and(|c| c["status"] == status)).await
+}
+
+/// A key of a Secret as text.
+pub fn secret_text(s: &Secret, key: &str) -> Option<String> {
+    s.data.as_ref()?.get(key).map(|b| String::from_utf8_lossy(&b.0).into_owned())
+}
+
+/// The credentials Secret of client `name`.
+pub async fn credentials(ctx: &TestContext, name: &str) -> Result<Secret> {
+    ctx.api::<Secret>().get(&format!("{name}-credentials")).await.with_context(|| format!("{name}-credentials"))
+}
+
+/// Start the sandbox AS with `tune` applied to its default test config.
+pub async fn start_sandbox(ctx: &TestContext, tune: impl FnOnce(&mut SandboxConfig)) -> Result<RunningSandbox> {
+    let dir = ctx.cp.dir.join(format!("sandbox-{}", ctx.namespace));
+    std::fs::create_dir_all(&dir)?;
+    let mut cfg = SandboxConfig::new(dir);
+    cfg.jwks_cache_ttl = Duration::from_secs(2);
+    tune(&mut cfg);
+    crate::sandbox::start(cfg).await
+}
+
+/// Start an operator watching the test namespace; its log is printed if the test fails.
+pub async fn start_operator(ctx: &TestContext) -> Result<OperatorProcess> {
+    let op = OperatorProcess::start(ctx.cp, &ctx.client, OperatorOptions { namespaces: vec![ctx.namespace.clone()], ..Default::default() }).await?;
+    let log = op.log_path();
+    ctx.on_failure_print(move || format!("----- operator log (tail) -----\n{}", crate::process::tail(&log, 12000)));
+    Ok(op)
+}
+
+/// `x5t#S256` of a PEM certificate.
+pub fn x5t_of_pem(pem: &str) -> Result<String> {
+    Ok(tpp_operator::identity::cert::parse_pem(pem)?.x5t_s256)
+}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::sandbox::pki::ServerPki;
+use e2e::sandbox::pki::{ServerPki, TestCa};
 use e2e::sandbox::{Endpoint, Fault, FaultKind, FaultTarget};
 use serde_json::json;
 use tpp_operator::oauth::discovery;
@@ -187,17 +187,22 @@ async fn a_success_that_is_not_json_is_invalid_json_without_quoting_the_body()
 #[tokio::test]
 async fn a_server_certificate_from_another_ca_fails_the_tls_handshake() -> anyhow::Result<()> {
     let h = Harness::start(|_| {}).await?;
-    let other_ca = ServerPki::generate()?.ca_pem;
-    let mut config = h.transport.clone();
-    config.ca_bundle_pem = other_ca.into_bytes();
-    let plain = AsClient::new(&config, None)?;
-    let err = h.expect_err(
-        discovery::fetch(&plain, discovery::discovery_url(h.sandbox.issuer(), None)?, h.sandbox.issuer())
-            .await,
-    )?;
-    assert!(matches!(&err, OauthError::Tls { detail, .. } if detail.contains("UnknownIssuer")), "{err}");
-    assert_eq!(err.reason(), "TlsFailure");
-    assert!(!err.is_transient());
+    // An unrelated CA, and an impostor CA with the sandbox CA's very name.
+    let unrelated = TestCa::generate("some other CA")?.pem();
+    let impostor = ServerPki::generate()?.ca_pem;
+    for (ca_pem, expected) in [(unrelated, "UnknownIssuer"), (impostor, "BadSignature")] {
+        let mut config = h.transport.clone();
+        config.ca_bundle_pem = ca_pem.into_bytes();
+        let plain = AsClient::new(&config, None)?;
+        let url = discovery::discovery_url(h.sandbox.issuer(), None)?;
+        let err = h.expect_err(discovery::fetch(&plain, url, h.sandbox.issuer()).await)?;
+        assert!(
+            matches!(&err, OauthError::Tls { detail, .. } if detail.contains(expected)),
+            "{err}"
+        );
+        assert_eq!(err.reason(), "TlsFailure");
+        assert!(!err.is_transient());
+    }
     h.finish();
     Ok(())
 }

@@ -16,7 +16,10 @@ pub fn install() {
             .with_ansi(false)
             .with_writer(|| Line(Vec::new()))
             .try_init();
-        assert!(installed.is_ok(), "the capturing subscriber is the only one");
+        assert!(
+            installed.is_ok(),
+            "the capturing subscriber is the only one"
+        );
     });
 }
 

@@ -28,14 +28,15 @@ fn fake_transport(fake: &FakeAs) -> TransportConfig {
 }
 
 #[tokio::test]
-async fn a_discovery_document_naming_another_issuer_is_an_issuer_mismatch() -> anyhow::Result<()>
-{
+async fn a_discovery_document_naming_another_issuer_is_an_issuer_mismatch() -> anyhow::Result<()> {
     let h = Harness::start(|_| {}).await?;
     // Configured as the mTLS host: the document there says `https://localhost:PORT`.
     let wrong_issuer = h.sandbox.mtls_base().to_owned();
     let plain = AsClient::new(&h.transport, None)?;
     let err = h.expect_err(Discovery::default().get(&plain, &wrong_issuer, None).await)?;
-    assert!(matches!(&err, OauthError::IssuerMismatch { found, .. } if found == h.sandbox.issuer()));
+    assert!(
+        matches!(&err, OauthError::IssuerMismatch { found, .. } if found == h.sandbox.issuer())
+    );
     assert_eq!(err.reason(), "IssuerMismatch");
     assert!(!err.is_transient());
     h.finish();
@@ -70,14 +71,19 @@ async fn a_registration_client_uri_on_another_origin_never_receives_the_rat() ->
     let registration = h.expect_ok(
         register_dynamic(&client, &endpoint, None, &tpp.metadata()?, &persister).await,
     )?;
-    assert_eq!(registration.registration_client_uri.as_deref(), Some(foreign.as_str()));
+    assert_eq!(
+        registration.registration_client_uri.as_deref(),
+        Some(foreign.as_str())
+    );
 
     let target = ManagementTarget {
         registration_endpoint: &endpoint,
         issuer: &fake.base(),
     };
     let err = h.expect_err(read_client(&client, target, &registration, &persister).await)?;
-    assert!(matches!(&err, OauthError::ForeignRegistrationUri { found } if *found == h.sandbox.mtls_base()));
+    assert!(
+        matches!(&err, OauthError::ForeignRegistrationUri { found } if *found == h.sandbox.mtls_base())
+    );
     assert_eq!(err.reason(), "ForeignRegistrationUri");
     assert!(!err.is_transient());
     assert_eq!(
@@ -105,7 +111,12 @@ async fn a_response_larger_than_the_body_limit_is_refused_while_reading() -> any
     .await?;
     let plain = AsClient::new(&fake_transport(&fake), None)?;
     let err = h.expect_err(
-        discovery::fetch(&plain, discovery::discovery_url(&fake.base(), None)?, &fake.base()).await,
+        discovery::fetch(
+            &plain,
+            discovery::discovery_url(&fake.base(), None)?,
+            &fake.base(),
+        )
+        .await,
     )?;
     assert!(matches!(err, OauthError::BodyTooLarge { limit, .. } if limit == 1024 * 1024));
     assert_eq!(err.reason(), "DiscoveryFailed");
@@ -116,8 +127,12 @@ async fn a_response_larger_than_the_body_limit_is_refused_while_reading() -> any
     small.body_limit = 512;
     let plain = AsClient::new(&small, None)?;
     let err = h.expect_err(
-        discovery::fetch(&plain, discovery::discovery_url(h.sandbox.issuer(), None)?, h.sandbox.issuer())
-            .await,
+        discovery::fetch(
+            &plain,
+            discovery::discovery_url(h.sandbox.issuer(), None)?,
+            h.sandbox.issuer(),
+        )
+        .await,
     )?;
     assert!(matches!(err, OauthError::BodyTooLarge { limit: 512, .. }));
     h.finish();
@@ -140,10 +155,16 @@ async fn an_as_slower_than_the_client_timeout_gives_a_transient_timeout() -> any
     }));
     let started = std::time::Instant::now();
     let err = h.expect_err(
-        h.token(&client, &tpp.authn(&client_id, &h.rec, AudiencePolicy::Issuer))
-            .await,
+        h.token(
+            &client,
+            &tpp.authn(&client_id, &h.rec, AudiencePolicy::Issuer),
+        )
+        .await,
     )?;
-    assert!(started.elapsed() < Duration::from_millis(1_900), "gave up at its own timeout");
+    assert!(
+        started.elapsed() < Duration::from_millis(1_900),
+        "gave up at its own timeout"
+    );
     assert!(matches!(err, OauthError::Timeout { .. }), "{err}");
     assert_eq!(err.reason(), "AsUnavailable");
     assert!(err.is_transient());
@@ -152,8 +173,8 @@ async fn an_as_slower_than_the_client_timeout_gives_a_transient_timeout() -> any
 }
 
 #[tokio::test]
-async fn a_success_that_is_not_json_is_invalid_json_without_quoting_the_body()
--> anyhow::Result<()> {
+async fn a_success_that_is_not_json_is_invalid_json_without_quoting_the_body() -> anyhow::Result<()>
+{
     let h = Harness::start(|_| {}).await?;
     let page = "<html>access_token=leaked-looking-page</html>";
     let mut meta = json!({"issuer": "x", "token_endpoint": "x"});
@@ -175,7 +196,16 @@ async fn a_success_that_is_not_json_is_invalid_json_without_quoting_the_body()
     let err = h.expect_err(
         tpp_operator::oauth::token::client_credentials(&client, &meta, &authn, "accounts").await,
     )?;
-    assert!(matches!(err, OauthError::InvalidJson { category: "syntax", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            OauthError::InvalidJson {
+                category: "syntax",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(err.reason(), "TokenRequestFailed");
     assert!(!err.is_transient());
     assert!(!format!("{err} {err:?}").contains("html"));
@@ -220,7 +250,10 @@ async fn a_429_with_retry_after_is_rate_limited_for_that_long() -> anyhow::Resul
     let (client, client_id) = provisioned(&h, &tpp).await?;
     assert!(h.sandbox.add_fault(Fault {
         endpoint: FaultTarget::Token,
-        kind: FaultKind::Status { code: 429, retry_after_secs: Some(7) },
+        kind: FaultKind::Status {
+            code: 429,
+            retry_after_secs: Some(7)
+        },
         count: 1,
     }));
     let authn = tpp.authn(&client_id, &h.rec, AudiencePolicy::Issuer);
@@ -231,7 +264,7 @@ async fn a_429_with_retry_after_is_rate_limited_for_that_long() -> anyhow::Resul
     assert!(err.is_transient());
     // The fault was one-shot: the next attempt, with a fresh assertion, succeeds.
     let token = h.expect_ok(h.token(&client, &authn).await)?;
-    h.assert_bound(&token, tpp.x5t());
+    h.assert_bound(&token, tpp.x5t()).await?;
     h.finish();
     Ok(())
 }
@@ -243,7 +276,10 @@ async fn a_503_is_a_transient_unavailability() -> anyhow::Result<()> {
     let (client, client_id) = provisioned(&h, &tpp).await?;
     assert!(h.sandbox.add_fault(Fault {
         endpoint: FaultTarget::Token,
-        kind: FaultKind::Status { code: 503, retry_after_secs: None },
+        kind: FaultKind::Status {
+            code: 503,
+            retry_after_secs: None
+        },
         count: 1,
     }));
     let authn = tpp.authn(&client_id, &h.rec, AudiencePolicy::Issuer);

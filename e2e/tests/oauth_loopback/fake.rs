@@ -50,7 +50,8 @@ impl FakeAs {
         let counter = requests.clone();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let (acceptor, routes, counter) = (acceptor.clone(), routes.clone(), counter.clone());
+                let (acceptor, routes, counter) =
+                    (acceptor.clone(), routes.clone(), counter.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
@@ -92,8 +93,8 @@ fn respond(answer: Option<Canned>) -> Response<Body> {
         body: br#"{"error":"not_found"}"#.to_vec(),
     });
     let mut response = Response::new(Body::from(answer.body));
-    *response.status_mut() =
-        hyper::StatusCode::from_u16(answer.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = hyper::StatusCode::from_u16(answer.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(value) = hyper::header::HeaderValue::from_str(answer.content_type) {
         response
             .headers_mut()

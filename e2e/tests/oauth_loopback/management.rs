@@ -27,8 +27,14 @@ async fn registered(
 ) -> anyhow::Result<Registration> {
     let persister = Persister::new(store.clone(), h.rec.clone());
     h.expect_ok(
-        register_dynamic(client, h.registration_endpoint(), None, &tpp.metadata()?, &persister)
-            .await,
+        register_dynamic(
+            client,
+            h.registration_endpoint(),
+            None,
+            &tpp.metadata()?,
+            &persister,
+        )
+        .await,
     )
 }
 
@@ -51,11 +57,19 @@ async fn rfc7592_get_rotates_the_rat_persists_it_first_and_the_old_one_is_refuse
 
     let second = h.expect_ok(read_client(&client, h.target(), &first, &persister).await)?;
     assert_ne!(rat(&second), rat(&first), "GET returned a new RAT");
-    assert_eq!(store.rats().last(), Some(&rat(&second)), "persisted before returning");
+    assert_eq!(
+        store.rats().last(),
+        Some(&rat(&second)),
+        "persisted before returning"
+    );
     assert_eq!(store.rats().len(), 2);
 
     let third = h.expect_ok(read_client(&client, h.target(), &second, &persister).await)?;
-    assert_eq!(store.rats().last(), Some(&rat(&third)), "the new RAT worked");
+    assert_eq!(
+        store.rats().last(),
+        Some(&rat(&third)),
+        "the new RAT worked"
+    );
 
     let stale = h.expect_err(read_client(&client, h.target(), &first, &persister).await)?;
     assert_eq!(stale.status(), Some(401));
@@ -82,13 +96,23 @@ async fn rfc7592_put_rotates_the_rat_persists_it_first_and_the_old_one_is_refuse
     let second =
         h.expect_ok(update_client(&client, h.target(), &first, &desired, &persister).await)?;
     assert_ne!(rat(&second), rat(&first), "PUT returned a new RAT");
-    assert_eq!(store.rats().last(), Some(&rat(&second)), "persisted before returning");
-    assert_eq!(second.metadata.get("client_name"), Some(&json!("renamed tpp")));
+    assert_eq!(
+        store.rats().last(),
+        Some(&rat(&second)),
+        "persisted before returning"
+    );
+    assert_eq!(
+        second.metadata.get("client_name"),
+        Some(&json!("renamed tpp"))
+    );
 
     desired.insert("client_name".into(), json!("renamed again"));
     let third =
         h.expect_ok(update_client(&client, h.target(), &second, &desired, &persister).await)?;
-    assert_eq!(third.metadata.get("client_name"), Some(&json!("renamed again")));
+    assert_eq!(
+        third.metadata.get("client_name"),
+        Some(&json!("renamed again"))
+    );
     assert_eq!(store.rats().last(), Some(&rat(&third)));
 
     let stale =
@@ -100,7 +124,7 @@ async fn rfc7592_put_rotates_the_rat_persists_it_first_and_the_old_one_is_refuse
     // The client still authenticates with its key after the updates.
     let authn = tpp.authn(&third.client_id, &h.rec, AudiencePolicy::Issuer);
     let token = h.expect_ok(h.token(&client, &authn).await)?;
-    h.assert_bound(&token, tpp.x5t());
+    h.assert_bound(&token, tpp.x5t()).await?;
     h.finish();
     Ok(())
 }
@@ -115,10 +139,19 @@ async fn a_failed_write_after_registration_fails_the_call_and_leaves_an_orphan_a
     let store = Arc::new(Store::failing_first(1));
     let persister = Persister::new(store.clone(), h.rec.clone());
     let err = h.expect_err(
-        register_dynamic(&client, h.registration_endpoint(), None, &tpp.metadata()?, &persister)
-            .await,
+        register_dynamic(
+            &client,
+            h.registration_endpoint(),
+            None,
+            &tpp.metadata()?,
+            &persister,
+        )
+        .await,
     )?;
-    assert!(matches!(err, tpp_operator::oauth::OauthError::PersistRegistration { .. }));
+    assert!(matches!(
+        err,
+        tpp_operator::oauth::OauthError::PersistRegistration { .. }
+    ));
     assert_eq!(err.reason(), "PersistRegistrationFailed");
     assert!(err.is_transient(), "the reconciler retries");
     assert!(store.rats().is_empty(), "nothing was stored");
@@ -131,8 +164,14 @@ async fn a_failed_write_after_registration_fails_the_call_and_leaves_an_orphan_a
     // The oauth layer cannot recover that RAT: the retry is a second registration, and the
     // first client is orphaned at the AS.
     let again = h.expect_ok(
-        register_dynamic(&client, h.registration_endpoint(), None, &tpp.metadata()?, &persister)
-            .await,
+        register_dynamic(
+            &client,
+            h.registration_endpoint(),
+            None,
+            &tpp.metadata()?,
+            &persister,
+        )
+        .await,
     )?;
     assert_eq!(h.sandbox.counters().registrations_created, 2);
     assert_eq!(store.rats(), vec![rat(&again)]);
@@ -149,14 +188,22 @@ async fn a_persister_that_retries_its_store_survives_a_failed_write_without_a_se
     let store = Arc::new(Store::failing_first(1));
     let persister = Persister::retrying(store.clone(), 2, h.rec.clone());
     let registration = h.expect_ok(
-        register_dynamic(&client, h.registration_endpoint(), None, &tpp.metadata()?, &persister)
-            .await,
+        register_dynamic(
+            &client,
+            h.registration_endpoint(),
+            None,
+            &tpp.metadata()?,
+            &persister,
+        )
+        .await,
     )?;
     assert_eq!(store.attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert_eq!(store.rats(), vec![rat(&registration)]);
     assert_eq!(h.sandbox.counters().registrations_created, 1);
     // The stored RAT is the live one.
-    let stored = store.last().ok_or_else(|| anyhow::anyhow!("nothing stored"))?;
+    let stored = store
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("nothing stored"))?;
     h.expect_ok(read_client(&client, h.target(), &stored, &persister).await)?;
     h.finish();
     Ok(())
@@ -182,7 +229,7 @@ async fn a_rotated_rat_lost_before_persistence_leaves_the_client_usable_but_unma
     // Tokens do not need the RAT: the client keeps working until it is re-registered.
     let authn = tpp.authn(&first.client_id, &h.rec, AudiencePolicy::Issuer);
     let token = h.expect_ok(h.token(&client, &authn).await)?;
-    h.assert_bound(&token, tpp.x5t());
+    h.assert_bound(&token, tpp.x5t()).await?;
     h.finish();
     Ok(())
 }

@@ -12,9 +12,7 @@ use serde_json::json;
 use sha2::Digest as _;
 use tpp_operator::oauth::endpoints::push_authorization_request;
 use tpp_operator::oauth::registration::register_dynamic;
-use tpp_operator::oauth::{
-    AsRequest, AudiencePolicy, Clock as _, EndpointKind, Step, SystemClock,
-};
+use tpp_operator::oauth::{AsRequest, AudiencePolicy, Clock as _, EndpointKind, Step, SystemClock};
 
 use super::support::{Harness, Persister, Store, Tpp};
 
@@ -48,15 +46,29 @@ async fn a_pushed_authorization_request_yields_a_request_uri_the_authorization_e
     let tpp = Tpp::generate("tpp-par", &h.rec)?;
     let client = tpp.client(&h)?;
     let mut metadata = tpp.metadata()?;
-    metadata.insert("grant_types".into(), json!(["client_credentials", "authorization_code"]));
+    metadata.insert(
+        "grant_types".into(),
+        json!(["client_credentials", "authorization_code"]),
+    );
     metadata.insert("response_types".into(), json!(["code"]));
     let persister = Persister::new(Arc::new(Store::default()), h.rec.clone());
     let registration = h.expect_ok(
-        register_dynamic(&client, h.registration_endpoint(), None, &metadata, &persister).await,
+        register_dynamic(
+            &client,
+            h.registration_endpoint(),
+            None,
+            &metadata,
+            &persister,
+        )
+        .await,
     )?;
     let client_id = registration.client_id;
     let authn = tpp.authn(&client_id, &h.rec, AudiencePolicy::Issuer);
-    let verifier = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(sha2::Sha256::digest(verifier.as_bytes()));
     h.rec.secret(&verifier);
@@ -64,7 +76,11 @@ async fn a_pushed_authorization_request_yields_a_request_uri_the_authorization_e
     let object = request_object(&tpp, &client_id, &h.meta.issuer, &challenge)?;
     h.rec.secret(secrecy::ExposeSecret::expose_secret(&object));
     let pushed = h.expect_ok(push_authorization_request(&client, &h.meta, &authn, object).await)?;
-    assert!(pushed.request_uri.starts_with("urn:ietf:params:oauth:request_uri:"));
+    assert!(
+        pushed
+            .request_uri
+            .starts_with("urn:ietf:params:oauth:request_uri:")
+    );
     assert_eq!(pushed.expires_in, 90);
 
     let mut authorize = url::Url::parse(
@@ -104,7 +120,10 @@ async fn a_pushed_authorization_request_yields_a_request_uri_the_authorization_e
 
     let replay = h.expect_ok(
         browser
-            .send(Step::PushedAuthorization, AsRequest::new(reqwest::Method::GET, authorize))
+            .send(
+                Step::PushedAuthorization,
+                AsRequest::new(reqwest::Method::GET, authorize),
+            )
             .await,
     )?;
     assert_eq!(replay.status, 400, "a request_uri is single-use");
@@ -124,12 +143,23 @@ async fn a_request_object_signed_with_an_unregistered_key_is_refused() -> anyhow
     let persister = Persister::new(Arc::new(Store::default()), h.rec.clone());
     let client_id = h
         .expect_ok(
-            register_dynamic(&client, h.registration_endpoint(), None, &metadata, &persister)
-                .await,
+            register_dynamic(
+                &client,
+                h.registration_endpoint(),
+                None,
+                &metadata,
+                &persister,
+            )
+            .await,
         )?
         .client_id;
     let authn = tpp.authn(&client_id, &h.rec, AudiencePolicy::Issuer);
-    let object = request_object(&stranger, &client_id, &h.meta.issuer, "x".repeat(43).as_str())?;
+    let object = request_object(
+        &stranger,
+        &client_id,
+        &h.meta.issuer,
+        "x".repeat(43).as_str(),
+    )?;
     h.rec.secret(secrecy::ExposeSecret::expose_secret(&object));
     let err = h.expect_err(push_authorization_request(&client, &h.meta, &authn, object).await)?;
     assert_eq!(err.reason(), "PushedAuthorizationFailed");

@@ -26,14 +26,24 @@ use super::support::{Harness, Persister, SCOPE, Store, Tpp};
 #[tokio::test]
 async fn dynamic_registration_with_an_initial_access_token_yields_a_certificate_bound_token()
 -> anyhow::Result<()> {
-    let h = Harness::start(|cfg| cfg.initial_access_token = Some(super::support::INITIAL_ACCESS_TOKEN.into())).await?;
+    let h = Harness::start(|cfg| {
+        cfg.initial_access_token = Some(super::support::INITIAL_ACCESS_TOKEN.into())
+    })
+    .await?;
     let tpp = Tpp::generate("tpp-dynamic", &h.rec)?;
     let client = tpp.client(&h)?;
     let store = Arc::new(Store::default());
     let persister = Persister::new(store.clone(), h.rec.clone());
 
     let refused = h.expect_err(
-        register_dynamic(&client, h.registration_endpoint(), None, &tpp.metadata()?, &persister).await,
+        register_dynamic(
+            &client,
+            h.registration_endpoint(),
+            None,
+            &tpp.metadata()?,
+            &persister,
+        )
+        .await,
     )?;
     assert_eq!(refused.reason(), "RegistrationRejected");
     assert_eq!(refused.status(), Some(401));
@@ -41,10 +51,20 @@ async fn dynamic_registration_with_an_initial_access_token_yields_a_certificate_
 
     let iat = h.initial_access_token();
     let registration = h.expect_ok(
-        register_dynamic(&client, h.registration_endpoint(), Some(&iat), &tpp.metadata()?, &persister)
-            .await,
+        register_dynamic(
+            &client,
+            h.registration_endpoint(),
+            Some(&iat),
+            &tpp.metadata()?,
+            &persister,
+        )
+        .await,
     )?;
-    assert_eq!(store.rats().len(), 1, "the RAT was persisted before the call returned");
+    assert_eq!(
+        store.rats().len(),
+        1,
+        "the RAT was persisted before the call returned"
+    );
     assert_eq!(
         store.last().map(|r| r.client_id),
         Some(registration.client_id.clone())
@@ -53,13 +73,15 @@ async fn dynamic_registration_with_an_initial_access_token_yields_a_certificate_
 
     let authn = tpp.authn(&registration.client_id, &h.rec, AudiencePolicy::Issuer);
     let token = h.expect_ok(h.token(&client, &authn).await)?;
-    h.assert_bound(&token, tpp.x5t());
-    let seen = h.expect_ok(
-        endpoints::introspect(&client, &h.meta, &authn, &token.access_token).await,
-    )?;
+    h.assert_bound(&token, tpp.x5t()).await?;
+    let seen =
+        h.expect_ok(endpoints::introspect(&client, &h.meta, &authn, &token.access_token).await)?;
     assert!(seen.active);
     assert_eq!(seen.cnf_x5t_s256.as_deref(), Some(tpp.x5t()));
-    assert_eq!(seen.client_id.as_deref(), Some(registration.client_id.as_str()));
+    assert_eq!(
+        seen.client_id.as_deref(),
+        Some(registration.client_id.as_str())
+    );
     h.finish();
     Ok(())
 }
@@ -73,13 +95,19 @@ async fn dynamic_registration_without_an_initial_access_token_yields_a_certifica
     let store = Arc::new(Store::default());
     let persister = Persister::new(store.clone(), h.rec.clone());
     let registration = h.expect_ok(
-        register_dynamic(&client, h.registration_endpoint(), None, &tpp.metadata()?, &persister)
-            .await,
+        register_dynamic(
+            &client,
+            h.registration_endpoint(),
+            None,
+            &tpp.metadata()?,
+            &persister,
+        )
+        .await,
     )?;
     assert_eq!(store.rats().len(), 1);
     let authn = tpp.authn(&registration.client_id, &h.rec, AudiencePolicy::Issuer);
     let token = h.expect_ok(h.token(&client, &authn).await)?;
-    h.assert_bound(&token, tpp.x5t());
+    h.assert_bound(&token, tpp.x5t()).await?;
     assert_eq!(token.scope.as_deref(), Some(SCOPE));
     h.finish();
     Ok(())
@@ -153,7 +181,7 @@ async fn signed_request_registration_with_a_directory_signed_statement_yields_a_
 
     let authn = tpp.authn(&registration.client_id, &h.rec, AudiencePolicy::Issuer);
     let token = h.expect_ok(h.token(&client, &authn).await)?;
-    h.assert_bound(&token, tpp.x5t());
+    h.assert_bound(&token, tpp.x5t()).await?;
     h.finish();
     Ok(())
 }
@@ -171,10 +199,8 @@ async fn hub_onboarding_answers_204_and_an_out_of_band_client_gets_a_certificate
     ])?;
     h.rec.pem(&issued.key_pem);
     let info = parse_pem(&issued.cert_pem)?;
-    let identity = ClientIdentity::from_pem(
-        issued.cert_pem.as_bytes(),
-        issued.key_pem.clone().into(),
-    )?;
+    let identity =
+        ClientIdentity::from_pem(issued.cert_pem.as_bytes(), issued.key_pem.clone().into())?;
     assert_eq!(identity.x5t_s256(), info.x5t_s256);
     let client = AsClient::new(&h.transport, Some(&identity))?;
 
@@ -186,7 +212,11 @@ async fn hub_onboarding_answers_204_and_an_out_of_band_client_gets_a_certificate
     let onboardings = h.sandbox.onboardings();
     assert_eq!(onboardings.len(), 1);
     assert_eq!(onboardings[0].x5t_s256, info.x5t_s256);
-    assert_eq!(h.sandbox.counters().registrations_created, 0, "no client is created by the hub call");
+    assert_eq!(
+        h.sandbox.counters().registrations_created,
+        0,
+        "no client is created by the hub call"
+    );
 
     // The hub operator activates the client out of band, keyed on the certificate's subject DN
     // as identity renders it.
@@ -201,14 +231,14 @@ async fn hub_onboarding_answers_204_and_an_out_of_band_client_gets_a_certificate
         within_jwks_propagation: false,
     };
     let token = h.expect_ok(h.token(&client, &authn).await)?;
-    h.assert_bound(&token, &info.x5t_s256);
+    h.assert_bound(&token, &info.x5t_s256).await?;
     h.finish();
     Ok(())
 }
 
 #[tokio::test]
-async fn static_client_provisioned_out_of_band_gets_a_certificate_bound_token()
--> anyhow::Result<()> {
+async fn static_client_provisioned_out_of_band_gets_a_certificate_bound_token() -> anyhow::Result<()>
+{
     let h = Harness::start(|_| {}).await?;
     let tpp = Tpp::generate("tpp-static", &h.rec)?;
     let client_id = h.sandbox.provision_client(json!({
@@ -222,10 +252,16 @@ async fn static_client_provisioned_out_of_band_gets_a_certificate_bound_token()
     let client = tpp.client(&h)?;
     let authn = tpp.authn(&registration.client_id, &h.rec, AudiencePolicy::Issuer);
     let token = h.expect_ok(h.token(&client, &authn).await)?;
-    h.assert_bound(&token, tpp.x5t());
+    h.assert_bound(&token, tpp.x5t()).await?;
     let counters = h.sandbox.counters();
-    assert_eq!(counters.registrations_created, 0, "static sends nothing to register");
-    assert_eq!(counters.requests_to(e2e::sandbox::Endpoint::Registration), 0);
+    assert_eq!(
+        counters.registrations_created, 0,
+        "static sends nothing to register"
+    );
+    assert_eq!(
+        counters.requests_to(e2e::sandbox::Endpoint::Registration),
+        0
+    );
     h.finish();
     Ok(())
 }

@@ -21,9 +21,9 @@ use tpp_operator::identity::cert::{CertificateProfile, IssuedCertificate, self_s
 use tpp_operator::identity::jwks::{PublishedAlg, PublishedKey, build_jwks};
 use tpp_operator::identity::{KeyAlgorithm, KeyUse, PrivateKey, Signer};
 use tpp_operator::oauth::{
-    AccessToken, AsClient, AssertionMinter, AudiencePolicy, ClientAuth, ClientAuthn,
+    AccessToken, AsClient, AsRequest, AssertionMinter, AudiencePolicy, ClientAuth, ClientAuthn,
     ClientIdentity, Clock as _, Discovery, MintError, OauthError, PersistError, ProviderMetadata,
-    Registration, RegistrationPersister, SystemClock, TransportConfig,
+    Registration, RegistrationPersister, RequestBody, Step, SystemClock, TransportConfig,
 };
 
 use super::capture;
@@ -179,13 +179,31 @@ impl Harness {
         result
     }
 
-    /// Asserts that the sandbox's admin introspection says `token` is active and bound to the
-    /// certificate with thumbprint `x5t_s256`.
-    pub fn assert_bound(&self, token: &AccessToken, x5t_s256: &str) {
-        let view = self.sandbox.introspect(token.access_token.expose_secret());
+    /// Asserts that the sandbox's admin introspection (`POST /_sandbox/introspect`, over TLS)
+    /// says `token` is active and bound to the certificate with thumbprint `x5t_s256`.
+    pub async fn assert_bound(&self, token: &AccessToken, x5t_s256: &str) -> anyhow::Result<()> {
+        let url = url::Url::parse(&format!("{}/introspect", self.sandbox.admin_url()))?;
+        let body = json!({"token": token.access_token.expose_secret()}).to_string();
+        let admin = AsClient::new(&self.transport, None)?;
+        let response = self.expect_ok(
+            admin
+                .send(
+                    Step::Introspection,
+                    AsRequest::new(reqwest::Method::POST, url)
+                        .body("application/json", RequestBody::Secret(body.into())),
+                )
+                .await,
+        )?;
+        anyhow::ensure!(
+            response.status == 200,
+            "admin introspection answered {}",
+            response.status
+        );
+        let view: Value = serde_json::from_slice(&response.body)?;
         assert_eq!(view["active"], true, "token is active");
         assert_eq!(view["cnf"]["x5t#S256"], x5t_s256, "token bound to the cert");
         assert_eq!(token.bound_x5t_s256.as_deref(), Some(x5t_s256));
+        Ok(())
     }
 
     /// The redaction check: no recorded error or text, and no log line captured so far (this
@@ -286,18 +304,24 @@ impl Tpp {
             "tls_client_certificate_bound_access_tokens": true,
             "jwks": self.jwks()?,
         });
-        value
-            .as_object()
-            .cloned()
-            .context("metadata is an object")
+        value.as_object().cloned().context("metadata is an object")
     }
 
     /// `private_key_jwt` authentication of `client_id` with assertions from identity.
-    pub fn authn(&self, client_id: &str, rec: &Arc<Recorder>, audience: AudiencePolicy) -> ClientAuthn {
+    pub fn authn(
+        &self,
+        client_id: &str,
+        rec: &Arc<Recorder>,
+        audience: AudiencePolicy,
+    ) -> ClientAuthn {
         ClientAuthn {
             client_id: client_id.to_owned(),
             auth: ClientAuth::PrivateKeyJwt {
-                minter: Arc::new(IdentityMinter::new(self.signer.clone(), client_id, rec.clone())),
+                minter: Arc::new(IdentityMinter::new(
+                    self.signer.clone(),
+                    client_id,
+                    rec.clone(),
+                )),
                 audience,
             },
             within_jwks_propagation: false,
@@ -335,7 +359,9 @@ impl AssertionMinter for IdentityMinter {
             token_endpoint: audience,
         };
         let assertion = client_assertion(&self.signer, target, &policy, SystemClock.now())
-            .map_err(|e| MintError::permanent("could not sign the client assertion").with_source(e))?;
+            .map_err(|e| {
+                MintError::permanent("could not sign the client assertion").with_source(e)
+            })?;
         self.rec.secret(assertion.expose_secret());
         Ok(assertion)
     }
@@ -392,7 +418,9 @@ impl Store {
     fn write(&self, registration: &Registration) -> Result<(), PersistError> {
         let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
         if attempt < self.fail_first {
-            return Err(PersistError::new("registration secret could not be written"));
+            return Err(PersistError::new(
+                "registration secret could not be written",
+            ));
         }
         self.written
             .lock()

@@ -17,8 +17,14 @@ use super::support::{Harness, IdentityMinter, Persister, ReplayingMinter, Store,
 async fn register(h: &Harness, tpp: &Tpp, client: &AsClient) -> anyhow::Result<String> {
     let persister = Persister::new(Arc::new(Store::default()), h.rec.clone());
     let registration = h.expect_ok(
-        register_dynamic(client, h.registration_endpoint(), None, &tpp.metadata()?, &persister)
-            .await,
+        register_dynamic(
+            client,
+            h.registration_endpoint(),
+            None,
+            &tpp.metadata()?,
+            &persister,
+        )
+        .await,
     )?;
     Ok(registration.client_id)
 }
@@ -31,8 +37,8 @@ fn assert_permanent_invalid_client(err: &OauthError) {
 }
 
 #[tokio::test]
-async fn a_token_signed_with_an_unregistered_key_is_refused_as_invalid_client()
--> anyhow::Result<()> {
+async fn a_token_signed_with_an_unregistered_key_is_refused_as_invalid_client() -> anyhow::Result<()>
+{
     let h = Harness::start(|_| {}).await?;
     let tpp = Tpp::generate("tpp-wrong-key", &h.rec)?;
     let stranger = Tpp::generate("tpp-stranger", &h.rec)?;
@@ -52,7 +58,7 @@ async fn a_token_signed_with_an_unregistered_key_is_refused_as_invalid_client()
 
     let right = tpp.authn(&client_id, &h.rec, AudiencePolicy::Issuer);
     let token = h.expect_ok(h.token(&client, &right).await)?;
-    h.assert_bound(&token, tpp.x5t());
+    h.assert_bound(&token, tpp.x5t()).await?;
     h.finish();
     Ok(())
 }
@@ -72,7 +78,7 @@ async fn a_strict_as_refuses_an_assertion_whose_aud_is_not_the_issuer() -> anyho
 
     let issuer = tpp.authn(&client_id, &h.rec, AudiencePolicy::Issuer);
     let token = h.expect_ok(h.token(&client, &issuer).await)?;
-    h.assert_bound(&token, tpp.x5t());
+    h.assert_bound(&token, tpp.x5t()).await?;
     h.finish();
     Ok(())
 }
@@ -96,7 +102,7 @@ async fn a_replayed_assertion_is_refused_as_permanent_invalid_client() -> anyhow
         within_jwks_propagation: false,
     };
     let first = h.expect_ok(h.token(&client, &authn).await)?;
-    h.assert_bound(&first, tpp.x5t());
+    h.assert_bound(&first, tpp.x5t()).await?;
     let err = h.expect_err(h.token(&client, &authn).await)?;
     assert_permanent_invalid_client(&err);
     assert_eq!(h.sandbox.counters().rejects_for("jti_replay"), 1);
@@ -117,7 +123,9 @@ async fn a_token_request_without_a_client_certificate_is_refused() -> anyhow::Re
     assert_eq!(err.reason(), "ClientCertificateMissing");
     assert!(!err.is_transient());
     assert_eq!(
-        h.sandbox.counters().requests_to(e2e::sandbox::Endpoint::Token),
+        h.sandbox
+            .counters()
+            .requests_to(e2e::sandbox::Endpoint::Token),
         0
     );
 
@@ -165,7 +173,8 @@ async fn a_token_presented_at_userinfo_with_another_certificate_is_refused_with_
         )
         .await
     };
-    let own = h.expect_ok(call(client.clone(), userinfo.clone(), token.access_token.clone()).await)?;
+    let own =
+        h.expect_ok(call(client.clone(), userinfo.clone(), token.access_token.clone()).await)?;
     assert_eq!(own.status, 200, "the bound certificate may use the token");
 
     let stolen =

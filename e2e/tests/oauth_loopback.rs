@@ -9,6 +9,8 @@
 mod capture;
 #[path = "oauth_loopback/fake.rs"]
 mod fake;
+#[path = "oauth_loopback/persist.rs"]
+mod persist;
 #[path = "oauth_loopback/support.rs"]
 mod support;
 

@@ -18,7 +18,8 @@ use tpp_operator::oauth::{
 };
 
 use super::fake::{Canned, FakeAs};
-use super::support::{Harness, Persister, Store, Tpp};
+use super::persist::{Persister, Store};
+use super::support::{Harness, Tpp};
 
 fn fake_transport(fake: &FakeAs) -> TransportConfig {
     let mut config = TransportConfig::new(fake.ca_pem.as_bytes().to_vec());

@@ -17,7 +17,8 @@ use tpp_operator::oauth::management::{read_client, update_client};
 use tpp_operator::oauth::registration::register_dynamic;
 use tpp_operator::oauth::{AsClient, AudiencePolicy, Registration};
 
-use super::support::{Harness, Persister, Store, Tpp};
+use super::persist::{Persister, Store};
+use super::support::{Harness, Tpp};
 
 async fn registered(
     h: &Harness,

@@ -14,7 +14,8 @@ use tpp_operator::oauth::endpoints::push_authorization_request;
 use tpp_operator::oauth::registration::register_dynamic;
 use tpp_operator::oauth::{AsRequest, AudiencePolicy, Clock as _, EndpointKind, Step, SystemClock};
 
-use super::support::{Harness, Persister, Store, Tpp};
+use super::persist::{Persister, Store};
+use super::support::{Harness, Tpp};
 
 const REDIRECT_URI: &str = "https://tpp.example/cb";
 

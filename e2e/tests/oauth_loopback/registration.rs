@@ -21,7 +21,8 @@ use tpp_operator::oauth::{
     SignedContentType, SystemClock, endpoints,
 };
 
-use super::support::{Harness, Persister, SCOPE, Store, Tpp};
+use super::persist::{Persister, Store};
+use super::support::{Harness, SCOPE, Tpp};
 
 #[tokio::test]
 async fn dynamic_registration_with_an_initial_access_token_yields_a_certificate_bound_token()

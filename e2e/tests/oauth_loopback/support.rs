@@ -1,12 +1,11 @@
 //! Test support: a sandbox AS on 127.0.0.1 with its discovery document fetched through the
 //! operator's [`Discovery`]; a TPP identity made by `tpp_operator::identity` (PS256 signing key,
 //! self-signed P-256 transport certificate); an [`AssertionMinter`] over identity's client
-//! assertion; recording persisters; and the [`Harness`] that collects every secret and every
+//! assertion; and the [`Harness`] that collects every secret and every
 //! error of a test for the redaction check in [`Harness::finish`].
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,8 +21,8 @@ use tpp_operator::identity::jwks::{PublishedAlg, PublishedKey, build_jwks};
 use tpp_operator::identity::{KeyAlgorithm, KeyUse, PrivateKey, Signer};
 use tpp_operator::oauth::{
     AccessToken, AsClient, AsRequest, AssertionMinter, AudiencePolicy, ClientAuth, ClientAuthn,
-    ClientIdentity, Clock as _, Discovery, MintError, OauthError, PersistError, ProviderMetadata,
-    Registration, RegistrationPersister, RequestBody, Step, SystemClock, TransportConfig,
+    ClientIdentity, Clock as _, Discovery, MintError, OauthError, ProviderMetadata, RequestBody,
+    Step, SystemClock, TransportConfig,
 };
 
 use super::capture;
@@ -394,101 +393,5 @@ impl AssertionMinter for ReplayingMinter {
         let assertion = self.inner.mint(audience)?;
         *first = Some(assertion.clone());
         Ok(assertion)
-    }
-}
-
-/// The durable store behind a persister: what was written, and how many writes to fail.
-#[derive(Default)]
-pub struct Store {
-    pub written: Mutex<Vec<Registration>>,
-    pub attempts: AtomicUsize,
-    fail_first: usize,
-}
-
-impl Store {
-    /// A store whose first `n` writes fail (an API server hiccup, or the process dying before
-    /// the write landed).
-    pub fn failing_first(n: usize) -> Self {
-        Self {
-            fail_first: n,
-            ..Self::default()
-        }
-    }
-
-    fn write(&self, registration: &Registration) -> Result<(), PersistError> {
-        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
-        if attempt < self.fail_first {
-            return Err(PersistError::new(
-                "registration secret could not be written",
-            ));
-        }
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(registration.clone());
-        Ok(())
-    }
-
-    /// The RATs written, oldest first.
-    pub fn rats(&self) -> Vec<String> {
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter_map(|r| r.registration_access_token.as_ref())
-            .map(|t| t.expose_secret().to_owned())
-            .collect()
-    }
-
-    /// The last registration written.
-    pub fn last(&self) -> Option<Registration> {
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .last()
-            .cloned()
-    }
-}
-
-/// Persists into a [`Store`] with one attempt (`retries` = 0) or up to `1 + retries`.
-pub struct Persister {
-    pub store: Arc<Store>,
-    retries: usize,
-    rec: Arc<Recorder>,
-}
-
-impl Persister {
-    pub fn new(store: Arc<Store>, rec: Arc<Recorder>) -> Self {
-        Self {
-            store,
-            retries: 0,
-            rec,
-        }
-    }
-
-    /// Retries a failed write up to `retries` more times, as a production persister should.
-    pub fn retrying(store: Arc<Store>, retries: usize, rec: Arc<Recorder>) -> Self {
-        Self {
-            store,
-            retries,
-            rec,
-        }
-    }
-}
-
-impl RegistrationPersister for Persister {
-    async fn persist(&self, registration: &Registration) -> Result<(), PersistError> {
-        if let Some(rat) = &registration.registration_access_token {
-            self.rec.secret(rat.expose_secret());
-        }
-        self.rec.text(format!("{registration:?}"));
-        let mut last = None;
-        for _ in 0..=self.retries {
-            match self.store.write(registration) {
-                Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| PersistError::new("no attempt made")))
     }
 }

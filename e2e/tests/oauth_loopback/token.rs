@@ -12,7 +12,8 @@ use tpp_operator::oauth::{
     RequestBody, Step,
 };
 
-use super::support::{Harness, IdentityMinter, Persister, ReplayingMinter, Store, Tpp};
+use super::persist::{Persister, Store};
+use super::support::{Harness, IdentityMinter, ReplayingMinter, Tpp};
 
 async fn register(h: &Harness, tpp: &Tpp, client: &AsClient) -> anyhow::Result<String> {
     let persister = Persister::new(Arc::new(Store::default()), h.rec.clone());

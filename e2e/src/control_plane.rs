@@ -82,6 +82,7 @@ impl ControlPlane {
         }
         let dir = std::env::temp_dir().join(format!("tpp-e2e-{}-{}", std::process::id(), rand::random::<u32>()));
         std::fs::create_dir_all(dir.join("certs"))?;
+        register_dir_for_exit_removal(dir.clone());
         let ca = TestCa::new("tpp-e2e-ca")?;
         let serving = ca.server_cert("kube-apiserver", &["kubernetes.default.svc"])?;
         let admin = ca.client_cert("e2e-admin", &["system:masters"])?;
@@ -257,6 +258,7 @@ async fn wait_http_ok(url: &str, tls: Option<(&str, &CertPair)>, timeout: Durati
 }
 
 static EXIT_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static EXIT_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 extern "C" fn kill_registered_pids() {
     if let Ok(pids) = EXIT_PIDS.lock() {
@@ -264,6 +266,22 @@ extern "C" fn kill_registered_pids() {
             // SAFETY: kill(2) on PIDs this process spawned.
             unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
         }
+    }
+    // Run folders (etcd data, logs) go too, unless asked to keep them; a failing test has
+    // already printed the log tails.
+    if std::env::var_os("E2E_KEEP_RUN_DIR").is_none()
+        && let Ok(dirs) = EXIT_DIRS.lock()
+    {
+        for d in dirs.iter() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Remove `dir` when the test process exits (unless `E2E_KEEP_RUN_DIR` is set).
+pub fn register_dir_for_exit_removal(dir: PathBuf) {
+    if let Ok(mut dirs) = EXIT_DIRS.lock() {
+        dirs.push(dir);
     }
 }
 

@@ -135,26 +135,35 @@ async fn drive(s: &mut Session<'_>) -> (Option<Plan>, Result<(), Error>) {
             last = Some(plan);
             continue;
         }
-        let Some(first) = plan.actions.iter().find(|a| !matches!(a, Action::AwaitApproval { .. })).cloned() else {
+        if !plan.actions.iter().any(Action::changes_state) {
             return (Some(plan), Ok(()));
-        };
-        let result = if let Action::RefreshToken { .. } = first {
-            // Every token due now in one batch: one Secret write with the certificate.
-            let names: Vec<String> = plan
-                .actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::RefreshToken { name, .. } => Some(name.clone()),
-                    _ => None,
-                })
-                .collect();
-            act::refresh_tokens(s, &names).await
-        } else {
-            act::execute(s, &first, policy.publication).await
-        };
-        tracing::debug!(client = %s.name, action = ?first, ok = result.is_ok(), "step");
-        if let Err(e) = result {
-            return (Some(plan), Err(e));
+        }
+        // Carry out the whole plan in its safe order (a trigger's acknowledgement comes after
+        // the work it asked for), then plan again.
+        let mut tokens_done = false;
+        for action in &plan.actions {
+            let result = match action {
+                Action::AwaitApproval { .. } => continue,
+                Action::RefreshToken { .. } if tokens_done => continue,
+                Action::RefreshToken { .. } => {
+                    // Every token due now in one batch: one Secret write with the certificate.
+                    tokens_done = true;
+                    let names: Vec<String> = plan
+                        .actions
+                        .iter()
+                        .filter_map(|a| match a {
+                            Action::RefreshToken { name, .. } => Some(name.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    act::refresh_tokens(s, &names).await
+                }
+                other => act::execute(s, other, policy.publication).await,
+            };
+            tracing::debug!(client = %s.name, ?action, ok = result.is_ok(), "step");
+            if let Err(e) = result {
+                return (Some(plan), Err(e));
+            }
         }
         last = Some(plan);
     }

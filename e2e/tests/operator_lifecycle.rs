@@ -1,0 +1,218 @@
+//! The operator keeping a client alive over time on a real kube-apiserver against the sandbox
+//! AS: token refresh without a gap and with one Secret write per refresh, make-before-break
+//! signing-key rotation through RFC 7592 with RAT rotation, certificate renewal with the token
+//! always bound to the certificate beside it, and recovery from a SIGKILL.
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, ensure};
+use e2e::{fixtures::*, sandbox::Endpoint, with_namespace};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+    runtime::watcher,
+};
+use serde_json::{Value, json};
+
+const READY: Duration = Duration::from_secs(90);
+
+async fn annotate(ctx: &e2e::TestContext, name: &str, key: &str, value: &str) -> Result<()> {
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    api(ctx, "TppClient").patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+fn kids(cm: &ConfigMap) -> BTreeSet<String> {
+    let text = cm.data.as_ref().and_then(|d| d.get("jwks.json")).cloned().unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    v["keys"].as_array().map(|ks| ks.iter().filter_map(|k| k["kid"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_and_no_status_write() {
+    with_namespace("refresh", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(6)).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        let ready = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let status_version = ready.metadata.resource_version.clone();
+
+        // Count every write to the credentials Secret with a watch, and sample the token.
+        let secrets: Api<Secret> = ctx.api();
+        let cfg = watcher::Config::default().fields("metadata.name=payments-credentials");
+        let mut events = Box::pin(watcher(secrets.clone(), cfg));
+        let mut writes = BTreeSet::new();
+        let mut tokens = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut samples = 0;
+        while Instant::now() < deadline {
+            tokio::select! {
+                ev = events.next() => {
+                    if let Some(Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s))) = ev {
+                        writes.insert(s.metadata.resource_version.clone().unwrap_or_default());
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    let s = secrets.get("payments-credentials").await?;
+                    let expires: jiff::Timestamp = secret_text(&s, "accounts.expires_at").context("expires_at")?.parse()?;
+                    ensure!(expires > jiff::Timestamp::now(), "the Secret served an expired token (expired {expires})");
+                    let token = secret_text(&s, "accounts.access_token").context("token")?;
+                    let info = sandbox.introspect(&token);
+                    ensure!(info["active"] == true, "sampled token not active at the AS: {info}");
+                    tokens.insert(token);
+                    samples += 1;
+                }
+            }
+        }
+        let refreshes = tokens.len() - 1;
+        ensure!(refreshes >= 3, "expected at least 3 refreshes in 20 s of 6 s tokens, saw {refreshes} ({samples} samples)");
+        // One write per refresh (the initial listing adds one version).
+        ensure!(writes.len() <= tokens.len() + 1, "{} Secret versions for {} tokens: more than one write per refresh", writes.len(), tokens.len());
+        let now = api(&ctx, "TppClient").get("payments").await?;
+        ensure!(now.metadata.resource_version == status_version, "the TppClient (status) was rewritten during token refreshes");
+        ensure!(sandbox.counters().rejects.is_empty(), "the AS rejected something: {:?}", sandbox.counters().rejects);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn signing_key_rotation_publishes_both_keys_during_the_switch_and_is_never_refused() {
+    with_namespace("rotate", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(4)).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({"signingKey": {"rotation": {"propagationDelay": "3s", "retireAfter": "4s"}}}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let cms: Api<ConfigMap> = ctx.api();
+        let before = kids(&cms.get("payments-jwks").await?);
+        ensure!(before.len() == 1, "one key before the rotation: {before:?}");
+        let puts_before = sandbox.counters().requests_with(Endpoint::Registration, "200");
+        annotate(&ctx, "payments", "tpp.dev/rotate-keys", "2026-11-26T00:00:00Z").await?;
+
+        let mut max_published = 0;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let mut after = before.clone();
+        while Instant::now() < deadline {
+            after = kids(&cms.get("payments-jwks").await?);
+            max_published = max_published.max(after.len());
+            if after.len() == 1 && after != before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        ensure!(max_published == 2, "two kids must be published during the switch (saw at most {max_published})");
+        ensure!(after.len() == 1 && after.is_disjoint(&before), "the old kid must be gone after retireAfter: {after:?}");
+        let obj = api(&ctx, "TppClient").get("payments").await?;
+        let active: Vec<&str> = obj.data["status"]["signingKeys"].as_array().context("keys")?.iter().filter(|k| k["state"] == "Active").filter_map(|k| k["kid"].as_str()).collect();
+        ensure!(active.len() == 1 && after.contains(active[0]), "status shows the new key active: {active:?}");
+        // A token minted after the switch (assertion signed with the new key) was accepted.
+        let counters = sandbox.counters();
+        ensure!(counters.rejects.is_empty(), "the AS refused an assertion during the rotation: {:?}", counters.rejects);
+        ensure!(counters.requests_with(Endpoint::Registration, "200") >= puts_before + 2, "publication goes through RFC 7592 PUTs (with RAT rotation)");
+        ensure!(counters.registrations_created == 1);
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn certificate_renewal_keeps_every_token_bound_to_the_certificate_beside_it() {
+    with_namespace("renew", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({"tokens": [{"name": "accounts"}, {"name": "profile", "scope": "accounts"}]}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let secrets: Api<Secret> = ctx.api();
+        let first = x5t_of_pem(&secret_text(&secrets.get("payments-credentials").await?, "tls.crt").context("crt")?)?;
+        annotate(&ctx, "payments", "tpp.dev/renew-certificate", "now").await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut renewed = false;
+        while Instant::now() < deadline {
+            let s = secrets.get("payments-credentials").await?;
+            let x5t = x5t_of_pem(&secret_text(&s, "tls.crt").context("crt")?)?;
+            for token in ["accounts", "profile"] {
+                let info = sandbox.introspect(&secret_text(&s, &format!("{token}.access_token")).context("token")?);
+                ensure!(info["active"] == true && info["cnf"]["x5t#S256"] == x5t.as_str(), "token {token} not bound to the certificate beside it: {info}");
+            }
+            if x5t != first {
+                renewed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure!(renewed, "the certificate was not renewed");
+        let obj = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        ensure!(obj.data["status"]["history"].as_array().is_some_and(|h| h.iter().any(|e| e["reason"] == "CertificateRotated")));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_killed_operator_restarts_without_registering_again_or_reminting_fresh_tokens() {
+    with_namespace("kill", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let mut op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let tokens_before = sandbox.counters().requests_to(Endpoint::Token);
+        op.kill();
+        op.restart().await?;
+        // Give the restarted operator time to list and reconcile everything.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let c = sandbox.counters();
+        ensure!(c.registrations_created == 1, "re-registered after a restart");
+        ensure!(c.requests_to(Endpoint::Token) == tokens_before, "fresh tokens were re-minted after a restart");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_kill_during_key_rotation_resumes_the_rotation_with_the_persisted_rat() {
+    with_namespace("killrot", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(5)).await?;
+        let mut op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({"signingKey": {"rotation": {"propagationDelay": "4s", "retireAfter": "3s"}}}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let cms: Api<ConfigMap> = ctx.api();
+        let before = kids(&cms.get("payments-jwks").await?);
+        annotate(&ctx, "payments", "tpp.dev/rotate-keys", "1").await?;
+        // Kill as soon as the new key is published (between the RFC 7592 PUTs of the switch).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && kids(&cms.get("payments-jwks").await?).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        op.kill();
+        op.restart().await?;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let mut after = before.clone();
+        while Instant::now() < deadline {
+            after = kids(&cms.get("payments-jwks").await?);
+            if after.len() == 1 && after != before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        ensure!(after.len() == 1 && after != before, "rotation did not complete after the restart: {after:?}");
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let c = sandbox.counters();
+        ensure!(c.registrations_created == 1, "re-registered");
+        ensure!(c.rejects.is_empty(), "the AS refused something (a lost RAT shows as invalid_token at the registration endpoint): {:?}", c.rejects);
+        ensure!(c.requests_with(Endpoint::Registration, "401") == 0, "a stale RAT was used after the restart");
+        Ok(())
+    })
+    .await;
+}

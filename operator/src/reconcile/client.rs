@@ -96,7 +96,7 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     let failure = result.as_ref().err().map(|e| status::Failure { condition: status::condition_for(e), error: e });
     let mut st = status::from_session(&session, &old, plan.as_ref(), failure, now);
     for (reason, note) in &session.events {
-        if matches!(*reason, "KeyRotated" | "CertificateRotated" | "Registered") {
+        if matches!(*reason, "KeyRotated" | "CertificateRotated" | "Registered" | "RegistrationLost") {
             status::push_history(&mut st, reason, note, now);
         }
     }
@@ -184,7 +184,8 @@ async fn ensure_finalizer(s: &Session<'_>) -> Result<(), Error> {
 async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(&'static str, String)]) {
     let reference = obj.object_ref(&());
     for (reason, note) in events {
-        let ev = Event { type_: EventType::Normal, reason: (*reason).to_owned(), note: Some(note.clone()), action: "Reconcile".into(), secondary: None };
+        let type_ = if *reason == crate::crd::condition::reasons::REGISTRATION_LOST { EventType::Warning } else { EventType::Normal };
+        let ev = Event { type_, reason: (*reason).to_owned(), note: Some(note.clone()), action: "Reconcile".into(), secondary: None };
         if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
             tracing::warn!(error = %e, "publishing an event failed");
         }

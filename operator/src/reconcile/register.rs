@@ -264,7 +264,26 @@ pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> 
         _ => management::update_client(&http, target, &current, &metadata, &persister).await,
     };
     observe(s, &result, started);
-    let updated = result.map_err(Error::UpdateRegistration)?;
+    let updated = match result {
+        Ok(updated) => updated,
+        Err(e) if e.status() == Some(401) => {
+            // The AS no longer accepts our registration access token: it rotated the token in
+            // a call whose answer never reached our Secret (a crash in that window), or it was
+            // revoked. Only a new registration recovers; say what is left behind.
+            let old = s.registration.client_id.clone().unwrap_or_default();
+            tracing::warn!(client = %s.name, old_client_id = %old, "registration access token refused; registering a new client");
+            s.events.push((
+                reasons::REGISTRATION_LOST,
+                format!("the AS refused the registration access token of client {old} ({e}); registering a new client — {old} may remain at the AS"),
+            ));
+            s.registration = RegistrationState::default();
+            s.save_registration().await?;
+            // Tokens of the old client go with it: the next step mints new ones.
+            s.credentials.tokens.clear();
+            return Ok(());
+        }
+        Err(e) => return Err(Error::UpdateRegistration(e)),
+    };
     s.registration = persister.state_for(&updated);
     Ok(())
 }

@@ -122,8 +122,10 @@ export default function signedRegistration({ issuer, directoryJwksPath, registra
       ctx.body = { error: 'invalid_software_statement', error_description: description };
       return;
     }
+    // type-is only sees a body with a content-length (or transfer-encoding) header.
     ctx.req.headers['content-type'] = 'application/json';
-    delete ctx.req.headers['content-length'];
+    ctx.req.headers['content-length'] = String(Buffer.byteLength(JSON.stringify(claims)));
+    delete ctx.req.headers['transfer-encoding'];
     if (isPost) ctx.req.headers.authorization = `Bearer ${registrationToken()}`;
     ctx.request.body = claims;
     await next();

@@ -375,3 +375,24 @@ async fn preflight_names_a_peer_advertising_only_rs256_assertions() -> Result<()
     assert!(findings[0].to_string().contains("PS256"));
     Ok(())
 }
+
+#[tokio::test]
+async fn an_es256_signing_key_registers_es256_and_authenticates() -> Result<()> {
+    // The peer accepts both; the operator must register the algorithm its key signs with.
+    let algs = vec!["PS256".into(), "ES256".into()];
+    let peer = OidcPeer::start(PeerOptions { client_auth_algs: algs, ..PeerOptions::default() }).await?;
+    let meta = discover(&peer).await?;
+    let signing = tpp_operator::identity::PrivateKey::generate(tpp_operator::identity::KeyAlgorithm::EcP256)?;
+    let transport = Transport::self_signed("CN=tpp-es256,O=Example TPP").await?;
+    let client = mtls_client(&peer, &transport)?;
+    let endpoint = meta.registration_endpoint.clone().context("no registration_endpoint")?;
+    let body = pkjwt_metadata_for(jwks(&[&signing])?, signing.algorithm());
+    let reg = with_log(
+        &peer,
+        registration::register_dynamic(&client, &endpoint, Some(peer.initial_access_token()), &body, &MemoryPersister::default())
+            .await,
+    )?;
+    assert_eq!(reg.metadata.get("token_endpoint_auth_signing_alg"), Some(&json!("ES256")));
+    with_log(&peer, token_for(&client, &meta, &pkjwt(&reg.client_id, &signing)?).await)?;
+    Ok(())
+}

@@ -32,12 +32,12 @@ pub async fn rsa_key() -> Result<PrivateKey> {
     Ok(tokio::task::spawn_blocking(|| PrivateKey::generate(KeyAlgorithm::Rsa2048)).await??)
 }
 
-/// A JWKS publishing `keys` for signatures (PS256).
+/// A JWKS publishing `keys` for signatures (PS256 for RSA, ES256 for P-256).
 pub fn jwks(keys: &[&PrivateKey]) -> Result<Value> {
     let set = build_jwks(keys.iter().map(|k| PublishedKey {
         jwk: k.public_jwk(),
         key_use: KeyUse::Sig,
-        alg: PublishedAlg::Ps256,
+        alg: if k.algorithm().is_rsa() { PublishedAlg::Ps256 } else { PublishedAlg::Es256 },
         certificate_chain: Vec::new(),
     }))?;
     Ok(serde_json::to_value(set)?)
@@ -96,22 +96,33 @@ pub async fn discover(peer: &OidcPeer) -> Result<ProviderMetadata> {
     Ok(discovery::fetch(&client, url, peer.issuer()).await?)
 }
 
-/// Client metadata as the operator builds it: client_credentials, scope `accounts`, PS256,
-/// certificate-bound tokens.
+/// Client metadata as the operator builds it: client_credentials, scope `accounts`, an RSA
+/// (PS256) signing key, certificate-bound tokens.
 pub fn metadata(auth: TokenEndpointAuth) -> Map<String, Value> {
+    metadata_for(auth, KeyAlgorithm::Rsa2048)
+}
+
+/// [`metadata`] for a signing key of `algorithm`.
+pub fn metadata_for(auth: TokenEndpointAuth, algorithm: KeyAlgorithm) -> Map<String, Value> {
     ClientMetadata {
         redirect_uris: Vec::new(),
         auth,
         grant_types: vec!["client_credentials".into()],
         response_types: Vec::new(),
         scopes: vec!["accounts".into()],
+        signing_key: algorithm,
     }
     .to_map()
 }
 
 /// [`metadata`] for `private_key_jwt` with inline `jwks`.
 pub fn pkjwt_metadata(jwks: Value) -> Map<String, Value> {
-    let mut map = metadata(TokenEndpointAuth::PrivateKeyJwt);
+    pkjwt_metadata_for(jwks, KeyAlgorithm::Rsa2048)
+}
+
+/// [`pkjwt_metadata`] for a signing key of `algorithm`.
+pub fn pkjwt_metadata_for(jwks: Value, algorithm: KeyAlgorithm) -> Map<String, Value> {
+    let mut map = metadata_for(TokenEndpointAuth::PrivateKeyJwt, algorithm);
     map.insert("client_name".into(), json!("tpp-operator peer test"));
     map.insert("jwks".into(), jwks);
     map

@@ -6,7 +6,8 @@
 //! seconds), `exp` = `iat` + 300, `jti` a fresh UUIDv4, `software_statement`, `software_id`,
 //! and the client metadata merged in. [`ClientMetadata`] builds that metadata with the
 //! spec's rules (`token_endpoint_auth_signing_alg` only for `private_key_jwt`,
-//! `tls_client_auth_subject_dn` iff `tls_client_auth`, `application_type: web`). The metadata
+//! `tls_client_auth_subject_dn` iff `tls_client_auth`, `application_type: web`, the client's
+//! own JWS algorithm taken from its signing key, id_tokens PS256). The metadata
 //! may not set the request's own claims. The JWS embeds the software statement, so it is
 //! returned as a `SecretString`. `now` is a parameter. CPU only, no I/O.
 
@@ -17,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::assertion::sign_claims;
 use super::error::IdentityError;
+use super::keys::KeyAlgorithm;
 use super::signer::Signer;
 
 /// `exp - iat` of a registration request, in seconds.
@@ -50,17 +52,22 @@ pub struct ClientMetadata {
     pub response_types: Vec<String>,
     /// Scopes, joined with spaces into `scope`.
     pub scopes: Vec<String>,
+    /// The client's signing key, whose JWS algorithm (`PS256` for RSA, `ES256` for P-256) is
+    /// registered as `token_endpoint_auth_signing_alg` and `request_object_signing_alg`: an AS
+    /// refuses assertions in any other algorithm than the registered one.
+    pub signing_key: KeyAlgorithm,
 }
 
 impl ClientMetadata {
-    /// The metadata as JSON members, PS256 everywhere and certificate-bound tokens on.
+    /// The metadata as JSON members: the signing key's algorithm for the client's own JWSs,
+    /// PS256 id_tokens, certificate-bound tokens on.
     pub fn to_map(&self) -> Map<String, Value> {
         let mut map = Map::new();
         map.insert("redirect_uris".into(), json!(self.redirect_uris));
         match &self.auth {
             TokenEndpointAuth::PrivateKeyJwt => {
                 map.insert("token_endpoint_auth_method".into(), json!("private_key_jwt"));
-                map.insert("token_endpoint_auth_signing_alg".into(), json!("PS256"));
+                map.insert("token_endpoint_auth_signing_alg".into(), json!(self.signing_key.jws_alg()));
             }
             TokenEndpointAuth::TlsClientAuth { subject_dn } => {
                 map.insert("token_endpoint_auth_method".into(), json!("tls_client_auth"));
@@ -72,7 +79,7 @@ impl ClientMetadata {
         map.insert("scope".into(), json!(self.scopes.join(" ")));
         map.insert("application_type".into(), json!("web"));
         map.insert("id_token_signed_response_alg".into(), json!("PS256"));
-        map.insert("request_object_signing_alg".into(), json!("PS256"));
+        map.insert("request_object_signing_alg".into(), json!(self.signing_key.jws_alg()));
         map.insert("tls_client_certificate_bound_access_tokens".into(), json!(true));
         map
     }
@@ -123,8 +130,25 @@ mod tests {
             grant_types: vec!["client_credentials".into(), "authorization_code".into()],
             response_types: vec!["code".into()],
             scopes: vec!["openid".into(), "accounts".into()],
+            signing_key: KeyAlgorithm::Rsa2048,
         }
         .to_map()
+    }
+
+    #[test]
+    fn an_es256_signing_key_registers_es256_for_the_clients_own_signatures() {
+        let map = ClientMetadata {
+            redirect_uris: Vec::new(),
+            auth: TokenEndpointAuth::PrivateKeyJwt,
+            grant_types: vec!["client_credentials".into()],
+            response_types: Vec::new(),
+            scopes: vec!["accounts".into()],
+            signing_key: KeyAlgorithm::EcP256,
+        }
+        .to_map();
+        assert_eq!(map["token_endpoint_auth_signing_alg"], "ES256");
+        assert_eq!(map["request_object_signing_alg"], "ES256");
+        assert_eq!(map["id_token_signed_response_alg"], "PS256", "the AS's choice, not the key's");
     }
 
     #[test]

@@ -410,3 +410,44 @@ async fn wait_ready(child: &mut ChildGuard, log: &Path) -> Result<ReadyLine> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(dir: &Path, name: &str, version: &str) {
+        let at = dir.join("node_modules").join(name);
+        std::fs::create_dir_all(&at).expect("mkdir");
+        std::fs::write(at.join("package.json"), json!({ "name": name, "version": version }).to_string()).expect("write");
+    }
+
+    #[test]
+    fn installed_means_every_pinned_version_is_in_node_modules() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pins = json!({ "dependencies": { "oidc-provider": "9.13.3", "jose": "6.2.18" } });
+        std::fs::write(dir.path().join("package.json"), pins.to_string()).expect("write");
+        assert!(!installed(dir.path()), "nothing installed");
+        package(dir.path(), "oidc-provider", "9.13.3");
+        assert!(!installed(dir.path()), "jose missing");
+        package(dir.path(), "jose", "6.2.17");
+        assert!(!installed(dir.path()), "jose at another version");
+        package(dir.path(), "jose", "6.2.18");
+        assert!(installed(dir.path()));
+    }
+
+    #[test]
+    fn a_missing_tool_is_an_error_naming_it() {
+        let err = require_tool("tpp-operator-no-such-node-binary").err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("`tpp-operator-no-such-node-binary` is required")));
+    }
+
+    #[test]
+    fn the_committed_package_pins_exact_versions() {
+        let pkg: Value =
+            serde_json::from_str(&std::fs::read_to_string(peer_dir().join("package.json")).expect("read")).expect("json");
+        assert_eq!(pkg["dependencies"]["oidc-provider"], json!("9.13.3"));
+        let jose = pkg["dependencies"]["jose"].as_str().unwrap_or_default();
+        assert!(jose.starts_with("6.") && jose.chars().all(|c| c.is_ascii_digit() || c == '.'), "{jose}");
+        assert!(peer_dir().join("package-lock.json").is_file());
+    }
+}

@@ -136,7 +136,7 @@ async fn tls_client_auth_with_a_ca_issued_certificate_gets_a_token() -> Result<(
     let meta = discover(&peer).await?;
     let transport = Transport::ca_issued(&peer, "CN=tpp-mtls,OU=e2e,O=Example TPP,C=MY").await?;
     let client = mtls_client(&peer, &transport)?;
-    let mut body = metadata(TokenEndpointAuth::TlsClientAuth { subject_dn: transport.subject()? });
+    let mut body = tls_metadata(&transport, &rsa_key().await?)?;
     body.insert("client_name".into(), json!("tls client"));
     let endpoint = meta.registration_endpoint.clone().context("no registration_endpoint")?;
     let persister = MemoryPersister::default();
@@ -159,7 +159,7 @@ async fn a_self_signed_look_alike_with_the_registered_subject_is_refused() -> Re
     let meta = discover(&peer).await?;
     let subject = "CN=tpp-mtls,OU=e2e,O=Example TPP,C=MY";
     let genuine = Transport::ca_issued(&peer, subject).await?;
-    let body = metadata(TokenEndpointAuth::TlsClientAuth { subject_dn: genuine.subject()? });
+    let body = tls_metadata(&genuine, &rsa_key().await?)?;
     let endpoint = meta.registration_endpoint.clone().context("no registration_endpoint")?;
     let reg = with_log(
         &peer,
@@ -208,6 +208,8 @@ async fn rfc7592_put_rotates_the_rat_and_a_key_swap_retires_the_old_key() -> Res
         .err()
         .context("the old RAT still reads the client")?;
     assert_rejected(&stale, 401, "invalid_token");
+    let old_rat = first.registration_access_token.as_ref().map(|t| expose(t).to_owned()).unwrap_or_default();
+    assert!(!old_rat.is_empty() && !format!("{stale} {stale:?}").contains(&old_rat), "the error never shows a RAT");
     with_log(&peer, token_for(&client, &meta, &pkjwt(&first.client_id, &old)?).await)?;
     with_log(&peer, token_for(&client, &meta, &pkjwt(&first.client_id, &new)?).await)?;
 
@@ -394,5 +396,62 @@ async fn an_es256_signing_key_registers_es256_and_authenticates() -> Result<()> 
     )?;
     assert_eq!(reg.metadata.get("token_endpoint_auth_signing_alg"), Some(&json!("ES256")));
     with_log(&peer, token_for(&client, &meta, &pkjwt(&reg.client_id, &signing)?).await)?;
+    Ok(())
+}
+
+/// A PS256 request object (JAR) for the code flow, wire-spec §6.
+fn request_object(peer: &OidcPeer, client_id: &str, key: &tpp_operator::identity::PrivateKey) -> Result<secrecy::SecretString> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let verifier = format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let now = jiff::Timestamp::now().as_second();
+    let claims = json!({
+        "aud": peer.issuer(), "iss": client_id, "client_id": client_id,
+        "nbf": now, "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string(),
+        "scope": "openid accounts", "redirect_uri": CALLBACK, "response_type": "code",
+        "nonce": uuid::Uuid::new_v4().to_string(), "state": uuid::Uuid::new_v4().to_string(),
+        "code_challenge_method": "S256", "code_challenge": challenge, "max_age": 3600,
+    });
+    let payload = josekit::jwt::JwtPayload::from_map(claims.as_object().cloned().unwrap_or_default())?;
+    let jws = josekit::jwt::encode_with_signer(&payload, &josekit::jws::JwsHeader::new(), &key.signer()?)?;
+    Ok(secrecy::SecretString::from(jws))
+}
+
+const CALLBACK: &str = "https://127.0.0.1:1/callback";
+
+#[tokio::test]
+async fn a_pushed_request_object_yields_a_request_uri_the_authorization_endpoint_accepts() -> Result<()> {
+    let peer = peer().await?;
+    let meta = discover(&peer).await?;
+    let signing = rsa_key().await?;
+    let transport = Transport::self_signed("CN=tpp-par,O=Example TPP").await?;
+    let client = mtls_client(&peer, &transport)?;
+    let mut body = pkjwt_metadata(jwks(&[&signing])?);
+    body.insert("grant_types".into(), json!(["authorization_code", "refresh_token", "client_credentials"]));
+    body.insert("response_types".into(), json!(["code"]));
+    body.insert("redirect_uris".into(), json!([CALLBACK]));
+    body.insert("scope".into(), json!("openid accounts profile"));
+    let endpoint = meta.registration_endpoint.clone().context("no registration_endpoint")?;
+    let reg = with_log(
+        &peer,
+        registration::register_dynamic(&client, &endpoint, Some(peer.initial_access_token()), &body, &MemoryPersister::default())
+            .await,
+    )?;
+    let authn = pkjwt(&reg.client_id, &signing)?;
+    let pushed = with_log(
+        &peer,
+        endpoints::push_authorization_request(&client, &meta, &authn, request_object(&peer, &reg.client_id, &signing)?).await,
+    )?;
+    assert!(pushed.request_uri.starts_with("urn:ietf:params:oauth:request_uri:"), "{}", pushed.request_uri);
+    assert!(pushed.expires_in > 0);
+
+    // The browser leg (no client certificate): /auth takes the request_uri and starts the login.
+    let mut auth = url::Url::parse(meta.authorization_endpoint.as_deref().context("no authorization_endpoint")?)?;
+    auth.query_pairs_mut().append_pair("client_id", &reg.client_id).append_pair("request_uri", &pushed.request_uri);
+    let response = peer.http_client(None)?.get(auth).send().await?;
+    let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(response.status().is_redirection(), "{}: {}", response.status(), peer.log_tail(3000));
+    assert!(location.starts_with("/interaction/"), "{location}");
     Ok(())
 }

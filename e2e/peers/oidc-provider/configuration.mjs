@@ -37,7 +37,7 @@ function openFinancePolicy(ctx, properties) {
 /**
  * The configuration. `opts`: `issuer`, `jwks` (provider signing keys), `cookieKeys`,
  * `par` (`required` | `optional` | `off`), `clientAuthAlgs` (advertised and accepted
- * client-assertion algorithms).
+ * algorithms of client assertions and request objects).
  */
 export function configuration({ issuer, jwks, cookieKeys, par, clientAuthAlgs }) {
   const url = (path) => `${issuer}${path}`;
@@ -55,7 +55,8 @@ export function configuration({ issuer, jwks, cookieKeys, par, clientAuthAlgs })
     enabledJWA: {
       clientAuthSigningAlgValues: clientAuthAlgs,
       idTokenSigningAlgValues: ['PS256'],
-      requestObjectSigningAlgValues: ['PS256'],
+      // The client's own JWSs (assertions, request objects) share one algorithm switch.
+      requestObjectSigningAlgValues: clientAuthAlgs,
       userinfoSigningAlgValues: ['PS256'],
       introspectionSigningAlgValues: ['PS256'],
       authorizationSigningAlgValues: ['PS256'],
@@ -107,6 +108,8 @@ export function configuration({ issuer, jwks, cookieKeys, par, clientAuthAlgs })
         certificateAuthorized,
         certificateSubjectMatches,
       },
+      // Signed request objects (JAR, PS256) by value at PAR, as the sandbox advertises.
+      requestObjects: { enabled: true, requireSignedRequestObject: false },
       pushedAuthorizationRequests: {
         enabled: par !== 'off',
         requirePushedAuthorizationRequests: par === 'required',

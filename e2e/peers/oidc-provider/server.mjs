@@ -12,7 +12,8 @@
 //   --directory-jwks <file>      [PEER_DIRECTORY_JWKS]  software-statement keys (signed DCR)
 //   --initial-access-token <v>   [PEER_INITIAL_ACCESS_TOKEN]  fixed value (default: random)
 //   --par required|optional|off  [PEER_PAR]        PAR switch (default required)
-//   --client-auth-algs <a,b>     [PEER_CLIENT_AUTH_ALGS]  client-assertion algs (default PS256)
+//   --client-auth-algs <a,b>     [PEER_CLIENT_AUTH_ALGS]  client-assertion and request-object
+//                                algorithms (default PS256)
 //
 // At start it writes exactly one JSON line to stdout, then nothing else:
 //   {"ready":true,"issuer":"https://localhost:<port>","port":<port>,"pid":<pid>,

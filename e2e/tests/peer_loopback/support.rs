@@ -128,6 +128,16 @@ pub fn pkjwt_metadata_for(jwks: Value, algorithm: KeyAlgorithm) -> Map<String, V
     map
 }
 
+/// [`metadata`] for `tls_client_auth` with the transport certificate's subject. It still
+/// registers the signing key's `jwks`: the metadata declares `request_object_signing_alg`, and
+/// an AS that verifies request objects (oidc-provider with JAR on) refuses such a client
+/// without keys ("jwks or jwks_uri is mandatory for this client").
+pub fn tls_metadata(transport: &Transport, signing: &PrivateKey) -> Result<Map<String, Value>> {
+    let mut map = metadata(TokenEndpointAuth::TlsClientAuth { subject_dn: transport.subject()? });
+    map.insert("jwks".into(), jwks(&[signing])?);
+    Ok(map)
+}
+
 /// Keeps every registration it is handed (the latest last).
 #[derive(Default)]
 pub struct MemoryPersister {

@@ -110,13 +110,17 @@ pub struct OidcPeer {
 
 impl std::fmt::Debug for OidcPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OidcPeer").field("issuer", &self.ready.issuer).finish_non_exhaustive()
+        f.debug_struct("OidcPeer")
+            .field("issuer", &self.ready.issuer)
+            .finish_non_exhaustive()
     }
 }
 
 /// `e2e/peers/oidc-provider`.
 pub fn peer_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join("oidc-provider")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join("oidc-provider")
 }
 
 fn require_tool(tool: &str) -> Result<()> {
@@ -132,9 +136,15 @@ fn require_tool(tool: &str) -> Result<()> {
 
 /// Whether `node_modules` holds exactly the versions `package.json` pins.
 fn installed(dir: &Path) -> bool {
-    let read = |p: PathBuf| -> Option<Value> { serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok() };
-    let Some(pkg) = read(dir.join("package.json")) else { return false };
-    let Some(deps) = pkg.get("dependencies").and_then(Value::as_object) else { return false };
+    let read = |p: PathBuf| -> Option<Value> {
+        serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+    };
+    let Some(pkg) = read(dir.join("package.json")) else {
+        return false;
+    };
+    let Some(deps) = pkg.get("dependencies").and_then(Value::as_object) else {
+        return false;
+    };
     deps.iter().all(|(name, pinned)| {
         read(dir.join("node_modules").join(name).join("package.json"))
             .and_then(|p| p.get("version").cloned())
@@ -153,10 +163,18 @@ pub fn ensure_installed() -> Result<()> {
     }
     let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
     let lock_path = std::env::temp_dir().join("tpp-operator-oidc-peer-npm.lock");
-    let lock = std::fs::File::options().create(true).truncate(false).write(true).open(&lock_path)?;
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
     // SAFETY: flock(2) on a descriptor we own; released when `lock` is closed.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        bail!("could not lock {}: {}", lock_path.display(), std::io::Error::last_os_error());
+        bail!(
+            "could not lock {}: {}",
+            lock_path.display(),
+            std::io::Error::last_os_error()
+        );
     }
     if installed(&dir) {
         return Ok(());
@@ -175,7 +193,10 @@ pub fn ensure_installed() -> Result<()> {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("npm ci in {} took longer than {INSTALL_TIMEOUT:?}", dir.display());
+            bail!(
+                "npm ci in {} took longer than {INSTALL_TIMEOUT:?}",
+                dir.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -283,14 +304,20 @@ impl OidcPeer {
 
     /// The last `max` bytes of the peer's stdout and stderr (error events are JSON lines).
     pub fn log_tail(&self, max: u64) -> String {
-        self.child.lock().map(|c| c.log_tail(max)).unwrap_or_default()
+        self.child
+            .lock()
+            .map(|c| c.log_tail(max))
+            .unwrap_or_default()
     }
 
     /// RFC 7662 introspection of `token` by the peer itself, asked as a `tls_client_auth`
     /// observer client (registered on first use with a certificate from [`Self::ca`]). Returns
     /// the raw JSON answer (`active`, `client_id`, `cnf`, …).
     pub async fn introspect(&self, token: &SecretString) -> Result<Value> {
-        let observer = self.observer.get_or_try_init(|| Observer::register(self)).await?;
+        let observer = self
+            .observer
+            .get_or_try_init(|| Observer::register(self))
+            .await?;
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("client_id", &observer.client_id)
             .append_pair("token", token.expose_secret())
@@ -298,14 +325,23 @@ impl OidcPeer {
         let response = observer
             .http
             .post(format!("{}/token/introspection", self.issuer()))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(body)
             .send()
             .await?;
         let status = response.status();
-        let json: Value = response.json().await.context("introspection answer is not json")?;
+        let json: Value = response
+            .json()
+            .await
+            .context("introspection answer is not json")?;
         if !status.is_success() {
-            bail!("introspection answered {status}: {json}\npeer log:\n{}", self.log_tail(4000));
+            bail!(
+                "introspection answered {status}: {json}\npeer log:\n{}",
+                self.log_tail(4000)
+            );
         }
         Ok(json)
     }
@@ -323,14 +359,18 @@ impl OidcPeer {
             .with_root_certificates(roots);
         let config = match client {
             Some(pair) => builder.with_client_auth_cert(
-                CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?,
+                CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()?,
                 PrivateKeyDer::from_pem_slice(pair.key_pem.as_bytes())?,
             )?,
             None => builder.with_no_client_auth(),
         };
         Ok(reqwest::Client::builder()
             .tls_backend_preconfigured(config)
-            .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], self.ready.port)))
+            .resolve(
+                "localhost",
+                SocketAddr::from(([127, 0, 0, 1], self.ready.port)),
+            )
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
@@ -339,7 +379,10 @@ impl OidcPeer {
 
     /// Whether the Node process is still running.
     pub fn is_running(&self) -> bool {
-        self.child.lock().map(|mut c| c.is_running()).unwrap_or(false)
+        self.child
+            .lock()
+            .map(|mut c| c.is_running())
+            .unwrap_or(false)
     }
 }
 
@@ -353,7 +396,10 @@ impl Observer {
     async fn register(peer: &OidcPeer) -> Result<Self> {
         let subject = "CN=peer-observer,O=tpp-operator e2e";
         let cert = peer.ca.client_cert_for(
-            dn(&[(rcgen::DnType::CommonName, "peer-observer"), (rcgen::DnType::OrganizationName, "tpp-operator e2e")]),
+            dn(&[
+                (rcgen::DnType::CommonName, "peer-observer"),
+                (rcgen::DnType::OrganizationName, "tpp-operator e2e"),
+            ]),
             rcgen::KeyPair::generate()?,
         )?;
         let http = peer.http_client(Some(&cert))?;
@@ -371,11 +417,25 @@ impl Observer {
             .send()
             .await?;
         let status = response.status();
-        let body: Value = response.json().await.context("registration answer is not json")?;
-        let Some(client_id) = body.get("client_id").and_then(Value::as_str).filter(|_| status.as_u16() == 201) else {
-            bail!("observer registration answered {status}: {}\npeer log:\n{}", redact_rat(&body), peer.log_tail(4000));
+        let body: Value = response
+            .json()
+            .await
+            .context("registration answer is not json")?;
+        let Some(client_id) = body
+            .get("client_id")
+            .and_then(Value::as_str)
+            .filter(|_| status.as_u16() == 201)
+        else {
+            bail!(
+                "observer registration answered {status}: {}\npeer log:\n{}",
+                redact_rat(&body),
+                peer.log_tail(4000)
+            );
         };
-        Ok(Self { client_id: client_id.to_owned(), http })
+        Ok(Self {
+            client_id: client_id.to_owned(),
+            http,
+        })
     }
 }
 
@@ -402,10 +462,16 @@ async fn wait_ready(child: &mut ChildGuard, log: &Path) -> Result<ReadyLine> {
             return serde_json::from_value(line).context("malformed ready line");
         }
         if !child.is_running() {
-            bail!("the oidc-provider peer exited before it was ready:\n{}", child.log_tail(8000));
+            bail!(
+                "the oidc-provider peer exited before it was ready:\n{}",
+                child.log_tail(8000)
+            );
         }
         if Instant::now() > deadline {
-            bail!("the oidc-provider peer was not ready within {READY_TIMEOUT:?}:\n{}", child.log_tail(8000));
+            bail!(
+                "the oidc-provider peer was not ready within {READY_TIMEOUT:?}:\n{}",
+                child.log_tail(8000)
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -418,7 +484,11 @@ mod tests {
     fn package(dir: &Path, name: &str, version: &str) {
         let at = dir.join("node_modules").join(name);
         std::fs::create_dir_all(&at).expect("mkdir");
-        std::fs::write(at.join("package.json"), json!({ "name": name, "version": version }).to_string()).expect("write");
+        std::fs::write(
+            at.join("package.json"),
+            json!({ "name": name, "version": version }).to_string(),
+        )
+        .expect("write");
     }
 
     #[test]
@@ -437,17 +507,24 @@ mod tests {
 
     #[test]
     fn a_missing_tool_is_an_error_naming_it() {
-        let err = require_tool("tpp-operator-no-such-node-binary").err().map(|e| e.to_string());
+        let err = require_tool("tpp-operator-no-such-node-binary")
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("`tpp-operator-no-such-node-binary` is required")));
     }
 
     #[test]
     fn the_committed_package_pins_exact_versions() {
-        let pkg: Value =
-            serde_json::from_str(&std::fs::read_to_string(peer_dir().join("package.json")).expect("read")).expect("json");
+        let pkg: Value = serde_json::from_str(
+            &std::fs::read_to_string(peer_dir().join("package.json")).expect("read"),
+        )
+        .expect("json");
         assert_eq!(pkg["dependencies"]["oidc-provider"], json!("9.13.3"));
         let jose = pkg["dependencies"]["jose"].as_str().unwrap_or_default();
-        assert!(jose.starts_with("6.") && jose.chars().all(|c| c.is_ascii_digit() || c == '.'), "{jose}");
+        assert!(
+            jose.starts_with("6.") && jose.chars().all(|c| c.is_ascii_digit() || c == '.'),
+            "{jose}"
+        );
         assert!(peer_dir().join("package-lock.json").is_file());
     }
 }

@@ -37,7 +37,11 @@ pub fn jwks(keys: &[&PrivateKey]) -> Result<Value> {
     let set = build_jwks(keys.iter().map(|k| PublishedKey {
         jwk: k.public_jwk(),
         key_use: KeyUse::Sig,
-        alg: if k.algorithm().is_rsa() { PublishedAlg::Ps256 } else { PublishedAlg::Es256 },
+        alg: if k.algorithm().is_rsa() {
+            PublishedAlg::Ps256
+        } else {
+            PublishedAlg::Es256
+        },
         certificate_chain: Vec::new(),
     }))?;
     Ok(serde_json::to_value(set)?)
@@ -56,15 +60,26 @@ impl Transport {
         let key = rsa_key().await?;
         let profile = CertificateProfile::new(subject, Duration::from_secs(3600))?;
         let issued = cert::self_signed(&key, &profile, jiff::Timestamp::now())?;
-        Ok(Self { key, cert_pem: issued.pem, x5t_s256: issued.info.x5t_s256 })
+        Ok(Self {
+            key,
+            cert_pem: issued.pem,
+            x5t_s256: issued.info.x5t_s256,
+        })
     }
 
     /// A transport certificate for `subject` issued by the peer's test CA.
     pub async fn ca_issued(peer: &OidcPeer, subject: &str) -> Result<Self> {
         let key = rsa_key().await?;
-        let pair = peer.ca().client_cert_for(SubjectDn::parse(subject)?.to_rcgen()?, key.to_rcgen_key_pair()?)?;
+        let pair = peer.ca().client_cert_for(
+            SubjectDn::parse(subject)?.to_rcgen()?,
+            key.to_rcgen_key_pair()?,
+        )?;
         let info = cert::parse_pem(&pair.cert_pem)?;
-        Ok(Self { key, cert_pem: pair.cert_pem, x5t_s256: info.x5t_s256 })
+        Ok(Self {
+            key,
+            cert_pem: pair.cert_pem,
+            x5t_s256: info.x5t_s256,
+        })
     }
 
     /// The RFC 4514 subject as read back from the certificate.
@@ -73,7 +88,10 @@ impl Transport {
     }
 
     pub fn identity(&self) -> Result<ClientIdentity> {
-        Ok(ClientIdentity::from_pem(self.cert_pem.as_bytes(), self.key.to_pkcs8_pem())?)
+        Ok(ClientIdentity::from_pem(
+            self.cert_pem.as_bytes(),
+            self.key.to_pkcs8_pem(),
+        )?)
     }
 }
 
@@ -86,7 +104,10 @@ pub fn transport_config(peer: &OidcPeer) -> TransportConfig {
 
 /// The operator's AS client over mTLS with `transport`.
 pub fn mtls_client(peer: &OidcPeer, transport: &Transport) -> Result<AsClient> {
-    Ok(AsClient::new(&transport_config(peer), Some(&transport.identity()?))?)
+    Ok(AsClient::new(
+        &transport_config(peer),
+        Some(&transport.identity()?),
+    )?)
 }
 
 /// The peer's discovery document, fetched and issuer-checked by the operator.
@@ -133,7 +154,9 @@ pub fn pkjwt_metadata_for(jwks: Value, algorithm: KeyAlgorithm) -> Map<String, V
 /// an AS that verifies request objects (oidc-provider with JAR on) refuses such a client
 /// without keys ("jwks or jwks_uri is mandatory for this client").
 pub fn tls_metadata(transport: &Transport, signing: &PrivateKey) -> Result<Map<String, Value>> {
-    let mut map = metadata(TokenEndpointAuth::TlsClientAuth { subject_dn: transport.subject()? });
+    let mut map = metadata(TokenEndpointAuth::TlsClientAuth {
+        subject_dn: transport.subject()?,
+    });
     map.insert("jwks".into(), jwks(&[signing])?);
     Ok(map)
 }
@@ -151,7 +174,11 @@ impl MemoryPersister {
 
     pub fn latest_rat(&self) -> Option<String> {
         let stored = self.stored.lock().ok()?;
-        stored.last()?.registration_access_token.as_ref().map(|t| t.expose_secret().to_owned())
+        stored
+            .last()?
+            .registration_access_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
     }
 }
 
@@ -179,7 +206,11 @@ pub fn pkjwt(client_id: &str, key: &PrivateKey) -> Result<ClientAuthn> {
 
 /// `tls_client_auth` authentication for `client_id`.
 pub fn tls_auth(client_id: &str) -> ClientAuthn {
-    ClientAuthn { client_id: client_id.to_owned(), auth: ClientAuth::TlsClientAuth, within_jwks_propagation: false }
+    ClientAuthn {
+        client_id: client_id.to_owned(),
+        auth: ClientAuth::TlsClientAuth,
+        within_jwks_propagation: false,
+    }
 }
 
 /// A `client_credentials` token for scope `accounts`.

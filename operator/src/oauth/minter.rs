@@ -104,24 +104,34 @@ mod tests {
     use crate::identity::{KeyAlgorithm, PrivateKey};
 
     fn fixed() -> Arc<dyn Clock> {
-        Arc::new(|| jiff::Timestamp::from_second(1_769_766_702).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+        Arc::new(|| {
+            jiff::Timestamp::from_second(1_769_766_702).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        })
     }
 
     #[test]
     fn mints_a_fresh_verifiable_assertion_for_the_requested_audience() {
         let key = PrivateKey::generate(KeyAlgorithm::EcP256).expect("key");
-        let minter = SignerMinter::new(key.signer().expect("signer"), "client-1").with_clock(fixed());
+        let minter =
+            SignerMinter::new(key.signer().expect("signer"), "client-1").with_clock(fixed());
         let first = minter.mint("https://issuer.example").expect("mint");
         let second = minter.mint("https://issuer.example").expect("mint");
         let a = decode_unverified(first.expose_secret()).expect("decode");
         let b = decode_unverified(second.expose_secret()).expect("decode");
-        a.verify_with(&key.public_jwk()).expect("signature verifies");
+        a.verify_with(&key.public_jwk())
+            .expect("signature verifies");
         assert_eq!(a.str_claim("aud"), Some("https://issuer.example"));
         assert_eq!(a.str_claim("iss"), Some("client-1"));
         assert_eq!(a.str_claim("sub"), Some("client-1"));
         assert_eq!(a.kid(), Some(key.kid()));
-        assert_eq!(a.time_claim("iat").ok().flatten().map(|t| t.as_second()), Some(1_769_766_702));
-        assert_eq!(a.time_claim("exp").ok().flatten().map(|t| t.as_second()), Some(1_769_766_702 + 300));
+        assert_eq!(
+            a.time_claim("iat").ok().flatten().map(|t| t.as_second()),
+            Some(1_769_766_702)
+        );
+        assert_eq!(
+            a.time_claim("exp").ok().flatten().map(|t| t.as_second()),
+            Some(1_769_766_702 + 300)
+        );
         assert_ne!(a.str_claim("jti"), b.str_claim("jti"));
     }
 

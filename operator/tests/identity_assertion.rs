@@ -160,7 +160,6 @@ fn signed_registration_request_matches_section_3_4_and_verifies() {
         grant_types: vec!["client_credentials".into()],
         response_types: vec!["code".into()],
         scopes: vec!["openid".into(), "accounts".into()],
-        signing_key: KeyAlgorithm::Rsa2048,
     }
     .to_map();
     let ssa = "eyJhbGciOiJQUzI1NiJ9.eyJzb2Z0d2FyZV9pZCI6IngifQ.c2ln";

@@ -131,9 +131,8 @@ pub fn metadata_for(auth: TokenEndpointAuth, algorithm: KeyAlgorithm) -> Map<Str
         grant_types: vec!["client_credentials".into()],
         response_types: Vec::new(),
         scopes: vec!["accounts".into()],
-        signing_key: algorithm,
     }
-    .to_map()
+    .to_map_for_key(algorithm)
 }
 
 /// [`metadata`] for `private_key_jwt` with inline `jwks`.

@@ -6,8 +6,7 @@
 //! seconds), `exp` = `iat` + 300, `jti` a fresh UUIDv4, `software_statement`, `software_id`,
 //! and the client metadata merged in. [`ClientMetadata`] builds that metadata with the
 //! spec's rules (`token_endpoint_auth_signing_alg` only for `private_key_jwt`,
-//! `tls_client_auth_subject_dn` iff `tls_client_auth`, `application_type: web`, the client's
-//! own JWS algorithm taken from its signing key, id_tokens PS256). The metadata
+//! `tls_client_auth_subject_dn` iff `tls_client_auth`, `application_type: web`). The metadata
 //! may not set the request's own claims. The JWS embeds the software statement, so it is
 //! returned as a `SecretString`. `now` is a parameter. CPU only, no I/O.
 
@@ -18,7 +17,6 @@ use serde_json::{Map, Value, json};
 
 use super::assertion::sign_claims;
 use super::error::IdentityError;
-use super::keys::KeyAlgorithm;
 use super::signer::Signer;
 
 /// `exp - iat` of a registration request, in seconds.
@@ -52,22 +50,17 @@ pub struct ClientMetadata {
     pub response_types: Vec<String>,
     /// Scopes, joined with spaces into `scope`.
     pub scopes: Vec<String>,
-    /// The client's signing key, whose JWS algorithm (`PS256` for RSA, `ES256` for P-256) is
-    /// registered as `token_endpoint_auth_signing_alg` and `request_object_signing_alg`: an AS
-    /// refuses assertions in any other algorithm than the registered one.
-    pub signing_key: KeyAlgorithm,
 }
 
 impl ClientMetadata {
-    /// The metadata as JSON members: the signing key's algorithm for the client's own JWSs,
-    /// PS256 id_tokens, certificate-bound tokens on.
+    /// The metadata as JSON members, PS256 everywhere and certificate-bound tokens on.
     pub fn to_map(&self) -> Map<String, Value> {
         let mut map = Map::new();
         map.insert("redirect_uris".into(), json!(self.redirect_uris));
         match &self.auth {
             TokenEndpointAuth::PrivateKeyJwt => {
                 map.insert("token_endpoint_auth_method".into(), json!("private_key_jwt"));
-                map.insert("token_endpoint_auth_signing_alg".into(), json!(self.signing_key.jws_alg()));
+                map.insert("token_endpoint_auth_signing_alg".into(), json!("PS256"));
             }
             TokenEndpointAuth::TlsClientAuth { subject_dn } => {
                 map.insert("token_endpoint_auth_method".into(), json!("tls_client_auth"));
@@ -79,8 +72,26 @@ impl ClientMetadata {
         map.insert("scope".into(), json!(self.scopes.join(" ")));
         map.insert("application_type".into(), json!("web"));
         map.insert("id_token_signed_response_alg".into(), json!("PS256"));
-        map.insert("request_object_signing_alg".into(), json!(self.signing_key.jws_alg()));
+        map.insert("request_object_signing_alg".into(), json!("PS256"));
         map.insert("tls_client_certificate_bound_access_tokens".into(), json!(true));
+        map
+    }
+}
+
+impl ClientMetadata {
+    /// [`ClientMetadata::to_map`] for a client whose signing key is `signing_key`: its JWS
+    /// algorithm (`PS256` for RSA, `ES256` for P-256) becomes `token_endpoint_auth_signing_alg`
+    /// (private_key_jwt only) and `request_object_signing_alg`. An AS refuses assertions in
+    /// another algorithm than the registered one (oidc-provider: "alg mismatch"), so a P-256
+    /// key must not be registered with `to_map`'s PS256. id_tokens stay PS256 (the AS signs
+    /// them).
+    pub fn to_map_for_key(&self, signing_key: crate::identity::KeyAlgorithm) -> Map<String, Value> {
+        let alg = json!(signing_key.jws_alg());
+        let mut map = self.to_map();
+        if map.contains_key("token_endpoint_auth_signing_alg") {
+            map.insert("token_endpoint_auth_signing_alg".into(), alg.clone());
+        }
+        map.insert("request_object_signing_alg".into(), alg);
         map
     }
 }
@@ -123,6 +134,28 @@ pub fn signed_registration_request(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_p256_signing_key_registers_es256_for_the_clients_own_signatures() {
+        use crate::identity::KeyAlgorithm;
+        let metadata = |auth| ClientMetadata {
+            redirect_uris: Vec::new(),
+            auth,
+            grant_types: vec!["client_credentials".into()],
+            response_types: Vec::new(),
+            scopes: vec!["accounts".into()],
+        };
+        let es = metadata(TokenEndpointAuth::PrivateKeyJwt).to_map_for_key(KeyAlgorithm::EcP256);
+        assert_eq!(es["token_endpoint_auth_signing_alg"], "ES256");
+        assert_eq!(es["request_object_signing_alg"], "ES256");
+        assert_eq!(es["id_token_signed_response_alg"], "PS256", "the AS's choice, not the key's");
+        let rsa = metadata(TokenEndpointAuth::PrivateKeyJwt).to_map_for_key(KeyAlgorithm::Rsa3072);
+        assert_eq!(rsa, metadata(TokenEndpointAuth::PrivateKeyJwt).to_map());
+        let tls = metadata(TokenEndpointAuth::TlsClientAuth { subject_dn: "CN=x".into() })
+            .to_map_for_key(KeyAlgorithm::EcP256);
+        assert!(!tls.contains_key("token_endpoint_auth_signing_alg"));
+        assert_eq!(tls["request_object_signing_alg"], "ES256");
+    }
+
     fn metadata(auth: TokenEndpointAuth) -> Map<String, Value> {
         ClientMetadata {
             redirect_uris: vec!["https://tpp.example/cb".into()],
@@ -130,25 +163,8 @@ mod tests {
             grant_types: vec!["client_credentials".into(), "authorization_code".into()],
             response_types: vec!["code".into()],
             scopes: vec!["openid".into(), "accounts".into()],
-            signing_key: KeyAlgorithm::Rsa2048,
         }
         .to_map()
-    }
-
-    #[test]
-    fn an_es256_signing_key_registers_es256_for_the_clients_own_signatures() {
-        let map = ClientMetadata {
-            redirect_uris: Vec::new(),
-            auth: TokenEndpointAuth::PrivateKeyJwt,
-            grant_types: vec!["client_credentials".into()],
-            response_types: Vec::new(),
-            scopes: vec!["accounts".into()],
-            signing_key: KeyAlgorithm::EcP256,
-        }
-        .to_map();
-        assert_eq!(map["token_endpoint_auth_signing_alg"], "ES256");
-        assert_eq!(map["request_object_signing_alg"], "ES256");
-        assert_eq!(map["id_token_signed_response_alg"], "PS256", "the AS's choice, not the key's");
     }
 
     #[test]

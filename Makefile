@@ -6,7 +6,7 @@ export TPP_CACHE_DIR := $(CACHE)
 KUBE_VERSION := $(shell sed -n 's/^KUBE_VERSION=//p' hack/versions.env)
 export TPP_CONTROL_PLANE_DIR ?= $(CACHE)/control-plane/$(KUBE_VERSION)
 
-.PHONY: test test-unit test-e2e control-plane crds demo bench lint clean-cache help
+.PHONY: test test-unit test-e2e control-plane peer crds demo bench lint clean-cache help
 
 help:
 	@echo "make demo   - local control plane + sandbox AS + operator, an example TppClient and its token Secret"
@@ -18,6 +18,13 @@ help:
 control-plane:
 	@hack/build-control-plane.sh >/dev/null
 
+## Install the oidc-provider peer's npm packages from its lock file (skipped when present).
+PEER_DIR := e2e/peers/oidc-provider
+peer:
+	@command -v node >/dev/null || { echo "node is required for the oidc-provider peer" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "npm is required for the oidc-provider peer" >&2; exit 1; }
+	@[ -f $(PEER_DIR)/node_modules/oidc-provider/package.json ] || (cd $(PEER_DIR) && npm ci --no-audit --no-fund --loglevel=error)
+
 ## Regenerate the CRDs from operator/src/crd.
 crds:
 	$(CARGO) run -q -p tpp-operator --bin crdgen -- crds
@@ -28,8 +35,8 @@ test-unit:
 	$(CARGO) test --workspace --exclude e2e
 	$(CARGO) test -p e2e --lib --bins
 
-## End-to-end tests against the real control plane.
-test-e2e: control-plane
+## End-to-end tests against the real control plane and the oidc-provider peer.
+test-e2e: control-plane peer
 	$(CARGO) test -p e2e --test '*'
 
 ## Everything.

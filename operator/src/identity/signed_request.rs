@@ -95,6 +95,24 @@ impl ClientMetadata {
     }
 }
 
+impl ClientMetadata {
+    /// [`ClientMetadata::to_map`] for a client whose signing key is `signing_key`: its JWS
+    /// algorithm (`PS256` for RSA, `ES256` for P-256) becomes `token_endpoint_auth_signing_alg`
+    /// (private_key_jwt only) and `request_object_signing_alg`. An AS refuses assertions in
+    /// another algorithm than the registered one (oidc-provider: "alg mismatch"), so a P-256
+    /// key must not be registered with `to_map`'s PS256. id_tokens stay PS256 (the AS signs
+    /// them).
+    pub fn to_map_for_key(&self, signing_key: crate::identity::KeyAlgorithm) -> Map<String, Value> {
+        let alg = json!(signing_key.jws_alg());
+        let mut map = self.to_map();
+        if map.contains_key("token_endpoint_auth_signing_alg") {
+            map.insert("token_endpoint_auth_signing_alg".into(), alg.clone());
+        }
+        map.insert("request_object_signing_alg".into(), alg);
+        map
+    }
+}
+
 /// The inputs of one signed registration request.
 #[derive(Clone, Copy, Debug)]
 pub struct RegistrationRequest<'a> {
@@ -143,6 +161,28 @@ pub fn signed_registration_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_p256_signing_key_registers_es256_for_the_clients_own_signatures() {
+        use crate::identity::KeyAlgorithm;
+        let metadata = |auth| ClientMetadata {
+            redirect_uris: Vec::new(),
+            auth,
+            grant_types: vec!["client_credentials".into()],
+            response_types: Vec::new(),
+            scopes: vec!["accounts".into()],
+        };
+        let es = metadata(TokenEndpointAuth::PrivateKeyJwt).to_map_for_key(KeyAlgorithm::EcP256);
+        assert_eq!(es["token_endpoint_auth_signing_alg"], "ES256");
+        assert_eq!(es["request_object_signing_alg"], "ES256");
+        assert_eq!(es["id_token_signed_response_alg"], "PS256", "the AS's choice, not the key's");
+        let rsa = metadata(TokenEndpointAuth::PrivateKeyJwt).to_map_for_key(KeyAlgorithm::Rsa3072);
+        assert_eq!(rsa, metadata(TokenEndpointAuth::PrivateKeyJwt).to_map());
+        let tls = metadata(TokenEndpointAuth::TlsClientAuth { subject_dn: "CN=x".into() })
+            .to_map_for_key(KeyAlgorithm::EcP256);
+        assert!(!tls.contains_key("token_endpoint_auth_signing_alg"));
+        assert_eq!(tls["request_object_signing_alg"], "ES256");
+    }
 
     fn metadata(auth: TokenEndpointAuth) -> Map<String, Value> {
         ClientMetadata {

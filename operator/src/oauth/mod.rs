@@ -1,8 +1,8 @@
 //! The HTTP client of the authorization server (AS): discovery, transport, registration,
 //! tokens, PAR, introspection and revocation. Network I/O lives in [`discovery`],
 //! [`transport`], [`pool`], [`registration`], [`management`], [`token`] and [`endpoints`];
-//! [`metadata`], [`preflight`](mod@preflight), [`error`], [`wire`], [`client_auth`], [`clock`],
-//! [`tls`] and [`ratelimit`] do no network I/O.
+//! [`metadata`], [`minter`], [`preflight`](mod@preflight), [`error`], [`wire`],
+//! [`client_auth`], [`clock`], [`tls`] and [`ratelimit`] do no network I/O.
 //!
 //! This module never retries: every function makes at most one HTTP attempt and classifies its
 //! failure ([`OauthError::is_transient`], [`OauthError::retry_after`]); the caller backs off.
@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod error;
 pub mod management;
 pub mod metadata;
+pub mod minter;
 pub mod pool;
 pub mod preflight;
 pub mod ratelimit;
@@ -33,6 +34,7 @@ pub use endpoints::{Introspection, PushedRequest};
 pub use error::{OauthError, Step};
 pub use management::{DeleteOutcome, ManagementTarget};
 pub use metadata::{EndpointKind, ProviderMetadata};
+pub use minter::SignerMinter;
 pub use pool::{ClientPool, PoolConfig};
 pub use preflight::{ClientNeeds, Finding, Severity, preflight};
 pub use ratelimit::{AsLimiters, Limiter, RateLimit};

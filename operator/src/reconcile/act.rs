@@ -4,18 +4,17 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use super::{register, session::Session};
 use crate::{
     crd::{AuthMethod, condition::reasons},
     error::Error,
     identity::{
-        PrivateKey, Signer,
-        assertion::{AssertionPolicy, AssertionTarget, Audience, client_assertion},
+        PrivateKey,
         cert::{CertificateProfile, SubjectAltName, self_signed},
     },
-    oauth::{AssertionMinter, ClientAuth, ClientAuthn, EndpointKind, MintError, token},
+    oauth::{ClientAuth, ClientAuthn, SignerMinter, token},
     redact::Sensitive,
     rotation::{Action, CertRecord, KeyRecord, KeyState, KeyUse, Publication, TokenRecord},
     store::state::{StoredCertificate, StoredKey, StoredToken},
@@ -146,24 +145,6 @@ async fn renew_certificate(s: &mut Session<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Signs client assertions with a key parsed once per reconcile.
-struct KeyMinter {
-    signer: Signer,
-    client_id: String,
-    issuer: String,
-    token_endpoint: String,
-    lifetime: std::time::Duration,
-    clock: Arc<dyn crate::clock::Clock>,
-}
-
-impl AssertionMinter for KeyMinter {
-    fn mint(&self, audience: &str) -> Result<SecretString, MintError> {
-        let policy = AssertionPolicy { audience: Audience::Literal(audience.to_owned()), lifetime: self.lifetime, include_nbf: false };
-        let target = AssertionTarget { client_id: &self.client_id, issuer: &self.issuer, token_endpoint: &self.token_endpoint };
-        client_assertion(&self.signer, target, &policy, self.clock.now()).map_err(|e| MintError::permanent(e.to_string()))
-    }
-}
-
 /// How this client authenticates at the AS's endpoints now.
 pub fn client_authn(s: &Session<'_>, client_id: &str) -> Result<ClientAuthn, Error> {
     let now = s.ctx.clock.now();
@@ -179,14 +160,8 @@ pub fn client_authn(s: &Session<'_>, client_id: &str) -> Result<ClientAuthn, Err
             })?;
             let signer = key.signer().map_err(|source| Error::Identity { step: "loading the signing key", source })?;
             let lifetime = s.server.spec.client_assertion.lifetime.std().min(crate::identity::assertion::MAX_LIFETIME);
-            let minter = KeyMinter {
-                signer,
-                client_id: client_id.to_owned(),
-                issuer: s.server.meta.issuer.clone(),
-                token_endpoint: s.server.meta.effective_endpoint(EndpointKind::Token, true).unwrap_or_default().to_owned(),
-                lifetime: if lifetime.is_zero() { std::time::Duration::from_secs(300) } else { lifetime },
-                clock: s.ctx.clock.clone(),
-            };
+            let lifetime = if lifetime.is_zero() { crate::identity::assertion::DEFAULT_LIFETIME } else { lifetime };
+            let minter = SignerMinter::new(signer, client_id).with_lifetime(lifetime).with_clock(s.ctx.clock.clone());
             ClientAuth::PrivateKeyJwt { minter: Arc::new(minter), audience: super::policy::audience_policy(&s.server.spec) }
         }
     };

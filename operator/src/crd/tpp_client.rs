@@ -22,7 +22,7 @@ use crate::duration::Duration;
     status = "TppClientStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Client ID","type":"string","jsonPath":".status.clientId"}"#,
-    printcolumn = r#"{"name":"Cert Expiry","type":"date","jsonPath":".status.certificate.notAfter"}"#,
+    printcolumn = r#"{"name":"Cert Expiry","type":"string","jsonPath":".status.certificate.notAfter"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#

@@ -55,8 +55,10 @@ async fn remove_finalizer(ctx: &Context, client: &TppClient) -> Result<(), Error
     }
 }
 
-async fn event(ctx: &Context, client: &TppClient, type_: EventType, reason: &str, note: String) {
-    let ev = Event { type_, reason: reason.to_owned(), note: Some(note), action: "Delete".into(), secondary: None };
+async fn event(ctx: &Context, client: &TppClient, type_: EventType, reason: &str, action: &str, note: String) {
+    // Events of one (reason, action) are aggregated into a series keeping the first note: the
+    // final give-up gets its own action so that its note is seen.
+    let ev = Event { type_, reason: reason.to_owned(), note: Some(note), action: action.into(), secondary: None };
     if let Err(e) = ctx.recorder.publish(&ev, &client.object_ref(&())).await {
         tracing::warn!(error = %e, "publishing an event failed");
     }
@@ -88,7 +90,7 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                 DeleteOutcome::Deleted => format!("client {id} deleted at the authorization server"),
                 DeleteOutcome::AlreadyGone => format!("client {id} was already gone at the authorization server"),
             };
-            event(ctx, client, EventType::Normal, "Deregistered", note).await;
+            event(ctx, client, EventType::Normal, "Deregistered", "Delete", note).await;
             remove_finalizer(ctx, client).await?;
             ctx.reset_failures(&key);
             Ok(Requeue::await_change())
@@ -102,6 +104,7 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                     client,
                     EventType::Warning,
                     reasons::DEREGISTRATION_FAILED,
+                    "GiveUp",
                     format!("gave up deregistering after {n} attempts; client {id} may remain registered at the authorization server: {}", e.chain()),
                 )
                 .await;
@@ -109,7 +112,7 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                 ctx.reset_failures(&key);
                 return Ok(Requeue::await_change());
             }
-            event(ctx, client, EventType::Warning, reasons::DEREGISTRATION_FAILED, format!("attempt {n}: {}", e.chain())).await;
+            event(ctx, client, EventType::Warning, reasons::DEREGISTRATION_FAILED, "Delete", format!("attempt {n}: {}", e.chain())).await;
             Ok(Requeue::requeue(super::context::backoff(n, e.retry_after()).min(Duration::from_secs(30))))
         }
     }

@@ -184,6 +184,7 @@ async fn ensure_finalizer(s: &Session<'_>) -> Result<(), Error> {
 async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(&'static str, String)]) {
     let reference = obj.object_ref(&());
     for (reason, note) in events {
+        tracing::info!(client = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), reason, "{note}");
         let type_ = if *reason == crate::crd::condition::reasons::REGISTRATION_LOST { EventType::Warning } else { EventType::Normal };
         let ev = Event { type_, reason: (*reason).to_owned(), note: Some(note.clone()), action: "Reconcile".into(), secondary: None };
         if let Err(e) = ctx.recorder.publish(&ev, &reference).await {

@@ -146,21 +146,25 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
             format!("a registration attempt at {at} left no persisted answer; a client may remain at the AS unmanaged"),
         ));
     }
+    // Everything the request needs is gathered first (a missing Secret fails here, before
+    // anything is recorded or sent).
+    let jwks = s.jwks_of(&s.visible_kids())?;
+    let metadata = super::policy::registration_metadata(s.client, &s.namespace, &s.name, Some(&jwks));
+    enum Body {
+        Json(Option<SecretString>),
+        Signed(SecretString),
+    }
+    let body = match mode {
+        RegistrationMode::Dynamic => Body::Json(initial_access_token(s).await?),
+        _ => Body::Signed(signed_request(s, &metadata).await?),
+    };
     // Intent before the request.
     s.registration.attempt_started_at = Some(now);
     s.save_registration().await?;
-    let jwks = s.jwks_of(&s.visible_kids())?;
-    let metadata = super::policy::registration_metadata(s.client, &s.namespace, &s.name, Some(&jwks));
     let persister = SecretPersister { ctx: s.ctx, client: s.client, namespace: &s.namespace, base: s.registration.clone(), now };
-    let result = match mode {
-        RegistrationMode::Dynamic => {
-            let iat = initial_access_token(s).await?;
-            reg::register_dynamic(&http, &endpoint, iat.as_ref(), &metadata, &persister).await
-        }
-        _ => {
-            let jws = signed_request(s, &metadata).await?;
-            reg::register_signed(&http, &endpoint, jws, content_type(s), &persister).await
-        }
+    let result = match body {
+        Body::Json(iat) => reg::register_dynamic(&http, &endpoint, iat.as_ref(), &metadata, &persister).await,
+        Body::Signed(jws) => reg::register_signed(&http, &endpoint, jws, content_type(s), &persister).await,
     };
     observe(s, &result, started);
     let registration = result.map_err(Error::RegisterClient)?;

@@ -1,0 +1,200 @@
+//! The operator at the edges, on a real kube-apiserver against the sandbox AS: deletion with
+//! `Delete`, `Orphan` and an unreachable AS; references it must refuse; AS faults it must ride
+//! out politely (backoff, `Retry-After`, no retry storm); SignedRequest registration.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail, ensure};
+use e2e::{
+    TestContext,
+    fixtures::*,
+    operator::{OperatorOptions, OperatorProcess},
+    sandbox::{Endpoint, Fault, FaultKind, FaultTarget},
+    with_namespace,
+};
+use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams},
+};
+use serde_json::json;
+
+const READY: Duration = Duration::from_secs(90);
+
+async fn wait_gone(ctx: &TestContext, name: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if api(ctx, "TppClient").get_opt(name).await?.is_none() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("TppClient/{name} still present after {timeout:?}")
+}
+
+async fn client_id(ctx: &TestContext, name: &str) -> Result<String> {
+    let o = api(ctx, "TppClient").get(name).await?;
+    Ok(o.data["status"]["clientId"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn deletion_policy_delete_deregisters_and_orphan_leaves_the_client() {
+    with_namespace("delete", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("gone", "sandbox", json!({}))).await?;
+        apply(&ctx, client("kept", "sandbox", json!({"registration": {"mode": "Dynamic", "deletionPolicy": "Orphan"}}))).await?;
+        let gone = wait_condition(&ctx, "TppClient", "gone", "Ready", "True", READY).await?;
+        wait_condition(&ctx, "TppClient", "kept", "Ready", "True", READY).await?;
+        ensure!(gone.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == "tpp.dev/deregistration")), "Delete policy needs the finalizer");
+        let kept = api(&ctx, "TppClient").get("kept").await?;
+        ensure!(kept.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty()), "Orphan has no external cleanup: no finalizer");
+        let (gone_id, kept_id) = (client_id(&ctx, "gone").await?, client_id(&ctx, "kept").await?);
+        ensure!(sandbox.has_client(&gone_id) && sandbox.has_client(&kept_id));
+        for name in ["gone", "kept"] {
+            api(&ctx, "TppClient").delete(name, &DeleteParams::default()).await?;
+        }
+        wait_gone(&ctx, "gone", Duration::from_secs(30)).await?;
+        wait_gone(&ctx, "kept", Duration::from_secs(30)).await?;
+        ensure!(!sandbox.has_client(&gone_id), "Delete must deregister the client at the AS (RFC 7592 DELETE)");
+        ensure!(sandbox.has_client(&kept_id), "Orphan must leave the client at the AS");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deletion_with_the_as_down_gives_up_after_bounded_retries_with_a_warning() {
+    with_namespace("asdown", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op = OperatorProcess::start(
+            ctx.cp,
+            &ctx.client,
+            OperatorOptions { namespaces: vec![ctx.namespace.clone()], args: vec!["--delete-attempts".into(), "2".into()], ..Default::default() },
+        )
+        .await?;
+        let log = op.log_path();
+        ctx.on_failure_print(move || e2e::process::tail(&log, 8000));
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let id = client_id(&ctx, "payments").await?;
+        sandbox.shutdown().await;
+        api(&ctx, "TppClient").delete("payments", &DeleteParams::default()).await?;
+        wait_gone(&ctx, "payments", Duration::from_secs(60)).await?;
+        let events = ctx.api::<Event>().list(&Default::default()).await?;
+        let warning = events.items.iter().find(|e| e.reason.as_deref() == Some("DeregistrationFailed") && e.message.as_deref().unwrap_or("").contains("gave up"));
+        ensure!(warning.is_some(), "no Warning naming what was left behind");
+        let text = warning.and_then(|e| e.message.clone()).unwrap_or_default();
+        ensure!(text.contains(&id), "the Warning must name the client left at the AS: {text}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_secret_reference_into_another_namespace_is_refused_with_a_condition() {
+    with_namespace("xns", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({"registration": {"mode": "Dynamic", "initialAccessTokenRef": {"name": "iat", "key": "token", "namespace": "kube-system"}}}))).await?;
+        let o = wait_for(&ctx, "TppClient", "payments", READY, |o| condition(o, "Ready").is_some_and(|c| c["reason"] == "CrossNamespaceReference")).await?;
+        let msg = condition(&o, "Ready").map(|c| c["message"].to_string()).unwrap_or_default();
+        ensure!(msg.contains("own namespace"), "the message says what to fix: {msg}");
+        ensure!(sandbox.counters().registrations_created == 0);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cluster_server_refuses_namespaces_its_selector_excludes() {
+    with_namespace("cas", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        let cas = format!("sandbox-{}", ctx.namespace);
+        let mut m = sandbox_server(&cas, &sandbox, json!({"allowedNamespaces": {"matchLabels": {"tpp.dev/open-finance": "enabled"}}}));
+        m["kind"] = json!("ClusterAuthorizationServer");
+        apply(&ctx, m).await?;
+        apply(&ctx, client("payments", "sandbox", json!({"authorizationServerRef": {"kind": "ClusterAuthorizationServer", "name": cas}}))).await?;
+        wait_for(&ctx, "TppClient", "payments", READY, |o| condition(o, "Ready").is_some_and(|c| c["reason"] == "NamespaceNotAllowed")).await?;
+        ensure!(sandbox.counters().registrations_created == 0, "a refused namespace must not reach the AS");
+        // Label the namespace: the same client becomes Ready.
+        let patch = json!({"metadata": {"labels": {"tpp.dev/open-finance": "enabled"}}});
+        Api::<Namespace>::all(ctx.client.clone()).patch(&ctx.namespace, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        // Nudge (the operator would otherwise retry after its backoff).
+        let nudge = json!({"metadata": {"annotations": {"tpp.dev/renew-tokens": "nudge"}}});
+        api(&ctx, "TppClient").patch("payments", &PatchParams::default(), &Patch::Merge(&nudge)).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rate_limited_and_failing_token_calls_back_off_honour_retry_after_and_recover() {
+    with_namespace("faults", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        sandbox.add_fault(Fault { endpoint: FaultTarget::Token, kind: FaultKind::Status { code: 429, retry_after_secs: Some(3) }, count: 2 });
+        sandbox.add_fault(Fault { endpoint: FaultTarget::Token, kind: FaultKind::Status { code: 503, retry_after_secs: None }, count: 2 });
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        let started = Instant::now();
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let c = sandbox.counters();
+        ensure!(c.requests_with(Endpoint::Token, "429") == 2 && c.requests_with(Endpoint::Token, "503") == 2, "faults served: {:?}", c.requests);
+        // Two 429s with Retry-After: 3 mean at least 6 s before the token.
+        ensure!(started.elapsed() >= Duration::from_secs(6), "Retry-After was not honoured ({:?})", started.elapsed());
+        ensure!(c.requests_to(Endpoint::Token) <= 6, "retry storm: {} token requests for 4 faults", c.requests_to(Endpoint::Token));
+        ensure!(c.peak_token_requests_per_second() <= 2, "burst of retries");
+        let events = ctx.api::<Event>().list(&Default::default()).await?;
+        ensure!(events.items.iter().any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("RateLimited")), "a Warning event names the cause");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn signed_request_registration_with_a_software_statement_becomes_ready() {
+    with_namespace("signed", |ctx| async move {
+        // The directory: a key that signs software statements, trusted by the sandbox.
+        let directory = tpp_operator::identity::PrivateKey::generate(tpp_operator::identity::KeyAlgorithm::Rsa2048)?;
+        let directory_jwks = json!({"keys": [serde_json::to_value(directory.public_jwk())?]});
+        let sandbox = start_sandbox(&ctx, |c| c.directory_jwks = Some(directory_jwks.clone())).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        // The statement must carry the client's keys (software_jwks): the operator generates
+        // them, so the SSA is issued once the first key exists — as a directory would after
+        // the TPP uploads its key. The operator waits for the Secret meanwhile.
+        apply(&ctx, client("obie", "sandbox", json!({"registration": {"mode": "SignedRequest", "softwareStatementRef": {"name": "ssa", "key": "ssa.jwt"}, "metadata": {"softwareId": "sw-1"}}}))).await?;
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = ctx.api();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let jwks = loop {
+            if let Some(cm) = cms.get_opt("obie-jwks").await?
+                && let Some(text) = cm.data.and_then(|d| d.get("jwks.json").cloned())
+            {
+                break serde_json::from_str::<serde_json::Value>(&text)?;
+            }
+            ensure!(Instant::now() < deadline, "no JWKS published");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let signer = directory.signer()?;
+        let mut header = josekit::jws::JwsHeader::new();
+        header.set_token_type("JWT");
+        let mut payload = josekit::jwt::JwtPayload::new();
+        payload.set_claim("software_id", Some(json!("sw-1")))?;
+        payload.set_claim("software_jwks", Some(jwks))?;
+        payload.set_claim("iss", Some(json!("test-directory")))?;
+        payload.set_issued_at(&std::time::SystemTime::now());
+        let ssa = josekit::jwt::encode_with_signer(&payload, &header, &signer)?;
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ssa"}, "stringData": {"ssa.jwt": ssa}});
+        ctx.api::<Secret>().patch("ssa", &PatchParams::apply("e2e-user"), &Patch::Apply(&secret)).await?;
+        wait_condition(&ctx, "TppClient", "obie", "Ready", "True", READY).await?;
+        ensure!(sandbox.counters().registrations_created == 1);
+        Ok(())
+    })
+    .await;
+}

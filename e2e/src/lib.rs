@@ -1,11 +1,12 @@
 //! The end-to-end harness of tpp-operator: a real etcd + kube-apiserver built from Go modules
 //! ([`control_plane`]), a throw-away PKI ([`pki`]), child processes that die with the test
 //! binary ([`process`]), per-test namespaces with failure dumps ([`context`]), the operator as a
-//! process under the chart's RBAC ([`operator`]), and the Open Finance sandbox AS emulator
-//! ([`sandbox`]).
+//! process under the chart's RBAC ([`operator`]), the Open Finance sandbox AS emulator
+//! ([`sandbox`]), and `make demo` built from them ([`demo`]).
 
 pub mod context;
 pub mod control_plane;
+pub mod demo;
 pub mod fixtures;
 pub mod operator;
 pub mod pki;

@@ -86,6 +86,15 @@ pub fn shown(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// `path` as a shell word: [`shown`], with the home folder written `$HOME`.
+pub fn shell_path(path: &Path) -> String {
+    let text = shown(path);
+    match std::env::var("HOME") {
+        Ok(home) if !home.is_empty() && text.starts_with(&home) => format!("$HOME{}", &text[home.len()..]),
+        _ => text,
+    }
+}
+
 fn say(text: &str) {
     println!("==> {text}");
 }
@@ -244,7 +253,7 @@ impl Demo {
         println!(
             "{}",
             report::hints(&report::Pointers {
-                kubectl: shown(&kubectl),
+                kubectl: shell_path(&kubectl),
                 kubeconfig: shown(&self.kubeconfig),
                 namespace: self.opts.namespace.clone(),
                 client: self.client_name.clone(),

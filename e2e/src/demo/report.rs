@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
+use tpp_operator::crd::annotations;
 
 /// The data keys of a Secret, sorted (values are never read here).
 pub fn data_keys(secret: &Secret) -> Vec<String> {
@@ -77,22 +78,28 @@ pub struct Pointers {
 
 /// How to look around and how to stop.
 pub fn hints(p: &Pointers) -> String {
-    let k = format!("{} --kubeconfig {} -n {}", p.kubectl, p.kubeconfig, p.namespace);
     let c = &p.client;
-    [
-        "Poke at it (another terminal, from the repository root):".to_owned(),
-        format!("  {k} get tppclients -o wide"),
-        format!("  {k} describe tppclient {c}"),
-        format!("  {k} get secret {c}-credentials -o jsonpath='{{.data.accounts\\.expires_at}}' | base64 -d"),
-        format!("  {k} annotate tppclient {c} --overwrite tpp.dev/renew-tokens=\"$(date +%s)\"        # refresh tokens now"),
-        format!("  {k} annotate tppclient {c} --overwrite tpp.dev/rotate-keys=\"$(date +%s)\"         # rotate the signing key"),
-        format!("  {k} annotate tppclient {c} --overwrite tpp.dev/renew-certificate=\"$(date +%s)\"   # new transport certificate"),
+    let mut lines = vec![
+        "Poke at it from another terminal, in the repository root:".to_owned(),
+        format!("  K=\"{} --kubeconfig {} -n {}\"", p.kubectl, p.kubeconfig, p.namespace),
+        "  $K get tppclients -o wide".to_owned(),
+        format!("  $K describe tppclient {c}"),
+        format!("  $K get secret {c}-credentials -o jsonpath='{{.data.accounts\\.expires_at}}' | base64 -d"),
+    ];
+    for (annotation, what) in [
+        (annotations::RENEW_TOKENS, "refresh the tokens now"),
+        (annotations::ROTATE_KEYS, "rotate the signing key"),
+        (annotations::RENEW_CERTIFICATE, "new transport certificate"),
+    ] {
+        lines.push(format!("  $K annotate tppclient {c} --overwrite {annotation}=\"$(date +%s)\"   # {what}"));
+    }
+    lines.extend([
         format!("  curl -s {}/metrics | grep ^tpp_", p.admin_url),
         format!("  curl -s {}/jwks/{}/{c}", p.admin_url, p.namespace),
-        format!("  tail -f {}                                 # operator log (sandbox CA: {})", p.operator_log, p.sandbox_ca),
+        format!("  tail -f {}   # the operator's log (the sandbox CA is {})", p.operator_log, p.sandbox_ca),
         "Stop: Ctrl-C (or SIGTERM) stops the operator, the sandbox AS, kube-apiserver and etcd.".to_owned(),
-    ]
-    .join("\n")
+    ]);
+    lines.join("\n")
 }
 
 #[cfg(test)]
@@ -159,12 +166,12 @@ mod tests {
             sandbox_ca: ".demo/sandbox/ca.pem".into(),
         });
         for needle in [
-            tpp_operator::crd::annotations::RENEW_TOKENS,
-            tpp_operator::crd::annotations::ROTATE_KEYS,
-            tpp_operator::crd::annotations::RENEW_CERTIFICATE,
+            "tpp.dev/renew-tokens",
+            "tpp.dev/rotate-keys",
+            "tpp.dev/renew-certificate",
             "http://127.0.0.1:8080/metrics",
             "http://127.0.0.1:8080/jwks/demo/payments",
-            "--kubeconfig .demo/kubeconfig -n demo",
+            "K=\"kubectl --kubeconfig .demo/kubeconfig -n demo\"",
             "Ctrl-C",
         ] {
             assert!(h.contains(needle), "hints lack {needle}:\n{h}");

@@ -153,6 +153,12 @@ mod tests {
     }
 
     #[test]
+    fn the_sandbox_cache_ttl_matches_the_one_the_manifests_declare() {
+        let declared: tpp_operator::duration::Duration = JWKS_CACHE_TTL.parse().unwrap();
+        assert_eq!(declared.std(), std::time::Duration::from_secs(JWKS_CACHE_TTL_SECS));
+    }
+
+    #[test]
     fn adapting_the_wrong_kind_is_refused() {
         let example = load_example(&repo_root(), SERVER_EXAMPLE).unwrap();
         assert!(tpp_client(&example, &local()).is_err());

@@ -62,6 +62,8 @@ impl DemoOperator {
         cmd.env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", std::env::var("DEMO_OPERATOR_LOG").unwrap_or_else(|_| "info".into()))
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
+            // A log file, not a terminal: no colour codes.
+            .env("NO_COLOR", "1")
             .arg("--admin-address")
             .arg(address.to_string())
             .arg("--namespaces")

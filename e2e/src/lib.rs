@@ -2,10 +2,12 @@
 //! ([`control_plane`]), a throw-away PKI ([`pki`]), child processes that die with the test
 //! binary ([`process`]), per-test namespaces with failure dumps ([`context`]), the operator as a
 //! process under the chart's RBAC ([`operator`]), the Open Finance sandbox AS emulator
-//! ([`sandbox`]), and oidc-provider as a real third-party AS peer ([`peer`]).
+//! ([`sandbox`]), oidc-provider as a real third-party AS peer ([`peer`]), and `make demo` built
+//! from them ([`demo`]).
 
 pub mod context;
 pub mod control_plane;
+pub mod demo;
 pub mod fixtures;
 pub mod operator;
 pub mod peer;

@@ -150,8 +150,12 @@ async fn certificate_renewal_keeps_every_token_bound_to_the_certificate_beside_i
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         ensure!(renewed, "the certificate was not renewed");
-        let obj = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
-        ensure!(obj.data["status"]["history"].as_array().is_some_and(|h| h.iter().any(|e| e["reason"] == "CertificateRotated")));
+        // Status follows the Secret at the end of the reconcile.
+        wait_for(&ctx, "TppClient", "payments", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["status"] == "True")
+                && o.data["status"]["history"].as_array().is_some_and(|h| h.iter().any(|e| e["reason"] == "CertificateRotated"))
+        })
+        .await?;
         Ok(())
     })
     .await;

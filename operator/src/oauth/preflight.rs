@@ -67,7 +67,9 @@ impl Finding {
     /// Whether the client can still work.
     pub fn severity(&self) -> Severity {
         match self {
-            Finding::ParNotRequired | Finding::ParEndpointMissing => Severity::Warning,
+            // PAR offered but optional: consent flows still work. No PAR at all under FAPI 2.0:
+            // an error (set the AuthorizationServer's profile to None to accept such an AS).
+            Finding::ParNotRequired => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -234,7 +236,8 @@ mod tests {
     }
 
     #[test]
-    fn reports_a_missing_par_endpoint() {
+    fn reports_a_missing_par_endpoint_as_an_error() {
+        assert_eq!(Finding::ParEndpointMissing.severity(), Severity::Error);
         assert_eq!(
             with(|m| m.pushed_authorization_request_endpoint = None),
             [Finding::ParEndpointMissing]

@@ -198,3 +198,36 @@ async fn signed_request_registration_with_a_software_statement_becomes_ready() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_after_a_kill() {
+    with_namespace("leader", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let lease = format!("lease-{}", ctx.namespace);
+        let opts = || OperatorOptions {
+            namespaces: vec![ctx.namespace.clone()],
+            args: vec!["--leader-election".into(), "--leader-election-lease".into(), lease.clone()],
+            ..Default::default()
+        };
+        let mut first = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("one", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "one", "Ready", "True", READY).await?;
+        let second = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        let (l1, l2) = (first.log_path(), second.log_path());
+        ctx.on_failure_print(move || format!("--- first ---\n{}\n--- second ---\n{}", e2e::process::tail(&l1, 6000), e2e::process::tail(&l2, 6000)));
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(ctx.client.clone(), e2e::operator::OPERATOR_NAMESPACE);
+        let holder = |l: &k8s_openapi::api::coordination::v1::Lease| l.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
+        let before = holder(&leases.get(&lease).await?);
+        ensure!(!second.log().contains("controllers starting"), "the standby must not run controllers while the leader renews");
+        first.kill();
+        // The standby takes over once the lease (15 s) expires, and acts.
+        apply(&ctx, client("two", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "two", "Ready", "True", Duration::from_secs(60)).await?;
+        let after = holder(&leases.get(&lease).await?);
+        ensure!(after != before && !after.is_empty(), "the lease changed hands: {before} -> {after}");
+        ensure!(second.log().contains("acquired leadership"));
+        Ok(())
+    })
+    .await;
+}

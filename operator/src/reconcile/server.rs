@@ -127,7 +127,9 @@ async fn check_allowed(ctx: &Context, server: &ClusterAuthorizationServer, names
     if match_labels && match_exprs { Ok(()) } else { Err(refuse("allowedNamespaces does not select")) }
 }
 
-async fn ca_bundle(ctx: &Context, spec: &AuthorizationServerSpec, namespace: &str, cluster: bool) -> Result<String, Error> {
+/// The PEM CA bundle of `spec` (inline or referenced; a namespaced server reads only its own
+/// namespace).
+pub async fn ca_bundle(ctx: &Context, spec: &AuthorizationServerSpec, namespace: &str, cluster: bool) -> Result<String, Error> {
     if let Some(pem) = &spec.ca_bundle {
         return Ok(pem.clone());
     }

@@ -23,28 +23,8 @@ use crate::{
     store::layout::FIELD_MANAGER,
 };
 
-async fn observe(ctx: &Context, spec: &AuthorizationServerSpec, as_key: &str, ca_namespace: &str) -> Result<AuthorizationServerStatus, Error> {
-    let ca = match (&spec.ca_bundle, &spec.ca_bundle_ref) {
-        (Some(pem), _) => pem.clone(),
-        (None, Some(r)) => {
-            let ns = r.namespace.as_deref().unwrap_or(ca_namespace);
-            match r.kind {
-                crate::crd::KeyRefKind::ConfigMap => ctx.store.configmap(ns, &r.name).await.ok().flatten().and_then(|c| c.data.and_then(|mut d| d.remove(&r.key))),
-                crate::crd::KeyRefKind::Secret => ctx
-                    .store
-                    .secret(ns, &r.name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|s| s.data.and_then(|mut d| d.remove(&r.key)))
-                    .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
-            }
-            .ok_or_else(|| Error::ReferenceNotFound(format!("caBundleRef {ns}/{} key {:?} not found", r.name, r.key)))?
-        }
-        (None, None) => {
-            return Err(Error::InvalidSpec { reason: reasons::INVALID_SPEC, message: "set caBundle or caBundleRef: the AS's TLS servers need a trust anchor".into() });
-        }
-    };
+async fn observe(ctx: &Context, spec: &AuthorizationServerSpec, as_key: &str, ca_namespace: &str, cluster: bool) -> Result<AuthorizationServerStatus, Error> {
+    let ca = super::server::ca_bundle(ctx, spec, ca_namespace, cluster).await?;
     let transport = TransportConfig::new(ca.into_bytes());
     let http = ctx.pool.client(as_key, &transport, None, None).map_err(Error::Discovery)?;
     let meta = ctx.discovery.get(&http, &spec.issuer, spec.discovery_url.as_deref()).await.map_err(Error::Discovery)?;
@@ -123,7 +103,7 @@ where
 /// Reconcile a namespaced AuthorizationServer.
 pub async fn reconcile_namespaced(obj: Arc<AuthorizationServer>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let ns = obj.namespace().unwrap_or_default();
-    let result = observe(&ctx, &obj.spec, &format!("as/{ns}/{}", obj.name_any()), &ns).await;
+    let result = observe(&ctx, &obj.spec, &format!("as/{ns}/{}", obj.name_any()), &ns, false).await;
     let st = with_conditions(result.as_ref().cloned().unwrap_or_default(), obj.status.as_ref(), obj.metadata.generation, result.as_ref().err(), &ctx);
     write_status(Api::<AuthorizationServer>::namespaced(ctx.client.clone(), &ns), &obj.name_any(), "AuthorizationServer", obj.status.as_ref(), &st).await?;
     Ok(requeue(&result))
@@ -132,7 +112,7 @@ pub async fn reconcile_namespaced(obj: Arc<AuthorizationServer>, ctx: Arc<Contex
 /// Reconcile a ClusterAuthorizationServer.
 pub async fn reconcile_cluster(obj: Arc<ClusterAuthorizationServer>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-    let result = observe(&ctx, &obj.spec.server, &format!("cas/{}", obj.name_any()), &ns).await;
+    let result = observe(&ctx, &obj.spec.server, &format!("cas/{}", obj.name_any()), &ns, true).await;
     let st = with_conditions(result.as_ref().cloned().unwrap_or_default(), obj.status.as_ref(), obj.metadata.generation, result.as_ref().err(), &ctx);
     write_status(Api::<ClusterAuthorizationServer>::all(ctx.client.clone()), &obj.name_any(), "ClusterAuthorizationServer", obj.status.as_ref(), &st).await?;
     Ok(requeue(&result))

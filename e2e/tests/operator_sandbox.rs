@@ -93,3 +93,49 @@ async fn hub_onboarding_posts_once_and_becomes_ready() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_static_client_without_jwks_uri_waits_for_key_approval_then_becomes_ready() {
+    with_namespace("approve", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("manual", "sandbox", json!({"registration": {"mode": "Static", "clientId": "manual-client"}}))).await?;
+        // The key waits: a human must upload the JWKS to the AS first (OFM's manual onboarding).
+        let o = wait_for(&ctx, "TppClient", "manual", READY, |o| condition(o, "SigningKeyReady").is_some_and(|c| c["reason"] == "AwaitingKeyApproval")).await?;
+        let msg = condition(&o, "SigningKeyReady").map(|c| c["message"].to_string()).unwrap_or_default();
+        ensure!(msg.contains("tpp.dev/approved-kids"), "the condition says what to do: {msg}");
+        let cm = ctx.api::<k8s_openapi::api::core::v1::ConfigMap>().get("manual-jwks").await?;
+        let jwks: serde_json::Value = serde_json::from_str(cm.data.as_ref().and_then(|d| d.get("jwks.json")).context("jwks")?)?;
+        let kid = jwks["keys"][0]["kid"].as_str().context("kid")?.to_owned();
+        ensure!(msg.contains(&kid), "the condition names the kid: {msg}");
+        ensure!(sandbox.counters().requests_to(e2e::sandbox::Endpoint::Token) == 0, "no token before approval");
+        // The human uploads the JWKS, then approves.
+        sandbox.provision_client(json!({"client_id": "manual-client", "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "scope": "accounts"}))?;
+        let patch = json!({"metadata": {"annotations": {"tpp.dev/approved-kids": kid}}});
+        api(&ctx, "TppClient").patch("manual", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await?;
+        wait_condition(&ctx, "TppClient", "manual", "Ready", "True", READY).await?;
+        assert_bound_token(&sandbox, &credentials(&ctx, "manual").await?, "accounts")?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_encryption_key_is_published_beside_the_signing_key() {
+    with_namespace("enc", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({"encryptionKey": {}}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let cm = ctx.api::<k8s_openapi::api::core::v1::ConfigMap>().get("payments-jwks").await?;
+        let jwks: serde_json::Value = serde_json::from_str(cm.data.as_ref().and_then(|d| d.get("jwks.json")).context("jwks")?)?;
+        let keys = jwks["keys"].as_array().context("keys")?;
+        ensure!(keys.iter().any(|k| k["use"] == "enc" && k["alg"] == "RSA-OAEP-256"), "no encryption key published: {jwks}");
+        ensure!(keys.iter().any(|k| k["use"] == "sig" && k["alg"] == "PS256"), "no signing key published: {jwks}");
+        ensure!(keys.iter().all(|k| k.get("d").is_none()), "private material in the public JWKS");
+        Ok(())
+    })
+    .await;
+}

@@ -30,10 +30,22 @@ fn assert_bound_token(sandbox: &e2e::sandbox::RunningSandbox, secret: &k8s_opena
 async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_token() {
     with_namespace("dyn", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
-        let _op = start_operator(&ctx).await?;
+        let op = start_operator(&ctx).await?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("payments", "sandbox", json!({}))).await?;
         let obj = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        // The admin server: ready, and metrics that an alert can use.
+        let http = reqwest::Client::new();
+        ensure!(http.get(format!("{}/readyz", op.admin_url)).send().await?.status().is_success());
+        let metrics = http.get(format!("{}/metrics", op.admin_url)).send().await?.text().await?;
+        let earliest = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("tpp_operator_token_expiry_earliest_timestamp_seconds "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .context("token expiry gauge")?;
+        ensure!(earliest > jiff::Timestamp::now().as_second() as f64, "the earliest token expiry is in the future: {earliest}");
+        ensure!(metrics.contains(r#"tpp_operator_as_requests_total{endpoint="token",outcome="ok"}"#), "AS calls counted by outcome");
+        ensure!(!metrics.contains(&secret_text(&credentials(&ctx, "payments").await?, "accounts.access_token").unwrap_or_default()), "a token in /metrics");
         let secret = credentials(&ctx, "payments").await?;
         let client_id = assert_bound_token(&sandbox, &secret, "accounts")?;
         assert_eq!(obj.data["status"]["clientId"], client_id.as_str());
@@ -43,6 +55,14 @@ async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_to
         let reg = secrets.get("payments-registration").await?;
         assert!(secret_text(&reg, "registration_access_token").is_some());
         assert!(secrets.get("payments-keys").await.is_ok());
+        // Nothing secret in the operator's log, the events or the status.
+        let log = op.log();
+        let rat = secret_text(&reg, "registration_access_token").unwrap_or_default();
+        let token = secret_text(&secret, "accounts.access_token").unwrap_or_default();
+        let events = serde_json::to_string(&ctx.api::<k8s_openapi::api::core::v1::Event>().list(&Default::default()).await?.items)?;
+        for (what, text) in [("log", &log), ("events", &events), ("status", &obj.data["status"].to_string())] {
+            ensure!(!text.contains(&rat) && !text.contains(&token) && !text.contains("PRIVATE KEY"), "secret material in the operator's {what}");
+        }
         Ok(())
     })
     .await;

@@ -237,3 +237,61 @@ async fn preflight_names_what_the_peer_does_not_advertise() {
     })
     .await;
 }
+
+/// A directory-signed software statement carrying `jwks` as `software_jwks`.
+fn software_statement(directory: &tpp_operator::identity::PrivateKey, software_id: &str, jwks: Value) -> Result<String> {
+    let mut header = josekit::jws::JwsHeader::new();
+    header.set_token_type("JWT");
+    let mut payload = josekit::jwt::JwtPayload::new();
+    payload.set_claim("software_id", Some(json!(software_id)))?;
+    payload.set_claim("software_jwks", Some(jwks))?;
+    payload.set_issuer("test-directory");
+    payload.set_issued_at(&std::time::SystemTime::now());
+    Ok(josekit::jwt::encode_with_signer(&payload, &header, &directory.signer()?)?)
+}
+
+/// Apply a SignedRequest TppClient; once its first key is published, issue the statement (as a
+/// directory would after the TPP uploads its key) with `signed_by`.
+async fn signed_client(ctx: &TestContext, name: &str, signed_by: &tpp_operator::identity::PrivateKey) -> Result<()> {
+    apply(ctx, client(name, "peer", json!({"registration": {"mode": "SignedRequest", "softwareStatementRef": {"name": format!("{name}-ssa"), "key": "ssa.jwt"}, "metadata": {"softwareId": format!("sw-{name}")}}}))).await?;
+    let cms: Api<ConfigMap> = ctx.api();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let jwks = loop {
+        if let Some(cm) = cms.get_opt(&format!("{name}-jwks")).await?
+            && let Some(text) = cm.data.and_then(|d| d.get("jwks.json").cloned())
+        {
+            break serde_json::from_str::<Value>(&text)?;
+        }
+        ensure!(Instant::now() < deadline, "no JWKS published");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let ssa = software_statement(signed_by, &format!("sw-{name}"), jwks)?;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-ssa")}, "stringData": {"ssa.jwt": ssa}});
+    ctx.api::<Secret>().patch(&format!("{name}-ssa"), &PatchParams::apply("e2e-user"), &Patch::Apply(&secret)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn signed_request_registration_passes_the_peers_verifier_and_an_unknown_directory_key_is_rejected() {
+    with_namespace("peer-ssa", |ctx| async move {
+        use tpp_operator::identity::{KeyAlgorithm, PrivateKey};
+        let directory = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
+        let stranger = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
+        let peer = start_peer(&ctx, PeerOptions { directory_jwks: json!({"keys": [serde_json::to_value(directory.public_jwk())?]}), ..Default::default() }).await?;
+        let _op = start_operator(&ctx).await?;
+        peer_server(&ctx, &peer, "peer").await?;
+        signed_client(&ctx, "trusted", &directory).await?;
+        signed_client(&ctx, "untrusted", &stranger).await?;
+        let ready = wait_condition(&ctx, "TppClient", "trusted", "Ready", "True", READY).await;
+        if ready.is_err() {
+            eprintln!("peer log:\n{}", peer.log_tail(6000));
+        }
+        ready?;
+        assert_bound(&peer, &credentials(&ctx, "trusted").await?).await?;
+        let o = wait_for(&ctx, "TppClient", "untrusted", READY, |o| condition(o, "Registered").is_some_and(|c| c["reason"] == "RegistrationRejected")).await?;
+        let msg = condition(&o, "Registered").map(|c| c["message"].to_string()).unwrap_or_default();
+        ensure!(msg.contains("invalid_software_statement"), "the condition carries the AS's error: {msg}");
+        Ok(())
+    })
+    .await;
+}

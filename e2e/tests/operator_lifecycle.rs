@@ -254,3 +254,46 @@ async fn a_kill_inside_an_rfc7592_call_recovers_even_if_the_rotated_rat_was_lost
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_kill_during_registration_never_loses_a_registration_silently() {
+    // The registration request is slowed down and the operator killed while it is in flight.
+    // Whatever the AS did with it, the restarted operator ends Ready with exactly one client it
+    // manages, and if the AS created a client whose answer never reached our Secret, a
+    // RegistrationLost Warning names the attempt.
+    with_namespace("killreg", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        sandbox.add_fault(e2e::sandbox::Fault {
+            endpoint: e2e::sandbox::FaultTarget::Registration,
+            kind: e2e::sandbox::FaultKind::Delay { ms: 1500 },
+            count: 1,
+        });
+        let mut op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        // The intent is recorded before the request goes out: kill right after it.
+        let secrets: Api<Secret> = ctx.api();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = secrets.get_opt("payments-registration").await?
+                && secret_text(&s, "attempt_started_at").is_some()
+            {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "no registration intent recorded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        op.kill();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        op.restart().await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let c = sandbox.counters();
+        ensure!(c.registrations_created <= 2, "registered {} times", c.registrations_created);
+        let events = ctx.api::<k8s_openapi::api::core::v1::Event>().list(&Default::default()).await?;
+        let lost = events.items.iter().any(|e| e.reason.as_deref() == Some("RegistrationLost"));
+        ensure!(lost, "an interrupted registration must be reported (registrations at the AS: {})", c.registrations_created);
+        assert_ne!(secret_text(&secrets.get("payments-registration").await?, "registration_access_token"), None);
+        Ok(())
+    })
+    .await;
+}

@@ -62,6 +62,9 @@ pub struct Session<'a> {
     pub external_cert: Option<TransportMaterial>,
     /// Normal events to publish after the reconcile (reason, note).
     pub events: Vec<(&'static str, String)>,
+    /// The last key parsed from its private JWK (kid, key): a refresh parses the active key
+    /// once, for the assertion and the credentials Secret alike.
+    parsed: std::sync::Mutex<Option<(String, PrivateKey)>>,
 }
 
 fn read_err(what: String) -> impl FnOnce(kube::Error) -> Error {
@@ -98,7 +101,7 @@ impl<'a> Session<'a> {
             }
             _ => None,
         };
-        Ok(Self { ctx, client, namespace, name, server, keys, registration, credentials, external_cert, events: vec![] })
+        Ok(Self { ctx, client, namespace, name, server, keys, registration, credentials, external_cert, events: vec![], parsed: Default::default() })
     }
 
     /// The transport certificate in force (generated, or the user's).
@@ -171,9 +174,16 @@ impl<'a> Session<'a> {
         let Some(k) = self.keys.keys.iter().find(|k| k.record.use_ == use_ && k.record.state == KeyState::Active) else {
             return Ok(None);
         };
-        PrivateKey::from_private_jwk_json(k.private_jwk.expose())
-            .map(Some)
-            .map_err(|source| Error::Identity { step: "reading the active key", source })
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((kid, key)) = parsed.as_ref()
+            && *kid == k.record.kid
+        {
+            return Ok(Some(key.clone()));
+        }
+        let key = PrivateKey::from_private_jwk_json(k.private_jwk.expose())
+            .map_err(|source| Error::Identity { step: "reading the active key", source })?;
+        *parsed = Some((k.record.kid.clone(), key.clone()));
+        Ok(Some(key))
     }
 
     /// The public JWK set of `kids` (deterministic order).

@@ -37,11 +37,18 @@ fn kids(cm: &ConfigMap) -> BTreeSet<String> {
 async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_and_no_status_write() {
     with_namespace("refresh", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(6)).await?;
-        let _op = start_operator(&ctx).await?;
+        let op = start_operator(&ctx).await?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("payments", "sandbox", json!({}))).await?;
         let ready = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let status_version = ready.metadata.resource_version.clone();
+        // Let the reconcile that made it Ready finish, then count the operator's status writes.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let status_writes = || async {
+            let m = reqwest::get(format!("{}/metrics", op.admin_url)).await?.text().await?;
+            anyhow::Ok(m.lines().find_map(|l| l.strip_prefix("tpp_operator_status_writes_total ")).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(-1.0))
+        };
+        let writes_before = status_writes().await?;
 
         // Count every write to the credentials Secret with a watch, and sample the token.
         let secrets: Api<Secret> = ctx.api();
@@ -76,6 +83,8 @@ async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_an
         ensure!(writes.len() <= tokens.len() + 1, "{} Secret versions for {} tokens: more than one write per refresh", writes.len(), tokens.len());
         let now = api(&ctx, "TppClient").get("payments").await?;
         ensure!(now.metadata.resource_version == status_version, "the TppClient (status) was rewritten during token refreshes");
+        let writes_after = status_writes().await?;
+        ensure!(writes_after == writes_before, "status applies during refreshes: {writes_before} -> {writes_after} (even a no-op apply costs a request)");
         ensure!(sandbox.counters().rejects.is_empty(), "the AS rejected something: {:?}", sandbox.counters().rejects);
         Ok(())
     })

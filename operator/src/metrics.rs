@@ -80,6 +80,8 @@ pub struct Metrics {
     pub as_request_duration: Family<CallLabels, Histogram>,
     /// Token refreshes by outcome.
     pub token_refreshes: Family<OutcomeLabels, Counter>,
+    /// Status writes of TppClients (a refresh alone must cause none).
+    pub status_writes: Counter,
     token_expiry_earliest: Gauge<f64, AtomicU64>,
     certificate_not_after_earliest: Gauge<f64, AtomicU64>,
     key_activated_earliest: Gauge<f64, AtomicU64>,
@@ -105,6 +107,7 @@ impl Metrics {
             as_requests: Family::default(),
             as_request_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             token_refreshes: Family::default(),
+            status_writes: Counter::default(),
             token_expiry_earliest: Gauge::default(),
             certificate_not_after_earliest: Gauge::default(),
             key_activated_earliest: Gauge::default(),
@@ -121,6 +124,7 @@ impl Metrics {
         registry.register("as_requests", "Calls to authorization servers by endpoint and outcome", m.as_requests.clone());
         registry.register("as_request_duration_seconds", "Latency of calls to authorization servers", m.as_request_duration.clone());
         registry.register("token_refreshes", "Access-token refreshes by outcome", m.token_refreshes.clone());
+        registry.register("status_writes", "TppClient status writes (only when something a user reads changed)", m.status_writes.clone());
         registry.register(
             "token_expiry_earliest_timestamp_seconds",
             "Earliest expires_at of any access token held in a credentials Secret (Unix seconds)",

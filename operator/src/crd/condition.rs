@@ -74,6 +74,8 @@ pub fn upsert(
     now: jiff::Timestamp,
 ) -> bool {
     let status = status_str(ok);
+    // Whole seconds, as the API server stores them (so an unchanged condition compares equal).
+    let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
     if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
         let changed = c.status != status || c.reason != reason || c.message != message || c.observed_generation != generation;
         if c.status != status {

@@ -27,7 +27,8 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
-            max_clients: 256,
+            // Every client due within the idle window keeps its connection (~15 KiB each).
+            max_clients: 1024,
             idle_ttl: Duration::from_secs(300),
         }
     }

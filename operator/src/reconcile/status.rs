@@ -16,6 +16,12 @@ use crate::{
     rotation::{KeyState, KeyUse, Plan},
 };
 
+/// A status time with whole seconds: the API server keeps no more, so finer times would make
+/// every reconcile look like a change and cost a status write.
+fn second(t: Timestamp) -> Time {
+    Time(Timestamp::from_second(t.as_second()).unwrap_or(t))
+}
+
 /// What went wrong in this reconcile, and at which condition it shows.
 pub struct Failure<'e> {
     /// The condition type the failure belongs to.
@@ -52,20 +58,20 @@ pub fn from_session(s: &Session<'_>, old: &TppClientStatus, plan: Option<&Plan>,
                 KeyUse::Enc => "enc".into(),
             },
             state: format!("{:?}", k.record.state),
-            created_at: Some(Time(k.record.created_at)),
-            activate_at: k.record.activated_at.map(Time),
-            retire_at: k.record.retiring_at.map(Time),
+            created_at: Some(second(k.record.created_at)),
+            activate_at: k.record.activated_at.map(second),
+            retire_at: k.record.retiring_at.map(second),
         })
         .collect();
     let transport = s.transport();
     st.certificate = transport.as_ref().map(|t| CertificateStatus {
-        not_after: Some(Time(t.record.not_after)),
+        not_after: Some(second(t.record.not_after)),
         renewal_time: t
             .record
             .not_after
             .checked_sub(s.client.spec.transport_certificate.renew_before.signed())
             .ok()
-            .map(Time),
+            .map(second),
         x5t_s256: Some(t.record.x5t_s256.clone()),
         subject: Some(t.subject.clone()),
     });
@@ -190,7 +196,7 @@ fn ready(st: &mut TppClientStatus, error: Option<&Error>, generation: Option<i64
 
 /// Record a rotation in the bounded history (newest first, at most 10).
 pub fn push_history(st: &mut TppClientStatus, reason: &str, message: &str, now: Timestamp) {
-    st.history.insert(0, HistoryEntry { time: Time(now), reason: reason.to_owned(), message: message.to_owned() });
+    st.history.insert(0, HistoryEntry { time: second(now), reason: reason.to_owned(), message: message.to_owned() });
     st.history.truncate(10);
 }
 
@@ -201,6 +207,7 @@ pub async fn publish(ctx: &super::context::Context, client: &TppClient, old: &Tp
     }
     let patch = serde_json::json!({"apiVersion": "tpp.dev/v1alpha1", "kind": "TppClient", "status": new});
     let ns = client.namespace().unwrap_or_default();
+    ctx.metrics.status_writes.inc();
     ctx.store
         .apply_status::<TppClient>(&ns, &client.name_any(), &patch)
         .await

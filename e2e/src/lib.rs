@@ -11,6 +11,7 @@ pub mod operator;
 pub mod pki;
 pub mod process;
 pub mod sandbox;
+pub mod scale;
 
 pub use context::{TestContext, with_namespace};
 pub use control_plane::{ControlPlane, shared};

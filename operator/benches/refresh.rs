@@ -13,6 +13,7 @@
 //! handshake; `_parse` adds the PKCS#8 parse of the key (keys not held parsed).
 //! A bounded interleaved loop prints `ratio <path>/<floor> = x.xx`.
 
+#[allow(dead_code)] // the handshake floor parts serve the handshake bench
 #[path = "support/mtls.rs"]
 mod mtls;
 

@@ -26,6 +26,9 @@ struct Args {
     /// Longest wait for all N Ready, s (default: max(180, N x 0.6)).
     #[arg(long)]
     onboard_timeout: Option<u64>,
+    /// Stop waiting for Ready when no client became Ready for this long, s.
+    #[arg(long, default_value_t = 60)]
+    stall: u64,
     /// Operator log filter.
     #[arg(long, default_value = "info")]
     operator_log: String,
@@ -50,6 +53,7 @@ fn main() -> Result<()> {
         token_lifetime: Duration::from_secs(lifetime),
         steady: Duration::from_secs(args.steady.unwrap_or(2 * lifetime)),
         onboard_timeout: Duration::from_secs(args.onboard_timeout.unwrap_or((args.n as u64 * 6 / 10).max(180))),
+        stall: Duration::from_secs(args.stall),
         operator_log: args.operator_log,
         keep: args.keep,
     };

@@ -107,6 +107,19 @@ impl Requests {
         self.0.iter().filter(|((verb, res, _), _)| !res.is_empty() && verb != "WATCH" && verb != "CONNECT").map(|(_, v)| v).sum()
     }
 
+    /// Every non-zero count as `VERB resource[/subresource]`.
+    pub fn by_verb_resource(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for ((verb, res, sub), v) in &self.0 {
+            if *v > 0.0 {
+                let res = if res.is_empty() { "(non-resource)" } else { res };
+                let name = if sub.is_empty() { format!("{verb} {res}") } else { format!("{verb} {res}/{sub}") };
+                *out.entry(name).or_insert(0.0) += v;
+            }
+        }
+        out
+    }
+
     /// Write requests by `resource[/subresource]`.
     pub fn writes_by_resource(&self) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();

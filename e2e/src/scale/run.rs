@@ -14,7 +14,7 @@ use kube::api::{ObjectMeta, PostParams};
 use serde_json::json;
 
 use super::probe::{self, Requests};
-use super::report::{Memory, Onboarding, Qps, Report, Restart, Setup, Staleness, Steady, quantile};
+use super::report::{Memory, Onboarding, Point, Qps, Report, Restart, Setup, Staleness, Steady, quantile};
 use super::watch::{Tracker, now_unix};
 use super::floor;
 use crate::control_plane::ControlPlane;
@@ -34,6 +34,8 @@ pub struct Options {
     pub steady: Duration,
     /// Longest wait for all N Ready.
     pub onboard_timeout: Duration,
+    /// Stop waiting when no client became Ready for this long.
+    pub stall: Duration,
     /// Operator log filter.
     pub operator_log: String,
     /// Keep the control plane's run folder.
@@ -48,6 +50,7 @@ const RESTART_WINDOW: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug, Default)]
 struct Sample {
     at: f64,
+    ready: usize,
     rss_kib: Option<u64>,
     resource_requests: f64,
     harness_requests: u64,
@@ -160,8 +163,8 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
                 let pid = pid.load(Ordering::Relaxed);
                 let requests = probe::apiserver_requests(&client).await.map(|r| r.resource_requests()).unwrap_or(f64::NAN);
                 let at = now_unix();
-                let expired = state.lock().map(|s| s.expired(at)).unwrap_or(0);
-                let s = Sample { at, rss_kib: probe::status_kib(pid, "VmRSS"), resource_requests: requests, harness_requests: harness.load(Ordering::Relaxed), expired };
+                let (expired, ready) = state.lock().map(|s| (s.expired(at), s.ready.len())).unwrap_or_default();
+                let s = Sample { at, ready, rss_kib: probe::status_kib(pid, "VmRSS"), resource_requests: requests, harness_requests: harness.load(Ordering::Relaxed), expired };
                 if let Ok(mut v) = samples.lock() {
                     v.push(s);
                 }
@@ -189,21 +192,39 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
     applied.into_iter().collect::<Result<Vec<()>>>()?;
     eprintln!("bench-scale: {} TppClients applied in {:.1} s; waiting for Ready", o.n, now_unix() - t0);
     let deadline = tokio::time::Instant::now() + o.onboard_timeout;
-    while rig.ready() < o.n && tokio::time::Instant::now() < deadline {
+    let (mut seen, mut last_progress) = (0, tokio::time::Instant::now());
+    let ended = loop {
+        let ready = rig.ready();
+        if ready >= o.n {
+            break "all Ready";
+        }
+        if ready > seen {
+            (seen, last_progress) = (ready, tokio::time::Instant::now());
+        }
+        if last_progress.elapsed() >= o.stall {
+            break "stalled";
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break "timeout";
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    };
     let t_ready = now_unix();
     let onboarded = rig.snapshot().await?;
     let ready = rig.ready();
     let onboard_writes = onboarded.requests.since(&before.requests);
     let harness_writes = (o.n + 1) as f64;
     let events = onboard_writes.writes(Some("events"), None);
+    let apiserver_leases = onboard_writes.writes(Some("leases"), None);
+    let ready_after_s = rig.tracker.with(|s| [("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("all", 1.0)].map(|(k, q)| (k, s.ready_after(o.n, q, t0))).into());
     let onboarding = Onboarding {
         ready,
         wall_s: t_ready - t0,
+        ready_after_s,
+        ended,
         floor_s: floors.onboarding_s(o.n),
         ratio: (t_ready - t0) / floors.onboarding_s(o.n),
-        writes_per_client: (onboard_writes.writes(None, None) - events - harness_writes) / o.n as f64,
+        writes_per_client: (onboard_writes.writes(None, None) - events - apiserver_leases - harness_writes) / o.n as f64,
         events_per_client: events / o.n as f64,
         writes_by_resource: onboard_writes.writes_by_resource(),
     };
@@ -216,7 +237,18 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
     let steady = steady_figures(&rig, &onboarded, &after, floors.refresh_path_ms);
     let staleness = rig.tracker.with(|s| {
         let mut late: Vec<f64> = s.replacements_between(onboarded.at, after.at).iter().map(|r| r.late_s).collect();
-        Staleness { replacements: late.len(), late_max_s: late.iter().copied().fold(0.0, f64::max), late_p99_s: quantile(&mut late, 0.99), ..Default::default() }
+        let bucket = |l: f64| match l {
+            l if l <= 0.0 => "0",
+            l if l < 1.0 => "<1s",
+            l if l < 5.0 => "1-5s",
+            l if l < 10.0 => "5-10s",
+            _ => ">10s",
+        };
+        let mut late_buckets = std::collections::BTreeMap::new();
+        for l in &late {
+            *late_buckets.entry(bucket(*l)).or_insert(0) += 1;
+        }
+        Staleness { replacements: late.len(), late_max_s: late.iter().copied().fold(0.0, f64::max), late_p99_s: quantile(&mut late, 0.99), late_buckets, ..Default::default() }
     });
 
     // M8: SIGKILL and restart.
@@ -265,13 +297,25 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         initial_list_peak_ratio: restart_peak_kib as f64 / settled_kib.max(1) as f64,
         budget_mib: 64.0 + 12.0 * o.n as f64 / 1024.0,
     };
+    let phase_max = |from: f64, to: f64| samples.iter().filter(|s| s.at >= from && s.at < to).map(|s| s.expired).max().unwrap_or(0);
     let staleness = Staleness {
         expired_max: samples.iter().map(|s| s.expired).max().unwrap_or(0),
+        expired_max_by_phase: [("onboarding", phase_max(t0, t_ready)), ("steady", phase_max(t_ready, killed.at)), ("restart", phase_max(killed.at, f64::MAX))].into(),
         samples_with_expired: samples.iter().filter(|s| s.at >= t_ready && s.expired > 0).count(),
         samples: samples.iter().filter(|s| s.at >= t_ready).count(),
         ..staleness
     };
     let qps = qps(&samples);
+    let timeline = samples
+        .windows(2)
+        .map(|w| Point {
+            t: w[1].at - t0,
+            ready: w[1].ready,
+            expired: w[1].expired,
+            rss_mib: w[1].rss_kib.map(mib).unwrap_or(0.0),
+            kube_rps: rate(&w[0], &w[1]),
+        })
+        .collect();
     let setup = Setup {
         n: o.n,
         cpu: cpu_model(),
@@ -284,7 +328,7 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         kube_qps: 50.0,
         kube_burst: 100.0,
     };
-    let mut report = Report { setup, floors, onboarding, steady, memory, staleness, restart, qps, targets: vec![] };
+    let mut report = Report { setup, floors, onboarding, steady, memory, staleness, restart, qps, targets: vec![], timeline };
     report.check();
     rig.sandbox.shutdown().await;
     Ok(report)
@@ -313,11 +357,12 @@ fn steady_figures(rig: &Rig, a: &Snapshot, b: &Snapshot, floor_ms: f64) -> Stead
         cpu_ratio_to_floor: per(cpu_s * 1e3) / floor_ms,
         secret_writes_per_refresh: per(secret_writes),
         status_writes_per_refresh: per(status_writes),
-        other_writes_per_refresh: per(writes.writes(None, None) - secret_writes - status_writes - events),
+        other_writes_per_refresh: per(writes.writes(None, None) - secret_writes - status_writes - events - writes.writes(Some("leases"), None)),
         credentials_changes_per_refresh: per(cred as f64),
         tppclient_changes_per_refresh: per(tpp as f64),
         reconciles_per_refresh: per(b.reconciles - a.reconciles),
         writes_by_resource: writes.writes_by_resource(),
+        requests: writes.by_verb_resource(),
         max_per_s: max,
         mean_per_s: mean,
         burst_ratio: if mean > 0.0 { max as f64 / mean } else { 0.0 },
@@ -328,12 +373,15 @@ fn steady_figures(rig: &Rig, a: &Snapshot, b: &Snapshot, floor_ms: f64) -> Stead
     }
 }
 
-/// The operator's resource request rate, the harness's own requests subtracted.
+/// Resource requests per second from `a` to `b`, the harness's own requests subtracted.
+fn rate(a: &Sample, b: &Sample) -> f64 {
+    let own = b.harness_requests.saturating_sub(a.harness_requests) as f64;
+    let r = (b.resource_requests - a.resource_requests - own) / (b.at - a.at).max(1e-3);
+    if r.is_finite() { r.max(0.0) } else { 0.0 }
+}
+
+/// The operator's resource request rate (everything but the harness's own requests).
 fn qps(samples: &[Sample]) -> Qps {
-    let rate = |a: &Sample, b: &Sample| {
-        let own = b.harness_requests.saturating_sub(a.harness_requests) as f64;
-        ((b.resource_requests - a.resource_requests - own) / (b.at - a.at).max(1e-3)).max(0.0)
-    };
     let valid: Vec<&Sample> = samples.iter().filter(|s| s.resource_requests.is_finite()).collect();
     let max_interval_rate = valid.windows(2).map(|w| rate(w[0], w[1])).fold(0.0, f64::max);
     let span = (Duration::from_secs(10).as_secs_f64() / SAMPLE_EVERY.as_secs_f64()).round() as usize;

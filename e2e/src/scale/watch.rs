@@ -50,6 +50,8 @@ pub struct State {
     expires_at: HashMap<String, f64>,
     /// Ready TppClients.
     pub ready: HashSet<String>,
+    /// When each TppClient was first seen Ready (Unix seconds).
+    pub first_ready: HashMap<String, f64>,
     /// Every change, in order.
     pub changes: Vec<Change>,
     /// Every token replacement, in order.
@@ -109,10 +111,20 @@ impl State {
             .as_array()
             .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
         if ready {
+            self.first_ready.entry(name.clone()).or_insert(at);
             self.ready.insert(name);
         } else {
             self.ready.remove(&name);
         }
+    }
+
+    /// Seconds after `t0` at which the `q`-quantile (0..=1) of `n` clients was first Ready
+    /// (nearest rank); `None` when fewer had become Ready.
+    pub fn ready_after(&self, n: usize, q: f64, t0: f64) -> Option<f64> {
+        let mut times: Vec<f64> = self.first_ready.values().copied().collect();
+        times.sort_by(f64::total_cmp);
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n.max(1));
+        times.get(rank - 1).map(|t| t - t0)
     }
 
     /// Credentials Secrets whose token has expired at `now`.
@@ -213,6 +225,20 @@ mod tests {
         assert_eq!(st.changes_between("credentials", 0.0, 2000.0), 2);
         assert_eq!(st.expired(1030.0), 0);
         assert_eq!(st.expired(1052.0), 1);
+    }
+
+    #[test]
+    fn ready_quantiles_count_first_transitions_only() {
+        let mut st = State::new("accounts");
+        let mut o = DynamicObject::new("a", &ApiResource::from_gvk(&GroupVersionKind::gvk("tpp.dev", "v1alpha1", "TppClient")));
+        o.metadata.resource_version = Some("1".into());
+        o.data = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        st.client(&o, 10.0);
+        o.metadata.resource_version = Some("2".into());
+        st.client(&o, 30.0);
+        assert_eq!(st.ready_after(2, 0.5, 0.0), Some(10.0));
+        assert_eq!(st.ready_after(2, 1.0, 0.0), None);
+        assert_eq!(st.changes_between("tppclient", 0.0, 100.0), 2);
     }
 
     #[test]

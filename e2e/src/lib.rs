@@ -1,8 +1,8 @@
 //! The end-to-end harness of tpp-operator: a real etcd + kube-apiserver built from Go modules
 //! ([`control_plane`]), a throw-away PKI ([`pki`]), child processes that die with the test
 //! binary ([`process`]), per-test namespaces with failure dumps ([`context`]), the operator as a
-//! process under the chart's RBAC ([`operator`]), and the Open Finance sandbox AS emulator
-//! ([`sandbox`]).
+//! process under the chart's RBAC ([`operator`]), the Open Finance sandbox AS emulator
+//! ([`sandbox`]), and the scale benchmark behind `make bench-scale` ([`scale`]).
 
 pub mod context;
 pub mod control_plane;

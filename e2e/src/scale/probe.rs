@@ -33,7 +33,7 @@ pub fn operator_pid(admin_address: &str) -> Option<u32> {
         let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let is_operator = args.first().is_some_and(|a| a.ends_with(b"tpp-operator"));
-        (is_operator && args.iter().any(|a| *a == admin_address.as_bytes())).then_some(pid)
+        (is_operator && args.contains(&admin_address.as_bytes())).then_some(pid)
     })
 }
 

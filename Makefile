@@ -58,8 +58,8 @@ bench-micro:
 
 ## The scale harness: real control plane, release operator binary, sandbox AS, N TppClients.
 bench-scale: control-plane
-	$(CARGO) build --release -p tpp-operator --bin tpp-operator
-	$(CARGO) run --release -p e2e --bin bench-scale -- --n $(N) $(BENCH_SCALE_ARGS)
+	$(CARGO) build --release -p tpp-operator -p e2e --bins
+	$${CARGO_TARGET_DIR:-target}/release/bench-scale --n $(N) $(BENCH_SCALE_ARGS)
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

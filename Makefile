@@ -6,13 +6,14 @@ export TPP_CACHE_DIR := $(CACHE)
 KUBE_VERSION := $(shell sed -n 's/^KUBE_VERSION=//p' hack/versions.env)
 export TPP_CONTROL_PLANE_DIR ?= $(CACHE)/control-plane/$(KUBE_VERSION)
 
-.PHONY: test test-unit test-e2e control-plane peer crds demo bench lint clean-cache help
+.PHONY: test test-unit test-e2e control-plane peer crds demo bench bench-micro bench-scale lint clean-cache help
 
 help:
 	@echo "make demo   - local control plane + sandbox AS + operator, an example TppClient and its token Secret"
 	@echo "make test   - all tiers: unit, loopback integration, end to end (real kube-apiserver + etcd)"
 	@echo "make crds   - regenerate crds/ from the Rust types"
-	@echo "make bench  - benchmarks"
+	@echo "make bench  - micro-benchmarks (ratios to floors) and a scale run with N=200 (BENCHMARKS.md)"
+	@echo "make bench-scale N=1000 - the scale benchmark alone (JSON + Markdown in target/bench-scale/)"
 
 ## Build kube-apiserver, etcd and kubectl from Go modules into $(CACHE) (skipped when present).
 control-plane:
@@ -52,9 +53,26 @@ demo:
 	$(CARGO) build -p tpp-operator -p e2e --bins
 	@"$${CARGO_TARGET_DIR:-target}/debug/demo"
 
-bench:
-	@echo "make bench arrives with the identity benchmarks." >&2
-	@exit 2
+## Criterion flags for `make bench`: short, so that the whole run fits in minutes.
+BENCH_ARGS ?= --warm-up-time 1 --measurement-time 2 --noplot
+BENCH_OUT ?= target/bench
+N ?= 200
+BENCH_SCALE_ARGS ?=
+
+## Micro-benchmarks, each with its ratio to a floor measured in the same run, then N=200.
+bench: bench-micro
+	$(MAKE) --no-print-directory bench-scale N=200
+
+bench-micro:
+	@mkdir -p $(BENCH_OUT)
+	set -o pipefail; $(CARGO) bench -p tpp-operator --bench identity --bench handshake --bench refresh --bench secret_body -- $(BENCH_ARGS) 2>&1 | tee $(BENCH_OUT)/micro.txt
+	@echo "--- ratios (also in $(BENCH_OUT)/micro.txt) ---"
+	@grep -E '^(ratio|rsa2048 sign/s|refresh_)' $(BENCH_OUT)/micro.txt
+
+## The scale harness: real control plane, release operator binary, sandbox AS, N TppClients.
+bench-scale: control-plane
+	$(CARGO) build --release -p tpp-operator -p e2e --bins
+	$${CARGO_TARGET_DIR:-target}/release/bench-scale --n $(N) $(BENCH_SCALE_ARGS)
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -2,8 +2,8 @@
 //! ([`control_plane`]), a throw-away PKI ([`pki`]), child processes that die with the test
 //! binary ([`process`]), per-test namespaces with failure dumps ([`context`]), the operator as a
 //! process under the chart's RBAC ([`operator`]), the Open Finance sandbox AS emulator
-//! ([`sandbox`]), oidc-provider as a real third-party AS peer ([`peer`]), and `make demo` built
-//! from them ([`demo`]).
+//! ([`sandbox`]), oidc-provider as a real third-party AS peer ([`peer`]), `make demo` built
+//! from them ([`demo`]), and the scale benchmark behind `make bench-scale` ([`scale`]).
 
 pub mod context;
 pub mod control_plane;
@@ -14,6 +14,7 @@ pub mod peer;
 pub mod pki;
 pub mod process;
 pub mod sandbox;
+pub mod scale;
 
 pub use context::{TestContext, with_namespace};
 pub use control_plane::{ControlPlane, shared};

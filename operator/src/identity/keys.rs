@@ -10,6 +10,7 @@
 //! blocking pool. No I/O.
 
 use std::fmt;
+use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsBigEndian as _;
 use aws_lc_rs::encoding::AsDer as _;
@@ -23,7 +24,7 @@ use zeroize::Zeroizing;
 use super::der;
 use super::error::IdentityError;
 use super::jwk::{Jwk, RawPrivateJwk, b64url};
-use super::signer::Signer;
+use super::signer::{ParsedKey, Signer};
 
 /// The key algorithms the operator generates and accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,12 +78,15 @@ impl fmt::Display for KeyAlgorithm {
     }
 }
 
-/// A private signing key with its public JWK and `kid`. Cheap to clone.
+/// A private signing key with its public JWK and `kid`, parsed once when read (so a
+/// [`Signer`] costs no second parse: an RSA parse validates the key and takes about as long as
+/// a signature). Cheap to clone.
 #[derive(Clone)]
 pub struct PrivateKey {
     algorithm: KeyAlgorithm,
     pkcs8: SecretSlice<u8>,
     public: Jwk,
+    parsed: Arc<ParsedKey>,
 }
 
 impl fmt::Debug for PrivateKey {
@@ -147,22 +151,33 @@ impl PrivateKey {
 
     fn from_canonical_pkcs8(pkcs8: Zeroizing<Vec<u8>>) -> Result<Self, IdentityError> {
         let parts = der::read_pkcs8(&pkcs8)?;
-        let (algorithm, public) = if parts.algorithm == der::OID_EC_PUBLIC_KEY {
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
-                .map_err(rejected)?;
-            (
-                KeyAlgorithm::EcP256,
-                p256_public_jwk(pair.public_key().as_ref())?,
+        let parsed = if parts.algorithm == der::OID_EC_PUBLIC_KEY {
+            ParsedKey::Ec(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+                    .map_err(rejected)?,
             )
         } else {
-            let pair = RsaKeyPair::from_pkcs8(&pkcs8).map_err(rejected)?;
-            let public = pair.public_key();
-            let algorithm = KeyAlgorithm::from_modulus_bits(public.modulus_len() * 8)?;
-            let jwk = Jwk::rsa(
-                public.modulus().big_endian_without_leading_zero(),
-                public.exponent().big_endian_without_leading_zero(),
-            );
-            (algorithm, jwk)
+            ParsedKey::Rsa(RsaKeyPair::from_pkcs8(&pkcs8).map_err(rejected)?)
+        };
+        Self::from_parsed(pkcs8, parsed)
+    }
+
+    /// `pkcs8` (canonical) and the same key already parsed.
+    fn from_parsed(pkcs8: Zeroizing<Vec<u8>>, parsed: ParsedKey) -> Result<Self, IdentityError> {
+        let (algorithm, public) = match &parsed {
+            ParsedKey::Ec(pair) => (
+                KeyAlgorithm::EcP256,
+                p256_public_jwk(pair.public_key().as_ref())?,
+            ),
+            ParsedKey::Rsa(pair) => {
+                let public = pair.public_key();
+                let algorithm = KeyAlgorithm::from_modulus_bits(public.modulus_len() * 8)?;
+                let jwk = Jwk::rsa(
+                    public.modulus().big_endian_without_leading_zero(),
+                    public.exponent().big_endian_without_leading_zero(),
+                );
+                (algorithm, jwk)
+            }
         };
         let mut public = public;
         public.alg = Some(algorithm.jws_alg().to_owned());
@@ -171,7 +186,13 @@ impl PrivateKey {
             algorithm,
             pkcs8: SecretSlice::from(pkcs8.to_vec()),
             public,
+            parsed: Arc::new(parsed),
         })
+    }
+
+    /// The key as parsed when it was read.
+    pub(crate) fn parsed(&self) -> Arc<ParsedKey> {
+        self.parsed.clone()
     }
 
     /// The key algorithm.
@@ -248,7 +269,7 @@ impl PrivateKey {
                 // Only the position: serde's message could quote input text.
                 reason: format!("invalid JSON at line {} column {}", e.line(), e.column()),
             })?;
-        let pkcs8 = match raw.kty.as_deref() {
+        let (pkcs8, parsed) = match raw.kty.as_deref() {
             Some("RSA") => {
                 let components = KeyPairComponents {
                     public_key: PublicKeyComponents {
@@ -263,12 +284,13 @@ impl PrivateKey {
                     qInv: raw.member(&raw.qi, "qi")?,
                 };
                 let pair = RsaKeyPair::from_components(&components).map_err(rejected)?;
-                Zeroizing::new(
+                let pkcs8 = Zeroizing::new(
                     pair.as_der()
                         .map_err(|_| jwk_invalid("RSA key re-encoding"))?
                         .as_ref()
                         .to_vec(),
-                )
+                );
+                (pkcs8, ParsedKey::Rsa(pair))
             }
             Some("EC") => {
                 if raw.crv.as_deref() != Some("P-256") {
@@ -289,21 +311,22 @@ impl PrivateKey {
                     &point,
                 )
                 .map_err(rejected)?;
-                Zeroizing::new(
+                let pkcs8 = Zeroizing::new(
                     pair.to_pkcs8v1()
                         .map_err(|_| jwk_invalid("EC key re-encoding"))?
                         .as_ref()
                         .to_vec(),
-                )
+                );
+                (pkcs8, ParsedKey::Ec(pair))
             }
             _ => return Err(jwk_invalid("kty must be RSA or EC")),
         };
-        Self::from_canonical_pkcs8(pkcs8)
+        Self::from_parsed(pkcs8, parsed)
     }
 
-    /// Parses the key once into a [`Signer`] that can be cached and reused.
+    /// A [`Signer`] over the key parsed when it was read (no parse here); cache and reuse it.
     pub fn signer(&self) -> Result<Signer, IdentityError> {
-        Signer::from_key(self)
+        Ok(Signer::from_key(self))
     }
 
     /// The same key as an rcgen `KeyPair` (signing certificates with SHA-256: RSA PKCS#1 v1.5

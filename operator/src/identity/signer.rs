@@ -10,16 +10,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PSS_SHA256, RsaKeyPair,
-};
+use aws_lc_rs::signature::{EcdsaKeyPair, RSA_PSS_SHA256, RsaKeyPair};
 use josekit::JoseError;
 use josekit::jws::{JwsAlgorithm, JwsSigner};
 
 use super::error::IdentityError;
 use super::keys::PrivateKey;
 
-enum ParsedKey {
+/// A key parsed for signing (once, when the [`PrivateKey`] was read).
+pub(crate) enum ParsedKey {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
 }
@@ -41,23 +40,12 @@ impl fmt::Debug for Signer {
 }
 
 impl Signer {
-    pub(crate) fn from_key(key: &PrivateKey) -> Result<Self, IdentityError> {
-        let der = key.expose_pkcs8_der();
-        let rejected = |e: aws_lc_rs::error::KeyRejected| IdentityError::ParsePrivateKey {
-            reason: format!("key rejected: {e}"),
-        };
-        let parsed = if key.algorithm().is_rsa() {
-            ParsedKey::Rsa(RsaKeyPair::from_pkcs8(der).map_err(rejected)?)
-        } else {
-            ParsedKey::Ec(
-                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-                    .map_err(rejected)?,
-            )
-        };
-        Ok(Self {
-            key: Arc::new(parsed),
+    /// A signer over the key `key` parsed when it was read (no second parse).
+    pub(crate) fn from_key(key: &PrivateKey) -> Self {
+        Self {
+            key: key.parsed(),
             kid: Arc::from(key.kid()),
-        })
+        }
     }
 
     /// The key id placed in JWS headers.

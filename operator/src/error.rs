@@ -79,6 +79,9 @@ pub enum Error {
         /// Parser message.
         message: String,
     },
+    /// A reconcile took longer than its bound and was abandoned (retried with backoff).
+    #[error("the reconcile took longer than {0:?} and was abandoned")]
+    ReconcileTimeout(Duration),
     /// The blocking crypto pool is gone (shutdown).
     #[error("the crypto worker pool is shut down")]
     CryptoPool,
@@ -91,7 +94,7 @@ impl Error {
             Error::Discovery(e) | Error::RegisterClient(e) | Error::UpdateRegistration(e) | Error::FetchToken(e) => e.is_transient(),
             Error::ReadObject { source, .. } | Error::ApplyObject { source, .. } => kube_transient(source),
             Error::Identity { source, .. } => source.is_transient(),
-            Error::ReferenceNotFound(_) | Error::CryptoPool => true,
+            Error::ReferenceNotFound(_) | Error::CryptoPool | Error::ReconcileTimeout(_) => true,
             Error::InvalidSpec { .. } | Error::AuthorizationServer { .. } | Error::Preflight(_) | Error::CorruptState { .. } => false,
         }
     }
@@ -129,6 +132,7 @@ impl Error {
             Error::ApplyObject { .. } => "WriteFailed",
             Error::CorruptState { .. } => "CorruptState",
             Error::CryptoPool => "ShuttingDown",
+            Error::ReconcileTimeout(_) => "ReconcileTimeout",
         }
     }
 

@@ -22,6 +22,8 @@ use crate::{
 
 /// Most steps one reconcile takes before requeueing (each step is persisted).
 const MAX_STEPS: usize = 24;
+/// The longest one reconcile may take.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Requeue bounds.
 const MIN_REQUEUE: Duration = Duration::from_secs(1);
 const MAX_REQUEUE: Duration = Duration::from_secs(10 * 60);
@@ -30,7 +32,12 @@ const MAX_REQUEUE: Duration = Duration::from_secs(10 * 60);
 pub async fn reconcile(obj: Arc<TppClient>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let _in_flight = InFlight::new(&ctx);
     let started = std::time::Instant::now();
-    let result = reconcile_inner(&obj, &ctx).await;
+    // A reconcile that hangs (an API call stuck in a queue) must not hold a concurrency slot
+    // forever: give up after a bound and retry with backoff.
+    let result = match tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_inner(&obj, &ctx)).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::ReconcileTimeout(RECONCILE_TIMEOUT)),
+    };
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     let outcome = match &result {
         Ok(_) => "ok",

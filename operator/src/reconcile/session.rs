@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use jiff::Timestamp;
 use kube::ResourceExt;
 use secrecy::SecretString;
 

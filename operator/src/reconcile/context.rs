@@ -97,9 +97,10 @@ impl Context {
 }
 
 /// Exponential backoff with jitter for the `n`th failure in a row: 2 s, 4 s, ... capped at
-/// 5 min, ±20 %, and never shorter than what the AS asked for.
+/// 1 min (well inside a token's lifetime: a transient failure must not outlast a token),
+/// ±20 %, and never shorter than what the AS asked for.
 pub fn backoff(n: u32, retry_after: Option<Duration>) -> Duration {
-    let base = 2u64.saturating_pow(n.min(16)).min(300);
+    let base = 2u64.saturating_pow(n.min(16)).min(60);
     let jitter = 0.8 + rand::random::<f64>() * 0.4;
     let d = Duration::from_secs_f64(base as f64 * jitter);
     retry_after.map_or(d, |r| d.max(r))
@@ -112,8 +113,8 @@ mod tests {
     #[test]
     fn backoff_grows_caps_and_honours_retry_after() {
         assert!(backoff(1, None) <= Duration::from_secs(3));
-        assert!(backoff(30, None) <= Duration::from_secs(360));
-        assert!(backoff(30, None) >= Duration::from_secs(240));
+        assert!(backoff(30, None) <= Duration::from_secs(72));
+        assert!(backoff(30, None) >= Duration::from_secs(48));
         assert!(backoff(1, Some(Duration::from_secs(60))) >= Duration::from_secs(60));
     }
 }

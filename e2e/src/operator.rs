@@ -3,7 +3,11 @@
 //! missing verb is a real 403. One operator per test, watching only that test's namespace, so
 //! tests can kill and restart it freely. Process and Kubernetes I/O.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::{
@@ -26,14 +30,32 @@ pub const OPERATOR_NAMESPACE: &str = "tpp-system";
 /// Name of the ServiceAccount, ClusterRole and bindings (the chart's release name).
 pub const RELEASE: &str = "tpp-operator";
 
-/// Path of the operator binary: `$TPP_OPERATOR_BIN`, else next to the test binary's folder.
+/// Path of the operator binary: `$TPP_OPERATOR_BIN`, else `tpp-operator` beside the running
+/// binary (a bin in `target/<profile>/`) or one folder up (a test in `target/<profile>/deps/`).
 pub fn operator_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("TPP_OPERATOR_BIN") {
         return p.into();
     }
     let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/deps/<test> -> target/<profile>/tpp-operator
+    let beside = exe.with_file_name("tpp-operator");
+    if beside.is_file() {
+        return beside;
+    }
     exe.parent().and_then(|d| d.parent()).map(|d| d.join("tpp-operator")).unwrap_or_default()
+}
+
+/// Write `text` to `path` readable by the owner only (kubeconfigs hold a ServiceAccount token).
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("write {}", path.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    Ok(())
 }
 
 fn rules(file: &str) -> Result<Vec<PolicyRule>> {
@@ -100,6 +122,13 @@ pub struct OperatorOptions {
     pub args: Vec<String>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Admin server address (default: a free loopback port).
+    pub admin_address: Option<std::net::SocketAddr>,
+    /// Folder for the kubeconfig and a fresh `operator.log` (default: the control plane's run
+    /// folder, with a random suffix).
+    pub dir: Option<PathBuf>,
+    /// `RUST_LOG` (default `$E2E_OPERATOR_LOG`, else `info,tpp_operator=debug`).
+    pub log_filter: Option<String>,
 }
 
 /// A running operator.
@@ -109,34 +138,46 @@ pub struct OperatorProcess {
     options: OperatorOptions,
     /// `http://127.0.0.1:<port>` of its admin server.
     pub admin_url: String,
-    admin_port: u16,
+    admin_address: std::net::SocketAddr,
     log: PathBuf,
 }
 
 impl OperatorProcess {
     /// Start the operator binary under the chart's RBAC.
     pub async fn start(cp: &ControlPlane, admin: &Client, options: OperatorOptions) -> Result<Self> {
-        let kubeconfig_text = operator_kubeconfig(cp, admin).await?;
-        let tag = format!("{:08x}", rand::random::<u32>());
-        let kubeconfig = cp.dir.join(format!("operator-{tag}.kubeconfig"));
-        std::fs::write(&kubeconfig, kubeconfig_text)?;
-        let log = cp.dir.join(format!("operator-{tag}.log"));
-        let admin_port = free_port()?;
-        let child = Self::spawn(&kubeconfig, admin_port, &options, &log)?;
-        let me = Self { child, kubeconfig, options, admin_url: format!("http://127.0.0.1:{admin_port}"), admin_port, log };
+        let kubeconfig_text = operator_kubeconfig(cp, admin).await.context("install the operator's RBAC")?;
+        let (kubeconfig, log) = match &options.dir {
+            Some(dir) => (dir.join("operator.kubeconfig"), dir.join("operator.log")),
+            None => {
+                let tag = format!("{:08x}", rand::random::<u32>());
+                (cp.dir.join(format!("operator-{tag}.kubeconfig")), cp.dir.join(format!("operator-{tag}.log")))
+            }
+        };
+        write_private(&kubeconfig, &kubeconfig_text)?;
+        // A fresh log per start (a restart appends).
+        std::fs::write(&log, "").with_context(|| format!("truncate {}", log.display()))?;
+        let admin_address = match options.admin_address {
+            Some(a) => a,
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+        };
+        let child = Self::spawn(&kubeconfig, admin_address, &options, &log)?;
+        let mut me = Self { child, kubeconfig, options, admin_url: format!("http://{admin_address}"), admin_address, log };
         me.wait_healthy(Duration::from_secs(30)).await?;
         Ok(me)
     }
 
-    fn spawn(kubeconfig: &std::path::Path, admin_port: u16, o: &OperatorOptions, log: &std::path::Path) -> Result<ChildGuard> {
+    fn spawn(kubeconfig: &Path, admin_address: std::net::SocketAddr, o: &OperatorOptions, log: &Path) -> Result<ChildGuard> {
         let bin = operator_binary();
         anyhow::ensure!(bin.is_file(), "{} not found: run `cargo build -p tpp-operator --bins` (make test does)", bin.display());
         let mut cmd = Command::new(bin);
         cmd.env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info,tpp_operator=debug".into()))
+            .env(
+                "RUST_LOG",
+                o.log_filter.clone().unwrap_or_else(|| std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info,tpp_operator=debug".into())),
+            )
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
             .arg("--admin-address")
-            .arg(format!("127.0.0.1:{admin_port}"));
+            .arg(admin_address.to_string());
         if !o.namespaces.is_empty() {
             cmd.arg("--namespaces").arg(o.namespaces.join(","));
         }
@@ -147,10 +188,11 @@ impl OperatorProcess {
         spawn("tpp-operator", cmd, log)
     }
 
-    async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
-        let http = reqwest::Client::new();
+    async fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
+            anyhow::ensure!(self.child.is_running(), "the operator exited at start; log:\n{}", self.child.log_tail(4000));
             if let Ok(r) = http.get(format!("{}/healthz", self.admin_url)).send().await
                 && r.status().is_success()
             {
@@ -161,6 +203,16 @@ impl OperatorProcess {
         anyhow::bail!("operator not healthy after {timeout:?}; log:\n{}", self.child.log_tail(4000))
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout` (a clean stop).
+    pub fn stop(&mut self, timeout: Duration) {
+        self.child.terminate(timeout);
+    }
+
     /// Kill with SIGKILL (a crash).
     pub fn kill(&mut self) {
         self.child.kill();
@@ -169,7 +221,7 @@ impl OperatorProcess {
     /// Start again after a kill, same kubeconfig, same admin port, same log file.
     pub async fn restart(&mut self) -> Result<()> {
         self.child.kill();
-        self.child = Self::spawn(&self.kubeconfig, self.admin_port, &self.options, &self.log)?;
+        self.child = Self::spawn(&self.kubeconfig, self.admin_address, &self.options, &self.log)?;
         self.wait_healthy(Duration::from_secs(30)).await
     }
 

@@ -39,11 +39,6 @@ async fn peer_server(ctx: &TestContext, peer: &OidcPeer, name: &str) -> Result<(
     Ok(())
 }
 
-/// Start the peer (its log is printed by the tests that need it, while it is alive).
-async fn start_peer(_ctx: &TestContext, opts: PeerOptions) -> Result<OidcPeer> {
-    OidcPeer::start(opts).await
-}
-
 /// The Secret's token is active at the peer, for the Secret's client, bound to its tls.crt.
 async fn assert_bound(peer: &OidcPeer, secret: &Secret) -> Result<()> {
     let token = SecretString::from(secret_text(secret, "accounts.access_token").context("token")?);
@@ -58,7 +53,7 @@ async fn assert_bound(peer: &OidcPeer, secret: &Secret) -> Result<()> {
 #[tokio::test]
 async fn dynamic_private_key_jwt_client_of_oidc_provider_is_ready_with_a_bound_token() {
     with_namespace("peer-dyn", |ctx| async move {
-        let peer = start_peer(&ctx, PeerOptions::default()).await?;
+        let peer = OidcPeer::start(PeerOptions::default()).await?;
         let _op = start_operator(&ctx).await?;
         peer_server(&ctx, &peer, "peer").await?;
         apply(&ctx, client("payments", "peer", json!({}))).await?;
@@ -90,7 +85,7 @@ async fn dynamic_private_key_jwt_client_of_oidc_provider_is_ready_with_a_bound_t
 #[tokio::test]
 async fn key_rotation_through_rfc7592_with_rat_rotation_is_never_refused_and_retires_the_old_key() {
     with_namespace("peer-rot", |ctx| async move {
-        let peer = start_peer(&ctx, PeerOptions::default()).await?;
+        let peer = OidcPeer::start(PeerOptions::default()).await?;
         let _op = start_operator(&ctx).await?;
         peer_server(&ctx, &peer, "peer").await?;
         apply(&ctx, client("payments", "peer", json!({"signingKey": {"rotation": {"propagationDelay": "2s", "retireAfter": "3s"}}}))).await?;
@@ -138,7 +133,7 @@ async fn key_rotation_through_rfc7592_with_rat_rotation_is_never_refused_and_ret
 #[tokio::test]
 async fn tls_client_auth_with_a_ca_issued_certificate_works_and_a_self_signed_look_alike_is_refused() {
     with_namespace("peer-tls", |ctx| async move {
-        let peer = start_peer(&ctx, PeerOptions::default()).await?;
+        let peer = OidcPeer::start(PeerOptions::default()).await?;
         let _op = start_operator(&ctx).await?;
         peer_server(&ctx, &peer, "peer").await?;
         let subject = "CN=payments-mtls,O=Example TPP,C=MY";
@@ -173,7 +168,7 @@ async fn tls_client_auth_with_a_ca_issued_certificate_works_and_a_self_signed_lo
 #[tokio::test]
 async fn deletion_deregisters_so_the_peer_refuses_the_old_client() {
     with_namespace("peer-del", |ctx| async move {
-        let peer = start_peer(&ctx, PeerOptions::default()).await?;
+        let peer = OidcPeer::start(PeerOptions::default()).await?;
         let _op = start_operator(&ctx).await?;
         peer_server(&ctx, &peer, "peer").await?;
         apply(&ctx, client("payments", "peer", json!({}))).await?;
@@ -221,8 +216,8 @@ async fn deletion_deregisters_so_the_peer_refuses_the_old_client() {
 async fn preflight_names_what_the_peer_does_not_advertise() {
     with_namespace("peer-pre", |ctx| async move {
         let _op = start_operator(&ctx).await?;
-        let no_par = start_peer(&ctx, PeerOptions { par: Par::Off, ..Default::default() }).await?;
-        let rs256 = start_peer(&ctx, PeerOptions { client_auth_algs: vec!["RS256".into()], ..Default::default() }).await?;
+        let no_par = OidcPeer::start(PeerOptions { par: Par::Off, ..Default::default() }).await?;
+        let rs256 = OidcPeer::start(PeerOptions { client_auth_algs: vec!["RS256".into()], ..Default::default() }).await?;
         peer_server(&ctx, &no_par, "no-par").await?;
         let o = wait_condition(&ctx, "AuthorizationServer", "no-par", "Ready", "False", READY).await?;
         let c = condition(&o, "Ready").unwrap_or_default();
@@ -275,7 +270,7 @@ async fn signed_request_registration_passes_the_peers_verifier_and_an_unknown_di
         use tpp_operator::identity::{KeyAlgorithm, PrivateKey};
         let directory = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
         let stranger = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
-        let peer = start_peer(&ctx, PeerOptions { directory_jwks: json!({"keys": [serde_json::to_value(directory.public_jwk())?]}), ..Default::default() }).await?;
+        let peer = OidcPeer::start(PeerOptions { directory_jwks: json!({"keys": [serde_json::to_value(directory.public_jwk())?]}), ..Default::default() }).await?;
         let _op = start_operator(&ctx).await?;
         peer_server(&ctx, &peer, "peer").await?;
         signed_client(&ctx, "trusted", &directory).await?;

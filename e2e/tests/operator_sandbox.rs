@@ -68,18 +68,21 @@ async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_to
     .await;
 }
 
+/// Provision `name` at the sandbox out of band, with the operator's served JWKS as `jwks_uri`
+/// (as OFM onboarding does); returns (client id, jwks_uri).
+fn provision_out_of_band(ctx: &e2e::TestContext, sandbox: &e2e::sandbox::RunningSandbox, op: &e2e::operator::OperatorProcess, name: &str) -> Result<(String, String)> {
+    let jwks_uri = format!("{}/jwks/{}/{name}", op.admin_url, ctx.namespace);
+    let client_id = sandbox.provision_client(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri, "scope": "accounts"}))?;
+    Ok((client_id, jwks_uri))
+}
+
 #[tokio::test]
 async fn static_client_provisioned_out_of_band_publishes_its_jwks_and_becomes_ready() {
     with_namespace("static", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
         let op = start_operator(&ctx).await?;
         // The AS fetches our JWKS from the operator's admin server (jwks_uri), as OFM does.
-        let jwks_uri = format!("{}/jwks/{}/payments", op.admin_url, ctx.namespace);
-        let client_id = sandbox.provision_client(json!({
-            "token_endpoint_auth_method": "private_key_jwt",
-            "jwks_uri": jwks_uri,
-            "scope": "accounts",
-        }))?;
+        let (client_id, jwks_uri) = provision_out_of_band(&ctx, &sandbox, &op, "payments")?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("payments", "sandbox", json!({"registration": {"mode": "Static", "clientId": client_id, "jwksUri": jwks_uri}}))).await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
@@ -96,12 +99,7 @@ async fn hub_onboarding_posts_once_and_becomes_ready() {
     with_namespace("hub", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
         let op = start_operator(&ctx).await?;
-        let jwks_uri = format!("{}/jwks/{}/hub", op.admin_url, ctx.namespace);
-        let client_id = sandbox.provision_client(json!({
-            "token_endpoint_auth_method": "private_key_jwt",
-            "jwks_uri": jwks_uri,
-            "scope": "accounts",
-        }))?;
+        let (client_id, jwks_uri) = provision_out_of_band(&ctx, &sandbox, &op, "hub")?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("hub", "sandbox", json!({"registration": {"mode": "HubOnboarding", "clientId": client_id, "jwksUri": jwks_uri}}))).await?;
         wait_condition(&ctx, "TppClient", "hub", "Ready", "True", READY).await?;

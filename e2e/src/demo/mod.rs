@@ -6,7 +6,6 @@
 //! operator's log, the sandbox CA. Process, network, file and Kubernetes I/O.
 
 pub mod manifests;
-pub mod operator;
 pub mod report;
 
 use std::{
@@ -31,9 +30,9 @@ use tokio::sync::watch;
 use crate::{
     control_plane::{ControlPlane, binaries_dir, repo_root},
     fixtures::{condition, secret_text, x5t_of_pem},
+    operator::{OperatorOptions, OperatorProcess, write_private},
     sandbox::{self, RunningSandbox, SandboxConfig},
 };
-use operator::DemoOperator;
 
 /// Field manager of the demo's applies (what `kubectl apply --server-side` would use).
 const FIELD_MANAGER: &str = "make-demo";
@@ -53,29 +52,24 @@ pub struct DemoOptions {
     pub ready_timeout: Duration,
 }
 
+/// `127.0.0.1:<preferred>` if it can be bound now, else a free loopback port.
+fn admin_address(preferred: u16) -> Result<std::net::SocketAddr> {
+    let port = match std::net::TcpListener::bind(("127.0.0.1", preferred)) {
+        Ok(l) => l.local_addr()?.port(),
+        Err(_) => crate::process::free_port()?,
+    };
+    Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 /// A started demo: control plane, sandbox AS and operator.
 pub struct Demo {
     opts: DemoOptions,
     cp: ControlPlane,
     client: Client,
     sandbox: RunningSandbox,
-    operator: DemoOperator,
+    operator: OperatorProcess,
     kubeconfig: PathBuf,
     client_name: String,
-}
-
-/// Write `text` to `path` readable by the owner only (kubeconfigs hold credentials).
-pub fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("write {}", path.display()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes())?;
-    Ok(())
 }
 
 /// `path` relative to the current directory when it is under it (shorter to copy).
@@ -122,9 +116,15 @@ impl Demo {
         let sandbox = sandbox::start(cfg).await.context("start the sandbox AS")?;
         say(&format!("sandbox AS at {} (access tokens live {} s)", sandbox.issuer(), opts.token_lifetime.as_secs()));
 
-        let address = operator::admin_address(opts.admin_port)?;
-        let operator = DemoOperator::start(&cp, &client, &opts.namespace, address, &opts.dir).await?;
-        say(&format!("tpp-operator running under the chart's RBAC, watching namespace {}, admin {}, log {}", opts.namespace, operator.admin_url, shown(&operator.log)));
+        let options = OperatorOptions {
+            namespaces: vec![opts.namespace.clone()],
+            admin_address: Some(admin_address(opts.admin_port)?),
+            dir: Some(opts.dir.clone()),
+            log_filter: Some(std::env::var("DEMO_OPERATOR_LOG").unwrap_or_else(|_| "info".into())),
+            ..Default::default()
+        };
+        let operator = OperatorProcess::start(&cp, &client, options).await?;
+        say(&format!("tpp-operator running under the chart's RBAC, watching namespace {}, admin {}, log {}", opts.namespace, operator.admin_url, shown(&operator.log_path())));
         Ok(Self { opts, cp, client, sandbox, operator, kubeconfig, client_name: String::new() })
     }
 
@@ -258,7 +258,7 @@ impl Demo {
                 namespace: self.opts.namespace.clone(),
                 client: self.client_name.clone(),
                 admin_url: self.operator.admin_url.clone(),
-                operator_log: shown(&self.operator.log),
+                operator_log: shown(&self.operator.log_path()),
                 sandbox_ca: shown(self.sandbox.ca_path()),
             })
         );

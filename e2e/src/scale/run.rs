@@ -141,11 +141,7 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
     let mut cfg = SandboxConfig::new(cp.dir.join("sandbox"));
     cfg.token_lifetime = o.token_lifetime;
     let sandbox = sandbox::start(cfg).await?;
-    let options = OperatorOptions {
-        namespaces: vec![namespace.clone()],
-        args: vec![],
-        env: vec![("RUST_LOG".into(), o.operator_log.clone())],
-    };
+    let options = OperatorOptions { namespaces: vec![namespace.clone()], log_filter: Some(o.operator_log.clone()), ..Default::default() };
     let op = OperatorProcess::start(cp, &client, options).await?;
     let admin_address = op.admin_url.trim_start_matches("http://").to_owned();
     let tracker = Tracker::start(client.clone(), &namespace, TOKEN);

@@ -280,12 +280,13 @@ async fn a_kill_during_registration_never_loses_a_registration_silently() {
         let mut op = start_operator(&ctx).await?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("payments", "sandbox", json!({}))).await?;
-        // The intent is recorded before the request goes out: kill right after it.
+        // The intent is recorded (with the keys the request carries) before the request goes
+        // out: kill right after it.
         let secrets: Api<Secret> = ctx.api();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(s) = secrets.get_opt("payments-registration").await?
-                && secret_text(&s, "attempt_started_at").is_some()
+            if let Some(s) = secrets.get_opt("payments-keys").await?
+                && secret_text(&s, "state.json").is_some_and(|t| t.contains("registrationAttemptStartedAt"))
             {
                 break;
             }

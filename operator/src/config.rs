@@ -53,11 +53,11 @@ pub struct Config {
     pub leader_election_lease: String,
 
     /// Client-side limit on requests per second to the Kubernetes API.
-    #[arg(long, env = "TPP_OPERATOR_KUBE_QPS", default_value_t = 50.0)]
+    #[arg(long, env = "TPP_OPERATOR_KUBE_QPS", default_value_t = 100.0)]
     pub kube_qps: f64,
 
     /// Burst above `--kube-qps`.
-    #[arg(long, env = "TPP_OPERATOR_KUBE_BURST", default_value_t = 100)]
+    #[arg(long, env = "TPP_OPERATOR_KUBE_BURST", default_value_t = 200)]
     pub kube_burst: u32,
 
     /// Label metrics by TppClient (namespace/name). Off by default: high cardinality.

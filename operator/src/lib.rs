@@ -16,6 +16,7 @@ pub mod crd;
 pub mod duration;
 pub mod error;
 pub mod identity;
+pub mod kube_budget;
 pub mod lease;
 pub mod metrics;
 pub mod oauth;

@@ -21,7 +21,13 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     // One crypto provider for every TLS client in the process (kube, reqwest).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let kube_config = kube::Config::infer().await.context("reading the Kubernetes client configuration")?;
+    // Leader election and the admin server use an unthrottled client: a lease renewal must not
+    // queue behind the controllers' burst. The controllers' client draws every request from
+    // the --kube-qps budget.
+    let client = kube::Client::try_from(kube_config.clone()).context("connecting to the Kubernetes API")?;
+    let budgeted = tpp_operator::kube_budget::client(kube_config, tpp_operator::kube_budget::limiter(config.kube_qps, config.kube_burst))
+        .context("connecting to the Kubernetes API")?;
     let metrics = Arc::new(Metrics::new(config.metrics_per_object));
     let ready = Arc::new(AtomicBool::new(false));
     let admin_state = AdminState { metrics: metrics.clone(), ready: ready.clone(), client: client.clone() };
@@ -63,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
-    let ctx = Arc::new(Context::new(client, config, metrics, Arc::new(SystemClock)));
+    let ctx = Arc::new(Context::new(budgeted, config, metrics, Arc::new(SystemClock)));
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("controllers starting");
     reconcile::run(ctx, stop_rx).await;

@@ -47,8 +47,9 @@ pub async fn execute(s: &mut Session<'_>, action: &Action, publication: Publicat
                 },
                 private_jwk: Sensitive::new(jwk.expose_secret().to_owned()),
             });
-            // Persisted before anything can publish or use it.
-            s.save_keys().await
+            // Persisted before any AS call can use it (see `Session::keys_changed`).
+            s.keys_changed();
+            Ok(())
         }
         Action::PublishKeys { kids, .. } => {
             let kids: BTreeSet<String> = kids.iter().cloned().collect();
@@ -57,7 +58,8 @@ pub async fn execute(s: &mut Session<'_>, action: &Action, publication: Publicat
                 k.record.state = KeyState::Published;
                 k.record.published_at = Some(now);
             }
-            s.save_keys().await
+            s.keys_changed();
+            Ok(())
         }
         Action::AwaitApproval { .. } => Ok(()),
         Action::ActivateKey { kid, retire, .. } => {
@@ -70,7 +72,7 @@ pub async fn execute(s: &mut Session<'_>, action: &Action, publication: Publicat
                     k.record.retiring_at = Some(now);
                 }
             }
-            s.save_keys().await?;
+            s.keys_changed();
             if !retire.is_empty() {
                 s.events.push((reasons::KEY_ROTATED, format!("signing key {kid} is active; retiring {}", retire.join(", "))));
             }
@@ -82,20 +84,23 @@ pub async fn execute(s: &mut Session<'_>, action: &Action, publication: Publicat
                 k.record.state = KeyState::Retiring;
                 k.record.retiring_at = Some(now);
             }
-            s.save_keys().await
+            s.keys_changed();
+            Ok(())
         }
         Action::RemoveKey { kid, .. } => {
             let mut remaining = s.visible_kids();
             remaining.remove(kid);
             publish(s, &remaining, publication).await?;
             s.keys.keys.retain(|k| &k.record.kid != kid);
-            s.save_keys().await
+            s.keys_changed();
+            Ok(())
         }
         Action::RenewCertificate { .. } => renew_certificate(s).await,
         Action::RefreshToken { name, .. } => refresh_tokens(s, std::slice::from_ref(name)).await,
         Action::AcknowledgeTrigger { trigger, value } => {
             s.keys.handled.insert(trigger.as_str().to_owned(), value.clone());
-            s.save_keys().await
+            s.keys_changed();
+            Ok(())
         }
     }
 }
@@ -137,7 +142,7 @@ async fn renew_certificate(s: &mut Session<'_>) -> Result<(), Error> {
     });
     // The new certificate waits in <name>-keys; workloads get it together with tokens bound
     // to it (the planner refreshes every token next).
-    s.save_keys().await?;
+    s.keys_changed();
     match previous {
         Some(old) => s.events.push((reasons::CERTIFICATE_ROTATED, format!("transport certificate renewed: x5t#S256 {old} -> {}", issued.info.x5t_s256))),
         None => s.events.push((reasons::CERTIFICATE_ISSUED, format!("transport certificate issued: x5t#S256 {}", issued.info.x5t_s256))),
@@ -172,6 +177,9 @@ pub fn client_authn(s: &Session<'_>, client_id: &str) -> Result<ClientAuthn, Err
 /// apply. When the certificate changed, tokens bound to the old one are dropped from the Secret
 /// only together with the old certificate (the planner refreshes all of them then).
 pub async fn refresh_tokens(s: &mut Session<'_>, names: &[String]) -> Result<(), Error> {
+    // The key signing the assertion and the certificate the tokens are bound to are persisted
+    // before the AS sees them.
+    s.persist_keys().await?;
     let client_id = s.client_id().ok_or_else(|| Error::InvalidSpec { reason: reasons::PENDING, message: "no client id yet".into() })?;
     let transport = s.transport().ok_or_else(|| Error::InvalidSpec { reason: reasons::PENDING, message: "no transport certificate yet".into() })?;
     let identity = s.identity()?;

@@ -115,15 +115,24 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     status::publish(ctx, obj, &old, &st).await?;
     result?;
     ctx.reset_failures(&key(obj));
+    // Wake at (not before) the planner's instant: a wake-up truncated to whole seconds would
+    // find nothing due yet and wait another MIN_REQUEUE, late by up to a second.
     let wake = plan.and_then(|p| p.next_wakeup).map(|at| {
-        let secs = (at - now).get_seconds().max(0) as u64;
-        Duration::from_secs(secs)
+        let ms = (at - now).total(jiff::Unit::Millisecond).unwrap_or(0.0).max(0.0).ceil() as u64;
+        Duration::from_millis(ms)
     });
     Ok(Requeue::requeue(wake.unwrap_or(MAX_REQUEUE).clamp(MIN_REQUEUE, MAX_REQUEUE)))
 }
 
-/// Plan and act until nothing is due now (or a step fails). Returns the last plan.
+/// Plan and act until nothing is due now (or a step fails), then persist the keys if a step
+/// changed them and nothing persisted them yet. Returns the last plan.
 async fn drive(s: &mut Session<'_>) -> (Option<Plan>, Result<(), Error>) {
+    let (plan, result) = steps(s).await;
+    let saved = s.persist_keys().await;
+    (plan, result.and(saved))
+}
+
+async fn steps(s: &mut Session<'_>) -> (Option<Plan>, Result<(), Error>) {
     let uid = s.client.uid().unwrap_or_default();
     let policy = policy::rotation_policy(s.client, &uid);
     let mut last = None;

@@ -9,12 +9,16 @@ use std::{
 
 use kube::{
     Client,
-    runtime::events::{Recorder, Reporter},
+    runtime::{
+        events::{Recorder, Reporter},
+        reflector::{ObjectRef, Store as Reflected},
+    },
 };
 use tokio::sync::Semaphore;
 
 use crate::{
     clock::Clock,
+    crd::{AuthorizationServer, ClusterAuthorizationServer},
     config::Config,
     error::Error,
     metrics::Metrics,
@@ -42,6 +46,8 @@ pub struct Context {
     pub config: Config,
     /// Bounds concurrent key generation (CPU heavy) to the crypto pool size.
     pub crypto: Arc<Semaphore>,
+    /// The AuthorizationServer caches of the AS controllers.
+    pub servers: ServerStores,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -58,7 +64,8 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            store: Store::new(client.clone(), config.kube_qps, config.kube_burst),
+            store: Store::new(client.clone()),
+            servers: ServerStores::default(),
             recorder: Recorder::new(client.clone(), reporter),
             pool: ClientPool::with_clock(PoolConfig::default(), clock.clone()),
             discovery: Discovery::new(Duration::from_secs(15 * 60), clock.clone()),
@@ -93,6 +100,38 @@ impl Context {
     /// Forget failures of `key` (after a success).
     pub fn reset_failures(&self, key: &str) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// The reflector stores of the AuthorizationServer controllers (one per watched namespace) and
+/// of the ClusterAuthorizationServer controller: a TppClient reconcile finds its AS here
+/// instead of a GET.
+#[derive(Default)]
+pub struct ServerStores {
+    namespaced: Mutex<Vec<Reflected<AuthorizationServer>>>,
+    cluster: Mutex<Option<Reflected<ClusterAuthorizationServer>>>,
+}
+
+impl ServerStores {
+    /// Add the store of one AuthorizationServer controller.
+    pub fn add_namespaced(&self, store: Reflected<AuthorizationServer>) {
+        self.namespaced.lock().unwrap_or_else(|p| p.into_inner()).push(store);
+    }
+
+    /// Set the store of the ClusterAuthorizationServer controller.
+    pub fn set_cluster(&self, store: Reflected<ClusterAuthorizationServer>) {
+        *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
+    }
+
+    /// The cached AuthorizationServer `namespace/name`, if a store holds it.
+    pub fn namespaced(&self, namespace: &str, name: &str) -> Option<Arc<AuthorizationServer>> {
+        let key = ObjectRef::new(name).within(namespace);
+        self.namespaced.lock().unwrap_or_else(|p| p.into_inner()).iter().find_map(|s| s.get(&key))
+    }
+
+    /// The cached ClusterAuthorizationServer `name`, if the store holds it.
+    pub fn cluster(&self, name: &str) -> Option<Arc<ClusterAuthorizationServer>> {
+        self.cluster.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|s| s.get(&ObjectRef::new(name)))
     }
 }
 

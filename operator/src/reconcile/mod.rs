@@ -59,16 +59,88 @@ fn trigger_hash(c: &TppClient) -> Option<u64> {
     Some(h.finish())
 }
 
-fn secret_triggers(api: Api<PartialObjectMeta<Secret>>) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
+/// Owned Secrets that should trigger a reconcile: written or deleted by someone else. Each such
+/// event (and a relist) also invalidates the Secret cache, before the reconcile it triggers.
+fn secret_triggers(
+    api: Api<PartialObjectMeta<Secret>>,
+    scope: Option<String>,
+    ctx: Arc<Context>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
     let cfg = watcher::Config::default().labels(&managed_selector());
-    watcher(api, cfg).default_backoff().filter_map(|ev| async move {
-        match ev {
-            Ok(Event::Apply(o)) if !written_by_us(&o.metadata) => Some(Ok(o)),
-            Ok(Event::Delete(o)) => Some(Ok(o)),
-            Ok(_) => None,
-            Err(e) => Some(Err(e)),
+    watcher(api, cfg).default_backoff().filter_map(move |ev| {
+        let cache = ctx.store.clone();
+        let scope = scope.clone();
+        async move {
+            let c = cache.cache();
+            let at = |o: &PartialObjectMeta<Secret>| (o.namespace().unwrap_or_default(), o.name_any());
+            match ev {
+                Ok(Event::Apply(o)) => {
+                    let (ns, name) = at(&o);
+                    c.seen(&ns, &name);
+                    if written_by_us(&o.metadata) {
+                        return None;
+                    }
+                    c.forget(&ns, &name);
+                    Some(Ok(o))
+                }
+                Ok(Event::Delete(o)) => {
+                    let (ns, name) = at(&o);
+                    c.gone(&ns, &name);
+                    Some(Ok(o))
+                }
+                Ok(Event::Init) => {
+                    c.clear(scope.as_deref());
+                    None
+                }
+                Ok(Event::InitApply(o)) => {
+                    let (ns, name) = at(&o);
+                    c.seen(&ns, &name);
+                    None
+                }
+                Ok(Event::InitDone) => {
+                    c.listed(scope.as_deref());
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            }
         }
     })
+}
+
+/// The TppClients to reconcile, relist-safe: objects of a relist (`InitApply`) are held back
+/// until `InitDone`, when the reflector has swapped them into its store. Passed on at once, a
+/// TppClient created while the watch was down would be looked up before the store holds it,
+/// dropped by the controller (`ObjectNotFound`), and then filtered out by the trigger hash for
+/// good: a client that is never reconciled.
+fn client_triggers(
+    api: Api<TppClient>,
+    writer: reflector::store::Writer<TppClient>,
+    reader: reflector::Store<TppClient>,
+) -> impl futures::Stream<Item = Result<TppClient, watcher::Error>> + Send + 'static {
+    use kube::runtime::reflector::ObjectRef;
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|c: &mut TppClient| c.managed_fields_mut().clear())
+        .reflect(writer)
+        .scan(Vec::<ObjectRef<TppClient>>::new(), move |held, ev| {
+            let out: Vec<Result<TppClient, watcher::Error>> = match ev {
+                Ok(Event::Apply(o)) => vec![Ok(o)],
+                Ok(Event::Init) => {
+                    held.clear();
+                    vec![]
+                }
+                Ok(Event::InitApply(o)) => {
+                    held.push(ObjectRef::from_obj(&o));
+                    vec![]
+                }
+                Ok(Event::InitDone) => std::mem::take(held).into_iter().filter_map(|r| reader.get(&r)).map(|o| Ok((*o).clone())).collect(),
+                Ok(Event::Delete(_)) => vec![],
+                Err(e) => vec![Err(e)],
+            };
+            futures::future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
+        .predicate_filter(trigger_hash, Default::default())
 }
 
 async fn run_clients(client: Client, namespace: Option<String>, ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
@@ -77,19 +149,24 @@ async fn run_clients(client: Client, namespace: Option<String>, ctx: Arc<Context
         None => (Api::<TppClient>::all(client.clone()), Api::<PartialObjectMeta<Secret>>::all(client.clone())),
     };
     let (reader, writer) = reflector::store();
-    let stream = watcher(clients, watcher::Config::default())
-        .default_backoff()
-        .modify(|c: &mut TppClient| c.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(trigger_hash, Default::default());
+    let stream = client_triggers(clients, writer, reader.clone());
     Controller::for_stream(stream, reader)
-        .owns_stream(secret_triggers(secrets))
+        .owns_stream(secret_triggers(secrets, namespace.clone(), ctx.clone()))
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(client::reconcile, client::error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|r| async move { log_controller_error(r) })
         .await;
+}
+
+/// The controller's own failures (the reconciler's are logged by its error policy).
+fn log_controller_error<T, E: std::error::Error>(r: Result<T, kube::runtime::controller::Error<E, watcher::Error>>) {
+    use kube::runtime::controller::Error as C;
+    match r {
+        Ok(_) | Err(C::ReconcilerFailed(..)) => {}
+        Err(C::ObjectNotFound(obj)) => tracing::debug!(object = %obj, "a reconcile was asked for an object no longer in the cache"),
+        Err(e) => tracing::warn!(error = %e, "controller"),
+    }
 }
 
 async fn run_servers(client: Client, namespace: Option<String>, ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static) {
@@ -97,18 +174,22 @@ async fn run_servers(client: Client, namespace: Option<String>, ctx: Arc<Context
         Some(ns) => Api::<AuthorizationServer>::namespaced(client.clone(), ns),
         None => Api::<AuthorizationServer>::all(client.clone()),
     };
-    let namespaced = Controller::new(api, watcher::Config::default())
+    let controller = Controller::new(api, watcher::Config::default());
+    ctx.servers.add_namespaced(controller.store());
+    let namespaced = controller
         .graceful_shutdown_on(shutdown.clone())
         .run(server_status::reconcile_namespaced, server_status::error_policy, ctx.clone())
-        .for_each(|_| async {});
+        .for_each(|r| async move { log_controller_error(r) });
     namespaced.await;
 }
 
 async fn run_cluster_servers(client: Client, ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    Controller::new(Api::<ClusterAuthorizationServer>::all(client), watcher::Config::default())
+    let controller = Controller::new(Api::<ClusterAuthorizationServer>::all(client), watcher::Config::default());
+    ctx.servers.set_cluster(controller.store());
+    controller
         .graceful_shutdown_on(shutdown)
         .run(server_status::reconcile_cluster, server_status::error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|r| async move { log_controller_error(r) })
         .await;
 }
 

@@ -128,6 +128,8 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     let started = std::time::Instant::now();
     let mode = s.client.spec.registration.mode;
     if mode == RegistrationMode::HubOnboarding {
+        // The hub sees the certificate: it is persisted first.
+        s.persist_keys().await?;
         let result = reg::hub_onboard(&http, &endpoint).await;
         observe(s, &result, started);
         result.map_err(Error::RegisterClient)?;
@@ -138,7 +140,8 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         s.events.push((reasons::REGISTERED, "onboarded at the hub with the current transport certificate".into()));
         return Ok(());
     }
-    if let Some(at) = s.registration.attempt_started_at {
+    // (`attempt_started_at` in the registration Secret is where earlier versions kept it.)
+    if let Some(at) = s.keys.registration_attempt_started_at.or(s.registration.attempt_started_at) {
         // A request went out and no answer was persisted (the process died in between): the AS
         // may hold a client we cannot manage. Say so, then register again.
         s.events.push((
@@ -158,9 +161,10 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         RegistrationMode::Dynamic => Body::Json(initial_access_token(s).await?),
         _ => Body::Signed(signed_request(s, &metadata).await?),
     };
-    // Intent before the request.
-    s.registration.attempt_started_at = Some(now);
-    s.save_registration().await?;
+    // Intent before the request, in the same write as the keys and certificate it carries.
+    s.keys.registration_attempt_started_at = Some(now);
+    s.keys_changed();
+    s.persist_keys().await?;
     let persister = SecretPersister { ctx: s.ctx, client: s.client, namespace: &s.namespace, base: s.registration.clone(), now };
     let result = match body {
         Body::Json(iat) => reg::register_dynamic(&http, &endpoint, iat.as_ref(), &metadata, &persister).await,
@@ -169,6 +173,9 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     observe(s, &result, started);
     let registration = result.map_err(Error::RegisterClient)?;
     s.registration = persister.state_for(&registration);
+    // The intent is moot once the answer is persisted; it leaves the keys Secret with its next
+    // write (no write of its own).
+    s.keys.registration_attempt_started_at = None;
     s.ctx.metrics.set_expiry(crate::metrics::Expiry::KeyActivated, &s.namespace, &s.name, "", Some(now));
     s.events.push((reasons::REGISTERED, format!("registered at the authorization server as client {}", registration.client_id)));
     Ok(())
@@ -250,6 +257,8 @@ pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> 
             what: "no registration access token was issued, so the registration cannot be updated",
         }));
     }
+    // The keys the update carries are persisted before the AS sees them.
+    s.persist_keys().await?;
     let identity = s.identity()?;
     let http = s.server.http(s.ctx, identity.as_ref()).map_err(Error::UpdateRegistration)?;
     let endpoint = endpoint(s)?;
@@ -282,6 +291,10 @@ pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> 
             ));
             s.registration = RegistrationState::default();
             s.save_registration().await?;
+            // An old intent must not be mistaken for a lost answer of the next attempt.
+            if s.keys.registration_attempt_started_at.take().is_some() {
+                s.keys_changed();
+            }
             // Tokens of the old client go with it: the next step mints new ones.
             s.credentials.tokens.clear();
             return Ok(());

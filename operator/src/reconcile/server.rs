@@ -61,24 +61,35 @@ pub async fn resolve(client: &TppClient, namespace: &str, ctx: &Context) -> Resu
     let not_found = |what: String| Error::AuthorizationServer { reason: reasons::AUTHORIZATION_SERVER_NOT_FOUND, message: what };
     let (spec, as_key, ref_namespace) = match r.kind {
         AuthorizationServerKind::AuthorizationServer => {
-            let api: Api<AuthorizationServer> = Api::namespaced(ctx.client.clone(), namespace);
-            let server = api
-                .get_opt(&r.name)
-                .await
-                .map_err(|source| Error::ReadObject { what: format!("AuthorizationServer {}", r.name), source })?
-                .ok_or_else(|| not_found(format!("AuthorizationServer {:?} not found in namespace {namespace:?}", r.name)))?;
-            (server.spec, format!("as/{namespace}/{}", r.name), namespace.to_owned())
+            let spec = match ctx.servers.namespaced(namespace, &r.name) {
+                Some(cached) => cached.spec.clone(),
+                None => {
+                    let api: Api<AuthorizationServer> = Api::namespaced(ctx.client.clone(), namespace);
+                    api.get_opt(&r.name)
+                        .await
+                        .map_err(|source| Error::ReadObject { what: format!("AuthorizationServer {}", r.name), source })?
+                        .ok_or_else(|| not_found(format!("AuthorizationServer {:?} not found in namespace {namespace:?}", r.name)))?
+                        .spec
+                }
+            };
+            (spec, format!("as/{namespace}/{}", r.name), namespace.to_owned())
         }
         AuthorizationServerKind::ClusterAuthorizationServer => {
-            let api: Api<ClusterAuthorizationServer> = Api::all(ctx.client.clone());
-            let server = api
-                .get_opt(&r.name)
-                .await
-                .map_err(|source| Error::ReadObject { what: format!("ClusterAuthorizationServer {}", r.name), source })?
-                .ok_or_else(|| not_found(format!("ClusterAuthorizationServer {:?} not found", r.name)))?;
+            let server = match ctx.servers.cluster(&r.name) {
+                Some(cached) => cached,
+                None => {
+                    let api: Api<ClusterAuthorizationServer> = Api::all(ctx.client.clone());
+                    std::sync::Arc::new(
+                        api.get_opt(&r.name)
+                            .await
+                            .map_err(|source| Error::ReadObject { what: format!("ClusterAuthorizationServer {}", r.name), source })?
+                            .ok_or_else(|| not_found(format!("ClusterAuthorizationServer {:?} not found", r.name)))?,
+                    )
+                }
+            };
             check_allowed(ctx, &server, namespace).await?;
             let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-            (server.spec.server, format!("cas/{}", r.name), ns)
+            (server.spec.server.clone(), format!("cas/{}", r.name), ns)
         }
     };
     let ca_pem = ca_bundle(ctx, &spec, &ref_namespace, r.kind == AuthorizationServerKind::ClusterAuthorizationServer).await?;

@@ -64,6 +64,8 @@ pub struct Session<'a> {
     /// The last key parsed from its private JWK (kid, key): a refresh parses the active key
     /// once, for the assertion and the credentials Secret alike.
     parsed: std::sync::Mutex<Option<(String, PrivateKey)>>,
+    /// `keys` changed since it was last persisted.
+    keys_dirty: std::sync::atomic::AtomicBool,
 }
 
 fn read_err(what: String) -> impl FnOnce(kube::Error) -> Error {
@@ -100,7 +102,7 @@ impl<'a> Session<'a> {
             }
             _ => None,
         };
-        Ok(Self { ctx, client, namespace, name, server, keys, registration, credentials, external_cert, events: vec![], parsed: Default::default() })
+        Ok(Self { ctx, client, namespace, name, server, keys, registration, credentials, external_cert, events: vec![], parsed: Default::default(), keys_dirty: Default::default() })
     }
 
     /// The transport certificate in force (generated, or the user's).
@@ -206,14 +208,31 @@ impl<'a> Session<'a> {
         self.keys.keys.iter().filter(|k| k.record.state != KeyState::Pending).map(|k| k.record.kid.clone()).collect()
     }
 
-    /// Persist `<name>-keys`.
-    pub async fn save_keys(&self) -> Result<(), Error> {
+    /// Note that `keys` changed. The change is persisted by [`Self::persist_keys`], which runs
+    /// before anything outside the cluster can see or use the keys (an AS call, the credentials
+    /// Secret) and at the end of every reconcile: the steps of one pass (two keys, a
+    /// certificate, their publication and activation) cost one write, not five.
+    pub fn keys_changed(&self) {
+        self.keys_dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether `keys` holds changes not yet persisted.
+    pub fn keys_unsaved(&self) -> bool {
+        self.keys_dirty.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Persist `<name>-keys` if it changed.
+    pub async fn persist_keys(&self) -> Result<(), Error> {
+        if !self.keys_unsaved() {
+            return Ok(());
+        }
         let obj = build::keys_secret(self.client, &self.keys);
         self.ctx
             .store
             .apply(&self.namespace, &obj)
             .await
             .map_err(|source| Error::ApplyObject { what: layout::keys_name(&self.name), source })?;
+        self.keys_dirty.store(false, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -237,6 +256,8 @@ impl<'a> Session<'a> {
     /// Write `<name>-credentials` from the current certificate, active key and tokens: one apply.
     pub async fn save_credentials(&self) -> Result<(), Error> {
         let (Some(t), Some(client_id)) = (self.transport(), self.client_id()) else { return Ok(()) };
+        // What workloads mount comes from persisted keys only.
+        self.persist_keys().await?;
         let token_endpoint = self.server.meta.effective_endpoint(crate::oauth::EndpointKind::Token, true).unwrap_or_default().to_owned();
         let signing = self.active_key(KeyUse::Sig)?.map(|k| (k.to_pkcs8_pem(), k.kid().to_owned()));
         let signing_pem = signing.as_ref().map(|(pem, kid)| (secrecy::ExposeSecret::expose_secret(pem).to_owned(), kid.clone()));

@@ -1,9 +1,9 @@
-//! Reads and server-side applies of our objects, under one field manager and a client-side
-//! request budget (`--kube-qps`). Kubernetes I/O.
+//! Reads and server-side applies of our objects, under one field manager. Reads of our own
+//! Secrets come from the [`SecretCache`] when it holds them. The request budget
+//! (`--kube-qps`) is in the client itself ([`crate::kube_budget`]). Kubernetes I/O.
 
-use std::{num::NonZeroU32, sync::Arc};
+use std::{any::Any, sync::Arc};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api, Client,
@@ -11,21 +11,19 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::layout::FIELD_MANAGER;
+use super::{cache::SecretCache, layout::FIELD_MANAGER};
 
-/// Access to the cluster for one namespace, rate limited.
+/// Access to the cluster.
 #[derive(Clone)]
 pub struct Store {
     client: Client,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    cache: Arc<SecretCache>,
 }
 
 impl Store {
-    /// A store limited to `qps` requests per second with `burst`.
-    pub fn new(client: Client, qps: f64, burst: u32) -> Self {
-        let per_second = NonZeroU32::new(qps.max(1.0).round() as u32).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::per_second(per_second).allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN));
-        Self { client, limiter: Arc::new(RateLimiter::direct(quota)) }
+    /// A store over `client` (already rate limited).
+    pub fn new(client: Client) -> Self {
+        Self { client, cache: Arc::new(SecretCache::default()) }
     }
 
     /// The kube client.
@@ -33,33 +31,51 @@ impl Store {
         &self.client
     }
 
-    async fn budget(&self) {
-        self.limiter.until_ready().await;
+    /// The cache of our Secrets (the Secret watch invalidates it).
+    pub fn cache(&self) -> &SecretCache {
+        &self.cache
     }
 
-    /// GET a Secret, `None` when absent.
+    /// A Secret, `None` when absent: from the cache when it holds it, else a GET.
     pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
-        self.budget().await;
-        Api::<Secret>::namespaced(self.client.clone(), namespace).get_opt(name).await
+        if let Some(s) = self.cache.get(namespace, name) {
+            return Ok(Some((*s).clone()));
+        }
+        if self.cache.known_absent(namespace, name) {
+            return Ok(None);
+        }
+        let got = Api::<Secret>::namespaced(self.client.clone(), namespace).get_opt(name).await?;
+        if let Some(s) = &got {
+            self.cache.remember(namespace, s);
+        }
+        Ok(got)
     }
 
     /// GET a ConfigMap, `None` when absent.
     pub async fn configmap(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, kube::Error> {
-        self.budget().await;
         Api::<ConfigMap>::namespaced(self.client.clone(), namespace).get_opt(name).await
     }
 
     /// Server-side apply `obj` (forced: we are the only writer of our objects).
     pub async fn apply<K>(&self, namespace: &str, obj: &K) -> Result<K, kube::Error>
     where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + std::fmt::Debug + 'static,
         <K as kube::Resource>::DynamicType: Default,
     {
-        self.budget().await;
         let name = obj.meta().name.clone().unwrap_or_default();
-        Api::<K>::namespaced(self.client.clone(), namespace)
+        let written = Api::<K>::namespaced(self.client.clone(), namespace)
             .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
-            .await
+            .await;
+        match &written {
+            Ok(w) => {
+                if let Some(secret) = (w as &dyn Any).downcast_ref::<Secret>() {
+                    self.cache.remember(namespace, secret);
+                }
+            }
+            // The write may or may not have landed: read it again next time.
+            Err(_) => self.cache.forget(namespace, &name),
+        }
+        written
     }
 
     /// Server-side apply a status patch on a namespaced resource.
@@ -68,7 +84,6 @@ impl Store {
         K: kube::Resource<Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
         <K as kube::Resource>::DynamicType: Default,
     {
-        self.budget().await;
         Api::<K>::namespaced(self.client.clone(), namespace)
             .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
             .await

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod cache;
 pub mod layout;
 pub mod state;
 

@@ -65,6 +65,11 @@ pub struct KeysState {
     /// Manual trigger values already acted on, by verb (`rotate-keys`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub handled: BTreeMap<String, String>,
+    /// The registration intent: when a registration request was about to go out. Written
+    /// with the keys the request carries (one write); it matters only while no registration
+    /// is persisted (a request whose answer was lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_attempt_started_at: Option<Timestamp>,
 }
 
 impl KeysState {
@@ -271,6 +276,7 @@ mod tests {
             }],
             certificate: None,
             handled: BTreeMap::from([("rotate-keys".into(), "1".into())]),
+            registration_attempt_started_at: Some(ts(120)),
         };
         let secret = Secret { data: Some(state.to_data()), ..Default::default() };
         assert_eq!(KeysState::from_secret(Some(&secret)).unwrap(), state);

@@ -107,21 +107,31 @@ fn secret_triggers(
     })
 }
 
-/// The TppClients to reconcile, relist-safe: objects of a relist (`InitApply`) are held back
-/// until `InitDone`, when the reflector has swapped them into its store. Passed on at once, a
-/// TppClient created while the watch was down would be looked up before the store holds it,
-/// dropped by the controller (`ObjectNotFound`), and then filtered out by the trigger hash for
-/// good: a client that is never reconciled.
+/// The TppClients to reconcile (cached without managedFields), relist-safe: see
+/// [`release_after_list`].
 fn client_triggers(
     api: Api<TppClient>,
     writer: reflector::store::Writer<TppClient>,
     reader: reflector::Store<TppClient>,
 ) -> impl futures::Stream<Item = Result<TppClient, watcher::Error>> + Send + 'static {
-    use kube::runtime::reflector::ObjectRef;
-    watcher(api, watcher::Config::default())
+    let events = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|c: &mut TppClient| c.managed_fields_mut().clear())
-        .reflect(writer)
+        .reflect(writer);
+    release_after_list(events, reader).predicate_filter(trigger_hash, Default::default())
+}
+
+/// The objects of a reflected watch stream, with the objects of a (re)list (`InitApply`) held
+/// back until `InitDone`, when the reflector has swapped them into its store. Passed on at
+/// once, an object created while the watch was down would be looked up before the store holds
+/// it, dropped by the controller (`ObjectNotFound`), and then filtered out by the trigger hash
+/// for good: a TppClient that is never reconciled. Only references are held, not objects.
+fn release_after_list<S>(events: S, reader: reflector::Store<TppClient>) -> impl futures::Stream<Item = Result<TppClient, watcher::Error>> + Send + 'static
+where
+    S: futures::Stream<Item = Result<Event<TppClient>, watcher::Error>> + Send + 'static,
+{
+    use kube::runtime::reflector::ObjectRef;
+    events
         .scan(Vec::<ObjectRef<TppClient>>::new(), move |held, ev| {
             let out: Vec<Result<TppClient, watcher::Error>> = match ev {
                 Ok(Event::Apply(o)) => vec![Ok(o)],
@@ -140,7 +150,6 @@ fn client_triggers(
             futures::future::ready(Some(futures::stream::iter(out)))
         })
         .flatten()
-        .predicate_filter(trigger_hash, Default::default())
 }
 
 async fn run_clients(client: Client, namespace: Option<String>, ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
@@ -222,4 +231,49 @@ pub async fn run(ctx: Arc<Context>, stop: tokio::sync::watch::Receiver<bool>) {
     }
     tasks.push(Box::pin(run_cluster_servers(client, ctx, shutdown)));
     join_all(tasks).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector::ObjectRef;
+
+    use super::*;
+
+    fn client(name: &str) -> TppClient {
+        let mut c: TppClient = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tpp.dev/v1alpha1", "kind": "TppClient",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"authorizationServerRef": {"name": "as"}, "registration": {"mode": "Static", "clientId": "x"}, "tokens": [{"name": "t", "scope": "s"}]},
+        }))
+        .expect("a valid TppClient");
+        c.metadata.generation = Some(1);
+        c
+    }
+
+    #[tokio::test]
+    async fn a_client_listed_during_a_relist_is_passed_on_only_once_the_store_holds_it() {
+        let (reader, writer) = reflector::store::<TppClient>();
+        let events = futures::stream::iter(vec![
+            Event::Init,
+            Event::InitApply(client("a")),
+            Event::InitApply(client("b")),
+            Event::InitDone,
+            Event::Apply(client("c")),
+            Event::Init,
+            Event::InitApply(client("d")),
+        ])
+        .map(Ok)
+        .reflect(writer);
+        let check = reader.clone();
+        let seen: Vec<String> = release_after_list(events, reader)
+            .map(|r| {
+                let o = r.expect("no watch error");
+                assert!(check.get(&ObjectRef::from_obj(&o)).is_some(), "{} was passed on before the store held it", o.name_any());
+                o.name_any()
+            })
+            .collect()
+            .await;
+        // `d` belongs to a list that never completed: it is not passed on (yet).
+        assert_eq!(seen, ["a", "b", "c"]);
+    }
 }

@@ -77,16 +77,16 @@ impl<'a> Session<'a> {
     pub async fn load(ctx: &'a Context, client: &'a TppClient, namespace: String, server: ResolvedServer) -> Result<Self, Error> {
         let name = client.name_any();
         let store = &ctx.store;
-        let keys_secret = store.secret(&namespace, &layout::keys_name(&name)).await.map_err(read_err(layout::keys_name(&name)))?;
+        let keys_secret = store.own_secret(&namespace, &layout::keys_name(&name)).await.map_err(read_err(layout::keys_name(&name)))?;
         let keys = KeysState::from_secret(keys_secret.as_ref())
             .map_err(|e| Error::CorruptState { what: layout::keys_name(&name), message: e.to_string() })?;
         let reg_secret = store
-            .secret(&namespace, &layout::registration_name(&name))
+            .own_secret(&namespace, &layout::registration_name(&name))
             .await
             .map_err(read_err(layout::registration_name(&name)))?;
         let registration = RegistrationState::from_secret(reg_secret.as_ref());
         let cred_secret = store
-            .secret(&namespace, &layout::credentials_name(&name))
+            .own_secret(&namespace, &layout::credentials_name(&name))
             .await
             .map_err(read_err(layout::credentials_name(&name)))?;
         let names: Vec<String> = client.spec.tokens.iter().map(|t| t.name.clone()).collect();

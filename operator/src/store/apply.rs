@@ -36,8 +36,15 @@ impl Store {
         &self.cache
     }
 
-    /// A Secret, `None` when absent: from the cache when it holds it, else a GET.
+    /// A Secret of someone else's (a user's certificate, an initial access token, a CA
+    /// bundle), `None` when absent: always a GET (their changes are not watched).
     pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
+        Api::<Secret>::namespaced(self.client.clone(), namespace).get_opt(name).await
+    }
+
+    /// One of our own Secrets (`<name>-keys`, `-registration`, `-credentials`), `None` when
+    /// absent: from the cache when it holds it or knows it absent, else a GET.
+    pub async fn own_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
         if let Some(s) = self.cache.get(namespace, name) {
             return Ok(Some((*s).clone()));
         }

@@ -34,7 +34,7 @@ fn kids(cm: &ConfigMap) -> BTreeSet<String> {
 }
 
 #[tokio::test]
-async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_and_no_status_write() {
+async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_no_status_write_and_no_read() {
     with_namespace("refresh", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(6)).await?;
         let op = start_operator(&ctx).await?;
@@ -44,11 +44,20 @@ async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_an
         let status_version = ready.metadata.resource_version.clone();
         // Let the reconcile that made it Ready finish, then count the operator's status writes.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let status_writes = || async {
-            let m = reqwest::get(format!("{}/metrics", op.admin_url)).await?.text().await?;
-            anyhow::Ok(m.lines().find_map(|l| l.strip_prefix("tpp_operator_status_writes_total ")).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(-1.0))
+        let metric = |line: &'static str| {
+            let url = format!("{}/metrics", op.admin_url);
+            async move {
+                let m = reqwest::get(url).await?.text().await?;
+                anyhow::Ok(m.lines().find_map(|l| l.strip_prefix(line)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0))
+            }
         };
+        let status_writes = || metric("tpp_operator_status_writes_total ");
+        // Reads of the API (GETs; a watch restart would count too): the three Secrets and the
+        // AuthorizationServer come from caches.
+        let kube_reads = || metric("tpp_operator_kube_requests_total{method=\"GET\"} ");
         let writes_before = status_writes().await?;
+        let reads_before = kube_reads().await?;
+        ensure!(reads_before > 0.0, "the kube request counter does not count");
 
         // Count every write to the credentials Secret with a watch, and sample the token.
         let secrets: Api<Secret> = ctx.api();
@@ -85,6 +94,8 @@ async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_an
         ensure!(now.metadata.resource_version == status_version, "the TppClient (status) was rewritten during token refreshes");
         let writes_after = status_writes().await?;
         ensure!(writes_after == writes_before, "status applies during refreshes: {writes_before} -> {writes_after} (even a no-op apply costs a request)");
+        let reads_after = kube_reads().await?;
+        ensure!(reads_after == reads_before, "API reads during refreshes: {reads_before} -> {reads_after}");
         ensure!(sandbox.counters().rejects.is_empty(), "the AS rejected something: {:?}", sandbox.counters().rejects);
         Ok(())
     })

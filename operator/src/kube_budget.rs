@@ -12,7 +12,13 @@ use std::{
 };
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tower::{Layer, Service};
+
+use crate::metrics::KubeRequestLabels;
+
+/// Requests sent, by method.
+pub type RequestCounter = Family<KubeRequestLabels, Counter>;
 
 /// A token bucket of `qps` requests per second holding at most `burst` tokens.
 pub fn limiter(qps: f64, burst: u32) -> Arc<DefaultDirectRateLimiter> {
@@ -25,12 +31,13 @@ pub fn limiter(qps: f64, burst: u32) -> Arc<DefaultDirectRateLimiter> {
 #[derive(Clone)]
 pub struct BudgetLayer {
     limiter: Arc<DefaultDirectRateLimiter>,
+    counter: RequestCounter,
 }
 
 impl BudgetLayer {
-    /// A layer drawing from `limiter`.
-    pub fn new(limiter: Arc<DefaultDirectRateLimiter>) -> Self {
-        Self { limiter }
+    /// A layer drawing from `limiter`, counting requests in `counter`.
+    pub fn new(limiter: Arc<DefaultDirectRateLimiter>, counter: RequestCounter) -> Self {
+        Self { limiter, counter }
     }
 }
 
@@ -38,7 +45,7 @@ impl<S> Layer<S> for BudgetLayer {
     type Service = Budgeted<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Budgeted { inner, limiter: self.limiter.clone(), wait: None, permitted: false }
+        Budgeted { inner, limiter: self.limiter.clone(), counter: self.counter.clone(), wait: None, permitted: false }
     }
 }
 
@@ -46,13 +53,14 @@ impl<S> Layer<S> for BudgetLayer {
 pub struct Budgeted<S> {
     inner: S,
     limiter: Arc<DefaultDirectRateLimiter>,
+    counter: RequestCounter,
     wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     permitted: bool,
 }
 
-impl<S, Req> Service<Req> for Budgeted<S>
+impl<S, B> Service<http::Request<B>> for Budgeted<S>
 where
-    S: Service<Req>,
+    S: Service<http::Request<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -71,15 +79,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Req) -> Self::Future {
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
         self.permitted = false;
+        self.counter.get_or_create(&KubeRequestLabels { method: req.method().as_str().to_owned() }).inc();
         self.inner.call(req)
     }
 }
 
 /// A kube client whose every request draws from `limiter`.
-pub fn client(config: kube::Config, limiter: Arc<DefaultDirectRateLimiter>) -> Result<kube::Client, kube::Error> {
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&BudgetLayer::new(limiter)).build())
+pub fn client(config: kube::Config, limiter: Arc<DefaultDirectRateLimiter>, counter: RequestCounter) -> Result<kube::Client, kube::Error> {
+    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&BudgetLayer::new(limiter, counter)).build())
 }
 
 #[cfg(test)]
@@ -92,13 +101,15 @@ mod tests {
 
     #[tokio::test]
     async fn requests_beyond_the_burst_wait_for_the_rate() {
-        let svc = tower::service_fn(|_: ()| async { Ok::<_, Infallible>(Instant::now()) });
-        let mut svc = BudgetLayer::new(limiter(50.0, 5)).layer(svc);
+        let svc = tower::service_fn(|_: http::Request<()>| async { Ok::<_, Infallible>(Instant::now()) });
+        let counter = RequestCounter::default();
+        let mut svc = BudgetLayer::new(limiter(50.0, 5), counter.clone()).layer(svc);
         let start = Instant::now();
         let mut times = vec![];
         for _ in 0..15 {
-            times.push(svc.ready().await.unwrap().call(()).await.unwrap() - start);
+            times.push(svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap() - start);
         }
+        assert_eq!(counter.get_or_create(&KubeRequestLabels { method: "GET".into() }).get(), 15);
         // The burst goes at once; the ten after it are paced at 20 ms each.
         assert!(times[4] < Duration::from_millis(15), "the burst waited: {times:?}");
         assert!(times[14] >= Duration::from_millis(180), "not paced: {times:?}");

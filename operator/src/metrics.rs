@@ -25,6 +25,13 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Labels of a Kubernetes API request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubeRequestLabels {
+    /// HTTP method (`GET` covers reads and watch starts, `PATCH` applies, `POST` events).
+    pub method: String,
+}
+
 /// Labels of an error.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -82,6 +89,8 @@ pub struct Metrics {
     pub token_refreshes: Family<OutcomeLabels, Counter>,
     /// Status writes of TppClients (a refresh alone must cause none).
     pub status_writes: Counter,
+    /// Requests of the controllers to the Kubernetes API, by method (after the budget).
+    pub kube_requests: Family<KubeRequestLabels, Counter>,
     token_expiry_earliest: Gauge<f64, AtomicU64>,
     certificate_not_after_earliest: Gauge<f64, AtomicU64>,
     key_activated_earliest: Gauge<f64, AtomicU64>,
@@ -108,6 +117,7 @@ impl Metrics {
             as_request_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             token_refreshes: Family::default(),
             status_writes: Counter::default(),
+            kube_requests: Family::default(),
             token_expiry_earliest: Gauge::default(),
             certificate_not_after_earliest: Gauge::default(),
             key_activated_earliest: Gauge::default(),
@@ -125,6 +135,7 @@ impl Metrics {
         registry.register("as_request_duration_seconds", "Latency of calls to authorization servers", m.as_request_duration.clone());
         registry.register("token_refreshes", "Access-token refreshes by outcome", m.token_refreshes.clone());
         registry.register("status_writes", "TppClient status writes (only when something a user reads changed)", m.status_writes.clone());
+        registry.register("kube_requests", "Requests of the controllers to the Kubernetes API by method, within --kube-qps", m.kube_requests.clone());
         registry.register(
             "token_expiry_earliest_timestamp_seconds",
             "Earliest expires_at of any access token held in a credentials Secret (Unix seconds)",

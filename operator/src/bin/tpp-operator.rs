@@ -26,9 +26,13 @@ async fn main() -> anyhow::Result<()> {
     // queue behind the controllers' burst. The controllers' client draws every request from
     // the --kube-qps budget.
     let client = kube::Client::try_from(kube_config.clone()).context("connecting to the Kubernetes API")?;
-    let budgeted = tpp_operator::kube_budget::client(kube_config, tpp_operator::kube_budget::limiter(config.kube_qps, config.kube_burst))
-        .context("connecting to the Kubernetes API")?;
     let metrics = Arc::new(Metrics::new(config.metrics_per_object));
+    let budgeted = tpp_operator::kube_budget::client(
+        kube_config,
+        tpp_operator::kube_budget::limiter(config.kube_qps, config.kube_burst),
+        metrics.kube_requests.clone(),
+    )
+    .context("connecting to the Kubernetes API")?;
     let ready = Arc::new(AtomicBool::new(false));
     let admin_state = AdminState { metrics: metrics.clone(), ready: ready.clone(), client: client.clone() };
     let admin_address = config.admin_address;

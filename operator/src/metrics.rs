@@ -4,13 +4,7 @@
 //! `--metrics-per-object`. Expiry gauges report the earliest instant across all clients, which is
 //! what an alert needs ("some token expires in < 1 min"). No I/O.
 
-use std::{
-    collections::BTreeMap,
-    sync::{
-        Mutex,
-        atomic::AtomicU64,
-    },
-};
+use std::sync::{Mutex, atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -60,7 +54,7 @@ pub struct ObjectLabels {
 }
 
 /// Which expiry a gauge tracks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Expiry {
     /// An access token's `expires_at`.
     Token,
@@ -68,6 +62,38 @@ pub enum Expiry {
     Certificate,
     /// When the active signing key became active (its age is now minus this).
     KeyActivated,
+}
+
+type ExpiryKey = (Expiry, String, String, String);
+
+/// Every tracked instant, by key and in order per kind: the earliest of a kind is one lookup,
+/// not a scan of every client on every refresh.
+#[derive(Default)]
+struct Expiries {
+    by_key: std::collections::HashMap<ExpiryKey, i64>,
+    ordered: std::collections::BTreeSet<(Expiry, i64, String, String, String)>,
+}
+
+impl Expiries {
+    fn set(&mut self, key: ExpiryKey, at: Option<i64>) {
+        if let Some(old) = self.by_key.remove(&key) {
+            let (kind, ns, name, token) = key.clone();
+            self.ordered.remove(&(kind, old, ns, name, token));
+        }
+        if let Some(at) = at {
+            let (kind, ns, name, token) = key.clone();
+            self.ordered.insert((kind, at, ns, name, token));
+            self.by_key.insert(key, at);
+        }
+    }
+
+    fn earliest(&self, kind: Expiry) -> Option<i64> {
+        self.ordered
+            .range((kind, i64::MIN, String::new(), String::new(), String::new())..)
+            .next()
+            .filter(|(k, ..)| *k == kind)
+            .map(|(_, at, ..)| *at)
+    }
 }
 
 /// Every metric of the process.
@@ -97,7 +123,7 @@ pub struct Metrics {
     per_object_token_expiry: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
     per_object_certificate_not_after: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
     per_object: bool,
-    expiries: Mutex<BTreeMap<(Expiry, String, String, String), i64>>,
+    expiries: Mutex<Expiries>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -124,7 +150,7 @@ impl Metrics {
             per_object_token_expiry: Family::default(),
             per_object_certificate_not_after: Family::default(),
             per_object,
-            expiries: Mutex::new(BTreeMap::new()),
+            expiries: Mutex::new(Expiries::default()),
             registry: Registry::default(),
         };
         registry.register("reconciles", "TppClient reconciles by outcome", m.reconciles.clone());
@@ -166,18 +192,13 @@ impl Metrics {
     pub fn set_expiry(&self, kind: Expiry, namespace: &str, name: &str, token: &str, at: Option<jiff::Timestamp>) {
         let key = (kind, namespace.to_owned(), name.to_owned(), token.to_owned());
         let Ok(mut map) = self.expiries.lock() else { return };
-        match at {
-            Some(t) => {
-                map.insert(key, t.as_second());
-            }
-            None => {
-                map.remove(&key);
-            }
-        }
-        let earliest = |k: Expiry| map.iter().filter(|((kk, ..), _)| *kk == k).map(|(_, v)| *v).min();
-        self.token_expiry_earliest.set(earliest(Expiry::Token).unwrap_or(0) as f64);
-        self.certificate_not_after_earliest.set(earliest(Expiry::Certificate).unwrap_or(0) as f64);
-        self.key_activated_earliest.set(earliest(Expiry::KeyActivated).unwrap_or(0) as f64);
+        map.set(key, at.map(|t| t.as_second()));
+        let gauge = match kind {
+            Expiry::Token => &self.token_expiry_earliest,
+            Expiry::Certificate => &self.certificate_not_after_earliest,
+            Expiry::KeyActivated => &self.key_activated_earliest,
+        };
+        gauge.set(map.earliest(kind).unwrap_or(0) as f64);
         if self.per_object {
             let labels = ObjectLabels { namespace: namespace.to_owned(), name: name.to_owned(), token: token.to_owned() };
             let family = match kind {
@@ -201,7 +222,7 @@ impl Metrics {
         let keys: Vec<_> = self
             .expiries
             .lock()
-            .map(|m| m.keys().filter(|(_, ns, n, _)| ns == namespace && n == name).cloned().collect())
+            .map(|m| m.by_key.keys().filter(|(_, ns, n, _)| ns == namespace && n == name).cloned().collect())
             .unwrap_or_default();
         for (kind, ns, n, token) in keys {
             self.set_expiry(kind, &ns, &n, &token, None);
@@ -240,6 +261,22 @@ mod tests {
         m.forget_client("ns", "b");
         assert!(m.render().contains("tpp_operator_token_expiry_earliest_timestamp_seconds 2000"));
         assert!(!m.render().contains("token_expiry_timestamp_seconds{"), "no per-object series by default");
+    }
+
+    #[test]
+    fn the_earliest_of_each_kind_moves_when_its_holder_is_renewed() {
+        let m = Metrics::new(false);
+        m.set_expiry(Expiry::Token, "ns", "a", "accounts", Some(t(1000)));
+        m.set_expiry(Expiry::Token, "ns", "b", "accounts", Some(t(2000)));
+        m.set_expiry(Expiry::Certificate, "ns", "a", "", Some(t(500)));
+        let r = m.render();
+        assert!(r.contains("tpp_operator_token_expiry_earliest_timestamp_seconds 1000"), "{r}");
+        assert!(r.contains("tpp_operator_certificate_not_after_earliest_timestamp_seconds 500"), "{r}");
+        m.set_expiry(Expiry::Token, "ns", "a", "accounts", Some(t(3000)));
+        m.set_expiry(Expiry::Certificate, "ns", "a", "", None);
+        let r = m.render();
+        assert!(r.contains("tpp_operator_token_expiry_earliest_timestamp_seconds 2000"), "{r}");
+        assert!(r.contains("tpp_operator_certificate_not_after_earliest_timestamp_seconds 0"), "{r}");
     }
 
     #[test]

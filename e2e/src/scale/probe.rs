@@ -20,6 +20,23 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     (ticks > 0).then(|| (utime + stime) / ticks as f64)
 }
 
+/// CPU seconds the whole machine spent busy (every CPU, everything but idle and iowait), from
+/// the first line of `/proc/stat`.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    busy_jiffies(stat.lines().next()?).and_then(|j| {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (ticks > 0).then(|| j / ticks as f64)
+    })
+}
+
+/// Busy jiffies of a `/proc/stat` `cpu` line: user nice system idle iowait irq softirq steal.
+fn busy_jiffies(line: &str) -> Option<f64> {
+    let v: Vec<f64> = line.strip_prefix("cpu ")?.split_whitespace().take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    (v.len() == 8).then(|| v.iter().sum::<f64>() - v[3] - v[4])
+}
+
 /// A `/proc/<pid>/status` memory line in KiB (`VmRSS`, `VmHWM`).
 pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -147,6 +164,12 @@ pub async fn operator_metrics(http: &reqwest::Client, admin_url: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_time_excludes_idle_and_iowait() {
+        assert_eq!(busy_jiffies("cpu  10 1 5 100 7 2 3 4 0 0"), Some(25.0));
+        assert_eq!(busy_jiffies("cpu0 10 1 5 100 7 2 3 4"), None);
+    }
 
     const APISERVER: &str = r#"# TYPE apiserver_request_total counter
 apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="secrets",scope="resource",subresource="",verb="APPLY",version="v1"} 7

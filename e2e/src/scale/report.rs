@@ -47,13 +47,23 @@ pub struct Onboarding {
     pub floor_s: f64,
     /// `wall_s / floor_s`.
     pub ratio: f64,
-    /// Operator API writes per client (the harness's own applies and kube-apiserver's own lease
-    /// renewals subtracted), events excluded.
+    /// Secret writes of token refreshes during onboarding (tokens minted beyond each client's
+    /// first): not onboarding writes.
+    pub refresh_writes: f64,
+    /// Operator API writes per client (the harness's own applies, kube-apiserver's own lease
+    /// renewals and the refresh writes subtracted), events excluded.
     pub writes_per_client: f64,
     /// Events written per client.
     pub events_per_client: f64,
     /// Write requests by resource during onboarding (harness applies included).
     pub writes_by_resource: BTreeMap<String, f64>,
+    /// Operator CPU during onboarding per client Ready, ms.
+    pub operator_cpu_ms_per_client: f64,
+    /// The crypto floor per client: two RSA-2048 keygens, ms.
+    pub keygen_ms_per_client: f64,
+    /// How busy the whole machine was during onboarding (0..1 of every core): the control
+    /// plane, the sandbox AS and the harness share the cores with the operator.
+    pub machine_busy: f64,
 }
 
 /// M2, M3, M6, M7 over the steady window.
@@ -232,10 +242,10 @@ impl Report {
         let (o, s, m, st, r, q) = (&self.onboarding, &self.steady, &self.memory, &self.staleness, &self.restart, &self.qps);
         let n = self.setup.n;
         self.targets = vec![
-            Target { metric: "M1 onboarding", measured: format!("{:.1} s for {}/{} Ready ({}; 95 % after {}); floor {:.1} s; ratio {:.2}", o.wall_s, o.ready, n, o.ended, o.ready_after_s.get("p95").copied().flatten().map_or("never".into(), |t| format!("{t:.1} s")), o.floor_s, o.ratio), target: "<= 1.5x floor", met: o.ready == n && o.ratio <= 1.5 },
+            Target { metric: "M1 onboarding", measured: format!("{:.1} s for {}/{} Ready ({}; 95 % after {}); floor {:.1} s; ratio {:.2}. Operator CPU {:.0} ms per client vs {:.0} ms of keygen ({:.2}x); machine {:.0} % busy", o.wall_s, o.ready, n, o.ended, o.ready_after_s.get("p95").copied().flatten().map_or("never".into(), |t| format!("{t:.1} s")), o.floor_s, o.ratio, o.operator_cpu_ms_per_client, o.keygen_ms_per_client, o.operator_cpu_ms_per_client / o.keygen_ms_per_client.max(1e-9), o.machine_busy * 100.0), target: "<= 1.5x floor", met: o.ready == n && o.ratio <= 1.5 },
             Target { metric: "M2 CPU per refresh", measured: format!("{:.2} ms; floor {:.2} ms; ratio {:.2}", s.cpu_ms_per_refresh, self.floors.refresh_path_ms, s.cpu_ratio_to_floor), target: "<= 1.3x path floor", met: s.refreshes > 0 && s.cpu_ratio_to_floor <= 1.3 },
             Target { metric: "M3 writes per refresh", measured: format!("Secret {:.2}, status {:.2}, other {:.2}; reconciles {:.2}", s.secret_writes_per_refresh, s.status_writes_per_refresh, s.other_writes_per_refresh, s.reconciles_per_refresh), target: "Secret 1.00 (<= 1.02), status 0, no self-triggered reconciles", met: s.refreshes > 0 && s.secret_writes_per_refresh <= 1.02 && s.secret_writes_per_refresh >= 0.98 && s.status_writes_per_refresh == 0.0 && s.reconciles_per_refresh <= 1.02 },
-            Target { metric: "M3b writes per onboarding", measured: format!("{:.2} per client (+{:.2} events)", o.writes_per_client, o.events_per_client), target: "<= 5 per client", met: o.writes_per_client <= 5.0 },
+            Target { metric: "M3b writes per onboarding", measured: format!("{:.2} per client (+{:.2} events; {:.0} refresh writes of Ready clients not counted)", o.writes_per_client, o.events_per_client, o.refresh_writes), target: "<= 5 per client", met: o.writes_per_client <= 5.0 },
             Target { metric: "M4 RSS", measured: format!("peak {:.1} MiB, steady {:.1} MiB; restart peak {:.1} / settled {:.1} = {:.2}", m.peak_mib, m.steady_mib, m.restart_peak_mib, m.restart_settled_mib, m.initial_list_peak_ratio), target: "<= 64 MiB + 12 KiB x N; initial-list peak <= 1.3x steady", met: m.peak_mib <= m.budget_mib && m.initial_list_peak_ratio <= 1.3 },
             Target { metric: "M5 staleness", measured: format!("{} expired at worst (onboarding {}, steady {}, restart {}; {} of {} samples after onboarding); late p99 {:.2} s, max {:.2} s", st.expired_max, st.expired_max_by_phase.get("onboarding").unwrap_or(&0), st.expired_max_by_phase.get("steady").unwrap_or(&0), st.expired_max_by_phase.get("restart").unwrap_or(&0), st.samples_with_expired, st.samples, st.late_p99_s, st.late_max_s), target: "0 expired; p99 late = 0", met: st.expired_max == 0 && st.late_p99_s == 0.0 },
             Target { metric: "M6 burst", measured: format!("max {} /s, mean {:.2} /s, ratio {:.2}", s.max_per_s, s.mean_per_s, s.burst_ratio), target: "<= 3", met: s.burst_ratio <= 3.0 },

@@ -67,6 +67,7 @@ fn settings_digest(config: &TransportConfig, rate: Option<RateLimit>) -> [u8; 32
     let mut h = sha2::Sha256::new();
     h.update(&config.ca_bundle_pem);
     h.update(config.connect_timeout.as_millis().to_be_bytes());
+    h.update(config.idle_connection.as_millis().to_be_bytes());
     h.update(config.timeout.as_millis().to_be_bytes());
     h.update(config.body_limit.to_be_bytes());
     if let Some(rate) = rate {
@@ -111,10 +112,12 @@ impl ClientPool {
             .unwrap_or(jiff::SignedDuration::MAX);
         {
             let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-            clients.retain(|_, e| now.duration_since(e.last_used) < idle);
             if let Some(entry) = clients.get_mut(&key) {
-                entry.last_used = now;
-                return Ok(entry.client.clone());
+                if now.duration_since(entry.last_used) < idle {
+                    entry.last_used = now;
+                    return Ok(entry.client.clone());
+                }
+                clients.remove(&key);
             }
         }
         // Build outside the lock: parsing PEMs and building a TLS config takes a while.
@@ -128,6 +131,8 @@ impl ClientPool {
             entry.last_used = now;
             return Ok(entry.client.clone());
         }
+        // Idle clients go when a new one comes (a hit is O(1); a sweep is O(pool)).
+        clients.retain(|_, e| now.duration_since(e.last_used) < idle);
         while clients.len() >= self.config.max_clients.max(1) {
             let oldest = clients
                 .iter()

@@ -149,6 +149,8 @@ impl AsClient {
             .use_preconfigured_tls(tls)
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
+            .pool_idle_timeout(config.idle_connection)
+            .pool_max_idle_per_host(1)
             .redirect(reqwest::redirect::Policy::none())
             .https_only(true)
             .user_agent(concat!("tpp-operator/", env!("CARGO_PKG_VERSION")))

@@ -69,6 +69,7 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
     let namespace = client.namespace().unwrap_or_default();
     let key = format!("{namespace}/{}", client.name_any());
     ctx.metrics.forget_client(&namespace, &client.name_any());
+    ctx.keygen.forget(&key);
     if !client.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Requeue::await_change());
     }

@@ -98,6 +98,19 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
             return Err(e);
         }
     };
+    // Key generation waits for a slot without holding a controller slot (see `admission`):
+    // nothing was done yet, so nothing is written.
+    let _keygen = if needs_keygen(&session) {
+        match ctx.keygen.admit(&key(obj)) {
+            Ok(permit) => Some(permit),
+            Err(wait) => {
+                tracing::debug!(client = %key(obj), backlog = ctx.keygen.backlog(), ?wait, "key generation deferred");
+                return Ok(Requeue::requeue(wait));
+            }
+        }
+    } else {
+        None
+    };
     let (plan, result) = drive(&mut session).await;
     let now = ctx.clock.now();
     let failure = result.as_ref().err().map(|e| status::Failure { condition: status::condition_for(e), error: e });
@@ -122,6 +135,13 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
         Duration::from_millis(ms)
     });
     Ok(Requeue::requeue(wake.unwrap_or(MAX_REQUEUE).clamp(MIN_REQUEUE, MAX_REQUEUE)))
+}
+
+/// Whether the first step of this reconcile generates a key or a certificate.
+fn needs_keygen(s: &Session<'_>) -> bool {
+    let uid = s.client.uid().unwrap_or_default();
+    let plan = rotation::plan(&policy::rotation_policy(s.client, &uid), &s.observed(), s.ctx.clock.now());
+    plan.actions.iter().any(|a| matches!(a, Action::GenerateKey { .. } | Action::RenewCertificate { .. }))
 }
 
 /// Plan and act until nothing is due now (or a step fails), then persist the keys if a step

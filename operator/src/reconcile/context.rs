@@ -48,6 +48,8 @@ pub struct Context {
     pub crypto: Arc<Semaphore>,
     /// The AuthorizationServer caches of the AS controllers.
     pub servers: ServerStores,
+    /// Slots for reconciles that generate keys (the rest stay free for refreshes).
+    pub keygen: super::admission::KeygenAdmission,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -66,6 +68,7 @@ impl Context {
         Self {
             store: Store::new(client.clone()),
             servers: ServerStores::default(),
+            keygen: super::admission::KeygenAdmission::for_controller(usize::from(config.concurrency), workers),
             recorder: Recorder::new(client.clone(), reporter),
             pool: ClientPool::with_clock(PoolConfig::default(), clock.clone()),
             discovery: Discovery::new(Duration::from_secs(15 * 60), clock.clone()),

@@ -4,6 +4,7 @@
 //! do not trigger reconciles; TppClients are cached without managedFields.
 
 pub mod act;
+pub mod admission;
 pub mod cleanup;
 pub mod client;
 pub mod context;

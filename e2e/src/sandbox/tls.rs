@@ -102,6 +102,9 @@ pub fn server_config(pki: &ServerPki) -> anyhow::Result<Arc<ServerConfig>> {
         .with_single_cert(pki.chain.clone(), pki.key.clone_key())
         .context("serving certificate")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Stateless session tickets, as production servers use: TLS 1.3 resumption then works for
+    // any number of clients (the default stateful cache holds 256 sessions).
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().context("session ticketer")?;
     Ok(Arc::new(config))
 }
 

@@ -4,9 +4,11 @@
 //! Secrets reports a write by anyone else, a deletion, or a relist. Memory: the Secret's data
 //! and labels only (no managedFields).
 //!
-//! Beside it, the names of every managed Secret the watch has listed: once the watch has
-//! listed, a name neither cached nor listed is absent without a GET (a new client's first
-//! reconcile reads nothing). No I/O.
+//! Beside it, the name and resourceVersion of every managed Secret the watch has listed: once
+//! the watch has listed, a name neither cached nor listed is absent without a GET (a new
+//! client's first reconcile reads nothing). A relist of the watch keeps every entry whose
+//! resourceVersion it confirms and drops the rest. At start the cache is filled by one paged
+//! LIST ([`super::Store::warm`]) instead of three GETs per client. No I/O.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -29,11 +31,14 @@ pub struct SecretCache {
 
 #[derive(Default)]
 struct Names {
-    /// Every managed Secret the watch reported and did not report deleted.
-    known: HashSet<Key>,
+    /// Every managed Secret the watch reported and did not report deleted, with its
+    /// resourceVersion.
+    known: HashMap<Key, String>,
     /// The watches that completed a list since they (re)started: a namespace, or `None` for
     /// a cluster-wide watch.
     listed: HashSet<Option<String>>,
+    /// The names a running relist of a scope has reported so far.
+    relisting: HashMap<Option<String>, HashSet<Key>>,
 }
 
 /// Whether `namespace` is in a watch's `scope`.
@@ -79,18 +84,45 @@ impl SecretCache {
         self.lock().remove(&key(namespace, name));
     }
 
-    /// The watch of `scope` (a namespace, `None` for all) (re)starts listing: drop its
-    /// entries (deletions in the gap were not seen) and its names until the list is complete.
-    pub fn clear(&self, scope: Option<&str>) {
-        self.lock().retain(|(ns, _), _| !in_scope(scope, ns));
-        let mut names = self.names();
-        names.known.retain(|(ns, _)| !in_scope(scope, ns));
-        names.listed.remove(&scope.map(str::to_owned));
+    /// The watch of `scope` (a namespace, `None` for all) (re)starts listing.
+    pub fn relist_started(&self, scope: Option<&str>) {
+        self.names().relisting.insert(scope.map(str::to_owned), HashSet::new());
     }
 
-    /// The watch reported `namespace/name` (listed, created or changed).
-    pub fn seen(&self, namespace: &str, name: &str) {
-        self.names().known.insert(key(namespace, name));
+    /// The watch's list reported `namespace/name` at `resource_version`: a cached copy of
+    /// another version is dropped.
+    pub fn listed_one(&self, scope: Option<&str>, namespace: &str, name: &str, resource_version: &str) {
+        let k = key(namespace, name);
+        {
+            let mut names = self.names();
+            if let Some(seen) = names.relisting.get_mut(&scope.map(str::to_owned)) {
+                seen.insert(k.clone());
+            }
+            names.known.insert(k.clone(), resource_version.to_owned());
+        }
+        let mut entries = self.lock();
+        if entries.get(&k).is_some_and(|e| e.metadata.resource_version.as_deref() != Some(resource_version)) {
+            entries.remove(&k);
+        }
+    }
+
+    /// The watch's list of `scope` is complete: what it did not report is gone.
+    pub fn relist_done(&self, scope: Option<&str>) {
+        let mut names = self.names();
+        let seen = names.relisting.remove(&scope.map(str::to_owned)).unwrap_or_default();
+        let gone: Vec<Key> = names.known.keys().filter(|k| in_scope(scope, &k.0) && !seen.contains(*k)).cloned().collect();
+        for k in &gone {
+            names.known.remove(k);
+        }
+        names.listed.insert(scope.map(str::to_owned));
+        drop(names);
+        let mut entries = self.lock();
+        entries.retain(|k, _| !(in_scope(scope, &k.0) && !seen.contains(k)));
+    }
+
+    /// The watch reported `namespace/name` created or changed.
+    pub fn seen(&self, namespace: &str, name: &str, resource_version: &str) {
+        self.names().known.insert(key(namespace, name), resource_version.to_owned());
     }
 
     /// The watch reported `namespace/name` deleted.
@@ -99,7 +131,18 @@ impl SecretCache {
         self.names().known.remove(&key(namespace, name));
     }
 
-    /// The watch of `scope` finished its list.
+    /// Remember one page of a LIST of full objects: each Secret is cached and known.
+    pub fn fill_page(&self, secrets: impl IntoIterator<Item = Secret>) {
+        for s in secrets {
+            let (Some(ns), Some(name), Some(rv)) = (s.metadata.namespace.clone(), s.metadata.name.clone(), s.metadata.resource_version.clone()) else {
+                continue;
+            };
+            self.names().known.insert(key(&ns, &name), rv);
+            self.remember(&ns, &s);
+        }
+    }
+
+    /// A LIST of `scope` (every page of it) is complete.
     pub fn listed(&self, scope: Option<&str>) {
         self.names().listed.insert(scope.map(str::to_owned));
     }
@@ -110,7 +153,7 @@ impl SecretCache {
         let k = key(namespace, name);
         let names = self.names();
         let listed = names.listed.contains(&None) || names.listed.contains(&Some(namespace.to_owned()));
-        listed && !names.known.contains(&k) && !self.lock().contains_key(&k)
+        listed && !names.known.contains_key(&k) && !self.lock().contains_key(&k)
     }
 
     fn names(&self) -> std::sync::MutexGuard<'_, Names> {
@@ -178,9 +221,10 @@ mod tests {
     fn a_name_is_known_absent_only_after_a_complete_list() {
         let cache = SecretCache::default();
         assert!(!cache.known_absent("ns", "c-keys"), "before the list nothing is known");
-        cache.clear(Some("ns"));
-        cache.seen("ns", "c-registration");
-        cache.listed(Some("ns"));
+        cache.relist_started(Some("ns"));
+        cache.listed_one(Some("ns"), "ns", "c-registration", "5");
+        assert!(!cache.known_absent("ns", "c-keys"), "a list under way proves nothing");
+        cache.relist_done(Some("ns"));
         assert!(!cache.known_absent("other", "c-keys"), "another namespace's watch has not listed");
         assert!(cache.known_absent("ns", "c-keys"));
         assert!(!cache.known_absent("ns", "c-registration"));
@@ -188,22 +232,45 @@ mod tests {
         assert!(!cache.known_absent("ns", "c-keys"), "our own write is not absent before its watch event");
         cache.gone("ns", "c-keys");
         assert!(cache.known_absent("ns", "c-keys"));
-        cache.seen("other", "x");
-        cache.listed(Some("other"));
-        cache.clear(Some("ns"));
-        assert!(!cache.known_absent("ns", "c-keys"), "a relist forgets what was known");
-        assert!(!cache.known_absent("other", "x"), "a relist of one namespace keeps the others");
     }
 
     #[test]
-    fn forget_and_clear_drop_entries() {
+    fn a_relist_keeps_confirmed_entries_and_drops_changed_and_vanished_ones() {
+        let cache = SecretCache::default();
+        for name in ["same", "changed", "vanished"] {
+            cache.remember("ns", &secret(name, true));
+            cache.seen("ns", name, "7");
+        }
+        cache.remember("other", &secret("elsewhere", true));
+        cache.relist_started(Some("ns"));
+        cache.listed_one(Some("ns"), "ns", "same", "7");
+        cache.listed_one(Some("ns"), "ns", "changed", "9");
+        cache.relist_done(Some("ns"));
+        assert!(cache.get("ns", "same").is_some(), "a confirmed entry stays");
+        assert!(cache.get("ns", "changed").is_none(), "another version is read again");
+        assert!(cache.get("ns", "vanished").is_none());
+        assert!(cache.known_absent("ns", "vanished"), "deleted while the watch was down");
+        assert!(cache.get("other", "elsewhere").is_some(), "a relist of one namespace keeps the others");
+    }
+
+    #[test]
+    fn a_fill_from_a_list_caches_everything_and_counts_as_listed() {
+        let cache = SecretCache::default();
+        cache.fill_page(vec![secret("c-keys", true)]);
+        assert!(!cache.known_absent("ns", "c-credentials"), "not before the last page");
+        cache.listed(Some("ns"));
+        assert!(cache.get("ns", "c-keys").is_some());
+        assert!(cache.known_absent("ns", "c-credentials"));
+        assert!(!cache.known_absent("ns", "c-keys"));
+    }
+
+    #[test]
+    fn forget_drops_an_entry() {
         let cache = SecretCache::default();
         cache.remember("ns", &secret("a", true));
         cache.remember("ns", &secret("b", true));
         cache.forget("ns", "a");
         assert!(cache.get("ns", "a").is_none());
         assert_eq!(cache.len(), 1);
-        cache.clear(None);
-        assert!(cache.is_empty());
     }
 }

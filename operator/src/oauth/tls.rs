@@ -156,6 +156,9 @@ pub fn tls_config(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // One AS per config: room for one server's tickets, not the default 32 servers' (a pooled
+    // client per TppClient would hold ~10 KiB of empty session cache each).
+    config.resumption = rustls::client::Resumption::in_memory_sessions(8);
     Ok(config)
 }
 

@@ -22,6 +22,10 @@ use super::layout;
 
 type Key = (String, String);
 
+/// Keys of `<name>-credentials` the cache does not hold: every write rebuilds them from
+/// `<name>-keys` and the AS, and no reconcile reads them back (a third of the Secret).
+const REBUILT: [&str; 3] = [layout::credentials::TLS_KEY, layout::credentials::SIGNING_KEY, layout::credentials::CA_CRT];
+
 /// See the module docs.
 #[derive(Default)]
 pub struct SecretCache {
@@ -72,7 +76,10 @@ impl SecretCache {
                 labels: secret.metadata.labels.clone(),
                 ..Default::default()
             },
-            data: secret.data.clone(),
+            data: secret.data.as_ref().map(|d| {
+                let credentials = secret.metadata.labels.as_ref().and_then(|l| l.get(layout::COMPONENT_LABEL)).is_some_and(|c| c == "credentials");
+                d.iter().filter(|(k, _)| !(credentials && REBUILT.contains(&k.as_str()))).map(|(k, v)| (k.clone(), v.clone())).collect()
+            }),
             type_: secret.type_.clone(),
             ..Default::default()
         };
@@ -208,6 +215,21 @@ mod tests {
         assert!(got.metadata.managed_fields.is_none());
         assert_eq!(got.data.as_ref().unwrap()["k"].0, b"v");
         assert!(cache.get("other", "c-keys").is_none());
+    }
+
+    #[test]
+    fn the_private_keys_workloads_mount_are_not_held_twice() {
+        let cache = SecretCache::default();
+        let mut s = secret("c-credentials", true);
+        s.metadata.labels = Some(layout::labels("c", "credentials", None));
+        let data = s.data.get_or_insert_default();
+        for k in ["tls.key", "signing.key", "ca.crt", "tls.crt", "accounts.access_token"] {
+            data.insert(k.to_owned(), ByteString(b"x".to_vec()));
+        }
+        cache.remember("ns", &s);
+        let got = cache.get("ns", "c-credentials").expect("cached");
+        let keys: Vec<&str> = got.data.as_ref().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["accounts.access_token", "k", "tls.crt"]);
     }
 
     #[test]

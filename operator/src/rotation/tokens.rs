@@ -4,7 +4,8 @@
 //! Contract: a token is refreshed when missing, bound to a certificate other than the current
 //! one (or the one being issued), expired, on the manual trigger, or at its refresh point:
 //! `expiresAt - refreshBefore - jitter`, where `refreshBefore` defaults to a third of the
-//! lifetime, the jitter is below a tenth of the lifetime and derived from (jitter seed, token
+//! lifetime, the jitter is at least a small lead (a hundredth of the lifetime, at most 1 s) and
+//! below a tenth of the lifetime, derived from (jitter seed, token
 //! name, issuedAt), and the point is never later than `expiresAt -` [`TOKEN_SAFETY_FLOOR`]
 //! (capped at a tenth of the lifetime) nor earlier than a tenth of the lifetime after
 //! issuance. Nothing is planned before registration or without a certificate to bind to.
@@ -121,6 +122,9 @@ pub(super) fn plan_tokens(
     manual
 }
 
+/// Most a refresh starts ahead of its latest point to absorb its own latency.
+const REFRESH_LEAD: SignedDuration = SignedDuration::from_secs(1);
+
 /// The instant at which `record` is due for refresh under `token`'s policy.
 pub fn refresh_at(token: &TokenPolicy, record: &TokenRecord, jitter_seed: u64) -> Timestamp {
     let lifetime = record.expires_at.duration_since(record.issued_at);
@@ -132,7 +136,10 @@ pub fn refresh_at(token: &TokenPolicy, record: &TokenRecord, jitter_seed: u64) -
         .filter(|d| d.is_positive() && *d < lifetime)
         .unwrap_or_else(|| fraction(lifetime, 3));
     let tenth = fraction(lifetime, 10);
-    let jitter = jitter(tenth, jitter_seed, &token.name, record.issued_at);
+    // The jitter starts at a small lead (a hundredth of the lifetime, at most 1 s), so the new
+    // token is in the Secret by the latest refresh point, not one request's latency after it.
+    let lead = fraction(lifetime, 100).min(REFRESH_LEAD);
+    let jitter = lead.saturating_add(jitter(tenth.saturating_sub(lead), jitter_seed, &token.name, record.issued_at));
     let floor = TOKEN_SAFETY_FLOOR.min(tenth);
     let point = before(record.expires_at, refresh_before.saturating_add(jitter))
         .min(before(record.expires_at, floor));
@@ -180,6 +187,21 @@ mod tests {
                 .iter()
                 .all(|v| *v >= SignedDuration::ZERO && *v < bound)
         );
+    }
+
+    #[test]
+    fn a_refresh_is_due_a_lead_before_the_latest_point_and_within_a_tenth_of_the_lifetime() {
+        let token = TokenPolicy { name: "accounts".into(), refresh_before: None };
+        for (lifetime, lead) in [(30, 300), (600, 1_000)] {
+            for seed in 0..200u64 {
+                let record = TokenRecord { name: "accounts".into(), issued_at: at(1_000), expires_at: at(1_000 + lifetime), cert_x5t_s256: "x".into() };
+                let point = refresh_at(&token, &record, seed);
+                let latest = at(1_000 + lifetime).checked_sub(SignedDuration::from_secs(lifetime / 3)).unwrap();
+                let earliest = latest.checked_sub(SignedDuration::from_secs(lifetime / 10)).unwrap();
+                assert!(point <= latest.checked_sub(SignedDuration::from_millis(lead)).unwrap(), "seed {seed}: {point} is within the lead of {latest}");
+                assert!(point >= earliest, "seed {seed}: {point} before {earliest}");
+            }
+        }
     }
 
     #[test]

@@ -124,7 +124,7 @@ impl SecretCache {
         names.listed.insert(scope.map(str::to_owned));
         drop(names);
         let mut entries = self.lock();
-        entries.retain(|k, _| !(in_scope(scope, &k.0) && !seen.contains(k)));
+        entries.retain(|k, _| !in_scope(scope, &k.0) || seen.contains(k));
     }
 
     /// The watch reported `namespace/name` created or changed.

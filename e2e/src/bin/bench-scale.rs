@@ -17,7 +17,7 @@ struct Args {
     #[arg(long, short, default_value_t = 200)]
     n: usize,
     /// Access-token lifetime at the sandbox AS, s (default: max(30, N/20), so refreshes stay
-    /// near 30/s, below the operator's 50 QPS kube limit).
+    /// near 30/s, within the operator's default 100 QPS kube budget).
     #[arg(long)]
     token_lifetime: Option<u64>,
     /// Steady-state window, s (default: 2 token lifetimes).

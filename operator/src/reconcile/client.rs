@@ -100,7 +100,10 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     };
     // Key generation waits for a slot without holding a controller slot (see `admission`):
     // nothing was done yet, so nothing is written.
-    let _keygen = if needs_keygen(&session) {
+    let uid = obj.uid().unwrap_or_default();
+    let rotation_policy = policy::rotation_policy(obj, &uid);
+    let first = rotation::plan(&rotation_policy, &session.observed(), ctx.clock.now());
+    let _keygen = if generates_keys(&first) {
         match ctx.keygen.admit(&key(obj)) {
             Ok(permit) => Some(permit),
             Err(wait) => {
@@ -111,7 +114,7 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     } else {
         None
     };
-    let (plan, result) = drive(&mut session).await;
+    let (plan, result) = drive(&mut session, &rotation_policy, first).await;
     let now = ctx.clock.now();
     let failure = result.as_ref().err().map(|e| status::Failure { condition: status::condition_for(e), error: e });
     let mut st = status::from_session(&session, &old, plan.as_ref(), failure, now);
@@ -137,32 +140,29 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     Ok(Requeue::requeue(wake.unwrap_or(MAX_REQUEUE).clamp(MIN_REQUEUE, MAX_REQUEUE)))
 }
 
-/// Whether the first step of this reconcile generates a key or a certificate.
-fn needs_keygen(s: &Session<'_>) -> bool {
-    let uid = s.client.uid().unwrap_or_default();
-    let plan = rotation::plan(&policy::rotation_policy(s.client, &uid), &s.observed(), s.ctx.clock.now());
+/// Whether `plan` generates a key or a certificate.
+fn generates_keys(plan: &Plan) -> bool {
     plan.actions.iter().any(|a| matches!(a, Action::GenerateKey { .. } | Action::RenewCertificate { .. }))
 }
 
 /// Plan and act until nothing is due now (or a step fails), then persist the keys if a step
 /// changed them and nothing persisted them yet. Returns the last plan.
-async fn drive(s: &mut Session<'_>) -> (Option<Plan>, Result<(), Error>) {
-    let (plan, result) = steps(s).await;
+async fn drive(s: &mut Session<'_>, policy: &rotation::Policy, first: Plan) -> (Option<Plan>, Result<(), Error>) {
+    let (plan, result) = steps(s, policy, first).await;
     let saved = s.persist_keys().await;
     (plan, result.and(saved))
 }
 
-async fn steps(s: &mut Session<'_>) -> (Option<Plan>, Result<(), Error>) {
-    let uid = s.client.uid().unwrap_or_default();
-    let policy = policy::rotation_policy(s.client, &uid);
+/// `first` is the plan made for admission, at the start: it is not made again.
+async fn steps(s: &mut Session<'_>, policy: &rotation::Policy, first: Plan) -> (Option<Plan>, Result<(), Error>) {
     let mut last = None;
+    let mut first = Some(first);
     for _ in 0..MAX_STEPS {
-        let now = s.ctx.clock.now();
-        let plan = rotation::plan(&policy, &s.observed(), now);
+        let plan = first.take().unwrap_or_else(|| rotation::plan(policy, &s.observed(), s.ctx.clock.now()));
         // Registration (and hub re-onboarding) is not a planner action: it comes once the key
         // and certificate it carries are persisted, and before any token.
-        if register::due(s) && register::ready(s) && !plan.actions.iter().any(|a| matches!(a, Action::GenerateKey { .. } | Action::RenewCertificate { .. })) {
-            if let Err(e) = ensure_finalizer(s).await.and(Ok(())) {
+        if register::due(s) && register::ready(s) && !generates_keys(&plan) {
+            if let Err(e) = ensure_finalizer(s).await {
                 return (Some(plan), Err(e));
             }
             if let Err(e) = register::register(s).await {

@@ -216,14 +216,9 @@ impl<'a> Session<'a> {
         self.keys_dirty.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether `keys` holds changes not yet persisted.
-    pub fn keys_unsaved(&self) -> bool {
-        self.keys_dirty.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// Persist `<name>-keys` if it changed.
     pub async fn persist_keys(&self) -> Result<(), Error> {
-        if !self.keys_unsaved() {
+        if !self.keys_dirty.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(());
         }
         let obj = build::keys_secret(self.client, &self.keys);

@@ -68,8 +68,16 @@ where
         },
         ..Default::default()
     };
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create test namespace");
-    let ctx = std::sync::Arc::new(TestContext { cp, client, namespace, extra_logs: Default::default() });
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create test namespace");
+    let ctx = std::sync::Arc::new(TestContext {
+        cp,
+        client,
+        namespace,
+        extra_logs: Default::default(),
+    });
     let outcome = AssertUnwindSafe(test(ctx.clone())).catch_unwind().await;
     let failure = match &outcome {
         Ok(Ok(())) => None,
@@ -102,21 +110,44 @@ pub async fn dump_namespace(ctx: &TestContext) -> String {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &ar);
         if let Ok(list) = api.list(&ListParams::default()).await {
             for o in list {
-                let status = o.data.get("status").map(|s| serde_json::to_string_pretty(s).unwrap_or_default()).unwrap_or_default();
-                let spec = o.data.get("spec").map(|s| serde_json::to_string(s).unwrap_or_default()).unwrap_or_default();
-                out.push_str(&format!("{kind}/{}\n  spec: {spec}\n  status: {status}\n", o.name_any()));
+                let status = o
+                    .data
+                    .get("status")
+                    .map(|s| serde_json::to_string_pretty(s).unwrap_or_default())
+                    .unwrap_or_default();
+                let spec = o
+                    .data
+                    .get("spec")
+                    .map(|s| serde_json::to_string(s).unwrap_or_default())
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "{kind}/{}\n  spec: {spec}\n  status: {status}\n",
+                    o.name_any()
+                ));
             }
         }
     }
     if let Ok(list) = ctx.api::<Secret>().list(&ListParams::default()).await {
         for s in list {
-            let keys: Vec<_> = s.data.as_ref().map(|d| d.keys().cloned().collect()).unwrap_or_default();
-            out.push_str(&format!("Secret/{} type={:?} keys={keys:?}\n", s.name_any(), s.type_));
+            let keys: Vec<_> = s
+                .data
+                .as_ref()
+                .map(|d| d.keys().cloned().collect())
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "Secret/{} type={:?} keys={keys:?}\n",
+                s.name_any(),
+                s.type_
+            ));
         }
     }
     if let Ok(list) = ctx.api::<ConfigMap>().list(&ListParams::default()).await {
         for c in list {
-            let keys: Vec<_> = c.data.as_ref().map(|d| d.keys().cloned().collect()).unwrap_or_default();
+            let keys: Vec<_> = c
+                .data
+                .as_ref()
+                .map(|d| d.keys().cloned().collect())
+                .unwrap_or_default();
             out.push_str(&format!("ConfigMap/{} keys={keys:?}\n", c.name_any()));
         }
     }

@@ -41,13 +41,18 @@ pub fn binaries_dir() -> PathBuf {
     }
     let cache = std::env::var_os("TPP_CACHE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tpp-operator"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tpp-operator")
+        });
     cache.join("control-plane").join(kube_version())
 }
 
 /// The repository root (for `crds/`, `charts/`, `examples/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// A running control plane.
@@ -80,7 +85,11 @@ impl ControlPlane {
                 );
             }
         }
-        let dir = std::env::temp_dir().join(format!("tpp-e2e-{}-{}", std::process::id(), rand::random::<u32>()));
+        let dir = std::env::temp_dir().join(format!(
+            "tpp-e2e-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         std::fs::create_dir_all(dir.join("certs"))?;
         register_dir_for_exit_removal(dir.clone());
         let ca = TestCa::new("tpp-e2e-ca")?;
@@ -104,16 +113,41 @@ impl ControlPlane {
         let mut etcd = Command::new(bin.join("etcd"));
         etcd.args(["--name", "e2e", "--data-dir"])
             .arg(dir.join("etcd"))
-            .args(["--listen-client-urls", &etcd_url, "--advertise-client-urls", &etcd_url])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-cluster", &format!("e2e=http://127.0.0.1:{peer_port}")])
-            .args(["--unsafe-no-fsync", "--log-level", "warn", "--quota-backend-bytes", "2147483648"]);
+            .args([
+                "--listen-client-urls",
+                &etcd_url,
+                "--advertise-client-urls",
+                &etcd_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+            ])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("e2e=http://127.0.0.1:{peer_port}"),
+            ])
+            .args([
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+                "--quota-backend-bytes",
+                "2147483648",
+            ]);
         let etcd = spawn("etcd", etcd, &dir.join("etcd.log"))?;
         register_for_exit_kill(etcd.pid());
         wait_http_ok(&format!("{etcd_url}/health"), None, Duration::from_secs(30))
             .await
-            .with_context(|| format!("etcd did not become healthy; log:\n{}", tail(&dir.join("etcd.log"), 4000)))?;
+            .with_context(|| {
+                format!(
+                    "etcd did not become healthy; log:\n{}",
+                    tail(&dir.join("etcd.log"), 4000)
+                )
+            })?;
 
         let port = free_port()?;
         let server = format!("https://127.0.0.1:{port}");
@@ -126,24 +160,50 @@ impl ControlPlane {
             .arg(format!("--client-ca-file={}", ca_path.display()))
             .args(["--anonymous-auth=false", "--authorization-mode=RBAC"])
             .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-            .arg(format!("--service-account-signing-key-file={}", sa_key_path.display()))
-            .arg(format!("--service-account-key-file={}", sa_pub_path.display()))
-            .args(["--service-cluster-ip-range=10.0.0.0/24", "--endpoint-reconciler-type=none"])
-            .args(["--disable-admission-plugins=ServiceAccount", "--allow-privileged=true"])
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                sa_key_path.display()
+            ))
+            .arg(format!(
+                "--service-account-key-file={}",
+                sa_pub_path.display()
+            ))
+            .args([
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--endpoint-reconciler-type=none",
+            ])
+            .args([
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+            ])
             .arg(format!("--cert-dir={}", dir.join("certs").display()))
             .args(["--profiling=false", "--v=1"]);
         let apiserver = spawn("kube-apiserver", api, &dir.join("kube-apiserver.log"))?;
         register_for_exit_kill(apiserver.pid());
-        wait_http_ok(&format!("{server}/readyz"), Some((&ca.cert_pem, &admin)), Duration::from_secs(120))
-            .await
-            .with_context(|| format!("kube-apiserver not ready; log:\n{}", tail(&dir.join("kube-apiserver.log"), 6000)))?;
+        wait_http_ok(
+            &format!("{server}/readyz"),
+            Some((&ca.cert_pem, &admin)),
+            Duration::from_secs(120),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "kube-apiserver not ready; log:\n{}",
+                tail(&dir.join("kube-apiserver.log"), 6000)
+            )
+        })?;
 
         let admin_kubeconfig = kubeconfig_yaml(&server, &ca.cert_pem, Some(&admin), None);
         let admin_kubeconfig_path = dir.join("admin.kubeconfig");
         std::fs::write(&admin_kubeconfig_path, &admin_kubeconfig)?;
-        let version = String::from_utf8_lossy(&Command::new(bin.join("kube-apiserver")).arg("--version").output()?.stdout)
-            .trim()
-            .to_owned();
+        let version = String::from_utf8_lossy(
+            &Command::new(bin.join("kube-apiserver"))
+                .arg("--version")
+                .output()?
+                .stdout,
+        )
+        .trim()
+        .to_owned();
         let cp = Self {
             dir,
             server,
@@ -155,7 +215,12 @@ impl ControlPlane {
             apiserver: Mutex::new(apiserver),
         };
         cp.install_crds().await?;
-        eprintln!("e2e: control plane {} at {} (run dir {})", cp.version, cp.server, cp.dir.display());
+        eprintln!(
+            "e2e: control plane {} at {} (run dir {})",
+            cp.version,
+            cp.server,
+            cp.dir.display()
+        );
         Ok(cp)
     }
 
@@ -169,25 +234,31 @@ impl ControlPlane {
         let client = self.admin_client().await?;
         let api: Api<CustomResourceDefinition> = Api::all(client);
         let mut names = vec![];
-        let mut entries: Vec<_> = std::fs::read_dir(repo_root().join("crds"))?.collect::<Result<_, _>>()?;
+        let mut entries: Vec<_> =
+            std::fs::read_dir(repo_root().join("crds"))?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.path());
         for entry in entries {
             let text = std::fs::read_to_string(entry.path())?;
-            let crd: CustomResourceDefinition = serde_yaml::from_str(&text).with_context(|| format!("parse {}", entry.path().display()))?;
+            let crd: CustomResourceDefinition = serde_yaml::from_str(&text)
+                .with_context(|| format!("parse {}", entry.path().display()))?;
             let name = crd.metadata.name.clone().unwrap_or_default();
-            api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(&crd))
-                .await
-                .with_context(|| format!("install CRD {name}"))?;
+            api.patch(
+                &name,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .with_context(|| format!("install CRD {name}"))?;
             names.push(name);
         }
         for name in names {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 let crd = api.get(&name).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+                let established = crd.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
                 if established {
                     break;
                 }
@@ -205,7 +276,11 @@ impl ControlPlane {
         let mut out = String::new();
         for guard in [&self.etcd, &self.apiserver] {
             if let Ok(g) = guard.lock() {
-                out.push_str(&format!("----- {} log (tail) -----\n{}\n", g.name(), g.log_tail(max)));
+                out.push_str(&format!(
+                    "----- {} log (tail) -----\n{}\n",
+                    g.name(),
+                    g.log_tail(max)
+                ));
             }
         }
         out
@@ -214,11 +289,20 @@ impl ControlPlane {
 
 /// A kubeconfig document for `server`, trusting `ca_pem`, with a client certificate or a bearer
 /// token.
-pub fn kubeconfig_yaml(server: &str, ca_pem: &str, cert: Option<&CertPair>, token: Option<&str>) -> String {
+pub fn kubeconfig_yaml(
+    server: &str,
+    ca_pem: &str,
+    cert: Option<&CertPair>,
+    token: Option<&str>,
+) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let mut user = String::new();
     if let Some(c) = cert {
-        user.push_str(&format!("    client-certificate-data: {}\n    client-key-data: {}\n", b64(&c.cert_pem), b64(&c.key_pem)));
+        user.push_str(&format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&c.cert_pem),
+            b64(&c.key_pem)
+        ));
     }
     if let Some(t) = token {
         user.push_str(&format!("    token: {t}\n"));
@@ -241,7 +325,9 @@ async fn wait_http_ok(url: &str, tls: Option<(&str, &CertPair)>, timeout: Durati
     if let Some((ca, cert)) = tls {
         builder = builder
             .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes())?])
-            .identity(reqwest::Identity::from_pem(format!("{}\n{}", cert.cert_pem, cert.key_pem).as_bytes())?);
+            .identity(reqwest::Identity::from_pem(
+                format!("{}\n{}", cert.cert_pem, cert.key_pem).as_bytes(),
+            )?);
     }
     let http = builder.build()?;
     let deadline = Instant::now() + timeout;
@@ -297,11 +383,14 @@ pub fn register_for_exit_kill(pid: u32) {
     }
 }
 
-static SHARED: tokio::sync::OnceCell<Result<ControlPlane, String>> = tokio::sync::OnceCell::const_new();
+static SHARED: tokio::sync::OnceCell<Result<ControlPlane, String>> =
+    tokio::sync::OnceCell::const_new();
 
 /// The control plane shared by every test of this test binary, started on first use. A failed
 /// start is remembered, so that the other tests fail at once with the same cause.
 pub async fn shared() -> Result<&'static ControlPlane> {
-    let started = SHARED.get_or_init(|| async { ControlPlane::start().await.map_err(|e| format!("{e:#}")) }).await;
+    let started = SHARED
+        .get_or_init(|| async { ControlPlane::start().await.map_err(|e| format!("{e:#}")) })
+        .await;
     started.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -32,9 +32,18 @@ pub fn api(ctx: &TestContext, kind: &str) -> Api<DynamicObject> {
 /// Server-side apply a manifest (as a test user would with `kubectl apply --server-side`).
 pub async fn apply(ctx: &TestContext, manifest: Value) -> Result<DynamicObject> {
     let kind = manifest["kind"].as_str().context("kind")?.to_owned();
-    let name = manifest["metadata"]["name"].as_str().context("name")?.to_owned();
+    let name = manifest["metadata"]["name"]
+        .as_str()
+        .context("name")?
+        .to_owned();
     let obj: DynamicObject = serde_json::from_value(manifest)?;
-    Ok(api(ctx, &kind).patch(&name, &PatchParams::apply("e2e-user").force(), &Patch::Apply(&obj)).await?)
+    Ok(api(ctx, &kind)
+        .patch(
+            &name,
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&obj),
+        )
+        .await?)
 }
 
 /// An AuthorizationServer manifest for the sandbox AS.
@@ -79,12 +88,22 @@ pub fn merge(base: &mut Value, patch: Value) {
 
 /// The condition `type_` of a TppClient (or AS), if present.
 pub fn condition(obj: &DynamicObject, type_: &str) -> Option<Value> {
-    obj.data["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_).cloned()
+    obj.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
 }
 
 /// Wait until `check` accepts the object (polling every 200 ms), or fail after `timeout` with
 /// the last status seen.
-pub async fn wait_for(ctx: &TestContext, kind: &str, name: &str, timeout: Duration, check: impl Fn(&DynamicObject) -> bool) -> Result<DynamicObject> {
+pub async fn wait_for(
+    ctx: &TestContext,
+    kind: &str,
+    name: &str,
+    timeout: Duration,
+    check: impl Fn(&DynamicObject) -> bool,
+) -> Result<DynamicObject> {
     let api = api(ctx, kind);
     let deadline = Instant::now() + timeout;
     let mut last = None;
@@ -97,26 +116,49 @@ pub async fn wait_for(ctx: &TestContext, kind: &str, name: &str, timeout: Durati
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bail!("timed out after {timeout:?} waiting for {kind}/{name}; last status: {}", last.map(|o| o.data["status"].to_string()).unwrap_or_default())
+    bail!(
+        "timed out after {timeout:?} waiting for {kind}/{name}; last status: {}",
+        last.map(|o| o.data["status"].to_string())
+            .unwrap_or_default()
+    )
 }
 
 /// Wait for condition `type_` to have `status` ("True"/"False").
-pub async fn wait_condition(ctx: &TestContext, kind: &str, name: &str, type_: &str, status: &str, timeout: Duration) -> Result<DynamicObject> {
-    wait_for(ctx, kind, name, timeout, |o| condition(o, type_).is_some_and(|c| c["status"] == status)).await
+pub async fn wait_condition(
+    ctx: &TestContext,
+    kind: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    timeout: Duration,
+) -> Result<DynamicObject> {
+    wait_for(ctx, kind, name, timeout, |o| {
+        condition(o, type_).is_some_and(|c| c["status"] == status)
+    })
+    .await
 }
 
 /// A key of a Secret as text.
 pub fn secret_text(s: &Secret, key: &str) -> Option<String> {
-    s.data.as_ref()?.get(key).map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    s.data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
 }
 
 /// The credentials Secret of client `name`.
 pub async fn credentials(ctx: &TestContext, name: &str) -> Result<Secret> {
-    ctx.api::<Secret>().get(&format!("{name}-credentials")).await.with_context(|| format!("{name}-credentials"))
+    ctx.api::<Secret>()
+        .get(&format!("{name}-credentials"))
+        .await
+        .with_context(|| format!("{name}-credentials"))
 }
 
 /// Start the sandbox AS with `tune` applied to its default test config.
-pub async fn start_sandbox(ctx: &TestContext, tune: impl FnOnce(&mut SandboxConfig)) -> Result<RunningSandbox> {
+pub async fn start_sandbox(
+    ctx: &TestContext,
+    tune: impl FnOnce(&mut SandboxConfig),
+) -> Result<RunningSandbox> {
     let dir = ctx.cp.dir.join(format!("sandbox-{}", ctx.namespace));
     std::fs::create_dir_all(&dir)?;
     let mut cfg = SandboxConfig::new(dir);
@@ -127,9 +169,22 @@ pub async fn start_sandbox(ctx: &TestContext, tune: impl FnOnce(&mut SandboxConf
 
 /// Start an operator watching the test namespace; its log is printed if the test fails.
 pub async fn start_operator(ctx: &TestContext) -> Result<OperatorProcess> {
-    let op = OperatorProcess::start(ctx.cp, &ctx.client, OperatorOptions { namespaces: vec![ctx.namespace.clone()], ..Default::default() }).await?;
+    let op = OperatorProcess::start(
+        ctx.cp,
+        &ctx.client,
+        OperatorOptions {
+            namespaces: vec![ctx.namespace.clone()],
+            ..Default::default()
+        },
+    )
+    .await?;
     let log = op.log_path();
-    ctx.on_failure_print(move || format!("----- operator log (tail) -----\n{}", crate::process::tail(&log, 12000)));
+    ctx.on_failure_print(move || {
+        format!(
+            "----- operator log (tail) -----\n{}",
+            crate::process::tail(&log, 12000)
+        )
+    });
     Ok(op)
 }
 

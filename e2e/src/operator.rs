@@ -41,7 +41,10 @@ pub fn operator_binary() -> PathBuf {
     if beside.is_file() {
         return beside;
     }
-    exe.parent().and_then(|d| d.parent()).map(|d| d.join("tpp-operator")).unwrap_or_default()
+    exe.parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("tpp-operator"))
+        .unwrap_or_default()
 }
 
 /// Write `text` to `path` readable by the owner only (kubeconfigs hold a ServiceAccount token).
@@ -60,7 +63,8 @@ pub fn write_private(path: &Path, text: &str) -> Result<()> {
 
 fn rules(file: &str) -> Result<Vec<PolicyRule>> {
     let path = repo_root().join("charts/tpp-operator/files").join(file);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
     Ok(serde_yaml::from_str(&text)?)
 }
 
@@ -68,15 +72,48 @@ fn rules(file: &str) -> Result<Vec<PolicyRule>> {
 /// fresh ServiceAccount token.
 pub async fn operator_kubeconfig(cp: &ControlPlane, admin: &Client) -> Result<String> {
     let pp = PatchParams::apply("e2e").force();
-    let meta = |name: &str, ns: Option<&str>| ObjectMeta { name: Some(name.into()), namespace: ns.map(Into::into), ..Default::default() };
+    let meta = |name: &str, ns: Option<&str>| ObjectMeta {
+        name: Some(name.into()),
+        namespace: ns.map(Into::into),
+        ..Default::default()
+    };
     Api::<Namespace>::all(admin.clone())
-        .patch(OPERATOR_NAMESPACE, &pp, &Patch::Apply(Namespace { metadata: meta(OPERATOR_NAMESPACE, None), ..Default::default() }))
+        .patch(
+            OPERATOR_NAMESPACE,
+            &pp,
+            &Patch::Apply(Namespace {
+                metadata: meta(OPERATOR_NAMESPACE, None),
+                ..Default::default()
+            }),
+        )
         .await?;
     let sa_api: Api<ServiceAccount> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
-    sa_api.patch(RELEASE, &pp, &Patch::Apply(ServiceAccount { metadata: meta(RELEASE, Some(OPERATOR_NAMESPACE)), ..Default::default() })).await?;
-    let subject = vec![Subject { kind: "ServiceAccount".into(), name: RELEASE.into(), namespace: Some(OPERATOR_NAMESPACE.into()), ..Default::default() }];
+    sa_api
+        .patch(
+            RELEASE,
+            &pp,
+            &Patch::Apply(ServiceAccount {
+                metadata: meta(RELEASE, Some(OPERATOR_NAMESPACE)),
+                ..Default::default()
+            }),
+        )
+        .await?;
+    let subject = vec![Subject {
+        kind: "ServiceAccount".into(),
+        name: RELEASE.into(),
+        namespace: Some(OPERATOR_NAMESPACE.into()),
+        ..Default::default()
+    }];
     Api::<ClusterRole>::all(admin.clone())
-        .patch(RELEASE, &pp, &Patch::Apply(ClusterRole { metadata: meta(RELEASE, None), rules: Some(rules("clusterrole-rules.yaml")?), ..Default::default() }))
+        .patch(
+            RELEASE,
+            &pp,
+            &Patch::Apply(ClusterRole {
+                metadata: meta(RELEASE, None),
+                rules: Some(rules("clusterrole-rules.yaml")?),
+                ..Default::default()
+            }),
+        )
         .await?;
     Api::<ClusterRoleBinding>::all(admin.clone())
         .patch(
@@ -84,14 +121,25 @@ pub async fn operator_kubeconfig(cp: &ControlPlane, admin: &Client) -> Result<St
             &pp,
             &Patch::Apply(ClusterRoleBinding {
                 metadata: meta(RELEASE, None),
-                role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "ClusterRole".into(), name: RELEASE.into() },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "ClusterRole".into(),
+                    name: RELEASE.into(),
+                },
                 subjects: Some(subject.clone()),
             }),
         )
         .await?;
     let le = format!("{RELEASE}-leader-election");
     Api::<Role>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
-        .patch(&le, &pp, &Patch::Apply(Role { metadata: meta(&le, Some(OPERATOR_NAMESPACE)), rules: Some(rules("leader-election-rules.yaml")?) }))
+        .patch(
+            &le,
+            &pp,
+            &Patch::Apply(Role {
+                metadata: meta(&le, Some(OPERATOR_NAMESPACE)),
+                rules: Some(rules("leader-election-rules.yaml")?),
+            }),
+        )
         .await?;
     Api::<RoleBinding>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
         .patch(
@@ -99,18 +147,36 @@ pub async fn operator_kubeconfig(cp: &ControlPlane, admin: &Client) -> Result<St
             &pp,
             &Patch::Apply(RoleBinding {
                 metadata: meta(&le, Some(OPERATOR_NAMESPACE)),
-                role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "Role".into(), name: le.clone() },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: le.clone(),
+                },
                 subjects: Some(subject),
             }),
         )
         .await?;
     let tr = TokenRequest {
-        spec: Some(TokenRequestSpec { expiration_seconds: Some(3600 * 4), ..Default::default() }),
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600 * 4),
+            ..Default::default()
+        }),
         ..Default::default()
     };
-    let tr = sa_api.create_token_request(RELEASE, &PostParams::default(), &tr).await.context("TokenRequest")?;
-    let token = tr.status.and_then(|s| s.token).context("TokenRequest returned no token")?;
-    Ok(kubeconfig_yaml(&cp.server, &cp.ca.cert_pem, None, Some(&token)))
+    let tr = sa_api
+        .create_token_request(RELEASE, &PostParams::default(), &tr)
+        .await
+        .context("TokenRequest")?;
+    let token = tr
+        .status
+        .and_then(|s| s.token)
+        .context("TokenRequest returned no token")?;
+    Ok(kubeconfig_yaml(
+        &cp.server,
+        &cp.ca.cert_pem,
+        None,
+        Some(&token),
+    ))
 }
 
 /// Options for one operator process.
@@ -144,13 +210,22 @@ pub struct OperatorProcess {
 
 impl OperatorProcess {
     /// Start the operator binary under the chart's RBAC.
-    pub async fn start(cp: &ControlPlane, admin: &Client, options: OperatorOptions) -> Result<Self> {
-        let kubeconfig_text = operator_kubeconfig(cp, admin).await.context("install the operator's RBAC")?;
+    pub async fn start(
+        cp: &ControlPlane,
+        admin: &Client,
+        options: OperatorOptions,
+    ) -> Result<Self> {
+        let kubeconfig_text = operator_kubeconfig(cp, admin)
+            .await
+            .context("install the operator's RBAC")?;
         let (kubeconfig, log) = match &options.dir {
             Some(dir) => (dir.join("operator.kubeconfig"), dir.join("operator.log")),
             None => {
                 let tag = format!("{:08x}", rand::random::<u32>());
-                (cp.dir.join(format!("operator-{tag}.kubeconfig")), cp.dir.join(format!("operator-{tag}.log")))
+                (
+                    cp.dir.join(format!("operator-{tag}.kubeconfig")),
+                    cp.dir.join(format!("operator-{tag}.log")),
+                )
             }
         };
         write_private(&kubeconfig, &kubeconfig_text)?;
@@ -161,19 +236,38 @@ impl OperatorProcess {
             None => std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?)),
         };
         let child = Self::spawn(&kubeconfig, admin_address, &options, &log)?;
-        let mut me = Self { child, kubeconfig, options, admin_url: format!("http://{admin_address}"), admin_address, log };
+        let mut me = Self {
+            child,
+            kubeconfig,
+            options,
+            admin_url: format!("http://{admin_address}"),
+            admin_address,
+            log,
+        };
         me.wait_healthy(Duration::from_secs(30)).await?;
         Ok(me)
     }
 
-    fn spawn(kubeconfig: &Path, admin_address: std::net::SocketAddr, o: &OperatorOptions, log: &Path) -> Result<ChildGuard> {
+    fn spawn(
+        kubeconfig: &Path,
+        admin_address: std::net::SocketAddr,
+        o: &OperatorOptions,
+        log: &Path,
+    ) -> Result<ChildGuard> {
         let bin = operator_binary();
-        anyhow::ensure!(bin.is_file(), "{} not found: run `cargo build -p tpp-operator --bins` (make test does)", bin.display());
+        anyhow::ensure!(
+            bin.is_file(),
+            "{} not found: run `cargo build -p tpp-operator --bins` (make test does)",
+            bin.display()
+        );
         let mut cmd = Command::new(bin);
         cmd.env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
-                o.log_filter.clone().unwrap_or_else(|| std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info,tpp_operator=debug".into())),
+                o.log_filter.clone().unwrap_or_else(|| {
+                    std::env::var("E2E_OPERATOR_LOG")
+                        .unwrap_or_else(|_| "info,tpp_operator=debug".into())
+                }),
             )
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
             .arg("--admin-address")
@@ -189,10 +283,16 @@ impl OperatorProcess {
     }
 
     async fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
-            anyhow::ensure!(self.child.is_running(), "the operator exited at start; log:\n{}", self.child.log_tail(4000));
+            anyhow::ensure!(
+                self.child.is_running(),
+                "the operator exited at start; log:\n{}",
+                self.child.log_tail(4000)
+            );
             if let Ok(r) = http.get(format!("{}/healthz", self.admin_url)).send().await
                 && r.status().is_success()
             {
@@ -200,7 +300,10 @@ impl OperatorProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        anyhow::bail!("operator not healthy after {timeout:?}; log:\n{}", self.child.log_tail(4000))
+        anyhow::bail!(
+            "operator not healthy after {timeout:?}; log:\n{}",
+            self.child.log_tail(4000)
+        )
     }
 
     /// Whether the process is still running.
@@ -221,7 +324,12 @@ impl OperatorProcess {
     /// Start again after a kill, same kubeconfig, same admin port, same log file.
     pub async fn restart(&mut self) -> Result<()> {
         self.child.kill();
-        self.child = Self::spawn(&self.kubeconfig, self.admin_address, &self.options, &self.log)?;
+        self.child = Self::spawn(
+            &self.kubeconfig,
+            self.admin_address,
+            &self.options,
+            &self.log,
+        )?;
         self.wait_healthy(Duration::from_secs(30)).await
     }
 

@@ -4,8 +4,8 @@
 
 use anyhow::Result;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// A certificate and its private key, both PEM.
@@ -19,7 +19,9 @@ pub struct CertPair {
 
 impl std::fmt::Debug for CertPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertPair").field("key_pem", &"[REDACTED]").finish_non_exhaustive()
+        f.debug_struct("CertPair")
+            .field("key_pem", &"[REDACTED]")
+            .finish_non_exhaustive()
     }
 }
 
@@ -34,12 +36,22 @@ impl TestCa {
     /// A new CA named `cn`.
     pub fn new(cn: &str) -> Result<Self> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = dn(&[(DnType::CommonName, cn), (DnType::OrganizationName, "tpp-operator e2e")]);
+        params.distinguished_name = dn(&[
+            (DnType::CommonName, cn),
+            (DnType::OrganizationName, "tpp-operator e2e"),
+        ]);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
-        Ok(Self { cert_pem: cert.pem(), issuer: Issuer::new(params, key) })
+        Ok(Self {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
     }
 
     /// A serving certificate for `localhost` and 127.0.0.1 (plus `extra_dns`).
@@ -47,10 +59,15 @@ impl TestCa {
         let mut sans: Vec<String> = vec!["localhost".into()];
         sans.extend(extra_dns.iter().map(|s| s.to_string()));
         let mut params = CertificateParams::new(sans)?;
-        params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse()?));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse()?));
         params.distinguished_name = dn(&[(DnType::CommonName, cn)]);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         self.sign(params, KeyPair::generate()?)
     }
 
@@ -81,7 +98,10 @@ impl TestCa {
 
     fn sign(&self, params: CertificateParams, key: KeyPair) -> Result<CertPair> {
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(CertPair {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 

@@ -121,7 +121,11 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
 
 /// Start `cmd` with stdout and stderr appended to `log`, dying with the test process.
 pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<ChildGuard> {
-    let out = File::options().create(true).append(true).open(log).with_context(|| format!("open {}", log.display()))?;
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("open {}", log.display()))?;
     let err = out.try_clone()?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
@@ -134,9 +138,16 @@ pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<ChildGuard> {
         });
     }
     let (tx, rx) = mpsc::channel();
-    spawner().lock().map_err(|_| anyhow::anyhow!("spawner poisoned"))?.send((cmd, tx))?;
+    spawner()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("spawner poisoned"))?
+        .send((cmd, tx))?;
     let child = rx.recv()?.with_context(|| format!("spawn {name}"))?;
-    Ok(ChildGuard { name: name.to_owned(), child: Some(child), log: log.to_owned() })
+    Ok(ChildGuard {
+        name: name.to_owned(),
+        child: Some(child),
+        log: log.to_owned(),
+    })
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).

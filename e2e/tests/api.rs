@@ -25,7 +25,8 @@ fn api_for(ctx: &TestContext, kind: &str) -> Api<DynamicObject> {
 }
 
 fn example(file: &str) -> Value {
-    let text = std::fs::read_to_string(repo_root().join("examples").join(file)).expect("read example");
+    let text =
+        std::fs::read_to_string(repo_root().join("examples").join(file)).expect("read example");
     serde_yaml::from_str(&text).expect("parse example")
 }
 
@@ -54,12 +55,14 @@ fn minimal_server() -> Value {
 /// The first path at which `want` is not contained in `got` (objects may gain fields).
 fn first_difference(want: &Value, got: &Value, path: &str) -> Option<String> {
     match (want, got) {
-        (Value::Object(w), Value::Object(g)) => {
-            w.iter().find_map(|(k, v)| first_difference(v, g.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}")))
-        }
-        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => {
-            w.iter().zip(g).enumerate().find_map(|(i, (a, b))| first_difference(a, b, &format!("{path}[{i}]")))
-        }
+        (Value::Object(w), Value::Object(g)) => w.iter().find_map(|(k, v)| {
+            first_difference(v, g.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"))
+        }),
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => w
+            .iter()
+            .zip(g)
+            .enumerate()
+            .find_map(|(i, (a, b))| first_difference(a, b, &format!("{path}[{i}]"))),
         _ if want == got => None,
         _ => Some(path.to_owned()),
     }
@@ -81,10 +84,17 @@ fn set(obj: &mut Value, path: &str, value: Value) {
     }
 }
 
-async fn create(ctx: &TestContext, obj: &Value, dry_run: bool) -> Result<DynamicObject, kube::Error> {
+async fn create(
+    ctx: &TestContext,
+    obj: &Value,
+    dry_run: bool,
+) -> Result<DynamicObject, kube::Error> {
     let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
     let obj: DynamicObject = serde_json::from_value(obj.clone()).expect("dynamic object");
-    let pp = PostParams { dry_run, ..Default::default() };
+    let pp = PostParams {
+        dry_run,
+        ..Default::default()
+    };
     api_for(ctx, &kind).create(&pp, &obj).await
 }
 
@@ -94,7 +104,11 @@ async fn expect_rejected(ctx: &TestContext, obj: Value, message: &str) -> Result
         Ok(_) => bail!("the apiserver accepted an object that should be refused with {message:?}"),
         Err(kube::Error::Api(status)) => {
             if status.code != 422 || !status.message.contains(message) {
-                bail!("expected 422 containing {message:?}, got {}: {}", status.code, status.message);
+                bail!(
+                    "expected 422 containing {message:?}, got {}: {}",
+                    status.code,
+                    status.message
+                );
             }
             Ok(())
         }
@@ -152,22 +166,35 @@ async fn every_example_is_accepted_and_round_trips_through_server_side_apply_wit
             if kind == "ClusterAuthorizationServer" {
                 obj["metadata"]["name"] = json!(format!("{}-{}", ctx.namespace, "cas"));
             }
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let dynamic: DynamicObject = serde_json::from_value(obj.clone())?;
             let api = api_for(&ctx, &kind);
-            api.patch(&name, &PatchParams::apply("e2e-test"), &Patch::Apply(&dynamic))
-                .await
-                .with_context(|| format!("apply {file}"))?;
+            api.patch(
+                &name,
+                &PatchParams::apply("e2e-test"),
+                &Patch::Apply(&dynamic),
+            )
+            .await
+            .with_context(|| format!("apply {file}"))?;
             let got = api.get(&name).await?;
             let spec = &got.data["spec"];
             // Every field the example sets comes back unchanged (defaults may be added).
             if let Some(path) = first_difference(&obj["spec"], spec, "spec") {
-                panic!("{file}: {path} changed in the round trip: {}", serde_json::to_string(spec)?);
+                panic!(
+                    "{file}: {path} changed in the round trip: {}",
+                    serde_json::to_string(spec)?
+                );
             }
             // Defaults were applied by the apiserver from the schema.
             if kind == "TppClient" {
                 assert_eq!(spec["signingKey"]["algorithm"], "PS256", "{file}");
-                assert!(spec["transportCertificate"]["duration"].is_string(), "{file}");
+                assert!(
+                    spec["transportCertificate"]["duration"].is_string(),
+                    "{file}"
+                );
                 assert_eq!(spec["suspend"], false, "{file}");
                 assert!(spec["registration"]["deletionPolicy"].is_string(), "{file}");
             } else {
@@ -175,8 +202,17 @@ async fn every_example_is_accepted_and_round_trips_through_server_side_apply_wit
                 assert_eq!(spec["profile"], "FAPI2", "{file}");
             }
             // A second apply of the same manifest is a no-op for the user's fields.
-            let again = api.patch(&name, &PatchParams::apply("e2e-test"), &Patch::Apply(&dynamic)).await?;
-            assert_eq!(again.metadata.generation, got.metadata.generation, "{file}: re-apply bumped the generation");
+            let again = api
+                .patch(
+                    &name,
+                    &PatchParams::apply("e2e-test"),
+                    &Patch::Apply(&dynamic),
+                )
+                .await?;
+            assert_eq!(
+                again.metadata.generation, got.metadata.generation,
+                "{file}: re-apply bumped the generation"
+            );
         }
         Ok(())
     })
@@ -240,10 +276,19 @@ async fn immutable_fields_refuse_changes_with_their_message() {
         create(&ctx, &minimal_client(), false).await?;
         let api = api_for(&ctx, "TppClient");
         for (patch, message) in [
-            (json!({"spec": {"authorizationServerRef": {"name": "other"}}}), "authorizationServerRef is immutable"),
-            (json!({"spec": {"registration": {"mode": "SignedRequest"}}}), "registration.mode is immutable"),
+            (
+                json!({"spec": {"authorizationServerRef": {"name": "other"}}}),
+                "authorizationServerRef is immutable",
+            ),
+            (
+                json!({"spec": {"registration": {"mode": "SignedRequest"}}}),
+                "registration.mode is immutable",
+            ),
         ] {
-            match api.patch("c", &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains(message) => {}
                 other => bail!("expected 422 {message:?}, got {other:?}"),
             }
@@ -255,122 +300,280 @@ async fn immutable_fields_refuse_changes_with_their_message() {
 
 // ---- TppClient rules: one test per rule, asserting its message ----
 
-rejects!(static_registration_requires_a_client_id, minimal_client(),
+rejects!(
+    static_registration_requires_a_client_id,
+    minimal_client(),
     [("spec/registration/mode", json!("Static"))],
-    "Static and HubOnboarding registration require clientId");
-rejects!(hub_onboarding_requires_a_client_id, minimal_client(),
+    "Static and HubOnboarding registration require clientId"
+);
+rejects!(
+    hub_onboarding_requires_a_client_id,
+    minimal_client(),
     [("spec/registration/mode", json!("HubOnboarding"))],
-    "Static and HubOnboarding registration require clientId");
-rejects!(dynamic_registration_forbids_a_client_id, minimal_client(),
+    "Static and HubOnboarding registration require clientId"
+);
+rejects!(
+    dynamic_registration_forbids_a_client_id,
+    minimal_client(),
     [("spec/registration/clientId", json!("abc"))],
-    "clientId must not be set for Dynamic or SignedRequest registration");
-rejects!(signed_request_registration_forbids_a_client_id, minimal_client(),
-    [("spec/registration/mode", json!("SignedRequest")), ("spec/registration/clientId", json!("abc"))],
-    "clientId must not be set for Dynamic or SignedRequest registration");
-rejects!(client_id_must_not_be_empty, minimal_client(),
-    [("spec/registration/mode", json!("Static")), ("spec/registration/clientId", json!(""))],
-    "clientId must not be empty");
-rejects!(initial_access_token_applies_to_dynamic_only, minimal_client(),
-    [("spec/registration/mode", json!("SignedRequest")), ("spec/registration/initialAccessTokenRef", json!({"name": "s", "key": "k"}))],
-    "initialAccessTokenRef applies to Dynamic registration only");
-rejects!(software_statement_applies_to_signed_request_only, minimal_client(),
-    [("spec/registration/softwareStatementRef", json!({"name": "s", "key": "k"}))],
-    "softwareStatementRef applies to SignedRequest registration only");
-rejects!(jwks_uri_must_be_an_http_url, minimal_client(),
+    "clientId must not be set for Dynamic or SignedRequest registration"
+);
+rejects!(
+    signed_request_registration_forbids_a_client_id,
+    minimal_client(),
+    [
+        ("spec/registration/mode", json!("SignedRequest")),
+        ("spec/registration/clientId", json!("abc"))
+    ],
+    "clientId must not be set for Dynamic or SignedRequest registration"
+);
+rejects!(
+    client_id_must_not_be_empty,
+    minimal_client(),
+    [
+        ("spec/registration/mode", json!("Static")),
+        ("spec/registration/clientId", json!(""))
+    ],
+    "clientId must not be empty"
+);
+rejects!(
+    initial_access_token_applies_to_dynamic_only,
+    minimal_client(),
+    [
+        ("spec/registration/mode", json!("SignedRequest")),
+        (
+            "spec/registration/initialAccessTokenRef",
+            json!({"name": "s", "key": "k"})
+        )
+    ],
+    "initialAccessTokenRef applies to Dynamic registration only"
+);
+rejects!(
+    software_statement_applies_to_signed_request_only,
+    minimal_client(),
+    [(
+        "spec/registration/softwareStatementRef",
+        json!({"name": "s", "key": "k"})
+    )],
+    "softwareStatementRef applies to SignedRequest registration only"
+);
+rejects!(
+    jwks_uri_must_be_an_http_url,
+    minimal_client(),
     [("spec/registration/jwksUri", json!("ftp://example.com/jwks"))],
-    "jwksUri must be an http(s) URL");
-rejects!(tls_client_auth_requires_a_subject_dn, minimal_client(),
-    [("spec/authentication/method", json!("tls_client_auth")),
-     ("spec/transportCertificate", json!({"source": "SecretRef", "secretRef": {"name": "tls"}}))],
-    "tls_client_auth requires authentication.subjectDn");
-rejects!(tls_client_auth_requires_a_ca_issued_certificate, minimal_client(),
-    [("spec/authentication", json!({"method": "tls_client_auth", "subjectDn": "CN=app"}))],
-    "tls_client_auth requires transportCertificate.source SecretRef");
-rejects!(rsa_signing_keys_below_2048_bits_are_refused, minimal_client(),
+    "jwksUri must be an http(s) URL"
+);
+rejects!(
+    tls_client_auth_requires_a_subject_dn,
+    minimal_client(),
+    [
+        ("spec/authentication/method", json!("tls_client_auth")),
+        (
+            "spec/transportCertificate",
+            json!({"source": "SecretRef", "secretRef": {"name": "tls"}})
+        )
+    ],
+    "tls_client_auth requires authentication.subjectDn"
+);
+rejects!(
+    tls_client_auth_requires_a_ca_issued_certificate,
+    minimal_client(),
+    [(
+        "spec/authentication",
+        json!({"method": "tls_client_auth", "subjectDn": "CN=app"})
+    )],
+    "tls_client_auth requires transportCertificate.source SecretRef"
+);
+rejects!(
+    rsa_signing_keys_below_2048_bits_are_refused,
+    minimal_client(),
     [("spec/signingKey/size", json!(1024))],
-    "signingKey.size must be 2048, 3072 or 4096");
-rejects!(es256_signing_keys_take_no_size, minimal_client(),
-    [("spec/signingKey/algorithm", json!("ES256")), ("spec/signingKey/size", json!(2048))],
-    "signingKey.size applies to RSA (PS256) keys only");
-rejects!(encryption_key_size_must_be_a_supported_rsa_size, minimal_client(),
+    "signingKey.size must be 2048, 3072 or 4096"
+);
+rejects!(
+    es256_signing_keys_take_no_size,
+    minimal_client(),
+    [
+        ("spec/signingKey/algorithm", json!("ES256")),
+        ("spec/signingKey/size", json!(2048))
+    ],
+    "signingKey.size applies to RSA (PS256) keys only"
+);
+rejects!(
+    encryption_key_size_must_be_a_supported_rsa_size,
+    minimal_client(),
     [("spec/encryptionKey/size", json!(1000))],
-    "encryptionKey.size must be 2048, 3072 or 4096");
-rejects!(retire_after_must_be_greater_than_zero, minimal_client(),
+    "encryptionKey.size must be 2048, 3072 or 4096"
+);
+rejects!(
+    retire_after_must_be_greater_than_zero,
+    minimal_client(),
     [("spec/signingKey/rotation/retireAfter", json!("0s"))],
-    "rotation.retireAfter must be greater than 0");
-rejects!(negative_propagation_delay_is_refused_as_a_malformed_duration, minimal_client(),
+    "rotation.retireAfter must be greater than 0"
+);
+rejects!(
+    negative_propagation_delay_is_refused_as_a_malformed_duration,
+    minimal_client(),
     [("spec/signingKey/rotation/propagationDelay", json!("-5m"))],
-    "must be a duration like 90d, 1h30m");
-rejects!(durations_must_use_kubernetes_style_units, minimal_client(),
+    "must be a duration like 90d, 1h30m"
+);
+rejects!(
+    durations_must_use_kubernetes_style_units,
+    minimal_client(),
     [("spec/transportCertificate/duration", json!("1 year"))],
-    "must be a duration like 90d, 1h30m");
-rejects!(secret_ref_source_requires_the_reference, minimal_client(),
+    "must be a duration like 90d, 1h30m"
+);
+rejects!(
+    secret_ref_source_requires_the_reference,
+    minimal_client(),
     [("spec/transportCertificate/source", json!("SecretRef"))],
-    "transportCertificate.source SecretRef requires transportCertificate.secretRef");
-rejects!(secret_ref_is_only_used_with_the_secret_ref_source, minimal_client(),
-    [("spec/transportCertificate/secretRef", json!({"name": "tls"}))],
-    "transportCertificate.secretRef is only used with source: SecretRef");
-rejects!(renew_before_must_be_shorter_than_duration, minimal_client(),
-    [("spec/transportCertificate/duration", json!("30d")), ("spec/transportCertificate/renewBefore", json!("720h"))],
-    "transportCertificate.renewBefore must be shorter than transportCertificate.duration");
-rejects!(token_names_must_be_dns_labels, minimal_client(),
+    "transportCertificate.source SecretRef requires transportCertificate.secretRef"
+);
+rejects!(
+    secret_ref_is_only_used_with_the_secret_ref_source,
+    minimal_client(),
+    [(
+        "spec/transportCertificate/secretRef",
+        json!({"name": "tls"})
+    )],
+    "transportCertificate.secretRef is only used with source: SecretRef"
+);
+rejects!(
+    renew_before_must_be_shorter_than_duration,
+    minimal_client(),
+    [
+        ("spec/transportCertificate/duration", json!("30d")),
+        ("spec/transportCertificate/renewBefore", json!("720h"))
+    ],
+    "transportCertificate.renewBefore must be shorter than transportCertificate.duration"
+);
+rejects!(
+    token_names_must_be_dns_labels,
+    minimal_client(),
     [("spec/tokens", json!([{"name": "Accounts_Token"}]))],
-    "token name must be a DNS label");
-rejects!(token_names_must_be_unique, minimal_client(),
-    [("spec/tokens", json!([{"name": "accounts"}, {"name": "accounts", "scope": "profile"}]))],
-    "token names must be unique within tokens[]");
-rejects!(authorization_server_name_must_not_be_empty, minimal_client(),
+    "token name must be a DNS label"
+);
+rejects!(
+    token_names_must_be_unique,
+    minimal_client(),
+    [(
+        "spec/tokens",
+        json!([{"name": "accounts"}, {"name": "accounts", "scope": "profile"}])
+    )],
+    "token names must be unique within tokens[]"
+);
+rejects!(
+    authorization_server_name_must_not_be_empty,
+    minimal_client(),
     [("spec/authorizationServerRef/name", json!(""))],
-    "authorizationServerRef.name must not be empty");
+    "authorizationServerRef.name must not be empty"
+);
 
 // ---- AuthorizationServer rules ----
 
-rejects!(issuer_must_be_https, minimal_server(),
+rejects!(
+    issuer_must_be_https,
+    minimal_server(),
     [("spec/issuer", json!("http://as.example.com"))],
-    "issuer must be an https:// URL");
-rejects!(discovery_url_must_be_https, minimal_server(),
-    [("spec/discoveryUrl", json!("http://as.example.com/.well-known/openid-configuration"))],
-    "discoveryUrl must be an https:// URL");
-rejects!(ca_bundle_and_ca_bundle_ref_are_exclusive, minimal_server(),
+    "issuer must be an https:// URL"
+);
+rejects!(
+    discovery_url_must_be_https,
+    minimal_server(),
+    [(
+        "spec/discoveryUrl",
+        json!("http://as.example.com/.well-known/openid-configuration")
+    )],
+    "discoveryUrl must be an https:// URL"
+);
+rejects!(
+    ca_bundle_and_ca_bundle_ref_are_exclusive,
+    minimal_server(),
     [("spec/caBundleRef", json!({"name": "ca", "key": "ca.crt"}))],
-    "set caBundle or caBundleRef, not both");
-rejects!(cluster_server_also_refuses_both_ca_bundle_forms, {
+    "set caBundle or caBundleRef, not both"
+);
+rejects!(
+    cluster_server_also_refuses_both_ca_bundle_forms,
+    {
         let mut s = minimal_server();
         s["kind"] = json!("ClusterAuthorizationServer");
         s["metadata"]["name"] = json!(format!("cas-{:08x}", rand::random::<u32>()));
         s
     },
-    [("spec/caBundleRef", json!({"name": "ca", "key": "ca.crt", "namespace": "x"}))],
-    "set caBundle or caBundleRef, not both");
-rejects!(registration_endpoint_must_be_https, minimal_server(),
-    [("spec/registration/endpoint", json!("http://as.example.com/register"))],
-    "registration.endpoint must be an https:// URL");
-rejects!(signed_request_content_type_must_be_jwt_or_jose, minimal_server(),
-    [("spec/registration/signedRequestContentType", json!("application/json"))],
-    "signedRequestContentType must be application/jwt or application/jose");
-rejects!(assertion_audience_must_not_be_empty, minimal_server(),
+    [(
+        "spec/caBundleRef",
+        json!({"name": "ca", "key": "ca.crt", "namespace": "x"})
+    )],
+    "set caBundle or caBundleRef, not both"
+);
+rejects!(
+    registration_endpoint_must_be_https,
+    minimal_server(),
+    [(
+        "spec/registration/endpoint",
+        json!("http://as.example.com/register")
+    )],
+    "registration.endpoint must be an https:// URL"
+);
+rejects!(
+    signed_request_content_type_must_be_jwt_or_jose,
+    minimal_server(),
+    [(
+        "spec/registration/signedRequestContentType",
+        json!("application/json")
+    )],
+    "signedRequestContentType must be application/jwt or application/jose"
+);
+rejects!(
+    assertion_audience_must_not_be_empty,
+    minimal_server(),
     [("spec/clientAssertion/audience", json!(""))],
-    "clientAssertion.audience must not be empty");
-rejects!(rate_limit_requests_per_second_must_be_positive, minimal_server(),
+    "clientAssertion.audience must not be empty"
+);
+rejects!(
+    rate_limit_requests_per_second_must_be_positive,
+    minimal_server(),
     [("spec/rateLimit/requestsPerSecond", json!(0))],
-    "rateLimit.requestsPerSecond must be at least 1");
-rejects!(rate_limit_burst_must_be_positive, minimal_server(),
+    "rateLimit.requestsPerSecond must be at least 1"
+);
+rejects!(
+    rate_limit_burst_must_be_positive,
+    minimal_server(),
     [("spec/rateLimit/burst", json!(0))],
-    "rateLimit.burst must be at least 1");
-rejects!(jwks_cache_ttl_must_be_a_duration, minimal_server(),
+    "rateLimit.burst must be at least 1"
+);
+rejects!(
+    jwks_cache_ttl_must_be_a_duration,
+    minimal_server(),
     [("spec/jwksCacheTtl", json!("fifteen minutes"))],
-    "must be a duration like 90d, 1h30m");
+    "must be a duration like 90d, 1h30m"
+);
 
 #[tokio::test]
 async fn renew_before_rule_compares_mixed_units_correctly() {
     // 29d < 30d and 719h < 30d are fine; this proves the CEL duration arithmetic, not just the
     // refusal.
     with_namespace("cel-units", |ctx| async move {
-        for (duration, renew) in [("30d", "29d"), ("30d", "719h"), ("1d", "23h59m"), ("90m", "1h")] {
+        for (duration, renew) in [
+            ("30d", "29d"),
+            ("30d", "719h"),
+            ("1d", "23h59m"),
+            ("90m", "1h"),
+        ] {
             let mut obj = minimal_client();
-            set(&mut obj, "spec/transportCertificate/duration", json!(duration));
-            set(&mut obj, "spec/transportCertificate/renewBefore", json!(renew));
-            create(&ctx, &obj, true).await.with_context(|| format!("duration {duration} renewBefore {renew}"))?;
+            set(
+                &mut obj,
+                "spec/transportCertificate/duration",
+                json!(duration),
+            );
+            set(
+                &mut obj,
+                "spec/transportCertificate/renewBefore",
+                json!(renew),
+            );
+            create(&ctx, &obj, true)
+                .await
+                .with_context(|| format!("duration {duration} renewBefore {renew}"))?;
         }
         Ok(())
     })

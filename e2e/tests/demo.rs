@@ -44,20 +44,60 @@ fn demo_once_reaches_ready_prints_the_table_and_secret_keys_and_exits_zero() {
         std::thread::sleep(Duration::from_millis(250));
     };
     let (stdout, stderr) = (read(&out_path), read(&err_path));
-    let context = format!("----- stdout -----\n{stdout}\n----- stderr -----\n{stderr}\n----- operator log -----\n{}", read(&dir.path().join("demo/operator.log")));
-    let status = status.unwrap_or_else(|| panic!("demo still running after {TIMEOUT:?}\n{context}"));
+    let context = format!(
+        "----- stdout -----\n{stdout}\n----- stderr -----\n{stderr}\n----- operator log -----\n{}",
+        read(&dir.path().join("demo/operator.log"))
+    );
+    let status =
+        status.unwrap_or_else(|| panic!("demo still running after {TIMEOUT:?}\n{context}"));
     assert!(status.success(), "demo exited with {status}\n{context}");
 
-    let table = stdout.lines().skip_while(|l| !l.contains("get tppclients")).nth(1).unwrap_or_default();
-    assert!(table.starts_with("NAME") && table.contains("READY") && table.contains("CLIENT ID"), "no kubectl table header\n{context}");
-    let row = stdout.lines().find(|l| l.starts_with("payments ")).unwrap_or_default();
-    assert!(row.split_whitespace().nth(1) == Some("True"), "no Ready row for payments\n{context}");
+    let table = stdout
+        .lines()
+        .skip_while(|l| !l.contains("get tppclients"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        table.starts_with("NAME") && table.contains("READY") && table.contains("CLIENT ID"),
+        "no kubectl table header\n{context}"
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("payments "))
+        .unwrap_or_default();
+    assert!(
+        row.split_whitespace().nth(1) == Some("True"),
+        "no Ready row for payments\n{context}"
+    );
 
-    let keys_line = stdout.lines().skip_while(|l| !l.contains("data keys (values not shown)")).nth(1).unwrap_or_default();
-    for key in ["tls.crt", "tls.key", "ca.crt", "client_id", "accounts.access_token", "accounts.expires_at"] {
-        assert!(keys_line.split_whitespace().any(|k| k == key), "Secret key {key} not listed\n{context}");
+    let keys_line = stdout
+        .lines()
+        .skip_while(|l| !l.contains("data keys (values not shown)"))
+        .nth(1)
+        .unwrap_or_default();
+    for key in [
+        "tls.crt",
+        "tls.key",
+        "ca.crt",
+        "client_id",
+        "accounts.access_token",
+        "accounts.expires_at",
+    ] {
+        assert!(
+            keys_line.split_whitespace().any(|k| k == key),
+            "Secret key {key} not listed\n{context}"
+        );
     }
-    assert!(stdout.contains("Sandbox introspection of token accounts: active=true"), "no introspection\n{context}");
-    assert!(!stdout.contains("PRIVATE KEY") && !stdout.contains("BEGIN CERTIFICATE"), "key or certificate material printed\n{context}");
-    assert!(stdout.contains("stopped the operator, the sandbox AS, kube-apiserver and etcd"), "no clean stop\n{context}");
+    assert!(
+        stdout.contains("Sandbox introspection of token accounts: active=true"),
+        "no introspection\n{context}"
+    );
+    assert!(
+        !stdout.contains("PRIVATE KEY") && !stdout.contains("BEGIN CERTIFICATE"),
+        "key or certificate material printed\n{context}"
+    );
+    assert!(
+        stdout.contains("stopped the operator, the sandbox AS, kube-apiserver and etcd"),
+        "no clean stop\n{context}"
+    );
 }

@@ -34,7 +34,10 @@ async fn wait_gone(ctx: &TestContext, name: &str, timeout: Duration) -> Result<(
 
 async fn client_id(ctx: &TestContext, name: &str) -> Result<String> {
     let o = api(ctx, "TppClient").get(name).await?;
-    Ok(o.data["status"]["clientId"].as_str().unwrap_or_default().to_owned())
+    Ok(o.data["status"]["clientId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 #[tokio::test]
@@ -44,21 +47,52 @@ async fn deletion_policy_delete_deregisters_and_orphan_leaves_the_client() {
         let _op = start_operator(&ctx).await?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("gone", "sandbox", json!({}))).await?;
-        apply(&ctx, client("kept", "sandbox", json!({"registration": {"mode": "Dynamic", "deletionPolicy": "Orphan"}}))).await?;
+        apply(
+            &ctx,
+            client(
+                "kept",
+                "sandbox",
+                json!({"registration": {"mode": "Dynamic", "deletionPolicy": "Orphan"}}),
+            ),
+        )
+        .await?;
         let gone = wait_condition(&ctx, "TppClient", "gone", "Ready", "True", READY).await?;
         wait_condition(&ctx, "TppClient", "kept", "Ready", "True", READY).await?;
-        ensure!(gone.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == "tpp.dev/deregistration")), "Delete policy needs the finalizer");
+        ensure!(
+            gone.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|f| f == "tpp.dev/deregistration")),
+            "Delete policy needs the finalizer"
+        );
         let kept = api(&ctx, "TppClient").get("kept").await?;
-        ensure!(kept.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty()), "Orphan has no external cleanup: no finalizer");
-        let (gone_id, kept_id) = (client_id(&ctx, "gone").await?, client_id(&ctx, "kept").await?);
+        ensure!(
+            kept.metadata
+                .finalizers
+                .as_ref()
+                .is_none_or(|f| f.is_empty()),
+            "Orphan has no external cleanup: no finalizer"
+        );
+        let (gone_id, kept_id) = (
+            client_id(&ctx, "gone").await?,
+            client_id(&ctx, "kept").await?,
+        );
         ensure!(sandbox.has_client(&gone_id) && sandbox.has_client(&kept_id));
         for name in ["gone", "kept"] {
-            api(&ctx, "TppClient").delete(name, &DeleteParams::default()).await?;
+            api(&ctx, "TppClient")
+                .delete(name, &DeleteParams::default())
+                .await?;
         }
         wait_gone(&ctx, "gone", Duration::from_secs(30)).await?;
         wait_gone(&ctx, "kept", Duration::from_secs(30)).await?;
-        ensure!(!sandbox.has_client(&gone_id), "Delete must deregister the client at the AS (RFC 7592 DELETE)");
-        ensure!(sandbox.has_client(&kept_id), "Orphan must leave the client at the AS");
+        ensure!(
+            !sandbox.has_client(&gone_id),
+            "Delete must deregister the client at the AS (RFC 7592 DELETE)"
+        );
+        ensure!(
+            sandbox.has_client(&kept_id),
+            "Orphan must leave the client at the AS"
+        );
         Ok(())
     })
     .await;
@@ -71,7 +105,11 @@ async fn deletion_with_the_as_down_gives_up_after_bounded_retries_with_a_warning
         let op = OperatorProcess::start(
             ctx.cp,
             &ctx.client,
-            OperatorOptions { namespaces: vec![ctx.namespace.clone()], args: vec!["--delete-attempts".into(), "2".into()], ..Default::default() },
+            OperatorOptions {
+                namespaces: vec![ctx.namespace.clone()],
+                args: vec!["--delete-attempts".into(), "2".into()],
+                ..Default::default()
+            },
         )
         .await?;
         let log = op.log_path();
@@ -81,13 +119,21 @@ async fn deletion_with_the_as_down_gives_up_after_bounded_retries_with_a_warning
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let id = client_id(&ctx, "payments").await?;
         sandbox.shutdown().await;
-        api(&ctx, "TppClient").delete("payments", &DeleteParams::default()).await?;
+        api(&ctx, "TppClient")
+            .delete("payments", &DeleteParams::default())
+            .await?;
         wait_gone(&ctx, "payments", Duration::from_secs(60)).await?;
         let events = ctx.api::<Event>().list(&Default::default()).await?;
-        let warning = events.items.iter().find(|e| e.reason.as_deref() == Some("DeregistrationFailed") && e.message.as_deref().unwrap_or("").contains("gave up"));
+        let warning = events.items.iter().find(|e| {
+            e.reason.as_deref() == Some("DeregistrationFailed")
+                && e.message.as_deref().unwrap_or("").contains("gave up")
+        });
         ensure!(warning.is_some(), "no Warning naming what was left behind");
         let text = warning.and_then(|e| e.message.clone()).unwrap_or_default();
-        ensure!(text.contains(&id), "the Warning must name the client left at the AS: {text}");
+        ensure!(
+            text.contains(&id),
+            "the Warning must name the client left at the AS: {text}"
+        );
         Ok(())
     })
     .await;
@@ -137,21 +183,55 @@ async fn a_cluster_server_refuses_namespaces_its_selector_excludes() {
 async fn rate_limited_and_failing_token_calls_back_off_honour_retry_after_and_recover() {
     with_namespace("faults", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
-        sandbox.add_fault(Fault { endpoint: FaultTarget::Token, kind: FaultKind::Status { code: 429, retry_after_secs: Some(3) }, count: 2 });
-        sandbox.add_fault(Fault { endpoint: FaultTarget::Token, kind: FaultKind::Status { code: 503, retry_after_secs: None }, count: 2 });
+        sandbox.add_fault(Fault {
+            endpoint: FaultTarget::Token,
+            kind: FaultKind::Status {
+                code: 429,
+                retry_after_secs: Some(3),
+            },
+            count: 2,
+        });
+        sandbox.add_fault(Fault {
+            endpoint: FaultTarget::Token,
+            kind: FaultKind::Status {
+                code: 503,
+                retry_after_secs: None,
+            },
+            count: 2,
+        });
         let _op = start_operator(&ctx).await?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         let started = Instant::now();
         apply(&ctx, client("payments", "sandbox", json!({}))).await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let c = sandbox.counters();
-        ensure!(c.requests_with(Endpoint::Token, "429") == 2 && c.requests_with(Endpoint::Token, "503") == 2, "faults served: {:?}", c.requests);
+        ensure!(
+            c.requests_with(Endpoint::Token, "429") == 2
+                && c.requests_with(Endpoint::Token, "503") == 2,
+            "faults served: {:?}",
+            c.requests
+        );
         // Two 429s with Retry-After: 3 mean at least 6 s before the token.
-        ensure!(started.elapsed() >= Duration::from_secs(6), "Retry-After was not honoured ({:?})", started.elapsed());
-        ensure!(c.requests_to(Endpoint::Token) <= 6, "retry storm: {} token requests for 4 faults", c.requests_to(Endpoint::Token));
+        ensure!(
+            started.elapsed() >= Duration::from_secs(6),
+            "Retry-After was not honoured ({:?})",
+            started.elapsed()
+        );
+        ensure!(
+            c.requests_to(Endpoint::Token) <= 6,
+            "retry storm: {} token requests for 4 faults",
+            c.requests_to(Endpoint::Token)
+        );
         ensure!(c.peak_token_requests_per_second() <= 2, "burst of retries");
         let events = ctx.api::<Event>().list(&Default::default()).await?;
-        ensure!(events.items.iter().any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("RateLimited")), "a Warning event names the cause");
+        ensure!(
+            events
+                .items
+                .iter()
+                .any(|e| e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("RateLimited")),
+            "a Warning event names the cause"
+        );
         Ok(())
     })
     .await;
@@ -206,7 +286,11 @@ async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_afte
         let lease = format!("lease-{}", ctx.namespace);
         let opts = || OperatorOptions {
             namespaces: vec![ctx.namespace.clone()],
-            args: vec!["--leader-election".into(), "--leader-election-lease".into(), lease.clone()],
+            args: vec![
+                "--leader-election".into(),
+                "--leader-election-lease".into(),
+                lease.clone(),
+            ],
             ..Default::default()
         };
         let mut first = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
@@ -215,17 +299,43 @@ async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_afte
         wait_condition(&ctx, "TppClient", "one", "Ready", "True", READY).await?;
         let second = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
         let (l1, l2) = (first.log_path(), second.log_path());
-        ctx.on_failure_print(move || format!("--- first ---\n{}\n--- second ---\n{}", e2e::process::tail(&l1, 6000), e2e::process::tail(&l2, 6000)));
-        let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(ctx.client.clone(), e2e::operator::OPERATOR_NAMESPACE);
-        let holder = |l: &k8s_openapi::api::coordination::v1::Lease| l.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default();
+        ctx.on_failure_print(move || {
+            format!(
+                "--- first ---\n{}\n--- second ---\n{}",
+                e2e::process::tail(&l1, 6000),
+                e2e::process::tail(&l2, 6000)
+            )
+        });
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(ctx.client.clone(), e2e::operator::OPERATOR_NAMESPACE);
+        let holder = |l: &k8s_openapi::api::coordination::v1::Lease| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default()
+        };
         let before = holder(&leases.get(&lease).await?);
-        ensure!(!second.log().contains("controllers starting"), "the standby must not run controllers while the leader renews");
+        ensure!(
+            !second.log().contains("controllers starting"),
+            "the standby must not run controllers while the leader renews"
+        );
         first.kill();
         // The standby takes over once the lease (15 s) expires, and acts.
         apply(&ctx, client("two", "sandbox", json!({}))).await?;
-        wait_condition(&ctx, "TppClient", "two", "Ready", "True", Duration::from_secs(60)).await?;
+        wait_condition(
+            &ctx,
+            "TppClient",
+            "two",
+            "Ready",
+            "True",
+            Duration::from_secs(60),
+        )
+        .await?;
         let after = holder(&leases.get(&lease).await?);
-        ensure!(after != before && !after.is_empty(), "the lease changed hands: {before} -> {after}");
+        ensure!(
+            after != before && !after.is_empty(),
+            "the lease changed hands: {before} -> {after}"
+        );
         ensure!(second.log().contains("acquired leadership"));
         Ok(())
     })

@@ -23,18 +23,33 @@ const READY: Duration = Duration::from_secs(90);
 
 async fn annotate(ctx: &e2e::TestContext, name: &str, key: &str, value: &str) -> Result<()> {
     let patch = json!({"metadata": {"annotations": {key: value}}});
-    api(ctx, "TppClient").patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api(ctx, "TppClient")
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
 fn kids(cm: &ConfigMap) -> BTreeSet<String> {
-    let text = cm.data.as_ref().and_then(|d| d.get("jwks.json")).cloned().unwrap_or_default();
+    let text = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("jwks.json"))
+        .cloned()
+        .unwrap_or_default();
     let v: Value = serde_json::from_str(&text).unwrap_or_default();
-    v["keys"].as_array().map(|ks| ks.iter().filter_map(|k| k["kid"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    v["keys"]
+        .as_array()
+        .map(|ks| {
+            ks.iter()
+                .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[tokio::test]
-async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_no_status_write_and_no_read() {
+async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_no_status_write_and_no_read()
+ {
     with_namespace("refresh", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(6)).await?;
         let op = start_operator(&ctx).await?;
@@ -149,10 +164,20 @@ async fn certificate_renewal_keeps_every_token_bound_to_the_certificate_beside_i
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
         let _op = start_operator(&ctx).await?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
-        apply(&ctx, client("payments", "sandbox", json!({"tokens": [{"name": "accounts"}, {"name": "profile", "scope": "accounts"}]}))).await?;
+        apply(
+            &ctx,
+            client(
+                "payments",
+                "sandbox",
+                json!({"tokens": [{"name": "accounts"}, {"name": "profile", "scope": "accounts"}]}),
+            ),
+        )
+        .await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let secrets: Api<Secret> = ctx.api();
-        let first = x5t_of_pem(&secret_text(&secrets.get("payments-credentials").await?, "tls.crt").context("crt")?)?;
+        let first = x5t_of_pem(
+            &secret_text(&secrets.get("payments-credentials").await?, "tls.crt").context("crt")?,
+        )?;
         annotate(&ctx, "payments", "tpp.dev/renew-certificate", "now").await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut renewed = false;
@@ -160,8 +185,13 @@ async fn certificate_renewal_keeps_every_token_bound_to_the_certificate_beside_i
             let s = secrets.get("payments-credentials").await?;
             let x5t = x5t_of_pem(&secret_text(&s, "tls.crt").context("crt")?)?;
             for token in ["accounts", "profile"] {
-                let info = sandbox.introspect(&secret_text(&s, &format!("{token}.access_token")).context("token")?);
-                ensure!(info["active"] == true && info["cnf"]["x5t#S256"] == x5t.as_str(), "token {token} not bound to the certificate beside it: {info}");
+                let info = sandbox.introspect(
+                    &secret_text(&s, &format!("{token}.access_token")).context("token")?,
+                );
+                ensure!(
+                    info["active"] == true && info["cnf"]["x5t#S256"] == x5t.as_str(),
+                    "token {token} not bound to the certificate beside it: {info}"
+                );
             }
             if x5t != first {
                 renewed = true;
@@ -173,7 +203,9 @@ async fn certificate_renewal_keeps_every_token_bound_to_the_certificate_beside_i
         // Status follows the Secret at the end of the reconcile.
         wait_for(&ctx, "TppClient", "payments", READY, |o| {
             condition(o, "Ready").is_some_and(|c| c["status"] == "True")
-                && o.data["status"]["history"].as_array().is_some_and(|h| h.iter().any(|e| e["reason"] == "CertificateRotated"))
+                && o.data["status"]["history"]
+                    .as_array()
+                    .is_some_and(|h| h.iter().any(|e| e["reason"] == "CertificateRotated"))
         })
         .await?;
         Ok(())
@@ -196,8 +228,14 @@ async fn a_killed_operator_restarts_without_registering_again_or_reminting_fresh
         tokio::time::sleep(Duration::from_secs(5)).await;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let c = sandbox.counters();
-        ensure!(c.registrations_created == 1, "re-registered after a restart");
-        ensure!(c.requests_to(Endpoint::Token) == tokens_before, "fresh tokens were re-minted after a restart");
+        ensure!(
+            c.registrations_created == 1,
+            "re-registered after a restart"
+        );
+        ensure!(
+            c.requests_to(Endpoint::Token) == tokens_before,
+            "fresh tokens were re-minted after a restart"
+        );
         Ok(())
     })
     .await;
@@ -205,22 +243,42 @@ async fn a_killed_operator_restarts_without_registering_again_or_reminting_fresh
 
 /// Start a rotation, kill the operator at `kill_when`, restart it, and wait for the rotation to
 /// finish. Returns the sandbox's counters.
-async fn rotate_with_a_kill(ctx: &e2e::TestContext, kill_between_calls: bool) -> Result<e2e::sandbox::CountersSnapshot> {
+async fn rotate_with_a_kill(
+    ctx: &e2e::TestContext,
+    kill_between_calls: bool,
+) -> Result<e2e::sandbox::CountersSnapshot> {
     let sandbox = start_sandbox(ctx, |c| c.token_lifetime = Duration::from_secs(5)).await?;
     let mut op = start_operator(ctx).await?;
     apply(ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
-    apply(ctx, client("payments", "sandbox", json!({"signingKey": {"rotation": {"propagationDelay": "4s", "retireAfter": "3s"}}}))).await?;
+    apply(
+        ctx,
+        client(
+            "payments",
+            "sandbox",
+            json!({"signingKey": {"rotation": {"propagationDelay": "4s", "retireAfter": "3s"}}}),
+        ),
+    )
+    .await?;
     wait_condition(ctx, "TppClient", "payments", "Ready", "True", READY).await?;
     let cms: Api<ConfigMap> = ctx.api();
     let secrets: Api<Secret> = ctx.api();
     let before = kids(&cms.get("payments-jwks").await?);
-    let rat_version = secrets.get("payments-registration").await?.metadata.resource_version;
+    let rat_version = secrets
+        .get("payments-registration")
+        .await?
+        .metadata
+        .resource_version;
     annotate(ctx, "payments", "tpp.dev/rotate-keys", "1").await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let hit = if kill_between_calls {
             // The first RFC 7592 PUT is done and its new RAT persisted: a kill now is between calls.
-            secrets.get("payments-registration").await?.metadata.resource_version != rat_version
+            secrets
+                .get("payments-registration")
+                .await?
+                .metadata
+                .resource_version
+                != rat_version
         } else {
             // The new key is in the served JWKS: the PUT carrying it is about to go out.
             kids(&cms.get("payments-jwks").await?).len() == 2
@@ -241,7 +299,10 @@ async fn rotate_with_a_kill(ctx: &e2e::TestContext, kill_between_calls: bool) ->
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    ensure!(after.len() == 1 && after != before, "rotation did not complete after the restart: {after:?}");
+    ensure!(
+        after.len() == 1 && after != before,
+        "rotation did not complete after the restart: {after:?}"
+    );
     wait_condition(ctx, "TppClient", "payments", "Ready", "True", READY).await?;
     Ok(sandbox.counters())
 }
@@ -250,9 +311,19 @@ async fn rotate_with_a_kill(ctx: &e2e::TestContext, kill_between_calls: bool) ->
 async fn a_kill_between_rfc7592_calls_resumes_the_rotation_with_the_persisted_rat() {
     with_namespace("killrot", |ctx| async move {
         let c = rotate_with_a_kill(&ctx, true).await?;
-        ensure!(c.registrations_created == 1, "re-registered: the persisted RAT was not used");
-        ensure!(c.requests_with(Endpoint::Registration, "401") == 0, "a stale RAT was sent after the restart");
-        ensure!(c.rejects.is_empty(), "the AS refused something: {:?}", c.rejects);
+        ensure!(
+            c.registrations_created == 1,
+            "re-registered: the persisted RAT was not used"
+        );
+        ensure!(
+            c.requests_with(Endpoint::Registration, "401") == 0,
+            "a stale RAT was sent after the restart"
+        );
+        ensure!(
+            c.rejects.is_empty(),
+            "the AS refused something: {:?}",
+            c.rejects
+        );
         Ok(())
     })
     .await;
@@ -265,10 +336,22 @@ async fn a_kill_inside_an_rfc7592_call_recovers_even_if_the_rotated_rat_was_lost
     // old client); otherwise the persisted RAT just works. Either way: Ready, rotation done.
     with_namespace("killput", |ctx| async move {
         let c = rotate_with_a_kill(&ctx, false).await?;
-        ensure!(c.registrations_created <= 2, "more than one re-registration");
+        ensure!(
+            c.registrations_created <= 2,
+            "more than one re-registration"
+        );
         if c.registrations_created == 2 {
-            let events = ctx.api::<k8s_openapi::api::core::v1::Event>().list(&Default::default()).await?;
-            ensure!(events.items.iter().any(|e| e.reason.as_deref() == Some("RegistrationLost")), "a lost RAT must be reported");
+            let events = ctx
+                .api::<k8s_openapi::api::core::v1::Event>()
+                .list(&Default::default())
+                .await?;
+            ensure!(
+                events
+                    .items
+                    .iter()
+                    .any(|e| e.reason.as_deref() == Some("RegistrationLost")),
+                "a lost RAT must be reported"
+            );
         }
         Ok(())
     })
@@ -297,7 +380,8 @@ async fn a_kill_during_registration_never_loses_a_registration_silently() {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(s) = secrets.get_opt("payments-keys").await?
-                && secret_text(&s, "state.json").is_some_and(|t| t.contains("registrationAttemptStartedAt"))
+                && secret_text(&s, "state.json")
+                    .is_some_and(|t| t.contains("registrationAttemptStartedAt"))
             {
                 break;
             }
@@ -309,11 +393,31 @@ async fn a_kill_during_registration_never_loses_a_registration_silently() {
         op.restart().await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let c = sandbox.counters();
-        ensure!(c.registrations_created <= 2, "registered {} times", c.registrations_created);
-        let events = ctx.api::<k8s_openapi::api::core::v1::Event>().list(&Default::default()).await?;
-        let lost = events.items.iter().any(|e| e.reason.as_deref() == Some("RegistrationLost"));
-        ensure!(lost, "an interrupted registration must be reported (registrations at the AS: {})", c.registrations_created);
-        assert_ne!(secret_text(&secrets.get("payments-registration").await?, "registration_access_token"), None);
+        ensure!(
+            c.registrations_created <= 2,
+            "registered {} times",
+            c.registrations_created
+        );
+        let events = ctx
+            .api::<k8s_openapi::api::core::v1::Event>()
+            .list(&Default::default())
+            .await?;
+        let lost = events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("RegistrationLost"));
+        ensure!(
+            lost,
+            "an interrupted registration must be reported (registrations at the AS: {})",
+            c.registrations_created
+        );
+        assert_ne!(
+            secret_text(
+                &secrets.get("payments-registration").await?,
+                "registration_access_token"
+            ),
+            None
+        );
         Ok(())
     })
     .await;

@@ -27,7 +27,13 @@ const READY: Duration = Duration::from_secs(120);
 async fn peer_server(ctx: &TestContext, peer: &OidcPeer, name: &str) -> Result<()> {
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "peer-iat"},
         "stringData": {"token": peer.initial_access_token().expose_secret()}});
-    ctx.api::<Secret>().patch("peer-iat", &PatchParams::apply("e2e-user"), &Patch::Apply(&secret)).await?;
+    ctx.api::<Secret>()
+        .patch(
+            "peer-iat",
+            &PatchParams::apply("e2e-user"),
+            &Patch::Apply(&secret),
+        )
+        .await?;
     apply(
         ctx,
         json!({"apiVersion": "tpp.dev/v1alpha1", "kind": "AuthorizationServer", "metadata": {"name": name}, "spec": {
@@ -44,9 +50,18 @@ async fn assert_bound(peer: &OidcPeer, secret: &Secret) -> Result<()> {
     let token = SecretString::from(secret_text(secret, "accounts.access_token").context("token")?);
     let info = peer.introspect(&token).await?;
     ensure!(info["active"] == true, "not active at the peer: {info}");
-    ensure!(info["client_id"] == secret_text(secret, "client_id").context("client_id")?.as_str(), "wrong client: {info}");
+    ensure!(
+        info["client_id"]
+            == secret_text(secret, "client_id")
+                .context("client_id")?
+                .as_str(),
+        "wrong client: {info}"
+    );
     let x5t = x5t_of_pem(&secret_text(secret, "tls.crt").context("crt")?)?;
-    ensure!(info["cnf"]["x5t#S256"] == x5t.as_str(), "not bound to the Secret's certificate: {info}");
+    ensure!(
+        info["cnf"]["x5t#S256"] == x5t.as_str(),
+        "not bound to the Secret's certificate: {info}"
+    );
     Ok(())
 }
 
@@ -64,9 +79,13 @@ async fn dynamic_private_key_jwt_client_of_oidc_provider_is_ready_with_a_bound_t
         ready?;
         assert_bound(&peer, &credentials(&ctx, "payments").await?).await?;
         // Renewing the certificate re-binds the token to the new certificate.
-        let before = x5t_of_pem(&secret_text(&credentials(&ctx, "payments").await?, "tls.crt").context("crt")?)?;
+        let before = x5t_of_pem(
+            &secret_text(&credentials(&ctx, "payments").await?, "tls.crt").context("crt")?,
+        )?;
         let patch = json!({"metadata": {"annotations": {"tpp.dev/renew-certificate": "1"}}});
-        api(&ctx, "TppClient").patch("payments", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api(&ctx, "TppClient")
+            .patch("payments", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let s = credentials(&ctx, "payments").await?;
@@ -131,35 +150,67 @@ async fn key_rotation_through_rfc7592_with_rat_rotation_is_never_refused_and_ret
 }
 
 #[tokio::test]
-async fn tls_client_auth_with_a_ca_issued_certificate_works_and_a_self_signed_look_alike_is_refused() {
+async fn tls_client_auth_with_a_ca_issued_certificate_works_and_a_self_signed_look_alike_is_refused()
+ {
     with_namespace("peer-tls", |ctx| async move {
         let peer = OidcPeer::start(PeerOptions::default()).await?;
         let _op = start_operator(&ctx).await?;
         peer_server(&ctx, &peer, "peer").await?;
         let subject = "CN=payments-mtls,O=Example TPP,C=MY";
-        let dn = e2e::pki::dn(&[(rcgen::DnType::CommonName, "payments-mtls"), (rcgen::DnType::OrganizationName, "Example TPP"), (rcgen::DnType::CountryName, "MY")]);
-        let issued = peer.ca().client_cert_for(dn.clone(), rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).or_else(|_| rcgen::KeyPair::generate())?)?;
-        let tls_secret = |name: &str, cert: &str, key: &str| json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": name}, "stringData": {"tls.crt": cert, "tls.key": key}});
-        ctx.api::<Secret>().patch("issued", &PatchParams::apply("e2e-user"), &Patch::Apply(&tls_secret("issued", &issued.cert_pem, &issued.key_pem))).await?;
+        let dn = e2e::pki::dn(&[
+            (rcgen::DnType::CommonName, "payments-mtls"),
+            (rcgen::DnType::OrganizationName, "Example TPP"),
+            (rcgen::DnType::CountryName, "MY"),
+        ]);
+        let issued = peer.ca().client_cert_for(
+            dn.clone(),
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
+                .or_else(|_| rcgen::KeyPair::generate())?,
+        )?;
+        let tls_secret = |name: &str, cert: &str, key: &str| {
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name}, "stringData": {"tls.crt": cert, "tls.key": key}})
+        };
+        ctx.api::<Secret>()
+            .patch(
+                "issued",
+                &PatchParams::apply("e2e-user"),
+                &Patch::Apply(&tls_secret("issued", &issued.cert_pem, &issued.key_pem)),
+            )
+            .await?;
         // The look-alike: same subject, self-signed.
         let key = rcgen::KeyPair::generate()?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = dn;
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let fake = params.self_signed(&key)?;
-        ctx.api::<Secret>().patch("lookalike", &PatchParams::apply("e2e-user"), &Patch::Apply(&tls_secret("lookalike", &fake.pem(), &key.serialize_pem()))).await?;
-        let spec = |secret: &str| json!({
-            "authentication": {"method": "tls_client_auth", "subjectDn": subject},
-            "transportCertificate": {"source": "SecretRef", "secretRef": {"name": secret}},
-        });
+        ctx.api::<Secret>()
+            .patch(
+                "lookalike",
+                &PatchParams::apply("e2e-user"),
+                &Patch::Apply(&tls_secret("lookalike", &fake.pem(), &key.serialize_pem())),
+            )
+            .await?;
+        let spec = |secret: &str| {
+            json!({
+                "authentication": {"method": "tls_client_auth", "subjectDn": subject},
+                "transportCertificate": {"source": "SecretRef", "secretRef": {"name": secret}},
+            })
+        };
         apply(&ctx, client("genuine", "peer", spec("issued"))).await?;
         apply(&ctx, client("impostor", "peer", spec("lookalike"))).await?;
         wait_condition(&ctx, "TppClient", "genuine", "Ready", "True", READY).await?;
         assert_bound(&peer, &credentials(&ctx, "genuine").await?).await?;
-        let o = wait_for(&ctx, "TppClient", "impostor", READY, |o| condition(o, "TokensReady").is_some_and(|c| c["status"] == "False" && c["reason"] != "Pending")).await?;
+        let o = wait_for(&ctx, "TppClient", "impostor", READY, |o| {
+            condition(o, "TokensReady")
+                .is_some_and(|c| c["status"] == "False" && c["reason"] != "Pending")
+        })
+        .await?;
         let c = condition(&o, "TokensReady").unwrap_or_default();
-        ensure!(c["reason"] == "InvalidClient", "a clear reason for the refusal: {c}");
+        ensure!(
+            c["reason"] == "InvalidClient",
+            "a clear reason for the refusal: {c}"
+        );
         Ok(())
     })
     .await;
@@ -175,7 +226,9 @@ async fn deletion_deregisters_so_the_peer_refuses_the_old_client() {
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let s = credentials(&ctx, "payments").await?;
         let token = SecretString::from(secret_text(&s, "accounts.access_token").context("token")?);
-        api(&ctx, "TppClient").delete("payments", &DeleteParams::default()).await?;
+        api(&ctx, "TppClient")
+            .delete("payments", &DeleteParams::default())
+            .await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while api(&ctx, "TppClient").get_opt("payments").await?.is_some() {
             ensure!(Instant::now() < deadline, "not deleted");
@@ -184,15 +237,24 @@ async fn deletion_deregisters_so_the_peer_refuses_the_old_client() {
         // The client is gone at the peer: a token request with its credentials gets 401.
         let _ = token;
         let http = peer.http_client(None)?;
-        let cert = e2e::pki::CertPair { cert_pem: secret_text(&s, "tls.crt").context("crt")?, key_pem: secret_text(&s, "tls.key").context("key")? };
+        let cert = e2e::pki::CertPair {
+            cert_pem: secret_text(&s, "tls.crt").context("crt")?,
+            key_pem: secret_text(&s, "tls.key").context("key")?,
+        };
         let mtls = peer.http_client(Some(&cert))?;
         let _ = http;
         let client_id = secret_text(&s, "client_id").context("client_id")?;
-        let key = tpp_operator::identity::PrivateKey::from_pem(&secret_text(&s, "signing.key").context("signing.key")?)?;
+        let key = tpp_operator::identity::PrivateKey::from_pem(
+            &secret_text(&s, "signing.key").context("signing.key")?,
+        )?;
         let now = jiff::Timestamp::now();
         let assertion = tpp_operator::identity::assertion::client_assertion(
             &key.signer()?,
-            tpp_operator::identity::assertion::AssertionTarget { client_id: &client_id, issuer: peer.issuer(), token_endpoint: &format!("{}/token", peer.issuer()) },
+            tpp_operator::identity::assertion::AssertionTarget {
+                client_id: &client_id,
+                issuer: peer.issuer(),
+                token_endpoint: &format!("{}/token", peer.issuer()),
+            },
             &Default::default(),
             now,
         )?;
@@ -200,13 +262,24 @@ async fn deletion_deregisters_so_the_peer_refuses_the_old_client() {
             .append_pair("grant_type", "client_credentials")
             .append_pair("client_id", &client_id)
             .append_pair("scope", "accounts")
-            .append_pair("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            .append_pair(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            )
             .append_pair("client_assertion", assertion.expose_secret())
             .finish();
-        let r = mtls.post(format!("{}/token", peer.issuer())).header("content-type", "application/x-www-form-urlencoded").body(form).send().await?;
+        let r = mtls
+            .post(format!("{}/token", peer.issuer()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await?;
         let status = r.status();
         let body: Value = r.json().await.unwrap_or_default();
-        ensure!(status == 401 && body["error"] == "invalid_client", "the deleted client still authenticates: {status} {body}");
+        ensure!(
+            status == 401 && body["error"] == "invalid_client",
+            "the deleted client still authenticates: {status} {body}"
+        );
         Ok(())
     })
     .await;
@@ -232,7 +305,11 @@ async fn preflight_names_what_the_peer_does_not_advertise() {
 }
 
 /// A directory-signed software statement carrying `jwks` as `software_jwks`.
-fn software_statement(directory: &tpp_operator::identity::PrivateKey, software_id: &str, jwks: Value) -> Result<String> {
+fn software_statement(
+    directory: &tpp_operator::identity::PrivateKey,
+    software_id: &str,
+    jwks: Value,
+) -> Result<String> {
     let mut header = josekit::jws::JwsHeader::new();
     header.set_token_type("JWT");
     let mut payload = josekit::jwt::JwtPayload::new();
@@ -240,12 +317,20 @@ fn software_statement(directory: &tpp_operator::identity::PrivateKey, software_i
     payload.set_claim("software_jwks", Some(jwks))?;
     payload.set_issuer("test-directory");
     payload.set_issued_at(&std::time::SystemTime::now());
-    Ok(josekit::jwt::encode_with_signer(&payload, &header, &directory.signer()?)?)
+    Ok(josekit::jwt::encode_with_signer(
+        &payload,
+        &header,
+        &directory.signer()?,
+    )?)
 }
 
 /// Apply a SignedRequest TppClient; once its first key is published, issue the statement (as a
 /// directory would after the TPP uploads its key) with `signed_by`.
-async fn signed_client(ctx: &TestContext, name: &str, signed_by: &tpp_operator::identity::PrivateKey) -> Result<()> {
+async fn signed_client(
+    ctx: &TestContext,
+    name: &str,
+    signed_by: &tpp_operator::identity::PrivateKey,
+) -> Result<()> {
     apply(ctx, client(name, "peer", json!({"registration": {"mode": "SignedRequest", "softwareStatementRef": {"name": format!("{name}-ssa"), "key": "ssa.jwt"}, "metadata": {"softwareId": format!("sw-{name}")}}}))).await?;
     let cms: Api<ConfigMap> = ctx.api();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -260,17 +345,28 @@ async fn signed_client(ctx: &TestContext, name: &str, signed_by: &tpp_operator::
     };
     let ssa = software_statement(signed_by, &format!("sw-{name}"), jwks)?;
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-ssa")}, "stringData": {"ssa.jwt": ssa}});
-    ctx.api::<Secret>().patch(&format!("{name}-ssa"), &PatchParams::apply("e2e-user"), &Patch::Apply(&secret)).await?;
+    ctx.api::<Secret>()
+        .patch(
+            &format!("{name}-ssa"),
+            &PatchParams::apply("e2e-user"),
+            &Patch::Apply(&secret),
+        )
+        .await?;
     Ok(())
 }
 
 #[tokio::test]
-async fn signed_request_registration_passes_the_peers_verifier_and_an_unknown_directory_key_is_rejected() {
+async fn signed_request_registration_passes_the_peers_verifier_and_an_unknown_directory_key_is_rejected()
+ {
     with_namespace("peer-ssa", |ctx| async move {
         use tpp_operator::identity::{KeyAlgorithm, PrivateKey};
         let directory = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
         let stranger = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
-        let peer = OidcPeer::start(PeerOptions { directory_jwks: json!({"keys": [serde_json::to_value(directory.public_jwk())?]}), ..Default::default() }).await?;
+        let peer = OidcPeer::start(PeerOptions {
+            directory_jwks: json!({"keys": [serde_json::to_value(directory.public_jwk())?]}),
+            ..Default::default()
+        })
+        .await?;
         let _op = start_operator(&ctx).await?;
         peer_server(&ctx, &peer, "peer").await?;
         signed_client(&ctx, "trusted", &directory).await?;
@@ -281,9 +377,17 @@ async fn signed_request_registration_passes_the_peers_verifier_and_an_unknown_di
         }
         ready?;
         assert_bound(&peer, &credentials(&ctx, "trusted").await?).await?;
-        let o = wait_for(&ctx, "TppClient", "untrusted", READY, |o| condition(o, "Registered").is_some_and(|c| c["reason"] == "RegistrationRejected")).await?;
-        let msg = condition(&o, "Registered").map(|c| c["message"].to_string()).unwrap_or_default();
-        ensure!(msg.contains("invalid_software_statement"), "the condition carries the AS's error: {msg}");
+        let o = wait_for(&ctx, "TppClient", "untrusted", READY, |o| {
+            condition(o, "Registered").is_some_and(|c| c["reason"] == "RegistrationRejected")
+        })
+        .await?;
+        let msg = condition(&o, "Registered")
+            .map(|c| c["message"].to_string())
+            .unwrap_or_default();
+        ensure!(
+            msg.contains("invalid_software_statement"),
+            "the condition carries the AS's error: {msg}"
+        );
         Ok(())
     })
     .await;

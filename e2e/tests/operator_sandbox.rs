@@ -11,16 +11,37 @@ use serde_json::json;
 const READY: Duration = Duration::from_secs(90);
 
 /// The token in the Secret is active at the AS, for `client_id`, bound to the Secret's tls.crt.
-fn assert_bound_token(sandbox: &e2e::sandbox::RunningSandbox, secret: &k8s_openapi::api::core::v1::Secret, token: &str) -> Result<String> {
+fn assert_bound_token(
+    sandbox: &e2e::sandbox::RunningSandbox,
+    secret: &k8s_openapi::api::core::v1::Secret,
+    token: &str,
+) -> Result<String> {
     let crt = secret_text(secret, "tls.crt").context("tls.crt")?;
     let access = secret_text(secret, &format!("{token}.access_token")).context("access token")?;
     let client_id = secret_text(secret, "client_id").context("client_id")?;
     let info = sandbox.introspect(&access);
     ensure!(info["active"] == true, "token not active: {info}");
-    ensure!(info["client_id"] == client_id.as_str(), "token for another client: {info}");
-    ensure!(info["cnf"]["x5t#S256"] == x5t_of_pem(&crt)?.as_str(), "token not bound to the Secret's certificate: {info}");
-    for key in ["tls.key", "ca.crt", "issuer", "token_endpoint", "signing.key", "signing.kid", &format!("{token}.expires_at")] {
-        ensure!(secret_text(secret, key).is_some(), "credentials Secret lacks {key}");
+    ensure!(
+        info["client_id"] == client_id.as_str(),
+        "token for another client: {info}"
+    );
+    ensure!(
+        info["cnf"]["x5t#S256"] == x5t_of_pem(&crt)?.as_str(),
+        "token not bound to the Secret's certificate: {info}"
+    );
+    for key in [
+        "tls.key",
+        "ca.crt",
+        "issuer",
+        "token_endpoint",
+        "signing.key",
+        "signing.kid",
+        &format!("{token}.expires_at"),
+    ] {
+        ensure!(
+            secret_text(secret, key).is_some(),
+            "credentials Secret lacks {key}"
+        );
     }
     ensure!(secret.type_.as_deref() == Some("kubernetes.io/tls"));
     Ok(client_id)
@@ -36,16 +57,42 @@ async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_to
         let obj = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         // The admin server: ready, and metrics that an alert can use.
         let http = reqwest::Client::new();
-        ensure!(http.get(format!("{}/readyz", op.admin_url)).send().await?.status().is_success());
-        let metrics = http.get(format!("{}/metrics", op.admin_url)).send().await?.text().await?;
+        ensure!(
+            http.get(format!("{}/readyz", op.admin_url))
+                .send()
+                .await?
+                .status()
+                .is_success()
+        );
+        let metrics = http
+            .get(format!("{}/metrics", op.admin_url))
+            .send()
+            .await?
+            .text()
+            .await?;
         let earliest = metrics
             .lines()
             .find_map(|l| l.strip_prefix("tpp_operator_token_expiry_earliest_timestamp_seconds "))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .context("token expiry gauge")?;
-        ensure!(earliest > jiff::Timestamp::now().as_second() as f64, "the earliest token expiry is in the future: {earliest}");
-        ensure!(metrics.contains(r#"tpp_operator_as_requests_total{endpoint="token",outcome="ok"}"#), "AS calls counted by outcome");
-        ensure!(!metrics.contains(&secret_text(&credentials(&ctx, "payments").await?, "accounts.access_token").unwrap_or_default()), "a token in /metrics");
+        ensure!(
+            earliest > jiff::Timestamp::now().as_second() as f64,
+            "the earliest token expiry is in the future: {earliest}"
+        );
+        ensure!(
+            metrics.contains(r#"tpp_operator_as_requests_total{endpoint="token",outcome="ok"}"#),
+            "AS calls counted by outcome"
+        );
+        ensure!(
+            !metrics.contains(
+                &secret_text(
+                    &credentials(&ctx, "payments").await?,
+                    "accounts.access_token"
+                )
+                .unwrap_or_default()
+            ),
+            "a token in /metrics"
+        );
         let secret = credentials(&ctx, "payments").await?;
         let client_id = assert_bound_token(&sandbox, &secret, "accounts")?;
         assert_eq!(obj.data["status"]["clientId"], client_id.as_str());
@@ -59,9 +106,21 @@ async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_to
         let log = op.log();
         let rat = secret_text(&reg, "registration_access_token").unwrap_or_default();
         let token = secret_text(&secret, "accounts.access_token").unwrap_or_default();
-        let events = serde_json::to_string(&ctx.api::<k8s_openapi::api::core::v1::Event>().list(&Default::default()).await?.items)?;
-        for (what, text) in [("log", &log), ("events", &events), ("status", &obj.data["status"].to_string())] {
-            ensure!(!text.contains(&rat) && !text.contains(&token) && !text.contains("PRIVATE KEY"), "secret material in the operator's {what}");
+        let events = serde_json::to_string(
+            &ctx.api::<k8s_openapi::api::core::v1::Event>()
+                .list(&Default::default())
+                .await?
+                .items,
+        )?;
+        for (what, text) in [
+            ("log", &log),
+            ("events", &events),
+            ("status", &obj.data["status"].to_string()),
+        ] {
+            ensure!(
+                !text.contains(&rat) && !text.contains(&token) && !text.contains("PRIVATE KEY"),
+                "secret material in the operator's {what}"
+            );
         }
         Ok(())
     })
@@ -70,7 +129,12 @@ async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_to
 
 /// Provision `name` at the sandbox out of band, with the operator's served JWKS as `jwks_uri`
 /// (as OFM onboarding does); returns (client id, jwks_uri).
-fn provision_out_of_band(ctx: &e2e::TestContext, sandbox: &e2e::sandbox::RunningSandbox, op: &e2e::operator::OperatorProcess, name: &str) -> Result<(String, String)> {
+fn provision_out_of_band(
+    ctx: &e2e::TestContext,
+    sandbox: &e2e::sandbox::RunningSandbox,
+    op: &e2e::operator::OperatorProcess,
+    name: &str,
+) -> Result<(String, String)> {
     let jwks_uri = format!("{}/jwks/{}/{name}", op.admin_url, ctx.namespace);
     let client_id = sandbox.provision_client(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri, "scope": "accounts"}))?;
     Ok((client_id, jwks_uri))
@@ -145,14 +209,37 @@ async fn an_encryption_key_is_published_beside_the_signing_key() {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
         let _op = start_operator(&ctx).await?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
-        apply(&ctx, client("payments", "sandbox", json!({"encryptionKey": {}}))).await?;
+        apply(
+            &ctx,
+            client("payments", "sandbox", json!({"encryptionKey": {}})),
+        )
+        .await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
-        let cm = ctx.api::<k8s_openapi::api::core::v1::ConfigMap>().get("payments-jwks").await?;
-        let jwks: serde_json::Value = serde_json::from_str(cm.data.as_ref().and_then(|d| d.get("jwks.json")).context("jwks")?)?;
+        let cm = ctx
+            .api::<k8s_openapi::api::core::v1::ConfigMap>()
+            .get("payments-jwks")
+            .await?;
+        let jwks: serde_json::Value = serde_json::from_str(
+            cm.data
+                .as_ref()
+                .and_then(|d| d.get("jwks.json"))
+                .context("jwks")?,
+        )?;
         let keys = jwks["keys"].as_array().context("keys")?;
-        ensure!(keys.iter().any(|k| k["use"] == "enc" && k["alg"] == "RSA-OAEP-256"), "no encryption key published: {jwks}");
-        ensure!(keys.iter().any(|k| k["use"] == "sig" && k["alg"] == "PS256"), "no signing key published: {jwks}");
-        ensure!(keys.iter().all(|k| k.get("d").is_none()), "private material in the public JWKS");
+        ensure!(
+            keys.iter()
+                .any(|k| k["use"] == "enc" && k["alg"] == "RSA-OAEP-256"),
+            "no encryption key published: {jwks}"
+        );
+        ensure!(
+            keys.iter()
+                .any(|k| k["use"] == "sig" && k["alg"] == "PS256"),
+            "no signing key published: {jwks}"
+        );
+        ensure!(
+            keys.iter().all(|k| k.get("d").is_none()),
+            "private material in the public JWKS"
+        );
         Ok(())
     })
     .await;

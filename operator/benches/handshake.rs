@@ -27,7 +27,9 @@ struct Case {
 
 fn client(server: &mtls::Server, alg: KeyAlgorithm, resume: bool) -> (Arc<ClientConfig>, Vec<u8>) {
     let key = PrivateKey::generate(alg).expect("key");
-    let profile = CertificateProfile::new("C=GB,O=Example TPP,CN=bench", Duration::from_secs(86_400)).expect("profile");
+    let profile =
+        CertificateProfile::new("C=GB,O=Example TPP,CN=bench", Duration::from_secs(86_400))
+            .expect("profile");
     let cert = self_signed(&key, &profile, jiff::Timestamp::now()).expect("cert");
     let der = CertificateDer::from_pem_slice(cert.pem.as_bytes()).expect("certificate pem");
     let pkcs8 = key.expose_pkcs8_der().to_vec();
@@ -48,11 +50,30 @@ fn cases(server: &mtls::Server) -> Vec<Case> {
     let (_, first) = mtls::handshake(&resumable, &server.config);
     assert_eq!(first, HandshakeKind::Full);
     let (_, second) = mtls::handshake(&resumable, &server.config);
-    assert_eq!(second, HandshakeKind::Resumed, "the session was not resumed");
+    assert_eq!(
+        second,
+        HandshakeKind::Resumed,
+        "the session was not resumed"
+    );
     vec![
-        Case { name: "full_rsa2048", floor: mtls::Floor::new(&rsa, &server.config, &rsa_pkcs8), client: rsa, resumed: false },
-        Case { name: "full_p256", floor: mtls::Floor::new(&p256, &server.config, &p256_pkcs8), client: p256, resumed: false },
-        Case { name: "resumed_rsa2048", floor: mtls::Floor::new(&resumable, &server.config, &res_pkcs8), client: resumable, resumed: true },
+        Case {
+            name: "full_rsa2048",
+            floor: mtls::Floor::new(&rsa, &server.config, &rsa_pkcs8),
+            client: rsa,
+            resumed: false,
+        },
+        Case {
+            name: "full_p256",
+            floor: mtls::Floor::new(&p256, &server.config, &p256_pkcs8),
+            client: p256,
+            resumed: false,
+        },
+        Case {
+            name: "resumed_rsa2048",
+            floor: mtls::Floor::new(&resumable, &server.config, &res_pkcs8),
+            client: resumable,
+            resumed: true,
+        },
     ]
 }
 
@@ -63,7 +84,11 @@ fn one(case: &Case, server: &Arc<ServerConfig>) -> Duration {
 }
 
 fn floor(case: &Case) -> Duration {
-    if case.resumed { case.floor.key_exchange() } else { case.floor.full() }
+    if case.resumed {
+        case.floor.key_exchange()
+    } else {
+        case.floor.full()
+    }
 }
 
 fn benches_handshake(c: &mut Criterion) {
@@ -71,8 +96,12 @@ fn benches_handshake(c: &mut Criterion) {
     let cases = cases(&server);
     let mut g = c.benchmark_group("mtls_handshake_client_side");
     for case in &cases {
-        g.bench_function(case.name, |b| b.iter_custom(|n| mtls::sum(n, || one(case, &server.config))));
-        g.bench_function(format!("{}_floor", case.name), |b| b.iter_custom(|n| mtls::sum(n, || floor(case))));
+        g.bench_function(case.name, |b| {
+            b.iter_custom(|n| mtls::sum(n, || one(case, &server.config)))
+        });
+        g.bench_function(format!("{}_floor", case.name), |b| {
+            b.iter_custom(|n| mtls::sum(n, || floor(case)))
+        });
     }
     g.finish();
 }
@@ -116,6 +145,8 @@ fn ratios() {
 
 fn main() {
     benches();
-    criterion::Criterion::default().configure_from_args().final_summary();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
     ratios();
 }

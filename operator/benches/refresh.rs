@@ -27,7 +27,9 @@ use criterion::{Criterion, criterion_group};
 use jiff::Timestamp;
 use rustls::ClientConfig;
 use secrecy::{ExposeSecret as _, SecretString};
-use tpp_operator::identity::assertion::{Audience, AssertionPolicy, AssertionTarget, client_assertion};
+use tpp_operator::identity::assertion::{
+    AssertionPolicy, AssertionTarget, Audience, client_assertion,
+};
 use tpp_operator::identity::cert::{CertificateProfile, self_signed};
 use tpp_operator::identity::{KeyAlgorithm, PrivateKey};
 use tpp_operator::oauth::ClientIdentity;
@@ -54,13 +56,27 @@ fn fixture() -> Fixture {
     let server = mtls::server();
     let signing = PrivateKey::generate(KeyAlgorithm::Rsa2048).expect("signing key");
     let transport = PrivateKey::generate(KeyAlgorithm::Rsa2048).expect("transport key");
-    let profile = CertificateProfile::new("C=GB,O=Example TPP,CN=bench", Duration::from_secs(86_400)).expect("profile");
+    let profile =
+        CertificateProfile::new("C=GB,O=Example TPP,CN=bench", Duration::from_secs(86_400))
+            .expect("profile");
     let cert = self_signed(&transport, &profile, Timestamp::now()).expect("cert");
     let transport_key_pem = transport.to_pkcs8_pem();
-    let identity = ClientIdentity::from_pem(cert.pem.as_bytes(), transport_key_pem.clone()).expect("identity");
-    let client = Arc::new(tls_config(server.ca_pem.as_bytes(), Some(&identity)).expect("tls config"));
-    let jws = client_assertion(&signing.signer().expect("signer"), target(), &policy(), Timestamp::now()).expect("assertion");
-    let signing_input = jws.expose_secret().rsplit_once('.').map(|(i, _)| i.as_bytes().to_vec()).unwrap_or_default();
+    let identity =
+        ClientIdentity::from_pem(cert.pem.as_bytes(), transport_key_pem.clone()).expect("identity");
+    let client =
+        Arc::new(tls_config(server.ca_pem.as_bytes(), Some(&identity)).expect("tls config"));
+    let jws = client_assertion(
+        &signing.signer().expect("signer"),
+        target(),
+        &policy(),
+        Timestamp::now(),
+    )
+    .expect("assertion");
+    let signing_input = jws
+        .expose_secret()
+        .rsplit_once('.')
+        .map(|(i, _)| i.as_bytes().to_vec())
+        .unwrap_or_default();
     Fixture {
         signing_jwk: signing.to_private_jwk_json().expect("jwk"),
         signing_pkcs8: signing.expose_pkcs8_der().to_vec(),
@@ -75,19 +91,28 @@ fn fixture() -> Fixture {
 }
 
 fn target() -> AssertionTarget<'static> {
-    AssertionTarget { client_id: CLIENT_ID, issuer: ISSUER, token_endpoint: TOKEN_ENDPOINT }
+    AssertionTarget {
+        client_id: CLIENT_ID,
+        issuer: ISSUER,
+        token_endpoint: TOKEN_ENDPOINT,
+    }
 }
 
 /// As `reconcile::act::KeyMinter` builds it: the literal audience, a 300 s lifetime.
 fn policy() -> AssertionPolicy {
-    AssertionPolicy { audience: Audience::Literal(ISSUER.into()), lifetime: Duration::from_secs(300), include_nbf: false }
+    AssertionPolicy {
+        audience: Audience::Literal(ISSUER.into()),
+        lifetime: Duration::from_secs(300),
+        include_nbf: false,
+    }
 }
 
 /// Everything before the handshake; returns the identity for a pool miss.
 fn prepare(f: &Fixture) -> ClientIdentity {
     let key = PrivateKey::from_private_jwk_json(f.signing_jwk.expose_secret()).expect("jwk");
     let signer = key.signer().expect("signer");
-    let assertion = client_assertion(&signer, target(), &policy(), Timestamp::now()).expect("assertion");
+    let assertion =
+        client_assertion(&signer, target(), &policy(), Timestamp::now()).expect("assertion");
     let mut body = url::form_urlencoded::Serializer::new(String::new());
     body.append_pair("grant_type", "client_credentials")
         .append_pair("client_id", CLIENT_ID)
@@ -107,13 +132,20 @@ fn product(f: &Fixture) -> Duration {
 fn product_pool_miss(f: &Fixture) -> Duration {
     let t = Instant::now();
     let identity = prepare(f);
-    let config = Arc::new(tls_config(f.server.ca_pem.as_bytes(), Some(&identity)).expect("tls config"));
+    let config =
+        Arc::new(tls_config(f.server.ca_pem.as_bytes(), Some(&identity)).expect("tls config"));
     t.elapsed() + mtls::handshake(&config, &f.server.config).0
 }
 
 fn raw_sign(f: &Fixture, key: &RsaKeyPair) {
     let mut out = [0u8; 256];
-    key.sign(&RSA_PSS_SHA256, &f.rng, black_box(&f.signing_input), &mut out).expect("sign");
+    key.sign(
+        &RSA_PSS_SHA256,
+        &f.rng,
+        black_box(&f.signing_input),
+        &mut out,
+    )
+    .expect("sign");
     black_box(out);
 }
 
@@ -168,9 +200,18 @@ fn ratios() {
         println!("{name}: {:.3} ms per refresh (client side)", ms(t));
     }
     let r = |a: usize, b: usize| totals[a].as_secs_f64() / totals[b].as_secs_f64();
-    println!("ratio refresh_product/floor_sign_handshake = {:.2}", r(0, 2));
-    println!("ratio refresh_product/floor_parse_sign_handshake = {:.2} (target: <= 1.3)", r(0, 3));
-    println!("ratio refresh_product_pool_miss/floor_parse_sign_handshake = {:.2}", r(1, 3));
+    println!(
+        "ratio refresh_product/floor_sign_handshake = {:.2}",
+        r(0, 2)
+    );
+    println!(
+        "ratio refresh_product/floor_parse_sign_handshake = {:.2} (target: <= 1.3)",
+        r(0, 3)
+    );
+    println!(
+        "ratio refresh_product_pool_miss/floor_parse_sign_handshake = {:.2}",
+        r(1, 3)
+    );
 }
 
 fn main() {

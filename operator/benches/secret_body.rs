@@ -11,7 +11,9 @@ use base64::Engine as _;
 use criterion::{Criterion, criterion_group};
 use jiff::Timestamp;
 use secrecy::ExposeSecret as _;
-use tpp_operator::crd::{AuthorizationServerRef, Registration, RegistrationMode, TppClient, TppClientSpec};
+use tpp_operator::crd::{
+    AuthorizationServerRef, Registration, RegistrationMode, TppClient, TppClientSpec,
+};
 use tpp_operator::identity::cert::{CertificateProfile, self_signed};
 use tpp_operator::identity::{KeyAlgorithm, PrivateKey};
 use tpp_operator::redact::Sensitive;
@@ -31,7 +33,10 @@ fn fixture() -> Fixture {
     let mut client = TppClient::new(
         "payments",
         TppClientSpec {
-            authorization_server_ref: AuthorizationServerRef { name: "sandbox".into(), ..Default::default() },
+            authorization_server_ref: AuthorizationServerRef {
+                name: "sandbox".into(),
+                ..Default::default()
+            },
             registration: Registration {
                 mode: RegistrationMode::Dynamic,
                 client_id: None,
@@ -54,7 +59,9 @@ fn fixture() -> Fixture {
     client.metadata.uid = Some("0b7c6a8e-3c1f-4f57-9a43-1d2f0e4b5c6d".into());
     let key = PrivateKey::generate(KeyAlgorithm::Rsa2048).expect("key");
     let signing = PrivateKey::generate(KeyAlgorithm::Rsa2048).expect("key");
-    let profile = CertificateProfile::new("C=GB,O=Example TPP,CN=bench", Duration::from_secs(86_400)).expect("profile");
+    let profile =
+        CertificateProfile::new("C=GB,O=Example TPP,CN=bench", Duration::from_secs(86_400))
+            .expect("profile");
     let cert = self_signed(&key, &profile, Timestamp::now()).expect("cert");
     let now = Timestamp::now();
     let tokens = BTreeMap::from([(
@@ -87,7 +94,10 @@ fn content(f: &Fixture) -> CredentialsContent<'_> {
         client_id: "55aa605c-89ef-4473-aa88-47709f0ff383",
         issuer: "https://localhost:8443",
         token_endpoint: "https://127.0.0.1:8443/token",
-        signing: Some((&f.signing_pem, "kid-0123456789abcdef0123456789abcdef01234567")),
+        signing: Some((
+            &f.signing_pem,
+            "kid-0123456789abcdef0123456789abcdef01234567",
+        )),
         tokens: &f.tokens,
     }
 }
@@ -110,7 +120,10 @@ fn floor(f: &Fixture) -> usize {
         ("issuer", c.issuer),
         ("token_endpoint", c.token_endpoint),
         ("signing.key", f.signing_pem.as_str()),
-        ("signing.kid", "kid-0123456789abcdef0123456789abcdef01234567"),
+        (
+            "signing.kid",
+            "kid-0123456789abcdef0123456789abcdef01234567",
+        ),
         ("accounts.access_token", token.access_token.expose()),
         ("accounts.expires_at", &expires),
         ("accounts.issued_at", &expires),
@@ -138,8 +151,12 @@ fn floor(f: &Fixture) -> usize {
 fn benches_secret(c: &mut Criterion) {
     let f = fixture();
     let mut g = c.benchmark_group("secret_apply_body");
-    g.bench_function("credentials_secret_to_vec", |b| b.iter(|| product(black_box(&f))));
-    g.bench_function("floor_base64_flat_json", |b| b.iter(|| floor(black_box(&f))));
+    g.bench_function("credentials_secret_to_vec", |b| {
+        b.iter(|| product(black_box(&f)))
+    });
+    g.bench_function("floor_base64_flat_json", |b| {
+        b.iter(|| floor(black_box(&f)))
+    });
     g.finish();
 }
 

@@ -59,20 +59,35 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
-async fn jwks(State(s): State<AdminState>, Path((namespace, name)): Path<(String, String)>) -> Response {
+async fn jwks(
+    State(s): State<AdminState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
     let api: Api<ConfigMap> = Api::namespaced(s.client.clone(), &namespace);
     match api.get_opt(&layout::jwks_name(&name)).await {
-        Ok(Some(cm)) if layout::is_managed(&cm.metadata) => match cm.data.as_ref().and_then(|d| d.get(layout::JWKS_KEY)) {
-            Some(body) => (
-                [(header::CONTENT_TYPE, "application/jwk-set+json"), (header::CACHE_CONTROL, "max-age=60")],
-                body.clone(),
-            )
-                .into_response(),
-            None => (StatusCode::NOT_FOUND, "no jwks yet").into_response(),
-        },
+        Ok(Some(cm)) if layout::is_managed(&cm.metadata) => {
+            match cm.data.as_ref().and_then(|d| d.get(layout::JWKS_KEY)) {
+                Some(body) => (
+                    [
+                        (header::CONTENT_TYPE, "application/jwk-set+json"),
+                        (header::CACHE_CONTROL, "max-age=60"),
+                    ],
+                    body.clone(),
+                )
+                    .into_response(),
+                None => (StatusCode::NOT_FOUND, "no jwks yet").into_response(),
+            }
+        }
         Ok(_) => (StatusCode::NOT_FOUND, "no such client").into_response(),
         Err(e) => {
             tracing::warn!(%namespace, %name, error = %e, "reading the JWKS ConfigMap failed");

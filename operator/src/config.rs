@@ -32,7 +32,11 @@ pub struct Config {
     pub crypto_workers: usize,
 
     /// Address of the admin server (/healthz, /readyz, /metrics, /jwks/{namespace}/{name}).
-    #[arg(long, env = "TPP_OPERATOR_ADMIN_ADDRESS", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "TPP_OPERATOR_ADMIN_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
     pub admin_address: SocketAddr,
 
     /// Log format.
@@ -49,7 +53,11 @@ pub struct Config {
     pub leader_election_namespace: Option<String>,
 
     /// Name of the leader-election Lease.
-    #[arg(long, env = "TPP_OPERATOR_LEADER_ELECTION_LEASE", default_value = "tpp-operator")]
+    #[arg(
+        long,
+        env = "TPP_OPERATOR_LEADER_ELECTION_LEASE",
+        default_value = "tpp-operator"
+    )]
     pub leader_election_lease: String,
 
     /// Client-side limit on requests per second to the Kubernetes API.
@@ -82,7 +90,14 @@ mod tests {
 
     #[test]
     fn parses_flags_and_defaults() {
-        let c = Config::try_parse_from(["tpp-operator", "--namespaces", "a,b", "--log-format", "json"]).unwrap();
+        let c = Config::try_parse_from([
+            "tpp-operator",
+            "--namespaces",
+            "a,b",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
         assert_eq!(c.namespaces, ["a", "b"]);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.concurrency, 16);

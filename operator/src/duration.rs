@@ -144,7 +144,13 @@ impl fmt::Display for Duration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        for (unit, size) in [
+            ("d", 86_400_000u128),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ] {
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
                 ms %= size;
@@ -209,16 +215,27 @@ mod tests {
 
     #[test]
     fn refuses_malformed_durations() {
-        for bad in ["", "5", "m", "-5m", "1.5h", "5x", "1h1d", "1d2d", " 5m", "5m ", "5M"] {
+        for bad in [
+            "", "5", "m", "-5m", "1.5h", "5x", "1h1d", "1d2d", " 5m", "5m ", "5M",
+        ] {
             assert!(d(bad).is_err(), "{bad:?} should be refused");
         }
         assert_eq!(d(&"9".repeat(40)), Err(ParseDurationError::TooLong));
-        assert!(matches!(d("99999999999999999999d"), Err(ParseDurationError::Overflow(_))));
+        assert!(matches!(
+            d("99999999999999999999d"),
+            Err(ParseDurationError::Overflow(_))
+        ));
     }
 
     #[test]
     fn displays_in_canonical_form_and_round_trips() {
-        for (input, canonical) in [("90d", "90d"), ("1h30m", "1h30m"), ("36h", "1d12h"), ("90s", "1m30s"), ("0m", "0s")] {
+        for (input, canonical) in [
+            ("90d", "90d"),
+            ("1h30m", "1h30m"),
+            ("36h", "1d12h"),
+            ("90s", "1m30s"),
+            ("0m", "0s"),
+        ] {
             let parsed: Duration = input.parse().unwrap();
             assert_eq!(parsed.to_string(), canonical);
             assert_eq!(canonical.parse::<Duration>().unwrap(), parsed);

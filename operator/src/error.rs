@@ -91,18 +91,29 @@ impl Error {
     /// Whether retrying later may succeed without a change to the spec.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Discovery(e) | Error::RegisterClient(e) | Error::UpdateRegistration(e) | Error::FetchToken(e) => e.is_transient(),
-            Error::ReadObject { source, .. } | Error::ApplyObject { source, .. } => kube_transient(source),
+            Error::Discovery(e)
+            | Error::RegisterClient(e)
+            | Error::UpdateRegistration(e)
+            | Error::FetchToken(e) => e.is_transient(),
+            Error::ReadObject { source, .. } | Error::ApplyObject { source, .. } => {
+                kube_transient(source)
+            }
             Error::Identity { source, .. } => source.is_transient(),
             Error::ReferenceNotFound(_) | Error::CryptoPool | Error::ReconcileTimeout(_) => true,
-            Error::InvalidSpec { .. } | Error::AuthorizationServer { .. } | Error::Preflight(_) | Error::CorruptState { .. } => false,
+            Error::InvalidSpec { .. }
+            | Error::AuthorizationServer { .. }
+            | Error::Preflight(_)
+            | Error::CorruptState { .. } => false,
         }
     }
 
     /// How long the AS asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Discovery(e) | Error::RegisterClient(e) | Error::UpdateRegistration(e) | Error::FetchToken(e) => e.retry_after(),
+            Error::Discovery(e)
+            | Error::RegisterClient(e)
+            | Error::UpdateRegistration(e)
+            | Error::FetchToken(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -176,7 +187,10 @@ mod tests {
 
     #[test]
     fn permanent_errors_are_not_retried_and_name_their_reason() {
-        let e = Error::InvalidSpec { reason: reasons::CROSS_NAMESPACE_REFERENCE, message: "no".into() };
+        let e = Error::InvalidSpec {
+            reason: reasons::CROSS_NAMESPACE_REFERENCE,
+            message: "no".into(),
+        };
         assert!(!e.is_transient());
         assert_eq!(e.reason(), "CrossNamespaceReference");
         assert!(!Error::Preflight("PAR".into()).is_transient());
@@ -184,10 +198,36 @@ mod tests {
 
     #[test]
     fn conflicts_and_server_errors_from_the_apiserver_are_transient() {
-        let api = |code| kube::Error::Api(kube::core::Status { code, ..Default::default() }.boxed());
-        assert!(Error::ApplyObject { what: "x".into(), source: api(409) }.is_transient());
-        assert!(Error::ApplyObject { what: "x".into(), source: api(503) }.is_transient());
-        assert!(!Error::ApplyObject { what: "x".into(), source: api(403) }.is_transient());
+        let api = |code| {
+            kube::Error::Api(
+                kube::core::Status {
+                    code,
+                    ..Default::default()
+                }
+                .boxed(),
+            )
+        };
+        assert!(
+            Error::ApplyObject {
+                what: "x".into(),
+                source: api(409)
+            }
+            .is_transient()
+        );
+        assert!(
+            Error::ApplyObject {
+                what: "x".into(),
+                source: api(503)
+            }
+            .is_transient()
+        );
+        assert!(
+            !Error::ApplyObject {
+                what: "x".into(),
+                source: api(403)
+            }
+            .is_transient()
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub type RequestCounter = Family<KubeRequestLabels, Counter>;
 pub fn limiter(qps: f64, burst: u32) -> Arc<DefaultDirectRateLimiter> {
     let per_second = NonZeroU32::new(qps.max(1.0).round() as u32).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    Arc::new(RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)))
+    Arc::new(RateLimiter::direct(
+        Quota::per_second(per_second).allow_burst(burst),
+    ))
 }
 
 /// Wraps a service so that each call first takes a token from the bucket.
@@ -45,7 +47,13 @@ impl<S> Layer<S> for BudgetLayer {
     type Service = Budgeted<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Budgeted { inner, limiter: self.limiter.clone(), counter: self.counter.clone(), wait: None, permitted: false }
+        Budgeted {
+            inner,
+            limiter: self.limiter.clone(),
+            counter: self.counter.clone(),
+            wait: None,
+            permitted: false,
+        }
     }
 }
 
@@ -81,19 +89,32 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         self.permitted = false;
-        self.counter.get_or_create(&KubeRequestLabels { method: req.method().as_str().to_owned() }).inc();
+        self.counter
+            .get_or_create(&KubeRequestLabels {
+                method: req.method().as_str().to_owned(),
+            })
+            .inc();
         self.inner.call(req)
     }
 }
 
 /// A kube client whose every request draws from `limiter`.
-pub fn client(config: kube::Config, limiter: Arc<DefaultDirectRateLimiter>, counter: RequestCounter) -> Result<kube::Client, kube::Error> {
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&BudgetLayer::new(limiter, counter)).build())
+pub fn client(
+    config: kube::Config,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    counter: RequestCounter,
+) -> Result<kube::Client, kube::Error> {
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&BudgetLayer::new(limiter, counter))
+        .build())
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{convert::Infallible, time::{Duration, Instant}};
+    use std::{
+        convert::Infallible,
+        time::{Duration, Instant},
+    };
 
     use tower::ServiceExt;
 
@@ -101,17 +122,39 @@ mod tests {
 
     #[tokio::test]
     async fn requests_beyond_the_burst_wait_for_the_rate() {
-        let svc = tower::service_fn(|_: http::Request<()>| async { Ok::<_, Infallible>(Instant::now()) });
+        let svc =
+            tower::service_fn(|_: http::Request<()>| async { Ok::<_, Infallible>(Instant::now()) });
         let counter = RequestCounter::default();
         let mut svc = BudgetLayer::new(limiter(50.0, 5), counter.clone()).layer(svc);
         let start = Instant::now();
         let mut times = vec![];
         for _ in 0..15 {
-            times.push(svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap() - start);
+            times.push(
+                svc.ready()
+                    .await
+                    .unwrap()
+                    .call(http::Request::new(()))
+                    .await
+                    .unwrap()
+                    - start,
+            );
         }
-        assert_eq!(counter.get_or_create(&KubeRequestLabels { method: "GET".into() }).get(), 15);
+        assert_eq!(
+            counter
+                .get_or_create(&KubeRequestLabels {
+                    method: "GET".into()
+                })
+                .get(),
+            15
+        );
         // The burst goes at once; the ten after it are paced at 20 ms each.
-        assert!(times[4] < Duration::from_millis(15), "the burst waited: {times:?}");
-        assert!(times[14] >= Duration::from_millis(180), "not paced: {times:?}");
+        assert!(
+            times[4] < Duration::from_millis(15),
+            "the burst waited: {times:?}"
+        );
+        assert!(
+            times[14] >= Duration::from_millis(180),
+            "not paced: {times:?}"
+        );
     }
 }

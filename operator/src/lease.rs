@@ -30,7 +30,10 @@ pub struct LeaderElector {
 impl LeaderElector {
     /// An elector for `config`.
     pub fn new(client: Client, config: LeaseConfig) -> Self {
-        Self { api: Api::namespaced(client, &config.namespace), config }
+        Self {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+        }
     }
 
     /// One round: acquire a free or expired lease, renew our own. Returns whether we hold it.
@@ -39,7 +42,10 @@ impl LeaderElector {
         let secs = i32::try_from(self.config.lease_duration.as_secs()).unwrap_or(i32::MAX);
         let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
             let lease = Lease {
-                metadata: kube::api::ObjectMeta { name: Some(self.config.name.clone()), ..Default::default() },
+                metadata: kube::api::ObjectMeta {
+                    name: Some(self.config.name.clone()),
+                    ..Default::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(self.config.identity.clone()),
                     lease_duration_seconds: Some(secs),
@@ -60,7 +66,11 @@ impl LeaderElector {
         let expired = spec
             .renew_time
             .as_ref()
-            .map(|t| t.0 + jiff::SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(secs))) < now)
+            .map(|t| {
+                t.0 + jiff::SignedDuration::from_secs(i64::from(
+                    spec.lease_duration_seconds.unwrap_or(secs),
+                )) < now
+            })
             .unwrap_or(true);
         if !mine && !expired {
             return Ok(false);
@@ -73,7 +83,11 @@ impl LeaderElector {
         spec.renew_time = Some(MicroTime(now));
         spec.lease_duration_seconds = Some(secs);
         // `replace` carries the resourceVersion we read: a concurrent writer makes this a 409.
-        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),

@@ -127,7 +127,10 @@ pub struct Metrics {
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter()
+    [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
+    .into_iter()
 }
 
 impl Metrics {
@@ -153,15 +156,51 @@ impl Metrics {
             expiries: Mutex::new(Expiries::default()),
             registry: Registry::default(),
         };
-        registry.register("reconciles", "TppClient reconciles by outcome", m.reconciles.clone());
-        registry.register("reconcile_errors", "Failed reconciles by reason", m.reconcile_errors.clone());
-        registry.register("reconcile_duration_seconds", "Duration of one reconcile", m.reconcile_duration.clone());
-        registry.register("reconciles_in_flight", "Reconciles running now", m.reconciles_in_flight.clone());
-        registry.register("as_requests", "Calls to authorization servers by endpoint and outcome", m.as_requests.clone());
-        registry.register("as_request_duration_seconds", "Latency of calls to authorization servers", m.as_request_duration.clone());
-        registry.register("token_refreshes", "Access-token refreshes by outcome", m.token_refreshes.clone());
-        registry.register("status_writes", "TppClient status writes (only when something a user reads changed)", m.status_writes.clone());
-        registry.register("kube_requests", "Requests of the controllers to the Kubernetes API by method, within --kube-qps", m.kube_requests.clone());
+        registry.register(
+            "reconciles",
+            "TppClient reconciles by outcome",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by reason",
+            m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciles running now",
+            m.reconciles_in_flight.clone(),
+        );
+        registry.register(
+            "as_requests",
+            "Calls to authorization servers by endpoint and outcome",
+            m.as_requests.clone(),
+        );
+        registry.register(
+            "as_request_duration_seconds",
+            "Latency of calls to authorization servers",
+            m.as_request_duration.clone(),
+        );
+        registry.register(
+            "token_refreshes",
+            "Access-token refreshes by outcome",
+            m.token_refreshes.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "TppClient status writes (only when something a user reads changed)",
+            m.status_writes.clone(),
+        );
+        registry.register(
+            "kube_requests",
+            "Requests of the controllers to the Kubernetes API by method, within --kube-qps",
+            m.kube_requests.clone(),
+        );
         registry.register(
             "token_expiry_earliest_timestamp_seconds",
             "Earliest expires_at of any access token held in a credentials Secret (Unix seconds)",
@@ -178,7 +217,11 @@ impl Metrics {
             m.key_activated_earliest.clone(),
         );
         if per_object {
-            registry.register("token_expiry_timestamp_seconds", "expires_at of each token", m.per_object_token_expiry.clone());
+            registry.register(
+                "token_expiry_timestamp_seconds",
+                "expires_at of each token",
+                m.per_object_token_expiry.clone(),
+            );
             registry.register(
                 "certificate_not_after_timestamp_seconds",
                 "notAfter of each transport certificate",
@@ -189,9 +232,23 @@ impl Metrics {
     }
 
     /// Record (or with `None`, forget) an expiry for a client (and token name, or "").
-    pub fn set_expiry(&self, kind: Expiry, namespace: &str, name: &str, token: &str, at: Option<jiff::Timestamp>) {
-        let key = (kind, namespace.to_owned(), name.to_owned(), token.to_owned());
-        let Ok(mut map) = self.expiries.lock() else { return };
+    pub fn set_expiry(
+        &self,
+        kind: Expiry,
+        namespace: &str,
+        name: &str,
+        token: &str,
+        at: Option<jiff::Timestamp>,
+    ) {
+        let key = (
+            kind,
+            namespace.to_owned(),
+            name.to_owned(),
+            token.to_owned(),
+        );
+        let Ok(mut map) = self.expiries.lock() else {
+            return;
+        };
         map.set(key, at.map(|t| t.as_second()));
         let gauge = match kind {
             Expiry::Token => &self.token_expiry_earliest,
@@ -200,7 +257,11 @@ impl Metrics {
         };
         gauge.set(map.earliest(kind).unwrap_or(0) as f64);
         if self.per_object {
-            let labels = ObjectLabels { namespace: namespace.to_owned(), name: name.to_owned(), token: token.to_owned() };
+            let labels = ObjectLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                token: token.to_owned(),
+            };
             let family = match kind {
                 Expiry::Token => &self.per_object_token_expiry,
                 Expiry::Certificate => &self.per_object_certificate_not_after,
@@ -222,7 +283,13 @@ impl Metrics {
         let keys: Vec<_> = self
             .expiries
             .lock()
-            .map(|m| m.by_key.keys().filter(|(_, ns, n, _)| ns == namespace && n == name).cloned().collect())
+            .map(|m| {
+                m.by_key
+                    .keys()
+                    .filter(|(_, ns, n, _)| ns == namespace && n == name)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         for (kind, ns, n, token) in keys {
             self.set_expiry(kind, &ns, &n, &token, None);
@@ -231,9 +298,14 @@ impl Metrics {
 
     /// Count a call to an AS.
     pub fn observe_call(&self, endpoint: &str, outcome: &str, seconds: f64) {
-        let labels = CallLabels { endpoint: endpoint.to_owned(), outcome: outcome.to_owned() };
+        let labels = CallLabels {
+            endpoint: endpoint.to_owned(),
+            outcome: outcome.to_owned(),
+        };
         self.as_requests.get_or_create(&labels).inc();
-        self.as_request_duration.get_or_create(&labels).observe(seconds);
+        self.as_request_duration
+            .get_or_create(&labels)
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition.
@@ -257,10 +329,19 @@ mod tests {
         let m = Metrics::new(false);
         m.set_expiry(Expiry::Token, "ns", "a", "accounts", Some(t(2000)));
         m.set_expiry(Expiry::Token, "ns", "b", "accounts", Some(t(1000)));
-        assert!(m.render().contains("tpp_operator_token_expiry_earliest_timestamp_seconds 1000"));
+        assert!(
+            m.render()
+                .contains("tpp_operator_token_expiry_earliest_timestamp_seconds 1000")
+        );
         m.forget_client("ns", "b");
-        assert!(m.render().contains("tpp_operator_token_expiry_earliest_timestamp_seconds 2000"));
-        assert!(!m.render().contains("token_expiry_timestamp_seconds{"), "no per-object series by default");
+        assert!(
+            m.render()
+                .contains("tpp_operator_token_expiry_earliest_timestamp_seconds 2000")
+        );
+        assert!(
+            !m.render().contains("token_expiry_timestamp_seconds{"),
+            "no per-object series by default"
+        );
     }
 
     #[test]
@@ -270,13 +351,25 @@ mod tests {
         m.set_expiry(Expiry::Token, "ns", "b", "accounts", Some(t(2000)));
         m.set_expiry(Expiry::Certificate, "ns", "a", "", Some(t(500)));
         let r = m.render();
-        assert!(r.contains("tpp_operator_token_expiry_earliest_timestamp_seconds 1000"), "{r}");
-        assert!(r.contains("tpp_operator_certificate_not_after_earliest_timestamp_seconds 500"), "{r}");
+        assert!(
+            r.contains("tpp_operator_token_expiry_earliest_timestamp_seconds 1000"),
+            "{r}"
+        );
+        assert!(
+            r.contains("tpp_operator_certificate_not_after_earliest_timestamp_seconds 500"),
+            "{r}"
+        );
         m.set_expiry(Expiry::Token, "ns", "a", "accounts", Some(t(3000)));
         m.set_expiry(Expiry::Certificate, "ns", "a", "", None);
         let r = m.render();
-        assert!(r.contains("tpp_operator_token_expiry_earliest_timestamp_seconds 2000"), "{r}");
-        assert!(r.contains("tpp_operator_certificate_not_after_earliest_timestamp_seconds 0"), "{r}");
+        assert!(
+            r.contains("tpp_operator_token_expiry_earliest_timestamp_seconds 2000"),
+            "{r}"
+        );
+        assert!(
+            r.contains("tpp_operator_certificate_not_after_earliest_timestamp_seconds 0"),
+            "{r}"
+        );
     }
 
     #[test]
@@ -291,6 +384,9 @@ mod tests {
         let m = Metrics::new(false);
         m.observe_call("token", "ok", 0.01);
         m.observe_call("token", "ok", 0.02);
-        assert!(m.render().contains(r#"tpp_operator_as_requests_total{endpoint="token",outcome="ok"} 2"#));
+        assert!(
+            m.render()
+                .contains(r#"tpp_operator_as_requests_total{endpoint="token",outcome="ok"} 2"#)
+        );
     }
 }

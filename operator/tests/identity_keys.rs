@@ -246,8 +246,12 @@ fn garbage_and_short_rsa_keys_are_rejected() {
         Err(IdentityError::ParsePrivateKey { .. })
     ));
     assert!(
-        PrivateKey::from_pem(concat!("-----BEGIN ", "PRIVATE KEY-----\nAAAA\n-----END ", "PRIVATE KEY-----\n"))
-            .is_err()
+        PrivateKey::from_pem(concat!(
+            "-----BEGIN ",
+            "PRIVATE KEY-----\nAAAA\n-----END ",
+            "PRIVATE KEY-----\n"
+        ))
+        .is_err()
     );
     let out = Command::new("openssl")
         .args(["genrsa", "1024"])

@@ -52,12 +52,17 @@ fn main() -> Result<()> {
         n: args.n,
         token_lifetime: Duration::from_secs(lifetime),
         steady: Duration::from_secs(args.steady.unwrap_or(2 * lifetime)),
-        onboard_timeout: Duration::from_secs(args.onboard_timeout.unwrap_or((args.n as u64 * 6 / 10).max(180))),
+        onboard_timeout: Duration::from_secs(
+            args.onboard_timeout
+                .unwrap_or((args.n as u64 * 6 / 10).max(180)),
+        ),
         stall: Duration::from_secs(args.stall),
         operator_log: args.operator_log,
         keep: args.keep,
     };
-    let out = args.out.unwrap_or_else(|| e2e::control_plane::repo_root().join(format!("target/bench-scale/n{}", args.n)));
+    let out = args.out.unwrap_or_else(|| {
+        e2e::control_plane::repo_root().join(format!("target/bench-scale/n{}", args.n))
+    });
     let report = tokio::runtime::Runtime::new()?.block_on(run(&options))?;
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -51,7 +51,11 @@ async fn signalled() {
     }
 }
 
-async fn after_start(demo: &mut Demo, once: bool, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn after_start(
+    demo: &mut Demo,
+    once: bool,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     demo.apply_examples().await?;
     let ready = demo.wait_ready().await?;
     let secret = demo.print_summary(&ready).await?;
@@ -74,13 +78,18 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let dir = cli.dir.unwrap_or_else(|| e2e::control_plane::repo_root().join(".demo"));
+    let dir = cli
+        .dir
+        .unwrap_or_else(|| e2e::control_plane::repo_root().join(".demo"));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let log = std::fs::File::create(dir.join("demo.log")).context("create demo.log")?;
     tracing_subscriber::fmt()
         .with_ansi(false)
         .with_writer(Mutex::new(log))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DEMO_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DEMO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .init();
     let options = DemoOptions {
         dir: dir.clone(),

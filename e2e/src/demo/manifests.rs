@@ -41,7 +41,8 @@ pub struct Local<'a> {
 /// Read and parse `examples/<file>` under `repo`.
 pub fn load_example(repo: &Path, file: &str) -> Result<Value> {
     let path = repo.join("examples").join(file);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
     serde_yaml::from_str(&text).with_context(|| format!("parse {}", path.display()))
 }
 
@@ -86,12 +87,17 @@ pub fn tpp_client(example: &Value, local: &Local<'_>) -> Result<Value> {
 
 /// The name in `metadata.name`.
 pub fn name(manifest: &Value) -> Result<&str> {
-    manifest["metadata"]["name"].as_str().context("manifest without metadata.name")
+    manifest["metadata"]["name"]
+        .as_str()
+        .context("manifest without metadata.name")
 }
 
 /// YAML for the `.demo/` file, headed by a comment naming the example it was adapted from.
 pub fn to_file_yaml(manifest: &Value, example: &str) -> Result<String> {
-    Ok(format!("# Applied by `make demo`: examples/{example} adapted to the local sandbox AS.\n{}", serde_yaml::to_string(manifest)?))
+    Ok(format!(
+        "# Applied by `make demo`: examples/{example} adapted to the local sandbox AS.\n{}",
+        serde_yaml::to_string(manifest)?
+    ))
 }
 
 /// YAML for the terminal: as applied, but a PEM `caBundle` is replaced by a pointer to `file`.
@@ -100,13 +106,20 @@ pub fn to_echo_yaml(manifest: &Value, file: &str) -> Result<String> {
     if let Some(spec) = shown.get_mut("spec").and_then(Value::as_object_mut)
         && spec.contains_key("caBundle")
     {
-        spec.insert("caBundle".into(), Value::String(format!("<the sandbox CA, PEM: see {file}>")));
+        spec.insert(
+            "caBundle".into(),
+            Value::String(format!("<the sandbox CA, PEM: see {file}>")),
+        );
     }
     Ok(serde_yaml::to_string(&shown)?)
 }
 
 fn ensure_kind(example: &Value, kind: &str) -> Result<()> {
-    anyhow::ensure!(example["kind"] == kind, "expected an example of kind {kind}, found {}", example["kind"]);
+    anyhow::ensure!(
+        example["kind"] == kind,
+        "expected an example of kind {kind}, found {}",
+        example["kind"]
+    );
     Ok(())
 }
 
@@ -131,7 +144,10 @@ mod tests {
         let out = authorization_server(&example, &local()).unwrap();
         assert_eq!(out["spec"]["issuer"], "https://localhost:4443");
         assert_eq!(out["spec"]["caBundle"], local().ca_pem);
-        assert!(out["spec"].get("caBundleRef").is_none(), "caBundleRef and caBundle are exclusive");
+        assert!(
+            out["spec"].get("caBundleRef").is_none(),
+            "caBundleRef and caBundle are exclusive"
+        );
         assert_eq!(out["metadata"]["namespace"], "demo");
         // What the demo does not need to change stays as the user will copy it.
         assert_eq!(out["spec"]["rateLimit"], example["spec"]["rateLimit"]);
@@ -145,17 +161,29 @@ mod tests {
         let spec = &out["spec"];
         assert_eq!(spec["registration"]["mode"], "Static");
         assert_eq!(spec["registration"]["clientId"], "c-123");
-        assert_eq!(spec["registration"]["jwksUri"], "http://127.0.0.1:8080/jwks/demo/payments");
+        assert_eq!(
+            spec["registration"]["jwksUri"],
+            "http://127.0.0.1:8080/jwks/demo/payments"
+        );
         assert_eq!(spec["authorizationServerRef"]["name"], SERVER_NAME);
-        assert_eq!(spec["signingKey"]["rotation"]["propagationDelay"], JWKS_CACHE_TTL);
-        assert_eq!(spec["signingKey"]["rotation"]["every"], example["spec"]["signingKey"]["rotation"]["every"]);
+        assert_eq!(
+            spec["signingKey"]["rotation"]["propagationDelay"],
+            JWKS_CACHE_TTL
+        );
+        assert_eq!(
+            spec["signingKey"]["rotation"]["every"],
+            example["spec"]["signingKey"]["rotation"]["every"]
+        );
         assert_eq!(spec["tokens"], example["spec"]["tokens"]);
     }
 
     #[test]
     fn the_sandbox_cache_ttl_matches_the_one_the_manifests_declare() {
         let declared: tpp_operator::duration::Duration = JWKS_CACHE_TTL.parse().unwrap();
-        assert_eq!(declared.std(), std::time::Duration::from_secs(JWKS_CACHE_TTL_SECS));
+        assert_eq!(
+            declared.std(),
+            std::time::Duration::from_secs(JWKS_CACHE_TTL_SECS)
+        );
     }
 
     #[test]
@@ -169,7 +197,11 @@ mod tests {
         let example = load_example(&repo_root(), SERVER_EXAMPLE).unwrap();
         let out = authorization_server(&example, &local()).unwrap();
         let echo = to_echo_yaml(&out, ".demo/authorization-server.yaml").unwrap();
-        assert!(!echo.contains("BEGIN CERTIFICATE") && echo.contains("see .demo/authorization-server.yaml"), "{echo}");
+        assert!(
+            !echo.contains("BEGIN CERTIFICATE")
+                && echo.contains("see .demo/authorization-server.yaml"),
+            "{echo}"
+        );
         let file = to_file_yaml(&out, SERVER_EXAMPLE).unwrap();
         assert!(file.contains("BEGIN CERTIFICATE"), "{file}");
         let back: Value = serde_yaml::from_str(&file).unwrap();

@@ -84,7 +84,9 @@ pub fn shown(path: &Path) -> String {
 pub fn shell_path(path: &Path) -> String {
     let text = shown(path);
     match std::env::var("HOME") {
-        Ok(home) if !home.is_empty() && text.starts_with(&home) => format!("$HOME{}", &text[home.len()..]),
+        Ok(home) if !home.is_empty() && text.starts_with(&home) => {
+            format!("$HOME{}", &text[home.len()..])
+        }
         _ => text,
     }
 }
@@ -97,24 +99,47 @@ impl Demo {
     /// Start the control plane (CRDs installed), write the admin kubeconfig, start the sandbox
     /// AS and the operator.
     pub async fn start(opts: DemoOptions) -> Result<Self> {
-        std::fs::create_dir_all(&opts.dir).with_context(|| format!("create {}", opts.dir.display()))?;
-        say(&format!("starting etcd + kube-apiserver {} (CRDs from crds/)", crate::control_plane::kube_version()));
+        std::fs::create_dir_all(&opts.dir)
+            .with_context(|| format!("create {}", opts.dir.display()))?;
+        say(&format!(
+            "starting etcd + kube-apiserver {} (CRDs from crds/)",
+            crate::control_plane::kube_version()
+        ));
         let cp = ControlPlane::start().await?;
         let kubeconfig = opts.dir.join("kubeconfig");
         write_private(&kubeconfig, &cp.admin_kubeconfig)?;
         let client = cp.admin_client().await?;
-        let ns = Namespace { metadata: ObjectMeta { name: Some(opts.namespace.clone()), ..Default::default() }, ..Default::default() };
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(opts.namespace.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         Api::<Namespace>::all(client.clone())
-            .patch(&opts.namespace, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&ns))
+            .patch(
+                &opts.namespace,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(&ns),
+            )
             .await
             .context("create the demo namespace")?;
-        println!("    {} at {}, admin kubeconfig {}", cp.version, cp.server, shown(&kubeconfig));
+        println!(
+            "    {} at {}, admin kubeconfig {}",
+            cp.version,
+            cp.server,
+            shown(&kubeconfig)
+        );
 
         let mut cfg = SandboxConfig::new(opts.dir.join("sandbox"));
         cfg.token_lifetime = opts.token_lifetime;
         cfg.jwks_cache_ttl = Duration::from_secs(manifests::JWKS_CACHE_TTL_SECS);
         let sandbox = sandbox::start(cfg).await.context("start the sandbox AS")?;
-        say(&format!("sandbox AS at {} (access tokens live {} s)", sandbox.issuer(), opts.token_lifetime.as_secs()));
+        say(&format!(
+            "sandbox AS at {} (access tokens live {} s)",
+            sandbox.issuer(),
+            opts.token_lifetime.as_secs()
+        ));
 
         let options = OperatorOptions {
             namespaces: vec![opts.namespace.clone()],
@@ -124,8 +149,21 @@ impl Demo {
             ..Default::default()
         };
         let operator = OperatorProcess::start(&cp, &client, options).await?;
-        say(&format!("tpp-operator running under the chart's RBAC, watching namespace {}, admin {}, log {}", opts.namespace, operator.admin_url, shown(&operator.log_path())));
-        Ok(Self { opts, cp, client, sandbox, operator, kubeconfig, client_name: String::new() })
+        say(&format!(
+            "tpp-operator running under the chart's RBAC, watching namespace {}, admin {}, log {}",
+            opts.namespace,
+            operator.admin_url,
+            shown(&operator.log_path())
+        ));
+        Ok(Self {
+            opts,
+            cp,
+            client,
+            sandbox,
+            operator,
+            kubeconfig,
+            client_name: String::new(),
+        })
     }
 
     fn api(&self, kind: &str) -> Api<DynamicObject> {
@@ -140,17 +178,27 @@ impl Demo {
         let server_example = manifests::load_example(&repo, manifests::SERVER_EXAMPLE)?;
         let client_example = manifests::load_example(&repo, manifests::CLIENT_EXAMPLE)?;
         self.client_name = manifests::name(&client_example)?.to_owned();
-        let jwks_uri = format!("{}/jwks/{}/{}", self.operator.admin_url, self.opts.namespace, self.client_name);
+        let jwks_uri = format!(
+            "{}/jwks/{}/{}",
+            self.operator.admin_url, self.opts.namespace, self.client_name
+        );
         let scope = client_example["spec"]["tokens"]
             .as_array()
-            .map(|ts| ts.iter().filter_map(|t| t["scope"].as_str()).collect::<Vec<_>>().join(" "))
+            .map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t["scope"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .unwrap_or_default();
         let client_id = self.sandbox.provision_client(json!({
             "token_endpoint_auth_method": "private_key_jwt",
             "jwks_uri": jwks_uri,
             "scope": scope,
         }))?;
-        say(&format!("sandbox AS: client {client_id} provisioned out of band (private_key_jwt, jwks_uri {jwks_uri})"));
+        say(&format!(
+            "sandbox AS: client {client_id} provisioned out of band (private_key_jwt, jwks_uri {jwks_uri})"
+        ));
         let local = manifests::Local {
             namespace: &self.opts.namespace,
             issuer: self.sandbox.issuer(),
@@ -159,17 +207,33 @@ impl Demo {
             jwks_uri: &jwks_uri,
         };
         let docs = [
-            (manifests::authorization_server(&server_example, &local)?, manifests::SERVER_EXAMPLE, "AuthorizationServer"),
-            (manifests::tpp_client(&client_example, &local)?, manifests::CLIENT_EXAMPLE, "TppClient"),
+            (
+                manifests::authorization_server(&server_example, &local)?,
+                manifests::SERVER_EXAMPLE,
+                "AuthorizationServer",
+            ),
+            (
+                manifests::tpp_client(&client_example, &local)?,
+                manifests::CLIENT_EXAMPLE,
+                "TppClient",
+            ),
         ];
         for (manifest, example, kind) in docs {
             let path = self.opts.dir.join(example);
-            std::fs::write(&path, manifests::to_file_yaml(&manifest, example)?).with_context(|| format!("write {}", path.display()))?;
-            say(&format!("applying {} (examples/{example} adapted)", shown(&path)));
+            std::fs::write(&path, manifests::to_file_yaml(&manifest, example)?)
+                .with_context(|| format!("write {}", path.display()))?;
+            say(&format!(
+                "applying {} (examples/{example} adapted)",
+                shown(&path)
+            ));
             print!("{}", manifests::to_echo_yaml(&manifest, &shown(&path))?);
             let obj: DynamicObject = serde_json::from_value(manifest.clone())?;
             self.api(kind)
-                .patch(manifests::name(&manifest)?, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
+                .patch(
+                    manifests::name(&manifest)?,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&obj),
+                )
                 .await
                 .with_context(|| format!("apply {}", path.display()))?;
         }
@@ -179,17 +243,28 @@ impl Demo {
     /// Wait for the TppClient's Ready condition; on timeout or operator exit fail with the
     /// last status and the operator's log tail.
     pub async fn wait_ready(&mut self) -> Result<DynamicObject> {
-        say(&format!("waiting up to {} s for TppClient {}/{} to be Ready", self.opts.ready_timeout.as_secs(), self.opts.namespace, self.client_name));
+        say(&format!(
+            "waiting up to {} s for TppClient {}/{} to be Ready",
+            self.opts.ready_timeout.as_secs(),
+            self.opts.namespace,
+            self.client_name
+        ));
         let started = Instant::now();
         let api = self.api("TppClient");
         let mut last = Value::Null;
         while started.elapsed() < self.opts.ready_timeout {
             if !self.operator.is_running() {
-                bail!("the operator exited; log tail:\n{}", self.operator.log_tail(6000));
+                bail!(
+                    "the operator exited; log tail:\n{}",
+                    self.operator.log_tail(6000)
+                );
             }
             if let Some(obj) = api.get_opt(&self.client_name).await? {
                 if condition(&obj, "Ready").is_some_and(|c| c["status"] == "True") {
-                    say(&format!("Ready after {:.1} s", started.elapsed().as_secs_f64()));
+                    say(&format!(
+                        "Ready after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    ));
                     return Ok(obj);
                 }
                 last = obj.data["status"].clone();
@@ -215,39 +290,83 @@ impl Demo {
     /// token is not active and bound to the Secret's certificate.
     pub async fn print_summary(&self, obj: &DynamicObject) -> Result<Secret> {
         let kubectl = self.kubectl();
-        let args = ["--kubeconfig", &self.kubeconfig.display().to_string(), "-n", &self.opts.namespace, "get", "tppclients"].map(str::to_owned);
+        let args = [
+            "--kubeconfig",
+            &self.kubeconfig.display().to_string(),
+            "-n",
+            &self.opts.namespace,
+            "get",
+            "tppclients",
+        ]
+        .map(str::to_owned);
         let out = tokio::process::Command::new(&kubectl)
             .args(&args)
             .output()
             .await
-            .with_context(|| format!("run {} (built by `make control-plane`)", kubectl.display()))?;
-        anyhow::ensure!(out.status.success(), "kubectl get tppclients failed: {}", String::from_utf8_lossy(&out.stderr));
-        println!("\n$ kubectl --kubeconfig {} -n {} get tppclients", shown(&self.kubeconfig), self.opts.namespace);
+            .with_context(|| {
+                format!("run {} (built by `make control-plane`)", kubectl.display())
+            })?;
+        anyhow::ensure!(
+            out.status.success(),
+            "kubectl get tppclients failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!(
+            "\n$ kubectl --kubeconfig {} -n {} get tppclients",
+            shown(&self.kubeconfig),
+            self.opts.namespace
+        );
         print!("{}", String::from_utf8_lossy(&out.stdout));
 
         let secret_name = format!("{}-credentials", self.client_name);
-        let secret = Api::<Secret>::namespaced(self.client.clone(), &self.opts.namespace).get(&secret_name).await.with_context(|| format!("read Secret {secret_name}"))?;
-        println!("\nSecret {secret_name} (type {}), data keys (values not shown):", secret.type_.as_deref().unwrap_or("?"));
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &self.opts.namespace)
+            .get(&secret_name)
+            .await
+            .with_context(|| format!("read Secret {secret_name}"))?;
+        println!(
+            "\nSecret {secret_name} (type {}), data keys (values not shown):",
+            secret.type_.as_deref().unwrap_or("?")
+        );
         println!("  {}", report::data_keys(&secret).join("  "));
         let now = jiff::Timestamp::now();
         for (token, expires_at) in report::token_expiries(&secret) {
-            println!("Token {token}: expires_at {}", report::expiry(&expires_at, now));
+            println!(
+                "Token {token}: expires_at {}",
+                report::expiry(&expires_at, now)
+            );
         }
         let cert = &obj.data["status"]["certificate"];
-        let crt = secret_text(&secret, "tls.crt").context("the credentials Secret has no tls.crt")?;
+        let crt =
+            secret_text(&secret, "tls.crt").context("the credentials Secret has no tls.crt")?;
         let x5t = x5t_of_pem(&crt)?;
         println!(
             "Certificate: notAfter {}  x5t#S256 {}  ({} tls.crt)",
             cert["notAfter"].as_str().unwrap_or("?"),
             cert["x5tS256"].as_str().unwrap_or("?"),
-            if cert["x5tS256"] == x5t.as_str() { "same as" } else { "DIFFERENT from" }
+            if cert["x5tS256"] == x5t.as_str() {
+                "same as"
+            } else {
+                "DIFFERENT from"
+            }
         );
         for token in report::token_expiries(&secret).keys() {
-            let access = SecretString::from(secret_text(&secret, &format!("{token}.access_token")).with_context(|| format!("no {token}.access_token"))?);
+            let access = SecretString::from(
+                secret_text(&secret, &format!("{token}.access_token"))
+                    .with_context(|| format!("no {token}.access_token"))?,
+            );
             let info = self.sandbox.introspect(access.expose_secret());
-            println!("Sandbox introspection of token {token}: {}", report::introspection(&info));
-            anyhow::ensure!(info["active"] == true, "the sandbox does not know token {token} as active");
-            anyhow::ensure!(info["cnf"]["x5t#S256"] == x5t.as_str(), "token {token} is not bound to the Secret's certificate");
+            println!(
+                "Sandbox introspection of token {token}: {}",
+                report::introspection(&info)
+            );
+            anyhow::ensure!(
+                info["active"] == true,
+                "the sandbox does not know token {token} as active"
+            );
+            anyhow::ensure!(
+                info["cnf"]["x5t#S256"] == x5t.as_str(),
+                "token {token} is not bound to the Secret's certificate"
+            );
         }
         println!();
         println!(
@@ -267,12 +386,17 @@ impl Demo {
 
     /// Print one line per token refresh (a changed `<token>.expires_at`) and per certificate
     /// change in the credentials Secret, until `stop` turns true or the operator exits.
-    pub async fn follow_refreshes(&mut self, seen: &Secret, mut stop: watch::Receiver<bool>) -> Result<()> {
+    pub async fn follow_refreshes(
+        &mut self,
+        seen: &Secret,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<()> {
         say("following token refreshes (Ctrl-C to stop)");
         let mut expiries = report::token_expiries(seen);
         let mut x5t = secret_text(seen, "tls.crt").and_then(|c| x5t_of_pem(&c).ok());
         let secrets = Api::<Secret>::namespaced(self.client.clone(), &self.opts.namespace);
-        let cfg = watcher::Config::default().fields(&format!("metadata.name={}-credentials", self.client_name));
+        let cfg = watcher::Config::default()
+            .fields(&format!("metadata.name={}-credentials", self.client_name));
         let mut events = std::pin::pin!(watcher(secrets, cfg).default_backoff().applied_objects());
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
@@ -309,7 +433,12 @@ impl Demo {
     /// Stop the operator (SIGTERM), the sandbox and the control plane, and remove the control
     /// plane's run folder. The demo folder is kept (its kubeconfig is stale from now on).
     pub async fn shutdown(self) {
-        let Self { mut operator, sandbox, cp, .. } = self;
+        let Self {
+            mut operator,
+            sandbox,
+            cp,
+            ..
+        } = self;
         operator.stop(Duration::from_secs(10));
         sandbox.shutdown().await;
         let run_dir = cp.dir.clone();

@@ -55,10 +55,13 @@ pub fn measure(keygens: u32, paths: u32) -> Result<Floors> {
 
     let server = mtls::server();
     let transport = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
-    let profile = CertificateProfile::new("C=GB,O=Example TPP,CN=floor", Duration::from_secs(86_400))?;
+    let profile =
+        CertificateProfile::new("C=GB,O=Example TPP,CN=floor", Duration::from_secs(86_400))?;
     let cert = self_signed(&transport, &profile, jiff::Timestamp::now())?;
     let chain = vec![CertificateDer::from_pem_slice(cert.pem.as_bytes())?];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(transport.expose_pkcs8_der().to_vec()));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        transport.expose_pkcs8_der().to_vec(),
+    ));
     let client = mtls::client_config(&server.ca_pem, chain, key, false);
     let signing = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
     let pkcs8 = signing.expose_pkcs8_der().to_vec();
@@ -69,7 +72,8 @@ pub fn measure(keygens: u32, paths: u32) -> Result<Floors> {
     for i in 0..paths + paths / 10 {
         let t = Instant::now();
         let pair = RsaKeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("parse: {e}"))?;
-        pair.sign(&RSA_PSS_SHA256, &rng, &message, &mut out).map_err(|e| anyhow::anyhow!("sign: {e}"))?;
+        pair.sign(&RSA_PSS_SHA256, &rng, &message, &mut out)
+            .map_err(|e| anyhow::anyhow!("sign: {e}"))?;
         let s = t.elapsed();
         let (h, _) = mtls::handshake(&client, &server.config);
         if i >= paths / 10 {
@@ -80,7 +84,9 @@ pub fn measure(keygens: u32, paths: u32) -> Result<Floors> {
     let ms = |d: Duration, n: u32| d.as_secs_f64() * 1e3 / f64::from(n.max(1));
     let (parse_sign_ms, handshake_ms) = (ms(sign, paths), ms(handshake, paths));
     Ok(Floors {
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         keygen_samples: keygens,
         keygen_rsa2048_ms: ms(keygen, keygens),
         path_samples: paths,

@@ -33,14 +33,26 @@ pub fn machine_busy_seconds() -> Option<f64> {
 
 /// Busy jiffies of a `/proc/stat` `cpu` line: user nice system idle iowait irq softirq steal.
 fn busy_jiffies(line: &str) -> Option<f64> {
-    let v: Vec<f64> = line.strip_prefix("cpu ")?.split_whitespace().take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let v: Vec<f64> = line
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
     (v.len() == 8).then(|| v.iter().sum::<f64>() - v[3] - v[4])
 }
 
 /// A `/proc/<pid>/status` memory line in KiB (`VmRSS`, `VmHWM`).
 pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
+    status.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .strip_prefix(':')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 /// The pid of the `tpp-operator` process whose arguments hold `admin_address`.
@@ -98,14 +110,20 @@ impl Requests {
         let mut out = BTreeMap::new();
         for (l, v) in samples(text, "apiserver_request_total") {
             let key = |k| l.get(k).copied().unwrap_or_default().to_owned();
-            *out.entry((key("verb"), key("resource"), key("subresource"))).or_insert(0.0) += v;
+            *out.entry((key("verb"), key("resource"), key("subresource")))
+                .or_insert(0.0) += v;
         }
         Self(out)
     }
 
     /// `self - earlier`, entry by entry.
     pub fn since(&self, earlier: &Requests) -> Requests {
-        Self(self.0.iter().map(|(k, v)| (k.clone(), v - earlier.0.get(k).copied().unwrap_or(0.0))).collect())
+        Self(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), v - earlier.0.get(k).copied().unwrap_or(0.0)))
+                .collect(),
+        )
     }
 
     /// Write requests matching `resource` (any when `None`) and `subresource`.
@@ -113,7 +131,9 @@ impl Requests {
         self.0
             .iter()
             .filter(|((verb, res, sub), _)| {
-                WRITE_VERBS.contains(&verb.as_str()) && resource.is_none_or(|r| r == res) && subresource.is_none_or(|s| s == sub)
+                WRITE_VERBS.contains(&verb.as_str())
+                    && resource.is_none_or(|r| r == res)
+                    && subresource.is_none_or(|s| s == sub)
             })
             .map(|(_, v)| v)
             .sum()
@@ -121,7 +141,11 @@ impl Requests {
 
     /// Resource requests other than long-running WATCHes (what a client-side QPS limit counts).
     pub fn resource_requests(&self) -> f64 {
-        self.0.iter().filter(|((verb, res, _), _)| !res.is_empty() && verb != "WATCH" && verb != "CONNECT").map(|(_, v)| v).sum()
+        self.0
+            .iter()
+            .filter(|((verb, res, _), _)| !res.is_empty() && verb != "WATCH" && verb != "CONNECT")
+            .map(|(_, v)| v)
+            .sum()
     }
 
     /// Every non-zero count as `VERB resource[/subresource]`.
@@ -129,8 +153,16 @@ impl Requests {
         let mut out = BTreeMap::new();
         for ((verb, res, sub), v) in &self.0 {
             if *v > 0.0 {
-                let res = if res.is_empty() { "(non-resource)" } else { res };
-                let name = if sub.is_empty() { format!("{verb} {res}") } else { format!("{verb} {res}/{sub}") };
+                let res = if res.is_empty() {
+                    "(non-resource)"
+                } else {
+                    res
+                };
+                let name = if sub.is_empty() {
+                    format!("{verb} {res}")
+                } else {
+                    format!("{verb} {res}/{sub}")
+                };
                 *out.entry(name).or_insert(0.0) += v;
             }
         }
@@ -142,7 +174,11 @@ impl Requests {
         let mut out = BTreeMap::new();
         for ((verb, res, sub), v) in &self.0 {
             if WRITE_VERBS.contains(&verb.as_str()) && *v > 0.0 {
-                let name = if sub.is_empty() { res.clone() } else { format!("{res}/{sub}") };
+                let name = if sub.is_empty() {
+                    res.clone()
+                } else {
+                    format!("{res}/{sub}")
+                };
                 *out.entry(name).or_insert(0.0) += v;
             }
         }
@@ -153,12 +189,20 @@ impl Requests {
 /// Scrapes kube-apiserver `/metrics` with `client`.
 pub async fn apiserver_requests(client: &kube::Client) -> Result<Requests> {
     let req = http::Request::get("/metrics").body(Vec::new())?;
-    Ok(Requests::parse(&client.request_text(req).await.context("GET /metrics")?))
+    Ok(Requests::parse(
+        &client.request_text(req).await.context("GET /metrics")?,
+    ))
 }
 
 /// The operator's admin `/metrics` text.
 pub async fn operator_metrics(http: &reqwest::Client, admin_url: &str) -> Result<String> {
-    Ok(http.get(format!("{admin_url}/metrics")).send().await?.error_for_status()?.text().await?)
+    Ok(http
+        .get(format!("{admin_url}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
 }
 
 #[cfg(test)]

@@ -239,19 +239,147 @@ pub struct Report {
 impl Report {
     /// Checks the targets.
     pub fn check(&mut self) {
-        let (o, s, m, st, r, q) = (&self.onboarding, &self.steady, &self.memory, &self.staleness, &self.restart, &self.qps);
+        let (o, s, m, st, r, q) = (
+            &self.onboarding,
+            &self.steady,
+            &self.memory,
+            &self.staleness,
+            &self.restart,
+            &self.qps,
+        );
         let n = self.setup.n;
         self.targets = vec![
-            Target { metric: "M1 onboarding", measured: format!("{:.1} s for {}/{} Ready ({}; 95 % after {}); floor {:.1} s; ratio {:.2}. Operator CPU {:.0} ms per client vs {:.0} ms of keygen ({:.2}x); machine {:.0} % busy", o.wall_s, o.ready, n, o.ended, o.ready_after_s.get("p95").copied().flatten().map_or("never".into(), |t| format!("{t:.1} s")), o.floor_s, o.ratio, o.operator_cpu_ms_per_client, o.keygen_ms_per_client, o.operator_cpu_ms_per_client / o.keygen_ms_per_client.max(1e-9), o.machine_busy * 100.0), target: "<= 1.5x floor", met: o.ready == n && o.ratio <= 1.5 },
-            Target { metric: "M2 CPU per refresh", measured: format!("{:.2} ms; floor {:.2} ms; ratio {:.2}", s.cpu_ms_per_refresh, self.floors.refresh_path_ms, s.cpu_ratio_to_floor), target: "<= 1.3x path floor", met: s.refreshes > 0 && s.cpu_ratio_to_floor <= 1.3 },
-            Target { metric: "M3 writes per refresh", measured: format!("Secret {:.2}, status {:.2}, other {:.2}; reconciles {:.2}", s.secret_writes_per_refresh, s.status_writes_per_refresh, s.other_writes_per_refresh, s.reconciles_per_refresh), target: "Secret 1.00 (<= 1.02), status 0, no self-triggered reconciles", met: s.refreshes > 0 && s.secret_writes_per_refresh <= 1.02 && s.secret_writes_per_refresh >= 0.98 && s.status_writes_per_refresh == 0.0 && s.reconciles_per_refresh <= 1.02 },
-            Target { metric: "M3b writes per onboarding", measured: format!("{:.2} per client (+{:.2} events; {:.0} refresh writes of Ready clients not counted)", o.writes_per_client, o.events_per_client, o.refresh_writes), target: "<= 5 per client", met: o.writes_per_client <= 5.0 },
-            Target { metric: "M4 RSS", measured: format!("peak {:.1} MiB, steady {:.1} MiB; restart peak {:.1} / settled {:.1} = {:.2}", m.peak_mib, m.steady_mib, m.restart_peak_mib, m.restart_settled_mib, m.initial_list_peak_ratio), target: "<= 64 MiB + 12 KiB x N; initial-list peak <= 1.3x steady", met: m.peak_mib <= m.budget_mib && m.initial_list_peak_ratio <= 1.3 },
-            Target { metric: "M5 staleness", measured: format!("{} expired at worst (onboarding {}, steady {}, restart {}; {} of {} samples after onboarding); late p99 {:.2} s, max {:.2} s", st.expired_max, st.expired_max_by_phase.get("onboarding").unwrap_or(&0), st.expired_max_by_phase.get("steady").unwrap_or(&0), st.expired_max_by_phase.get("restart").unwrap_or(&0), st.samples_with_expired, st.samples, st.late_p99_s, st.late_max_s), target: "0 expired; p99 late = 0", met: st.expired_max == 0 && st.late_p99_s == 0.0 },
-            Target { metric: "M6 burst", measured: format!("max {} /s, mean {:.2} /s, ratio {:.2}", s.max_per_s, s.mean_per_s, s.burst_ratio), target: "<= 3", met: s.burst_ratio <= 3.0 },
-            Target { metric: "M7 handshakes per refresh", measured: format!("{:.2} ({} full, {} resumed; resumption {:.2})", s.handshakes_per_refresh, s.full_handshakes, s.resumed_handshakes, s.resumption_ratio), target: "<= 1.0", met: s.handshakes_per_refresh <= 1.0 },
-            Target { metric: "M8 restart", measured: format!("{} minted ({} due, {} premature), {} registrations; write rate {:.2}x steady", r.tokens_minted, r.due, r.premature, r.registrations, r.write_rate_ratio_to_steady), target: "0 premature re-mints, no write storm", met: r.premature == 0 && r.registrations == 0 && r.write_rate_ratio_to_steady <= 2.0 },
-            Target { metric: "M9 kube QPS", measured: format!("max {:.1}/s over ~2 s, {:.1}/s over ~10 s (limit {} QPS, burst {})", q.max_interval_rate, q.max_10s_rate, self.setup.kube_qps, self.setup.kube_burst), target: "never above the client limit", met: q.max_10s_rate <= self.setup.kube_qps * 1.05 + self.setup.kube_burst / 10.0 },
+            Target {
+                metric: "M1 onboarding",
+                measured: format!(
+                    "{:.1} s for {}/{} Ready ({}; 95 % after {}); floor {:.1} s; ratio {:.2}. Operator CPU {:.0} ms per client vs {:.0} ms of keygen ({:.2}x); machine {:.0} % busy",
+                    o.wall_s,
+                    o.ready,
+                    n,
+                    o.ended,
+                    o.ready_after_s
+                        .get("p95")
+                        .copied()
+                        .flatten()
+                        .map_or("never".into(), |t| format!("{t:.1} s")),
+                    o.floor_s,
+                    o.ratio,
+                    o.operator_cpu_ms_per_client,
+                    o.keygen_ms_per_client,
+                    o.operator_cpu_ms_per_client / o.keygen_ms_per_client.max(1e-9),
+                    o.machine_busy * 100.0
+                ),
+                target: "<= 1.5x floor",
+                met: o.ready == n && o.ratio <= 1.5,
+            },
+            Target {
+                metric: "M2 CPU per refresh",
+                measured: format!(
+                    "{:.2} ms; floor {:.2} ms; ratio {:.2}",
+                    s.cpu_ms_per_refresh, self.floors.refresh_path_ms, s.cpu_ratio_to_floor
+                ),
+                target: "<= 1.3x path floor",
+                met: s.refreshes > 0 && s.cpu_ratio_to_floor <= 1.3,
+            },
+            Target {
+                metric: "M3 writes per refresh",
+                measured: format!(
+                    "Secret {:.2}, status {:.2}, other {:.2}; reconciles {:.2}",
+                    s.secret_writes_per_refresh,
+                    s.status_writes_per_refresh,
+                    s.other_writes_per_refresh,
+                    s.reconciles_per_refresh
+                ),
+                target: "Secret 1.00 (<= 1.02), status 0, no self-triggered reconciles",
+                met: s.refreshes > 0
+                    && s.secret_writes_per_refresh <= 1.02
+                    && s.secret_writes_per_refresh >= 0.98
+                    && s.status_writes_per_refresh == 0.0
+                    && s.reconciles_per_refresh <= 1.02,
+            },
+            Target {
+                metric: "M3b writes per onboarding",
+                measured: format!(
+                    "{:.2} per client (+{:.2} events; {:.0} refresh writes of Ready clients not counted)",
+                    o.writes_per_client, o.events_per_client, o.refresh_writes
+                ),
+                target: "<= 5 per client",
+                met: o.writes_per_client <= 5.0,
+            },
+            Target {
+                metric: "M4 RSS",
+                measured: format!(
+                    "peak {:.1} MiB, steady {:.1} MiB; restart peak {:.1} / settled {:.1} = {:.2}",
+                    m.peak_mib,
+                    m.steady_mib,
+                    m.restart_peak_mib,
+                    m.restart_settled_mib,
+                    m.initial_list_peak_ratio
+                ),
+                target: "<= 64 MiB + 12 KiB x N; initial-list peak <= 1.3x steady",
+                met: m.peak_mib <= m.budget_mib && m.initial_list_peak_ratio <= 1.3,
+            },
+            Target {
+                metric: "M5 staleness",
+                measured: format!(
+                    "{} expired at worst (onboarding {}, steady {}, restart {}; {} of {} samples after onboarding); late p99 {:.2} s, max {:.2} s",
+                    st.expired_max,
+                    st.expired_max_by_phase.get("onboarding").unwrap_or(&0),
+                    st.expired_max_by_phase.get("steady").unwrap_or(&0),
+                    st.expired_max_by_phase.get("restart").unwrap_or(&0),
+                    st.samples_with_expired,
+                    st.samples,
+                    st.late_p99_s,
+                    st.late_max_s
+                ),
+                target: "0 expired; p99 late = 0",
+                met: st.expired_max == 0 && st.late_p99_s == 0.0,
+            },
+            Target {
+                metric: "M6 burst",
+                measured: format!(
+                    "max {} /s, mean {:.2} /s, ratio {:.2}",
+                    s.max_per_s, s.mean_per_s, s.burst_ratio
+                ),
+                target: "<= 3",
+                met: s.burst_ratio <= 3.0,
+            },
+            Target {
+                metric: "M7 handshakes per refresh",
+                measured: format!(
+                    "{:.2} ({} full, {} resumed; resumption {:.2})",
+                    s.handshakes_per_refresh,
+                    s.full_handshakes,
+                    s.resumed_handshakes,
+                    s.resumption_ratio
+                ),
+                target: "<= 1.0",
+                met: s.handshakes_per_refresh <= 1.0,
+            },
+            Target {
+                metric: "M8 restart",
+                measured: format!(
+                    "{} minted ({} due, {} premature), {} registrations; write rate {:.2}x steady",
+                    r.tokens_minted,
+                    r.due,
+                    r.premature,
+                    r.registrations,
+                    r.write_rate_ratio_to_steady
+                ),
+                target: "0 premature re-mints, no write storm",
+                met: r.premature == 0
+                    && r.registrations == 0
+                    && r.write_rate_ratio_to_steady <= 2.0,
+            },
+            Target {
+                metric: "M9 kube QPS",
+                measured: format!(
+                    "max {:.1}/s over ~2 s, {:.1}/s over ~10 s (limit {} QPS, burst {})",
+                    q.max_interval_rate, q.max_10s_rate, self.setup.kube_qps, self.setup.kube_burst
+                ),
+                target: "never above the client limit",
+                met: q.max_10s_rate <= self.setup.kube_qps * 1.05 + self.setup.kube_burst / 10.0,
+            },
         ];
     }
 
@@ -260,11 +388,27 @@ impl Report {
         let s = &self.setup;
         let mut out = format!(
             "N = {} ({} registration), token lifetime {} s, steady window {:.0} s; {} ({} cores), {}\n\nFloors: RSA-2048 keygen {:.1} ms (mean of {}), refresh path {:.3} ms (parse+sign {:.3} + handshake {:.3})\n\n| metric | measured | target | met |\n| --- | --- | --- | --- |\n",
-            s.n, s.registration_mode, s.token_lifetime_s, s.steady_window_s, s.cpu, s.cores, s.kube_version,
-            self.floors.keygen_rsa2048_ms, self.floors.keygen_samples, self.floors.refresh_path_ms, self.floors.parse_sign_ms, self.floors.handshake_ms
+            s.n,
+            s.registration_mode,
+            s.token_lifetime_s,
+            s.steady_window_s,
+            s.cpu,
+            s.cores,
+            s.kube_version,
+            self.floors.keygen_rsa2048_ms,
+            self.floors.keygen_samples,
+            self.floors.refresh_path_ms,
+            self.floors.parse_sign_ms,
+            self.floors.handshake_ms
         );
         for t in &self.targets {
-            out.push_str(&format!("| {} | {} | {} | {} |\n", t.metric, t.measured, t.target, if t.met { "yes" } else { "**no**" }));
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                t.metric,
+                t.measured,
+                t.target,
+                if t.met { "yes" } else { "**no**" }
+            ));
         }
         out
     }

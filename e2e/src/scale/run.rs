@@ -3,8 +3,8 @@
 //! namespace, N Dynamic TppClients applied at once, a steady window, and a SIGKILL + restart.
 //! Everything is measured from outside the operator. Process, network and Kubernetes I/O.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,15 +13,17 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ObjectMeta, PostParams};
 use serde_json::json;
 
-use super::probe::{self, Requests};
-use super::report::{Memory, Onboarding, Point, Qps, Report, Restart, Setup, Staleness, Steady, quantile};
-use super::watch::{Tracker, now_unix};
 use super::floor;
+use super::probe::{self, Requests};
+use super::report::{
+    Memory, Onboarding, Point, Qps, Report, Restart, Setup, Staleness, Steady, quantile,
+};
+use super::watch::{Tracker, now_unix};
+use crate::TestContext;
 use crate::control_plane::ControlPlane;
 use crate::fixtures;
 use crate::operator::{OperatorOptions, OperatorProcess};
 use crate::sandbox::{self, Endpoint, SandboxConfig};
-use crate::TestContext;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -80,7 +82,9 @@ struct Rig {
 
 impl Rig {
     async fn snapshot(&self) -> Result<Snapshot> {
-        let metrics = probe::operator_metrics(&self.http, &self.op.admin_url).await.unwrap_or_default();
+        let metrics = probe::operator_metrics(&self.http, &self.op.admin_url)
+            .await
+            .unwrap_or_default();
         Ok(Snapshot {
             at: now_unix(),
             cpu_s: probe::cpu_seconds(self.pid.load(Ordering::Relaxed)).unwrap_or(0.0),
@@ -96,7 +100,8 @@ impl Rig {
     }
 
     fn find_pid(&self) -> Result<u32> {
-        let pid = probe::operator_pid(&self.admin_address).context("operator pid not found in /proc")?;
+        let pid =
+            probe::operator_pid(&self.admin_address).context("operator pid not found in /proc")?;
         self.pid.store(pid, Ordering::Relaxed);
         Ok(pid)
     }
@@ -105,7 +110,13 @@ impl Rig {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_owned())))
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -139,33 +150,78 @@ pub async fn run(o: &Options) -> Result<Report> {
 async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -> Result<Report> {
     let client = cp.admin_client().await?;
     let namespace = format!("bench-{:08x}", rand::random::<u32>());
-    let ns = Namespace { metadata: ObjectMeta { name: Some(namespace.clone()), ..Default::default() }, ..Default::default() };
-    kube::Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
-    let ctx = TestContext { cp, client: client.clone(), namespace: namespace.clone(), extra_logs: Default::default() };
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(namespace.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    kube::Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let ctx = TestContext {
+        cp,
+        client: client.clone(),
+        namespace: namespace.clone(),
+        extra_logs: Default::default(),
+    };
 
     let mut cfg = SandboxConfig::new(cp.dir.join("sandbox"));
     cfg.token_lifetime = o.token_lifetime;
     let sandbox = sandbox::start(cfg).await?;
-    let options = OperatorOptions { namespaces: vec![namespace.clone()], log_filter: Some(o.operator_log.clone()), ..Default::default() };
+    let options = OperatorOptions {
+        namespaces: vec![namespace.clone()],
+        log_filter: Some(o.operator_log.clone()),
+        ..Default::default()
+    };
     let op = OperatorProcess::start(cp, &client, options).await?;
     let admin_address = op.admin_url.trim_start_matches("http://").to_owned();
     let tracker = Tracker::start(client.clone(), &namespace, TOKEN);
-    let rig = Rig { ctx, sandbox, op, admin_address, pid: Arc::new(AtomicU32::new(0)), tracker, harness_requests: Arc::new(AtomicU64::new(0)), http: reqwest::Client::new() };
+    let rig = Rig {
+        ctx,
+        sandbox,
+        op,
+        admin_address,
+        pid: Arc::new(AtomicU32::new(0)),
+        tracker,
+        harness_requests: Arc::new(AtomicU64::new(0)),
+        http: reqwest::Client::new(),
+    };
     let first_pid = rig.find_pid()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let sampler = {
-        let (samples, pid, harness, state, client) = (samples.clone(), rig.pid.clone(), rig.harness_requests.clone(), rig.tracker.state.clone(), client.clone());
+        let (samples, pid, harness, state, client) = (
+            samples.clone(),
+            rig.pid.clone(),
+            rig.harness_requests.clone(),
+            rig.tracker.state.clone(),
+            client.clone(),
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SAMPLE_EVERY);
             loop {
                 tick.tick().await;
                 let pid = pid.load(Ordering::Relaxed);
-                let requests = probe::apiserver_requests(&client).await.map(|r| r.resource_requests()).unwrap_or(f64::NAN);
+                let requests = probe::apiserver_requests(&client)
+                    .await
+                    .map(|r| r.resource_requests())
+                    .unwrap_or(f64::NAN);
                 let at = now_unix();
-                let (expired, ready) = state.lock().map(|s| (s.expired(at), s.ready.len())).unwrap_or_default();
-                let s = Sample { at, ready, rss_kib: probe::status_kib(pid, "VmRSS"), resource_requests: requests, harness_requests: harness.load(Ordering::Relaxed), expired };
+                let (expired, ready) = state
+                    .lock()
+                    .map(|s| (s.expired(at), s.ready.len()))
+                    .unwrap_or_default();
+                let s = Sample {
+                    at,
+                    ready,
+                    rss_kib: probe::status_kib(pid, "VmRSS"),
+                    resource_requests: requests,
+                    harness_requests: harness.load(Ordering::Relaxed),
+                    expired,
+                };
                 if let Ok(mut v) = samples.lock() {
                     v.push(s);
                 }
@@ -179,7 +235,15 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
     // The operator's per-AS politeness budget (default 20 rps) is set above what N clients
     // need (refreshes stay near 30/s, onboarding adds a registration and a token per client):
     // the AS's budget is the user's choice, not what this bench measures.
-    fixtures::apply(&rig.ctx, fixtures::sandbox_server("sandbox", &rig.sandbox, json!({"rateLimit": {"requestsPerSecond": AS_RPS, "burst": AS_RPS}}))).await?;
+    fixtures::apply(
+        &rig.ctx,
+        fixtures::sandbox_server(
+            "sandbox",
+            &rig.sandbox,
+            json!({"rateLimit": {"requestsPerSecond": AS_RPS, "burst": AS_RPS}}),
+        ),
+    )
+    .await?;
     rig.harness_requests.fetch_add(1, Ordering::Relaxed);
     let applied: Vec<Result<()>> = futures::stream::iter(0..o.n)
         .map(|i| {
@@ -194,7 +258,11 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         .collect()
         .await;
     applied.into_iter().collect::<Result<Vec<()>>>()?;
-    eprintln!("bench-scale: {} TppClients applied in {:.1} s; waiting for Ready", o.n, now_unix() - t0);
+    eprintln!(
+        "bench-scale: {} TppClients applied in {:.1} s; waiting for Ready",
+        o.n,
+        now_unix() - t0
+    );
     let deadline = tokio::time::Instant::now() + o.onboard_timeout;
     let (mut seen, mut last_progress) = (0, tokio::time::Instant::now());
     let ended = loop {
@@ -220,9 +288,16 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
     let harness_writes = (o.n + 1) as f64;
     let events = onboard_writes.writes(Some("events"), None);
     let apiserver_leases = onboard_writes.writes(Some("leases"), None);
-    let tokens = onboarded.sandbox.requests_with(Endpoint::Token, "200").saturating_sub(before.sandbox.requests_with(Endpoint::Token, "200"));
+    let tokens = onboarded
+        .sandbox
+        .requests_with(Endpoint::Token, "200")
+        .saturating_sub(before.sandbox.requests_with(Endpoint::Token, "200"));
     let refresh_writes = tokens.saturating_sub(ready as u64) as f64;
-    let ready_after_s = rig.tracker.with(|s| [("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("all", 1.0)].map(|(k, q)| (k, s.ready_after(o.n, q, t0))).into());
+    let ready_after_s = rig.tracker.with(|s| {
+        [("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("all", 1.0)]
+            .map(|(k, q)| (k, s.ready_after(o.n, q, t0)))
+            .into()
+    });
     let onboarding = Onboarding {
         ready,
         wall_s: t_ready - t0,
@@ -232,14 +307,23 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         ratio: (t_ready - t0) / floors.onboarding_s(o.n),
         // Token refreshes of clients already Ready (one Secret write each) are not onboarding.
         refresh_writes,
-        writes_per_client: (onboard_writes.writes(None, None) - events - apiserver_leases - harness_writes - refresh_writes) / o.n as f64,
+        writes_per_client: (onboard_writes.writes(None, None)
+            - events
+            - apiserver_leases
+            - harness_writes
+            - refresh_writes)
+            / o.n as f64,
         events_per_client: events / o.n as f64,
         writes_by_resource: onboard_writes.writes_by_resource(),
         operator_cpu_ms_per_client: (onboarded.cpu_s - before.cpu_s) * 1e3 / ready.max(1) as f64,
         keygen_ms_per_client: 2.0 * floors.keygen_rsa2048_ms,
-        machine_busy: (onboarded.machine_busy_s - before.machine_busy_s) / ((t_ready - t0).max(1e-3) * floors.cores.max(1) as f64),
+        machine_busy: (onboarded.machine_busy_s - before.machine_busy_s)
+            / ((t_ready - t0).max(1e-3) * floors.cores.max(1) as f64),
     };
-    eprintln!("bench-scale: {ready}/{} Ready after {:.1} s; steady window {:?}", o.n, onboarding.wall_s, o.steady);
+    eprintln!(
+        "bench-scale: {ready}/{} Ready after {:.1} s; steady window {:?}",
+        o.n, onboarding.wall_s, o.steady
+    );
 
     // M2, M3, M5, M6, M7: steady window.
     tokio::time::sleep(o.steady).await;
@@ -247,7 +331,11 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
     let peak_kib = probe::status_kib(first_pid, "VmHWM").unwrap_or(0);
     let steady = steady_figures(&rig, &onboarded, &after, floors.refresh_path_ms);
     let staleness = rig.tracker.with(|s| {
-        let mut late: Vec<f64> = s.replacements_between(onboarded.at, after.at).iter().map(|r| r.late_s).collect();
+        let mut late: Vec<f64> = s
+            .replacements_between(onboarded.at, after.at)
+            .iter()
+            .map(|r| r.late_s)
+            .collect();
         let bucket = |l: f64| match l {
             l if l <= 0.0 => "0",
             l if l < 1.0 => "<1s",
@@ -259,7 +347,13 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         for l in &late {
             *late_buckets.entry(bucket(*l)).or_insert(0) += 1;
         }
-        Staleness { replacements: late.len(), late_max_s: late.iter().copied().fold(0.0, f64::max), late_p99_s: quantile(&mut late, 0.99), late_buckets, ..Default::default() }
+        Staleness {
+            replacements: late.len(),
+            late_max_s: late.iter().copied().fold(0.0, f64::max),
+            late_p99_s: quantile(&mut late, 0.99),
+            late_buckets,
+            ..Default::default()
+        }
     });
 
     // M8: SIGKILL and restart.
@@ -281,24 +375,40 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
     let window_s = restarted.at - killed.at;
     let (premature, due) = rig.tracker.with(|s| {
         let r = s.replacements_between(killed.at, restarted.at);
-        (r.iter().filter(|r| r.premature).count(), r.iter().filter(|r| !r.premature).count())
+        (
+            r.iter().filter(|r| r.premature).count(),
+            r.iter().filter(|r| !r.premature).count(),
+        )
     });
-    let steady_write_rate = steady.writes_by_resource.values().sum::<f64>() / steady.window_s.max(1e-9);
+    let steady_write_rate =
+        steady.writes_by_resource.values().sum::<f64>() / steady.window_s.max(1e-9);
     let restart = Restart {
         window_s,
         healthy_after_s,
-        tokens_minted: restarted.sandbox.requests_with(Endpoint::Token, "200").saturating_sub(killed.sandbox.requests_with(Endpoint::Token, "200")),
+        tokens_minted: restarted
+            .sandbox
+            .requests_with(Endpoint::Token, "200")
+            .saturating_sub(killed.sandbox.requests_with(Endpoint::Token, "200")),
         premature,
         due,
-        registrations: restarted.sandbox.registrations_created.saturating_sub(killed.sandbox.registrations_created),
-        write_rate_ratio_to_steady: restart_writes.writes(None, None) / window_s.max(1e-9) / steady_write_rate.max(1e-9),
+        registrations: restarted
+            .sandbox
+            .registrations_created
+            .saturating_sub(killed.sandbox.registrations_created),
+        write_rate_ratio_to_steady: restart_writes.writes(None, None)
+            / window_s.max(1e-9)
+            / steady_write_rate.max(1e-9),
         writes_by_resource: restart_writes.writes_by_resource(),
         ready_after: rig.ready(),
     };
 
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
     let mib = |kib: u64| kib as f64 / 1024.0;
-    let steady_rss: Vec<f64> = samples.iter().filter(|s| s.at >= onboarded.at && s.at <= after.at).filter_map(|s| s.rss_kib.map(mib)).collect();
+    let steady_rss: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.at >= onboarded.at && s.at <= after.at)
+        .filter_map(|s| s.rss_kib.map(mib))
+        .collect();
     let steady_mib = steady_rss.iter().sum::<f64>() / steady_rss.len().max(1) as f64;
     let memory = Memory {
         peak_mib: mib(peak_kib),
@@ -308,11 +418,26 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         initial_list_peak_ratio: restart_peak_kib as f64 / settled_kib.max(1) as f64,
         budget_mib: 64.0 + 12.0 * o.n as f64 / 1024.0,
     };
-    let phase_max = |from: f64, to: f64| samples.iter().filter(|s| s.at >= from && s.at < to).map(|s| s.expired).max().unwrap_or(0);
+    let phase_max = |from: f64, to: f64| {
+        samples
+            .iter()
+            .filter(|s| s.at >= from && s.at < to)
+            .map(|s| s.expired)
+            .max()
+            .unwrap_or(0)
+    };
     let staleness = Staleness {
         expired_max: samples.iter().map(|s| s.expired).max().unwrap_or(0),
-        expired_max_by_phase: [("onboarding", phase_max(t0, t_ready)), ("steady", phase_max(t_ready, killed.at)), ("restart", phase_max(killed.at, f64::MAX))].into(),
-        samples_with_expired: samples.iter().filter(|s| s.at >= t_ready && s.expired > 0).count(),
+        expired_max_by_phase: [
+            ("onboarding", phase_max(t0, t_ready)),
+            ("steady", phase_max(t_ready, killed.at)),
+            ("restart", phase_max(killed.at, f64::MAX)),
+        ]
+        .into(),
+        samples_with_expired: samples
+            .iter()
+            .filter(|s| s.at >= t_ready && s.expired > 0)
+            .count(),
         samples: samples.iter().filter(|s| s.at >= t_ready).count(),
         ..staleness
     };
@@ -335,32 +460,69 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         registration_mode: "Dynamic",
         token_lifetime_s: o.token_lifetime.as_secs(),
         steady_window_s: steady.window_s,
-        operator_flags: vec![format!("--namespaces {namespace}"), format!("RUST_LOG={}", o.operator_log), format!("AuthorizationServer rateLimit {AS_RPS}/s")],
+        operator_flags: vec![
+            format!("--namespaces {namespace}"),
+            format!("RUST_LOG={}", o.operator_log),
+            format!("AuthorizationServer rateLimit {AS_RPS}/s"),
+        ],
         // The operator's defaults (`--kube-qps`, `--kube-burst`): the bench passes neither.
         kube_qps: 100.0,
         kube_burst: 200.0,
     };
-    let mut report = Report { setup, floors, onboarding, steady, memory, staleness, restart, qps, targets: vec![], timeline };
+    let mut report = Report {
+        setup,
+        floors,
+        onboarding,
+        steady,
+        memory,
+        staleness,
+        restart,
+        qps,
+        targets: vec![],
+        timeline,
+    };
     report.check();
     rig.sandbox.shutdown().await;
     Ok(report)
 }
 
 fn steady_figures(rig: &Rig, a: &Snapshot, b: &Snapshot, floor_ms: f64) -> Steady {
-    let refreshes = b.sandbox.requests_with(Endpoint::Token, "200").saturating_sub(a.sandbox.requests_with(Endpoint::Token, "200"));
-    let token_requests = b.sandbox.requests_to(Endpoint::Token).saturating_sub(a.sandbox.requests_to(Endpoint::Token));
+    let refreshes = b
+        .sandbox
+        .requests_with(Endpoint::Token, "200")
+        .saturating_sub(a.sandbox.requests_with(Endpoint::Token, "200"));
+    let token_requests = b
+        .sandbox
+        .requests_to(Endpoint::Token)
+        .saturating_sub(a.sandbox.requests_to(Endpoint::Token));
     let per = |x: f64| x / (refreshes.max(1) as f64);
     let writes = b.requests.since(&a.requests);
     let cpu_s = b.cpu_s - a.cpu_s;
     let secret_writes = writes.writes(Some("secrets"), None);
     let status_writes = writes.writes(Some("tppclients"), Some("status"));
     let events = writes.writes(Some("events"), None);
-    let (full, resumed) = (b.sandbox.handshakes.full - a.sandbox.handshakes.full, b.sandbox.handshakes.resumed - a.sandbox.handshakes.resumed);
+    let (full, resumed) = (
+        b.sandbox.handshakes.full - a.sandbox.handshakes.full,
+        b.sandbox.handshakes.resumed - a.sandbox.handshakes.resumed,
+    );
     let (from, to) = (a.at.ceil() as u64, b.at.floor() as u64);
-    let per_second: Vec<u64> = (from..to).map(|s| b.sandbox.token_requests_per_second.get(&s).copied().unwrap_or(0)).collect();
+    let per_second: Vec<u64> = (from..to)
+        .map(|s| {
+            b.sandbox
+                .token_requests_per_second
+                .get(&s)
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect();
     let mean = per_second.iter().sum::<u64>() as f64 / per_second.len().max(1) as f64;
     let max = per_second.iter().copied().max().unwrap_or(0);
-    let (cred, tpp) = rig.tracker.with(|s| (s.changes_between("credentials", a.at, b.at), s.changes_between("tppclient", a.at, b.at)));
+    let (cred, tpp) = rig.tracker.with(|s| {
+        (
+            s.changes_between("credentials", a.at, b.at),
+            s.changes_between("tppclient", a.at, b.at),
+        )
+    });
     Steady {
         window_s: b.at - a.at,
         refreshes,
@@ -369,7 +531,11 @@ fn steady_figures(rig: &Rig, a: &Snapshot, b: &Snapshot, floor_ms: f64) -> Stead
         cpu_ratio_to_floor: per(cpu_s * 1e3) / floor_ms,
         secret_writes_per_refresh: per(secret_writes),
         status_writes_per_refresh: per(status_writes),
-        other_writes_per_refresh: per(writes.writes(None, None) - secret_writes - status_writes - events - writes.writes(Some("leases"), None)),
+        other_writes_per_refresh: per(writes.writes(None, None)
+            - secret_writes
+            - status_writes
+            - events
+            - writes.writes(Some("leases"), None)),
         credentials_changes_per_refresh: per(cred as f64),
         tppclient_changes_per_refresh: per(tpp as f64),
         reconciles_per_refresh: per(b.reconciles - a.reconciles),
@@ -394,9 +560,23 @@ fn rate(a: &Sample, b: &Sample) -> f64 {
 
 /// The operator's resource request rate (everything but the harness's own requests).
 fn qps(samples: &[Sample]) -> Qps {
-    let valid: Vec<&Sample> = samples.iter().filter(|s| s.resource_requests.is_finite()).collect();
-    let max_interval_rate = valid.windows(2).map(|w| rate(w[0], w[1])).fold(0.0, f64::max);
-    let span = (Duration::from_secs(10).as_secs_f64() / SAMPLE_EVERY.as_secs_f64()).round() as usize;
-    let max_10s_rate = valid.windows(span + 1).map(|w| rate(w[0], w[span])).fold(0.0, f64::max);
-    Qps { max_interval_rate, max_10s_rate, intervals: valid.len().saturating_sub(1) }
+    let valid: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.resource_requests.is_finite())
+        .collect();
+    let max_interval_rate = valid
+        .windows(2)
+        .map(|w| rate(w[0], w[1]))
+        .fold(0.0, f64::max);
+    let span =
+        (Duration::from_secs(10).as_secs_f64() / SAMPLE_EVERY.as_secs_f64()).round() as usize;
+    let max_10s_rate = valid
+        .windows(span + 1)
+        .map(|w| rate(w[0], w[span]))
+        .fold(0.0, f64::max);
+    Qps {
+        max_interval_rate,
+        max_10s_rate,
+        intervals: valid.len().saturating_sub(1),
+    }
 }

@@ -19,7 +19,10 @@ use kube::{
 
 /// Seconds since the Unix epoch, now.
 pub fn now_unix() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// One object change seen by the watch.
@@ -59,18 +62,26 @@ pub struct State {
 }
 
 fn secret_kind(name: &str) -> &'static str {
-    ["credentials", "keys", "registration"].into_iter().find(|k| name.ends_with(&format!("-{k}"))).unwrap_or("secret")
+    ["credentials", "keys", "registration"]
+        .into_iter()
+        .find(|k| name.ends_with(&format!("-{k}")))
+        .unwrap_or("secret")
 }
 
 impl State {
     /// Tracks token `token` (its `<token>.expires_at` key).
     pub fn new(token: &str) -> Self {
-        Self { token: token.to_owned(), ..Default::default() }
+        Self {
+            token: token.to_owned(),
+            ..Default::default()
+        }
     }
 
     fn changed(&mut self, kind: &'static str, name: &str, rv: Option<String>, at: f64) -> bool {
         let rv = rv.unwrap_or_default();
-        let previous = self.resource_versions.insert((kind, name.to_owned()), rv.clone());
+        let previous = self
+            .resource_versions
+            .insert((kind, name.to_owned()), rv.clone());
         let changed = previous.as_deref() != Some(rv.as_str());
         if changed {
             self.changes.push(Change { at, kind });
@@ -86,8 +97,12 @@ impl State {
             return;
         }
         let key = format!("{}.expires_at", self.token);
-        let Some(expires) = s.data.as_ref().and_then(|d| d.get(&key)).and_then(|b| std::str::from_utf8(&b.0).ok()?.parse::<jiff::Timestamp>().ok())
-        else {
+        let Some(expires) = s.data.as_ref().and_then(|d| d.get(&key)).and_then(|b| {
+            std::str::from_utf8(&b.0)
+                .ok()?
+                .parse::<jiff::Timestamp>()
+                .ok()
+        }) else {
             return;
         };
         let expires = expires.as_millisecond() as f64 / 1000.0;
@@ -99,7 +114,11 @@ impl State {
             let lifetime = (expires - at).max(1.0);
             let latest = old - lifetime / 3.0;
             let earliest = latest - lifetime / 10.0;
-            self.replacements.push(Replacement { at, late_s: (at - latest).max(0.0), premature: at < earliest - 1.0 });
+            self.replacements.push(Replacement {
+                at,
+                late_s: (at - latest).max(0.0),
+                premature: at < earliest - 1.0,
+            });
         }
     }
 
@@ -107,9 +126,10 @@ impl State {
     pub fn client(&mut self, o: &DynamicObject, at: f64) {
         let name = o.name_any();
         self.changed("tppclient", &name, o.resource_version(), at);
-        let ready = o.data["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        let ready = o.data["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
         if ready {
             self.first_ready.entry(name.clone()).or_insert(at);
             self.ready.insert(name);
@@ -134,12 +154,19 @@ impl State {
 
     /// Changes of `kind` seen in `[from, to)`.
     pub fn changes_between(&self, kind: &str, from: f64, to: f64) -> usize {
-        self.changes.iter().filter(|c| c.kind == kind && c.at >= from && c.at < to).count()
+        self.changes
+            .iter()
+            .filter(|c| c.kind == kind && c.at >= from && c.at < to)
+            .count()
     }
 
     /// Token replacements seen in `[from, to)`.
     pub fn replacements_between(&self, from: f64, to: f64) -> Vec<Replacement> {
-        self.replacements.iter().filter(|r| r.at >= from && r.at < to).cloned().collect()
+        self.replacements
+            .iter()
+            .filter(|r| r.at >= from && r.at < to)
+            .cloned()
+            .collect()
     }
 }
 
@@ -179,7 +206,10 @@ impl Tracker {
                 }
             }
         });
-        Self { state, tasks: vec![t1, t2] }
+        Self {
+            state,
+            tasks: vec![t1, t2],
+        }
     }
 
     /// Runs `f` on the state.
@@ -209,7 +239,10 @@ mod tests {
         let mut s = Secret::default();
         s.metadata.name = Some("c1-credentials".into());
         s.metadata.resource_version = Some(rv.into());
-        s.data = Some(BTreeMap::from([("accounts.expires_at".into(), ByteString(expires.as_bytes().to_vec()))]));
+        s.data = Some(BTreeMap::from([(
+            "accounts.expires_at".into(),
+            ByteString(expires.as_bytes().to_vec()),
+        )]));
         s
     }
 
@@ -230,9 +263,13 @@ mod tests {
     #[test]
     fn ready_quantiles_count_first_transitions_only() {
         let mut st = State::new("accounts");
-        let mut o = DynamicObject::new("a", &ApiResource::from_gvk(&GroupVersionKind::gvk("tpp.dev", "v1alpha1", "TppClient")));
+        let mut o = DynamicObject::new(
+            "a",
+            &ApiResource::from_gvk(&GroupVersionKind::gvk("tpp.dev", "v1alpha1", "TppClient")),
+        );
         o.metadata.resource_version = Some("1".into());
-        o.data = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        o.data =
+            serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
         st.client(&o, 10.0);
         o.metadata.resource_version = Some("2".into());
         st.client(&o, 30.0);

@@ -99,7 +99,10 @@ pub fn server() -> Server {
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
         .expect("server config");
-    Server { config: Arc::new(config), ca_pem: ca.pem() }
+    Server {
+        config: Arc::new(config),
+        ca_pem: ca.pem(),
+    }
 }
 
 /// A client configuration with `chain`/`key` as its certificate; `resume` keeps the default
@@ -136,7 +139,10 @@ fn feed_server(server: &mut ServerConnection, mut bytes: &[u8]) {
 
 /// One handshake (plus the session tickets that follow it); returns the time spent in
 /// client-side calls and how the handshake went.
-pub fn handshake(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> (Duration, HandshakeKind) {
+pub fn handshake(
+    client: &Arc<ClientConfig>,
+    server: &Arc<ServerConfig>,
+) -> (Duration, HandshakeKind) {
     let name = ServerName::try_from("localhost").expect("name");
     let start = Instant::now();
     let mut c = ClientConnection::new(client.clone(), name).expect("client conn");
@@ -168,7 +174,10 @@ pub fn handshake(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> (Dur
             break;
         }
     }
-    assert!(!c.is_handshaking() && !s.is_handshaking(), "handshake did not finish");
+    assert!(
+        !c.is_handshaking() && !s.is_handshaking(),
+        "handshake did not finish"
+    );
     let kind = c.handshake_kind().expect("handshake kind");
     black_box(&c);
     (client_time, kind)
@@ -188,7 +197,11 @@ pub struct Floor {
 impl Floor {
     /// The floor for a client certificate key `client_pkcs8` (RSA or P-256) and the key
     /// exchange group `client` negotiates with `server`.
-    pub fn new(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>, client_pkcs8: &[u8]) -> Self {
+    pub fn new(
+        client: &Arc<ClientConfig>,
+        server: &Arc<ServerConfig>,
+        client_pkcs8: &[u8],
+    ) -> Self {
         let name = ServerName::try_from("localhost").expect("name");
         let mut c = ClientConnection::new(client.clone(), name).expect("client conn");
         let mut s = ServerConnection::new(server.clone()).expect("server conn");
@@ -211,10 +224,16 @@ impl Floor {
         }
         let group = c.negotiated_key_exchange_group().expect("group");
         let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("p256");
-        let server_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("p256");
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("p256");
+        let server_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref())
+            .expect("p256");
         let verify_msg = vec![0x20; 130];
-        let verify_sig = server_key.sign(&rng, &verify_msg).expect("sign").as_ref().to_vec();
+        let verify_sig = server_key
+            .sign(&rng, &verify_msg)
+            .expect("sign")
+            .as_ref()
+            .to_vec();
         let rsa = RsaKeyPair::from_pkcs8(client_pkcs8).ok();
         let ecdsa = match rsa {
             Some(_) => None,
@@ -236,7 +255,10 @@ impl Floor {
         let t = Instant::now();
         let kx = self.group.start().expect("kx start");
         let mut client = t.elapsed();
-        let server = self.group.start_and_complete(kx.pub_key()).expect("server kx");
+        let server = self
+            .group
+            .start_and_complete(kx.pub_key())
+            .expect("server kx");
         let t = Instant::now();
         black_box(kx.complete(&server.pub_key).expect("kx complete"));
         client += t.elapsed();
@@ -249,11 +271,18 @@ impl Floor {
         let t = Instant::now();
         let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.verify_key);
         for _ in 0..2 {
-            key.verify(black_box(&self.verify_msg), &self.verify_sig).expect("verify");
+            key.verify(black_box(&self.verify_msg), &self.verify_sig)
+                .expect("verify");
         }
         let mut out = [0u8; 512];
         if let Some(rsa) = &self.rsa {
-            rsa.sign(&RSA_PSS_SHA256, &self.rng, &self.verify_msg, &mut out[..rsa.public_modulus_len()]).expect("rsa sign");
+            rsa.sign(
+                &RSA_PSS_SHA256,
+                &self.rng,
+                &self.verify_msg,
+                &mut out[..rsa.public_modulus_len()],
+            )
+            .expect("rsa sign");
         } else if let Some(ec) = &self.ecdsa {
             black_box(ec.sign(&self.rng, &self.verify_msg).expect("ec sign"));
         }

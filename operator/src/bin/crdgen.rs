@@ -9,7 +9,8 @@ fn main() -> anyhow::Result<()> {
         match &dir {
             Some(dir) => {
                 let path = std::path::Path::new(dir).join(file);
-                std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             None => print!("---\n{yaml}"),
         }

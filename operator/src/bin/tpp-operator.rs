@@ -21,11 +21,14 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     // One crypto provider for every TLS client in the process (kube, reqwest).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let kube_config = kube::Config::infer().await.context("reading the Kubernetes client configuration")?;
+    let kube_config = kube::Config::infer()
+        .await
+        .context("reading the Kubernetes client configuration")?;
     // Leader election and the admin server use an unthrottled client: a lease renewal must not
     // queue behind the controllers' burst. The controllers' client draws every request from
     // the --kube-qps budget.
-    let client = kube::Client::try_from(kube_config.clone()).context("connecting to the Kubernetes API")?;
+    let client =
+        kube::Client::try_from(kube_config.clone()).context("connecting to the Kubernetes API")?;
     let metrics = Arc::new(Metrics::new(config.metrics_per_object));
     let budgeted = tpp_operator::kube_budget::client(
         kube_config,
@@ -34,7 +37,11 @@ async fn main() -> anyhow::Result<()> {
     )
     .context("connecting to the Kubernetes API")?;
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_state = AdminState { metrics: metrics.clone(), ready: ready.clone(), client: client.clone() };
+    let admin_state = AdminState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        client: client.clone(),
+    };
     let admin_address = config.admin_address;
     tokio::spawn(async move {
         if let Err(e) = admin::serve(admin_address, admin_state).await {
@@ -55,10 +62,16 @@ async fn main() -> anyhow::Result<()> {
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "default".into());
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
         let elector = LeaderElector::new(
             client.clone(),
-            LeaseConfig { namespace, name: config.leader_election_lease.clone(), identity, lease_duration: std::time::Duration::from_secs(15) },
+            LeaseConfig {
+                namespace,
+                name: config.leader_election_lease.clone(),
+                identity,
+                lease_duration: std::time::Duration::from_secs(15),
+            },
         );
         // Standbys are ready (warm) while they wait.
         ready.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -73,7 +86,12 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
-    let ctx = Arc::new(Context::new(budgeted, config, metrics, Arc::new(SystemClock)));
+    let ctx = Arc::new(Context::new(
+        budgeted,
+        config,
+        metrics,
+        Arc::new(SystemClock),
+    ));
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("controllers starting");
     reconcile::run(ctx, stop_rx).await;
@@ -81,7 +99,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "tpp-operator".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "tpp-operator".into())
 }
 
 async fn shutdown_signal() {

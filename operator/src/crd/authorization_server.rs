@@ -116,7 +116,10 @@ pub struct ClientAssertionPolicy {
 
 impl Default for ClientAssertionPolicy {
     fn default() -> Self {
-        Self { audience: default_audience(), lifetime: default_assertion_lifetime() }
+        Self {
+            audience: default_audience(),
+            lifetime: default_assertion_lifetime(),
+        }
     }
 }
 
@@ -144,7 +147,10 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
-        Self { requests_per_second: default_rps(), burst: default_burst() }
+        Self {
+            requests_per_second: default_rps(),
+            burst: default_burst(),
+        }
     }
 }
 
@@ -157,7 +163,9 @@ fn default_burst() -> u32 {
 }
 
 /// Discovery preflight profile.
-#[derive(schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 pub enum Profile {
     /// FAPI 2.0 security profile checks.
     #[default]

@@ -77,7 +77,10 @@ pub fn upsert(
     // Whole seconds, as the API server stores them (so an unchanged condition compares equal).
     let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
     if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
-        let changed = c.status != status || c.reason != reason || c.message != message || c.observed_generation != generation;
+        let changed = c.status != status
+            || c.reason != reason
+            || c.message != message
+            || c.observed_generation != generation;
         if c.status != status {
             c.last_transition_time = Time(now);
         }
@@ -120,7 +123,15 @@ mod tests {
     #[test]
     fn upsert_adds_a_missing_condition() {
         let mut c = vec![];
-        assert!(upsert(&mut c, types::READY, Some(false), reasons::PENDING, "waiting", Some(1), t(10)));
+        assert!(upsert(
+            &mut c,
+            types::READY,
+            Some(false),
+            reasons::PENDING,
+            "waiting",
+            Some(1),
+            t(10)
+        ));
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].status, "False");
         assert_eq!(c[0].last_transition_time, Time(t(10)));
@@ -129,11 +140,35 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_flips() {
         let mut c = vec![];
-        upsert(&mut c, types::READY, Some(false), reasons::PENDING, "a", Some(1), t(10));
-        upsert(&mut c, types::READY, Some(false), reasons::DISCOVERY_FAILED, "b", Some(1), t(20));
+        upsert(
+            &mut c,
+            types::READY,
+            Some(false),
+            reasons::PENDING,
+            "a",
+            Some(1),
+            t(10),
+        );
+        upsert(
+            &mut c,
+            types::READY,
+            Some(false),
+            reasons::DISCOVERY_FAILED,
+            "b",
+            Some(1),
+            t(20),
+        );
         assert_eq!(c[0].last_transition_time, Time(t(10)));
         assert_eq!(c[0].reason, reasons::DISCOVERY_FAILED);
-        upsert(&mut c, types::READY, Some(true), reasons::RECONCILED, "ok", Some(2), t(30));
+        upsert(
+            &mut c,
+            types::READY,
+            Some(true),
+            reasons::RECONCILED,
+            "ok",
+            Some(2),
+            t(30),
+        );
         assert_eq!(c[0].last_transition_time, Time(t(30)));
         assert_eq!(c[0].observed_generation, Some(2));
     }
@@ -141,8 +176,24 @@ mod tests {
     #[test]
     fn upsert_reports_no_change_for_an_identical_condition() {
         let mut c = vec![];
-        upsert(&mut c, types::READY, Some(true), reasons::RECONCILED, "ok", Some(1), t(10));
-        assert!(!upsert(&mut c, types::READY, Some(true), reasons::RECONCILED, "ok", Some(1), t(99)));
+        upsert(
+            &mut c,
+            types::READY,
+            Some(true),
+            reasons::RECONCILED,
+            "ok",
+            Some(1),
+            t(10),
+        );
+        assert!(!upsert(
+            &mut c,
+            types::READY,
+            Some(true),
+            reasons::RECONCILED,
+            "ok",
+            Some(1),
+            t(99)
+        ));
         assert!(is_true(&c, types::READY));
     }
 }

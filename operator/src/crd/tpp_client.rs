@@ -82,7 +82,9 @@ pub struct AuthorizationServerRef {
 }
 
 /// Kinds of authorization server objects.
-#[derive(schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 pub enum AuthorizationServerKind {
     /// Namespaced, in the TppClient's namespace.
     #[default]
@@ -150,7 +152,9 @@ pub struct Registration {
 }
 
 /// What to do at the AS on deletion.
-#[derive(schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 pub enum DeletionPolicy {
     /// Deregister (RFC 7592 DELETE) before the object goes away.
     #[default]
@@ -187,7 +191,9 @@ pub struct ClientMetadata {
 }
 
 /// Token endpoint authentication methods.
-#[derive(schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 pub enum AuthMethod {
     /// A PS256/ES256 client assertion signed with the signing key (OFM's recommendation).
     #[default]
@@ -213,7 +219,9 @@ pub struct Authentication {
 }
 
 /// Signing algorithms.
-#[derive(schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 pub enum SigningAlgorithm {
     /// RSASSA-PSS with SHA-256 (FAPI 2.0, OFM).
     #[default]
@@ -241,7 +249,11 @@ pub struct SigningKey {
 
 impl Default for SigningKey {
     fn default() -> Self {
-        Self { algorithm: SigningAlgorithm::PS256, size: None, rotation: KeyRotation::default() }
+        Self {
+            algorithm: SigningAlgorithm::PS256,
+            size: None,
+            rotation: KeyRotation::default(),
+        }
     }
 }
 
@@ -252,7 +264,10 @@ impl Default for SigningKey {
 pub struct KeyRotation {
     /// Rotate the key this often. Default `90d`. Unset (`null`) disables scheduled rotation;
     /// the `tpp.dev/rotate-keys` annotation still works.
-    #[serde(default = "default_rotate_every", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default = "default_rotate_every",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub every: Option<Duration>,
     /// How long a new key is published before it signs anything; at least the AS's
     /// `jwksCacheTtl` (plus a margin). Default `20m`.
@@ -303,7 +318,9 @@ pub struct EncryptionKey {
 }
 
 /// Where the transport certificate comes from.
-#[derive(schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 pub enum CertificateSource {
     /// The operator generates a self-signed certificate and renews it.
     #[default]
@@ -314,7 +331,9 @@ pub enum CertificateSource {
 }
 
 /// Key algorithm of a generated transport certificate.
-#[derive(schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 pub enum CertificateKeyAlgorithm {
     /// RSA 2048.
     #[default]

@@ -175,11 +175,16 @@ mod tests {
         let es = metadata(TokenEndpointAuth::PrivateKeyJwt).to_map_for_key(KeyAlgorithm::EcP256);
         assert_eq!(es["token_endpoint_auth_signing_alg"], "ES256");
         assert_eq!(es["request_object_signing_alg"], "ES256");
-        assert_eq!(es["id_token_signed_response_alg"], "PS256", "the AS's choice, not the key's");
+        assert_eq!(
+            es["id_token_signed_response_alg"], "PS256",
+            "the AS's choice, not the key's"
+        );
         let rsa = metadata(TokenEndpointAuth::PrivateKeyJwt).to_map_for_key(KeyAlgorithm::Rsa3072);
         assert_eq!(rsa, metadata(TokenEndpointAuth::PrivateKeyJwt).to_map());
-        let tls = metadata(TokenEndpointAuth::TlsClientAuth { subject_dn: "CN=x".into() })
-            .to_map_for_key(KeyAlgorithm::EcP256);
+        let tls = metadata(TokenEndpointAuth::TlsClientAuth {
+            subject_dn: "CN=x".into(),
+        })
+        .to_map_for_key(KeyAlgorithm::EcP256);
         assert!(!tls.contains_key("token_endpoint_auth_signing_alg"));
         assert_eq!(tls["request_object_signing_alg"], "ES256");
     }

@@ -32,14 +32,20 @@ pub struct KeygenAdmission {
 impl KeygenAdmission {
     /// `slots` reconciles may generate at once, on `workers` crypto threads.
     pub fn new(slots: usize, workers: usize) -> Self {
-        Self { slots: Arc::new(Semaphore::new(slots.max(1))), workers: workers.max(1), deferred: Mutex::new(HashSet::new()) }
+        Self {
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            workers: workers.max(1),
+            deferred: Mutex::new(HashSet::new()),
+        }
     }
 
     /// The slots for a controller of `concurrency` on `workers` crypto threads: enough to keep
     /// the crypto pool busy through the network steps of onboarding, and at least four
     /// controller slots left for everything else.
     pub fn for_controller(concurrency: usize, workers: usize) -> Self {
-        let slots = (workers * 3).max(2).min(concurrency.saturating_sub(4).max(1));
+        let slots = (workers * 3)
+            .max(2)
+            .min(concurrency.saturating_sub(4).max(1));
         Self::new(slots, workers)
     }
 
@@ -53,26 +59,38 @@ impl KeygenAdmission {
             }
             Err(_) => {
                 deferred.insert(key.to_owned());
-                Err(defer_for(deferred.len(), self.workers, rand::random::<f64>()))
+                Err(defer_for(
+                    deferred.len(),
+                    self.workers,
+                    rand::random::<f64>(),
+                ))
             }
         }
     }
 
     /// Forget `key` (deleted while deferred).
     pub fn forget(&self, key: &str) {
-        self.deferred.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Clients waiting for a slot.
     pub fn backlog(&self) -> usize {
-        self.deferred.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 }
 
 /// A point in `[MIN_DEFER, drain]` (`u` in `0..1`), where `drain` is how long `backlog`
 /// clients take on `workers` threads.
 fn defer_for(backlog: usize, workers: usize, u: f64) -> Duration {
-    let drain = KEYGEN_PER_CLIENT.mul_f64(backlog as f64 / workers as f64).clamp(MIN_DEFER, MAX_DEFER);
+    let drain = KEYGEN_PER_CLIENT
+        .mul_f64(backlog as f64 / workers as f64)
+        .clamp(MIN_DEFER, MAX_DEFER);
     MIN_DEFER + (drain - MIN_DEFER).mul_f64(u.clamp(0.0, 1.0))
 }
 
@@ -106,8 +124,23 @@ mod tests {
 
     #[test]
     fn a_controller_keeps_slots_free_for_refreshes() {
-        assert_eq!(KeygenAdmission::for_controller(16, 2).slots.available_permits(), 6);
-        assert_eq!(KeygenAdmission::for_controller(6, 2).slots.available_permits(), 2);
-        assert_eq!(KeygenAdmission::for_controller(2, 8).slots.available_permits(), 1);
+        assert_eq!(
+            KeygenAdmission::for_controller(16, 2)
+                .slots
+                .available_permits(),
+            6
+        );
+        assert_eq!(
+            KeygenAdmission::for_controller(6, 2)
+                .slots
+                .available_permits(),
+            2
+        );
+        assert_eq!(
+            KeygenAdmission::for_controller(2, 8)
+                .slots
+                .available_permits(),
+            1
+        );
     }
 }

@@ -26,7 +26,8 @@ use crate::{
 
 /// Add the finalizer (JSON patch guarded by the resourceVersion we saw).
 pub async fn add_finalizer(ctx: &Context, client: &TppClient) -> Result<(), Error> {
-    let api: Api<TppClient> = Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+    let api: Api<TppClient> =
+        Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
     let rv = client.resource_version().unwrap_or_default();
     let ops = if client.meta().finalizers.is_none() {
         json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
@@ -35,30 +36,71 @@ pub async fn add_finalizer(ctx: &Context, client: &TppClient) -> Result<(), Erro
         json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
                {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
     };
-    let patch: json_patch::Patch = serde_json::from_value(ops).map_err(|e| Error::CorruptState { what: "finalizer patch".into(), message: e.to_string() })?;
-    api.patch(&client.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await
-        .map_err(|source| Error::ApplyObject { what: format!("TppClient {} finalizer", client.name_any()), source })?;
+    let patch: json_patch::Patch =
+        serde_json::from_value(ops).map_err(|e| Error::CorruptState {
+            what: "finalizer patch".into(),
+            message: e.to_string(),
+        })?;
+    api.patch(
+        &client.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await
+    .map_err(|source| Error::ApplyObject {
+        what: format!("TppClient {} finalizer", client.name_any()),
+        source,
+    })?;
     Ok(())
 }
 
 async fn remove_finalizer(ctx: &Context, client: &TppClient) -> Result<(), Error> {
-    let Some(i) = client.finalizers().iter().position(|f| f == FINALIZER) else { return Ok(()) };
-    let api: Api<TppClient> = Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+    let Some(i) = client.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    let api: Api<TppClient> =
+        Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
     let ops = json!([{"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
                      {"op": "remove", "path": format!("/metadata/finalizers/{i}")}]);
-    let patch: json_patch::Patch = serde_json::from_value(ops).map_err(|e| Error::CorruptState { what: "finalizer patch".into(), message: e.to_string() })?;
-    match api.patch(&client.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+    let patch: json_patch::Patch =
+        serde_json::from_value(ops).map_err(|e| Error::CorruptState {
+            what: "finalizer patch".into(),
+            message: e.to_string(),
+        })?;
+    match api
+        .patch(
+            &client.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(Error::ApplyObject { what: format!("TppClient {} finalizer", client.name_any()), source }),
+        Err(source) => Err(Error::ApplyObject {
+            what: format!("TppClient {} finalizer", client.name_any()),
+            source,
+        }),
     }
 }
 
-async fn event(ctx: &Context, client: &TppClient, type_: EventType, reason: &str, action: &str, note: String) {
+async fn event(
+    ctx: &Context,
+    client: &TppClient,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     // Events of one (reason, action) are aggregated into a series keeping the first note: the
     // final give-up gets its own action so that its note is seen.
-    let ev = Event { type_, reason: reason.to_owned(), note: Some(note), action: action.into(), secondary: None };
+    let ev = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
     if let Err(e) = ctx.recorder.publish(&ev, &client.object_ref(&())).await {
         tracing::warn!(error = %e, "publishing an event failed");
     }
@@ -88,10 +130,22 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
     match attempt {
         Ok((id, outcome)) => {
             let note = match outcome {
-                DeleteOutcome::Deleted => format!("client {id} deleted at the authorization server"),
-                DeleteOutcome::AlreadyGone => format!("client {id} was already gone at the authorization server"),
+                DeleteOutcome::Deleted => {
+                    format!("client {id} deleted at the authorization server")
+                }
+                DeleteOutcome::AlreadyGone => {
+                    format!("client {id} was already gone at the authorization server")
+                }
             };
-            event(ctx, client, EventType::Normal, "Deregistered", "Delete", note).await;
+            event(
+                ctx,
+                client,
+                EventType::Normal,
+                "Deregistered",
+                "Delete",
+                note,
+            )
+            .await;
             remove_finalizer(ctx, client).await?;
             ctx.reset_failures(&key);
             Ok(Requeue::await_change())
@@ -99,7 +153,11 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
         Err(e) => {
             let n = ctx.record_failure(&key);
             if n >= ctx.config.delete_attempts {
-                let id = client.status.as_ref().and_then(|s| s.client_id.clone()).unwrap_or_else(|| "(unknown)".into());
+                let id = client
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.client_id.clone())
+                    .unwrap_or_else(|| "(unknown)".into());
                 event(
                     ctx,
                     client,
@@ -113,8 +171,18 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                 ctx.reset_failures(&key);
                 return Ok(Requeue::await_change());
             }
-            event(ctx, client, EventType::Warning, reasons::DEREGISTRATION_FAILED, "Delete", format!("attempt {n}: {}", e.chain())).await;
-            Ok(Requeue::requeue(super::context::backoff(n, e.retry_after()).min(Duration::from_secs(30))))
+            event(
+                ctx,
+                client,
+                EventType::Warning,
+                reasons::DEREGISTRATION_FAILED,
+                "Delete",
+                format!("attempt {n}: {}", e.chain()),
+            )
+            .await;
+            Ok(Requeue::requeue(
+                super::context::backoff(n, e.retry_after()).min(Duration::from_secs(30)),
+            ))
         }
     }
 }

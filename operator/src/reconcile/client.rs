@@ -38,13 +38,20 @@ pub async fn reconcile(obj: Arc<TppClient>, ctx: Arc<Context>) -> Result<Requeue
         Ok(r) => r,
         Err(_) => Err(Error::ReconcileTimeout(RECONCILE_TIMEOUT)),
     };
-    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) if e.is_transient() => "transient",
         Err(_) => "permanent",
     };
-    ctx.metrics.reconciles.get_or_create(&crate::metrics::OutcomeLabels { outcome: outcome.into() }).inc();
+    ctx.metrics
+        .reconciles
+        .get_or_create(&crate::metrics::OutcomeLabels {
+            outcome: outcome.into(),
+        })
+        .inc();
     result
 }
 
@@ -116,17 +123,33 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     };
     let (plan, result) = drive(&mut session, &rotation_policy, first).await;
     let now = ctx.clock.now();
-    let failure = result.as_ref().err().map(|e| status::Failure { condition: status::condition_for(e), error: e });
+    let failure = result.as_ref().err().map(|e| status::Failure {
+        condition: status::condition_for(e),
+        error: e,
+    });
     let mut st = status::from_session(&session, &old, plan.as_ref(), failure, now);
     for (reason, note) in &session.events {
-        if matches!(*reason, "KeyRotated" | "CertificateRotated" | "Registered" | "RegistrationLost") {
+        if matches!(
+            *reason,
+            "KeyRotated" | "CertificateRotated" | "Registered" | "RegistrationLost"
+        ) {
             status::push_history(&mut st, reason, note, now);
         }
     }
-    st.consecutive_failures = if result.is_ok() { 0 } else { ctx.failures(&key(obj)).saturating_add(1) };
+    st.consecutive_failures = if result.is_ok() {
+        0
+    } else {
+        ctx.failures(&key(obj)).saturating_add(1)
+    };
     publish_events(ctx, obj, &session.events).await;
     if let Some(t) = session.transport() {
-        ctx.metrics.set_expiry(crate::metrics::Expiry::Certificate, &namespace, &obj.name_any(), "", Some(t.record.not_after));
+        ctx.metrics.set_expiry(
+            crate::metrics::Expiry::Certificate,
+            &namespace,
+            &obj.name_any(),
+            "",
+            Some(t.record.not_after),
+        );
     }
     status::publish(ctx, obj, &old, &st).await?;
     result?;
@@ -134,31 +157,52 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     // Wake at (not before) the planner's instant: a wake-up truncated to whole seconds would
     // find nothing due yet and wait another MIN_REQUEUE, late by up to a second.
     let wake = plan.and_then(|p| p.next_wakeup).map(|at| {
-        let ms = (at - now).total(jiff::Unit::Millisecond).unwrap_or(0.0).max(0.0).ceil() as u64;
+        let ms = (at - now)
+            .total(jiff::Unit::Millisecond)
+            .unwrap_or(0.0)
+            .max(0.0)
+            .ceil() as u64;
         Duration::from_millis(ms)
     });
-    Ok(Requeue::requeue(wake.unwrap_or(MAX_REQUEUE).clamp(MIN_REQUEUE, MAX_REQUEUE)))
+    Ok(Requeue::requeue(
+        wake.unwrap_or(MAX_REQUEUE).clamp(MIN_REQUEUE, MAX_REQUEUE),
+    ))
 }
 
 /// Whether `plan` generates a key or a certificate.
 fn generates_keys(plan: &Plan) -> bool {
-    plan.actions.iter().any(|a| matches!(a, Action::GenerateKey { .. } | Action::RenewCertificate { .. }))
+    plan.actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::GenerateKey { .. } | Action::RenewCertificate { .. }
+        )
+    })
 }
 
 /// Plan and act until nothing is due now (or a step fails), then persist the keys if a step
 /// changed them and nothing persisted them yet. Returns the last plan.
-async fn drive(s: &mut Session<'_>, policy: &rotation::Policy, first: Plan) -> (Option<Plan>, Result<(), Error>) {
+async fn drive(
+    s: &mut Session<'_>,
+    policy: &rotation::Policy,
+    first: Plan,
+) -> (Option<Plan>, Result<(), Error>) {
     let (plan, result) = steps(s, policy, first).await;
     let saved = s.persist_keys().await;
     (plan, result.and(saved))
 }
 
 /// `first` is the plan made for admission, at the start: it is not made again.
-async fn steps(s: &mut Session<'_>, policy: &rotation::Policy, first: Plan) -> (Option<Plan>, Result<(), Error>) {
+async fn steps(
+    s: &mut Session<'_>,
+    policy: &rotation::Policy,
+    first: Plan,
+) -> (Option<Plan>, Result<(), Error>) {
     let mut last = None;
     let mut first = Some(first);
     for _ in 0..MAX_STEPS {
-        let plan = first.take().unwrap_or_else(|| rotation::plan(policy, &s.observed(), s.ctx.clock.now()));
+        let plan = first
+            .take()
+            .unwrap_or_else(|| rotation::plan(policy, &s.observed(), s.ctx.clock.now()));
         // Registration (and hub re-onboarding) is not a planner action: it comes once the key
         // and certificate it carries are persisted, and before any token.
         if register::due(s) && register::ready(s) && !generates_keys(&plan) {
@@ -209,8 +253,10 @@ async fn steps(s: &mut Session<'_>, policy: &rotation::Policy, first: Plan) -> (
 /// Add the deregistration finalizer before the client exists at the AS (Dynamic/SignedRequest
 /// with deletionPolicy Delete): external state only.
 async fn ensure_finalizer(s: &Session<'_>) -> Result<(), Error> {
-    let needs = matches!(s.client.spec.registration.mode, RegistrationMode::Dynamic | RegistrationMode::SignedRequest)
-        && s.client.spec.registration.deletion_policy == DeletionPolicy::Delete;
+    let needs = matches!(
+        s.client.spec.registration.mode,
+        RegistrationMode::Dynamic | RegistrationMode::SignedRequest
+    ) && s.client.spec.registration.deletion_policy == DeletionPolicy::Delete;
     if !needs || s.client.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
@@ -221,8 +267,18 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(&'static str,
     let reference = obj.object_ref(&());
     for (reason, note) in events {
         tracing::info!(client = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), reason, "{note}");
-        let type_ = if *reason == crate::crd::condition::reasons::REGISTRATION_LOST { EventType::Warning } else { EventType::Normal };
-        let ev = Event { type_, reason: (*reason).to_owned(), note: Some(note.clone()), action: "Reconcile".into(), secondary: None };
+        let type_ = if *reason == crate::crd::condition::reasons::REGISTRATION_LOST {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let ev = Event {
+            type_,
+            reason: (*reason).to_owned(),
+            note: Some(note.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
         if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
             tracing::warn!(error = %e, "publishing an event failed");
         }
@@ -233,12 +289,23 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(&'static str,
 /// after a long pause (permanent: a changed spec triggers sooner).
 pub fn error_policy(obj: Arc<TppClient>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let n = ctx.record_failure(&key(&obj));
-    ctx.metrics.reconcile_errors.get_or_create(&crate::metrics::ErrorLabels { reason: error.reason().to_owned() }).inc();
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&crate::metrics::ErrorLabels {
+            reason: error.reason().to_owned(),
+        })
+        .inc();
     let chain = error.chain();
     tracing::warn!(client = %key(&obj), reason = error.reason(), transient = error.is_transient(), error = %chain, "reconcile failed");
     let reference = obj.object_ref(&());
     let recorder = ctx.recorder.clone();
-    let ev = Event { type_: EventType::Warning, reason: error.reason().to_owned(), note: Some(chain), action: "Reconcile".into(), secondary: None };
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: error.reason().to_owned(),
+        note: Some(chain),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
     tokio::spawn(async move {
         let _ = recorder.publish(&ev, &reference).await;
     });

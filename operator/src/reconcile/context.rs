@@ -18,8 +18,8 @@ use tokio::sync::Semaphore;
 
 use crate::{
     clock::Clock,
-    crd::{AuthorizationServer, ClusterAuthorizationServer},
     config::Config,
+    crd::{AuthorizationServer, ClusterAuthorizationServer},
     error::Error,
     metrics::Metrics,
     oauth::{ClientPool, Discovery, PoolConfig},
@@ -55,9 +55,16 @@ pub struct Context {
 
 impl Context {
     /// Build the shared context.
-    pub fn new(client: Client, config: Config, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        client: Client,
+        config: Config,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let workers = if config.crypto_workers == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         } else {
             config.crypto_workers
         };
@@ -68,7 +75,10 @@ impl Context {
         Self {
             store: Store::new(client.clone()),
             servers: ServerStores::default(),
-            keygen: super::admission::KeygenAdmission::for_controller(usize::from(config.concurrency), workers),
+            keygen: super::admission::KeygenAdmission::for_controller(
+                usize::from(config.concurrency),
+                workers,
+            ),
             recorder: Recorder::new(client.clone(), reporter),
             pool: ClientPool::with_clock(PoolConfig::default(), clock.clone()),
             discovery: Discovery::new(Duration::from_secs(15 * 60), clock.clone()),
@@ -82,9 +92,14 @@ impl Context {
     }
 
     /// Run CPU-heavy `f` (key generation) on the blocking pool, at most `crypto` at once.
-    pub async fn cpu<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    pub async fn cpu<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
         let _permit = self.crypto.acquire().await.map_err(|_| Error::CryptoPool)?;
-        tokio::task::spawn_blocking(f).await.map_err(|_| Error::CryptoPool)
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|_| Error::CryptoPool)
     }
 
     /// Count a failure of `key`; returns the count so far.
@@ -97,12 +112,20 @@ impl Context {
 
     /// Failures in a row of `key`.
     pub fn failures(&self, key: &str) -> u32 {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).get(key).copied().unwrap_or(0)
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Forget failures of `key` (after a success).
     pub fn reset_failures(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }
 
@@ -118,7 +141,10 @@ pub struct ServerStores {
 impl ServerStores {
     /// Add the store of one AuthorizationServer controller.
     pub fn add_namespaced(&self, store: Reflected<AuthorizationServer>) {
-        self.namespaced.lock().unwrap_or_else(|p| p.into_inner()).push(store);
+        self.namespaced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(store);
     }
 
     /// Set the store of the ClusterAuthorizationServer controller.
@@ -129,12 +155,20 @@ impl ServerStores {
     /// The cached AuthorizationServer `namespace/name`, if a store holds it.
     pub fn namespaced(&self, namespace: &str, name: &str) -> Option<Arc<AuthorizationServer>> {
         let key = ObjectRef::new(name).within(namespace);
-        self.namespaced.lock().unwrap_or_else(|p| p.into_inner()).iter().find_map(|s| s.get(&key))
+        self.namespaced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find_map(|s| s.get(&key))
     }
 
     /// The cached ClusterAuthorizationServer `name`, if the store holds it.
     pub fn cluster(&self, name: &str) -> Option<Arc<ClusterAuthorizationServer>> {
-        self.cluster.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|s| s.get(&ObjectRef::new(name)))
+        self.cluster
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|s| s.get(&ObjectRef::new(name)))
     }
 }
 

@@ -43,7 +43,11 @@ use crate::{
 pub fn written_by_us(meta: &kube::api::ObjectMeta) -> bool {
     meta.managed_fields
         .as_ref()
-        .and_then(|m| m.iter().filter(|e| e.time.is_some()).max_by_key(|e| e.time.as_ref().map(|t| t.0)))
+        .and_then(|m| {
+            m.iter()
+                .filter(|e| e.time.is_some())
+                .max_by_key(|e| e.time.as_ref().map(|t| t.0))
+        })
         .is_some_and(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
 }
 
@@ -53,7 +57,11 @@ fn trigger_hash(c: &TppClient) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     c.meta().generation.hash(&mut h);
     c.meta().deletion_timestamp.is_some().hash(&mut h);
-    for (k, v) in c.annotations().iter().filter(|(k, _)| k.starts_with("tpp.dev/")) {
+    for (k, v) in c
+        .annotations()
+        .iter()
+        .filter(|(k, _)| k.starts_with("tpp.dev/"))
+    {
         k.hash(&mut h);
         v.hash(&mut h);
     }
@@ -66,14 +74,21 @@ fn secret_triggers(
     api: Api<PartialObjectMeta<Secret>>,
     scope: Option<String>,
     ctx: Arc<Context>,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
+{
     let cfg = watcher::Config::default().labels(&managed_selector());
     watcher(api, cfg).default_backoff().filter_map(move |ev| {
         let cache = ctx.store.clone();
         let scope = scope.clone();
         async move {
             let c = cache.cache();
-            let at = |o: &PartialObjectMeta<Secret>| (o.namespace().unwrap_or_default(), o.name_any(), o.resource_version().unwrap_or_default());
+            let at = |o: &PartialObjectMeta<Secret>| {
+                (
+                    o.namespace().unwrap_or_default(),
+                    o.name_any(),
+                    o.resource_version().unwrap_or_default(),
+                )
+            };
             match ev {
                 Ok(Event::Apply(o)) => {
                     let (ns, name, rv) = at(&o);
@@ -127,7 +142,10 @@ fn client_triggers(
 /// once, an object created while the watch was down would be looked up before the store holds
 /// it, dropped by the controller (`ObjectNotFound`), and then filtered out by the trigger hash
 /// for good: a TppClient that is never reconciled. Only references are held, not objects.
-fn release_after_list<S>(events: S, reader: reflector::Store<TppClient>) -> impl futures::Stream<Item = Result<TppClient, watcher::Error>> + Send + 'static
+fn release_after_list<S>(
+    events: S,
+    reader: reflector::Store<TppClient>,
+) -> impl futures::Stream<Item = Result<TppClient, watcher::Error>> + Send + 'static
 where
     S: futures::Stream<Item = Result<Event<TppClient>, watcher::Error>> + Send + 'static,
 {
@@ -144,7 +162,11 @@ where
                     held.push(ObjectRef::from_obj(&o));
                     vec![]
                 }
-                Ok(Event::InitDone) => std::mem::take(held).into_iter().filter_map(|r| reader.get(&r)).map(|o| Ok((*o).clone())).collect(),
+                Ok(Event::InitDone) => std::mem::take(held)
+                    .into_iter()
+                    .filter_map(|r| reader.get(&r))
+                    .map(|o| Ok((*o).clone()))
+                    .collect(),
                 Ok(Event::Delete(_)) => vec![],
                 Err(e) => vec![Err(e)],
             };
@@ -153,22 +175,41 @@ where
         .flatten()
 }
 
-async fn run_clients(client: Client, namespace: Option<String>, ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+async fn run_clients(
+    client: Client,
+    namespace: Option<String>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let (clients, secrets) = match &namespace {
-        Some(ns) => (Api::<TppClient>::namespaced(client.clone(), ns), Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns)),
-        None => (Api::<TppClient>::all(client.clone()), Api::<PartialObjectMeta<Secret>>::all(client.clone())),
+        Some(ns) => (
+            Api::<TppClient>::namespaced(client.clone(), ns),
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::<TppClient>::all(client.clone()),
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        ),
     };
     // Our Secrets in one paged LIST before the first reconcile: a restart with N clients
     // reads 3N/250 pages instead of 3N GETs.
     match ctx.store.warm(namespace.as_deref()).await {
-        Ok(n) => tracing::info!(secrets = n, namespace = namespace.as_deref().unwrap_or("*"), "Secret cache filled"),
-        Err(e) => tracing::warn!(error = %e, "filling the Secret cache failed; reading Secrets one by one"),
+        Ok(n) => tracing::info!(
+            secrets = n,
+            namespace = namespace.as_deref().unwrap_or("*"),
+            "Secret cache filled"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "filling the Secret cache failed; reading Secrets one by one")
+        }
     }
     let (reader, writer) = reflector::store();
     let stream = client_triggers(clients, writer, reader.clone());
     Controller::for_stream(stream, reader)
         .owns_stream(secret_triggers(secrets, namespace.clone(), ctx.clone()))
-        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
+        )
         .graceful_shutdown_on(shutdown)
         .run(client::reconcile, client::error_policy, ctx)
         .for_each(|r| async move { log_controller_error(r) })
@@ -176,16 +217,25 @@ async fn run_clients(client: Client, namespace: Option<String>, ctx: Arc<Context
 }
 
 /// The controller's own failures (the reconciler's are logged by its error policy).
-fn log_controller_error<T, E: std::error::Error>(r: Result<T, kube::runtime::controller::Error<E, watcher::Error>>) {
+fn log_controller_error<T, E: std::error::Error>(
+    r: Result<T, kube::runtime::controller::Error<E, watcher::Error>>,
+) {
     use kube::runtime::controller::Error as C;
     match r {
         Ok(_) | Err(C::ReconcilerFailed(..)) => {}
-        Err(C::ObjectNotFound(obj)) => tracing::debug!(object = %obj, "a reconcile was asked for an object no longer in the cache"),
+        Err(C::ObjectNotFound(obj)) => {
+            tracing::debug!(object = %obj, "a reconcile was asked for an object no longer in the cache")
+        }
         Err(e) => tracing::warn!(error = %e, "controller"),
     }
 }
 
-async fn run_servers(client: Client, namespace: Option<String>, ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static) {
+async fn run_servers(
+    client: Client,
+    namespace: Option<String>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
     let api = match &namespace {
         Some(ns) => Api::<AuthorizationServer>::namespaced(client.clone(), ns),
         None => Api::<AuthorizationServer>::all(client.clone()),
@@ -194,17 +244,32 @@ async fn run_servers(client: Client, namespace: Option<String>, ctx: Arc<Context
     ctx.servers.add_namespaced(controller.store());
     let namespaced = controller
         .graceful_shutdown_on(shutdown.clone())
-        .run(server_status::reconcile_namespaced, server_status::error_policy, ctx.clone())
+        .run(
+            server_status::reconcile_namespaced,
+            server_status::error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| async move { log_controller_error(r) });
     namespaced.await;
 }
 
-async fn run_cluster_servers(client: Client, ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let controller = Controller::new(Api::<ClusterAuthorizationServer>::all(client), watcher::Config::default());
+async fn run_cluster_servers(
+    client: Client,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let controller = Controller::new(
+        Api::<ClusterAuthorizationServer>::all(client),
+        watcher::Config::default(),
+    );
     ctx.servers.set_cluster(controller.store());
     controller
         .graceful_shutdown_on(shutdown)
-        .run(server_status::reconcile_cluster, server_status::error_policy, ctx)
+        .run(
+            server_status::reconcile_cluster,
+            server_status::error_policy,
+            ctx,
+        )
         .for_each(|r| async move { log_controller_error(r) })
         .await;
 }
@@ -212,7 +277,9 @@ async fn run_cluster_servers(client: Client, ctx: Arc<Context>, shutdown: impl s
 use kube::runtime::watcher::watcher;
 
 /// A future that resolves once `stop` turns true (or its sender is gone).
-pub fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static {
+pub fn stopped(
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static {
     let fut = async move {
         loop {
             if *stop.borrow_and_update() {
@@ -230,11 +297,25 @@ pub fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) -> impl std::future
 pub async fn run(ctx: Arc<Context>, stop: tokio::sync::watch::Receiver<bool>) {
     let shutdown = stopped(stop);
     let client = ctx.client.clone();
-    let namespaces: Vec<Option<String>> = if ctx.config.namespaces.is_empty() { vec![None] } else { ctx.config.namespaces.iter().cloned().map(Some).collect() };
+    let namespaces: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.config.namespaces.iter().cloned().map(Some).collect()
+    };
     let mut tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = vec![];
     for ns in namespaces {
-        tasks.push(Box::pin(run_clients(client.clone(), ns.clone(), ctx.clone(), shutdown.clone())));
-        tasks.push(Box::pin(run_servers(client.clone(), ns, ctx.clone(), shutdown.clone())));
+        tasks.push(Box::pin(run_clients(
+            client.clone(),
+            ns.clone(),
+            ctx.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(Box::pin(run_servers(
+            client.clone(),
+            ns,
+            ctx.clone(),
+            shutdown.clone(),
+        )));
     }
     tasks.push(Box::pin(run_cluster_servers(client, ctx, shutdown)));
     join_all(tasks).await;
@@ -275,7 +356,11 @@ mod tests {
         let seen: Vec<String> = release_after_list(events, reader)
             .map(|r| {
                 let o = r.expect("no watch error");
-                assert!(check.get(&ObjectRef::from_obj(&o)).is_some(), "{} was passed on before the store held it", o.name_any());
+                assert!(
+                    check.get(&ObjectRef::from_obj(&o)).is_some(),
+                    "{} was passed on before the store held it",
+                    o.name_any()
+                );
                 o.name_any()
             })
             .collect()

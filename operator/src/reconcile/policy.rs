@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     crd::{
-        AuthMethod, AuthorizationServerSpec, CertificateKeyAlgorithm, CertificateSource, Profile, RegistrationMode,
-        SigningAlgorithm, TppClient, condition::reasons,
+        AuthMethod, AuthorizationServerSpec, CertificateKeyAlgorithm, CertificateSource, Profile,
+        RegistrationMode, SigningAlgorithm, TppClient, condition::reasons,
     },
     error::Error,
     identity::{KeyAlgorithm, jwks::JwkSet},
@@ -31,11 +31,26 @@ pub const MANAGED_METADATA: [&str; 8] = [
 /// Checks CEL cannot make: references into other namespaces, managed metadata fields.
 pub fn check_spec(client: &TppClient, namespace: &str) -> Result<(), Error> {
     let reg = &client.spec.registration;
-    for (field, r) in [("registration.softwareStatementRef", &reg.software_statement_ref), ("registration.initialAccessTokenRef", &reg.initial_access_token_ref)] {
-        if let Some(ns) = r.as_ref().and_then(|r| r.namespace.as_deref()).filter(|ns| *ns != namespace) {
+    for (field, r) in [
+        (
+            "registration.softwareStatementRef",
+            &reg.software_statement_ref,
+        ),
+        (
+            "registration.initialAccessTokenRef",
+            &reg.initial_access_token_ref,
+        ),
+    ] {
+        if let Some(ns) = r
+            .as_ref()
+            .and_then(|r| r.namespace.as_deref())
+            .filter(|ns| *ns != namespace)
+        {
             return Err(Error::InvalidSpec {
                 reason: reasons::CROSS_NAMESPACE_REFERENCE,
-                message: format!("{field} names namespace {ns:?}: a TppClient may only read Secrets in its own namespace ({namespace:?}); remove the namespace or copy the Secret"),
+                message: format!(
+                    "{field} names namespace {ns:?}: a TppClient may only read Secrets in its own namespace ({namespace:?}); remove the namespace or copy the Secret"
+                ),
             });
         }
     }
@@ -44,7 +59,9 @@ pub fn check_spec(client: &TppClient, namespace: &str) -> Result<(), Error> {
     {
         return Err(Error::InvalidSpec {
             reason: reasons::INVALID_SPEC,
-            message: format!("registration.metadata.extra sets {k:?}, which the operator manages; remove it"),
+            message: format!(
+                "registration.metadata.extra sets {k:?}, which the operator manages; remove it"
+            ),
         });
     }
     Ok(())
@@ -52,12 +69,20 @@ pub fn check_spec(client: &TppClient, namespace: &str) -> Result<(), Error> {
 
 /// The transport certificate subject: the spec's, else `CN=<namespace>.<name>`.
 pub fn certificate_subject(client: &TppClient, namespace: &str, name: &str) -> String {
-    client.spec.transport_certificate.subject.clone().unwrap_or_else(|| format!("CN={namespace}.{name}"))
+    client
+        .spec
+        .transport_certificate
+        .subject
+        .clone()
+        .unwrap_or_else(|| format!("CN={namespace}.{name}"))
 }
 
 /// The signing key algorithm.
 pub fn signing_algorithm(client: &TppClient) -> KeyAlgorithm {
-    match (client.spec.signing_key.algorithm, client.spec.signing_key.size) {
+    match (
+        client.spec.signing_key.algorithm,
+        client.spec.signing_key.size,
+    ) {
         (SigningAlgorithm::ES256, _) => KeyAlgorithm::EcP256,
         (SigningAlgorithm::PS256, Some(3072)) => KeyAlgorithm::Rsa3072,
         (SigningAlgorithm::PS256, Some(4096)) => KeyAlgorithm::Rsa4096,
@@ -87,8 +112,12 @@ pub fn publication(client: &TppClient) -> Publication {
     let reg = &client.spec.registration;
     match (reg.mode, reg.jwks_uri.is_some()) {
         (_, true) => Publication::JwksUri,
-        (RegistrationMode::Dynamic | RegistrationMode::SignedRequest, false) => Publication::Immediate,
-        (RegistrationMode::Static | RegistrationMode::HubOnboarding, false) => Publication::ApprovalGate,
+        (RegistrationMode::Dynamic | RegistrationMode::SignedRequest, false) => {
+            Publication::Immediate
+        }
+        (RegistrationMode::Static | RegistrationMode::HubOnboarding, false) => {
+            Publication::ApprovalGate
+        }
     }
 }
 
@@ -111,13 +140,23 @@ pub fn rotation_policy(client: &TppClient, uid: &str) -> Policy {
     let spec = &client.spec;
     Policy {
         signing: key_policy(&spec.signing_key.rotation),
-        encryption: spec.encryption_key.as_ref().map(|e| key_policy(&e.rotation)),
+        encryption: spec
+            .encryption_key
+            .as_ref()
+            .map(|e| key_policy(&e.rotation)),
         certificate: CertPolicy {
             duration: spec.transport_certificate.duration.signed(),
             renew_before: spec.transport_certificate.renew_before.signed(),
             managed: spec.transport_certificate.source == CertificateSource::SelfSigned,
         },
-        tokens: spec.tokens.iter().map(|t| TokenPolicy { name: t.name.clone(), refresh_before: t.refresh_before.map(|d| d.signed()) }).collect(),
+        tokens: spec
+            .tokens
+            .iter()
+            .map(|t| TokenPolicy {
+                name: t.name.clone(),
+                refresh_before: t.refresh_before.map(|d| d.signed()),
+            })
+            .collect(),
         publication: publication(client),
         jitter_seed: jitter_seed(uid),
     }
@@ -159,14 +198,28 @@ pub fn registration_scope(client: &TppClient) -> String {
     if let Some(s) = &client.spec.registration.metadata.scope {
         return s.clone();
     }
-    let mut scopes: Vec<&str> = client.spec.tokens.iter().flat_map(|t| t.scope.split_whitespace()).collect();
+    let mut scopes: Vec<&str> = client
+        .spec
+        .tokens
+        .iter()
+        .flat_map(|t| t.scope.split_whitespace())
+        .collect();
     scopes.sort_unstable();
     scopes.dedup();
-    if scopes.is_empty() { "accounts".into() } else { scopes.join(" ") }
+    if scopes.is_empty() {
+        "accounts".into()
+    } else {
+        scopes.join(" ")
+    }
 }
 
 /// The client metadata sent at registration and in every RFC 7592 PUT (RFC 7591 names).
-pub fn registration_metadata(client: &TppClient, namespace: &str, name: &str, jwks: Option<&JwkSet>) -> Map<String, Value> {
+pub fn registration_metadata(
+    client: &TppClient,
+    namespace: &str,
+    name: &str,
+    jwks: Option<&JwkSet>,
+) -> Map<String, Value> {
     let spec = &client.spec;
     let md = &spec.registration.metadata;
     let mut m = Map::new();
@@ -175,16 +228,34 @@ pub fn registration_metadata(client: &TppClient, namespace: &str, name: &str, jw
             m.insert(k.clone(), v.clone());
         }
     }
-    m.insert("client_name".into(), json!(md.client_name.clone().unwrap_or_else(|| format!("{namespace}/{name}"))));
-    let grants = if md.grant_types.is_empty() { vec!["client_credentials".to_owned()] } else { md.grant_types.clone() };
-    let response_types: Vec<&str> = if grants.iter().any(|g| g == "authorization_code") { vec!["code"] } else { vec![] };
+    m.insert(
+        "client_name".into(),
+        json!(
+            md.client_name
+                .clone()
+                .unwrap_or_else(|| format!("{namespace}/{name}"))
+        ),
+    );
+    let grants = if md.grant_types.is_empty() {
+        vec!["client_credentials".to_owned()]
+    } else {
+        md.grant_types.clone()
+    };
+    let response_types: Vec<&str> = if grants.iter().any(|g| g == "authorization_code") {
+        vec!["code"]
+    } else {
+        vec![]
+    };
     m.insert("grant_types".into(), json!(grants));
     m.insert("response_types".into(), json!(response_types));
     if !md.redirect_uris.is_empty() {
         m.insert("redirect_uris".into(), json!(md.redirect_uris));
     }
     m.insert("scope".into(), json!(registration_scope(client)));
-    m.insert("token_endpoint_auth_method".into(), json!(auth_method_name(spec.authentication.method)));
+    m.insert(
+        "token_endpoint_auth_method".into(),
+        json!(auth_method_name(spec.authentication.method)),
+    );
     match spec.authentication.method {
         AuthMethod::PrivateKeyJwt => {
             let alg = match spec.signing_key.algorithm {
@@ -194,17 +265,26 @@ pub fn registration_metadata(client: &TppClient, namespace: &str, name: &str, jw
             m.insert("token_endpoint_auth_signing_alg".into(), json!(alg));
         }
         AuthMethod::TlsClientAuth => {
-            m.insert("tls_client_auth_subject_dn".into(), json!(spec.authentication.subject_dn.clone().unwrap_or_default()));
+            m.insert(
+                "tls_client_auth_subject_dn".into(),
+                json!(spec.authentication.subject_dn.clone().unwrap_or_default()),
+            );
         }
     }
     m.insert("id_token_signed_response_alg".into(), json!("PS256"));
-    m.insert("tls_client_certificate_bound_access_tokens".into(), json!(true));
+    m.insert(
+        "tls_client_certificate_bound_access_tokens".into(),
+        json!(true),
+    );
     match (&spec.registration.jwks_uri, jwks) {
         (Some(uri), _) => {
             m.insert("jwks_uri".into(), json!(uri));
         }
         (None, Some(set)) => {
-            m.insert("jwks".into(), serde_json::to_value(set).unwrap_or(Value::Null));
+            m.insert(
+                "jwks".into(),
+                serde_json::to_value(set).unwrap_or(Value::Null),
+            );
         }
         (None, None) => {}
     }
@@ -248,7 +328,10 @@ mod tests {
     #[test]
     fn tls_client_auth_sends_the_subject_dn_and_no_signing_alg() {
         let mut c = client(RegistrationMode::Dynamic);
-        c.spec.authentication = Authentication { method: AuthMethod::TlsClientAuth, subject_dn: Some("CN=app".into()) };
+        c.spec.authentication = Authentication {
+            method: AuthMethod::TlsClientAuth,
+            subject_dn: Some("CN=app".into()),
+        };
         let m = registration_metadata(&c, "ns", "c", None);
         assert_eq!(m["tls_client_auth_subject_dn"], "CN=app");
         assert!(!m.contains_key("token_endpoint_auth_signing_alg"));
@@ -256,8 +339,14 @@ mod tests {
 
     #[test]
     fn publication_follows_mode_and_jwks_uri() {
-        assert_eq!(publication(&client(RegistrationMode::Dynamic)), Publication::Immediate);
-        assert_eq!(publication(&client(RegistrationMode::Static)), Publication::ApprovalGate);
+        assert_eq!(
+            publication(&client(RegistrationMode::Dynamic)),
+            Publication::Immediate
+        );
+        assert_eq!(
+            publication(&client(RegistrationMode::Static)),
+            Publication::ApprovalGate
+        );
         let mut c = client(RegistrationMode::Static);
         c.spec.registration.jwks_uri = Some("https://op/jwks/ns/c".into());
         assert_eq!(publication(&c), Publication::JwksUri);
@@ -266,18 +355,28 @@ mod tests {
     #[test]
     fn cross_namespace_references_are_refused_with_a_clear_reason() {
         let mut c = client(RegistrationMode::Dynamic);
-        c.spec.registration.initial_access_token_ref = Some(SecretKeyRef { name: "iat".into(), key: "t".into(), namespace: Some("other".into()) });
+        c.spec.registration.initial_access_token_ref = Some(SecretKeyRef {
+            name: "iat".into(),
+            key: "t".into(),
+            namespace: Some("other".into()),
+        });
         let e = check_spec(&c, "ns").unwrap_err();
         assert_eq!(e.reason(), "CrossNamespaceReference");
         assert!(e.to_string().contains("own namespace"));
-        c.spec.registration.initial_access_token_ref.as_mut().unwrap().namespace = Some("ns".into());
+        c.spec
+            .registration
+            .initial_access_token_ref
+            .as_mut()
+            .unwrap()
+            .namespace = Some("ns".into());
         assert!(check_spec(&c, "ns").is_ok());
     }
 
     #[test]
     fn managed_metadata_in_extra_is_refused() {
         let mut c = client(RegistrationMode::Dynamic);
-        c.spec.registration.metadata.extra = Some([("jwks_uri".to_owned(), json!("https://evil"))].into());
+        c.spec.registration.metadata.extra =
+            Some([("jwks_uri".to_owned(), json!("https://evil"))].into());
         assert_eq!(check_spec(&c, "ns").unwrap_err().reason(), "InvalidSpec");
     }
 

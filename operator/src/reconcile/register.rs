@@ -16,8 +16,8 @@ use crate::{
         signed_request::{RegistrationRequest, signed_registration_request},
     },
     oauth::{
-        ManagementTarget, OauthError, PersistError, Registration, RegistrationPersister, SignedContentType, management,
-        registration as reg,
+        ManagementTarget, OauthError, PersistError, Registration, RegistrationPersister,
+        SignedContentType, management, registration as reg,
     },
     redact::Sensitive,
     rotation::KeyUse,
@@ -65,16 +65,25 @@ impl RegistrationPersister for SecretPersister<'_> {
                 }
             }
         }
-        Err(PersistError::new(last.map(|e| e.to_string()).unwrap_or_default()))
+        Err(PersistError::new(
+            last.map(|e| e.to_string()).unwrap_or_default(),
+        ))
     }
 }
 
 fn as_registration(state: &RegistrationState) -> Option<Registration> {
     let client_id = state.client_id.clone()?;
-    let metadata = state.response.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+    let metadata = state
+        .response
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default();
     Some(Registration {
         client_id,
-        registration_access_token: state.registration_access_token.as_ref().map(|t| SecretString::from(t.expose().clone())),
+        registration_access_token: state
+            .registration_access_token
+            .as_ref()
+            .map(|t| SecretString::from(t.expose().clone())),
         registration_client_uri: state.registration_client_uri.clone(),
         client_secret: None,
         client_id_issued_at: None,
@@ -82,19 +91,29 @@ fn as_registration(state: &RegistrationState) -> Option<Registration> {
     })
 }
 
-async fn secret_value(s: &Session<'_>, r: &crate::crd::SecretKeyRef) -> Result<SecretString, Error> {
+async fn secret_value(
+    s: &Session<'_>,
+    r: &crate::crd::SecretKeyRef,
+) -> Result<SecretString, Error> {
     let secret = s
         .ctx
         .store
         .secret(&s.namespace, &r.name)
         .await
-        .map_err(|source| Error::ReadObject { what: format!("Secret {}", r.name), source })?
+        .map_err(|source| Error::ReadObject {
+            what: format!("Secret {}", r.name),
+            source,
+        })?
         .ok_or_else(|| Error::ReferenceNotFound(format!("Secret {:?} not found", r.name)))?;
     let value = secret
         .data
         .and_then(|mut d| d.remove(&r.key))
-        .ok_or_else(|| Error::ReferenceNotFound(format!("Secret {:?} has no key {:?}", r.name, r.key)))?;
-    Ok(SecretString::from(String::from_utf8_lossy(&value.0).trim().to_owned()))
+        .ok_or_else(|| {
+            Error::ReferenceNotFound(format!("Secret {:?} has no key {:?}", r.name, r.key))
+        })?;
+    Ok(SecretString::from(
+        String::from_utf8_lossy(&value.0).trim().to_owned(),
+    ))
 }
 
 fn endpoint(s: &Session<'_>) -> Result<String, Error> {
@@ -107,23 +126,33 @@ fn endpoint(s: &Session<'_>) -> Result<String, Error> {
 pub fn due(s: &Session<'_>) -> bool {
     match s.client.spec.registration.mode {
         RegistrationMode::Static => false,
-        RegistrationMode::Dynamic | RegistrationMode::SignedRequest => !s.registration.is_registered(),
+        RegistrationMode::Dynamic | RegistrationMode::SignedRequest => {
+            !s.registration.is_registered()
+        }
         // Onboarded with another certificate (or never): the hub must see the current one.
-        RegistrationMode::HubOnboarding => s.transport().map(|t| t.record.x5t_s256) != s.registration.onboarded_x5t,
+        RegistrationMode::HubOnboarding => {
+            s.transport().map(|t| t.record.x5t_s256) != s.registration.onboarded_x5t
+        }
     }
 }
 
 /// Whether the material registration needs is in place (an active signing key and a
 /// certificate, both persisted).
 pub fn ready(s: &Session<'_>) -> bool {
-    s.transport().is_some() && s.keys.keys.iter().any(|k| k.record.use_ == KeyUse::Sig && k.record.state == crate::rotation::KeyState::Active)
+    s.transport().is_some()
+        && s.keys.keys.iter().any(|k| {
+            k.record.use_ == KeyUse::Sig && k.record.state == crate::rotation::KeyState::Active
+        })
 }
 
 /// Register (or onboard) the client.
 pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     let now = s.ctx.clock.now();
     let identity = s.identity()?;
-    let http = s.server.http(s.ctx, identity.as_ref()).map_err(Error::RegisterClient)?;
+    let http = s
+        .server
+        .http(s.ctx, identity.as_ref())
+        .map_err(Error::RegisterClient)?;
     let endpoint = endpoint(s)?;
     let started = std::time::Instant::now();
     let mode = s.client.spec.registration.mode;
@@ -137,11 +166,18 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         s.registration.onboarded_x5t = s.transport().map(|t| t.record.x5t_s256);
         s.registration.registered_at = Some(now);
         s.save_registration().await?;
-        s.events.push((reasons::REGISTERED, "onboarded at the hub with the current transport certificate".into()));
+        s.events.push((
+            reasons::REGISTERED,
+            "onboarded at the hub with the current transport certificate".into(),
+        ));
         return Ok(());
     }
     // (`attempt_started_at` in the registration Secret is where earlier versions kept it.)
-    if let Some(at) = s.keys.registration_attempt_started_at.or(s.registration.attempt_started_at) {
+    if let Some(at) = s
+        .keys
+        .registration_attempt_started_at
+        .or(s.registration.attempt_started_at)
+    {
         // A request went out and no answer was persisted (the process died in between): the AS
         // may hold a client we cannot manage. Say so, then register again.
         s.events.push((
@@ -152,7 +188,8 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     // Everything the request needs is gathered first (a missing Secret fails here, before
     // anything is recorded or sent).
     let jwks = s.jwks_of(&s.visible_kids())?;
-    let metadata = super::policy::registration_metadata(s.client, &s.namespace, &s.name, Some(&jwks));
+    let metadata =
+        super::policy::registration_metadata(s.client, &s.namespace, &s.name, Some(&jwks));
     enum Body {
         Json(Option<SecretString>),
         Signed(SecretString),
@@ -165,10 +202,20 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     s.keys.registration_attempt_started_at = Some(now);
     s.keys_changed();
     s.persist_keys().await?;
-    let persister = SecretPersister { ctx: s.ctx, client: s.client, namespace: &s.namespace, base: s.registration.clone(), now };
+    let persister = SecretPersister {
+        ctx: s.ctx,
+        client: s.client,
+        namespace: &s.namespace,
+        base: s.registration.clone(),
+        now,
+    };
     let result = match body {
-        Body::Json(iat) => reg::register_dynamic(&http, &endpoint, iat.as_ref(), &metadata, &persister).await,
-        Body::Signed(jws) => reg::register_signed(&http, &endpoint, jws, content_type(s), &persister).await,
+        Body::Json(iat) => {
+            reg::register_dynamic(&http, &endpoint, iat.as_ref(), &metadata, &persister).await
+        }
+        Body::Signed(jws) => {
+            reg::register_signed(&http, &endpoint, jws, content_type(s), &persister).await
+        }
     };
     observe(s, &result, started);
     let registration = result.map_err(Error::RegisterClient)?;
@@ -176,8 +223,20 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     // The intent is moot once the answer is persisted; it leaves the keys Secret with its next
     // write (no write of its own).
     s.keys.registration_attempt_started_at = None;
-    s.ctx.metrics.set_expiry(crate::metrics::Expiry::KeyActivated, &s.namespace, &s.name, "", Some(now));
-    s.events.push((reasons::REGISTERED, format!("registered at the authorization server as client {}", registration.client_id)));
+    s.ctx.metrics.set_expiry(
+        crate::metrics::Expiry::KeyActivated,
+        &s.namespace,
+        &s.name,
+        "",
+        Some(now),
+    );
+    s.events.push((
+        reasons::REGISTERED,
+        format!(
+            "registered at the authorization server as client {}",
+            registration.client_id
+        ),
+    ));
     Ok(())
 }
 
@@ -187,7 +246,9 @@ fn observe<T>(s: &Session<'_>, result: &Result<T, OauthError>, started: std::tim
         Err(e) if e.is_transient() => "transient",
         Err(_) => "permanent",
     };
-    s.ctx.metrics.observe_call("registration", outcome, started.elapsed().as_secs_f64());
+    s.ctx
+        .metrics
+        .observe_call("registration", outcome, started.elapsed().as_secs_f64());
 }
 
 async fn initial_access_token(s: &Session<'_>) -> Result<Option<SecretString>, Error> {
@@ -197,7 +258,13 @@ async fn initial_access_token(s: &Session<'_>) -> Result<Option<SecretString>, E
         .registration
         .initial_access_token_ref
         .clone()
-        .or_else(|| s.server.spec.registration.as_ref().and_then(|r| r.initial_access_token_ref.clone()));
+        .or_else(|| {
+            s.server
+                .spec
+                .registration
+                .as_ref()
+                .and_then(|r| r.initial_access_token_ref.clone())
+        });
     match r {
         Some(r) => secret_value(s, &r).await.map(Some),
         None => Ok(None),
@@ -205,13 +272,22 @@ async fn initial_access_token(s: &Session<'_>) -> Result<Option<SecretString>, E
 }
 
 fn content_type(s: &Session<'_>) -> SignedContentType {
-    match s.server.spec.registration.as_ref().and_then(|r| r.signed_request_content_type.as_deref()) {
+    match s
+        .server
+        .spec
+        .registration
+        .as_ref()
+        .and_then(|r| r.signed_request_content_type.as_deref())
+    {
         Some("application/jose") => SignedContentType::Jose,
         _ => SignedContentType::Jwt,
     }
 }
 
-async fn signed_request(s: &Session<'_>, metadata: &serde_json::Map<String, serde_json::Value>) -> Result<SecretString, Error> {
+async fn signed_request(
+    s: &Session<'_>,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+) -> Result<SecretString, Error> {
     let r = s
         .client
         .spec
@@ -234,8 +310,16 @@ async fn signed_request(s: &Session<'_>, metadata: &serde_json::Map<String, serd
                 message: "the software statement carries no software_id; set registration.metadata.softwareId".into(),
             })?,
     };
-    let key = s.active_key(KeyUse::Sig)?.ok_or_else(|| Error::InvalidSpec { reason: reasons::PENDING, message: "no active signing key yet".into() })?;
-    let signer = key.signer().map_err(|source| Error::Identity { step: "loading the signing key", source })?;
+    let key = s
+        .active_key(KeyUse::Sig)?
+        .ok_or_else(|| Error::InvalidSpec {
+            reason: reasons::PENDING,
+            message: "no active signing key yet".into(),
+        })?;
+    let signer = key.signer().map_err(|source| Error::Identity {
+        step: "loading the signing key",
+        source,
+    })?;
     let mut metadata = metadata.clone();
     metadata.remove("software_id");
     metadata.remove("client_name");
@@ -245,12 +329,19 @@ async fn signed_request(s: &Session<'_>, metadata: &serde_json::Map<String, serd
         audience: &s.server.meta.issuer,
         metadata: &metadata,
     };
-    signed_registration_request(&signer, request, s.ctx.clock.now()).map_err(|source| Error::Identity { step: "signing the registration request", source })
+    signed_registration_request(&signer, request, s.ctx.clock.now()).map_err(|source| {
+        Error::Identity {
+            step: "signing the registration request",
+            source,
+        }
+    })
 }
 
 /// RFC 7592 PUT of the full metadata with `jwks` (a new RAT is persisted before this returns).
 pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> Result<(), Error> {
-    let Some(current) = as_registration(&s.registration) else { return Ok(()) };
+    let Some(current) = as_registration(&s.registration) else {
+        return Ok(());
+    };
     if current.registration_access_token.is_none() {
         return Err(Error::UpdateRegistration(OauthError::InvalidResponse {
             step: crate::oauth::Step::UpdateRegistration,
@@ -260,19 +351,39 @@ pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> 
     // The keys the update carries are persisted before the AS sees them.
     s.persist_keys().await?;
     let identity = s.identity()?;
-    let http = s.server.http(s.ctx, identity.as_ref()).map_err(Error::UpdateRegistration)?;
+    let http = s
+        .server
+        .http(s.ctx, identity.as_ref())
+        .map_err(Error::UpdateRegistration)?;
     let endpoint = endpoint(s)?;
-    let target = ManagementTarget { registration_endpoint: &endpoint, issuer: &s.server.spec.issuer };
+    let target = ManagementTarget {
+        registration_endpoint: &endpoint,
+        issuer: &s.server.spec.issuer,
+    };
     let metadata = super::policy::registration_metadata(s.client, &s.namespace, &s.name, jwks);
     let now = s.ctx.clock.now();
-    let persister = SecretPersister { ctx: s.ctx, client: s.client, namespace: &s.namespace, base: s.registration.clone(), now };
+    let persister = SecretPersister {
+        ctx: s.ctx,
+        client: s.client,
+        namespace: &s.namespace,
+        base: s.registration.clone(),
+        now,
+    };
     let started = std::time::Instant::now();
     let result = match s.client.spec.registration.mode {
         RegistrationMode::SignedRequest => {
             let mut md = metadata.clone();
             md.insert("client_id".into(), current.client_id.clone().into());
             let jws = signed_request(s, &md).await?;
-            management::update_client_signed(&http, target, &current, jws, content_type(s), &persister).await
+            management::update_client_signed(
+                &http,
+                target,
+                &current,
+                jws,
+                content_type(s),
+                &persister,
+            )
+            .await
         }
         _ => management::update_client(&http, target, &current, &metadata, &persister).await,
     };
@@ -307,13 +418,23 @@ pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> 
 
 /// RFC 7592 DELETE; "already gone" counts as done.
 pub async fn deregister(s: &Session<'_>) -> Result<management::DeleteOutcome, Error> {
-    let Some(current) = as_registration(&s.registration) else { return Ok(management::DeleteOutcome::AlreadyGone) };
+    let Some(current) = as_registration(&s.registration) else {
+        return Ok(management::DeleteOutcome::AlreadyGone);
+    };
     if current.registration_access_token.is_none() {
         return Ok(management::DeleteOutcome::AlreadyGone);
     }
     let identity = s.identity()?;
-    let http = s.server.http(s.ctx, identity.as_ref()).map_err(Error::UpdateRegistration)?;
+    let http = s
+        .server
+        .http(s.ctx, identity.as_ref())
+        .map_err(Error::UpdateRegistration)?;
     let endpoint = endpoint(s)?;
-    let target = ManagementTarget { registration_endpoint: &endpoint, issuer: &s.server.spec.issuer };
-    management::delete_client(&http, target, &current).await.map_err(Error::UpdateRegistration)
+    let target = ManagementTarget {
+        registration_endpoint: &endpoint,
+        issuer: &s.server.spec.issuer,
+    };
+    management::delete_client(&http, target, &current)
+        .await
+        .map_err(Error::UpdateRegistration)
 }

@@ -10,11 +10,13 @@ use kube::{Api, ResourceExt};
 use super::{context::Context, policy};
 use crate::{
     crd::{
-        AuthorizationServer, AuthorizationServerKind, AuthorizationServerSpec, ClusterAuthorizationServer, KeyRef, KeyRefKind,
-        TppClient, condition::reasons,
+        AuthorizationServer, AuthorizationServerKind, AuthorizationServerSpec,
+        ClusterAuthorizationServer, KeyRef, KeyRefKind, TppClient, condition::reasons,
     },
     error::Error,
-    oauth::{AsClient, ClientIdentity, ProviderMetadata, RateLimit, Severity, TransportConfig, preflight},
+    oauth::{
+        AsClient, ClientIdentity, ProviderMetadata, RateLimit, Severity, TransportConfig, preflight,
+    },
 };
 
 /// A usable authorization server.
@@ -35,14 +37,20 @@ impl ResolvedServer {
     /// The AS's shared rate limit.
     pub fn rate(&self) -> RateLimit {
         RateLimit {
-            per_second: NonZeroU32::new(self.spec.rate_limit.requests_per_second).unwrap_or(NonZeroU32::MIN),
+            per_second: NonZeroU32::new(self.spec.rate_limit.requests_per_second)
+                .unwrap_or(NonZeroU32::MIN),
             burst: NonZeroU32::new(self.spec.rate_limit.burst).unwrap_or(NonZeroU32::MIN),
         }
     }
 
     /// An HTTP client for this AS, with `identity` for mTLS.
-    pub fn http(&self, ctx: &Context, identity: Option<&ClientIdentity>) -> Result<AsClient, crate::oauth::OauthError> {
-        ctx.pool.client(&self.as_key, &self.transport, identity, Some(self.rate()))
+    pub fn http(
+        &self,
+        ctx: &Context,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<AsClient, crate::oauth::OauthError> {
+        ctx.pool
+            .client(&self.as_key, &self.transport, identity, Some(self.rate()))
     }
 
     /// The registration endpoint (override, else discovered).
@@ -56,23 +64,43 @@ impl ResolvedServer {
 }
 
 /// Fetch and check the server a TppClient refers to.
-pub async fn resolve(client: &TppClient, namespace: &str, ctx: &Context) -> Result<ResolvedServer, Error> {
+pub async fn resolve(
+    client: &TppClient,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<ResolvedServer, Error> {
     let r = &client.spec.authorization_server_ref;
-    let not_found = |what: String| Error::AuthorizationServer { reason: reasons::AUTHORIZATION_SERVER_NOT_FOUND, message: what };
+    let not_found = |what: String| Error::AuthorizationServer {
+        reason: reasons::AUTHORIZATION_SERVER_NOT_FOUND,
+        message: what,
+    };
     let (spec, as_key, ref_namespace) = match r.kind {
         AuthorizationServerKind::AuthorizationServer => {
             let spec = match ctx.servers.namespaced(namespace, &r.name) {
                 Some(cached) => cached.spec.clone(),
                 None => {
-                    let api: Api<AuthorizationServer> = Api::namespaced(ctx.client.clone(), namespace);
+                    let api: Api<AuthorizationServer> =
+                        Api::namespaced(ctx.client.clone(), namespace);
                     api.get_opt(&r.name)
                         .await
-                        .map_err(|source| Error::ReadObject { what: format!("AuthorizationServer {}", r.name), source })?
-                        .ok_or_else(|| not_found(format!("AuthorizationServer {:?} not found in namespace {namespace:?}", r.name)))?
+                        .map_err(|source| Error::ReadObject {
+                            what: format!("AuthorizationServer {}", r.name),
+                            source,
+                        })?
+                        .ok_or_else(|| {
+                            not_found(format!(
+                                "AuthorizationServer {:?} not found in namespace {namespace:?}",
+                                r.name
+                            ))
+                        })?
                         .spec
                 }
             };
-            (spec, format!("as/{namespace}/{}", r.name), namespace.to_owned())
+            (
+                spec,
+                format!("as/{namespace}/{}", r.name),
+                namespace.to_owned(),
+            )
         }
         AuthorizationServerKind::ClusterAuthorizationServer => {
             let server = match ctx.servers.cluster(&r.name) {
@@ -82,8 +110,16 @@ pub async fn resolve(client: &TppClient, namespace: &str, ctx: &Context) -> Resu
                     std::sync::Arc::new(
                         api.get_opt(&r.name)
                             .await
-                            .map_err(|source| Error::ReadObject { what: format!("ClusterAuthorizationServer {}", r.name), source })?
-                            .ok_or_else(|| not_found(format!("ClusterAuthorizationServer {:?} not found", r.name)))?,
+                            .map_err(|source| Error::ReadObject {
+                                what: format!("ClusterAuthorizationServer {}", r.name),
+                                source,
+                            })?
+                            .ok_or_else(|| {
+                                not_found(format!(
+                                    "ClusterAuthorizationServer {:?} not found",
+                                    r.name
+                                ))
+                            })?,
                     )
                 }
             };
@@ -92,13 +128,23 @@ pub async fn resolve(client: &TppClient, namespace: &str, ctx: &Context) -> Resu
             (server.spec.server.clone(), format!("cas/{}", r.name), ns)
         }
     };
-    let ca_pem = ca_bundle(ctx, &spec, &ref_namespace, r.kind == AuthorizationServerKind::ClusterAuthorizationServer).await?;
+    let ca_pem = ca_bundle(
+        ctx,
+        &spec,
+        &ref_namespace,
+        r.kind == AuthorizationServerKind::ClusterAuthorizationServer,
+    )
+    .await?;
     let transport = TransportConfig::new(ca_pem.clone().into_bytes());
     let plain = ctx
         .pool
         .client(&as_key, &transport, None, None)
         .map_err(Error::Discovery)?;
-    let meta = ctx.discovery.get(&plain, &spec.issuer, spec.discovery_url.as_deref()).await.map_err(Error::Discovery)?;
+    let meta = ctx
+        .discovery
+        .get(&plain, &spec.issuer, spec.discovery_url.as_deref())
+        .await
+        .map_err(Error::Discovery)?;
     let findings: Vec<String> = preflight(&meta, &policy::client_needs(client, &spec))
         .into_iter()
         .filter(|f| f.severity() == Severity::Error)
@@ -107,13 +153,26 @@ pub async fn resolve(client: &TppClient, namespace: &str, ctx: &Context) -> Resu
     if !findings.is_empty() {
         return Err(Error::Preflight(findings.join("; ")));
     }
-    Ok(ResolvedServer { spec, as_key, ca_pem, transport, meta })
+    Ok(ResolvedServer {
+        spec,
+        as_key,
+        ca_pem,
+        transport,
+        meta,
+    })
 }
 
-async fn check_allowed(ctx: &Context, server: &ClusterAuthorizationServer, namespace: &str) -> Result<(), Error> {
+async fn check_allowed(
+    ctx: &Context,
+    server: &ClusterAuthorizationServer,
+    namespace: &str,
+) -> Result<(), Error> {
     let refuse = |why: &str| Error::AuthorizationServer {
         reason: reasons::NAMESPACE_NOT_ALLOWED,
-        message: format!("ClusterAuthorizationServer {:?} {why} namespace {namespace:?}", server.name_any()),
+        message: format!(
+            "ClusterAuthorizationServer {:?} {why} namespace {namespace:?}",
+            server.name_any()
+        ),
     };
     let Some(selector) = &server.spec.allowed_namespaces else {
         return Err(refuse("has no allowedNamespaces, so it serves no"));
@@ -121,30 +180,58 @@ async fn check_allowed(ctx: &Context, server: &ClusterAuthorizationServer, names
     let ns = Api::<Namespace>::all(ctx.client.clone())
         .get(namespace)
         .await
-        .map_err(|source| Error::ReadObject { what: format!("Namespace {namespace}"), source })?;
+        .map_err(|source| Error::ReadObject {
+            what: format!("Namespace {namespace}"),
+            source,
+        })?;
     let labels = ns.labels();
-    let match_labels = selector.match_labels.clone().unwrap_or_default().into_iter().all(|(k, v)| labels.get(&k) == Some(&v));
-    let match_exprs = selector.match_expressions.clone().unwrap_or_default().into_iter().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    if match_labels && match_exprs { Ok(()) } else { Err(refuse("allowedNamespaces does not select")) }
+    let match_labels = selector
+        .match_labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .all(|(k, v)| labels.get(&k) == Some(&v));
+    let match_exprs = selector
+        .match_expressions
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .all(|e| {
+            let value = labels.get(&e.key);
+            let values = e.values.unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        });
+    if match_labels && match_exprs {
+        Ok(())
+    } else {
+        Err(refuse("allowedNamespaces does not select"))
+    }
 }
 
 /// The PEM CA bundle of `spec` (inline or referenced; a namespaced server reads only its own
 /// namespace).
-pub async fn ca_bundle(ctx: &Context, spec: &AuthorizationServerSpec, namespace: &str, cluster: bool) -> Result<String, Error> {
+pub async fn ca_bundle(
+    ctx: &Context,
+    spec: &AuthorizationServerSpec,
+    namespace: &str,
+    cluster: bool,
+) -> Result<String, Error> {
     if let Some(pem) = &spec.ca_bundle {
         return Ok(pem.clone());
     }
-    let Some(KeyRef { kind, name, key, namespace: ref_ns }) = &spec.ca_bundle_ref else {
+    let Some(KeyRef {
+        kind,
+        name,
+        key,
+        namespace: ref_ns,
+    }) = &spec.ca_bundle_ref
+    else {
         return Err(Error::InvalidSpec {
             reason: reasons::INVALID_SPEC,
             message: "the AuthorizationServer has neither caBundle nor caBundleRef: no TLS trust for the AS".into(),
@@ -155,7 +242,9 @@ pub async fn ca_bundle(ctx: &Context, spec: &AuthorizationServerSpec, namespace:
         Some(n) if n != namespace => {
             return Err(Error::InvalidSpec {
                 reason: reasons::CROSS_NAMESPACE_REFERENCE,
-                message: format!("caBundleRef names namespace {n:?}; a namespaced AuthorizationServer reads only its own"),
+                message: format!(
+                    "caBundleRef names namespace {n:?}; a namespaced AuthorizationServer reads only its own"
+                ),
             });
         }
         _ => namespace,
@@ -165,15 +254,25 @@ pub async fn ca_bundle(ctx: &Context, spec: &AuthorizationServerSpec, namespace:
             .store
             .configmap(ns, name)
             .await
-            .map_err(|source| Error::ReadObject { what: format!("ConfigMap {ns}/{name}"), source })?
+            .map_err(|source| Error::ReadObject {
+                what: format!("ConfigMap {ns}/{name}"),
+                source,
+            })?
             .and_then(|c| c.data.and_then(|mut d| d.remove(key))),
         KeyRefKind::Secret => ctx
             .store
             .secret(ns, name)
             .await
-            .map_err(|source| Error::ReadObject { what: format!("Secret {ns}/{name}"), source })?
+            .map_err(|source| Error::ReadObject {
+                what: format!("Secret {ns}/{name}"),
+                source,
+            })?
             .and_then(|s| s.data.and_then(|mut d| d.remove(key)))
             .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
     };
-    text.ok_or_else(|| Error::ReferenceNotFound(format!("caBundleRef {kind:?} {ns}/{name} key {key:?} not found")))
+    text.ok_or_else(|| {
+        Error::ReferenceNotFound(format!(
+            "caBundleRef {kind:?} {ns}/{name} key {key:?} not found"
+        ))
+    })
 }

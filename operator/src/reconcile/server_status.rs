@@ -15,7 +15,8 @@ use serde_json::json;
 use super::context::Context;
 use crate::{
     crd::{
-        AuthorizationServer, AuthorizationServerSpec, AuthorizationServerStatus, ClusterAuthorizationServer, DiscoveredEndpoints, Profile,
+        AuthorizationServer, AuthorizationServerSpec, AuthorizationServerStatus,
+        ClusterAuthorizationServer, DiscoveredEndpoints, Profile,
         condition::{self, reasons, types},
     },
     error::Error,
@@ -23,13 +24,33 @@ use crate::{
     store::layout::FIELD_MANAGER,
 };
 
-async fn observe(ctx: &Context, spec: &AuthorizationServerSpec, as_key: &str, ca_namespace: &str, cluster: bool) -> Result<AuthorizationServerStatus, Error> {
+async fn observe(
+    ctx: &Context,
+    spec: &AuthorizationServerSpec,
+    as_key: &str,
+    ca_namespace: &str,
+    cluster: bool,
+) -> Result<AuthorizationServerStatus, Error> {
     let ca = super::server::ca_bundle(ctx, spec, ca_namespace, cluster).await?;
     let transport = TransportConfig::new(ca.into_bytes());
-    let http = ctx.pool.client(as_key, &transport, None, None).map_err(Error::Discovery)?;
-    let meta = ctx.discovery.get(&http, &spec.issuer, spec.discovery_url.as_deref()).await.map_err(Error::Discovery)?;
-    let needs = ClientNeeds { fapi2: spec.profile == Profile::FAPI2, ..Default::default() };
-    let errors: Vec<String> = preflight(&meta, &needs).into_iter().filter(|f| f.severity() == Severity::Error).map(|f| f.to_string()).collect();
+    let http = ctx
+        .pool
+        .client(as_key, &transport, None, None)
+        .map_err(Error::Discovery)?;
+    let meta = ctx
+        .discovery
+        .get(&http, &spec.issuer, spec.discovery_url.as_deref())
+        .await
+        .map_err(Error::Discovery)?;
+    let needs = ClientNeeds {
+        fapi2: spec.profile == Profile::FAPI2,
+        ..Default::default()
+    };
+    let errors: Vec<String> = preflight(&meta, &needs)
+        .into_iter()
+        .filter(|f| f.severity() == Severity::Error)
+        .map(|f| f.to_string())
+        .collect();
     if spec.profile == Profile::FAPI2 && !errors.is_empty() {
         return Err(Error::Preflight(errors.join("; ")));
     }
@@ -37,7 +58,11 @@ async fn observe(ctx: &Context, spec: &AuthorizationServerSpec, as_key: &str, ca
     Ok(AuthorizationServerStatus {
         endpoints: Some(DiscoveredEndpoints {
             token: ep(EndpointKind::Token),
-            registration: spec.registration.as_ref().and_then(|r| r.endpoint.clone()).or(meta.registration_endpoint.clone()),
+            registration: spec
+                .registration
+                .as_ref()
+                .and_then(|r| r.endpoint.clone())
+                .or(meta.registration_endpoint.clone()),
             introspection: ep(EndpointKind::Introspection),
             revocation: ep(EndpointKind::Revocation),
             pushed_authorization_request: ep(EndpointKind::PushedAuthorizationRequest),
@@ -45,18 +70,42 @@ async fn observe(ctx: &Context, spec: &AuthorizationServerSpec, as_key: &str, ca
         }),
         last_discovery_time: Some(Time(ctx.clock.now())),
         auth_methods: meta.token_endpoint_auth_methods_supported.clone(),
-        signing_algorithms: meta.token_endpoint_auth_signing_alg_values_supported.clone(),
+        signing_algorithms: meta
+            .token_endpoint_auth_signing_alg_values_supported
+            .clone(),
         ..Default::default()
     })
 }
 
-fn with_conditions(mut st: AuthorizationServerStatus, old: Option<&AuthorizationServerStatus>, generation: Option<i64>, error: Option<&Error>, ctx: &Context) -> AuthorizationServerStatus {
+fn with_conditions(
+    mut st: AuthorizationServerStatus,
+    old: Option<&AuthorizationServerStatus>,
+    generation: Option<i64>,
+    error: Option<&Error>,
+    ctx: &Context,
+) -> AuthorizationServerStatus {
     st.conditions = old.map(|o| o.conditions.clone()).unwrap_or_default();
     st.observed_generation = generation;
     let now = ctx.clock.now();
     match error {
-        None => condition::upsert(&mut st.conditions, types::READY, Some(true), reasons::RECONCILED, "discovery succeeded and the preflight found nothing missing", generation, now),
-        Some(e) => condition::upsert(&mut st.conditions, types::READY, Some(false), e.reason(), &e.chain(), generation, now),
+        None => condition::upsert(
+            &mut st.conditions,
+            types::READY,
+            Some(true),
+            reasons::RECONCILED,
+            "discovery succeeded and the preflight found nothing missing",
+            generation,
+            now,
+        ),
+        Some(e) => condition::upsert(
+            &mut st.conditions,
+            types::READY,
+            Some(false),
+            e.reason(),
+            &e.chain(),
+            generation,
+            now,
+        ),
     };
     if error.is_some()
         && let Some(o) = old
@@ -78,7 +127,13 @@ fn requeue(result: &Result<AuthorizationServerStatus, Error>) -> Requeue {
     }
 }
 
-async fn write_status<K>(api: Api<K>, name: &str, kind: &str, old: Option<&AuthorizationServerStatus>, new: &AuthorizationServerStatus) -> Result<(), Error>
+async fn write_status<K>(
+    api: Api<K>,
+    name: &str,
+    kind: &str,
+    old: Option<&AuthorizationServerStatus>,
+    new: &AuthorizationServerStatus,
+) -> Result<(), Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     <K as kube::Resource>::DynamicType: Default,
@@ -94,27 +149,80 @@ where
         return Ok(());
     }
     let patch = json!({"apiVersion": "tpp.dev/v1alpha1", "kind": kind, "status": new});
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::ApplyObject { what: format!("{kind} {name} status"), source })?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::ApplyObject {
+        what: format!("{kind} {name} status"),
+        source,
+    })?;
     Ok(())
 }
 
 /// Reconcile a namespaced AuthorizationServer.
-pub async fn reconcile_namespaced(obj: Arc<AuthorizationServer>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile_namespaced(
+    obj: Arc<AuthorizationServer>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, Error> {
     let ns = obj.namespace().unwrap_or_default();
-    let result = observe(&ctx, &obj.spec, &format!("as/{ns}/{}", obj.name_any()), &ns, false).await;
-    let st = with_conditions(result.as_ref().cloned().unwrap_or_default(), obj.status.as_ref(), obj.metadata.generation, result.as_ref().err(), &ctx);
-    write_status(Api::<AuthorizationServer>::namespaced(ctx.client.clone(), &ns), &obj.name_any(), "AuthorizationServer", obj.status.as_ref(), &st).await?;
+    let result = observe(
+        &ctx,
+        &obj.spec,
+        &format!("as/{ns}/{}", obj.name_any()),
+        &ns,
+        false,
+    )
+    .await;
+    let st = with_conditions(
+        result.as_ref().cloned().unwrap_or_default(),
+        obj.status.as_ref(),
+        obj.metadata.generation,
+        result.as_ref().err(),
+        &ctx,
+    );
+    write_status(
+        Api::<AuthorizationServer>::namespaced(ctx.client.clone(), &ns),
+        &obj.name_any(),
+        "AuthorizationServer",
+        obj.status.as_ref(),
+        &st,
+    )
+    .await?;
     Ok(requeue(&result))
 }
 
 /// Reconcile a ClusterAuthorizationServer.
-pub async fn reconcile_cluster(obj: Arc<ClusterAuthorizationServer>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile_cluster(
+    obj: Arc<ClusterAuthorizationServer>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, Error> {
     let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-    let result = observe(&ctx, &obj.spec.server, &format!("cas/{}", obj.name_any()), &ns, true).await;
-    let st = with_conditions(result.as_ref().cloned().unwrap_or_default(), obj.status.as_ref(), obj.metadata.generation, result.as_ref().err(), &ctx);
-    write_status(Api::<ClusterAuthorizationServer>::all(ctx.client.clone()), &obj.name_any(), "ClusterAuthorizationServer", obj.status.as_ref(), &st).await?;
+    let result = observe(
+        &ctx,
+        &obj.spec.server,
+        &format!("cas/{}", obj.name_any()),
+        &ns,
+        true,
+    )
+    .await;
+    let st = with_conditions(
+        result.as_ref().cloned().unwrap_or_default(),
+        obj.status.as_ref(),
+        obj.metadata.generation,
+        result.as_ref().err(),
+        &ctx,
+    );
+    write_status(
+        Api::<ClusterAuthorizationServer>::all(ctx.client.clone()),
+        &obj.name_any(),
+        "ClusterAuthorizationServer",
+        obj.status.as_ref(),
+        &st,
+    )
+    .await?;
     Ok(requeue(&result))
 }
 

@@ -74,12 +74,23 @@ fn read_err(what: String) -> impl FnOnce(kube::Error) -> Error {
 
 impl<'a> Session<'a> {
     /// Load everything the client's Secrets hold (three GETs, four with a SecretRef certificate).
-    pub async fn load(ctx: &'a Context, client: &'a TppClient, namespace: String, server: ResolvedServer) -> Result<Self, Error> {
+    pub async fn load(
+        ctx: &'a Context,
+        client: &'a TppClient,
+        namespace: String,
+        server: ResolvedServer,
+    ) -> Result<Self, Error> {
         let name = client.name_any();
         let store = &ctx.store;
-        let keys_secret = store.own_secret(&namespace, &layout::keys_name(&name)).await.map_err(read_err(layout::keys_name(&name)))?;
-        let keys = KeysState::from_secret(keys_secret.as_ref())
-            .map_err(|e| Error::CorruptState { what: layout::keys_name(&name), message: e.to_string() })?;
+        let keys_secret = store
+            .own_secret(&namespace, &layout::keys_name(&name))
+            .await
+            .map_err(read_err(layout::keys_name(&name)))?;
+        let keys =
+            KeysState::from_secret(keys_secret.as_ref()).map_err(|e| Error::CorruptState {
+                what: layout::keys_name(&name),
+                message: e.to_string(),
+            })?;
         let reg_secret = store
             .own_secret(&namespace, &layout::registration_name(&name))
             .await
@@ -90,19 +101,42 @@ impl<'a> Session<'a> {
             .await
             .map_err(read_err(layout::credentials_name(&name)))?;
         let names: Vec<String> = client.spec.tokens.iter().map(|t| t.name.clone()).collect();
-        let credentials = Credentials::from_secret(cred_secret.as_ref(), &names, |pem| identity::cert::parse_pem(pem).ok().map(|i| i.x5t_s256));
-        let external_cert = match (&client.spec.transport_certificate.source, &client.spec.transport_certificate.secret_ref) {
+        let credentials = Credentials::from_secret(cred_secret.as_ref(), &names, |pem| {
+            identity::cert::parse_pem(pem).ok().map(|i| i.x5t_s256)
+        });
+        let external_cert = match (
+            &client.spec.transport_certificate.source,
+            &client.spec.transport_certificate.secret_ref,
+        ) {
             (CertificateSource::SecretRef, Some(r)) => {
                 let s = store
                     .secret(&namespace, &r.name)
                     .await
                     .map_err(read_err(format!("Secret {}", r.name)))?
-                    .ok_or_else(|| Error::ReferenceNotFound(format!("transportCertificate.secretRef: Secret {:?} not found", r.name)))?;
+                    .ok_or_else(|| {
+                        Error::ReferenceNotFound(format!(
+                            "transportCertificate.secretRef: Secret {:?} not found",
+                            r.name
+                        ))
+                    })?;
                 Some(external_material(&s, &r.name)?)
             }
             _ => None,
         };
-        Ok(Self { ctx, client, namespace, name, server, keys, registration, credentials, external_cert, events: vec![], parsed: Default::default(), keys_dirty: Default::default() })
+        Ok(Self {
+            ctx,
+            client,
+            namespace,
+            name,
+            server,
+            keys,
+            registration,
+            credentials,
+            external_cert,
+            events: vec![],
+            parsed: Default::default(),
+            keys_dirty: Default::default(),
+        })
     }
 
     /// The transport certificate in force (generated, or the user's).
@@ -120,17 +154,26 @@ impl<'a> Session<'a> {
 
     /// The mTLS identity of the transport certificate.
     pub fn identity(&self) -> Result<Option<ClientIdentity>, Error> {
-        let Some(t) = self.transport() else { return Ok(None) };
-        ClientIdentity::from_pem(t.cert_pem.as_bytes(), SecretString::from(t.key_pem.expose().clone()))
-            .map(Some)
-            .map_err(Error::FetchToken)
+        let Some(t) = self.transport() else {
+            return Ok(None);
+        };
+        ClientIdentity::from_pem(
+            t.cert_pem.as_bytes(),
+            SecretString::from(t.key_pem.expose().clone()),
+        )
+        .map(Some)
+        .map_err(Error::FetchToken)
     }
 
     /// The client id: the spec's (Static, HubOnboarding) or the AS's.
     pub fn client_id(&self) -> Option<String> {
         match self.client.spec.registration.mode {
-            RegistrationMode::Static | RegistrationMode::HubOnboarding => self.client.spec.registration.client_id.clone(),
-            RegistrationMode::Dynamic | RegistrationMode::SignedRequest => self.registration.client_id.clone(),
+            RegistrationMode::Static | RegistrationMode::HubOnboarding => {
+                self.client.spec.registration.client_id.clone()
+            }
+            RegistrationMode::Dynamic | RegistrationMode::SignedRequest => {
+                self.registration.client_id.clone()
+            }
         }
     }
 
@@ -139,7 +182,9 @@ impl<'a> Session<'a> {
         match self.client.spec.registration.mode {
             RegistrationMode::Static => true,
             RegistrationMode::HubOnboarding => self.registration.onboarded_x5t.is_some(),
-            RegistrationMode::Dynamic | RegistrationMode::SignedRequest => self.registration.is_registered(),
+            RegistrationMode::Dynamic | RegistrationMode::SignedRequest => {
+                self.registration.is_registered()
+            }
         }
     }
 
@@ -155,24 +200,43 @@ impl<'a> Session<'a> {
             keys: self.keys.records(),
             certificate: self.transport().map(|t| t.record),
             // Tokens are bound to the certificate beside them in the credentials Secret.
-            tokens: self.credentials.tokens.values().map(|t| t.record.clone()).collect(),
+            tokens: self
+                .credentials
+                .tokens
+                .values()
+                .map(|t| t.record.clone())
+                .collect(),
             approved_kids: ann
                 .get(annotations::APPROVED_KIDS)
-                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
             triggers: Triggers {
                 rotate_keys: trig(TriggerKind::RotateKeys, annotations::ROTATE_KEYS),
-                renew_certificate: trig(TriggerKind::RenewCertificate, annotations::RENEW_CERTIFICATE),
+                renew_certificate: trig(
+                    TriggerKind::RenewCertificate,
+                    annotations::RENEW_CERTIFICATE,
+                ),
                 renew_tokens: trig(TriggerKind::RenewTokens, annotations::RENEW_TOKENS),
             },
             backoff_until: None,
-            tokens_need_signing_key: self.client.spec.authentication.method == crate::crd::AuthMethod::PrivateKeyJwt,
+            tokens_need_signing_key: self.client.spec.authentication.method
+                == crate::crd::AuthMethod::PrivateKeyJwt,
         }
     }
 
     /// The active key of `use_`, parsed.
     pub fn active_key(&self, use_: KeyUse) -> Result<Option<PrivateKey>, Error> {
-        let Some(k) = self.keys.keys.iter().find(|k| k.record.use_ == use_ && k.record.state == KeyState::Active) else {
+        let Some(k) = self
+            .keys
+            .keys
+            .iter()
+            .find(|k| k.record.use_ == use_ && k.record.state == KeyState::Active)
+        else {
             return Ok(None);
         };
         let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
@@ -181,8 +245,12 @@ impl<'a> Session<'a> {
         {
             return Ok(Some(key.clone()));
         }
-        let key = PrivateKey::from_private_jwk_json(k.private_jwk.expose())
-            .map_err(|source| Error::Identity { step: "reading the active key", source })?;
+        let key = PrivateKey::from_private_jwk_json(k.private_jwk.expose()).map_err(|source| {
+            Error::Identity {
+                step: "reading the active key",
+                source,
+            }
+        })?;
         *parsed = Some((k.record.kid.clone(), key.clone()));
         Ok(Some(key))
     }
@@ -190,22 +258,45 @@ impl<'a> Session<'a> {
     /// The public JWK set of `kids` (deterministic order).
     pub fn jwks_of(&self, kids: &BTreeSet<String>) -> Result<JwkSet, Error> {
         let mut published = vec![];
-        for k in self.keys.keys.iter().filter(|k| kids.contains(&k.record.kid)) {
-            let key = PrivateKey::from_private_jwk_json(k.private_jwk.expose())
-                .map_err(|source| Error::Identity { step: "reading a key to publish", source })?;
+        for k in self
+            .keys
+            .keys
+            .iter()
+            .filter(|k| kids.contains(&k.record.kid))
+        {
+            let key =
+                PrivateKey::from_private_jwk_json(k.private_jwk.expose()).map_err(|source| {
+                    Error::Identity {
+                        step: "reading a key to publish",
+                        source,
+                    }
+                })?;
             let (key_use, alg) = match (k.record.use_, key.algorithm()) {
                 (KeyUse::Enc, _) => (JwkUse::Enc, PublishedAlg::RsaOaep256),
                 (KeyUse::Sig, KeyAlgorithm::EcP256) => (JwkUse::Sig, PublishedAlg::Es256),
                 (KeyUse::Sig, _) => (JwkUse::Sig, PublishedAlg::Ps256),
             };
-            published.push(PublishedKey { jwk: key.public_jwk(), key_use, alg, certificate_chain: vec![] });
+            published.push(PublishedKey {
+                jwk: key.public_jwk(),
+                key_use,
+                alg,
+                certificate_chain: vec![],
+            });
         }
-        identity::jwks::build_jwks(published).map_err(|source| Error::Identity { step: "building the JWKS", source })
+        identity::jwks::build_jwks(published).map_err(|source| Error::Identity {
+            step: "building the JWKS",
+            source,
+        })
     }
 
     /// Every kid the AS should see now (all but Pending).
     pub fn visible_kids(&self) -> BTreeSet<String> {
-        self.keys.keys.iter().filter(|k| k.record.state != KeyState::Pending).map(|k| k.record.kid.clone()).collect()
+        self.keys
+            .keys
+            .iter()
+            .filter(|k| k.record.state != KeyState::Pending)
+            .map(|k| k.record.kid.clone())
+            .collect()
     }
 
     /// Note that `keys` changed. The change is persisted by [`Self::persist_keys`], which runs
@@ -213,7 +304,8 @@ impl<'a> Session<'a> {
     /// Secret) and at the end of every reconcile: the steps of one pass (two keys, a
     /// certificate, their publication and activation) cost one write, not five.
     pub fn keys_changed(&self) {
-        self.keys_dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.keys_dirty
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Persist `<name>-keys` if it changed.
@@ -226,8 +318,12 @@ impl<'a> Session<'a> {
             .store
             .apply(&self.namespace, &obj)
             .await
-            .map_err(|source| Error::ApplyObject { what: layout::keys_name(&self.name), source })?;
-        self.keys_dirty.store(false, std::sync::atomic::Ordering::Relaxed);
+            .map_err(|source| Error::ApplyObject {
+                what: layout::keys_name(&self.name),
+                source,
+            })?;
+        self.keys_dirty
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -244,18 +340,35 @@ impl<'a> Session<'a> {
             .store
             .apply(&self.namespace, &obj)
             .await
-            .map_err(|source| Error::ApplyObject { what: layout::jwks_name(&self.name), source })?;
+            .map_err(|source| Error::ApplyObject {
+                what: layout::jwks_name(&self.name),
+                source,
+            })?;
         Ok(())
     }
 
     /// Write `<name>-credentials` from the current certificate, active key and tokens: one apply.
     pub async fn save_credentials(&self) -> Result<(), Error> {
-        let (Some(t), Some(client_id)) = (self.transport(), self.client_id()) else { return Ok(()) };
+        let (Some(t), Some(client_id)) = (self.transport(), self.client_id()) else {
+            return Ok(());
+        };
         // What workloads mount comes from persisted keys only.
         self.persist_keys().await?;
-        let token_endpoint = self.server.meta.effective_endpoint(crate::oauth::EndpointKind::Token, true).unwrap_or_default().to_owned();
-        let signing = self.active_key(KeyUse::Sig)?.map(|k| (k.to_pkcs8_pem(), k.kid().to_owned()));
-        let signing_pem = signing.as_ref().map(|(pem, kid)| (secrecy::ExposeSecret::expose_secret(pem).to_owned(), kid.clone()));
+        let token_endpoint = self
+            .server
+            .meta
+            .effective_endpoint(crate::oauth::EndpointKind::Token, true)
+            .unwrap_or_default()
+            .to_owned();
+        let signing = self
+            .active_key(KeyUse::Sig)?
+            .map(|k| (k.to_pkcs8_pem(), k.kid().to_owned()));
+        let signing_pem = signing.as_ref().map(|(pem, kid)| {
+            (
+                secrecy::ExposeSecret::expose_secret(pem).to_owned(),
+                kid.clone(),
+            )
+        });
         let content = CredentialsContent {
             cert_pem: &t.cert_pem,
             key_pem: t.key_pem.expose(),
@@ -271,35 +384,61 @@ impl<'a> Session<'a> {
             .store
             .apply(&self.namespace, &obj)
             .await
-            .map_err(|source| Error::ApplyObject { what: layout::credentials_name(&self.name), source })?;
+            .map_err(|source| Error::ApplyObject {
+                what: layout::credentials_name(&self.name),
+                source,
+            })?;
         Ok(())
     }
 }
 
 /// Persist a registration state (used by the RAT persister too).
-pub async fn save_registration(ctx: &Context, client: &TppClient, namespace: &str, state: &RegistrationState) -> Result<(), Error> {
+pub async fn save_registration(
+    ctx: &Context,
+    client: &TppClient,
+    namespace: &str,
+    state: &RegistrationState,
+) -> Result<(), Error> {
     let obj = build::registration_secret(client, state);
     ctx.store
         .apply(namespace, &obj)
         .await
-        .map_err(|source| Error::ApplyObject { what: layout::registration_name(&client.name_any()), source })?;
+        .map_err(|source| Error::ApplyObject {
+            what: layout::registration_name(&client.name_any()),
+            source,
+        })?;
     Ok(())
 }
 
-fn external_material(secret: &k8s_openapi::api::core::v1::Secret, name: &str) -> Result<TransportMaterial, Error> {
+fn external_material(
+    secret: &k8s_openapi::api::core::v1::Secret,
+    name: &str,
+) -> Result<TransportMaterial, Error> {
     let get = |k: &str| {
         secret
             .data
             .as_ref()
             .and_then(|d| d.get(k))
             .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-            .ok_or_else(|| Error::ReferenceNotFound(format!("transportCertificate.secretRef: Secret {name:?} has no {k}")))
+            .ok_or_else(|| {
+                Error::ReferenceNotFound(format!(
+                    "transportCertificate.secretRef: Secret {name:?} has no {k}"
+                ))
+            })
     };
     let cert_pem = get("tls.crt")?;
     let key_pem = get("tls.key")?;
-    let info = identity::cert::parse_pem(&cert_pem).map_err(|source| Error::Identity { step: "reading the transport certificate", source })?;
-    let matches = identity::cert::key_matches_certificate(&key_pem, &cert_pem)
-        .map_err(|source| Error::Identity { step: "checking the transport key", source })?;
+    let info = identity::cert::parse_pem(&cert_pem).map_err(|source| Error::Identity {
+        step: "reading the transport certificate",
+        source,
+    })?;
+    let matches =
+        identity::cert::key_matches_certificate(&key_pem, &cert_pem).map_err(|source| {
+            Error::Identity {
+                step: "checking the transport key",
+                source,
+            }
+        })?;
     if !matches {
         return Err(Error::InvalidSpec {
             reason: crate::crd::condition::reasons::CERTIFICATE_INVALID,
@@ -309,7 +448,11 @@ fn external_material(secret: &k8s_openapi::api::core::v1::Secret, name: &str) ->
     Ok(TransportMaterial {
         cert_pem,
         key_pem: Sensitive::new(key_pem),
-        record: CertRecord { not_before: info.not_before, not_after: info.not_after, x5t_s256: info.x5t_s256 },
+        record: CertRecord {
+            not_before: info.not_before,
+            not_after: info.not_after,
+            x5t_s256: info.x5t_s256,
+        },
         subject: info.subject,
     })
 }

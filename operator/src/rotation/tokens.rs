@@ -79,7 +79,10 @@ pub(super) fn plan_tokens(
     if !seen.registered {
         return false;
     }
-    let signing_key_active = seen.keys.iter().any(|k| k.use_ == KeyUse::Sig && k.state == KeyState::Active);
+    let signing_key_active = seen
+        .keys
+        .iter()
+        .any(|k| k.use_ == KeyUse::Sig && k.state == KeyState::Active);
     if seen.tokens_need_signing_key && !signing_key_active {
         return false;
     }
@@ -139,7 +142,12 @@ pub fn refresh_at(token: &TokenPolicy, record: &TokenRecord, jitter_seed: u64) -
     // The jitter starts at a small lead (a hundredth of the lifetime, at most 1 s), so the new
     // token is in the Secret by the latest refresh point, not one request's latency after it.
     let lead = fraction(lifetime, 100).min(REFRESH_LEAD);
-    let jitter = lead.saturating_add(jitter(tenth.saturating_sub(lead), jitter_seed, &token.name, record.issued_at));
+    let jitter = lead.saturating_add(jitter(
+        tenth.saturating_sub(lead),
+        jitter_seed,
+        &token.name,
+        record.issued_at,
+    ));
     let floor = TOKEN_SAFETY_FLOOR.min(tenth);
     let point = before(record.expires_at, refresh_before.saturating_add(jitter))
         .min(before(record.expires_at, floor));
@@ -191,14 +199,32 @@ mod tests {
 
     #[test]
     fn a_refresh_is_due_a_lead_before_the_latest_point_and_within_a_tenth_of_the_lifetime() {
-        let token = TokenPolicy { name: "accounts".into(), refresh_before: None };
+        let token = TokenPolicy {
+            name: "accounts".into(),
+            refresh_before: None,
+        };
         for (lifetime, lead) in [(30, 300), (600, 1_000)] {
             for seed in 0..200u64 {
-                let record = TokenRecord { name: "accounts".into(), issued_at: at(1_000), expires_at: at(1_000 + lifetime), cert_x5t_s256: "x".into() };
+                let record = TokenRecord {
+                    name: "accounts".into(),
+                    issued_at: at(1_000),
+                    expires_at: at(1_000 + lifetime),
+                    cert_x5t_s256: "x".into(),
+                };
                 let point = refresh_at(&token, &record, seed);
-                let latest = at(1_000 + lifetime).checked_sub(SignedDuration::from_secs(lifetime / 3)).unwrap();
-                let earliest = latest.checked_sub(SignedDuration::from_secs(lifetime / 10)).unwrap();
-                assert!(point <= latest.checked_sub(SignedDuration::from_millis(lead)).unwrap(), "seed {seed}: {point} is within the lead of {latest}");
+                let latest = at(1_000 + lifetime)
+                    .checked_sub(SignedDuration::from_secs(lifetime / 3))
+                    .unwrap();
+                let earliest = latest
+                    .checked_sub(SignedDuration::from_secs(lifetime / 10))
+                    .unwrap();
+                assert!(
+                    point
+                        <= latest
+                            .checked_sub(SignedDuration::from_millis(lead))
+                            .unwrap(),
+                    "seed {seed}: {point} is within the lead of {latest}"
+                );
                 assert!(point >= earliest, "seed {seed}: {point} before {earliest}");
             }
         }

@@ -23,7 +23,10 @@ pub struct Store {
 impl Store {
     /// A store over `client` (already rate limited).
     pub fn new(client: Client) -> Self {
-        Self { client, cache: Arc::new(SecretCache::default()) }
+        Self {
+            client,
+            cache: Arc::new(SecretCache::default()),
+        }
     }
 
     /// The kube client.
@@ -39,19 +42,27 @@ impl Store {
     /// A Secret of someone else's (a user's certificate, an initial access token, a CA
     /// bundle), `None` when absent: always a GET (their changes are not watched).
     pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
-        Api::<Secret>::namespaced(self.client.clone(), namespace).get_opt(name).await
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
     }
 
     /// One of our own Secrets (`<name>-keys`, `-registration`, `-credentials`), `None` when
     /// absent: from the cache when it holds it or knows it absent, else a GET.
-    pub async fn own_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
+    pub async fn own_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Secret>, kube::Error> {
         if let Some(s) = self.cache.get(namespace, name) {
             return Ok(Some((*s).clone()));
         }
         if self.cache.known_absent(namespace, name) {
             return Ok(None);
         }
-        let got = Api::<Secret>::namespaced(self.client.clone(), namespace).get_opt(name).await?;
+        let got = Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await?;
         if let Some(s) = &got {
             self.cache.remember(namespace, s);
         }
@@ -65,7 +76,9 @@ impl Store {
             Some(ns) => Api::<Secret>::namespaced(self.client.clone(), ns),
             None => Api::<Secret>::all(self.client.clone()),
         };
-        let mut params = kube::api::ListParams::default().labels(&super::layout::managed_selector()).limit(250);
+        let mut params = kube::api::ListParams::default()
+            .labels(&super::layout::managed_selector())
+            .limit(250);
         let mut count = 0;
         loop {
             let page = api.list(&params).await?;
@@ -82,19 +95,34 @@ impl Store {
     }
 
     /// GET a ConfigMap, `None` when absent.
-    pub async fn configmap(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, kube::Error> {
-        Api::<ConfigMap>::namespaced(self.client.clone(), namespace).get_opt(name).await
+    pub async fn configmap(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, kube::Error> {
+        Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
     }
 
     /// Server-side apply `obj` (forced: we are the only writer of our objects).
     pub async fn apply<K>(&self, namespace: &str, obj: &K) -> Result<K, kube::Error>
     where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + std::fmt::Debug + 'static,
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + std::fmt::Debug
+            + 'static,
         <K as kube::Resource>::DynamicType: Default,
     {
         let name = obj.meta().name.clone().unwrap_or_default();
         let written = Api::<K>::namespaced(self.client.clone(), namespace)
-            .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            )
             .await;
         match &written {
             Ok(w) => {
@@ -109,13 +137,25 @@ impl Store {
     }
 
     /// Server-side apply a status patch on a namespaced resource.
-    pub async fn apply_status<K>(&self, namespace: &str, name: &str, patch: &serde_json::Value) -> Result<K, kube::Error>
+    pub async fn apply_status<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<K, kube::Error>
     where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
         <K as kube::Resource>::DynamicType: Default,
     {
         Api::<K>::namespaced(self.client.clone(), namespace)
-            .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
+            .patch_status(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(patch),
+            )
             .await
     }
 }

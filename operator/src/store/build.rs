@@ -18,14 +18,16 @@ use crate::crd::TppClient;
 
 /// The controller owner reference to `client`.
 pub fn owner_ref(client: &TppClient) -> OwnerReference {
-    let mut r = client.controller_owner_ref(&()).unwrap_or_else(|| OwnerReference {
-        api_version: "tpp.dev/v1alpha1".into(),
-        kind: "TppClient".into(),
-        name: client.name_any(),
-        uid: client.uid().unwrap_or_default(),
-        controller: Some(true),
-        ..Default::default()
-    });
+    let mut r = client
+        .controller_owner_ref(&())
+        .unwrap_or_else(|| OwnerReference {
+            api_version: "tpp.dev/v1alpha1".into(),
+            kind: "TppClient".into(),
+            name: client.name_any(),
+            uid: client.uid().unwrap_or_default(),
+            controller: Some(true),
+            ..Default::default()
+        });
     r.block_owner_deletion = Some(true);
     r
 }
@@ -35,8 +37,14 @@ fn meta(client: &TppClient, name: String, component: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: client.namespace(),
-        labels: Some(layout::labels(&client.name_any(), component, template.map(|t| &t.labels))),
-        annotations: template.map(|t| t.annotations.clone()).filter(|a| !a.is_empty()),
+        labels: Some(layout::labels(
+            &client.name_any(),
+            component,
+            template.map(|t| &t.labels),
+        )),
+        annotations: template
+            .map(|t| t.annotations.clone())
+            .filter(|a| !a.is_empty()),
         owner_references: Some(vec![owner_ref(client)]),
         ..Default::default()
     }
@@ -55,7 +63,11 @@ pub fn keys_secret(client: &TppClient, state: &KeysState) -> Secret {
 /// `<name>-registration`: the AS's answer (operator only).
 pub fn registration_secret(client: &TppClient, state: &RegistrationState) -> Secret {
     Secret {
-        metadata: meta(client, layout::registration_name(&client.name_any()), "registration"),
+        metadata: meta(
+            client,
+            layout::registration_name(&client.name_any()),
+            "registration",
+        ),
         type_: Some("Opaque".into()),
         data: Some(state.to_data()),
         ..Default::default()
@@ -115,7 +127,11 @@ pub fn credentials_secret(client: &TppClient, c: &CredentialsContent<'_>) -> Sec
         put(scope_key(name), &t.scope);
     }
     Secret {
-        metadata: meta(client, layout::credentials_name(&client.name_any()), "credentials"),
+        metadata: meta(
+            client,
+            layout::credentials_name(&client.name_any()),
+            "credentials",
+        ),
         type_: Some("kubernetes.io/tls".into()),
         data: Some(d),
         ..Default::default()
@@ -125,7 +141,9 @@ pub fn credentials_secret(client: &TppClient, c: &CredentialsContent<'_>) -> Sec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{AuthorizationServerRef, Registration, RegistrationMode, SecretTemplate, TppClientSpec};
+    use crate::crd::{
+        AuthorizationServerRef, Registration, RegistrationMode, SecretTemplate, TppClientSpec,
+    };
     use crate::redact::Sensitive;
     use crate::rotation::TokenRecord;
 
@@ -133,7 +151,10 @@ mod tests {
         let mut c = TppClient::new(
             "payments",
             TppClientSpec {
-                authorization_server_ref: AuthorizationServerRef { name: "as".into(), ..Default::default() },
+                authorization_server_ref: AuthorizationServerRef {
+                    name: "as".into(),
+                    ..Default::default()
+                },
                 registration: Registration {
                     mode: RegistrationMode::Dynamic,
                     client_id: None,
@@ -166,7 +187,12 @@ mod tests {
         let tokens = BTreeMap::from([(
             "accounts".to_owned(),
             StoredToken {
-                record: TokenRecord { name: "accounts".into(), issued_at: ts, expires_at: ts, cert_x5t_s256: "x".into() },
+                record: TokenRecord {
+                    name: "accounts".into(),
+                    issued_at: ts,
+                    expires_at: ts,
+                    cert_x5t_s256: "x".into(),
+                },
                 access_token: Sensitive::new("tok".into()),
                 scope: "accounts".into(),
             },
@@ -186,12 +212,26 @@ mod tests {
         );
         assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
         let d = s.data.as_ref().unwrap();
-        for k in ["tls.crt", "tls.key", "ca.crt", "client_id", "issuer", "token_endpoint", "signing.key", "signing.kid", "accounts.access_token", "accounts.expires_at"] {
+        for k in [
+            "tls.crt",
+            "tls.key",
+            "ca.crt",
+            "client_id",
+            "issuer",
+            "token_endpoint",
+            "signing.key",
+            "signing.kid",
+            "accounts.access_token",
+            "accounts.expires_at",
+        ] {
             assert!(d.contains_key(k), "missing {k}");
         }
         assert_eq!(s.metadata.name.as_deref(), Some("payments-credentials"));
         let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("TppClient", "uid-1", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("TppClient", "uid-1", Some(true))
+        );
         let labels = s.metadata.labels.as_ref().unwrap();
         assert_eq!(labels["team"], "pay");
         assert_eq!(labels["tpp.dev/client"], "payments");

@@ -24,7 +24,11 @@ type Key = (String, String);
 
 /// Keys of `<name>-credentials` the cache does not hold: every write rebuilds them from
 /// `<name>-keys` and the AS, and no reconcile reads them back (a third of the Secret).
-const REBUILT: [&str; 3] = [layout::credentials::TLS_KEY, layout::credentials::SIGNING_KEY, layout::credentials::CA_CRT];
+const REBUILT: [&str; 3] = [
+    layout::credentials::TLS_KEY,
+    layout::credentials::SIGNING_KEY,
+    layout::credentials::CA_CRT,
+];
 
 /// See the module docs.
 #[derive(Default)]
@@ -67,7 +71,9 @@ impl SecretCache {
         if !layout::is_managed(&secret.metadata) {
             return;
         }
-        let Some(name) = secret.metadata.name.clone() else { return };
+        let Some(name) = secret.metadata.name.clone() else {
+            return;
+        };
         let slim = Secret {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -77,13 +83,22 @@ impl SecretCache {
                 ..Default::default()
             },
             data: secret.data.as_ref().map(|d| {
-                let credentials = secret.metadata.labels.as_ref().and_then(|l| l.get(layout::COMPONENT_LABEL)).is_some_and(|c| c == "credentials");
-                d.iter().filter(|(k, _)| !(credentials && REBUILT.contains(&k.as_str()))).map(|(k, v)| (k.clone(), v.clone())).collect()
+                let credentials = secret
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(layout::COMPONENT_LABEL))
+                    .is_some_and(|c| c == "credentials");
+                d.iter()
+                    .filter(|(k, _)| !(credentials && REBUILT.contains(&k.as_str())))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
             }),
             type_: secret.type_.clone(),
             ..Default::default()
         };
-        self.lock().insert((namespace.to_owned(), name), Arc::new(slim));
+        self.lock()
+            .insert((namespace.to_owned(), name), Arc::new(slim));
     }
 
     /// Drop one entry (written by someone else, or deleted).
@@ -93,12 +108,20 @@ impl SecretCache {
 
     /// The watch of `scope` (a namespace, `None` for all) (re)starts listing.
     pub fn relist_started(&self, scope: Option<&str>) {
-        self.names().relisting.insert(scope.map(str::to_owned), HashSet::new());
+        self.names()
+            .relisting
+            .insert(scope.map(str::to_owned), HashSet::new());
     }
 
     /// The watch's list reported `namespace/name` at `resource_version`: a cached copy of
     /// another version is dropped.
-    pub fn listed_one(&self, scope: Option<&str>, namespace: &str, name: &str, resource_version: &str) {
+    pub fn listed_one(
+        &self,
+        scope: Option<&str>,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+    ) {
         let k = key(namespace, name);
         {
             let mut names = self.names();
@@ -108,7 +131,10 @@ impl SecretCache {
             names.known.insert(k.clone(), resource_version.to_owned());
         }
         let mut entries = self.lock();
-        if entries.get(&k).is_some_and(|e| e.metadata.resource_version.as_deref() != Some(resource_version)) {
+        if entries
+            .get(&k)
+            .is_some_and(|e| e.metadata.resource_version.as_deref() != Some(resource_version))
+        {
             entries.remove(&k);
         }
     }
@@ -116,8 +142,16 @@ impl SecretCache {
     /// The watch's list of `scope` is complete: what it did not report is gone.
     pub fn relist_done(&self, scope: Option<&str>) {
         let mut names = self.names();
-        let seen = names.relisting.remove(&scope.map(str::to_owned)).unwrap_or_default();
-        let gone: Vec<Key> = names.known.keys().filter(|k| in_scope(scope, &k.0) && !seen.contains(*k)).cloned().collect();
+        let seen = names
+            .relisting
+            .remove(&scope.map(str::to_owned))
+            .unwrap_or_default();
+        let gone: Vec<Key> = names
+            .known
+            .keys()
+            .filter(|k| in_scope(scope, &k.0) && !seen.contains(*k))
+            .cloned()
+            .collect();
         for k in &gone {
             names.known.remove(k);
         }
@@ -129,7 +163,9 @@ impl SecretCache {
 
     /// The watch reported `namespace/name` created or changed.
     pub fn seen(&self, namespace: &str, name: &str, resource_version: &str) {
-        self.names().known.insert(key(namespace, name), resource_version.to_owned());
+        self.names()
+            .known
+            .insert(key(namespace, name), resource_version.to_owned());
     }
 
     /// The watch reported `namespace/name` deleted.
@@ -141,7 +177,11 @@ impl SecretCache {
     /// Remember one page of a LIST of full objects: each Secret is cached and known.
     pub fn fill_page(&self, secrets: impl IntoIterator<Item = Secret>) {
         for s in secrets {
-            let (Some(ns), Some(name), Some(rv)) = (s.metadata.namespace.clone(), s.metadata.name.clone(), s.metadata.resource_version.clone()) else {
+            let (Some(ns), Some(name), Some(rv)) = (
+                s.metadata.namespace.clone(),
+                s.metadata.name.clone(),
+                s.metadata.resource_version.clone(),
+            ) else {
                 continue;
             };
             self.names().known.insert(key(&ns, &name), rv);
@@ -159,7 +199,8 @@ impl SecretCache {
     pub fn known_absent(&self, namespace: &str, name: &str) -> bool {
         let k = key(namespace, name);
         let names = self.names();
-        let listed = names.listed.contains(&None) || names.listed.contains(&Some(namespace.to_owned()));
+        let listed =
+            names.listed.contains(&None) || names.listed.contains(&Some(namespace.to_owned()));
         listed && !names.known.contains_key(&k) && !self.lock().contains_key(&k)
     }
 
@@ -201,7 +242,10 @@ mod tests {
                 managed_fields: Some(vec![Default::default()]),
                 ..Default::default()
             },
-            data: Some(BTreeMap::from([("k".to_owned(), ByteString(b"v".to_vec()))])),
+            data: Some(BTreeMap::from([(
+                "k".to_owned(),
+                ByteString(b"v".to_vec()),
+            )])),
             ..Default::default()
         }
     }
@@ -223,12 +267,24 @@ mod tests {
         let mut s = secret("c-credentials", true);
         s.metadata.labels = Some(layout::labels("c", "credentials", None));
         let data = s.data.get_or_insert_default();
-        for k in ["tls.key", "signing.key", "ca.crt", "tls.crt", "accounts.access_token"] {
+        for k in [
+            "tls.key",
+            "signing.key",
+            "ca.crt",
+            "tls.crt",
+            "accounts.access_token",
+        ] {
             data.insert(k.to_owned(), ByteString(b"x".to_vec()));
         }
         cache.remember("ns", &s);
         let got = cache.get("ns", "c-credentials").expect("cached");
-        let keys: Vec<&str> = got.data.as_ref().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = got
+            .data
+            .as_ref()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(keys, ["accounts.access_token", "k", "tls.crt"]);
     }
 
@@ -242,16 +298,28 @@ mod tests {
     #[test]
     fn a_name_is_known_absent_only_after_a_complete_list() {
         let cache = SecretCache::default();
-        assert!(!cache.known_absent("ns", "c-keys"), "before the list nothing is known");
+        assert!(
+            !cache.known_absent("ns", "c-keys"),
+            "before the list nothing is known"
+        );
         cache.relist_started(Some("ns"));
         cache.listed_one(Some("ns"), "ns", "c-registration", "5");
-        assert!(!cache.known_absent("ns", "c-keys"), "a list under way proves nothing");
+        assert!(
+            !cache.known_absent("ns", "c-keys"),
+            "a list under way proves nothing"
+        );
         cache.relist_done(Some("ns"));
-        assert!(!cache.known_absent("other", "c-keys"), "another namespace's watch has not listed");
+        assert!(
+            !cache.known_absent("other", "c-keys"),
+            "another namespace's watch has not listed"
+        );
         assert!(cache.known_absent("ns", "c-keys"));
         assert!(!cache.known_absent("ns", "c-registration"));
         cache.remember("ns", &secret("c-keys", true));
-        assert!(!cache.known_absent("ns", "c-keys"), "our own write is not absent before its watch event");
+        assert!(
+            !cache.known_absent("ns", "c-keys"),
+            "our own write is not absent before its watch event"
+        );
         cache.gone("ns", "c-keys");
         assert!(cache.known_absent("ns", "c-keys"));
     }
@@ -269,17 +337,29 @@ mod tests {
         cache.listed_one(Some("ns"), "ns", "changed", "9");
         cache.relist_done(Some("ns"));
         assert!(cache.get("ns", "same").is_some(), "a confirmed entry stays");
-        assert!(cache.get("ns", "changed").is_none(), "another version is read again");
+        assert!(
+            cache.get("ns", "changed").is_none(),
+            "another version is read again"
+        );
         assert!(cache.get("ns", "vanished").is_none());
-        assert!(cache.known_absent("ns", "vanished"), "deleted while the watch was down");
-        assert!(cache.get("other", "elsewhere").is_some(), "a relist of one namespace keeps the others");
+        assert!(
+            cache.known_absent("ns", "vanished"),
+            "deleted while the watch was down"
+        );
+        assert!(
+            cache.get("other", "elsewhere").is_some(),
+            "a relist of one namespace keeps the others"
+        );
     }
 
     #[test]
     fn a_fill_from_a_list_caches_everything_and_counts_as_listed() {
         let cache = SecretCache::default();
         cache.fill_page(vec![secret("c-keys", true)]);
-        assert!(!cache.known_absent("ns", "c-credentials"), "not before the last page");
+        assert!(
+            !cache.known_absent("ns", "c-credentials"),
+            "not before the last page"
+        );
         cache.listed(Some("ns"));
         assert!(cache.get("ns", "c-keys").is_some());
         assert!(cache.known_absent("ns", "c-credentials"));

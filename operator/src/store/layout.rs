@@ -70,7 +70,11 @@ pub fn jwks_name(client: &str) -> String {
 
 /// Labels on every object written for `client`: ours plus the user's `secretTemplate` labels
 /// (ours win).
-pub fn labels(client: &str, component: &str, extra: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+pub fn labels(
+    client: &str,
+    component: &str,
+    extra: Option<&BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
     let mut l = extra.cloned().unwrap_or_default();
     l.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
     l.insert(CLIENT_LABEL.into(), client.into());
@@ -85,7 +89,10 @@ pub fn managed_selector() -> String {
 
 /// Whether an object carries our managed-by label.
 pub fn is_managed(meta: &ObjectMeta) -> bool {
-    meta.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/managed-by")).is_some_and(|v| v == MANAGED_BY)
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .is_some_and(|v| v == MANAGED_BY)
 }
 
 #[cfg(test)]
@@ -94,7 +101,10 @@ mod tests {
 
     #[test]
     fn our_labels_win_over_the_users_template() {
-        let user = BTreeMap::from([("tpp.dev/client".to_owned(), "spoof".to_owned()), ("team".to_owned(), "pay".to_owned())]);
+        let user = BTreeMap::from([
+            ("tpp.dev/client".to_owned(), "spoof".to_owned()),
+            ("team".to_owned(), "pay".to_owned()),
+        ]);
         let l = labels("payments", "credentials", Some(&user));
         assert_eq!(l["tpp.dev/client"], "payments");
         assert_eq!(l["team"], "pay");
@@ -107,6 +117,9 @@ mod tests {
         assert_eq!(keys_name("p"), "p-keys");
         assert_eq!(registration_name("p"), "p-registration");
         assert_eq!(jwks_name("p"), "p-jwks");
-        assert_eq!(credentials::access_token("accounts"), "accounts.access_token");
+        assert_eq!(
+            credentials::access_token("accounts"),
+            "accounts.access_token"
+        );
     }
 }

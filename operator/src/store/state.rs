@@ -75,7 +75,10 @@ pub struct KeysState {
 impl KeysState {
     /// Parse from the Secret (a missing Secret or key is an empty state).
     pub fn from_secret(secret: Option<&Secret>) -> Result<Self, serde_json::Error> {
-        match secret.and_then(|s| s.data.as_ref()).and_then(|d| d.get(KEYS_STATE_KEY)) {
+        match secret
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(KEYS_STATE_KEY))
+        {
             Some(bytes) => serde_json::from_slice(&bytes.0),
             None => Ok(Self::default()),
         }
@@ -134,7 +137,9 @@ mod rk {
 }
 
 fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
-    data.get(key).map(|b| String::from_utf8_lossy(&b.0).into_owned()).filter(|s| !s.is_empty())
+    data.get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .filter(|s| !s.is_empty())
 }
 
 fn time(data: &BTreeMap<String, ByteString>, key: &str) -> Option<Timestamp> {
@@ -144,7 +149,9 @@ fn time(data: &BTreeMap<String, ByteString>, key: &str) -> Option<Timestamp> {
 impl RegistrationState {
     /// Parse from the Secret.
     pub fn from_secret(secret: Option<&Secret>) -> Self {
-        let Some(data) = secret.and_then(|s| s.data.as_ref()) else { return Self::default() };
+        let Some(data) = secret.and_then(|s| s.data.as_ref()) else {
+            return Self::default();
+        };
         Self {
             client_id: text(data, rk::CLIENT_ID),
             registration_access_token: text(data, rk::RAT).map(Sensitive::new),
@@ -165,7 +172,12 @@ impl RegistrationState {
             }
         };
         put(rk::CLIENT_ID, self.client_id.clone());
-        put(rk::RAT, self.registration_access_token.as_ref().map(|t| t.expose().clone()));
+        put(
+            rk::RAT,
+            self.registration_access_token
+                .as_ref()
+                .map(|t| t.expose().clone()),
+        );
         put(rk::URI, self.registration_client_uri.clone());
         put(rk::RESPONSE, self.response.clone());
         put(rk::REGISTERED_AT, self.registered_at.map(|t| t.to_string()));
@@ -219,21 +231,37 @@ pub fn scope_key(token: &str) -> String {
 impl Credentials {
     /// Parse from the Secret, given the token names configured and a thumbprint function for
     /// `tls.crt`. Tokens without a readable expiry are ignored (they will be re-minted).
-    pub fn from_secret(secret: Option<&Secret>, names: &[String], x5t_of_pem: impl Fn(&str) -> Option<String>) -> Self {
-        let Some(data) = secret.and_then(|s| s.data.as_ref()) else { return Self::default() };
+    pub fn from_secret(
+        secret: Option<&Secret>,
+        names: &[String],
+        x5t_of_pem: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let Some(data) = secret.and_then(|s| s.data.as_ref()) else {
+            return Self::default();
+        };
         let cert_pem = text(data, ck::TLS_CRT);
         let cert_x5t = cert_pem.as_deref().and_then(&x5t_of_pem);
         let mut tokens = BTreeMap::new();
         for name in names {
-            let (Some(token), Some(expires_at)) = (text(data, &ck::access_token(name)), time(data, &ck::expires_at(name))) else {
+            let (Some(token), Some(expires_at)) = (
+                text(data, &ck::access_token(name)),
+                time(data, &ck::expires_at(name)),
+            ) else {
                 continue;
             };
-            let Some(x5t) = cert_x5t.clone() else { continue };
+            let Some(x5t) = cert_x5t.clone() else {
+                continue;
+            };
             let issued_at = time(data, &issued_at_key(name)).unwrap_or(expires_at);
             tokens.insert(
                 name.clone(),
                 StoredToken {
-                    record: TokenRecord { name: name.clone(), issued_at, expires_at, cert_x5t_s256: x5t },
+                    record: TokenRecord {
+                        name: name.clone(),
+                        issued_at,
+                        expires_at,
+                        cert_x5t_s256: x5t,
+                    },
                     access_token: Sensitive::new(token),
                     scope: text(data, &scope_key(name)).unwrap_or_default(),
                 },
@@ -278,9 +306,15 @@ mod tests {
             handled: BTreeMap::from([("rotate-keys".into(), "1".into())]),
             registration_attempt_started_at: Some(ts(120)),
         };
-        let secret = Secret { data: Some(state.to_data()), ..Default::default() };
+        let secret = Secret {
+            data: Some(state.to_data()),
+            ..Default::default()
+        };
         assert_eq!(KeysState::from_secret(Some(&secret)).unwrap(), state);
-        assert!(!format!("{state:?}").contains("secret\""), "Debug must not show the private JWK");
+        assert!(
+            !format!("{state:?}").contains("secret\""),
+            "Debug must not show the private JWK"
+        );
     }
 
     #[test]
@@ -292,7 +326,10 @@ mod tests {
             registered_at: Some(ts(5)),
             ..Default::default()
         };
-        let secret = Secret { data: Some(r.to_data()), ..Default::default() };
+        let secret = Secret {
+            data: Some(r.to_data()),
+            ..Default::default()
+        };
         assert_eq!(RegistrationState::from_secret(Some(&secret)), r);
         assert!(!format!("{r:?}").contains("rat-value"));
         assert!(RegistrationState::from_secret(None).client_id.is_none());
@@ -302,12 +339,27 @@ mod tests {
     fn tokens_are_read_back_bound_to_the_certificate_beside_them() {
         let data = BTreeMap::from([
             ("tls.crt".to_owned(), ByteString(b"PEM".to_vec())),
-            ("accounts.access_token".to_owned(), ByteString(b"tok".to_vec())),
-            ("accounts.expires_at".to_owned(), ByteString(ts(700).to_string().into_bytes())),
-            ("accounts.issued_at".to_owned(), ByteString(ts(100).to_string().into_bytes())),
+            (
+                "accounts.access_token".to_owned(),
+                ByteString(b"tok".to_vec()),
+            ),
+            (
+                "accounts.expires_at".to_owned(),
+                ByteString(ts(700).to_string().into_bytes()),
+            ),
+            (
+                "accounts.issued_at".to_owned(),
+                ByteString(ts(100).to_string().into_bytes()),
+            ),
         ]);
-        let secret = Secret { data: Some(data), ..Default::default() };
-        let c = Credentials::from_secret(Some(&secret), &["accounts".into(), "other".into()], |_| Some("x5t".into()));
+        let secret = Secret {
+            data: Some(data),
+            ..Default::default()
+        };
+        let c =
+            Credentials::from_secret(Some(&secret), &["accounts".into(), "other".into()], |_| {
+                Some("x5t".into())
+            });
         let t = &c.tokens["accounts"];
         assert_eq!(t.record.cert_x5t_s256, "x5t");
         assert_eq!(t.record.expires_at, ts(700));

@@ -138,7 +138,10 @@ fn plans_no_token_before_a_signing_key_is_active_when_tokens_need_one() {
     seen.tokens.clear();
     seen.tokens_need_signing_key = true;
     seen.keys = vec![sig("k1", crate::rotation::KeyState::Published, at(0))];
-    assert!(refreshes(&seen, 0).is_empty(), "no key to sign the assertion with yet");
+    assert!(
+        refreshes(&seen, 0).is_empty(),
+        "no key to sign the assertion with yet"
+    );
     seen.keys = vec![sig("k1", crate::rotation::KeyState::Active, at(0))];
     assert_eq!(refreshes(&seen, 0), [Reason::TokenMissing]);
 }

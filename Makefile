@@ -74,5 +74,8 @@ bench-scale: control-plane
 	$(CARGO) build --release -p tpp-operator -p e2e --bins
 	$${CARGO_TARGET_DIR:-target}/release/bench-scale --n $(N) $(BENCH_SCALE_ARGS)
 
+## Style enforced in CI (.ci/run runs it before `make test`): rustfmt-clean, clippy-clean,
+## no unwrap/expect outside tests ([workspace.lints] in Cargo.toml).
 lint:
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

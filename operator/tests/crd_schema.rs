@@ -1,5 +1,6 @@
 //! The committed CRDs in `crds/` are exactly what the Rust types generate, and every field of
 //! every schema carries a description (the `///` docs `kubectl explain` shows).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
 //! Client assertions and signed registration requests, checked against wire-spec §4.1/§3.4
 //! and V2, and verified by an independent JWT library (jsonwebtoken), which must reject a
 //! wrong key, a wrong `aud` and an expired `exp`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::time::Duration;
 

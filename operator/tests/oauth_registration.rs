@@ -1,5 +1,6 @@
 //! Loopback tests of registration (Dynamic, SignedRequest, HubOnboarding) and RFC 7592
 //! management with RAT persistence, against an in-test TLS server on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Loopback tests of the token endpoint (private_key_jwt, tls_client_auth), PAR,
 //! introspection and revocation over mTLS aliases, against an in-test TLS server on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 mod support;
 

@@ -151,16 +151,18 @@ async fn a_restart_target_is_restarted_after_a_certificate_renewal_and_not_on_a_
         // ... a certificate renewal does, exactly once (reconciles of one TppClient run one
         // after the other, so a restart for the refresh would have come first and shown in the
         // Deployment's generation).
+        let first_cert = secret_text(&secrets.get("payments-credentials").await?, "tls.crt");
         annotate(&ctx, "tpp.dev/renew-certificate", "1").await?;
         let deadline = Instant::now() + READY;
-        let renewed = loop {
-            let now = current_fingerprint(&ctx).await?;
-            if Some(&now) != fingerprint(&first).as_ref() {
-                break now;
-            }
+        while secret_text(&secrets.get("payments-credentials").await?, "tls.crt") == first_cert {
             ensure!(Instant::now() < deadline, "the certificate was not renewed");
             tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        }
+        let renewed = current_fingerprint(&ctx).await?;
+        ensure!(
+            Some(&renewed) != fingerprint(&first).as_ref(),
+            "same fingerprint after a renewal"
+        );
         let (_, after) = wait_stamp(&ctx, "app", "a stamp for the renewed certificate", |s| {
             s.and_then(fingerprint) == Some(renewed.clone())
         })

@@ -5,19 +5,26 @@ CACHE ?= $(HOME)/.cache/tpp-operator
 export TPP_CACHE_DIR := $(CACHE)
 KUBE_VERSION := $(shell sed -n 's/^KUBE_VERSION=//p' hack/versions.env)
 export TPP_CONTROL_PLANE_DIR ?= $(CACHE)/control-plane/$(KUBE_VERSION)
+HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
+export TPP_HELM ?= $(CACHE)/helm/$(HELM_VERSION)/helm
 
-.PHONY: test test-unit test-e2e control-plane peer crds demo bench bench-micro bench-scale lint clean-cache help
+.PHONY: test test-unit test-chart test-e2e control-plane helm peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
 
 help:
 	@echo "make demo   - local control plane + sandbox AS + operator, an example TppClient and its token Secret"
 	@echo "make test   - all tiers: unit, loopback integration, end to end (real kube-apiserver + etcd)"
-	@echo "make crds   - regenerate crds/ from the Rust types"
+	@echo "make crds   - regenerate crds/ from the Rust types (and the chart's goldens and deploy/)"
+	@echo "make chart-render - regenerate the chart's golden renders and deploy/install.yaml, deploy/crds.yaml"
 	@echo "make bench  - micro-benchmarks (ratios to floors) and a scale run with N=200 (BENCHMARKS.md)"
 	@echo "make bench-scale N=1000 - the scale benchmark alone (JSON + Markdown in target/bench-scale/)"
 
 ## Build kube-apiserver, etcd and kubectl from Go modules into $(CACHE) (skipped when present).
 control-plane:
 	@hack/build-control-plane.sh >/dev/null
+
+## Build helm from Go modules into $(CACHE) (skipped when present).
+helm:
+	@hack/build-helm.sh >/dev/null
 
 ## Install the oidc-provider peer's npm packages from its lock file (skipped when present).
 PEER_DIR := e2e/peers/oidc-provider
@@ -30,19 +37,29 @@ peer:
 crds:
 	$(CARGO) run -q -p tpp-operator --bin crdgen -- crds
 	$(CARGO) run -q -p tpp-operator --bin crdgen -- charts/tpp-operator/crds-copy
+	@$(MAKE) --no-print-directory chart-render
+
+## Render the chart's goldens (e2e/tests/chart/golden/) and deploy/install.yaml, deploy/crds.yaml.
+chart-render: helm
+	HELM=$(TPP_HELM) hack/render-chart.sh
 
 ## Unit tests and loopback integration tests (no control plane needed).
 test-unit:
 	$(CARGO) test --workspace --exclude e2e
 	$(CARGO) test -p e2e --lib --bins
 
-## End-to-end tests against the real control plane and the oidc-provider peer.
-test-e2e: control-plane peer
+## The Helm chart: helm lint, golden renders, deploy/ drift, schema and RBAC checks.
+test-chart: helm
+	$(CARGO) test -p e2e --test chart
+
+## End-to-end tests against the real control plane and the oidc-provider peer (the chart's
+## tests among them, hence helm).
+test-e2e: control-plane peer helm
 	$(CARGO) build -p tpp-operator --bins
 	$(CARGO) test -p e2e --test '*'
 
 ## Everything.
-test: test-unit test-e2e
+test: test-unit test-chart test-e2e
 
 ## Local control plane + sandbox AS + operator running examples/tppclient-static.yaml; prints what
 ## the operator made, then one line per token refresh until Ctrl-C. Files in .demo/.

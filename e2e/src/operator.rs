@@ -110,7 +110,16 @@ pub async fn operator_kubeconfig(cp: &ControlPlane, admin: &Client) -> Result<St
             &pp,
             &Patch::Apply(ClusterRole {
                 metadata: meta(RELEASE, None),
-                rules: Some(rules("clusterrole-rules.yaml")?),
+                // The chart's cluster-wide mode (watchNamespaces: []): every file in one
+                // ClusterRole, since every e2e test runs its operator in its own namespace.
+                rules: Some(
+                    [
+                        rules("cluster-rules.yaml")?,
+                        rules("namespace-rules.yaml")?,
+                        rules("consumer-rules.yaml")?,
+                    ]
+                    .concat(),
+                ),
                 ..Default::default()
             }),
         )

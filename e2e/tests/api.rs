@@ -579,3 +579,63 @@ async fn renew_before_rule_compares_mixed_units_correctly() {
     })
     .await;
 }
+
+// ---- spec.consumers: bounds and rules ----
+
+rejects!(
+    restart_targets_must_not_name_a_workload_twice,
+    minimal_client(),
+    [(
+        "spec/consumers",
+        json!({"restartTargets": [
+            {"kind": "Deployment", "name": "api"},
+            {"kind": "StatefulSet", "name": "api"},
+            {"kind": "Deployment", "name": "api"},
+        ]})
+    )],
+    "restartTargets must not name the same workload twice"
+);
+rejects!(
+    restart_target_names_must_be_object_names,
+    minimal_client(),
+    [(
+        "spec/consumers",
+        json!({"restartTargets": [{"kind": "Deployment", "name": "Payments_API"}]})
+    )],
+    "restartTargets[].name must be a Kubernetes object name"
+);
+rejects!(
+    restart_targets_are_only_apps_workloads,
+    minimal_client(),
+    [(
+        "spec/consumers",
+        json!({"restartTargets": [{"kind": "CronJob", "name": "api"}]})
+    )],
+    "Unsupported value: \"CronJob\""
+);
+rejects!(
+    restart_targets_are_at_most_sixteen,
+    minimal_client(),
+    [(
+        "spec/consumers",
+        json!({"restartTargets": (0..17)
+            .map(|i| json!({"kind": "Deployment", "name": format!("api-{i}")}))
+            .collect::<Vec<_>>()})
+    )],
+    "must have at most 16 items"
+);
+rejects!(
+    restart_on_must_not_repeat_a_value,
+    minimal_client(),
+    [(
+        "spec/consumers",
+        json!({"restartOn": ["Certificate", "Certificate"]})
+    )],
+    "restartOn must not repeat a value"
+);
+rejects!(
+    min_restart_interval_is_a_duration,
+    minimal_client(),
+    [("spec/consumers", json!({"minRestartInterval": "a minute"}))],
+    "must be a duration like"
+);

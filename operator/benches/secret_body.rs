@@ -54,6 +54,7 @@ fn fixture() -> Fixture {
             tokens: vec![],
             secret_template: None,
             suspend: false,
+            consumers: None,
         },
     );
     client.metadata.namespace = Some("payments".into());

@@ -8,10 +8,12 @@
 //! - [`oauth`]: the HTTP client of the authorization server. Network I/O.
 //! - [`store`]: Secret/ConfigMap layouts and server-side apply. Kubernetes I/O.
 //! - [`reconcile`]: the controllers tying the above together.
+//! - [`consumers`]: restarting workloads that read the credentials only at start.
 
 pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod consumers;
 pub mod crd;
 pub mod duration;
 pub mod error;

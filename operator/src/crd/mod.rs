@@ -3,10 +3,12 @@
 
 pub mod authorization_server;
 pub mod condition;
+pub mod consumers;
 pub mod refs;
 pub mod tpp_client;
 
 pub use authorization_server::*;
+pub use consumers::*;
 pub use refs::*;
 pub use tpp_client::*;
 

@@ -67,6 +67,10 @@ pub struct TppClientSpec {
     /// Stop every call to the AS; keep all material. Tokens are not refreshed while suspended.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Workloads that read the credentials only at start, restarted when they change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<super::Consumers>,
 }
 
 /// Which authorization server object a TppClient uses.

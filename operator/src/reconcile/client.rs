@@ -152,6 +152,8 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
         );
     }
     status::publish(ctx, obj, &old, &st).await?;
+    // Workloads that read the credentials only at start (spec.consumers.restartTargets).
+    let consumers_wake = crate::consumers::restart_targets(ctx, obj).await;
     result?;
     ctx.reset_failures(&key(obj));
     // Wake at (not before) the planner's instant: a wake-up truncated to whole seconds would
@@ -164,6 +166,10 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
             .ceil() as u64;
         Duration::from_millis(ms)
     });
+    let wake = match (wake, consumers_wake) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(Requeue::requeue(
         wake.unwrap_or(MAX_REQUEUE).clamp(MIN_REQUEUE, MAX_REQUEUE),
     ))

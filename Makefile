@@ -38,7 +38,7 @@ test-unit:
 
 ## End-to-end tests against the real control plane and the oidc-provider peer.
 test-e2e: control-plane peer
-	$(CARGO) build -p tpp-operator --bins
+	$(CARGO) build -p tpp-operator -p kubectl-tpp --bins
 	$(CARGO) test -p e2e --test '*'
 
 ## Everything.

@@ -109,10 +109,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<u8> {
             verbs::annotate(&clients, args, annotations::RENEW_CERTIFICATE, now, out).await
         }
         Command::Approve(args) => {
-            let obj = clients
-                .get(&args.name)
-                .await
-                .with_context(|| format!("TppClient {} in namespace {namespace}", args.name))?;
+            let obj = get_client(&clients, &args.name, &namespace).await?;
             let jwks = published_jwks(&client, &namespace, &args.name).await?;
             let pending = approve::pending(&obj, jwks.as_ref());
             write!(out, "{}", approve::render(&obj, &pending))?;
@@ -150,6 +147,15 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<u8> {
             Ok(0)
         }
         Command::Preflight(_) => unreachable!("handled above"),
+    }
+}
+
+/// A TppClient, with a plain message when it does not exist.
+async fn get_client(api: &Api<TppClient>, name: &str, namespace: &str) -> Result<TppClient> {
+    match api.get_opt(name).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => bail!("TppClient {name} not found in namespace {namespace}"),
+        Err(e) => Err(e).with_context(|| format!("read TppClient {name} in namespace {namespace}")),
     }
 }
 

@@ -40,6 +40,9 @@ pub async fn annotate(
     };
     let body = patch(annotation, now);
     for name in names {
+        if api.get_opt(&name).await?.is_none() {
+            anyhow::bail!("TppClient {name} not found");
+        }
         let obj = api
             .patch(&name, &PatchParams::default(), &Patch::Merge(&body))
             .await

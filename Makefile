@@ -55,7 +55,7 @@ test-chart: helm
 ## End-to-end tests against the real control plane and the oidc-provider peer (the chart's
 ## tests among them, hence helm).
 test-e2e: control-plane peer helm
-	$(CARGO) build -p tpp-operator --bins
+	$(CARGO) build -p tpp-operator -p kubectl-tpp --bins
 	$(CARGO) test -p e2e --test '*'
 
 ## Everything.

@@ -3,12 +3,14 @@
 //! binary ([`process`]), per-test namespaces with failure dumps ([`context`]), the operator as a
 //! process under the chart's RBAC ([`operator`]), the Open Finance sandbox AS emulator
 //! ([`sandbox`]), oidc-provider as a real third-party AS peer ([`peer`]), `make demo` built
-//! from them ([`demo`]), and the scale benchmark behind `make bench-scale` ([`scale`]).
+//! from them ([`demo`]), the scale benchmark behind `make bench-scale` ([`scale`]), and the
+//! Argo CD health checks and kstatus rules run on our objects ([`gitops`]).
 
 pub mod context;
 pub mod control_plane;
 pub mod demo;
 pub mod fixtures;
+pub mod gitops;
 pub mod operator;
 pub mod peer;
 pub mod pki;

@@ -50,6 +50,8 @@ pub struct Context {
     pub servers: ServerStores,
     /// Slots for reconciles that generate keys (the rest stay free for refreshes).
     pub keygen: super::admission::KeygenAdmission,
+    /// `tpp.dev/refresh-discovery` values already acted on.
+    pub discovery_refreshes: super::refresh::DiscoveryRefreshes,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -83,6 +85,7 @@ impl Context {
             pool: ClientPool::with_clock(PoolConfig::default(), clock.clone()),
             discovery: Discovery::new(Duration::from_secs(15 * 60), clock.clone()),
             crypto: Arc::new(Semaphore::new(workers)),
+            discovery_refreshes: Default::default(),
             failures: Mutex::new(HashMap::new()),
             client,
             clock,

@@ -9,6 +9,7 @@ pub mod cleanup;
 pub mod client;
 pub mod context;
 pub mod policy;
+pub mod refresh;
 pub mod register;
 pub mod server;
 pub mod server_status;

@@ -16,13 +16,34 @@ use super::context::Context;
 use crate::{
     crd::{
         AuthorizationServer, AuthorizationServerSpec, AuthorizationServerStatus,
-        ClusterAuthorizationServer, DiscoveredEndpoints, Profile,
+        ClusterAuthorizationServer, DiscoveredEndpoints, Profile, annotations,
         condition::{self, reasons, types},
     },
     error::Error,
     oauth::{ClientNeeds, EndpointKind, Severity, TransportConfig, preflight},
     store::layout::FIELD_MANAGER,
 };
+
+/// Drop the cached discovery document of `spec` when `annotations` carry a new
+/// `tpp.dev/refresh-discovery` value (see [`super::refresh`]).
+fn refresh_discovery(
+    ctx: &Context,
+    as_key: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+    spec: &AuthorizationServerSpec,
+) {
+    let requested = annotations
+        .get(annotations::REFRESH_DISCOVERY)
+        .map(String::as_str);
+    if ctx.discovery_refreshes.take(as_key, requested) {
+        tracing::info!(
+            server = as_key,
+            "refresh-discovery requested: dropping the cached discovery document"
+        );
+        ctx.discovery
+            .invalidate(&spec.issuer, spec.discovery_url.as_deref());
+    }
+}
 
 async fn observe(
     ctx: &Context,
@@ -168,14 +189,9 @@ pub async fn reconcile_namespaced(
     ctx: Arc<Context>,
 ) -> Result<Requeue, Error> {
     let ns = obj.namespace().unwrap_or_default();
-    let result = observe(
-        &ctx,
-        &obj.spec,
-        &format!("as/{ns}/{}", obj.name_any()),
-        &ns,
-        false,
-    )
-    .await;
+    let as_key = format!("as/{ns}/{}", obj.name_any());
+    refresh_discovery(&ctx, &as_key, obj.annotations(), &obj.spec);
+    let result = observe(&ctx, &obj.spec, &as_key, &ns, false).await;
     let st = with_conditions(
         result.as_ref().cloned().unwrap_or_default(),
         obj.status.as_ref(),
@@ -200,14 +216,9 @@ pub async fn reconcile_cluster(
     ctx: Arc<Context>,
 ) -> Result<Requeue, Error> {
     let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-    let result = observe(
-        &ctx,
-        &obj.spec.server,
-        &format!("cas/{}", obj.name_any()),
-        &ns,
-        true,
-    )
-    .await;
+    let as_key = format!("cas/{}", obj.name_any());
+    refresh_discovery(&ctx, &as_key, obj.annotations(), &obj.spec.server);
+    let result = observe(&ctx, &obj.spec.server, &as_key, &ns, true).await;
     let st = with_conditions(
         result.as_ref().cloned().unwrap_or_default(),
         obj.status.as_ref(),

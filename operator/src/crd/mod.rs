@@ -3,6 +3,7 @@
 
 pub mod authorization_server;
 pub mod condition;
+pub mod reference;
 pub mod refs;
 pub mod tpp_client;
 

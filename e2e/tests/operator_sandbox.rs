@@ -55,6 +55,18 @@ async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_to
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("payments", "sandbox", json!({}))).await?;
         let obj = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        // The README's `kubectl wait` works on the conditions the operator writes.
+        let waited = std::process::Command::new(e2e::control_plane::binaries_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&ctx.cp.admin_kubeconfig_path)
+            .args(["-n", &ctx.namespace, "wait", "--for=condition=Ready"])
+            .args(["tppclient/payments", "--timeout=30s"])
+            .output()?;
+        ensure!(
+            waited.status.success(),
+            "kubectl wait: {}",
+            String::from_utf8_lossy(&waited.stderr)
+        );
         // The admin server: ready, and metrics that an alert can use.
         let http = reqwest::Client::new();
         ensure!(

@@ -639,3 +639,70 @@ rejects!(
     [("spec/consumers", json!({"minRestartInterval": "a minute"}))],
     "must be a duration like"
 );
+
+/// `kubectl` of the pinned version against the test's control plane, as the admin.
+fn kubectl(ctx: &TestContext, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(e2e::control_plane::binaries_dir().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&ctx.cp.admin_kubeconfig_path)
+        .args(args)
+        .output()
+        .context("running kubectl")?;
+    if !out.status.success() {
+        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn kubectl_get_tpp_lists_every_kind_and_explain_opens_with_a_written_description() {
+    with_namespace("category", |ctx| async move {
+        let cas = format!("{}-cas", ctx.namespace);
+        for (file, name) in [
+            ("authorization-server.yaml", None),
+            ("cluster-authorization-server.yaml", Some(cas.clone())),
+            ("tppclient-static.yaml", None),
+        ] {
+            let mut obj = example(file);
+            if let Some(name) = name {
+                obj["metadata"]["name"] = json!(name);
+            }
+            let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let dynamic: DynamicObject = serde_json::from_value(obj)?;
+            api_for(&ctx, &kind)
+                .patch(
+                    &name,
+                    &PatchParams::apply("e2e-test"),
+                    &Patch::Apply(&dynamic),
+                )
+                .await
+                .with_context(|| format!("apply {file}"))?;
+        }
+        let listed = kubectl(&ctx, &["get", "tpp", "-n", &ctx.namespace, "-o", "name"])?;
+        for wanted in [
+            "authorizationserver.tpp.dev/ofm-sandbox".to_owned(),
+            format!("clusterauthorizationserver.tpp.dev/{cas}"),
+            "tppclient.tpp.dev/payments".to_owned(),
+        ] {
+            assert!(
+                listed.lines().any(|l| l == wanted),
+                "`kubectl get tpp` lists {wanted}:\n{listed}"
+            );
+        }
+        let explained = kubectl(&ctx, &["explain", "tppclient"])?;
+        assert!(
+            explained.contains("An OAuth client of one Open Finance authorization server")
+                && !explained.contains("Auto-generated"),
+            "{explained}"
+        );
+        api_for(&ctx, "ClusterAuthorizationServer")
+            .delete(&cas, &Default::default())
+            .await?;
+        Ok(())
+    })
+    .await;
+}

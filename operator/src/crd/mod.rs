@@ -4,6 +4,7 @@
 pub mod authorization_server;
 pub mod condition;
 pub mod consumers;
+pub mod reference;
 pub mod refs;
 pub mod tpp_client;
 

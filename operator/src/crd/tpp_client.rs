@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::refs::{LocalSecretRef, SecretKeyRef};
 use crate::duration::Duration;
 
-/// The desired OAuth client.
+/// The desired OAuth client: which authorization server, how it is registered and authenticates,
+/// its signing key and transport certificate, and the access tokens to keep fresh.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "tpp.dev",
@@ -19,6 +20,8 @@ use crate::duration::Duration;
     kind = "TppClient",
     namespaced,
     shortname = "tppc",
+    category = "tpp",
+    doc = "An OAuth client of one Open Finance authorization server, kept registered, keyed and tokened by tpp-operator: PS256 signing keys, an mTLS transport certificate, the registration at the AS, and certificate-bound access tokens in the Secret `<name>-credentials` that workloads mount. Ready=True when all of it is in place. Reference: docs/api-reference.md.",
     status = "TppClientStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Client ID","type":"string","jsonPath":".status.clientId"}"#,

@@ -310,9 +310,12 @@ pub async fn refresh_tokens(s: &mut Session<'_>, names: &[String]) -> Result<(),
             Err(e) if e.is_transient() => "transient",
             Err(_) => "permanent",
         };
-        s.ctx
-            .metrics
-            .observe_call("token", outcome, started.elapsed().as_secs_f64());
+        s.ctx.metrics.observe_call(
+            &s.client.spec.authorization_server_ref.name,
+            "token",
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
         s.ctx
             .metrics
             .token_refreshes
@@ -341,14 +344,5 @@ pub async fn refresh_tokens(s: &mut Session<'_>, names: &[String]) -> Result<(),
     s.credentials.cert_pem = Some(transport.cert_pem.clone());
     s.credentials.cert_x5t = Some(transport.record.x5t_s256.clone());
     s.save_credentials().await?;
-    for t in s.credentials.tokens.values() {
-        s.ctx.metrics.set_expiry(
-            crate::metrics::Expiry::Token,
-            &s.namespace,
-            &s.name,
-            &t.record.name,
-            Some(t.record.expires_at),
-        );
-    }
     Ok(())
 }

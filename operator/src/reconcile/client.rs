@@ -142,15 +142,7 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
         ctx.failures(&key(obj)).saturating_add(1)
     };
     publish_events(ctx, obj, &session.events).await;
-    if let Some(t) = session.transport() {
-        ctx.metrics.set_expiry(
-            crate::metrics::Expiry::Certificate,
-            &namespace,
-            &obj.name_any(),
-            "",
-            Some(t.record.not_after),
-        );
-    }
+    record_metrics(ctx, &session);
     status::publish(ctx, obj, &old, &st).await?;
     // Workloads that read the credentials only at start (spec.consumers.restartTargets).
     let consumers_wake = crate::consumers::restart_targets(ctx, obj).await;
@@ -173,6 +165,37 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     Ok(Requeue::requeue(
         wake.unwrap_or(MAX_REQUEUE).clamp(MIN_REQUEUE, MAX_REQUEUE),
     ))
+}
+
+/// The client's per-client metric facts (docs/operations.md § Metrics), from what the session
+/// holds after this reconcile, and the registrations it found lost.
+fn record_metrics(ctx: &Context, session: &Session<'_>) {
+    let server = &session.client.spec.authorization_server_ref.name;
+    let key = session.keys.keys.iter().find(|k| {
+        k.record.use_ == rotation::KeyUse::Sig && k.record.state == rotation::KeyState::Active
+    });
+    let activated = key.and_then(|k| k.record.activated_at);
+    let every = session.client.spec.signing_key.rotation.every;
+    let facts = crate::metrics::ClientFacts {
+        tokens: session
+            .credentials
+            .tokens
+            .iter()
+            .map(|(n, t)| (n.clone(), t.record.expires_at))
+            .collect(),
+        certificate_not_after: session.transport().map(|t| t.record.not_after),
+        signing_key_activated_at: activated,
+        signing_key_expiry: activated
+            .zip(every)
+            .and_then(|(at, every)| at.checked_add(every.signed()).ok()),
+    };
+    ctx.metrics
+        .record_client(&session.namespace, &session.name, server, facts);
+    for (reason, _) in &session.events {
+        if *reason == crate::crd::condition::reasons::REGISTRATION_LOST {
+            ctx.metrics.registration_lost(server);
+        }
+    }
 }
 
 /// Whether `plan` generates a key or a certificate.

@@ -53,22 +53,24 @@ impl SecretPersister<'_> {
 
 impl RegistrationPersister for SecretPersister<'_> {
     async fn persist(&self, registration: &Registration) -> Result<(), PersistError> {
+        use backon::Retryable as _;
         let state = self.state_for(registration);
-        let mut last = None;
-        for attempt in 0..5u32 {
-            match save_registration(self.ctx, self.client, self.namespace, &state).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(attempt, error = %e, "persisting the registration failed; retrying");
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
-                }
-            }
-        }
-        Err(PersistError::new(
-            last.map(|e| e.to_string()).unwrap_or_default(),
-        ))
+        (|| save_registration(self.ctx, self.client, self.namespace, &state))
+            .retry(persist_backoff())
+            .notify(|e, wait| tracing::warn!(error = %e, ?wait, "persisting the registration failed; retrying"))
+            .await
+            .map_err(|e| PersistError::new(e.to_string()))
     }
+}
+
+/// Retries of a failed registration write: 4 after the first attempt, 200 ms doubling, with
+/// jitter (about 3 s in all, at most 6 s).
+fn persist_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_factor(2.0)
+        .with_max_times(4)
+        .with_jitter()
 }
 
 fn as_registration(state: &RegistrationState) -> Option<Registration> {
@@ -223,13 +225,6 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     // The intent is moot once the answer is persisted; it leaves the keys Secret with its next
     // write (no write of its own).
     s.keys.registration_attempt_started_at = None;
-    s.ctx.metrics.set_expiry(
-        crate::metrics::Expiry::KeyActivated,
-        &s.namespace,
-        &s.name,
-        "",
-        Some(now),
-    );
     s.events.push((
         reasons::REGISTERED,
         format!(
@@ -246,9 +241,12 @@ fn observe<T>(s: &Session<'_>, result: &Result<T, OauthError>, started: std::tim
         Err(e) if e.is_transient() => "transient",
         Err(_) => "permanent",
     };
-    s.ctx
-        .metrics
-        .observe_call("registration", outcome, started.elapsed().as_secs_f64());
+    s.ctx.metrics.observe_call(
+        &s.client.spec.authorization_server_ref.name,
+        "registration",
+        outcome,
+        started.elapsed().as_secs_f64(),
+    );
 }
 
 async fn initial_access_token(s: &Session<'_>) -> Result<Option<SecretString>, Error> {
@@ -437,4 +435,23 @@ pub async fn deregister(s: &Session<'_>) -> Result<management::DeleteOutcome, Er
     management::delete_client(&http, target, &current)
         .await
         .map_err(Error::UpdateRegistration)
+}
+
+#[cfg(test)]
+mod tests {
+    use backon::BackoffBuilder as _;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_registration_write_is_retried_four_times_with_growing_waits() {
+        let waits: Vec<Duration> = persist_backoff().build().collect();
+        assert_eq!(waits.len(), 4, "{waits:?}");
+        for (i, w) in waits.iter().enumerate() {
+            // 200 ms doubling, plus up to the same again as jitter.
+            let base = Duration::from_millis(200 << i);
+            assert!(*w >= base && *w <= base * 2, "wait {i}: {w:?}");
+        }
+        assert!(waits.iter().sum::<Duration>() <= Duration::from_secs(6));
+    }
 }

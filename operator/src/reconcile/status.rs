@@ -393,6 +393,13 @@ pub async fn publish(
     old: &TppClientStatus,
     new: &TppClientStatus,
 ) -> Result<(), Error> {
+    // The client's ready series (absent while suspended: nothing to alert on).
+    ctx.metrics.set_ready(
+        &client.namespace().unwrap_or_default(),
+        &client.name_any(),
+        &client.spec.authorization_server_ref.name,
+        (!client.spec.suspend).then(|| condition::is_true(&new.conditions, types::READY)),
+    );
     if old == new {
         return Ok(());
     }

@@ -105,7 +105,9 @@ bench-scale: control-plane
 	$${CARGO_TARGET_DIR:-target}/release/bench-scale --n $(N) $(BENCH_SCALE_ARGS)
 
 ## Style enforced in CI (.ci/run runs it before `make test`): rustfmt-clean, clippy-clean,
-## no unwrap/expect outside tests ([workspace.lints] in Cargo.toml).
+## no unwrap/expect outside tests ([workspace.lints] in Cargo.toml), dependency licences and
+## duplicate versions (deny.toml).
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory deny

@@ -1,4 +1,4 @@
-//! A real etcd + kube-apiserver on free loopback ports (test-infra.md Part A), built from Go
+//! A real etcd + kube-apiserver on free loopback ports (docs/test-infrastructure.md Part A), built from Go
 //! modules by `hack/build-control-plane.sh`, with a throw-away PKI. One per test binary,
 //! started lazily and shared ([`shared`]); every test builds its own kube client from it.
 //! Does process and network I/O.

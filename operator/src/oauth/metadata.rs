@@ -1,4 +1,4 @@
-//! The AS discovery document (OpenID Connect Discovery / RFC 8414, wire-spec §2) as a lenient
+//! The AS discovery document (OpenID Connect Discovery / RFC 8414, docs/protocol.md §2) as a lenient
 //! serde type, and endpoint selection with RFC 8705 `mtls_endpoint_aliases`. Pure; no I/O.
 //!
 //! Lenient: every field is optional (lists default to empty), and fields this type does not

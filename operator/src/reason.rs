@@ -8,13 +8,15 @@ use std::fmt;
 /// Why a condition is what it is, why an event was published, why a reconcile failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
-    /// Everything is in place (Ready=True), or an AuthorizationServer passed discovery and preflight.
+    /// Everything is in place (Ready=True), or an AuthorizationServer passed discovery and
+    /// preflight.
     Reconciled,
     /// Onboarding is under way: a key, certificate, registration or token is not there yet.
     Pending,
     /// `spec.suspend` is true: no calls to the AS, material kept.
     Suspended,
-    /// The referenced AuthorizationServer has not passed discovery and preflight yet; the client waits for it.
+    /// The referenced AuthorizationServer has not passed discovery and preflight yet; the client
+    /// waits for it.
     AuthorizationServerNotReady,
     /// The client is registered at the AS (or onboarded at the hub, or Static).
     Registered,
@@ -66,7 +68,8 @@ pub enum Reason {
     ForeignRegistrationUri,
     /// The AS's registration answer could not be written to `<name>-registration`.
     PersistRegistrationFailed,
-    /// A registration was lost (a request without a persisted answer, or a refused registration access token); a new one is made.
+    /// A registration was lost (a request without a persisted answer, or a refused registration
+    /// access token); a new one is made.
     RegistrationLost,
     /// The hub refused the onboarding request.
     HubOnboardingRejected,

@@ -1,8 +1,8 @@
 //! Configuration of the sandbox authorization server: plain data, no I/O.
 //!
-//! Clock-skew decision (docs/protocol.md §4.1 leaves 10..60 s open): an `iat`/`nbf` up to 10 s ahead is
-//! always accepted and one 60 s or more ahead is always rejected; in between, [`AudPolicy::Strict`]
-//! rejects and [`AudPolicy::Lenient`] accepts.
+//! Clock-skew decision (docs/protocol.md §4.1 leaves 10..60 s open): an `iat`/`nbf` up to 10 s
+//! ahead is always accepted and one 60 s or more ahead is always rejected; in between,
+//! [`AudPolicy::Strict`] rejects and [`AudPolicy::Lenient`] accepts.
 
 use std::{path::PathBuf, time::Duration};
 

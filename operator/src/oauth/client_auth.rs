@@ -142,7 +142,8 @@ impl Form {
         self
     }
 
-    /// Inserts `client_id` right after a leading `grant_type` (docs/protocol.md §5.2 order), else first.
+    /// Inserts `client_id` right after a leading `grant_type` (docs/protocol.md §5.2 order), else
+    /// first.
     fn with_client_id(mut self, client_id: &str) -> Self {
         let at = usize::from(self.fields.first().is_some_and(|(k, _)| *k == "grant_type"));
         self.fields

@@ -57,6 +57,20 @@ async fn argo_cd_health_follows_a_real_client_from_onboarding_to_ready_and_suspe
                     "onboarding shown as {h:?}; status {}",
                     obj["status"]
                 );
+                // kstatus agrees: never Current before Ready, conventions kept.
+                let violations = kstatus_violations(&obj);
+                ensure!(
+                    violations.is_empty(),
+                    "{violations:?}; status {}",
+                    obj["status"]
+                );
+                // Before the operator's first status write kstatus calls any custom resource
+                // Current; from then on it must not until Ready.
+                ensure!(
+                    obj["status"].is_null() || kstatus(&obj).0 != KStatus::Current,
+                    "Current while onboarding: {}",
+                    obj["status"]
+                );
                 seen.insert(h.message);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -143,6 +157,17 @@ async fn argo_cd_shows_broken_objects_as_degraded_with_the_reason() {
         ensure!(
             h.status == "Degraded" && h.message.starts_with("AuthorizationServerNotFound: "),
             "{h:?}"
+        );
+        let obj = as_json(&o)?;
+        ensure!(
+            kstatus_violations(&obj).is_empty(),
+            "{:?}",
+            kstatus_violations(&obj)
+        );
+        ensure!(
+            kstatus(&obj).0 != KStatus::Current,
+            "kstatus Current: {}",
+            obj["status"]
         );
         Ok(())
     })

@@ -8,6 +8,9 @@
 //! - [`oauth`]: the HTTP client of the authorization server. Network I/O.
 //! - [`store`]: Secret/ConfigMap layouts and server-side apply. Kubernetes I/O.
 //! - [`reconcile`]: the controllers tying the above together.
+//! - [`reason`]: the one set of condition, event and metric reasons (every layer uses it).
+//!
+//! The layers and one reconcile's data flow are described in docs/architecture.md.
 
 pub mod admin;
 pub mod clock;
@@ -20,6 +23,7 @@ pub mod kube_budget;
 pub mod lease;
 pub mod metrics;
 pub mod oauth;
+pub mod reason;
 pub mod reconcile;
 pub mod redact;
 pub mod rotation;

@@ -150,6 +150,17 @@ async fn argo_cd_shows_broken_objects_as_degraded_with_the_reason() {
             h.status == "Degraded" && h.message.starts_with("IssuerMismatch: "),
             "{h:?}"
         );
+        // A client of that server waits for it: Progressing and InProgress, not Degraded; the
+        // server's own health says why.
+        apply(&ctx, client("waiting", "wrong", json!({}))).await?;
+        let o = wait_for(&ctx, "TppClient", "waiting", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["reason"] == "AuthorizationServerNotReady")
+        })
+        .await?;
+        let obj = as_json(&o)?;
+        let h = argo_health("TppClient", &obj)?;
+        ensure!(h.status == "Progressing", "{h:?}");
+        ensure!(kstatus(&obj).0 == KStatus::InProgress, "{}", obj["status"]);
         // A client whose AuthorizationServer does not exist.
         apply(&ctx, client("orphan", "missing", json!({}))).await?;
         let o = wait_condition(&ctx, "TppClient", "orphan", "Ready", "False", READY).await?;

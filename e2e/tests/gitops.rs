@@ -57,6 +57,20 @@ async fn argo_cd_health_follows_a_real_client_from_onboarding_to_ready_and_suspe
                     "onboarding shown as {h:?}; status {}",
                     obj["status"]
                 );
+                // kstatus agrees: never Current before Ready, conventions kept.
+                let violations = kstatus_violations(&obj);
+                ensure!(
+                    violations.is_empty(),
+                    "{violations:?}; status {}",
+                    obj["status"]
+                );
+                // Before the operator's first status write kstatus calls any custom resource
+                // Current; from then on it must not until Ready.
+                ensure!(
+                    obj["status"].is_null() || kstatus(&obj).0 != KStatus::Current,
+                    "Current while onboarding: {}",
+                    obj["status"]
+                );
                 seen.insert(h.message);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -136,6 +150,17 @@ async fn argo_cd_shows_broken_objects_as_degraded_with_the_reason() {
             h.status == "Degraded" && h.message.starts_with("IssuerMismatch: "),
             "{h:?}"
         );
+        // A client of that server waits for it: Progressing and InProgress, not Degraded; the
+        // server's own health says why.
+        apply(&ctx, client("waiting", "wrong", json!({}))).await?;
+        let o = wait_for(&ctx, "TppClient", "waiting", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["reason"] == "AuthorizationServerNotReady")
+        })
+        .await?;
+        let obj = as_json(&o)?;
+        let h = argo_health("TppClient", &obj)?;
+        ensure!(h.status == "Progressing", "{h:?}");
+        ensure!(kstatus(&obj).0 == KStatus::InProgress, "{}", obj["status"]);
         // A client whose AuthorizationServer does not exist.
         apply(&ctx, client("orphan", "missing", json!({}))).await?;
         let o = wait_condition(&ctx, "TppClient", "orphan", "Ready", "False", READY).await?;
@@ -143,6 +168,17 @@ async fn argo_cd_shows_broken_objects_as_degraded_with_the_reason() {
         ensure!(
             h.status == "Degraded" && h.message.starts_with("AuthorizationServerNotFound: "),
             "{h:?}"
+        );
+        let obj = as_json(&o)?;
+        ensure!(
+            kstatus_violations(&obj).is_empty(),
+            "{:?}",
+            kstatus_violations(&obj)
+        );
+        ensure!(
+            kstatus(&obj).0 != KStatus::Current,
+            "kstatus Current: {}",
+            obj["status"]
         );
         Ok(())
     })

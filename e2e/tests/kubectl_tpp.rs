@@ -203,7 +203,10 @@ async fn status_renew_rotate_renew_certificate_and_jwks_on_a_live_client() {
         // An unknown client is an error, not an empty summary.
         let missing = kubectl_tpp(&ctx, &["status", "nope"]).await?;
         ensure!(
-            missing.code != 0 && missing.stderr.contains("nope"),
+            missing.code != 0
+                && missing
+                    .stderr
+                    .contains("TppClient nope not found in namespace"),
             "{missing}"
         );
         Ok(())

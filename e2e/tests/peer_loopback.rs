@@ -634,7 +634,7 @@ async fn an_es256_signing_key_registers_es256_and_authenticates() -> Result<()> 
     Ok(())
 }
 
-/// A PS256 request object (JAR) for the code flow, wire-spec §6.
+/// A PS256 request object (JAR) for the code flow, docs/protocol.md §6.
 fn request_object(
     peer: &OidcPeer,
     client_id: &str,

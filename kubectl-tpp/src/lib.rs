@@ -69,12 +69,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<u8> {
     match &cli.command {
         Command::Status(args) => {
             let objects = match &args.name {
-                Some(name) => vec![
-                    clients
-                        .get(name)
-                        .await
-                        .with_context(|| format!("TppClient {name} in namespace {namespace}"))?,
-                ],
+                Some(name) => vec![get_client(&clients, name, &namespace).await?],
                 None => clients.list(&ListParams::default()).await?.items,
             };
             if objects.is_empty() {

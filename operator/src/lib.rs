@@ -9,6 +9,9 @@
 //! - [`store`]: Secret/ConfigMap layouts and server-side apply. Kubernetes I/O.
 //! - [`reconcile`]: the controllers tying the above together.
 //! - [`consumers`]: restarting workloads that read the credentials only at start.
+//! - [`reason`]: the one set of condition, event and metric reasons (every layer uses it).
+//!
+//! The layers and one reconcile's data flow are described in docs/architecture.md.
 
 pub mod admin;
 pub mod clock;
@@ -22,6 +25,7 @@ pub mod kube_budget;
 pub mod lease;
 pub mod metrics;
 pub mod oauth;
+pub mod reason;
 pub mod reconcile;
 pub mod redact;
 pub mod rotation;

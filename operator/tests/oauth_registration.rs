@@ -127,7 +127,7 @@ async fn registration_errors_are_permanent_rejections() {
     .expect_err("rejected");
     fx.assert_redacted(&err);
     assert_eq!(
-        (err.reason(), err.oauth_error()),
+        (err.reason().as_str(), err.oauth_error()),
         ("RegistrationRejected", Some("invalid_software_statement"))
     );
     assert!(!err.is_transient());
@@ -334,7 +334,7 @@ async fn hub_onboarding_accepts_any_2xx_and_surfaces_the_hub_error_code() {
         .expect_err("rejected");
     fx.assert_redacted(&err);
     assert_eq!(
-        (err.reason(), err.oauth_error()),
+        (err.reason().as_str(), err.oauth_error()),
         ("HubOnboardingRejected", Some("AccessToken.Unauthorized"))
     );
     assert!(err.to_string().contains("tpp unknown") && !err.is_transient());

@@ -171,7 +171,7 @@ async fn invalid_client_is_permanent_unless_within_jwks_propagation() {
         .expect_err("invalid_client");
     fx.assert_redacted(&err);
     assert_eq!(
-        (err.reason(), err.is_transient(), err.status()),
+        (err.reason().as_str(), err.is_transient(), err.status()),
         ("InvalidClient", false, Some(401))
     );
     fx.assert_redacted(&err);

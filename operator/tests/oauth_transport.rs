@@ -177,7 +177,7 @@ async fn a_slow_response_is_a_transient_timeout() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(matches!(err, OauthError::Timeout { .. }), "{err:?}");
     assert!(err.is_transient());
-    assert_eq!(err.reason(), "AsUnavailable");
+    assert_eq!(err.reason(), "AuthorizationServerUnavailable");
 }
 
 #[tokio::test]

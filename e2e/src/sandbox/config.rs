@@ -1,8 +1,8 @@
 //! Configuration of the sandbox authorization server: plain data, no I/O.
 //!
-//! Clock-skew decision (wire-spec §4.1 leaves 10..60 s open): an `iat`/`nbf` up to 10 s ahead is
-//! always accepted and one 60 s or more ahead is always rejected; in between, [`AudPolicy::Strict`]
-//! rejects and [`AudPolicy::Lenient`] accepts.
+//! Clock-skew decision (docs/protocol.md §4.1 leaves 10..60 s open): an `iat`/`nbf` up to 10 s
+//! ahead is always accepted and one 60 s or more ahead is always rejected; in between,
+//! [`AudPolicy::Strict`] rejects and [`AudPolicy::Lenient`] accepts.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -13,7 +13,7 @@ use secrecy::SecretString;
 pub enum AudPolicy {
     /// Only the exact issuer string (no array), as oidc-provider under FAPI 2.0.
     Strict,
-    /// Issuer, token URL or PAR URL (string or array containing one), wire-spec Q2.
+    /// Issuer, token URL or PAR URL (string or array containing one), docs/protocol.md Q2.
     #[default]
     Lenient,
 }

@@ -1,4 +1,4 @@
-//! Client metadata validation (wire-spec §3.3) shared by RFC 7591 registration, signed
+//! Client metadata validation (docs/protocol.md §3.3) shared by RFC 7591 registration, signed
 //! registration, RFC 7592 updates and admin provisioning: PS256 only,
 //! `token_endpoint_auth_signing_alg` only with `private_key_jwt`, exactly one subject field for
 //! `tls_client_auth`, `jwks` xor `jwks_uri`, certificate-bound tokens. Pure; no I/O.

@@ -1,5 +1,5 @@
 //! An Open Finance sandbox authorization server emulator for tests and `make demo`: follows
-//! `wire-spec.md` over real TLS on loopback, plus a test-only admin API. Everything is in
+//! `docs/protocol.md` over real TLS on loopback, plus a test-only admin API. Everything is in
 //! memory except `<state_dir>/ca.pem`.
 //!
 //! Issuer `https://localhost:PORT`; mTLS endpoints on `https://127.0.0.1:PORT` (same port; the

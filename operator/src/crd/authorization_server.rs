@@ -58,7 +58,7 @@ pub struct AuthorizationServerSpec {
     #[serde(default)]
     pub client_assertion: ClientAssertionPolicy,
 
-    /// How long the AS may cache a client's JWKS (wire-spec: 15 minutes on the OFM sandbox).
+    /// How long the AS may cache a client's JWKS (15 minutes on the OFM sandbox).
     /// It is the minimum propagation delay for a new signing key; a TppClient whose
     /// `signingKey.rotation.propagationDelay` is shorter gets a warning condition. Default `15m`.
     #[serde(default = "default_jwks_cache_ttl")]

@@ -100,7 +100,7 @@ pub enum AuthorizationServerKind {
     ClusterAuthorizationServer,
 }
 
-/// Registration modes (wire-spec §3).
+/// Registration modes.
 #[derive(schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegistrationMode {
     /// RFC 7591 JSON registration and RFC 7592 management.
@@ -264,7 +264,7 @@ impl Default for SigningKey {
     }
 }
 
-/// Make-before-break key rotation (design §5).
+/// Make-before-break key rotation (docs/architecture.md, "Where each decision lives").
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(retire_after_positive()).message("rotation.retireAfter must be greater than 0: the old key must stay published while assertions signed with it are still valid"))]
@@ -455,7 +455,9 @@ pub struct TppClientStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Registered`, `SigningKeyReady`, `TransportCertificateReady`, `TokensReady`.
+    /// `Ready`, `Registered`, `SigningKeyReady`, `TransportCertificateReady`, `TokensReady`,
+    /// and the kstatus conditions `Reconciling` (working toward Ready) and `Stalled` (a
+    /// permanent error that needs a change); reasons are listed in docs/troubleshooting.md.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -18,9 +18,10 @@ use serde_json::json;
 
 use super::{context::Context, server, session::Session};
 use crate::{
-    crd::{DeletionPolicy, TppClient, condition::reasons},
+    crd::{DeletionPolicy, TppClient},
     error::Error,
     oauth::DeleteOutcome,
+    reason::Reason,
     store::layout::FINALIZER,
 };
 
@@ -88,7 +89,7 @@ async fn event(
     ctx: &Context,
     client: &TppClient,
     type_: EventType,
-    reason: &str,
+    reason: Reason,
     action: &str,
     note: String,
 ) {
@@ -96,7 +97,7 @@ async fn event(
     // final give-up gets its own action so that its note is seen.
     let ev = Event {
         type_,
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         note: Some(note),
         action: action.into(),
         secondary: None,
@@ -120,7 +121,15 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
         return Ok(Requeue::await_change());
     }
     let attempt = async {
-        let resolved = server::resolve(client, &namespace, ctx).await?;
+        let resolved = match server::resolve(client, &namespace, ctx).await? {
+            server::Lookup::Ready(r) => r,
+            server::Lookup::Waiting(message) => {
+                return Err(Error::AuthorizationServer {
+                    reason: Reason::AuthorizationServerNotReady,
+                    message,
+                });
+            }
+        };
         let session = Session::load(ctx, client, namespace.clone(), resolved).await?;
         let id = session.registration.client_id.clone().unwrap_or_default();
         let outcome = super::register::deregister(&session).await?;
@@ -141,7 +150,7 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                 ctx,
                 client,
                 EventType::Normal,
-                "Deregistered",
+                Reason::Deregistered,
                 "Delete",
                 note,
             )
@@ -162,7 +171,7 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                     ctx,
                     client,
                     EventType::Warning,
-                    reasons::DEREGISTRATION_FAILED,
+                    Reason::DeregistrationFailed,
                     "GiveUp",
                     format!("gave up deregistering after {n} attempts; client {id} may remain registered at the authorization server: {}", e.chain()),
                 )
@@ -175,7 +184,7 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                 ctx,
                 client,
                 EventType::Warning,
-                reasons::DEREGISTRATION_FAILED,
+                Reason::DeregistrationFailed,
                 "Delete",
                 format!("attempt {n}: {}", e.chain()),
             )

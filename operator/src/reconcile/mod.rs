@@ -12,6 +12,7 @@ pub mod policy;
 pub mod refresh;
 pub mod register;
 pub mod server;
+pub mod server_index;
 pub mod server_status;
 pub mod session;
 pub mod status;
@@ -241,6 +242,7 @@ async fn run_clients(
     );
     Controller::for_stream(stream, reader)
         .owns_stream(secret_triggers(secrets, namespace.clone(), ctx.clone()))
+        .reconcile_on(server_ready(ctx.index.woken(), namespace.clone()))
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
         )
@@ -248,6 +250,27 @@ async fn run_clients(
         .run(client::reconcile, client::error_policy, ctx)
         .for_each(|r| async move { log_controller_error(r) })
         .await;
+}
+
+/// The TppClients (of `scope`, or all) whose AuthorizationServer was just published Ready.
+fn server_ready(
+    woken: tokio::sync::broadcast::Receiver<kube::runtime::reflector::ObjectRef<TppClient>>,
+    scope: Option<String>,
+) -> impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<TppClient>> + Send + 'static {
+    futures::stream::unfold(woken, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(client) => return Some((client, rx)),
+                // Missed wake-ups are covered by the waiting clients' requeue.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |client| {
+        let keep = scope.is_none() || client.namespace == scope;
+        futures::future::ready(keep)
+    })
 }
 
 /// The controller's own failures (the reconciler's are logged by its error policy).

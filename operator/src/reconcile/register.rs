@@ -1,7 +1,8 @@
-//! Registration per mode (wire-spec §3) in the crash-safe order of design §4: keys and
-//! certificate are persisted before the call, an intent is recorded before the request, the AS's
-//! answer is persisted before anything else, and every rotated registration access token is
-//! persisted (with retries) before the next call. Kubernetes and network I/O.
+//! Registration per mode (docs/architecture.md, "Registration") in the crash-safe write order:
+//! keys and certificate are persisted before the call, an intent is recorded before the
+//! request, the AS's answer is persisted before anything else, and every rotated registration
+//! access token is persisted (with retries) before the next call. Whether and why to register
+//! is the planner's decision ([`crate::rotation::registration_due`]). Kubernetes and network I/O.
 
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::session::{Session, save_registration};
 use crate::{
-    crd::{RegistrationMode, TppClient, condition::reasons},
-    error::Error,
+    crd::{RegistrationMode, TppClient},
+    error::{Error, Stage},
     identity::{
         jwks::JwkSet,
         signed_request::{RegistrationRequest, signed_registration_request},
@@ -19,8 +20,9 @@ use crate::{
         ManagementTarget, OauthError, PersistError, Registration, RegistrationPersister,
         SignedContentType, management, registration as reg,
     },
+    reason::Reason,
     redact::Sensitive,
-    rotation::KeyUse,
+    rotation::{KeyUse, Outcome},
     store::state::RegistrationState,
 };
 
@@ -124,29 +126,6 @@ fn endpoint(s: &Session<'_>) -> Result<String, Error> {
     })
 }
 
-/// Whether registration (or re-onboarding) is due now.
-pub fn due(s: &Session<'_>) -> bool {
-    match s.client.spec.registration.mode {
-        RegistrationMode::Static => false,
-        RegistrationMode::Dynamic | RegistrationMode::SignedRequest => {
-            !s.registration.is_registered()
-        }
-        // Onboarded with another certificate (or never): the hub must see the current one.
-        RegistrationMode::HubOnboarding => {
-            s.transport().map(|t| t.record.x5t_s256) != s.registration.onboarded_x5t
-        }
-    }
-}
-
-/// Whether the material registration needs is in place (an active signing key and a
-/// certificate, both persisted).
-pub fn ready(s: &Session<'_>) -> bool {
-    s.transport().is_some()
-        && s.keys.keys.iter().any(|k| {
-            k.record.use_ == KeyUse::Sig && k.record.state == crate::rotation::KeyState::Active
-        })
-}
-
 /// Register (or onboard) the client.
 pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     let now = s.ctx.clock.now();
@@ -169,7 +148,7 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         s.registration.registered_at = Some(now);
         s.save_registration().await?;
         s.events.push((
-            reasons::REGISTERED,
+            Reason::Registered,
             "onboarded at the hub with the current transport certificate".into(),
         ));
         return Ok(());
@@ -183,7 +162,7 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         // A request went out and no answer was persisted (the process died in between): the AS
         // may hold a client we cannot manage. Say so, then register again.
         s.events.push((
-            reasons::REGISTRATION_LOST,
+            Reason::RegistrationLost,
             format!("a registration attempt at {at} left no persisted answer; a client may remain at the AS unmanaged"),
         ));
     }
@@ -202,7 +181,6 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     };
     // Intent before the request, in the same write as the keys and certificate it carries.
     s.keys.registration_attempt_started_at = Some(now);
-    s.keys_changed();
     s.persist_keys().await?;
     let persister = SecretPersister {
         ctx: s.ctx,
@@ -226,7 +204,7 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     // write (no write of its own).
     s.keys.registration_attempt_started_at = None;
     s.events.push((
-        reasons::REGISTERED,
+        Reason::Registered,
         format!(
             "registered at the authorization server as client {}",
             registration.client_id
@@ -294,7 +272,7 @@ async fn signed_request(
         .clone()
         .or_else(|| s.server.spec.registration.as_ref().and_then(|r| r.software_statement_ref.clone()))
         .ok_or_else(|| Error::InvalidSpec {
-            reason: reasons::INVALID_SPEC,
+            reason: Reason::InvalidSpec,
             message: "SignedRequest registration needs a software statement: set registration.softwareStatementRef (or the AuthorizationServer's)".into(),
         })?;
     let statement = secret_value(s, &r).await?;
@@ -304,18 +282,18 @@ async fn signed_request(
             .ok()
             .and_then(|j| j.str_claim("software_id").map(str::to_owned))
             .ok_or_else(|| Error::InvalidSpec {
-                reason: reasons::INVALID_SPEC,
+                reason: Reason::InvalidSpec,
                 message: "the software statement carries no software_id; set registration.metadata.softwareId".into(),
             })?,
     };
     let key = s
         .active_key(KeyUse::Sig)?
         .ok_or_else(|| Error::InvalidSpec {
-            reason: reasons::PENDING,
+            reason: Reason::Pending,
             message: "no active signing key yet".into(),
         })?;
     let signer = key.signer().map_err(|source| Error::Identity {
-        step: "loading the signing key",
+        stage: Stage::LoadSigningKey,
         source,
     })?;
     let mut metadata = metadata.clone();
@@ -329,16 +307,21 @@ async fn signed_request(
     };
     signed_registration_request(&signer, request, s.ctx.clock.now()).map_err(|source| {
         Error::Identity {
-            step: "signing the registration request",
+            stage: Stage::SignRegistrationRequest,
             source,
         }
     })
 }
 
 /// RFC 7592 PUT of the full metadata with `jwks` (a new RAT is persisted before this returns).
-pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> Result<(), Error> {
+/// [`Outcome::RegistrationLost`] when the AS refused the registration access token: the
+/// registration is forgotten and the planner registers the client again.
+pub async fn update_registration(
+    s: &mut Session<'_>,
+    jwks: Option<&JwkSet>,
+) -> Result<Outcome, Error> {
     let Some(current) = as_registration(&s.registration) else {
-        return Ok(());
+        return Ok(Outcome::Done);
     };
     if current.registration_access_token.is_none() {
         return Err(Error::UpdateRegistration(OauthError::InvalidResponse {
@@ -395,23 +378,21 @@ pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> 
             let old = s.registration.client_id.clone().unwrap_or_default();
             tracing::warn!(client = %s.name, old_client_id = %old, "registration access token refused; registering a new client");
             s.events.push((
-                reasons::REGISTRATION_LOST,
+                Reason::RegistrationLost,
                 format!("the AS refused the registration access token of client {old} ({e}); registering a new client — {old} may remain at the AS"),
             ));
             s.registration = RegistrationState::default();
             s.save_registration().await?;
             // An old intent must not be mistaken for a lost answer of the next attempt.
-            if s.keys.registration_attempt_started_at.take().is_some() {
-                s.keys_changed();
-            }
+            s.keys.registration_attempt_started_at = None;
             // Tokens of the old client go with it: the next step mints new ones.
             s.credentials.tokens.clear();
-            return Ok(());
+            return Ok(Outcome::RegistrationLost);
         }
         Err(e) => return Err(Error::UpdateRegistration(e)),
     };
     s.registration = persister.state_for(&updated);
-    Ok(())
+    Ok(Outcome::Done)
 }
 
 /// RFC 7592 DELETE; "already gone" counts as done.

@@ -5,5 +5,6 @@ mod certificate;
 mod fixtures;
 mod keys;
 mod plan;
+mod registration;
 mod simulation;
 mod tokens;

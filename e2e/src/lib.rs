@@ -9,6 +9,7 @@ pub mod context;
 pub mod control_plane;
 pub mod demo;
 pub mod fixtures;
+pub mod helm;
 pub mod operator;
 pub mod peer;
 pub mod pki;

@@ -13,61 +13,26 @@ use std::{
 
 use clap::CommandFactory;
 use e2e::control_plane::repo_root;
-use serde::Deserialize;
 use serde_yaml::Value;
 
-/// The helm binary: `$TPP_HELM`, else the last line `hack/build-helm.sh` prints.
 fn helm() -> PathBuf {
-    if let Some(p) = std::env::var_os("TPP_HELM") {
-        return p.into();
-    }
-    let out = Command::new(repo_root().join("hack/build-helm.sh"))
-        .output()
-        .expect("run hack/build-helm.sh");
-    assert!(
-        out.status.success(),
-        "hack/build-helm.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout.lines().last().expect("helm path").trim().into()
+    e2e::helm::helm().expect("helm")
 }
 
 fn chart() -> PathBuf {
-    repo_root().join("charts/tpp-operator")
+    e2e::helm::chart()
 }
 
 fn case(name: &str) -> PathBuf {
     repo_root().join(format!("e2e/tests/chart/values/{name}.yaml"))
 }
 
-/// `helm <args>`: (success, stdout, stderr).
 fn run_helm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(helm()).args(args).output().expect("run helm");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    e2e::helm::run(args).expect("run helm")
 }
 
-/// `helm template <release> charts/tpp-operator -n <namespace> <extra>`, parsed into documents.
 fn render(release: &str, namespace: &str, extra: &[&str]) -> Vec<Value> {
-    let chart = chart();
-    let mut args = vec![
-        "template",
-        release,
-        chart.to_str().unwrap(),
-        "--namespace",
-        namespace,
-    ];
-    args.extend_from_slice(extra);
-    let (ok, stdout, stderr) = run_helm(&args);
-    assert!(ok, "helm template {extra:?} failed: {stderr}");
-    serde_yaml::Deserializer::from_str(&stdout)
-        .map(|d| Value::deserialize(d).expect("rendered YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
+    e2e::helm::template(release, namespace, extra).expect("helm template")
 }
 
 fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {

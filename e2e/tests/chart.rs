@@ -320,6 +320,9 @@ fn the_values_schema_refuses_a_misspelt_key_and_a_wrong_type() {
         ("image.tags=1.0", "tags"),
         ("logLevel=verbose", "logLevel"),
         ("adminPort=http", "adminPort"),
+        // The operator parses host:port as a socket address: no names, IPv6 in brackets.
+        ("adminHost=localhost", "adminHost"),
+        ("adminHost=::", "adminHost"),
     ] {
         let chart = chart();
         let (ok, _, stderr) = run_helm(&["template", "r", chart.to_str().unwrap(), "--set", set]);

@@ -332,6 +332,50 @@ fn the_values_schema_refuses_a_misspelt_key_and_a_wrong_type() {
 }
 
 #[test]
+fn only_operator_pods_match_the_operator_selector() {
+    for name in golden_cases() {
+        let docs = render("r", "tpp-system", &["-f", case(&name).to_str().unwrap()]);
+        let selector = &of_kind(&docs, "Deployment")[0]["spec"]["selector"]["matchLabels"];
+        let selector = selector.as_mapping().expect("matchLabels");
+        for pod in of_kind(&docs, "Pod") {
+            let labels = &pod["metadata"]["labels"];
+            assert!(
+                !selector.iter().all(|(k, v)| &labels[k] == v),
+                "{name}: the test pod {} would count as an operator replica",
+                s(pod, &["metadata", "name"])
+            );
+        }
+    }
+}
+
+#[test]
+fn on_the_host_network_each_replica_binds_its_node_ip_and_is_replaced_one_at_a_time() {
+    let docs = render(
+        "r",
+        "tpp-system",
+        &["-f", case("hostnetwork").to_str().unwrap()],
+    );
+    let deployment = of_kind(&docs, "Deployment")[0];
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["hostNetwork"],
+        Value::Bool(true)
+    );
+    assert_eq!(
+        operator_env(&docs)["TPP_OPERATOR_ADMIN_ADDRESS"],
+        "$(POD_IP):8080"
+    );
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"].as_u64(),
+        Some(0)
+    );
+    let default = render("r", "tpp-system", &[]);
+    assert_eq!(
+        operator_env(&default)["TPP_OPERATOR_ADMIN_ADDRESS"],
+        "0.0.0.0:8080"
+    );
+}
+
+#[test]
 fn the_operator_pod_runs_as_non_root_with_a_read_only_root() {
     let docs = render("r", "tpp-system", &[]);
     let spec = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"];

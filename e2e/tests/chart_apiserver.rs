@@ -1,5 +1,5 @@
 //! The chart's objects are valid for the pinned kube-apiserver: every object `helm template`
-//! renders for the default and the namespaced configuration (watching the test's namespace) is
+//! renders for each configuration of `tests/chart/values/` (watching the test's namespace) is
 //! accepted by a server-side dry-run create — schema, defaults and admission, not just YAML.
 //! CRDs are left out (already installed, and checked by `api.rs`), and so are kinds whose API
 //! the control plane does not serve (the Prometheus Operator's ServiceMonitor).
@@ -17,21 +17,32 @@ use kube::{
 async fn every_rendered_object_passes_a_server_side_dry_run() {
     with_namespace("chart", |ctx| async move {
         let discovery = Discovery::new(ctx.client.clone()).run().await?;
-        let namespaced = repo_root().join("e2e/tests/chart/values/namespaced.yaml");
+        // Every configuration of the golden tests; one that watches namespaces watches the
+        // test's own (the listed ones do not exist here).
         let watch = format!("watchNamespaces={{{}}}", ctx.namespace);
-        let configurations: [(&str, Vec<&str>); 2] = [
-            ("default", vec![]),
-            (
-                "namespaced",
-                vec!["-f", namespaced.to_str().context("path")?, "--set", &watch],
-            ),
-        ];
+        let mut configurations = vec![];
+        for entry in std::fs::read_dir(repo_root().join("e2e/tests/chart/values"))? {
+            let path = entry?.path();
+            let values: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+            let name = path
+                .file_stem()
+                .context("name")?
+                .to_string_lossy()
+                .into_owned();
+            let mut extra = vec!["-f".to_owned(), path.to_string_lossy().into_owned()];
+            if !values["watchNamespaces"].is_null() {
+                extra.extend(["--set".to_owned(), watch.clone()]);
+            }
+            configurations.push((name, extra));
+        }
+        anyhow::ensure!(configurations.len() >= 3, "golden configurations missing");
         let pp = PostParams {
             dry_run: true,
             ..Default::default()
         };
         let mut checked = 0;
         for (name, extra) in configurations {
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             let docs = e2e::helm::template("tpp-operator", &ctx.namespace, &extra)?;
             for doc in docs {
                 let obj: DynamicObject = serde_json::from_value(serde_json::to_value(&doc)?)?;

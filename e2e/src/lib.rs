@@ -11,6 +11,7 @@ pub mod control_plane;
 pub mod demo;
 pub mod fixtures;
 pub mod gitops;
+pub mod helm;
 pub mod operator;
 pub mod peer;
 pub mod pki;

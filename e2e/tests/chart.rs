@@ -13,61 +13,26 @@ use std::{
 
 use clap::CommandFactory;
 use e2e::control_plane::repo_root;
-use serde::Deserialize;
 use serde_yaml::Value;
 
-/// The helm binary: `$TPP_HELM`, else the last line `hack/build-helm.sh` prints.
 fn helm() -> PathBuf {
-    if let Some(p) = std::env::var_os("TPP_HELM") {
-        return p.into();
-    }
-    let out = Command::new(repo_root().join("hack/build-helm.sh"))
-        .output()
-        .expect("run hack/build-helm.sh");
-    assert!(
-        out.status.success(),
-        "hack/build-helm.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout.lines().last().expect("helm path").trim().into()
+    e2e::helm::helm().expect("helm")
 }
 
 fn chart() -> PathBuf {
-    repo_root().join("charts/tpp-operator")
+    e2e::helm::chart()
 }
 
 fn case(name: &str) -> PathBuf {
     repo_root().join(format!("e2e/tests/chart/values/{name}.yaml"))
 }
 
-/// `helm <args>`: (success, stdout, stderr).
 fn run_helm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(helm()).args(args).output().expect("run helm");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    e2e::helm::run(args).expect("run helm")
 }
 
-/// `helm template <release> charts/tpp-operator -n <namespace> <extra>`, parsed into documents.
 fn render(release: &str, namespace: &str, extra: &[&str]) -> Vec<Value> {
-    let chart = chart();
-    let mut args = vec![
-        "template",
-        release,
-        chart.to_str().unwrap(),
-        "--namespace",
-        namespace,
-    ];
-    args.extend_from_slice(extra);
-    let (ok, stdout, stderr) = run_helm(&args);
-    assert!(ok, "helm template {extra:?} failed: {stderr}");
-    serde_yaml::Deserializer::from_str(&stdout)
-        .map(|d| Value::deserialize(d).expect("rendered YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
+    e2e::helm::template(release, namespace, extra).expect("helm template")
 }
 
 fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
@@ -355,12 +320,59 @@ fn the_values_schema_refuses_a_misspelt_key_and_a_wrong_type() {
         ("image.tags=1.0", "tags"),
         ("logLevel=verbose", "logLevel"),
         ("adminPort=http", "adminPort"),
+        // The operator parses host:port as a socket address: no names, IPv6 in brackets.
+        ("adminHost=localhost", "adminHost"),
+        ("adminHost=::", "adminHost"),
     ] {
         let chart = chart();
         let (ok, _, stderr) = run_helm(&["template", "r", chart.to_str().unwrap(), "--set", set]);
         assert!(!ok, "--set {set} was accepted");
         assert!(stderr.contains(expect), "--set {set}: {stderr}");
     }
+}
+
+#[test]
+fn only_operator_pods_match_the_operator_selector() {
+    for name in golden_cases() {
+        let docs = render("r", "tpp-system", &["-f", case(&name).to_str().unwrap()]);
+        let selector = &of_kind(&docs, "Deployment")[0]["spec"]["selector"]["matchLabels"];
+        let selector = selector.as_mapping().expect("matchLabels");
+        for pod in of_kind(&docs, "Pod") {
+            let labels = &pod["metadata"]["labels"];
+            assert!(
+                !selector.iter().all(|(k, v)| &labels[k] == v),
+                "{name}: the test pod {} would count as an operator replica",
+                s(pod, &["metadata", "name"])
+            );
+        }
+    }
+}
+
+#[test]
+fn on_the_host_network_each_replica_binds_its_node_ip_and_is_replaced_one_at_a_time() {
+    let docs = render(
+        "r",
+        "tpp-system",
+        &["-f", case("hostnetwork").to_str().unwrap()],
+    );
+    let deployment = of_kind(&docs, "Deployment")[0];
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["hostNetwork"],
+        Value::Bool(true)
+    );
+    assert_eq!(
+        operator_env(&docs)["TPP_OPERATOR_ADMIN_ADDRESS"],
+        "$(POD_IP):8080"
+    );
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"].as_u64(),
+        Some(0)
+    );
+    let default = render("r", "tpp-system", &[]);
+    assert_eq!(
+        operator_env(&default)["TPP_OPERATOR_ADMIN_ADDRESS"],
+        "0.0.0.0:8080"
+    );
 }
 
 #[test]

@@ -1,13 +1,17 @@
 //! `spec.consumers.restartTargets` on a real kube-apiserver against the sandbox AS: a
 //! Deployment that reads the credentials at start gets a pod template stamp (a rollout
 //! restart) once for the credentials it runs with, not on a token refresh, and again after a
-//! certificate renewal — under the chart's RBAC. Pods need not run: the pod template is what
-//! a rollout restart changes.
+//! certificate renewal. The operator runs under the chart's namespaced (least-privilege) RBAC.
+//! Pods need not run: the pod template is what a rollout restart changes.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{fixtures::*, with_namespace};
+use e2e::{
+    fixtures::*,
+    operator::{OperatorOptions, OperatorProcess},
+    with_namespace,
+};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -97,7 +101,20 @@ async fn annotate(ctx: &e2e::TestContext, key: &str, value: &str) -> Result<()> 
 async fn a_restart_target_is_restarted_after_a_certificate_renewal_and_not_on_a_token_refresh() {
     with_namespace("consumers", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
-        let _op = start_operator(&ctx).await?;
+        // Under the chart's least-privilege RBAC: Secrets and workloads granted in this
+        // namespace only.
+        let op = OperatorProcess::start(
+            ctx.cp,
+            &ctx.client,
+            OperatorOptions {
+                namespaces: vec![ctx.namespace.clone()],
+                namespaced_rbac: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let log = op.log_path();
+        ctx.on_failure_print(move || e2e::process::tail(&log, 12000));
         ctx.api::<Deployment>()
             .create(&PostParams::default(), &deployment("app")?)
             .await?;

@@ -3,6 +3,7 @@
 //! (charts/tpp-operator/files/alerts.rules.yaml) and the series their promtool tests record
 //! (deploy/prometheus/alerts.test.yaml). The exported names come from a real rendering of the
 //! metrics registry with every metric populated through its public API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::{
     collections::{BTreeMap, BTreeSet},

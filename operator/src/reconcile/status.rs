@@ -395,7 +395,8 @@ pub async fn publish(
         &client.namespace().unwrap_or_default(),
         &client.name_any(),
         &client.spec.authorization_server_ref.name,
-        (!client.spec.suspend).then(|| crate::crd::condition::is_true(&new.conditions, types::READY)),
+        (!client.spec.suspend)
+            .then(|| crate::crd::condition::is_true(&new.conditions, types::READY)),
     );
     if old == new {
         return Ok(());

@@ -25,6 +25,7 @@ pub struct LeaseConfig {
 pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaseConfig,
+    on_standby: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl LeaderElector {
@@ -33,7 +34,15 @@ impl LeaderElector {
         Self {
             api: Api::namespaced(client, &config.namespace),
             config,
+            on_standby: None,
         }
+    }
+
+    /// Call `f` after every round of [`Self::acquire`] that reached the API server and found
+    /// the lease held by another replica (this one is a warm standby).
+    pub fn on_standby(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_standby = Some(Box::new(f));
+        self
     }
 
     /// One round: acquire a free or expired lease, renew our own. Returns whether we hold it.
@@ -101,7 +110,11 @@ impl LeaderElector {
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => break,
-                Ok(false) => {}
+                Ok(false) => {
+                    if let Some(f) = &self.on_standby {
+                        f();
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "leader election round failed"),
             }
             tokio::time::sleep(retry).await;

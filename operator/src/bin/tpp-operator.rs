@@ -14,7 +14,7 @@ use tpp_operator::{
     admin::{self, AdminState},
     clock::SystemClock,
     config::Config,
-    lease::{LeaderElector, LeaseConfig},
+    lease::{LeaderElector, Leadership, LeaseConfig},
     metrics::Metrics,
     reconcile::{self, Context},
     telemetry,
@@ -56,6 +56,10 @@ async fn main() -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown_timeout = config.shutdown_timeout;
+    // The Lease this replica holds, released once the controllers stop (or just before the
+    // process exits at the shutdown bound): a standby then takes over at its next round.
+    let leadership: Arc<tokio::sync::Mutex<Option<Leadership>>> = Arc::default();
+    let held_at_exit = leadership.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -67,6 +71,11 @@ async fn main() -> anyhow::Result<()> {
             timeout = ?shutdown_timeout,
             "the controllers did not stop within the shutdown timeout; exiting"
         );
+        // Released right before the exit: the next leader cannot act before this process is
+        // gone (the released Lease expires a second later).
+        if let Some(held) = held_at_exit.lock().await.take() {
+            held.release(std::time::Duration::from_secs(2)).await;
+        }
         std::process::exit(0);
     });
 
@@ -92,17 +101,19 @@ async fn main() -> anyhow::Result<()> {
             let ready = ready.clone();
             move || ready.store(true, std::sync::atomic::Ordering::Relaxed)
         });
-        let mut lost = tokio::select! {
-            rx = elector.acquire() => rx,
+        let held = tokio::select! {
+            held = elector.acquire() => held,
             _ = reconcile::stopped(stop_rx.clone()) => return Ok(()),
         };
         // The leader is ready again once its caches are synced.
         ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut lost = held.lost.clone();
         tokio::spawn(async move {
             let _ = lost.wait_for(|leader| !*leader).await;
             tracing::error!("lost leadership; exiting so that a fresh process can contend again");
             std::process::exit(1);
         });
+        *leadership.lock().await = Some(held);
     }
 
     let ctx = Arc::new(Context::new(
@@ -116,6 +127,10 @@ async fn main() -> anyhow::Result<()> {
         ready.store(true, std::sync::atomic::Ordering::Relaxed)
     })
     .await;
+    // The controllers have stopped: hand the Lease over now rather than after it expires.
+    if let Some(held) = leadership.lock().await.take() {
+        held.release(std::time::Duration::from_secs(5)).await;
+    }
     Ok(())
 }
 

@@ -8,11 +8,12 @@ export TPP_CONTROL_PLANE_DIR ?= $(CACHE)/control-plane/$(KUBE_VERSION)
 HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
 export TPP_HELM ?= $(CACHE)/helm/$(HELM_VERSION)/helm
 
-.PHONY: test test-unit test-chart test-e2e test-alerts deny control-plane helm peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
+.PHONY: test test-unit test-chart test-e2e test-alerts test-node deny control-plane node helm images lint-dockerfiles peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
 
 help:
 	@echo "make demo   - local control plane + sandbox AS + operator, an example TppClient and its token Secret"
-	@echo "make test   - all tiers: unit, loopback integration, end to end (real kube-apiserver + etcd)"
+	@echo "make test   - all tiers: unit, chart, alerts, end to end (real kube-apiserver + etcd), node (helm install on kubelets)"
+	@echo "make test-node - the node tier alone: image, two kubelets, helm install, a workload mounting the Secret"
 	@echo "make crds   - regenerate crds/, docs/api-reference.md, the chart's goldens and deploy/ from the Rust types"
 	@echo "make chart-render - regenerate the chart's golden renders and deploy/install.yaml, deploy/crds.yaml"
 	@echo "make bench  - micro-benchmarks (ratios to floors) and a scale run with N=200 (BENCHMARKS.md)"
@@ -22,9 +23,26 @@ help:
 control-plane:
 	@hack/build-control-plane.sh >/dev/null
 
-## Build helm from Go modules into $(CACHE) (skipped when present).
+## kubelet, kube-controller-manager, kube-scheduler and pause from Go modules (skipped when present).
+export TPP_NODE_DIR ?= $(CACHE)/node/$(KUBE_VERSION)
+node:
+	@hack/build-node.sh >/dev/null
+
+## helm from Go modules (skipped when present).
 helm:
 	@hack/build-helm.sh >/dev/null
+
+## The operator image (the Dockerfile, with the release binary built as its builder stage
+## would), the workload and pause images, as tarballs in $(CACHE)/images.
+TARGET_DIR = $${CARGO_TARGET_DIR:-target}
+images: node
+	$(CARGO) build --release -p tpp-operator --features vendored-openssl --bin tpp-operator
+	$(CARGO) build -p e2e --bin credentials-consumer
+	@hack/build-images.sh "$(TARGET_DIR)/release/tpp-operator" "$(TARGET_DIR)/debug/credentials-consumer" "$(TPP_NODE_DIR)/pause" >/dev/null
+
+## hadolint on every Dockerfile.
+lint-dockerfiles:
+	@hack/lint-dockerfiles.sh
 
 ## Install the oidc-provider peer's npm packages from its lock file (skipped when present).
 PEER_DIR := e2e/peers/oidc-provider
@@ -59,6 +77,10 @@ test-e2e: control-plane peer helm
 	$(CARGO) build -p tpp-operator -p kubectl-tpp --bins
 	$(CARGO) test -p e2e --test '*'
 
+## The node tier: the chart installed with Helm on two kubelets, a workload mounting the Secret.
+test-node: control-plane node helm lint-dockerfiles images
+	$(CARGO) test -p e2e --features node-tier --test node_install -- --nocapture
+
 ## The alerting rules the chart ships (charts/tpp-operator/files/alerts.rules.yaml): checked and
 ## unit-tested against recorded series by promtool, and the chart's PrometheusRule rendered by
 ## helm (both built from Go modules into $(CACHE)).
@@ -72,7 +94,7 @@ deny:
 	  PATH="$$(dirname "$$deny"):$$PATH" $(CARGO) deny --offline --workspace check licenses bans
 
 ## Everything.
-test: test-unit test-chart test-alerts test-e2e
+test: test-unit test-chart test-alerts test-e2e test-node
 
 ## Local control plane + sandbox AS + operator running examples/tppclient-static.yaml; prints what
 ## the operator made, then one line per token refresh until Ctrl-C. Files in .demo/.

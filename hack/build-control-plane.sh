@@ -6,6 +6,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
+# shellcheck source=kube-module.sh
+. "$here/kube-module.sh"
 cache_root=${TPP_CACHE_DIR:-$HOME/.cache/tpp-operator}
 out="$cache_root/control-plane/$KUBE_VERSION"
 mkdir -p "$out"
@@ -20,26 +22,11 @@ export GOPATH=${GOPATH:-$cache_root/gopath}
 export GOCACHE=${GOCACHE:-$cache_root/gocache}
 work="$out/module"
 rm -rf "$work"; mkdir -p "$work"; cd "$work"
-go mod init example.invalid/ktools >/dev/null 2>&1
-minor_patch=${KUBE_VERSION#v1.}            # 36.3
-staging="v0.$minor_patch"                 # v0.36.3
-gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
-[ -f "$gomod" ] || { echo "could not download k8s.io/kubernetes@$KUBE_VERSION" >&2; exit 1; }
-# Every staging module is required at v0.0.0 (replaced by ./staging in the kubernetes repo):
-# map each to the staging tag that mirrors the release.
-mods=$(awk '$1 ~ /^k8s[.]io[/]/ && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u)
-count=$(echo "$mods" | grep -c . || true)
-if [ "$count" -le 30 ]; then echo "only $count staging modules found in $gomod; expected > 30" >&2; exit 1; fi
-args=()
-for m in $mods; do args+=("-replace=$m=$m@$staging"); done
-go mod edit "${args[@]}"
-echo "added $count staging replaces ($staging)" >&2
+kube_module_init
 go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION"
 etcd_version=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 go get -tool "go.etcd.io/etcd/server/v3@$etcd_version"
-V=k8s.io/component-base/version
-minor=${minor_patch%%.*}
-ldflags="-s -w -X $V.gitMajor=1 -X $V.gitMinor=$minor -X $V.gitVersion=$KUBE_VERSION -X $V.gitTreeState=clean -X $V.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+ldflags=$(kube_ldflags)
 go build -trimpath -ldflags "$ldflags" -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
 go build -trimpath -ldflags "$ldflags" -o "$out/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
 go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3

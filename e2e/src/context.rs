@@ -58,6 +58,15 @@ where
         Ok(cp) => cp,
         Err(e) => panic!("could not start the control plane: {e:#}"),
     };
+    with_namespace_on(cp, prefix, test).await
+}
+
+/// [`with_namespace`] on a given control plane (e.g. the node tier's).
+pub async fn with_namespace_on<F, Fut>(cp: &'static ControlPlane, prefix: &str, test: F)
+where
+    F: FnOnce(std::sync::Arc<TestContext>) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
     let client = cp.admin_client().await.expect("admin client");
     let namespace = format!("{prefix}-{:08x}", rand::random::<u32>());
     let ns = Namespace {

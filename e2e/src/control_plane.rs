@@ -73,9 +73,34 @@ pub struct ControlPlane {
     apiserver: Mutex<ChildGuard>,
 }
 
+/// How a control plane is started.
+#[derive(Clone, Copy, Debug)]
+pub struct ControlPlaneOptions {
+    /// Run the ServiceAccount admission plugin (pods get their token volume). Off for the
+    /// tiers without a node: no kube-controller-manager creates the `default` ServiceAccounts
+    /// that the plugin requires.
+    pub service_account_admission: bool,
+    /// Install the CRDs from `crds/` (the node tier leaves that to `helm install`).
+    pub install_crds: bool,
+}
+
+impl Default for ControlPlaneOptions {
+    fn default() -> Self {
+        Self {
+            service_account_admission: false,
+            install_crds: true,
+        }
+    }
+}
+
 impl ControlPlane {
     /// Build, start and wait for etcd and kube-apiserver, then install the CRDs from `crds/`.
     pub async fn start() -> Result<Self> {
+        Self::start_with(ControlPlaneOptions::default()).await
+    }
+
+    /// [`ControlPlane::start`] with options.
+    pub async fn start_with(options: ControlPlaneOptions) -> Result<Self> {
         let bin = binaries_dir();
         for b in ["etcd", "kube-apiserver"] {
             if !bin.join(b).is_file() {
@@ -172,12 +197,12 @@ impl ControlPlane {
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--endpoint-reconciler-type=none",
             ])
-            .args([
-                "--disable-admission-plugins=ServiceAccount",
-                "--allow-privileged=true",
-            ])
+            .arg("--allow-privileged=true")
             .arg(format!("--cert-dir={}", dir.join("certs").display()))
             .args(["--profiling=false", "--v=1"]);
+        if !options.service_account_admission {
+            api.arg("--disable-admission-plugins=ServiceAccount");
+        }
         let apiserver = spawn("kube-apiserver", api, &dir.join("kube-apiserver.log"))?;
         register_for_exit_kill(apiserver.pid());
         wait_http_ok(
@@ -214,7 +239,9 @@ impl ControlPlane {
             etcd: Mutex::new(etcd),
             apiserver: Mutex::new(apiserver),
         };
-        cp.install_crds().await?;
+        if options.install_crds {
+            cp.install_crds().await?;
+        }
         eprintln!(
             "e2e: control plane {} at {} (run dir {})",
             cp.version,
@@ -344,9 +371,17 @@ async fn wait_http_ok(url: &str, tls: Option<(&str, &CertPair)>, timeout: Durati
 }
 
 static EXIT_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+type ExitHook = Box<dyn Fn() + Send>;
+static EXIT_HOOKS: Mutex<Vec<ExitHook>> = Mutex::new(Vec::new());
 static EXIT_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 extern "C" fn kill_registered_pids() {
+    // Hooks first (a node stops its kubelet and containers before the API server goes).
+    if let Ok(hooks) = EXIT_HOOKS.lock() {
+        for hook in hooks.iter() {
+            hook();
+        }
+    }
     if let Ok(pids) = EXIT_PIDS.lock() {
         for pid in pids.iter() {
             // SAFETY: kill(2) on PIDs this process spawned.
@@ -373,14 +408,27 @@ pub fn register_dir_for_exit_removal(dir: PathBuf) {
 
 /// Kill `pid` when the test process exits normally (the shared control plane is never dropped).
 pub fn register_for_exit_kill(pid: u32) {
+    arm_exit_handler();
+    if let Ok(mut pids) = EXIT_PIDS.lock() {
+        pids.push(pid);
+    }
+}
+
+/// Run `hook` when the test process exits normally, before the registered PIDs are killed
+/// (hooks run in registration order).
+pub fn register_exit_hook(hook: impl Fn() + Send + 'static) {
+    arm_exit_handler();
+    if let Ok(mut hooks) = EXIT_HOOKS.lock() {
+        hooks.push(Box::new(hook));
+    }
+}
+
+fn arm_exit_handler() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: registering a plain extern "C" function.
     ONCE.call_once(|| unsafe {
         libc::atexit(kill_registered_pids);
     });
-    if let Ok(mut pids) = EXIT_PIDS.lock() {
-        pids.push(pid);
-    }
 }
 
 static SHARED: tokio::sync::OnceCell<Result<ControlPlane, String>> =

@@ -3,8 +3,10 @@
 //! binary ([`process`]), per-test namespaces with failure dumps ([`context`]), the operator as a
 //! process under the chart's RBAC ([`operator`]), the Open Finance sandbox AS emulator
 //! ([`sandbox`]), oidc-provider as a real third-party AS peer ([`peer`]), `make demo` built
-//! from them ([`demo`]), the scale benchmark behind `make bench-scale` ([`scale`]), and the
-//! Argo CD health checks and kstatus rules run on our objects ([`gitops`]).
+//! from them ([`demo`]), the scale benchmark behind `make bench-scale` ([`scale`]), the Argo CD
+//! health checks and kstatus rules run on our objects ([`gitops`]), helm ([`helm`]), and a real
+//! two-node cluster (kubelet, containerd, kube-controller-manager, kube-scheduler) for the
+//! node tier that installs the chart with Helm ([`node`]).
 
 pub mod context;
 pub mod control_plane;
@@ -12,6 +14,7 @@ pub mod demo;
 pub mod fixtures;
 pub mod gitops;
 pub mod helm;
+pub mod node;
 pub mod operator;
 pub mod peer;
 pub mod pki;
@@ -19,5 +22,5 @@ pub mod process;
 pub mod sandbox;
 pub mod scale;
 
-pub use context::{TestContext, with_namespace};
+pub use context::{TestContext, with_namespace, with_namespace_on};
 pub use control_plane::{ControlPlane, shared};

@@ -379,3 +379,54 @@ async fn scrape(admin_url: &str) -> Result<String> {
         .text()
         .await?)
 }
+
+#[tokio::test]
+async fn a_leader_stopped_with_sigterm_releases_its_lease_for_an_immediate_takeover() {
+    with_namespace("release", |ctx| async move {
+        let lease = format!("lease-{}", ctx.namespace);
+        let mut leader = OperatorProcess::start(
+            ctx.cp,
+            &ctx.client,
+            OperatorOptions {
+                namespaces: vec![ctx.namespace.clone()],
+                args: vec![
+                    "--leader-election".into(),
+                    "--leader-election-lease".into(),
+                    lease.clone(),
+                ],
+                ..Default::default()
+            },
+        )
+        .await?;
+        let log = leader.log_path();
+        ctx.on_failure_print(move || e2e::process::tail(&log, 8000));
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(ctx.client.clone(), e2e::operator::OPERATOR_NAMESPACE);
+        let holder = |l: &k8s_openapi::api::coordination::v1::Lease| {
+            l.spec.as_ref().and_then(|s| s.holder_identity.clone())
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while leases
+            .get_opt(&lease)
+            .await?
+            .and_then(|l| holder(&l))
+            .is_none()
+        {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "no replica took the lease"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        leader.stop(Duration::from_secs(60));
+        let released = leases.get(&lease).await?;
+        ensure!(
+            holder(&released).is_none(),
+            "a stopped leader leaves no holder on the lease: {:?}",
+            released.spec
+        );
+        ensure!(leader.log().contains("released the lease"));
+        Ok(())
+    })
+    .await;
+}

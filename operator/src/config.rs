@@ -19,7 +19,8 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Parser)]
 #[command(name = "tpp-operator", version, about)]
 pub struct Config {
-    /// Namespaces to watch (comma-separated). Empty: every namespace.
+    /// Namespaces to watch (comma-separated). Empty: every namespace. Empty items (an empty
+    /// `TPP_OPERATOR_NAMESPACES`, a trailing comma) are ignored: see [`Config::load`].
     #[arg(long, env = "TPP_OPERATOR_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
 
@@ -76,6 +77,41 @@ pub struct Config {
     /// removed anyway, with a Warning event naming what was left at the AS.
     #[arg(long, env = "TPP_OPERATOR_DELETE_ATTEMPTS", default_value_t = 5)]
     pub delete_attempts: u32,
+
+    /// After SIGTERM, how long the controllers may take to finish in-flight reconciles before
+    /// the process exits anyway (keep it below the pod's terminationGracePeriodSeconds).
+    #[arg(long, env = "TPP_OPERATOR_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_seconds)]
+    pub shutdown_timeout: std::time::Duration,
+}
+
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs = s.strip_suffix('s').unwrap_or(s);
+    secs.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("expected seconds such as `20s` or `1.5`, got `{s}`"))
+}
+
+impl Config {
+    /// Parse the command line and environment, then normalise: see [`Config::normalized`].
+    pub fn load() -> Self {
+        Self::parse().normalized()
+    }
+
+    /// Drop empty and blank namespace items: the chart's default `watchNamespaces: []` renders
+    /// `TPP_OPERATOR_NAMESPACES=""`, which clap reads as one empty namespace, and an empty
+    /// namespace would make every request `/namespaces//tppclients`. No namespaces left means
+    /// every namespace.
+    pub fn normalized(mut self) -> Self {
+        self.namespaces = self
+            .namespaces
+            .into_iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        self
+    }
 }
 
 #[cfg(test)]
@@ -102,5 +138,33 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.concurrency, 16);
         assert!(!c.leader_election);
+        assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn an_empty_namespaces_value_means_every_namespace() {
+        // What the chart's default `watchNamespaces: []` renders into TPP_OPERATOR_NAMESPACES.
+        for value in ["", " ", ",", "a,,b,", " a , b"] {
+            let c = Config::try_parse_from(["tpp-operator", "--namespaces", value])
+                .unwrap()
+                .normalized();
+            let expected: &[&str] = if value.contains('a') {
+                &["a", "b"]
+            } else {
+                &[]
+            };
+            assert_eq!(c.namespaces, expected, "--namespaces {value:?}");
+        }
+        let none = Config::try_parse_from(["tpp-operator"])
+            .unwrap()
+            .normalized();
+        assert!(none.namespaces.is_empty());
+    }
+
+    #[test]
+    fn shutdown_timeout_reads_seconds() {
+        let c = Config::try_parse_from(["tpp-operator", "--shutdown-timeout", "1.5s"]).unwrap();
+        assert_eq!(c.shutdown_timeout, std::time::Duration::from_millis(1500));
+        assert!(Config::try_parse_from(["tpp-operator", "--shutdown-timeout", "soon"]).is_err());
     }
 }

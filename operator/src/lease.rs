@@ -25,6 +25,7 @@ pub struct LeaseConfig {
 pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaseConfig,
+    on_standby: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl LeaderElector {
@@ -33,7 +34,15 @@ impl LeaderElector {
         Self {
             api: Api::namespaced(client, &config.namespace),
             config,
+            on_standby: None,
         }
+    }
+
+    /// Call `f` after every round of [`Self::acquire`] that reached the API server and found
+    /// the lease held by another replica (this one is a warm standby).
+    pub fn on_standby(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_standby = Some(Box::new(f));
+        self
     }
 
     /// One round: acquire a free or expired lease, renew our own. Returns whether we hold it.
@@ -94,24 +103,59 @@ impl LeaderElector {
         }
     }
 
-    /// Wait until this replica holds the lease, then keep renewing it in the background; the
-    /// returned receiver turns `false` if leadership is lost (the process should then exit).
-    pub async fn acquire(self) -> tokio::sync::watch::Receiver<bool> {
+    /// Give the lease up if this replica holds it: no holder, expiring a second after now, so
+    /// that a standby takes over at its next round instead of waiting for the lease to expire.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            return Ok(());
+        };
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+        self.api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+            .map(|_| ())
+    }
+
+    /// Wait until this replica holds the lease, then keep renewing it in the background.
+    pub async fn acquire(self) -> Leadership {
         let retry = self.config.lease_duration / 3;
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => break,
-                Ok(false) => {}
+                Ok(false) => {
+                    if let Some(f) = &self.on_standby {
+                        f();
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "leader election round failed"),
             }
             tokio::time::sleep(retry).await;
         }
         tracing::info!(identity = %self.config.identity, lease = %self.config.name, "acquired leadership");
         let (tx, rx) = tokio::sync::watch::channel(true);
+        let (release_tx, mut release_rx) =
+            tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(1);
         tokio::spawn(async move {
             let mut last_ok = std::time::Instant::now();
             loop {
-                tokio::time::sleep(retry).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(retry) => {}
+                    Some(done) = release_rx.recv() => {
+                        match self.release().await {
+                            Ok(()) => tracing::info!(lease = %self.config.name, "released the lease"),
+                            Err(e) => tracing::warn!(error = %e, "releasing the lease failed; standbys wait for it to expire"),
+                        }
+                        let _ = done.send(());
+                        // Stopping, not losing leadership: keep `tx` (and so `rx`) as it is.
+                        std::future::pending::<()>().await;
+                    }
+                }
                 match self.try_acquire_or_renew().await {
                     Ok(true) => last_ok = std::time::Instant::now(),
                     Ok(false) => {
@@ -128,6 +172,28 @@ impl LeaderElector {
                 }
             }
         });
-        rx
+        Leadership {
+            lost: rx,
+            release: release_tx,
+        }
+    }
+}
+
+/// Leadership held by this replica.
+pub struct Leadership {
+    /// Turns `false` if leadership is lost (the process should then exit).
+    pub lost: tokio::sync::watch::Receiver<bool>,
+    release: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Leadership {
+    /// Stop renewing and give the lease up (see [`LeaderElector::release`]), waiting at most
+    /// `timeout`. Call once the controllers have stopped, so that the next leader never acts
+    /// beside this one.
+    pub async fn release(self, timeout: Duration) {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        if self.release.send(done_tx).await.is_ok() {
+            let _ = tokio::time::timeout(timeout, done_rx).await;
+        }
     }
 }

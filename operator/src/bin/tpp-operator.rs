@@ -1,15 +1,20 @@
 //! The controller process: configuration, logging, the admin server, leader election, the
-//! controllers, and a graceful shutdown on SIGTERM/Ctrl-C.
+//! controllers, and a graceful shutdown on SIGTERM/Ctrl-C that is bounded by
+//! `--shutdown-timeout` whatever the controllers are doing (e.g. retrying a watch of a CRD that
+//! is not installed).
+//!
+//! Readiness (`/readyz`): the replica running the controllers is ready once every watcher's
+//! initial list is cached; a standby is ready once a leader-election round has reached the
+//! API server (it serves `/jwks` and stands by warm).
 
 use std::sync::{Arc, atomic::AtomicBool};
 
 use anyhow::Context as _;
-use clap::Parser;
 use tpp_operator::{
     admin::{self, AdminState},
     clock::SystemClock,
     config::Config,
-    lease::{LeaderElector, LeaseConfig},
+    lease::{LeaderElector, Leadership, LeaseConfig},
     metrics::Metrics,
     reconcile::{self, Context},
     telemetry,
@@ -17,7 +22,7 @@ use tpp_operator::{
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config = Config::load();
     telemetry::init(config.log_format);
     // One crypto provider for every TLS client in the process (kube, reqwest).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -50,10 +55,28 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown_timeout = config.shutdown_timeout;
+    // The Lease this replica holds, released once the controllers stop (or just before the
+    // process exits at the shutdown bound): a standby then takes over at its next round.
+    let leadership: Arc<tokio::sync::Mutex<Option<Leadership>>> = Arc::default();
+    let held_at_exit = leadership.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
+        // The bound: whatever is still running (a watch retrying against a missing CRD, a
+        // reconcile stuck on an AS) does not keep the process alive past the timeout.
+        tokio::time::sleep(shutdown_timeout).await;
+        tracing::warn!(
+            timeout = ?shutdown_timeout,
+            "the controllers did not stop within the shutdown timeout; exiting"
+        );
+        // Released right before the exit: the next leader cannot act before this process is
+        // gone (the released Lease expires a second later).
+        if let Some(held) = held_at_exit.lock().await.take() {
+            held.release(std::time::Duration::from_secs(2)).await;
+        }
+        std::process::exit(0);
     });
 
     if config.leader_election {
@@ -72,18 +95,25 @@ async fn main() -> anyhow::Result<()> {
                 identity,
                 lease_duration: std::time::Duration::from_secs(15),
             },
-        );
-        // Standbys are ready (warm) while they wait.
-        ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut lost = tokio::select! {
-            rx = elector.acquire() => rx,
+        )
+        // A standby is ready (warm: it serves /jwks) once a round has reached the API server.
+        .on_standby({
+            let ready = ready.clone();
+            move || ready.store(true, std::sync::atomic::Ordering::Relaxed)
+        });
+        let held = tokio::select! {
+            held = elector.acquire() => held,
             _ = reconcile::stopped(stop_rx.clone()) => return Ok(()),
         };
+        // The leader is ready again once its caches are synced.
+        ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut lost = held.lost.clone();
         tokio::spawn(async move {
             let _ = lost.wait_for(|leader| !*leader).await;
             tracing::error!("lost leadership; exiting so that a fresh process can contend again");
             std::process::exit(1);
         });
+        *leadership.lock().await = Some(held);
     }
 
     let ctx = Arc::new(Context::new(
@@ -92,9 +122,15 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         Arc::new(SystemClock),
     ));
-    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("controllers starting");
-    reconcile::run(ctx, stop_rx).await;
+    reconcile::run(ctx, stop_rx, move || {
+        ready.store(true, std::sync::atomic::Ordering::Relaxed)
+    })
+    .await;
+    // The controllers have stopped: hand the Lease over now rather than after it expires.
+    if let Some(held) = leadership.lock().await.take() {
+        held.release(std::time::Duration::from_secs(5)).await;
+    }
     Ok(())
 }
 

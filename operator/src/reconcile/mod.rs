@@ -215,6 +215,10 @@ async fn run_clients(
     namespace: Option<String>,
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    (reader, writer): (
+        reflector::Store<TppClient>,
+        reflector::store::Writer<TppClient>,
+    ),
 ) {
     let (clients, secrets) = match &namespace {
         Some(ns) => (
@@ -238,7 +242,6 @@ async fn run_clients(
             tracing::warn!(error = %e, "filling the Secret cache failed; reading Secrets one by one")
         }
     }
-    let (reader, writer) = reflector::store();
     let stream = client_triggers(
         clients,
         writer,
@@ -293,17 +296,19 @@ fn log_controller_error<T, E: std::error::Error>(
     }
 }
 
+fn server_controller(client: Client, namespace: Option<&str>) -> Controller<AuthorizationServer> {
+    let api = match namespace {
+        Some(ns) => Api::<AuthorizationServer>::namespaced(client, ns),
+        None => Api::<AuthorizationServer>::all(client),
+    };
+    Controller::new(api, watcher::Config::default())
+}
+
 async fn run_servers(
-    client: Client,
-    namespace: Option<String>,
+    controller: Controller<AuthorizationServer>,
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
-    let api = match &namespace {
-        Some(ns) => Api::<AuthorizationServer>::namespaced(client.clone(), ns),
-        None => Api::<AuthorizationServer>::all(client.clone()),
-    };
-    let controller = Controller::new(api, watcher::Config::default());
     ctx.servers.add_namespaced(controller.store());
     let namespaced = controller
         .graceful_shutdown_on(shutdown.clone())
@@ -317,14 +322,10 @@ async fn run_servers(
 }
 
 async fn run_cluster_servers(
-    client: Client,
+    controller: Controller<ClusterAuthorizationServer>,
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let controller = Controller::new(
-        Api::<ClusterAuthorizationServer>::all(client),
-        watcher::Config::default(),
-    );
     ctx.servers.set_cluster(controller.store());
     controller
         .graceful_shutdown_on(shutdown)
@@ -356,8 +357,14 @@ pub fn stopped(
     futures::FutureExt::shared(Box::pin(fut))
 }
 
-/// Run every controller until `stop` turns true.
-pub async fn run(ctx: Arc<Context>, stop: tokio::sync::watch::Receiver<bool>) {
+/// Run every controller until `stop` turns true. `synced` is called once, when every watcher
+/// has its initial list in its cache (TppClients, after the Secret cache is filled;
+/// AuthorizationServers; ClusterAuthorizationServers): that is when `/readyz` turns true.
+pub async fn run(
+    ctx: Arc<Context>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    synced: impl FnOnce() + Send + 'static,
+) {
     let shutdown = stopped(stop);
     let client = ctx.client.clone();
     let namespaces: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
@@ -366,21 +373,44 @@ pub async fn run(ctx: Arc<Context>, stop: tokio::sync::watch::Receiver<bool>) {
         ctx.config.namespaces.iter().cloned().map(Some).collect()
     };
     let mut tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = vec![];
+    let mut caches: Vec<futures::future::BoxFuture<'static, bool>> = vec![];
+    fn ready<K>(store: reflector::Store<K>) -> futures::future::BoxFuture<'static, bool>
+    where
+        K: kube::Resource + Clone + Send + Sync + 'static,
+        K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
+    {
+        Box::pin(async move { store.wait_until_ready().await.is_ok() })
+    }
     for ns in namespaces {
+        let (reader, writer) = reflector::store();
+        caches.push(ready(reader.clone()));
         tasks.push(Box::pin(run_clients(
             client.clone(),
             ns.clone(),
             ctx.clone(),
             shutdown.clone(),
+            (reader, writer),
         )));
+        let servers = server_controller(client.clone(), ns.as_deref());
+        caches.push(ready(servers.store()));
         tasks.push(Box::pin(run_servers(
-            client.clone(),
-            ns,
+            servers,
             ctx.clone(),
             shutdown.clone(),
         )));
     }
-    tasks.push(Box::pin(run_cluster_servers(client, ctx, shutdown)));
+    let cluster = Controller::new(
+        Api::<ClusterAuthorizationServer>::all(client),
+        watcher::Config::default(),
+    );
+    caches.push(ready(cluster.store()));
+    tasks.push(Box::pin(run_cluster_servers(cluster, ctx, shutdown)));
+    tasks.push(Box::pin(async move {
+        if join_all(caches).await.into_iter().all(|ok| ok) {
+            tracing::info!("caches synced");
+            synced();
+        }
+    }));
     join_all(tasks).await;
 }
 

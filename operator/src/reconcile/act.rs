@@ -16,7 +16,7 @@ use crate::{
         PrivateKey,
         cert::{CertificateProfile, SubjectAltName, self_signed},
     },
-    oauth::{ClientAuth, ClientAuthn, SignerMinter, token},
+    oauth::{ClientAuth, ClientAuthn, SignerMinter},
     reason::Reason,
     redact::Sensitive,
     rotation::{self, Action, CertRecord, KeyState, KeyUse, Outcome, Publication, TokenRecord},
@@ -127,7 +127,7 @@ async fn ensure_finalizer(s: &Session<'_>) -> Result<(), Error> {
     if !needs || s.client.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
-    super::cleanup::add_finalizer(s.ctx, s.client).await
+    s.effects.add_finalizer(s.client).await
 }
 
 /// Make `kids` the set the AS sees: the served JWKS ConfigMap always; RFC 7592 PUT when the
@@ -296,10 +296,6 @@ pub async fn refresh_tokens(
         message: "no transport certificate yet".into(),
     })?;
     let identity = s.identity()?;
-    let http = s
-        .server
-        .http(s.ctx, identity.as_ref())
-        .map_err(Error::FetchToken)?;
     let authn = client_authn(s, &client_id)?;
     let mut tokens = s.credentials.tokens.clone();
     let mut minted = Vec::new();
@@ -313,7 +309,10 @@ pub async fn refresh_tokens(
             .map(|t| t.scope.clone())
             .unwrap_or_default();
         let started = std::time::Instant::now();
-        let result = token::client_credentials(&http, &s.server.meta, &authn, &scope).await;
+        let result = s
+            .effects
+            .token(s.target(identity.as_ref()), &authn, &scope)
+            .await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) if e.is_transient() => "transient",

@@ -25,10 +25,37 @@ use crate::{
     store::layout::FINALIZER,
 };
 
-/// Add the finalizer (JSON patch guarded by the resourceVersion we saw).
+/// Add the finalizer (JSON patch guarded by the resourceVersion we saw). The object we saw may
+/// be older than the API server's (our own status write a moment ago): when the guard fails,
+/// read the object again and retry, a bounded number of times.
 pub async fn add_finalizer(ctx: &Context, client: &TppClient) -> Result<(), Error> {
     let api: Api<TppClient> =
         Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+    let mut seen = client.clone();
+    for _ in 0..3 {
+        match add_finalizer_to(&api, &seen).await {
+            Err(Error::ApplyObject {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 422 => {
+                seen = api
+                    .get(&client.name_any())
+                    .await
+                    .map_err(|source| Error::ReadObject {
+                        what: format!("TppClient {}", client.name_any()),
+                        source,
+                    })?;
+                if seen.finalizers().iter().any(|f| f == FINALIZER) {
+                    return Ok(());
+                }
+            }
+            other => return other,
+        }
+    }
+    add_finalizer_to(&api, &seen).await
+}
+
+async fn add_finalizer_to(api: &Api<TppClient>, client: &TppClient) -> Result<(), Error> {
     let rv = client.resource_version().unwrap_or_default();
     let ops = if client.meta().finalizers.is_none() {
         json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
@@ -130,7 +157,8 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                 });
             }
         };
-        let session = Session::load(ctx, client, namespace.clone(), resolved).await?;
+        let effects = super::effects::KubeEffects::new(ctx);
+        let session = Session::load(ctx, &effects, client, namespace.clone(), resolved).await?;
         let id = session.registration.client_id.clone().unwrap_or_default();
         let outcome = super::register::deregister(&session).await?;
         Ok::<_, Error>((id, outcome))

@@ -112,7 +112,8 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
             return Err(e);
         }
     };
-    let mut session = match Session::load(ctx, obj, namespace.clone(), resolved).await {
+    let effects = super::effects::KubeEffects::new(ctx);
+    let mut session = match Session::load(ctx, &effects, obj, namespace.clone(), resolved).await {
         Ok(s) => s,
         Err(e) => {
             status::publish(ctx, obj, &old, &status::early_failure(obj, &old, &e, now)).await?;
@@ -195,7 +196,7 @@ fn generates_keys(plan: &Plan) -> bool {
 
 /// Plan and act until nothing is due now (or a step fails), then persist the keys if a step
 /// changed them and nothing persisted them yet. Returns the last plan.
-async fn drive(
+pub(crate) async fn drive(
     s: &mut Session<'_>,
     policy: &rotation::Policy,
     first: Plan,

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod cleanup;
 pub mod client;
 pub mod context;
+pub mod effects;
 pub mod policy;
 pub mod refresh;
 pub mod register;
@@ -16,6 +17,11 @@ pub mod server_index;
 pub mod server_status;
 pub mod session;
 pub mod status;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod reconcile_tests;
 
 use std::{
     hash::{Hash, Hasher},

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::session::{Session, save_registration};
+use super::{
+    effects::{Effects, RegisterBody, UpdateBody},
+    session::{Session, save_registration},
+};
 use crate::{
     crd::{RegistrationMode, TppClient},
     error::{Error, Stage},
@@ -18,7 +21,7 @@ use crate::{
     },
     oauth::{
         ManagementTarget, OauthError, PersistError, Registration, RegistrationPersister,
-        SignedContentType, management, registration as reg,
+        SignedContentType, management,
     },
     reason::Reason,
     redact::Sensitive,
@@ -26,10 +29,17 @@ use crate::{
     store::state::RegistrationState,
 };
 
+/// The first pause between attempts to persist a registration answer (doubling).
+const PERSIST_RETRY_BASE: Duration = if cfg!(test) {
+    Duration::from_millis(1)
+} else {
+    Duration::from_millis(200)
+};
+
 /// Writes every registration answer (new RAT included) to `<name>-registration`, retrying a
 /// failed write a few times: once a rotated RAT is lost only re-registration recovers.
-struct SecretPersister<'a> {
-    ctx: &'a super::context::Context,
+pub struct SecretPersister<'a> {
+    effects: &'a dyn Effects,
     client: &'a TppClient,
     namespace: &'a str,
     base: RegistrationState,
@@ -58,12 +68,12 @@ impl RegistrationPersister for SecretPersister<'_> {
         let state = self.state_for(registration);
         let mut last = None;
         for attempt in 0..5u32 {
-            match save_registration(self.ctx, self.client, self.namespace, &state).await {
+            match save_registration(self.effects, self.client, self.namespace, &state).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, "persisting the registration failed; retrying");
                     last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+                    tokio::time::sleep(PERSIST_RETRY_BASE.saturating_mul(2u32.pow(attempt))).await;
                 }
             }
         }
@@ -98,9 +108,8 @@ async fn secret_value(
     r: &crate::crd::SecretKeyRef,
 ) -> Result<SecretString, Error> {
     let secret = s
-        .ctx
-        .store
-        .secret(&s.namespace, &r.name)
+        .effects
+        .user_secret(&s.namespace, &r.name)
         .await
         .map_err(|source| Error::ReadObject {
             what: format!("Secret {}", r.name),
@@ -128,17 +137,16 @@ fn endpoint(s: &Session<'_>) -> Result<String, Error> {
 pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     let now = s.ctx.clock.now();
     let identity = s.identity()?;
-    let http = s
-        .server
-        .http(s.ctx, identity.as_ref())
-        .map_err(Error::RegisterClient)?;
     let endpoint = endpoint(s)?;
     let started = std::time::Instant::now();
     let mode = s.client.spec.registration.mode;
     if mode == RegistrationMode::HubOnboarding {
         // The hub sees the certificate: it is persisted first.
         s.persist_keys().await?;
-        let result = reg::hub_onboard(&http, &endpoint).await;
+        let result = s
+            .effects
+            .hub_onboard(s.target(identity.as_ref()), &endpoint)
+            .await;
         observe(s, &result, started);
         result.map_err(Error::RegisterClient)?;
         s.registration.client_id = s.client.spec.registration.client_id.clone();
@@ -181,20 +189,26 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     s.keys.registration_attempt_started_at = Some(now);
     s.persist_keys().await?;
     let persister = SecretPersister {
-        ctx: s.ctx,
+        effects: s.effects,
         client: s.client,
         namespace: &s.namespace,
         base: s.registration.clone(),
         now,
     };
-    let result = match body {
-        Body::Json(iat) => {
-            reg::register_dynamic(&http, &endpoint, iat.as_ref(), &metadata, &persister).await
-        }
-        Body::Signed(jws) => {
-            reg::register_signed(&http, &endpoint, jws, content_type(s), &persister).await
-        }
+    let body = match &body {
+        Body::Json(iat) => RegisterBody::Json {
+            initial_access_token: iat.as_ref(),
+            metadata: &metadata,
+        },
+        Body::Signed(jws) => RegisterBody::Signed {
+            jws: jws.clone(),
+            content_type: content_type(s),
+        },
     };
+    let result = s
+        .effects
+        .register(s.target(identity.as_ref()), &endpoint, body, &persister)
+        .await;
     observe(s, &result, started);
     let registration = result.map_err(Error::RegisterClient)?;
     s.registration = persister.state_for(&registration);
@@ -334,10 +348,6 @@ pub async fn update_registration(
     // The keys the update carries are persisted before the AS sees them.
     s.persist_keys().await?;
     let identity = s.identity()?;
-    let http = s
-        .server
-        .http(s.ctx, identity.as_ref())
-        .map_err(Error::UpdateRegistration)?;
     let endpoint = endpoint(s)?;
     let target = ManagementTarget {
         registration_endpoint: &endpoint,
@@ -346,30 +356,34 @@ pub async fn update_registration(
     let metadata = super::policy::registration_metadata(s.client, &s.namespace, &s.name, jwks);
     let now = s.ctx.clock.now();
     let persister = SecretPersister {
-        ctx: s.ctx,
+        effects: s.effects,
         client: s.client,
         namespace: &s.namespace,
         base: s.registration.clone(),
         now,
     };
     let started = std::time::Instant::now();
-    let result = match s.client.spec.registration.mode {
+    let body = match s.client.spec.registration.mode {
         RegistrationMode::SignedRequest => {
             let mut md = metadata.clone();
             md.insert("client_id".into(), current.client_id.clone().into());
-            let jws = signed_request(s, &md).await?;
-            management::update_client_signed(
-                &http,
-                target,
-                &current,
-                jws,
-                content_type(s),
-                &persister,
-            )
-            .await
+            UpdateBody::Signed {
+                jws: signed_request(s, &md).await?,
+                content_type: content_type(s),
+            }
         }
-        _ => management::update_client(&http, target, &current, &metadata, &persister).await,
+        _ => UpdateBody::Json(&metadata),
     };
+    let result = s
+        .effects
+        .update_registration(
+            s.target(identity.as_ref()),
+            target,
+            &current,
+            body,
+            &persister,
+        )
+        .await;
     observe(s, &result, started);
     let updated = match result {
         Ok(updated) => updated,
@@ -406,16 +420,13 @@ pub async fn deregister(s: &Session<'_>) -> Result<management::DeleteOutcome, Er
         return Ok(management::DeleteOutcome::AlreadyGone);
     }
     let identity = s.identity()?;
-    let http = s
-        .server
-        .http(s.ctx, identity.as_ref())
-        .map_err(Error::UpdateRegistration)?;
     let endpoint = endpoint(s)?;
     let target = ManagementTarget {
         registration_endpoint: &endpoint,
         issuer: &s.server.spec.issuer,
     };
-    management::delete_client(&http, target, &current)
+    s.effects
+        .delete_registration(s.target(identity.as_ref()), target, &current)
         .await
         .map_err(Error::UpdateRegistration)
 }

@@ -9,7 +9,11 @@ use std::collections::BTreeSet;
 use kube::ResourceExt;
 use secrecy::SecretString;
 
-use super::{context::Context, server::ResolvedServer};
+use super::{
+    context::Context,
+    effects::{AsTarget, Effects, Write},
+    server::ResolvedServer,
+};
 use crate::{
     crd::{CertificateSource, RegistrationMode, TppClient, annotations},
     error::{Error, Stage},
@@ -43,8 +47,10 @@ pub struct TransportMaterial {
 
 /// The working state of one reconcile.
 pub struct Session<'a> {
-    /// Shared context.
+    /// Shared context (clock, metrics, the crypto pool).
     pub ctx: &'a Context,
+    /// Every read, write and AS call goes through here.
+    pub effects: &'a dyn Effects,
     /// The object.
     pub client: &'a TppClient,
     /// Its namespace.
@@ -81,12 +87,13 @@ impl<'a> Session<'a> {
     /// Load everything the client's Secrets hold (three GETs, four with a SecretRef certificate).
     pub async fn load(
         ctx: &'a Context,
+        effects: &'a dyn Effects,
         client: &'a TppClient,
         namespace: String,
         server: std::sync::Arc<ResolvedServer>,
     ) -> Result<Self, Error> {
         let name = client.name_any();
-        let store = &ctx.store;
+        let store = effects;
         let keys_secret = store
             .own_secret(&namespace, &layout::keys_name(&name))
             .await
@@ -115,7 +122,7 @@ impl<'a> Session<'a> {
         ) {
             (CertificateSource::SecretRef, Some(r)) => {
                 let s = store
-                    .secret(&namespace, &r.name)
+                    .user_secret(&namespace, &r.name)
                     .await
                     .map_err(read_err(format!("Secret {}", r.name)))?
                     .ok_or_else(|| {
@@ -130,6 +137,7 @@ impl<'a> Session<'a> {
         };
         Ok(Self {
             ctx,
+            effects,
             client,
             namespace,
             name,
@@ -169,6 +177,14 @@ impl<'a> Session<'a> {
         )
         .map(Some)
         .map_err(Error::FetchToken)
+    }
+
+    /// The AS to call, with `identity` for mTLS.
+    pub fn target<'s>(&'s self, identity: Option<&'s ClientIdentity>) -> AsTarget<'s> {
+        AsTarget {
+            server: &self.server,
+            identity,
+        }
     }
 
     /// The client id: the spec's (Static, HubOnboarding) or the AS's.
@@ -367,9 +383,8 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         let obj = build::keys_secret(self.client, &self.keys);
-        self.ctx
-            .store
-            .apply(&self.namespace, &obj)
+        self.effects
+            .write(&self.namespace, Write::Secret(obj))
             .await
             .map_err(|source| Error::ApplyObject {
                 what: layout::keys_name(&self.name),
@@ -381,16 +396,21 @@ impl<'a> Session<'a> {
 
     /// Persist `<name>-registration`.
     pub async fn save_registration(&self) -> Result<(), Error> {
-        save_registration(self.ctx, self.client, &self.namespace, &self.registration).await
+        save_registration(
+            self.effects,
+            self.client,
+            &self.namespace,
+            &self.registration,
+        )
+        .await
     }
 
     /// Write `<name>-jwks` with `set`.
     pub async fn save_jwks(&self, set: &JwkSet) -> Result<(), Error> {
         let json = serde_json::to_string_pretty(set).unwrap_or_default();
         let obj = build::jwks_configmap(self.client, json);
-        self.ctx
-            .store
-            .apply(&self.namespace, &obj)
+        self.effects
+            .write(&self.namespace, Write::ConfigMap(obj))
             .await
             .map_err(|source| Error::ApplyObject {
                 what: layout::jwks_name(&self.name),
@@ -432,9 +452,8 @@ impl<'a> Session<'a> {
             tokens: &self.credentials.tokens,
         };
         let obj = build::credentials_secret(self.client, &content);
-        self.ctx
-            .store
-            .apply(&self.namespace, &obj)
+        self.effects
+            .write(&self.namespace, Write::Secret(obj))
             .await
             .map_err(|source| Error::ApplyObject {
                 what: layout::credentials_name(&self.name),
@@ -446,14 +465,14 @@ impl<'a> Session<'a> {
 
 /// Persist a registration state (used by the RAT persister too).
 pub async fn save_registration(
-    ctx: &Context,
+    effects: &dyn Effects,
     client: &TppClient,
     namespace: &str,
     state: &RegistrationState,
 ) -> Result<(), Error> {
     let obj = build::registration_secret(client, state);
-    ctx.store
-        .apply(namespace, &obj)
+    effects
+        .write(namespace, Write::Secret(obj))
         .await
         .map_err(|source| Error::ApplyObject {
             what: layout::registration_name(&client.name_any()),

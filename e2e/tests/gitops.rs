@@ -279,3 +279,38 @@ async fn the_refresh_discovery_action_makes_the_operator_fetch_discovery_again()
     })
     .await;
 }
+
+#[tokio::test]
+async fn argo_cd_shows_a_client_waiting_for_key_approval_as_suspended_with_the_kid() {
+    with_namespace("argo-approval", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(
+            &ctx,
+            client(
+                "manual",
+                "sandbox",
+                json!({"registration": {"mode": "Static", "clientId": "manual-client"}}),
+            ),
+        )
+        .await?;
+        let o = wait_for(&ctx, "TppClient", "manual", READY, |o| {
+            condition(o, "SigningKeyReady").is_some_and(|c| c["reason"] == "AwaitingKeyApproval")
+                && condition(o, "Ready").is_some_and(|c| c["reason"] == "AwaitingKeyApproval")
+        })
+        .await?;
+        let kid = o.data["status"]["signingKeys"][0]["kid"]
+            .as_str()
+            .context("kid")?
+            .to_owned();
+        let h = argo_health("TppClient", &as_json(&o)?)?;
+        ensure!(h.status == "Suspended", "{h:?}");
+        ensure!(
+            h.message.starts_with("AwaitingKeyApproval: ") && h.message.contains(&kid),
+            "{h:?}"
+        );
+        Ok(())
+    })
+    .await;
+}

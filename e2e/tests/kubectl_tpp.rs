@@ -115,6 +115,8 @@ async fn status_renew_rotate_renew_certificate_and_jwks_on_a_live_client() {
             ),
             "Ready:        True (Reconciled)".to_owned(),
             format!("Client ID:    {client_id}"),
+            "Server:       Ready (Reconciled)".to_owned(),
+            format!("Issuer:       {}", sandbox.issuer()),
             format!("x5t#S256:     {x5t}"),
             kid.clone(),
             "Active (signs)".to_owned(),

@@ -30,7 +30,10 @@ use kube::{
     api::{ListParams, Patch, PatchParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
-use tpp_operator::crd::{TppClient, annotations};
+use tpp_operator::crd::{
+    AuthorizationServer, AuthorizationServerKind, ClusterAuthorizationServer, TppClient,
+    annotations,
+};
 use tpp_operator::store::layout;
 
 use cli::{Cli, Command};
@@ -86,10 +89,11 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<u8> {
                 let summary = secret
                     .as_ref()
                     .map(credentials::CredentialsSummary::from_secret);
+                let server = server_view(&client, &namespace, obj).await;
                 write!(
                     out,
                     "{}",
-                    status::render(obj, summary.as_ref(), now, args.history)
+                    status::render(obj, summary.as_ref(), server.as_ref(), now, args.history)
                 )?;
             }
             Ok(0)
@@ -143,6 +147,33 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<u8> {
         }
         Command::Preflight(_) => unreachable!("handled above"),
     }
+}
+
+/// The client's authorization server; `None` when it cannot be read (e.g. no RBAC for
+/// cluster-scoped objects): `status` then shows the client alone.
+async fn server_view(
+    client: &Client,
+    namespace: &str,
+    obj: &TppClient,
+) -> Option<status::ServerView> {
+    let r = &obj.spec.authorization_server_ref;
+    let found = match r.kind {
+        AuthorizationServerKind::AuthorizationServer => {
+            Api::<AuthorizationServer>::namespaced(client.clone(), namespace)
+                .get_opt(&r.name)
+                .await
+                .ok()?
+                .map(|s| status::ServerView::found(&s.spec, s.status.as_ref()))
+        }
+        AuthorizationServerKind::ClusterAuthorizationServer => {
+            Api::<ClusterAuthorizationServer>::all(client.clone())
+                .get_opt(&r.name)
+                .await
+                .ok()?
+                .map(|s| status::ServerView::found(&s.spec.server, s.status.as_ref()))
+        }
+    };
+    Some(found.unwrap_or(status::ServerView::Missing))
 }
 
 /// A TppClient, with a plain message when it does not exist.

@@ -5,8 +5,11 @@
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
-use tpp_operator::crd::{TppClient, condition::types};
+use tpp_operator::crd::{
+    AuthorizationServerSpec, AuthorizationServerStatus, TppClient, condition::types,
+};
 use tpp_operator::reconcile::policy;
 use tpp_operator::rotation::{TokenRecord, refresh_at};
 
@@ -52,10 +55,41 @@ fn table(rows: &[Vec<String>], indent: &str) -> String {
     out
 }
 
-/// The summary of `client` at `now`, with at most `history` history entries.
+/// The TppClient's AuthorizationServer or ClusterAuthorizationServer, as `status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerView {
+    /// The object does not exist.
+    Missing,
+    /// The object's issuer and Ready condition.
+    Found {
+        /// `spec.issuer`.
+        issuer: String,
+        /// Its `Ready` condition, if any.
+        ready: Option<Condition>,
+    },
+}
+
+impl ServerView {
+    /// From the server's spec and status.
+    pub fn found(
+        spec: &AuthorizationServerSpec,
+        status: Option<&AuthorizationServerStatus>,
+    ) -> Self {
+        ServerView::Found {
+            issuer: spec.issuer.clone(),
+            ready: status
+                .and_then(|s| tpp_operator::crd::condition::find(&s.conditions, types::READY))
+                .cloned(),
+        }
+    }
+}
+
+/// The summary of `client` at `now`, with at most `history` history entries. `server` is its
+/// authorization server when it could be read.
 pub fn render(
     client: &TppClient,
     credentials: Option<&CredentialsSummary>,
+    server: Option<&ServerView>,
     now: Timestamp,
     history: usize,
 ) -> String {
@@ -89,6 +123,27 @@ pub fn render(
             None => "no status yet: the operator has not reconciled this client".into(),
         }
     );
+    match server {
+        Some(ServerView::Missing) => {
+            let _ = writeln!(
+                out,
+                "  Server:       {:?} {} not found",
+                spec.authorization_server_ref.kind, spec.authorization_server_ref.name
+            );
+        }
+        Some(ServerView::Found { ready, .. }) => {
+            let _ = writeln!(
+                out,
+                "  Server:       {}",
+                match ready {
+                    Some(c) if c.status == "True" => format!("Ready ({})", c.reason),
+                    Some(c) => format!("not ready ({}): {}", c.reason, c.message),
+                    None => "no status yet".to_owned(),
+                }
+            );
+        }
+        None => {}
+    }
     if spec.suspend {
         let _ = writeln!(
             out,
@@ -111,13 +166,18 @@ pub fn render(
             .or(credentials.and_then(|c| c.client_id.as_deref()))
             .unwrap_or("(not registered yet)")
     );
-    if let Some(c) = credentials {
-        if let Some(issuer) = &c.issuer {
-            let _ = writeln!(out, "  Issuer:       {issuer}");
-        }
-        if let Some(te) = &c.token_endpoint {
-            let _ = writeln!(out, "  Token URL:    {te}");
-        }
+    let server_issuer = match server {
+        Some(ServerView::Found { issuer, .. }) => Some(issuer),
+        _ => None,
+    };
+    if let Some(issuer) = credentials
+        .and_then(|c| c.issuer.as_ref())
+        .or(server_issuer)
+    {
+        let _ = writeln!(out, "  Issuer:       {issuer}");
+    }
+    if let Some(te) = credentials.and_then(|c| c.token_endpoint.as_ref()) {
+        let _ = writeln!(out, "  Token URL:    {te}");
     }
     if status.consecutive_failures > 0 {
         let _ = writeln!(

@@ -38,7 +38,7 @@ fn status_shows_conditions_ids_dates_and_the_operators_next_refresh() {
     let c = ready_client();
     let creds = CredentialsSummary::from_secret(&secret());
     let now = ts("2026-12-03T09:00:30Z");
-    let text = render(&c, Some(&creds), now, 5);
+    let text = render(&c, Some(&creds), None, now, 5);
     for want in [
         "TppClient bank/payments: Dynamic registration, private_key_jwt, AuthorizationServer/ofm-sandbox",
         "Ready:        True (Reconciled) since 24s ago: registered, keyed, certified and tokened",
@@ -77,7 +77,13 @@ fn status_shows_conditions_ids_dates_and_the_operators_next_refresh() {
 #[test]
 fn status_never_shows_a_secret_value() {
     let creds = CredentialsSummary::from_secret(&secret());
-    let text = render(&ready_client(), Some(&creds), ts("2026-12-03T09:00:30Z"), 5);
+    let text = render(
+        &ready_client(),
+        Some(&creds),
+        None,
+        ts("2026-12-03T09:00:30Z"),
+        5,
+    );
     assert!(!text.contains("SECRET"), "{text}");
     assert!(!text.contains("PRIVATE KEY"), "{text}");
 }
@@ -87,7 +93,7 @@ fn status_of_a_new_client_says_what_is_missing() {
     let mut c = ready_client();
     c.status = None;
     c.metadata.generation = Some(2);
-    let text = render(&c, None, ts("2026-12-03T09:00:30Z"), 5);
+    let text = render(&c, None, None, ts("2026-12-03T09:00:30Z"), 5);
     assert!(text.contains("no status yet"), "{text}");
     assert!(text.contains("Generation:   2, observed none"), "{text}");
     assert!(text.contains("(not registered yet)"), "{text}");
@@ -102,9 +108,37 @@ fn status_of_a_gated_client_lists_the_kids_awaiting_approval() {
     if let Some(s) = c.status.as_mut() {
         s.signing_keys[0].state = "Published".into();
     }
-    let text = render(&c, None, ts("2026-12-03T09:00:30Z"), 5);
+    let text = render(&c, None, None, ts("2026-12-03T09:00:30Z"), 5);
     assert!(
         text.contains("Pending approval: Wq3PiJ3xWjkPo7RrKxWb5rUZ0xkXn3cUvsnzNEnqoSQ (upload to the AS, then `kubectl tpp approve payments`)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_names_the_authorization_server_and_why_it_is_not_ready() {
+    let c = ready_client();
+    let now = ts("2026-12-03T09:00:30Z");
+    let missing = render(&c, None, Some(&ServerView::Missing), now, 5);
+    assert!(
+        missing.contains("Server:       AuthorizationServer ofm-sandbox not found"),
+        "{missing}"
+    );
+    let down = ServerView::Found {
+        issuer: "https://auth1.sandbox.mya.ozoneapi.io".into(),
+        ready: Some(Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: "DiscoveryFailed".into(),
+            message: "fetching the discovery document: connection refused".into(),
+            observed_generation: Some(1),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+        }),
+    };
+    let text = render(&c, None, Some(&down), now, 5);
+    assert!(
+        text.contains("Server:       not ready (DiscoveryFailed): fetching the discovery document: connection refused")
+            && text.contains("Issuer:       https://auth1.sandbox.mya.ozoneapi.io"),
         "{text}"
     );
 }

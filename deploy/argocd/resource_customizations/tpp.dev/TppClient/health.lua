@@ -1,8 +1,9 @@
 -- Argo CD health check for tpp.dev/TppClient (docs/gitops.md). Argo CD runs it with gopher-lua
 -- (Lua 5.1) and a global `obj`; it returns {status = ..., message = ...}.
 --
---   Suspended    spec.suspend is true, or a new signing key waits for a human's approval
---                (Ready=False, AwaitingKeyApproval) before the client can work
+--   Suspended    spec.suspend is true, or the first signing key waits for a human's approval
+--                (Ready=False, AwaitingKeyApproval, even while Reconciling=True): someone must
+--                upload the JWKS at the bank's portal and approve the kid
 --   Progressing  no status yet, status.observedGeneration behind metadata.generation, being
 --                deleted, Reconciling=True, or Ready=False with a reason that only means "not
 --                done yet" (Pending, KeyRotationInProgress, AuthorizationServerNotReady: the
@@ -77,13 +78,6 @@ if ready.status == "True" then
   return hs
 end
 
-local reconciling = condition(status, "Reconciling")
-if reconciling ~= nil and reconciling.status == "True" then
-  hs.status = "Progressing"
-  hs.message = describe(reconciling)
-  return hs
-end
-
 if ready.reason == "AwaitingKeyApproval" or ready.reason == "Suspended" then
   hs.status = "Suspended"
   local key = condition(status, "SigningKeyReady")
@@ -92,6 +86,13 @@ if ready.reason == "AwaitingKeyApproval" or ready.reason == "Suspended" then
   else
     hs.message = describe(ready)
   end
+  return hs
+end
+
+local reconciling = condition(status, "Reconciling")
+if reconciling ~= nil and reconciling.status == "True" then
+  hs.status = "Progressing"
+  hs.message = describe(reconciling)
   return hs
 end
 

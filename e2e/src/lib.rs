@@ -2,8 +2,9 @@
 //! ([`control_plane`]), a throw-away PKI ([`pki`]), child processes that die with the test
 //! binary ([`process`]), per-test namespaces with failure dumps ([`context`]), the operator as a
 //! process under the chart's RBAC ([`operator`]), the Open Finance sandbox AS emulator
-//! ([`sandbox`]), oidc-provider as a real third-party AS peer ([`peer`]), `make demo` built
-//! from them ([`demo`]), and the scale benchmark behind `make bench-scale` ([`scale`]).
+//! ([`sandbox`], re-exported from the `sandbox-as` crate), oidc-provider as a real third-party
+//! AS peer ([`peer`]), `make demo` built from them ([`demo`]), and the scale benchmark behind
+//! `make bench-scale` ([`scale`]).
 
 pub mod context;
 pub mod control_plane;
@@ -13,8 +14,9 @@ pub mod operator;
 pub mod peer;
 pub mod pki;
 pub mod process;
-pub mod sandbox;
 pub mod scale;
 
 pub use context::{TestContext, with_namespace};
 pub use control_plane::{ControlPlane, shared};
+/// The sandbox AS, its own crate (`sandbox/`, no dependency on the operator).
+pub use sandbox_as as sandbox;

@@ -357,6 +357,7 @@ pub async fn refresh_tokens(
     });
     s.credentials.tokens = tokens;
     s.credentials.cert_pem = Some(transport.cert_pem.clone());
+    s.credentials.key_pem = Some(transport.key_pem.clone());
     s.credentials.cert_x5t = Some(transport.record.x5t_s256.clone());
     s.save_credentials().await?;
     Ok(())

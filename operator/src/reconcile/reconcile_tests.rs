@@ -532,6 +532,44 @@ async fn inline_publication_updates_the_registration_and_persists_each_rotated_t
 }
 
 #[tokio::test]
+async fn a_key_activation_while_tokens_cannot_follow_a_new_certificate_keeps_them_beside_theirs() {
+    let mut w = onboard("Dynamic").await;
+    let old_cert = w.credential("tls.crt");
+    let old_token = w.credential("accounts.access_token");
+    let old_kid = w.credential("signing.kid");
+    w.annotate(crate::crd::annotations::RENEW_CERTIFICATE, "now");
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    for _ in 0..20 {
+        w.fake.fail_next(
+            Call::Token,
+            OauthError::Unavailable {
+                step: Step::Token,
+                status: 503,
+                retry_after: None,
+                interaction_id: "i".into(),
+            },
+        );
+    }
+    // The token endpoint is down across the key's propagation delay: the new key is activated
+    // (and mounted) while no token bound to the new certificate can be had.
+    for _ in 0..6 {
+        let _ = w.reconcile().await;
+        w.clock.advance(SignedDuration::from_mins(5));
+    }
+    assert_ne!(
+        w.credential("signing.kid"),
+        old_kid,
+        "the new key is mounted"
+    );
+    assert_eq!(w.credential("accounts.access_token"), old_token);
+    assert_eq!(
+        w.credential("tls.crt"),
+        old_cert,
+        "the old token stays beside the certificate it is bound to"
+    );
+}
+
+#[tokio::test]
 async fn a_refused_registration_access_token_registers_a_new_client_and_says_so() {
     let mut w = onboard("Dynamic").await;
     let policy = super::policy::rotation_policy(&w.client, "uid-1");

@@ -424,6 +424,20 @@ impl<'a> Session<'a> {
         let (Some(t), Some(client_id)) = (self.transport(), self.client_id()) else {
             return Ok(());
         };
+        // The certificate beside the tokens is the planner's to say: the one they are bound
+        // to, until tokens bound to the current one replace them.
+        let seen = self.observed();
+        let wanted = rotation::credentials_certificate(&seen).map(str::to_owned);
+        let (cert_pem, key_pem) = match (&self.credentials.cert_pem, &self.credentials.key_pem) {
+            (Some(cert), Some(key))
+                if wanted.is_some()
+                    && wanted != Some(t.record.x5t_s256.clone())
+                    && self.credentials.cert_x5t == wanted =>
+            {
+                (cert.clone(), key.expose().clone())
+            }
+            _ => (t.cert_pem.clone(), t.key_pem.expose().clone()),
+        };
         // What workloads mount comes from persisted keys only.
         self.persist_keys().await?;
         let token_endpoint = self
@@ -442,8 +456,8 @@ impl<'a> Session<'a> {
             )
         });
         let content = CredentialsContent {
-            cert_pem: &t.cert_pem,
-            key_pem: t.key_pem.expose(),
+            cert_pem: &cert_pem,
+            key_pem: &key_pem,
             ca_pem: &self.server.ca_pem,
             client_id: &client_id,
             issuer: &self.server.spec.issuer,

@@ -15,6 +15,7 @@ mod action;
 mod apply;
 mod backoff;
 mod certificate;
+mod credentials;
 mod keys;
 mod model;
 mod registration;
@@ -31,6 +32,7 @@ use jiff::Timestamp;
 pub use action::{Action, Plan, Reason, TokenDue, TriggerKind};
 pub use apply::{ApplyError, Outcome, apply};
 pub use backoff::{MAX_BACKOFF, PERMANENT_PAUSE, retry_delay};
+pub use credentials::credentials_certificate;
 pub use model::{
     CertPolicy, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, Policy, Publication,
     RegistrationKind, TokenPolicy, TokenRecord, Trigger, Triggers,

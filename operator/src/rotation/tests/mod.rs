@@ -2,7 +2,7 @@
 //! planner through a simulated reconciler.
 
 mod certificate;
-mod fixtures;
+pub(super) mod fixtures;
 mod keys;
 mod plan;
 mod registration;

@@ -226,7 +226,7 @@ fn render_ip(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::pki::{TestCa, self_signed_client};
+    use crate::pki::{TestCa, self_signed_client};
     use rcgen::DnType;
 
     #[test]

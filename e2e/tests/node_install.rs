@@ -9,6 +9,7 @@
 //! leader pod is deleted and the standby takes over; `helm upgrade` rolls the pods;
 //! `helm uninstall` removes the operator (pods garbage-collected through their owners) and
 //! keeps the CRDs and TppClients (`crds.keep`).
+#![cfg(feature = "node-tier")] // make test-node; the node components must be built first
 
 use std::time::{Duration, Instant};
 

@@ -221,9 +221,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn ps256_signature_round_trips_and_a_foreign_key_fails()
-    -> Result<(), Box<dyn std::error::Error>> {
+    type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+    /// A fresh PS256 key `k1`: `payload` signed with it, and its public JWK.
+    fn signed(payload: &[u8]) -> TestResult<(String, josekit::jwk::Jwk)> {
         let pair = josekit::jws::PS256.generate_key_pair(2048)?;
         let mut private = pair.to_jwk_key_pair();
         private.set_key_id("k1");
@@ -233,7 +234,16 @@ mod tests {
         let mut header = josekit::jws::JwsHeader::new();
         header.set_algorithm("PS256");
         header.set_key_id("k1");
-        let token = josekit::jws::serialize_compact(br#"{"iat":1.5}"#, &header, &signer)?;
+        Ok((
+            josekit::jws::serialize_compact(payload, &header, &signer)?,
+            public,
+        ))
+    }
+
+    #[test]
+    fn ps256_signature_round_trips_and_a_foreign_key_fails()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (token, public) = signed(br#"{"iat":1.5}"#)?;
         let jwks = json!({"keys": [Value::Object(public.as_ref().clone())]});
         let claims = verify_ps256(&token, &jwks)?;
         assert_eq!(numeric(&claims, "iat"), Some(1.5));
@@ -298,16 +308,7 @@ mod tests {
     fn keys_verify_from_many_threads_at_once() -> Result<(), Box<dyn std::error::Error>> {
         // The OpenSSL 3.0 race showed as "not usable for PS256" on the first concurrent decodes;
         // aws-lc-rs has no such start-up state. 8 threads x 25 verifications each.
-        let pair = josekit::jws::PS256.generate_key_pair(2048)?;
-        let mut private = pair.to_jwk_key_pair();
-        private.set_key_id("k1");
-        let mut public = pair.to_jwk_public_key();
-        public.set_key_id("k1");
-        let signer = josekit::jws::PS256.signer_from_jwk(&private)?;
-        let mut header = josekit::jws::JwsHeader::new();
-        header.set_algorithm("PS256");
-        header.set_key_id("k1");
-        let token = josekit::jws::serialize_compact(br#"{"iat":1}"#, &header, &signer)?;
+        let (token, public) = signed(br#"{"iat":1}"#)?;
         let jwks = json!({"keys": [Value::Object(public.as_ref().clone())]});
         let failures: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)

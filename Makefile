@@ -5,14 +5,17 @@ CACHE ?= $(HOME)/.cache/tpp-operator
 export TPP_CACHE_DIR := $(CACHE)
 KUBE_VERSION := $(shell sed -n 's/^KUBE_VERSION=//p' hack/versions.env)
 export TPP_CONTROL_PLANE_DIR ?= $(CACHE)/control-plane/$(KUBE_VERSION)
+HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
+export TPP_HELM ?= $(CACHE)/helm/$(HELM_VERSION)/helm
 
-.PHONY: test test-unit test-e2e test-node control-plane node helm images lint-dockerfiles peer crds demo bench bench-micro bench-scale lint clean-cache help
+.PHONY: test test-unit test-chart test-e2e test-alerts test-node deny control-plane node helm images lint-dockerfiles peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
 
 help:
 	@echo "make demo   - local control plane + sandbox AS + operator, an example TppClient and its token Secret"
-	@echo "make test   - all tiers: unit, loopback integration, end to end (real kube-apiserver + etcd), node (helm install on kubelets)"
+	@echo "make test   - all tiers: unit, chart, alerts, end to end (real kube-apiserver + etcd), node (helm install on kubelets)"
 	@echo "make test-node - the node tier alone: image, two kubelets, helm install, a workload mounting the Secret"
-	@echo "make crds   - regenerate crds/ from the Rust types"
+	@echo "make crds   - regenerate crds/, docs/api-reference.md, the chart's goldens and deploy/ from the Rust types"
+	@echo "make chart-render - regenerate the chart's golden renders and deploy/install.yaml, deploy/crds.yaml"
 	@echo "make bench  - micro-benchmarks (ratios to floors) and a scale run with N=200 (BENCHMARKS.md)"
 	@echo "make bench-scale N=1000 - the scale benchmark alone (JSON + Markdown in target/bench-scale/)"
 
@@ -48,27 +51,50 @@ peer:
 	@command -v npm >/dev/null || { echo "npm is required for the oidc-provider peer" >&2; exit 1; }
 	@[ -f $(PEER_DIR)/node_modules/oidc-provider/package.json ] || (cd $(PEER_DIR) && npm ci --no-audit --no-fund --loglevel=error)
 
-## Regenerate the CRDs from operator/src/crd.
+## Regenerate the CRDs and docs/api-reference.md from operator/src/crd.
 crds:
 	$(CARGO) run -q -p tpp-operator --bin crdgen -- crds
 	$(CARGO) run -q -p tpp-operator --bin crdgen -- charts/tpp-operator/crds-copy
+	$(CARGO) run -q -p tpp-operator --bin crdgen -- api-reference docs/api-reference.md
+	@$(MAKE) --no-print-directory chart-render
+
+## Render the chart's goldens (e2e/tests/chart/golden/) and deploy/install.yaml, deploy/crds.yaml.
+chart-render: helm
+	HELM=$(TPP_HELM) hack/render-chart.sh
 
 ## Unit tests and loopback integration tests (no control plane needed).
 test-unit:
 	$(CARGO) test --workspace --exclude e2e
 	$(CARGO) test -p e2e --lib --bins
 
-## End-to-end tests against the real control plane and the oidc-provider peer.
-test-e2e: control-plane peer
-	$(CARGO) build -p tpp-operator --bins
+## The Helm chart: helm lint, golden renders, deploy/ drift, schema and RBAC checks.
+test-chart: helm
+	$(CARGO) test -p e2e --test chart
+
+## End-to-end tests against the real control plane and the oidc-provider peer (the chart's
+## tests among them, hence helm).
+test-e2e: control-plane peer helm
+	$(CARGO) build -p tpp-operator -p kubectl-tpp --bins
 	$(CARGO) test -p e2e --test '*'
 
 ## The node tier: the chart installed with Helm on two kubelets, a workload mounting the Secret.
 test-node: control-plane node helm lint-dockerfiles images
 	$(CARGO) test -p e2e --features node-tier --test node_install -- --nocapture
 
+## The alerting rules the chart ships (charts/tpp-operator/files/alerts.rules.yaml): checked and
+## unit-tested against recorded series by promtool, and the chart's PrometheusRule rendered by
+## helm (both built from Go modules into $(CACHE)).
+test-alerts:
+	@hack/test-alerts.sh
+
+## Dependency licences and duplicate versions (deny.toml), offline against the local index;
+## cargo-deny is installed once by hack/install-cargo-deny.sh.
+deny:
+	@deny=$$(hack/install-cargo-deny.sh | tail -n1) && \
+	  PATH="$$(dirname "$$deny"):$$PATH" $(CARGO) deny --offline --workspace check licenses bans
+
 ## Everything.
-test: test-unit test-e2e test-node
+test: test-unit test-chart test-alerts test-e2e test-node
 
 ## Local control plane + sandbox AS + operator running examples/tppclient-static.yaml; prints what
 ## the operator made, then one line per token refresh until Ctrl-C. Files in .demo/.
@@ -100,5 +126,10 @@ bench-scale: control-plane
 	$(CARGO) build --release -p tpp-operator -p e2e --bins
 	$${CARGO_TARGET_DIR:-target}/release/bench-scale --n $(N) $(BENCH_SCALE_ARGS)
 
+## Style enforced in CI (.ci/run runs it before `make test`): rustfmt-clean, clippy-clean,
+## no unwrap/expect outside tests ([workspace.lints] in Cargo.toml), dependency licences and
+## duplicate versions (deny.toml).
 lint:
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory deny

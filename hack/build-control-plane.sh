@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, etcd and kubectl from Go modules into a cache folder outside the
 # clone (default ~/.cache/tpp-operator/control-plane/<version>), skipped when present.
-# Prints the folder on its last line. See shared docs test-infra.md Part A.
+# Prints the folder on its last line. See docs/test-infrastructure.md Part A.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env

@@ -1,7 +1,7 @@
-//! A real etcd + kube-apiserver on free loopback ports (test-infra.md Part A), built from Go
-//! modules by `hack/build-control-plane.sh`, with a throw-away PKI. One per test binary,
-//! started lazily and shared ([`shared`]); every test builds its own kube client from it.
-//! Does process and network I/O.
+//! A real etcd + kube-apiserver on free loopback ports (docs/test-infrastructure.md Part A), built
+//! from Go modules by `hack/build-control-plane.sh`, with a throw-away PKI. One per test binary,
+//! started lazily and shared ([`shared`]); every test builds its own kube client from it. Does
+//! process and network I/O.
 
 use std::{
     path::{Path, PathBuf},

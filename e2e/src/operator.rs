@@ -110,7 +110,16 @@ pub async fn operator_kubeconfig(cp: &ControlPlane, admin: &Client) -> Result<St
             &pp,
             &Patch::Apply(ClusterRole {
                 metadata: meta(RELEASE, None),
-                rules: Some(rules("clusterrole-rules.yaml")?),
+                // The chart's cluster-wide mode (watchNamespaces: []): every file in one
+                // ClusterRole, since every e2e test runs its operator in its own namespace.
+                rules: Some(
+                    [
+                        rules("cluster-rules.yaml")?,
+                        rules("namespace-rules.yaml")?,
+                        rules("consumer-rules.yaml")?,
+                    ]
+                    .concat(),
+                ),
                 ..Default::default()
             }),
         )
@@ -179,6 +188,133 @@ pub async fn operator_kubeconfig(cp: &ControlPlane, admin: &Client) -> Result<St
     ))
 }
 
+/// The chart's RBAC with `watchNamespaces` set to `namespaces`: a ServiceAccount of its own in
+/// the operator's namespace, a ClusterRole with `cluster-rules.yaml` only, and in each watched
+/// namespace a Role with `namespace-rules.yaml` and `consumer-rules.yaml` (so Secrets are granted
+/// nowhere else). Returns a kubeconfig with a fresh token of that ServiceAccount.
+pub async fn namespaced_operator_kubeconfig(
+    cp: &ControlPlane,
+    admin: &Client,
+    namespaces: &[String],
+) -> Result<String> {
+    // The cluster-wide objects (namespace, leader-election Role) come from the usual install.
+    operator_kubeconfig(cp, admin).await?;
+    let pp = PatchParams::apply("e2e").force();
+    let meta = |name: &str, ns: Option<&str>| ObjectMeta {
+        name: Some(name.into()),
+        namespace: ns.map(Into::into),
+        ..Default::default()
+    };
+    let sa = format!(
+        "{RELEASE}-ns-{}",
+        namespaces.first().context("a namespace")?
+    );
+    let sa_api: Api<ServiceAccount> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+    sa_api
+        .patch(
+            &sa,
+            &pp,
+            &Patch::Apply(ServiceAccount {
+                metadata: meta(&sa, Some(OPERATOR_NAMESPACE)),
+                ..Default::default()
+            }),
+        )
+        .await?;
+    let subject = vec![Subject {
+        kind: "ServiceAccount".into(),
+        name: sa.clone(),
+        namespace: Some(OPERATOR_NAMESPACE.into()),
+        ..Default::default()
+    }];
+    let role_ref = |kind: &str, name: &str| RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: kind.into(),
+        name: name.into(),
+    };
+    Api::<ClusterRole>::all(admin.clone())
+        .patch(
+            &sa,
+            &pp,
+            &Patch::Apply(ClusterRole {
+                metadata: meta(&sa, None),
+                rules: Some(rules("cluster-rules.yaml")?),
+                ..Default::default()
+            }),
+        )
+        .await?;
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .patch(
+            &sa,
+            &pp,
+            &Patch::Apply(ClusterRoleBinding {
+                metadata: meta(&sa, None),
+                role_ref: role_ref("ClusterRole", &sa),
+                subjects: Some(subject.clone()),
+            }),
+        )
+        .await?;
+    let namespaced_rules = [
+        rules("namespace-rules.yaml")?,
+        rules("consumer-rules.yaml")?,
+    ]
+    .concat();
+    for ns in namespaces {
+        Api::<Role>::namespaced(admin.clone(), ns)
+            .patch(
+                &sa,
+                &pp,
+                &Patch::Apply(Role {
+                    metadata: meta(&sa, Some(ns)),
+                    rules: Some(namespaced_rules.clone()),
+                }),
+            )
+            .await?;
+        Api::<RoleBinding>::namespaced(admin.clone(), ns)
+            .patch(
+                &sa,
+                &pp,
+                &Patch::Apply(RoleBinding {
+                    metadata: meta(&sa, Some(ns)),
+                    role_ref: role_ref("Role", &sa),
+                    subjects: Some(subject.clone()),
+                }),
+            )
+            .await?;
+    }
+    let le = format!("{sa}-leader-election");
+    Api::<RoleBinding>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+        .patch(
+            &le,
+            &pp,
+            &Patch::Apply(RoleBinding {
+                metadata: meta(&le, Some(OPERATOR_NAMESPACE)),
+                role_ref: role_ref("Role", &format!("{RELEASE}-leader-election")),
+                subjects: Some(subject),
+            }),
+        )
+        .await?;
+    let tr = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600 * 4),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = sa_api
+        .create_token_request(&sa, &PostParams::default(), &tr)
+        .await
+        .context("TokenRequest")?
+        .status
+        .and_then(|s| s.token)
+        .context("TokenRequest returned no token")?;
+    Ok(kubeconfig_yaml(
+        &cp.server,
+        &cp.ca.cert_pem,
+        None,
+        Some(&token),
+    ))
+}
+
 /// Options for one operator process.
 #[derive(Clone, Debug, Default)]
 pub struct OperatorOptions {
@@ -195,6 +331,9 @@ pub struct OperatorOptions {
     pub dir: Option<PathBuf>,
     /// `RUST_LOG` (default `$E2E_OPERATOR_LOG`, else `info,tpp_operator=debug`).
     pub log_filter: Option<String>,
+    /// Run under the chart's namespaced RBAC (`watchNamespaces` = `namespaces`) instead of its
+    /// cluster-wide one: see [`namespaced_operator_kubeconfig`].
+    pub namespaced_rbac: bool,
 }
 
 /// A running operator.
@@ -215,9 +354,12 @@ impl OperatorProcess {
         admin: &Client,
         options: OperatorOptions,
     ) -> Result<Self> {
-        let kubeconfig_text = operator_kubeconfig(cp, admin)
-            .await
-            .context("install the operator's RBAC")?;
+        let kubeconfig_text = if options.namespaced_rbac {
+            namespaced_operator_kubeconfig(cp, admin, &options.namespaces).await
+        } else {
+            operator_kubeconfig(cp, admin).await
+        }
+        .context("install the operator's RBAC")?;
         let (kubeconfig, log) = match &options.dir {
             Some(dir) => (dir.join("operator.kubeconfig"), dir.join("operator.log")),
             None => {

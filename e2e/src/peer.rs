@@ -1,5 +1,5 @@
-//! The oidc-provider peer (test-infra Part B): a real third-party FAPI 2.0 authorization server
-//! (`e2e/peers/oidc-provider/server.mjs`) run as a child process on 127.0.0.1.
+//! The oidc-provider peer (docs/test-infrastructure.md Part B): a real third-party FAPI 2.0
+//! authorization server (`e2e/peers/oidc-provider/server.mjs`) run as a child process on 127.0.0.1.
 //!
 //! [`OidcPeer::start`] installs the npm packages once per machine (`npm ci`, skipped when the
 //! pinned versions are already in `node_modules`; a missing `node` or `npm` is an error, never a

@@ -1,6 +1,6 @@
-//! A throw-away PKI for one test run (test-infra.md A6): a test CA, the apiserver's serving
-//! certificate, an admin client certificate (`O=system:masters`), a ServiceAccount signing key,
-//! and helpers to issue further client or server certificates from the same CA. CPU only.
+//! A throw-away PKI for one test run (docs/test-infrastructure.md A6): a test CA, the apiserver's
+//! serving certificate, an admin client certificate (`O=system:masters`), a ServiceAccount signing
+//! key, and helpers to issue further client or server certificates from the same CA. CPU only.
 
 use anyhow::Result;
 use rcgen::{

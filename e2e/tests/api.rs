@@ -579,3 +579,130 @@ async fn renew_before_rule_compares_mixed_units_correctly() {
     })
     .await;
 }
+
+// ---- spec.consumers: bounds and rules ----
+
+rejects!(
+    restart_targets_must_not_name_a_workload_twice,
+    minimal_client(),
+    [(
+        "spec/consumers",
+        json!({"restartTargets": [
+            {"kind": "Deployment", "name": "api"},
+            {"kind": "StatefulSet", "name": "api"},
+            {"kind": "Deployment", "name": "api"},
+        ]})
+    )],
+    "restartTargets must not name the same workload twice"
+);
+rejects!(
+    restart_target_names_must_be_object_names,
+    minimal_client(),
+    [(
+        "spec/consumers",
+        json!({"restartTargets": [{"kind": "Deployment", "name": "Payments_API"}]})
+    )],
+    "restartTargets[].name must be a Kubernetes object name"
+);
+rejects!(
+    restart_targets_are_only_apps_workloads,
+    minimal_client(),
+    [(
+        "spec/consumers",
+        json!({"restartTargets": [{"kind": "CronJob", "name": "api"}]})
+    )],
+    "Unsupported value: \"CronJob\""
+);
+rejects!(
+    restart_targets_are_at_most_sixteen,
+    minimal_client(),
+    [(
+        "spec/consumers",
+        json!({"restartTargets": (0..17)
+            .map(|i| json!({"kind": "Deployment", "name": format!("api-{i}")}))
+            .collect::<Vec<_>>()})
+    )],
+    "must have at most 16 items"
+);
+rejects!(
+    restart_on_must_not_repeat_a_value,
+    minimal_client(),
+    [(
+        "spec/consumers",
+        json!({"restartOn": ["Certificate", "Certificate"]})
+    )],
+    "restartOn must not repeat a value"
+);
+rejects!(
+    min_restart_interval_is_a_duration,
+    minimal_client(),
+    [("spec/consumers", json!({"minRestartInterval": "a minute"}))],
+    "must be a duration like"
+);
+
+/// `kubectl` of the pinned version against the test's control plane, as the admin.
+fn kubectl(ctx: &TestContext, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(e2e::control_plane::binaries_dir().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&ctx.cp.admin_kubeconfig_path)
+        .args(args)
+        .output()
+        .context("running kubectl")?;
+    if !out.status.success() {
+        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn kubectl_get_tpp_lists_every_kind_and_explain_opens_with_a_written_description() {
+    with_namespace("category", |ctx| async move {
+        let cas = format!("{}-cas", ctx.namespace);
+        for (file, name) in [
+            ("authorization-server.yaml", None),
+            ("cluster-authorization-server.yaml", Some(cas.clone())),
+            ("tppclient-static.yaml", None),
+        ] {
+            let mut obj = example(file);
+            if let Some(name) = name {
+                obj["metadata"]["name"] = json!(name);
+            }
+            let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let dynamic: DynamicObject = serde_json::from_value(obj)?;
+            api_for(&ctx, &kind)
+                .patch(
+                    &name,
+                    &PatchParams::apply("e2e-test"),
+                    &Patch::Apply(&dynamic),
+                )
+                .await
+                .with_context(|| format!("apply {file}"))?;
+        }
+        let listed = kubectl(&ctx, &["get", "tpp", "-n", &ctx.namespace, "-o", "name"])?;
+        for wanted in [
+            "authorizationserver.tpp.dev/ofm-sandbox".to_owned(),
+            format!("clusterauthorizationserver.tpp.dev/{cas}"),
+            "tppclient.tpp.dev/payments".to_owned(),
+        ] {
+            assert!(
+                listed.lines().any(|l| l == wanted),
+                "`kubectl get tpp` lists {wanted}:\n{listed}"
+            );
+        }
+        let explained = kubectl(&ctx, &["explain", "tppclient"])?;
+        assert!(
+            explained.contains("An OAuth client of one Open Finance authorization server")
+                && !explained.contains("Auto-generated"),
+            "{explained}"
+        );
+        api_for(&ctx, "ClusterAuthorizationServer")
+            .delete(&cas, &Default::default())
+            .await?;
+        Ok(())
+    })
+    .await;
+}

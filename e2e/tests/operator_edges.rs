@@ -319,6 +319,26 @@ async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_afte
             !second.log().contains("controllers starting"),
             "the standby must not run controllers while the leader renews"
         );
+        // The leader exports the client's series; the standby exports no readiness or expiry
+        // series at all (absent, not 0: an `… - time() < x` alert must not fire on it).
+        let ready_one = format!(
+            r#"tpp_operator_client_ready{{namespace="{}",name="one",server="sandbox"}} 1"#,
+            ctx.namespace
+        );
+        let leader_metrics = scrape(&first.admin_url).await?;
+        ensure!(
+            leader_metrics.lines().any(|l| l == ready_one),
+            "the leader exports {ready_one}:\n{leader_metrics}"
+        );
+        let standby_metrics = scrape(&second.admin_url).await?;
+        let reported: Vec<&str> = standby_metrics
+            .lines()
+            .filter(|l| {
+                !l.starts_with('#')
+                    && (l.contains("client_ready") || l.contains("_timestamp_seconds"))
+            })
+            .collect();
+        ensure!(reported.is_empty(), "the standby reports {reported:?}");
         first.kill();
         // The standby takes over once the lease (15 s) expires, and acts.
         apply(&ctx, client("two", "sandbox", json!({}))).await?;
@@ -337,9 +357,27 @@ async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_afte
             "the lease changed hands: {before} -> {after}"
         );
         ensure!(second.log().contains("acquired leadership"));
+        let ready_two = format!(
+            r#"tpp_operator_client_ready{{namespace="{}",name="two",server="sandbox"}} 1"#,
+            ctx.namespace
+        );
+        let new_leader_metrics = scrape(&second.admin_url).await?;
+        ensure!(
+            new_leader_metrics.lines().any(|l| l == ready_two),
+            "the new leader exports {ready_two}"
+        );
         Ok(())
     })
     .await;
+}
+
+/// The Prometheus text of an operator's admin server.
+async fn scrape(admin_url: &str) -> Result<String> {
+    Ok(reqwest::get(format!("{admin_url}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
 }
 
 #[tokio::test]

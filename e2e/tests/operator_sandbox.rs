@@ -55,6 +55,18 @@ async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_to
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("payments", "sandbox", json!({}))).await?;
         let obj = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        // The README's `kubectl wait` works on the conditions the operator writes.
+        let waited = std::process::Command::new(e2e::control_plane::binaries_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&ctx.cp.admin_kubeconfig_path)
+            .args(["-n", &ctx.namespace, "wait", "--for=condition=Ready"])
+            .args(["tppclient/payments", "--timeout=30s"])
+            .output()?;
+        ensure!(
+            waited.status.success(),
+            "kubectl wait: {}",
+            String::from_utf8_lossy(&waited.stderr)
+        );
         // The admin server: ready, and metrics that an alert can use.
         let http = reqwest::Client::new();
         ensure!(
@@ -80,9 +92,37 @@ async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_to
             "the earliest token expiry is in the future: {earliest}"
         );
         ensure!(
-            metrics.contains(r#"tpp_operator_as_requests_total{endpoint="token",outcome="ok"}"#),
-            "AS calls counted by outcome"
+            metrics.contains(
+                r#"tpp_operator_as_requests_total{server="sandbox",endpoint="token",outcome="ok"}"#
+            ),
+            "AS calls counted by server and outcome"
         );
+        // One series per client per kind, labelled namespace, name, server.
+        let labels = format!(
+            r#"{{namespace="{}",name="payments",server="sandbox"}}"#,
+            ctx.namespace
+        );
+        ensure!(
+            metrics
+                .lines()
+                .any(|l| l == format!("tpp_operator_client_ready{labels} 1")),
+            "client_ready{labels} 1 in:\n{metrics}"
+        );
+        for kind in [
+            "token_expiry_timestamp_seconds",
+            "certificate_not_after_timestamp_seconds",
+            "signing_key_expiry_timestamp_seconds",
+        ] {
+            let at = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("tpp_operator_{kind}{labels} ")))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .with_context(|| format!("{kind}{labels}"))?;
+            ensure!(
+                at > jiff::Timestamp::now().as_second() as f64,
+                "{kind} is in the future: {at}"
+            );
+        }
         ensure!(
             !metrics.contains(
                 &secret_text(

@@ -4,6 +4,7 @@
 //! physical floor measured in the same run (the negotiated key exchange, two P-256
 //! verifications and the client's CertificateVerify signature; for a resumed handshake the key
 //! exchange alone), and a bounded interleaved loop prints `ratio <bench>/<floor> = x.xx`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 #[path = "support/mtls.rs"]
 mod mtls;

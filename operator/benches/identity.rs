@@ -3,6 +3,7 @@
 //! certificate generation. After criterion's groups, a bounded interleaved timing loop
 //! prints `ratio assertion_sign/raw_pss_sign = x.xx` (target: within 1.3x) and sign/s to set
 //! beside `hack/bench-floor.sh` (`openssl speed rsa2048`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

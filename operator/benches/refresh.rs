@@ -12,6 +12,7 @@
 //! Floor: a raw aws-lc-rs RSA-PSS sign of the same signing input with a held key, plus the same
 //! handshake; `_parse` adds the PKCS#8 parse of the key (keys not held parsed).
 //! A bounded interleaved loop prints `ratio <path>/<floor> = x.xx`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 #[allow(dead_code)] // the handshake floor parts serve the handshake bench
 #[path = "support/mtls.rs"]

@@ -2,6 +2,7 @@
 //! `serde_json::to_vec` (what kube's `Patch::Apply` sends), against the floor measured in the same
 //! run: base64 of the same values into a flat JSON object (the bytes any apply body must hold).
 //! A bounded interleaved loop prints `ratio secret_apply_body/floor = x.xx`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -53,6 +54,7 @@ fn fixture() -> Fixture {
             tokens: vec![],
             secret_template: None,
             suspend: false,
+            consumers: None,
         },
     );
     client.metadata.namespace = Some("payments".into());

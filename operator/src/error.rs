@@ -1,11 +1,77 @@
-//! The reconciler's error type: every failure named for the step that failed, classified
-//! transient (retry with backoff) or permanent (set the condition, wait for a change), with a
-//! PascalCase reason shared by conditions, events and metrics. Messages never carry secrets:
-//! the wrapped errors are built not to (oauth scrubs bodies; identity prints kids only).
+//! The reconciler's error type: every failure named for the step that failed (a typed
+//! [`Stage`] for key and certificate work), classified transient (retry with backoff) or
+//! permanent (set the condition, wait for a change), with a [`Reason`] shared by conditions,
+//! events and metrics, and the condition it shows at ([`Error::condition`]). Messages never
+//! carry secrets: the wrapped errors are built not to (oauth scrubs bodies; identity prints
+//! kids only).
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
-use crate::{crd::condition::reasons, identity::IdentityError, oauth::OauthError};
+use crate::{crd::condition::types, identity::IdentityError, oauth::OauthError, reason::Reason};
+
+/// Which key, certificate or JWT work failed: the condition it shows at, and its wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Generating a key.
+    GenerateKey,
+    /// Exporting a key.
+    ExportKey,
+    /// Reading the active key.
+    ReadActiveKey,
+    /// Reading a key to publish.
+    ReadKeyToPublish,
+    /// Building the JWKS.
+    BuildJwks,
+    /// Loading the signing key.
+    LoadSigningKey,
+    /// Signing the registration request.
+    SignRegistrationRequest,
+    /// Reading transportCertificate.subject.
+    ReadCertificateSubject,
+    /// Issuing the transport certificate.
+    IssueCertificate,
+    /// Reading the transport certificate.
+    ReadTransportCertificate,
+    /// Checking the transport key.
+    CheckTransportKey,
+}
+
+impl Stage {
+    /// The condition type a failure at this stage belongs to.
+    pub fn condition(self) -> &'static str {
+        match self {
+            Stage::GenerateKey
+            | Stage::ExportKey
+            | Stage::ReadActiveKey
+            | Stage::ReadKeyToPublish
+            | Stage::BuildJwks
+            | Stage::LoadSigningKey => types::SIGNING_KEY_READY,
+            Stage::SignRegistrationRequest => types::REGISTERED,
+            Stage::ReadCertificateSubject
+            | Stage::IssueCertificate
+            | Stage::ReadTransportCertificate
+            | Stage::CheckTransportKey => types::TRANSPORT_CERTIFICATE_READY,
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::GenerateKey => "generating a key",
+            Stage::ExportKey => "exporting a key",
+            Stage::ReadActiveKey => "reading the active key",
+            Stage::ReadKeyToPublish => "reading a key to publish",
+            Stage::BuildJwks => "building the JWKS",
+            Stage::LoadSigningKey => "loading the signing key",
+            Stage::SignRegistrationRequest => "signing the registration request",
+            Stage::ReadCertificateSubject => "reading transportCertificate.subject",
+            Stage::IssueCertificate => "issuing the transport certificate",
+            Stage::ReadTransportCertificate => "reading the transport certificate",
+            Stage::CheckTransportKey => "checking the transport key",
+        })
+    }
+}
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,7 +80,7 @@ pub enum Error {
     #[error("{message}")]
     InvalidSpec {
         /// Reason for conditions.
-        reason: &'static str,
+        reason: Reason,
         /// What to fix.
         message: String,
     },
@@ -22,7 +88,7 @@ pub enum Error {
     #[error("{message}")]
     AuthorizationServer {
         /// Reason for conditions.
-        reason: &'static str,
+        reason: Reason,
         /// What is wrong.
         message: String,
     },
@@ -45,10 +111,10 @@ pub enum Error {
     #[error("token request failed: {0}")]
     FetchToken(#[source] OauthError),
     /// Key, certificate or JWT work failed.
-    #[error("{step}: {source}")]
+    #[error("{stage}: {source}")]
     Identity {
         /// What was being done.
-        step: &'static str,
+        stage: Stage,
         /// The cause.
         #[source]
         source: IdentityError,
@@ -107,6 +173,18 @@ impl Error {
         }
     }
 
+    /// Whether the failure is an answer (or silence) of the authorization server, so that the
+    /// backoff applies to calling it again.
+    pub fn from_authorization_server(&self) -> bool {
+        matches!(
+            self,
+            Error::Discovery(_)
+                | Error::RegisterClient(_)
+                | Error::UpdateRegistration(_)
+                | Error::FetchToken(_)
+        )
+    }
+
     /// How long the AS asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -118,32 +196,40 @@ impl Error {
         }
     }
 
-    /// PascalCase reason for conditions, events and metrics.
-    pub fn reason(&self) -> &'static str {
+    /// The reason for conditions, events and metrics: an AS outage is
+    /// `AuthorizationServerUnavailable` at every step.
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::InvalidSpec { reason, .. } | Error::AuthorizationServer { reason, .. } => reason,
-            Error::ReferenceNotFound(_) => reasons::REFERENCE_NOT_FOUND,
-            Error::Discovery(e) => match e.reason() {
-                "IssuerMismatch" => reasons::ISSUER_MISMATCH,
-                "DiscoveryFailed" => reasons::DISCOVERY_FAILED,
-                other => other,
-            },
-            Error::Preflight(_) => reasons::PREFLIGHT_FAILED,
+            Error::InvalidSpec { reason, .. } | Error::AuthorizationServer { reason, .. } => {
+                *reason
+            }
+            Error::ReferenceNotFound(_) => Reason::ReferenceNotFound,
+            Error::Discovery(e) | Error::FetchToken(e) => e.reason(),
+            Error::Preflight(_) => Reason::PreflightFailed,
             Error::RegisterClient(e) | Error::UpdateRegistration(e) => match e.reason() {
-                "RateLimited" | "AsUnavailable" | "TlsFailure" => e.reason(),
-                _ => reasons::REGISTRATION_REJECTED,
-            },
-            Error::FetchToken(e) => match e.reason() {
-                "RateLimited" => reasons::RATE_LIMITED,
-                "AsUnavailable" => reasons::AS_UNAVAILABLE,
-                other => other,
+                reason @ (Reason::RateLimited
+                | Reason::AuthorizationServerUnavailable
+                | Reason::TlsFailure
+                | Reason::PersistRegistrationFailed
+                | Reason::HubOnboardingRejected) => reason,
+                _ => Reason::RegistrationRejected,
             },
             Error::Identity { source, .. } => source.reason(),
-            Error::ReadObject { .. } => "ReadFailed",
-            Error::ApplyObject { .. } => "WriteFailed",
-            Error::CorruptState { .. } => "CorruptState",
-            Error::CryptoPool => "ShuttingDown",
-            Error::ReconcileTimeout(_) => "ReconcileTimeout",
+            Error::ReadObject { .. } => Reason::ReadFailed,
+            Error::ApplyObject { .. } => Reason::WriteFailed,
+            Error::CorruptState { .. } => Reason::CorruptState,
+            Error::CryptoPool => Reason::ShuttingDown,
+            Error::ReconcileTimeout(_) => Reason::ReconcileTimeout,
+        }
+    }
+
+    /// The condition type of a TppClient this failure shows at (`Ready` when no narrower one).
+    pub fn condition(&self) -> &'static str {
+        match self {
+            Error::RegisterClient(_) | Error::UpdateRegistration(_) => types::REGISTERED,
+            Error::FetchToken(_) => types::TOKENS_READY,
+            Error::Identity { stage, .. } => stage.condition(),
+            _ => types::READY,
         }
     }
 
@@ -188,7 +274,7 @@ mod tests {
     #[test]
     fn permanent_errors_are_not_retried_and_name_their_reason() {
         let e = Error::InvalidSpec {
-            reason: reasons::CROSS_NAMESPACE_REFERENCE,
+            reason: Reason::CrossNamespaceReference,
             message: "no".into(),
         };
         assert!(!e.is_transient());

@@ -8,10 +8,15 @@
 //! - [`oauth`]: the HTTP client of the authorization server. Network I/O.
 //! - [`store`]: Secret/ConfigMap layouts and server-side apply. Kubernetes I/O.
 //! - [`reconcile`]: the controllers tying the above together.
+//! - [`consumers`]: restarting workloads that read the credentials only at start.
+//! - [`reason`]: the one set of condition, event and metric reasons (every layer uses it).
+//!
+//! The layers and one reconcile's data flow are described in docs/architecture.md.
 
 pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod consumers;
 pub mod crd;
 pub mod duration;
 pub mod error;
@@ -20,6 +25,7 @@ pub mod kube_budget;
 pub mod lease;
 pub mod metrics;
 pub mod oauth;
+pub mod reason;
 pub mod reconcile;
 pub mod redact;
 pub mod rotation;

@@ -1,5 +1,6 @@
 //! The committed CRDs in `crds/` are exactly what the Rust types generate, and every field of
 //! every schema carries a description (the `///` docs `kubectl explain` shows).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::path::Path;
 
@@ -77,6 +78,37 @@ fn every_schema_field_has_a_description() {
             assert!(
                 missing.is_empty(),
                 "{file}: fields without a /// doc comment: {missing:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_committed_api_reference_matches_the_crd_schemas() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/api-reference.md");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == tpp_operator::crd::reference::markdown(),
+        "docs/api-reference.md is out of date with operator/src/crd: run `make crds` and commit the result"
+    );
+}
+
+#[test]
+fn every_kind_has_a_written_root_description_and_the_tpp_category() {
+    for (file, crd) in tpp_operator::crd::all() {
+        let v = serde_json::to_value(&crd).expect("crd to json");
+        assert_eq!(
+            v["spec"]["names"]["categories"],
+            serde_json::json!(["tpp"]),
+            "{file}: `kubectl get tpp` lists every kind"
+        );
+        for version in v["spec"]["versions"].as_array().expect("versions") {
+            let root = version["schema"]["openAPIV3Schema"]["description"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                root.contains("authorization server") && !root.contains("Auto-generated"),
+                "{file}: `kubectl explain` opens with {root:?}"
             );
         }
     }

@@ -1,6 +1,7 @@
-//! Client assertions and signed registration requests, checked against wire-spec §4.1/§3.4
+//! Client assertions and signed registration requests, checked against docs/protocol.md §4.1/§3.4
 //! and V2, and verified by an independent JWT library (jsonwebtoken), which must reject a
 //! wrong key, a wrong `aud` and an expired `exp`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tpp_operator::identity::signed_request::{
 };
 use tpp_operator::identity::{IdentityError, Jwk, KeyAlgorithm, PrivateKey};
 
-// wire-spec §9 V2
+// docs/protocol.md §9 V2
 const ISSUER: &str = "https://auth1.sandbox.mya.ozoneapi.io";
 const TOKEN_ENDPOINT: &str = "https://as1.sandbox.mya.ozoneapi.io/token";
 const CLIENT_ID: &str = "55aa605c-89ef-4473-aa88-47709f0ff383";

@@ -1,6 +1,7 @@
 //! Transport certificates: profile, validity from an injected `now`, stable subject DN,
 //! `x5t#S256` against independent computations (sha2 over our own PEM decoding, and the
 //! openssl CLI), CSRs and key/certificate matching.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,4 +1,5 @@
 //! The published JWK set and the redaction guarantee of every secret-holding type.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Keys: generation, encodings, RFC 7638 kids, JWK round trips, and the josekit <-> rcgen
 //! hand-off. CPU only; two tests use the `openssl` CLI as an independent tool.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};

@@ -1,5 +1,6 @@
 //! Loopback tests of registration (Dynamic, SignedRequest, HubOnboarding) and RFC 7592
 //! management with RAT persistence, against an in-test TLS server on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 mod support;
 
@@ -126,7 +127,7 @@ async fn registration_errors_are_permanent_rejections() {
     .expect_err("rejected");
     fx.assert_redacted(&err);
     assert_eq!(
-        (err.reason(), err.oauth_error()),
+        (err.reason().as_str(), err.oauth_error()),
         ("RegistrationRejected", Some("invalid_software_statement"))
     );
     assert!(!err.is_transient());
@@ -333,7 +334,7 @@ async fn hub_onboarding_accepts_any_2xx_and_surfaces_the_hub_error_code() {
         .expect_err("rejected");
     fx.assert_redacted(&err);
     assert_eq!(
-        (err.reason(), err.oauth_error()),
+        (err.reason().as_str(), err.oauth_error()),
         ("HubOnboardingRejected", Some("AccessToken.Unauthorized"))
     );
     assert!(err.to_string().contains("tpp unknown") && !err.is_transient());

@@ -1,6 +1,7 @@
 //! Loopback tests of the oauth transport and discovery against an in-test TLS server on
 //! 127.0.0.1: mTLS, CA-only trust, limits, timeouts, status classification, interaction ids,
 //! connection reuse per certificate, the per-AS rate limiter, and redaction.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 mod support;
 
@@ -176,7 +177,7 @@ async fn a_slow_response_is_a_transient_timeout() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(matches!(err, OauthError::Timeout { .. }), "{err:?}");
     assert!(err.is_transient());
-    assert_eq!(err.reason(), "AsUnavailable");
+    assert_eq!(err.reason(), "AuthorizationServerUnavailable");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! serves them empty: `/readyz` stays false until every watcher's first list has succeeded,
 //! and SIGTERM stops the process within `--shutdown-timeout` even while the watches retry.
 //! Process and loopback network I/O.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::{
     convert::Infallible,

@@ -167,7 +167,7 @@ async fn an_as_slower_than_the_client_timeout_gives_a_transient_timeout() -> any
         "gave up at its own timeout"
     );
     assert!(matches!(err, OauthError::Timeout { .. }), "{err}");
-    assert_eq!(err.reason(), "AsUnavailable");
+    assert_eq!(err.reason(), "AuthorizationServerUnavailable");
     assert!(err.is_transient());
     h.finish();
     Ok(())
@@ -286,7 +286,7 @@ async fn a_503_is_a_transient_unavailability() -> anyhow::Result<()> {
     let authn = tpp.authn(&client_id, &h.rec, AudiencePolicy::Issuer);
     let err = h.expect_err(h.token(&client, &authn).await)?;
     assert!(matches!(err, OauthError::Unavailable { status: 503, .. }));
-    assert_eq!(err.reason(), "AsUnavailable");
+    assert_eq!(err.reason(), "AuthorizationServerUnavailable");
     assert_eq!(err.retry_after(), None);
     assert!(err.is_transient());
     h.finish();

@@ -17,6 +17,8 @@ use crate::duration::Duration;
     kind = "AuthorizationServer",
     namespaced,
     shortname = "tppas",
+    category = "tpp",
+    doc = "An Open Finance authorization server (one bank's AS) for the TppClients of its namespace: its issuer and discovery document, the CA bundle trusted for its TLS servers, registration defaults, the client-assertion audience and the client-side rate limit. The cluster-wide variant is ClusterAuthorizationServer. Reference: docs/api-reference.md.",
     status = "AuthorizationServerStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Issuer","type":"string","jsonPath":".spec.issuer"}"#,
@@ -56,7 +58,7 @@ pub struct AuthorizationServerSpec {
     #[serde(default)]
     pub client_assertion: ClientAssertionPolicy,
 
-    /// How long the AS may cache a client's JWKS (wire-spec: 15 minutes on the OFM sandbox).
+    /// How long the AS may cache a client's JWKS (15 minutes on the OFM sandbox).
     /// It is the minimum propagation delay for a new signing key; a TppClient whose
     /// `signingKey.rotation.propagationDelay` is shorter gets a warning condition. Default `15m`.
     #[serde(default = "default_jwks_cache_ttl")]
@@ -230,6 +232,8 @@ pub struct DiscoveredEndpoints {
     version = "v1alpha1",
     kind = "ClusterAuthorizationServer",
     shortname = "tppcas",
+    category = "tpp",
+    doc = "A cluster-wide Open Finance authorization server (one bank's AS), usable by the TppClients of the namespaces `allowedNamespaces` selects; otherwise the same as AuthorizationServer. Reference: docs/api-reference.md.",
     status = "AuthorizationServerStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Issuer","type":"string","jsonPath":".spec.issuer"}"#,

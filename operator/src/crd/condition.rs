@@ -1,9 +1,13 @@
-//! Condition types and reasons, shared by status, events and metrics; one upsert function.
+//! Condition types, one upsert function and a small builder over it ([`Conditions`]).
 //!
-//! Types are states (`Ready`, `Registered`, ...); reasons are PascalCase causes. The upsert sets
-//! `observedGeneration` and moves `lastTransitionTime` only when the status flips. No I/O.
+//! Types are states (`Ready`, `Registered`, ...); reasons are [`Reason`]s, the one set shared
+//! with events and metrics. The upsert sets `observedGeneration` and moves
+//! `lastTransitionTime` only when the status flips. `Reconciling` and `Stalled` follow the
+//! kstatus conventions (abnormal-true: present and `False` when all is well). No I/O.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub use crate::reason::Reason;
 
 /// Condition types of a TppClient.
 pub mod types {
@@ -17,38 +21,12 @@ pub mod types {
     pub const TRANSPORT_CERTIFICATE_READY: &str = "TransportCertificateReady";
     /// Every configured token is present and not expired.
     pub const TOKENS_READY: &str = "TokensReady";
-}
-
-/// Reasons, PascalCase, reused by conditions, events and metric labels.
-pub mod reasons {
-    #![allow(missing_docs)]
-    pub const RECONCILED: &str = "Reconciled";
-    pub const PENDING: &str = "Pending";
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    pub const SUSPENDED: &str = "Suspended";
-    pub const DISCOVERY_FAILED: &str = "DiscoveryFailed";
-    pub const ISSUER_MISMATCH: &str = "IssuerMismatch";
-    pub const PREFLIGHT_FAILED: &str = "PreflightFailed";
-    pub const AUTHORIZATION_SERVER_NOT_FOUND: &str = "AuthorizationServerNotFound";
-    pub const AUTHORIZATION_SERVER_NOT_READY: &str = "AuthorizationServerNotReady";
-    pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
-    pub const CROSS_NAMESPACE_REFERENCE: &str = "CrossNamespaceReference";
-    pub const REFERENCE_NOT_FOUND: &str = "ReferenceNotFound";
-    pub const REGISTERED: &str = "Registered";
-    pub const REGISTRATION_REJECTED: &str = "RegistrationRejected";
-    pub const REGISTRATION_LOST: &str = "RegistrationLost";
-    pub const AWAITING_KEY_APPROVAL: &str = "AwaitingKeyApproval";
-    pub const KEY_ACTIVE: &str = "KeyActive";
-    pub const KEY_ROTATED: &str = "KeyRotated";
-    pub const KEY_ROTATION_IN_PROGRESS: &str = "KeyRotationInProgress";
-    pub const CERTIFICATE_ISSUED: &str = "CertificateIssued";
-    pub const CERTIFICATE_ROTATED: &str = "CertificateRotated";
-    pub const CERTIFICATE_INVALID: &str = "CertificateInvalid";
-    pub const TOKENS_ISSUED: &str = "TokensIssued";
-    pub const TOKEN_REQUEST_FAILED: &str = "TokenRequestFailed";
-    pub const RATE_LIMITED: &str = "RateLimited";
-    pub const AS_UNAVAILABLE: &str = "AuthorizationServerUnavailable";
-    pub const DEREGISTRATION_FAILED: &str = "DeregistrationFailed";
+    /// kstatus: the operator is working toward Ready (onboarding, a transient failure being
+    /// retried); `False` once Ready or stalled.
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: a permanent error the operator cannot get past without a change (spec, AS,
+    /// persisted state); `False` otherwise.
+    pub const STALLED: &str = "Stalled";
 }
 
 /// `True`/`False`/`Unknown` as the API spells them.
@@ -68,12 +46,13 @@ pub fn upsert(
     conditions: &mut Vec<Condition>,
     type_: &str,
     ok: Option<bool>,
-    reason: &str,
+    reason: Reason,
     message: &str,
     generation: Option<i64>,
     now: jiff::Timestamp,
 ) -> bool {
     let status = status_str(ok);
+    let reason = reason.as_str();
     // Whole seconds, as the API server stores them (so an unchanged condition compares equal).
     let now = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
     if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
@@ -102,6 +81,52 @@ pub fn upsert(
     }
 }
 
+/// The conditions of one object at one generation and instant: `set` is [`upsert`] without
+/// repeating them.
+pub struct Conditions<'a> {
+    conditions: &'a mut Vec<Condition>,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+}
+
+impl<'a> Conditions<'a> {
+    /// Conditions of `generation`, changed at `now`.
+    pub fn new(
+        conditions: &'a mut Vec<Condition>,
+        generation: Option<i64>,
+        now: jiff::Timestamp,
+    ) -> Self {
+        Self {
+            conditions,
+            generation,
+            now,
+        }
+    }
+
+    /// Set `type_` to `ok` with `reason` and `message`; returns whether anything changed.
+    pub fn set(&mut self, type_: &str, ok: bool, reason: Reason, message: &str) -> bool {
+        upsert(
+            self.conditions,
+            type_,
+            Some(ok),
+            reason,
+            message,
+            self.generation,
+            self.now,
+        )
+    }
+
+    /// The condition of `type_`, if set.
+    pub fn get(&self, type_: &str) -> Option<&Condition> {
+        find(self.conditions, type_)
+    }
+
+    /// Whether the condition of `type_` is `True`.
+    pub fn is_true(&self, type_: &str) -> bool {
+        is_true(self.conditions, type_)
+    }
+}
+
 /// The condition of `type_`, if present.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -127,7 +152,7 @@ mod tests {
             &mut c,
             types::READY,
             Some(false),
-            reasons::PENDING,
+            Reason::Pending,
             "waiting",
             Some(1),
             t(10)
@@ -144,7 +169,7 @@ mod tests {
             &mut c,
             types::READY,
             Some(false),
-            reasons::PENDING,
+            Reason::Pending,
             "a",
             Some(1),
             t(10),
@@ -153,18 +178,18 @@ mod tests {
             &mut c,
             types::READY,
             Some(false),
-            reasons::DISCOVERY_FAILED,
+            Reason::DiscoveryFailed,
             "b",
             Some(1),
             t(20),
         );
         assert_eq!(c[0].last_transition_time, Time(t(10)));
-        assert_eq!(c[0].reason, reasons::DISCOVERY_FAILED);
+        assert_eq!(c[0].reason, "DiscoveryFailed");
         upsert(
             &mut c,
             types::READY,
             Some(true),
-            reasons::RECONCILED,
+            Reason::Reconciled,
             "ok",
             Some(2),
             t(30),
@@ -180,7 +205,7 @@ mod tests {
             &mut c,
             types::READY,
             Some(true),
-            reasons::RECONCILED,
+            Reason::Reconciled,
             "ok",
             Some(1),
             t(10),
@@ -189,7 +214,7 @@ mod tests {
             &mut c,
             types::READY,
             Some(true),
-            reasons::RECONCILED,
+            Reason::Reconciled,
             "ok",
             Some(1),
             t(99)

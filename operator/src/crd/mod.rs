@@ -3,10 +3,13 @@
 
 pub mod authorization_server;
 pub mod condition;
+pub mod consumers;
+pub mod reference;
 pub mod refs;
 pub mod tpp_client;
 
 pub use authorization_server::*;
+pub use consumers::*;
 pub use refs::*;
 pub use tpp_client::*;
 
@@ -29,6 +32,9 @@ pub mod annotations {
     /// Comma-separated kids whose publication a human confirmed (approval gate for ASes whose
     /// JWKS is uploaded by hand).
     pub const APPROVED_KIDS: &str = "tpp.dev/approved-kids";
+    /// On an AuthorizationServer or ClusterAuthorizationServer: fetch the discovery document
+    /// again now instead of serving it from the cache.
+    pub const REFRESH_DISCOVERY: &str = "tpp.dev/refresh-discovery";
 }
 
 /// Every CRD of the API, in a stable order, with the file name `make crds` writes it to.

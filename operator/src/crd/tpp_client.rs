@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::refs::{LocalSecretRef, SecretKeyRef};
 use crate::duration::Duration;
 
-/// The desired OAuth client.
+/// The desired OAuth client: which authorization server, how it is registered and authenticates,
+/// its signing key and transport certificate, and the access tokens to keep fresh.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "tpp.dev",
@@ -19,6 +20,8 @@ use crate::duration::Duration;
     kind = "TppClient",
     namespaced,
     shortname = "tppc",
+    category = "tpp",
+    doc = "An OAuth client of one Open Finance authorization server, kept registered, keyed and tokened by tpp-operator: PS256 signing keys, an mTLS transport certificate, the registration at the AS, and certificate-bound access tokens in the Secret `<name>-credentials` that workloads mount. Ready=True when all of it is in place. Reference: docs/api-reference.md.",
     status = "TppClientStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Client ID","type":"string","jsonPath":".status.clientId"}"#,
@@ -67,6 +70,10 @@ pub struct TppClientSpec {
     /// Stop every call to the AS; keep all material. Tokens are not refreshed while suspended.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Workloads that read the credentials only at start, restarted when they change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<super::Consumers>,
 }
 
 /// Which authorization server object a TppClient uses.
@@ -93,7 +100,7 @@ pub enum AuthorizationServerKind {
     ClusterAuthorizationServer,
 }
 
-/// Registration modes (wire-spec §3).
+/// Registration modes.
 #[derive(schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegistrationMode {
     /// RFC 7591 JSON registration and RFC 7592 management.
@@ -257,7 +264,7 @@ impl Default for SigningKey {
     }
 }
 
-/// Make-before-break key rotation (design §5).
+/// Make-before-break key rotation (docs/architecture.md, "Where each decision lives").
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(retire_after_positive()).message("rotation.retireAfter must be greater than 0: the old key must stay published while assertions signed with it are still valid"))]
@@ -448,7 +455,9 @@ pub struct TppClientStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Registered`, `SigningKeyReady`, `TransportCertificateReady`, `TokensReady`.
+    /// `Ready`, `Registered`, `SigningKeyReady`, `TransportCertificateReady`, `TokensReady`,
+    /// and the kstatus conditions `Reconciling` (working toward Ready) and `Stalled` (a
+    /// permanent error that needs a change); reasons are listed in docs/troubleshooting.md.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -1,4 +1,4 @@
-//! `private_key_jwt` client assertions (RFC 7523, wire-spec §4.1), signed with a cached
+//! `private_key_jwt` client assertions (RFC 7523, docs/protocol.md §4.1), signed with a cached
 //! [`Signer`] through josekit.
 //!
 //! Contract: header `{alg, kid, typ: "JWT"}` (`alg` is `PS256` for RSA keys, `ES256` for
@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use super::error::IdentityError;
 use super::signer::Signer;
 
-/// The default assertion lifetime (wire-spec Q3).
+/// The default assertion lifetime (docs/protocol.md Q3).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// The longest lifetime accepted (the AS rejects more).
 pub const MAX_LIFETIME: Duration = Duration::from_secs(600);

@@ -104,22 +104,22 @@ impl IdentityError {
     }
 
     /// A PascalCase reason for conditions, events and metric labels.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> crate::reason::Reason {
         match self {
-            Self::GenerateKey { .. } => "KeyGenerationFailed",
-            Self::ParsePrivateKey { .. } => "PrivateKeyInvalid",
-            Self::ReadJwk { .. } => "JwkInvalid",
-            Self::DuplicateKid { .. } => "DuplicateKid",
-            Self::Sign { .. } => "SigningFailed",
-            Self::BuildJwt { .. } => "JwtBuildFailed",
-            Self::Lifetime { .. } => "AssertionLifetimeInvalid",
-            Self::ReadJwt { .. } => "JwtInvalid",
-            Self::ReservedClaim { .. } => "RegistrationMetadataInvalid",
-            Self::VerifySignature => "SignatureInvalid",
-            Self::ParseSubject { .. } => "SubjectInvalid",
-            Self::CertificateParams { .. } => "CertificateParamsInvalid",
-            Self::GenerateCertificate { .. } => "CertificateGenerationFailed",
-            Self::ParseCertificate { .. } => "CertificateInvalid",
+            Self::GenerateKey { .. } => crate::reason::Reason::KeyGenerationFailed,
+            Self::ParsePrivateKey { .. } => crate::reason::Reason::PrivateKeyInvalid,
+            Self::ReadJwk { .. } => crate::reason::Reason::JwkInvalid,
+            Self::DuplicateKid { .. } => crate::reason::Reason::DuplicateKid,
+            Self::Sign { .. } => crate::reason::Reason::SigningFailed,
+            Self::BuildJwt { .. } => crate::reason::Reason::JwtBuildFailed,
+            Self::Lifetime { .. } => crate::reason::Reason::AssertionLifetimeInvalid,
+            Self::ReadJwt { .. } => crate::reason::Reason::JwtInvalid,
+            Self::ReservedClaim { .. } => crate::reason::Reason::RegistrationMetadataInvalid,
+            Self::VerifySignature => crate::reason::Reason::SignatureInvalid,
+            Self::ParseSubject { .. } => crate::reason::Reason::SubjectInvalid,
+            Self::CertificateParams { .. } => crate::reason::Reason::CertificateParamsInvalid,
+            Self::GenerateCertificate { .. } => crate::reason::Reason::CertificateGenerationFailed,
+            Self::ParseCertificate { .. } => crate::reason::Reason::CertificateInvalid,
         }
     }
 }

@@ -11,7 +11,7 @@
 //! - [`jwk`] and [`jwks`]: JWK serde types, thumbprints, the published JWK set.
 //! - [`cert`] and [`dn`]: self-signed transport certificates, CSRs, parsing, `x5t#S256`.
 //! - [`assertion`]: `private_key_jwt` client assertions.
-//! - [`signed_request`]: the signed DCR request (wire-spec §3.4).
+//! - [`signed_request`]: the signed DCR request (docs/protocol.md §3.4).
 //! - [`jwt`]: reading JWTs (fractional NumericDates) and verifying them against a JWK.
 
 pub mod assertion;

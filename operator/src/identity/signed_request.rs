@@ -1,4 +1,4 @@
-//! The signed registration request of `SignedRequest` mode (OBIE-style DCR, wire-spec §3.4).
+//! The signed registration request of `SignedRequest` mode (OBIE-style DCR, docs/protocol.md §3.4).
 //!
 //! Contract: a compact JWS with header `{alg, kid}` only (no `typ`, `x5c` or `x5u`), signed by
 //! a cached [`Signer`] (PS256 for the RSA keys the spec requires). Claims: `iss` =

@@ -1,5 +1,5 @@
 //! Client authentication at the token, PAR, introspection and revocation endpoints
-//! (wire-spec §4): `private_key_jwt` with an assertion minted per attempt by an
+//! (docs/protocol.md §4): `private_key_jwt` with an assertion minted per attempt by an
 //! [`AssertionMinter`], or `tls_client_auth` (the mTLS handshake is the credential).
 //! Pure apart from calling the minter; no network I/O.
 
@@ -58,7 +58,7 @@ pub trait AssertionMinter: Send + Sync {
     fn mint(&self, audience: &str) -> Result<SecretString, MintError>;
 }
 
-/// Which `aud` the client assertion carries (wire-spec §4.1, Q2).
+/// Which `aud` the client assertion carries (docs/protocol.md §4.1, Q2).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum AudiencePolicy {
     /// The discovery document's `issuer`, as a plain string (default; FAPI 2.0).
@@ -142,7 +142,8 @@ impl Form {
         self
     }
 
-    /// Inserts `client_id` right after a leading `grant_type` (wire-spec §5.2 order), else first.
+    /// Inserts `client_id` right after a leading `grant_type` (docs/protocol.md §5.2 order), else
+    /// first.
     fn with_client_id(mut self, client_id: &str) -> Self {
         let at = usize::from(self.fields.first().is_some_and(|(k, _)| *k == "grant_type"));
         self.fields
@@ -284,7 +285,7 @@ mod tests {
         };
         let err = Form::default().authenticate(&a, "i", "e").err();
         assert_eq!(
-            err.as_ref().map(|e| e.reason()),
+            err.as_ref().map(|e| e.reason().as_str()),
             Some("ClientAssertionFailed")
         );
         assert!(err.is_some_and(|e| !e.is_transient()));

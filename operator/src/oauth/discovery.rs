@@ -177,14 +177,17 @@ mod tests {
         let meta = meta.unwrap_or_default();
         assert!(check_issuer(&meta, "https://auth1.sandbox.mya.ozoneapi.io").is_ok());
         let err = check_issuer(&meta, "https://auth1.sandbox.mya.ozoneapi.io/").err();
-        assert_eq!(err.as_ref().map(|e| e.reason()), Some("IssuerMismatch"));
+        assert_eq!(
+            err.as_ref().map(|e| e.reason().as_str()),
+            Some("IssuerMismatch")
+        );
         assert!(err.is_some_and(|e| !e.is_transient()));
     }
 
     #[test]
     fn a_non_json_document_is_invalid_json() {
         assert_eq!(
-            parse(b"<html>").err().map(|e| e.reason()),
+            parse(b"<html>").err().map(|e| e.reason().as_str()),
             Some("DiscoveryFailed")
         );
     }

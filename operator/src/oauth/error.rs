@@ -1,6 +1,6 @@
 //! [`OauthError`]: every failure of a call to the authorization server, named for the failed
 //! step and classified transient (back off and retry) or permanent (fix spec, credential or
-//! registration first), following wire-spec §8. Pure; no I/O.
+//! registration first), as tabled in docs/architecture.md ("Failures"). Pure; no I/O.
 //!
 //! Redaction contract: no variant holds a request body, a response body, a token, a
 //! registration access token, a client assertion or a key. Response bodies reach an error only
@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use super::client_auth::MintError;
 use super::registration::PersistError;
 use super::wire::{ErrorBody, parse_retry_after};
+use crate::reason::Reason;
 
 /// The step of the OAuth conversation that failed; drives [`OauthError::reason`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,28 +43,28 @@ pub enum Step {
 
 impl Step {
     /// PascalCase reason for a failure at this step that has no more specific reason.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            Step::Discovery => "DiscoveryFailed",
+            Step::Discovery => Reason::DiscoveryFailed,
             Step::Register
             | Step::ReadRegistration
             | Step::UpdateRegistration
-            | Step::DeleteRegistration => "RegistrationFailed",
-            Step::HubOnboarding => "HubOnboardingFailed",
-            Step::Token => "TokenRequestFailed",
-            Step::Introspection => "IntrospectionFailed",
-            Step::Revocation => "RevocationFailed",
-            Step::PushedAuthorization => "PushedAuthorizationFailed",
+            | Step::DeleteRegistration => Reason::RegistrationFailed,
+            Step::HubOnboarding => Reason::HubOnboardingFailed,
+            Step::Token => Reason::TokenRequestFailed,
+            Step::Introspection => Reason::IntrospectionFailed,
+            Step::Revocation => Reason::RevocationFailed,
+            Step::PushedAuthorization => Reason::PushedAuthorizationFailed,
         }
     }
 
-    fn rejected_reason(self) -> &'static str {
+    fn rejected_reason(self) -> Reason {
         match self {
             Step::Register
             | Step::ReadRegistration
             | Step::UpdateRegistration
-            | Step::DeleteRegistration => "RegistrationRejected",
-            Step::HubOnboarding => "HubOnboardingRejected",
+            | Step::DeleteRegistration => Reason::RegistrationRejected,
+            Step::HubOnboarding => Reason::HubOnboardingRejected,
             other => other.reason(),
         }
     }
@@ -257,7 +258,7 @@ impl OauthError {
     }
 
     /// Records that the caller is inside a JWKS propagation window, which makes a later
-    /// `invalid_client` transient (cache lag at the AS, wire-spec §7).
+    /// `invalid_client` transient (cache lag at the AS, docs/protocol.md §7).
     pub fn within_jwks_propagation(mut self, within: bool) -> Self {
         if let OauthError::Rejected {
             within_jwks_propagation,
@@ -333,24 +334,24 @@ impl OauthError {
     }
 
     /// Stable PascalCase cause for conditions, events and metric labels.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
             OauthError::Connect { .. }
             | OauthError::Timeout { .. }
             | OauthError::Http { .. }
-            | OauthError::Unavailable { .. } => "AsUnavailable",
-            OauthError::RateLimited { .. } => "RateLimited",
-            OauthError::Tls { .. } => "TlsFailure",
-            OauthError::TransportConfig { .. } => "InvalidTransportConfig",
-            OauthError::ClientCertificateMissing { .. } => "ClientCertificateMissing",
-            OauthError::IssuerMismatch { .. } => "IssuerMismatch",
-            OauthError::ForeignRegistrationUri { .. } => "ForeignRegistrationUri",
-            OauthError::PersistRegistration { .. } => "PersistRegistrationFailed",
-            OauthError::MintAssertion { .. } => "ClientAssertionFailed",
-            OauthError::InvalidTokenResponse { .. } => "InvalidTokenResponse",
+            | OauthError::Unavailable { .. } => Reason::AuthorizationServerUnavailable,
+            OauthError::RateLimited { .. } => Reason::RateLimited,
+            OauthError::Tls { .. } => Reason::TlsFailure,
+            OauthError::TransportConfig { .. } => Reason::InvalidTransportConfig,
+            OauthError::ClientCertificateMissing { .. } => Reason::ClientCertificateMissing,
+            OauthError::IssuerMismatch { .. } => Reason::IssuerMismatch,
+            OauthError::ForeignRegistrationUri { .. } => Reason::ForeignRegistrationUri,
+            OauthError::PersistRegistration { .. } => Reason::PersistRegistrationFailed,
+            OauthError::MintAssertion { .. } => Reason::ClientAssertionFailed,
+            OauthError::InvalidTokenResponse { .. } => Reason::InvalidTokenResponse,
             OauthError::Rejected { step, body, .. } => {
                 if *step == Step::Token && body.is("invalid_client") {
-                    "InvalidClient"
+                    Reason::InvalidClient
                 } else {
                     step.rejected_reason()
                 }

@@ -1,5 +1,5 @@
-//! The AS discovery document (OpenID Connect Discovery / RFC 8414, wire-spec §2) as a lenient
-//! serde type, and endpoint selection with RFC 8705 `mtls_endpoint_aliases`. Pure; no I/O.
+//! The AS discovery document (OpenID Connect Discovery / RFC 8414, docs/protocol.md §2) as a
+//! lenient serde type, and endpoint selection with RFC 8705 `mtls_endpoint_aliases`. Pure; no I/O.
 //!
 //! Lenient: every field is optional (lists default to empty), and fields this type does not
 //! name are kept in [`ProviderMetadata::other`]. URLs stay strings; callers parse them at use.

@@ -253,6 +253,9 @@ mod tests {
         let err = p
             .client("ns/as", &TransportConfig::new(Vec::new()), None, None)
             .err();
-        assert_eq!(err.map(|e| e.reason()), Some("InvalidTransportConfig"));
+        assert_eq!(
+            err.map(|e| e.reason().as_str()),
+            Some("InvalidTransportConfig")
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Creating a client at the AS, in the four modes of design.md §2 / wire-spec §3: `Dynamic`
+//! Creating a client at the AS, in the four modes of docs/protocol.md §3: `Dynamic`
 //! (RFC 7591 JSON), `SignedRequest` (OBIE-style `application/jwt`), `HubOnboarding` (Ozone:
 //! mTLS `POST {}`), `Static` (nothing sent). Network I/O, except the pure parsing helpers.
 //!

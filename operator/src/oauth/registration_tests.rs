@@ -109,7 +109,7 @@ fn registration_uri_on_another_origin_is_refused() {
     ] {
         let err = check_registration_uri(bad, endpoint, issuer).err();
         assert_eq!(
-            err.as_ref().map(|e| e.reason()),
+            err.as_ref().map(|e| e.reason().as_str()),
             Some("ForeignRegistrationUri"),
             "{bad}"
         );

@@ -198,7 +198,7 @@ mod tests {
     fn rejects_garbage_certificates_and_keys() {
         let bad = ClientIdentity::from_pem(b"not pem", SecretString::from("nope"));
         assert_eq!(
-            bad.err().map(|e| e.reason()),
+            bad.err().map(|e| e.reason().as_str()),
             Some("InvalidTransportConfig")
         );
         assert!(

@@ -1,5 +1,5 @@
 //! The token endpoint: `client_credentials` over mTLS to the effective (aliased) token endpoint
-//! with `private_key_jwt` or `tls_client_auth` (wire-spec §5). Network I/O, except
+//! with `private_key_jwt` or `tls_client_auth` (docs/protocol.md §5). Network I/O, except
 //! [`parse_token_response`].
 //!
 //! Contract: one HTTP attempt per call with a freshly minted assertion; the access token is a
@@ -176,7 +176,7 @@ mod tests {
                 json!({"access_token":"tok-x","token_type":"Bearer","expires_in":expires_in});
             let err = parse_token_response(&body, at()).err();
             assert_eq!(
-                err.as_ref().map(|e| e.reason()),
+                err.as_ref().map(|e| e.reason().as_str()),
                 Some("InvalidTokenResponse"),
                 "{expires_in}"
             );

@@ -238,7 +238,7 @@ impl AsClient {
             Ok(response) => response,
             Err(e) => {
                 let err = classify(step, &origin, e);
-                tracing::debug!(%step, %origin, %interaction_id, reason = err.reason(), "as call failed");
+                tracing::debug!(%step, %origin, %interaction_id, reason = %err.reason(), "as call failed");
                 return Err(err);
             }
         };

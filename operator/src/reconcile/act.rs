@@ -6,27 +6,34 @@ use std::{collections::BTreeSet, sync::Arc};
 
 use secrecy::ExposeSecret;
 
+use kube::ResourceExt;
+
 use super::{register, session::Session};
 use crate::{
-    crd::{AuthMethod, condition::reasons},
-    error::Error,
+    crd::{AuthMethod, DeletionPolicy, RegistrationMode},
+    error::{Error, Stage},
     identity::{
         PrivateKey,
         cert::{CertificateProfile, SubjectAltName, self_signed},
     },
-    oauth::{ClientAuth, ClientAuthn, SignerMinter, token},
+    oauth::{ClientAuth, ClientAuthn, SignerMinter},
+    reason::Reason,
     redact::Sensitive,
-    rotation::{Action, CertRecord, KeyRecord, KeyState, KeyUse, Publication, TokenRecord},
-    store::state::{StoredCertificate, StoredKey, StoredToken},
+    rotation::{self, Action, CertRecord, KeyState, KeyUse, Outcome, Publication, TokenRecord},
+    store::{
+        layout::FINALIZER,
+        state::{StoredCertificate, StoredKey, StoredToken},
+    },
 };
 
-/// Execute one action (`RefreshToken` actions come batched: see [`refresh_tokens`]).
+/// Carry out one action: its effects, then its state transition ([`Session::apply`], the
+/// planner's own), then the effects that must follow the transition.
 pub async fn execute(
     s: &mut Session<'_>,
     action: &Action,
-    publication: Publication,
+    policy: &rotation::Policy,
 ) -> Result<(), Error> {
-    let now = s.ctx.clock.now();
+    let publication = policy.publication;
     match action {
         Action::GenerateKey { use_, .. } => {
             let alg = match use_ {
@@ -38,65 +45,46 @@ pub async fn execute(
                 .cpu(move || PrivateKey::generate(alg))
                 .await?
                 .map_err(|source| Error::Identity {
-                    step: "generating a key",
+                    stage: Stage::GenerateKey,
                     source,
                 })?;
             let jwk = key
                 .to_private_jwk_json()
                 .map_err(|source| Error::Identity {
-                    step: "exporting a key",
+                    stage: Stage::ExportKey,
                     source,
                 })?;
+            let kid = key.kid().to_owned();
+            let next = s.apply(policy, action, Outcome::KeyGenerated { kid: kid.clone() })?;
+            let Some(record) = next.keys.into_iter().find(|k| k.kid == kid) else {
+                return Err(Error::CorruptState {
+                    what: "the planner's key records".into(),
+                    message: format!("generated key {kid} has no record"),
+                });
+            };
+            // Persisted before any AS call can use it (see `Session::persist_keys`).
             s.keys.keys.push(StoredKey {
-                record: KeyRecord {
-                    kid: key.kid().to_owned(),
-                    use_: *use_,
-                    state: KeyState::Pending,
-                    created_at: now,
-                    published_at: None,
-                    activated_at: None,
-                    retiring_at: None,
-                },
+                record,
                 alg: match use_ {
                     KeyUse::Enc => "RSA-OAEP-256".into(),
                     KeyUse::Sig => key.algorithm().jws_alg().into(),
                 },
                 private_jwk: Sensitive::new(jwk.expose_secret().to_owned()),
             });
-            // Persisted before any AS call can use it (see `Session::keys_changed`).
-            s.keys_changed();
             Ok(())
         }
         Action::PublishKeys { kids, .. } => {
             let kids: BTreeSet<String> = kids.iter().cloned().collect();
-            publish(s, &kids, publication).await?;
-            for k in s
-                .keys
-                .keys
-                .iter_mut()
-                .filter(|k| kids.contains(&k.record.kid) && k.record.state == KeyState::Pending)
-            {
-                k.record.state = KeyState::Published;
-                k.record.published_at = Some(now);
-            }
-            s.keys_changed();
+            let outcome = publish(s, &kids, publication).await?;
+            s.apply(policy, action, outcome)?;
             Ok(())
         }
         Action::AwaitApproval { .. } => Ok(()),
         Action::ActivateKey { kid, retire, .. } => {
-            for k in s.keys.keys.iter_mut() {
-                if &k.record.kid == kid {
-                    k.record.state = KeyState::Active;
-                    k.record.activated_at = Some(now);
-                } else if retire.contains(&k.record.kid) {
-                    k.record.state = KeyState::Retiring;
-                    k.record.retiring_at = Some(now);
-                }
-            }
-            s.keys_changed();
+            s.apply(policy, action, Outcome::Done)?;
             if !retire.is_empty() {
                 s.events.push((
-                    reasons::KEY_ROTATED,
+                    Reason::KeyRotated,
                     format!(
                         "signing key {kid} is active; retiring {}",
                         retire.join(", ")
@@ -106,56 +94,69 @@ pub async fn execute(
             // Workloads mount the active signing key beside the certificate.
             s.save_credentials().await
         }
-        Action::RetireKey { kid, .. } => {
-            if let Some(k) = s.keys.key_mut(kid) {
-                k.record.state = KeyState::Retiring;
-                k.record.retiring_at = Some(now);
-            }
-            s.keys_changed();
+        Action::RetireKey { .. } | Action::AcknowledgeTrigger { .. } => {
+            s.apply(policy, action, Outcome::Done)?;
             Ok(())
         }
         Action::RemoveKey { kid, .. } => {
             let mut remaining = s.visible_kids();
             remaining.remove(kid);
-            publish(s, &remaining, publication).await?;
-            s.keys.keys.retain(|k| &k.record.kid != kid);
-            s.keys_changed();
+            let outcome = publish(s, &remaining, publication).await?;
+            s.apply(policy, action, outcome)?;
             Ok(())
         }
-        Action::RenewCertificate { .. } => renew_certificate(s).await,
-        Action::RefreshToken { name, .. } => refresh_tokens(s, std::slice::from_ref(name)).await,
-        Action::AcknowledgeTrigger { trigger, value } => {
-            s.keys
-                .handled
-                .insert(trigger.as_str().to_owned(), value.clone());
-            s.keys_changed();
-            Ok(())
+        Action::Register { .. } => {
+            ensure_finalizer(s).await?;
+            register::register(s).await
+        }
+        Action::RenewCertificate { .. } => renew_certificate(s, policy, action).await,
+        Action::RefreshTokens { tokens } => {
+            let names: Vec<String> = tokens.iter().map(|t| t.name.clone()).collect();
+            refresh_tokens(s, policy, action, &names).await
         }
     }
 }
 
+/// Add the deregistration finalizer before the client exists at the AS (Dynamic/SignedRequest
+/// with deletionPolicy Delete): external state only.
+async fn ensure_finalizer(s: &Session<'_>) -> Result<(), Error> {
+    let needs = matches!(
+        s.client.spec.registration.mode,
+        RegistrationMode::Dynamic | RegistrationMode::SignedRequest
+    ) && s.client.spec.registration.deletion_policy == DeletionPolicy::Delete;
+    if !needs || s.client.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    s.effects.add_finalizer(s.client).await
+}
+
 /// Make `kids` the set the AS sees: the served JWKS ConfigMap always; RFC 7592 PUT when the
-/// registration carries the keys inline.
+/// registration carries the keys inline. [`Outcome::RegistrationLost`] when the AS refused the
+/// registration access token (the registration is forgotten).
 async fn publish(
     s: &mut Session<'_>,
     kids: &BTreeSet<String>,
     publication: Publication,
-) -> Result<(), Error> {
+) -> Result<Outcome, Error> {
     let set = s.jwks_of(kids)?;
     s.save_jwks(&set).await?;
     if publication == Publication::Immediate && s.registered() {
-        register::update_registration(s, Some(&set)).await?;
+        return register::update_registration(s, Some(&set)).await;
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
-async fn renew_certificate(s: &mut Session<'_>) -> Result<(), Error> {
+async fn renew_certificate(
+    s: &mut Session<'_>,
+    policy: &rotation::Policy,
+    action: &Action,
+) -> Result<(), Error> {
     let now = s.ctx.clock.now();
     let spec = &s.client.spec.transport_certificate;
     let subject = super::policy::certificate_subject(s.client, &s.namespace, &s.name);
     let mut profile = CertificateProfile::new(&subject, spec.duration.std()).map_err(|source| {
         Error::Identity {
-            step: "reading transportCertificate.subject",
+            stage: Stage::ReadCertificateSubject,
             source,
         }
     })?;
@@ -175,7 +176,7 @@ async fn renew_certificate(s: &mut Session<'_>) -> Result<(), Error> {
         })
         .await?
         .map_err(|source| Error::Identity {
-            step: "issuing the transport certificate",
+            stage: Stage::IssueCertificate,
             source,
         })?;
     let previous = s
@@ -183,29 +184,36 @@ async fn renew_certificate(s: &mut Session<'_>) -> Result<(), Error> {
         .certificate
         .as_ref()
         .map(|c| c.record.x5t_s256.clone());
+    let record = CertRecord {
+        not_before: issued.info.not_before,
+        not_after: issued.info.not_after,
+        x5t_s256: issued.info.x5t_s256.clone(),
+    };
+    let next = s.apply(policy, action, Outcome::CertificateIssued(record))?;
+    let Some(record) = next.certificate else {
+        return Err(Error::CorruptState {
+            what: "the planner's certificate record".into(),
+            message: "a renewal left no certificate".into(),
+        });
+    };
+    // The new certificate waits in <name>-keys; workloads get it together with tokens bound
+    // to it (the planner refreshes every token next).
     s.keys.certificate = Some(StoredCertificate {
         cert_pem: issued.pem,
         key_pem: Sensitive::new(key.to_pkcs8_pem().expose_secret().to_owned()),
-        record: CertRecord {
-            not_before: issued.info.not_before,
-            not_after: issued.info.not_after,
-            x5t_s256: issued.info.x5t_s256.clone(),
-        },
+        record,
         subject: issued.info.subject,
     });
-    // The new certificate waits in <name>-keys; workloads get it together with tokens bound
-    // to it (the planner refreshes every token next).
-    s.keys_changed();
     match previous {
         Some(old) => s.events.push((
-            reasons::CERTIFICATE_ROTATED,
+            Reason::CertificateRotated,
             format!(
                 "transport certificate renewed: x5t#S256 {old} -> {}",
                 issued.info.x5t_s256
             ),
         )),
         None => s.events.push((
-            reasons::CERTIFICATE_ISSUED,
+            Reason::CertificateIssued,
             format!(
                 "transport certificate issued: x5t#S256 {}",
                 issued.info.x5t_s256
@@ -232,11 +240,11 @@ pub fn client_authn(s: &Session<'_>, client_id: &str) -> Result<ClientAuthn, Err
             let key = s
                 .active_key(KeyUse::Sig)?
                 .ok_or_else(|| Error::InvalidSpec {
-                    reason: reasons::PENDING,
+                    reason: Reason::Pending,
                     message: "no active signing key yet".into(),
                 })?;
             let signer = key.signer().map_err(|source| Error::Identity {
-                step: "loading the signing key",
+                stage: Stage::LoadSigningKey,
                 source,
             })?;
             let lifetime = s
@@ -270,30 +278,27 @@ pub fn client_authn(s: &Session<'_>, client_id: &str) -> Result<ClientAuthn, Err
 /// Mint `names` with the certificate in force and write certificate, key and tokens in ONE
 /// apply. When the certificate changed, tokens bound to the old one are dropped from the Secret
 /// only together with the old certificate (the planner refreshes all of them then).
-pub async fn refresh_tokens(s: &mut Session<'_>, names: &[String]) -> Result<(), Error> {
+pub async fn refresh_tokens(
+    s: &mut Session<'_>,
+    policy: &rotation::Policy,
+    action: &Action,
+    names: &[String],
+) -> Result<(), Error> {
     // The key signing the assertion and the certificate the tokens are bound to are persisted
     // before the AS sees them.
     s.persist_keys().await?;
     let client_id = s.client_id().ok_or_else(|| Error::InvalidSpec {
-        reason: reasons::PENDING,
+        reason: Reason::Pending,
         message: "no client id yet".into(),
     })?;
     let transport = s.transport().ok_or_else(|| Error::InvalidSpec {
-        reason: reasons::PENDING,
+        reason: Reason::Pending,
         message: "no transport certificate yet".into(),
     })?;
     let identity = s.identity()?;
-    let http = s
-        .server
-        .http(s.ctx, identity.as_ref())
-        .map_err(Error::FetchToken)?;
     let authn = client_authn(s, &client_id)?;
-    let mut tokens =
-        if s.credentials.cert_x5t.as_deref() == Some(transport.record.x5t_s256.as_str()) {
-            s.credentials.tokens.clone()
-        } else {
-            Default::default()
-        };
+    let mut tokens = s.credentials.tokens.clone();
+    let mut minted = Vec::new();
     for name in names {
         let scope = s
             .client
@@ -304,15 +309,21 @@ pub async fn refresh_tokens(s: &mut Session<'_>, names: &[String]) -> Result<(),
             .map(|t| t.scope.clone())
             .unwrap_or_default();
         let started = std::time::Instant::now();
-        let result = token::client_credentials(&http, &s.server.meta, &authn, &scope).await;
+        let result = s
+            .effects
+            .token(s.target(identity.as_ref()), &authn, &scope)
+            .await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) if e.is_transient() => "transient",
             Err(_) => "permanent",
         };
-        s.ctx
-            .metrics
-            .observe_call("token", outcome, started.elapsed().as_secs_f64());
+        s.ctx.metrics.observe_call(
+            &s.client.spec.authorization_server_ref.name,
+            "token",
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
         s.ctx
             .metrics
             .token_refreshes
@@ -321,34 +332,33 @@ pub async fn refresh_tokens(s: &mut Session<'_>, names: &[String]) -> Result<(),
             })
             .inc();
         let t = result.map_err(Error::FetchToken)?;
+        let record = TokenRecord {
+            name: name.clone(),
+            issued_at: t.received_at,
+            expires_at: t.expires_at,
+            cert_x5t_s256: transport.record.x5t_s256.clone(),
+        };
+        minted.push(record.clone());
         tokens.insert(
             name.clone(),
             StoredToken {
-                record: TokenRecord {
-                    name: name.clone(),
-                    issued_at: t.received_at,
-                    expires_at: t.expires_at,
-                    cert_x5t_s256: transport.record.x5t_s256.clone(),
-                },
+                record,
                 access_token: Sensitive::new(t.access_token.expose_secret().to_owned()),
                 scope: t.scope.unwrap_or(scope),
             },
         );
     }
-    // Only configured tokens stay.
-    tokens.retain(|n, _| s.client.spec.tokens.iter().any(|t| &t.name == n));
+    // Which tokens stay (configured ones, bound to this certificate) is the transition's to say.
+    let next = s.apply(policy, action, Outcome::TokensMinted(minted))?;
+    tokens.retain(|n, t| {
+        next.tokens
+            .iter()
+            .any(|r| &r.name == n && r.cert_x5t_s256 == t.record.cert_x5t_s256)
+    });
     s.credentials.tokens = tokens;
     s.credentials.cert_pem = Some(transport.cert_pem.clone());
+    s.credentials.key_pem = Some(transport.key_pem.clone());
     s.credentials.cert_x5t = Some(transport.record.x5t_s256.clone());
     s.save_credentials().await?;
-    for t in s.credentials.tokens.values() {
-        s.ctx.metrics.set_expiry(
-            crate::metrics::Expiry::Token,
-            &s.namespace,
-            &s.name,
-            &t.record.name,
-            Some(t.record.expires_at),
-        );
-    }
     Ok(())
 }

@@ -18,16 +18,44 @@ use serde_json::json;
 
 use super::{context::Context, server, session::Session};
 use crate::{
-    crd::{DeletionPolicy, TppClient, condition::reasons},
+    crd::{DeletionPolicy, TppClient},
     error::Error,
     oauth::DeleteOutcome,
+    reason::Reason,
     store::layout::FINALIZER,
 };
 
-/// Add the finalizer (JSON patch guarded by the resourceVersion we saw).
+/// Add the finalizer (JSON patch guarded by the resourceVersion we saw). The object we saw may
+/// be older than the API server's (our own status write a moment ago): when the guard fails,
+/// read the object again and retry, a bounded number of times.
 pub async fn add_finalizer(ctx: &Context, client: &TppClient) -> Result<(), Error> {
     let api: Api<TppClient> =
         Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+    let mut seen = client.clone();
+    for _ in 0..3 {
+        match add_finalizer_to(&api, &seen).await {
+            Err(Error::ApplyObject {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 422 => {
+                seen = api
+                    .get(&client.name_any())
+                    .await
+                    .map_err(|source| Error::ReadObject {
+                        what: format!("TppClient {}", client.name_any()),
+                        source,
+                    })?;
+                if seen.finalizers().iter().any(|f| f == FINALIZER) {
+                    return Ok(());
+                }
+            }
+            other => return other,
+        }
+    }
+    add_finalizer_to(&api, &seen).await
+}
+
+async fn add_finalizer_to(api: &Api<TppClient>, client: &TppClient) -> Result<(), Error> {
     let rv = client.resource_version().unwrap_or_default();
     let ops = if client.meta().finalizers.is_none() {
         json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
@@ -88,7 +116,7 @@ async fn event(
     ctx: &Context,
     client: &TppClient,
     type_: EventType,
-    reason: &str,
+    reason: Reason,
     action: &str,
     note: String,
 ) {
@@ -96,7 +124,7 @@ async fn event(
     // final give-up gets its own action so that its note is seen.
     let ev = Event {
         type_,
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         note: Some(note),
         action: action.into(),
         secondary: None,
@@ -120,8 +148,17 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
         return Ok(Requeue::await_change());
     }
     let attempt = async {
-        let resolved = server::resolve(client, &namespace, ctx).await?;
-        let session = Session::load(ctx, client, namespace.clone(), resolved).await?;
+        let resolved = match server::resolve(client, &namespace, ctx).await? {
+            server::Lookup::Ready(r) => r,
+            server::Lookup::Waiting(message) => {
+                return Err(Error::AuthorizationServer {
+                    reason: Reason::AuthorizationServerNotReady,
+                    message,
+                });
+            }
+        };
+        let effects = super::effects::KubeEffects::new(ctx);
+        let session = Session::load(ctx, &effects, client, namespace.clone(), resolved).await?;
         let id = session.registration.client_id.clone().unwrap_or_default();
         let outcome = super::register::deregister(&session).await?;
         Ok::<_, Error>((id, outcome))
@@ -141,7 +178,7 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                 ctx,
                 client,
                 EventType::Normal,
-                "Deregistered",
+                Reason::Deregistered,
                 "Delete",
                 note,
             )
@@ -162,7 +199,7 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                     ctx,
                     client,
                     EventType::Warning,
-                    reasons::DEREGISTRATION_FAILED,
+                    Reason::DeregistrationFailed,
                     "GiveUp",
                     format!("gave up deregistering after {n} attempts; client {id} may remain registered at the authorization server: {}", e.chain()),
                 )
@@ -175,7 +212,7 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                 ctx,
                 client,
                 EventType::Warning,
-                reasons::DEREGISTRATION_FAILED,
+                Reason::DeregistrationFailed,
                 "Delete",
                 format!("attempt {n}: {}", e.chain()),
             )

@@ -12,18 +12,20 @@ use kube::{
     },
 };
 
-use super::{act, cleanup, context::Context, policy, register, server, session::Session, status};
+use super::{act, cleanup, context::Context, policy, server, session::Session, status};
 use crate::{
-    crd::{DeletionPolicy, RegistrationMode, TppClient},
+    crd::TppClient,
     error::Error,
+    reason::Reason,
     rotation::{self, Action, Plan},
-    store::layout::FINALIZER,
 };
 
 /// Most steps one reconcile takes before requeueing (each step is persisted).
 const MAX_STEPS: usize = 24;
 /// The longest one reconcile may take.
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a client waiting for its AS sleeps at most (it is woken when the AS is Ready).
+const WAIT_FOR_SERVER: Duration = Duration::from_secs(60);
 /// Requeue bounds.
 const MIN_REQUEUE: Duration = Duration::from_secs(1);
 const MAX_REQUEUE: Duration = Duration::from_secs(10 * 60);
@@ -91,14 +93,27 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     }
     .await;
     let resolved = match early {
-        Ok(r) => r,
+        Ok(server::Lookup::Ready(r)) => r,
+        Ok(server::Lookup::Waiting(message)) => {
+            // Woken when the AS is published Ready; the requeue is only a safety net.
+            let st = status::waiting(
+                obj,
+                &old,
+                Reason::AuthorizationServerNotReady,
+                &message,
+                now,
+            );
+            status::publish(ctx, obj, &old, &st).await?;
+            return Ok(Requeue::requeue(WAIT_FOR_SERVER));
+        }
         Err(e) => {
             let st = status::early_failure(obj, &old, &e, now);
             status::publish(ctx, obj, &old, &st).await?;
             return Err(e);
         }
     };
-    let mut session = match Session::load(ctx, obj, namespace.clone(), resolved).await {
+    let effects = super::effects::KubeEffects::new(ctx);
+    let mut session = match Session::load(ctx, &effects, obj, namespace.clone(), resolved).await {
         Ok(s) => s,
         Err(e) => {
             status::publish(ctx, obj, &old, &status::early_failure(obj, &old, &e, now)).await?;
@@ -107,6 +122,7 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     };
     // Key generation waits for a slot without holding a controller slot (see `admission`):
     // nothing was done yet, so nothing is written.
+    session.backoff_until = ctx.backoff_until(&key(obj));
     let uid = obj.uid().unwrap_or_default();
     let rotation_policy = policy::rotation_policy(obj, &uid);
     let first = rotation::plan(&rotation_policy, &session.observed(), ctx.clock.now());
@@ -123,17 +139,16 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     };
     let (plan, result) = drive(&mut session, &rotation_policy, first).await;
     let now = ctx.clock.now();
-    let failure = result.as_ref().err().map(|e| status::Failure {
-        condition: status::condition_for(e),
-        error: e,
-    });
-    let mut st = status::from_session(&session, &old, plan.as_ref(), failure, now);
+    let mut st = status::from_session(&session, &old, plan.as_ref(), result.as_ref().err(), now);
     for (reason, note) in &session.events {
         if matches!(
-            *reason,
-            "KeyRotated" | "CertificateRotated" | "Registered" | "RegistrationLost"
+            reason,
+            Reason::KeyRotated
+                | Reason::CertificateRotated
+                | Reason::Registered
+                | Reason::RegistrationLost
         ) {
-            status::push_history(&mut st, reason, note, now);
+            status::push_history(&mut st, *reason, note, now);
         }
     }
     st.consecutive_failures = if result.is_ok() {
@@ -142,16 +157,10 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
         ctx.failures(&key(obj)).saturating_add(1)
     };
     publish_events(ctx, obj, &session.events).await;
-    if let Some(t) = session.transport() {
-        ctx.metrics.set_expiry(
-            crate::metrics::Expiry::Certificate,
-            &namespace,
-            &obj.name_any(),
-            "",
-            Some(t.record.not_after),
-        );
-    }
+    record_metrics(ctx, &session);
     status::publish(ctx, obj, &old, &st).await?;
+    // Workloads that read the credentials only at start (spec.consumers.restartTargets).
+    let consumers_wake = crate::consumers::restart_targets(ctx, obj).await;
     result?;
     ctx.reset_failures(&key(obj));
     // Wake at (not before) the planner's instant: a wake-up truncated to whole seconds would
@@ -164,9 +173,44 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
             .ceil() as u64;
         Duration::from_millis(ms)
     });
+    let wake = match (wake, consumers_wake) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(Requeue::requeue(
         wake.unwrap_or(MAX_REQUEUE).clamp(MIN_REQUEUE, MAX_REQUEUE),
     ))
+}
+
+/// The client's per-client metric facts (docs/operations.md § Metrics), from what the session
+/// holds after this reconcile, and the registrations it found lost.
+fn record_metrics(ctx: &Context, session: &Session<'_>) {
+    let server = &session.client.spec.authorization_server_ref.name;
+    let key = session.keys.keys.iter().find(|k| {
+        k.record.use_ == rotation::KeyUse::Sig && k.record.state == rotation::KeyState::Active
+    });
+    let activated = key.and_then(|k| k.record.activated_at);
+    let every = session.client.spec.signing_key.rotation.every;
+    let facts = crate::metrics::ClientFacts {
+        tokens: session
+            .credentials
+            .tokens
+            .iter()
+            .map(|(n, t)| (n.clone(), t.record.expires_at))
+            .collect(),
+        certificate_not_after: session.transport().map(|t| t.record.not_after),
+        signing_key_activated_at: activated,
+        signing_key_expiry: activated
+            .zip(every)
+            .and_then(|(at, every)| at.checked_add(every.signed()).ok()),
+    };
+    ctx.metrics
+        .record_client(&session.namespace, &session.name, server, facts);
+    for (reason, _) in &session.events {
+        if *reason == crate::reason::Reason::RegistrationLost {
+            ctx.metrics.registration_lost(server);
+        }
+    }
 }
 
 /// Whether `plan` generates a key or a certificate.
@@ -181,7 +225,7 @@ fn generates_keys(plan: &Plan) -> bool {
 
 /// Plan and act until nothing is due now (or a step fails), then persist the keys if a step
 /// changed them and nothing persisted them yet. Returns the last plan.
-async fn drive(
+pub(crate) async fn drive(
     s: &mut Session<'_>,
     policy: &rotation::Policy,
     first: Plan,
@@ -191,7 +235,9 @@ async fn drive(
     (plan, result.and(saved))
 }
 
-/// `first` is the plan made for admission, at the start: it is not made again.
+/// `first` is the plan made for admission, at the start: it is not made again. Every decision
+/// (registration included) is the plan's; this loop only carries plans out, in order, and plans
+/// again after each, until nothing is due now.
 async fn steps(
     s: &mut Session<'_>,
     policy: &rotation::Policy,
@@ -203,43 +249,13 @@ async fn steps(
         let plan = first
             .take()
             .unwrap_or_else(|| rotation::plan(policy, &s.observed(), s.ctx.clock.now()));
-        // Registration (and hub re-onboarding) is not a planner action: it comes once the key
-        // and certificate it carries are persisted, and before any token.
-        if register::due(s) && register::ready(s) && !generates_keys(&plan) {
-            if let Err(e) = ensure_finalizer(s).await {
-                return (Some(plan), Err(e));
-            }
-            if let Err(e) = register::register(s).await {
-                return (Some(plan), Err(e));
-            }
-            last = Some(plan);
-            continue;
-        }
         if !plan.actions.iter().any(Action::changes_state) {
             return (Some(plan), Ok(()));
         }
         // Carry out the whole plan in its safe order (a trigger's acknowledgement comes after
         // the work it asked for), then plan again.
-        let mut tokens_done = false;
         for action in &plan.actions {
-            let result = match action {
-                Action::AwaitApproval { .. } => continue,
-                Action::RefreshToken { .. } if tokens_done => continue,
-                Action::RefreshToken { .. } => {
-                    // Every token due now in one batch: one Secret write with the certificate.
-                    tokens_done = true;
-                    let names: Vec<String> = plan
-                        .actions
-                        .iter()
-                        .filter_map(|a| match a {
-                            Action::RefreshToken { name, .. } => Some(name.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    act::refresh_tokens(s, &names).await
-                }
-                other => act::execute(s, other, policy.publication).await,
-            };
+            let result = act::execute(s, action, policy).await;
             tracing::debug!(client = %s.name, ?action, ok = result.is_ok(), "step");
             if let Err(e) = result {
                 return (Some(plan), Err(e));
@@ -250,31 +266,18 @@ async fn steps(
     (last, Ok(()))
 }
 
-/// Add the deregistration finalizer before the client exists at the AS (Dynamic/SignedRequest
-/// with deletionPolicy Delete): external state only.
-async fn ensure_finalizer(s: &Session<'_>) -> Result<(), Error> {
-    let needs = matches!(
-        s.client.spec.registration.mode,
-        RegistrationMode::Dynamic | RegistrationMode::SignedRequest
-    ) && s.client.spec.registration.deletion_policy == DeletionPolicy::Delete;
-    if !needs || s.client.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(());
-    }
-    cleanup::add_finalizer(s.ctx, s.client).await
-}
-
-async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(&'static str, String)]) {
+async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(Reason, String)]) {
     let reference = obj.object_ref(&());
     for (reason, note) in events {
-        tracing::info!(client = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), reason, "{note}");
-        let type_ = if *reason == crate::crd::condition::reasons::REGISTRATION_LOST {
+        tracing::info!(client = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), reason = %reason, "{note}");
+        let type_ = if *reason == Reason::RegistrationLost {
             EventType::Warning
         } else {
             EventType::Normal
         };
         let ev = Event {
             type_,
-            reason: (*reason).to_owned(),
+            reason: reason.as_str().to_owned(),
             note: Some(note.clone()),
             action: "Reconcile".into(),
             secondary: None,
@@ -285,23 +288,37 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(&'static str,
     }
 }
 
-/// On failure: a Warning event with the cause chain, then retry with backoff (transient) or
-/// after a long pause (permanent: a changed spec triggers sooner).
+/// On failure: a Warning event with the cause chain, then retry after the planner's
+/// [`rotation::retry_delay`]: backoff (transient, at least `Retry-After`) or a long pause
+/// (permanent: a changed spec triggers sooner).
 pub fn error_policy(obj: Arc<TppClient>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let n = ctx.record_failure(&key(&obj));
     ctx.metrics
         .reconcile_errors
         .get_or_create(&crate::metrics::ErrorLabels {
-            reason: error.reason().to_owned(),
+            reason: error.reason().as_str().to_owned(),
         })
         .inc();
+    let delay = rotation::retry_delay(
+        n,
+        error.is_transient(),
+        error.retry_after(),
+        0.8 + rand::random::<f64>() * 0.4,
+    );
+    // A reconcile triggered before then (a spec or Secret change) plans no call to the AS that
+    // failed either.
+    if error.from_authorization_server()
+        && let Ok(until) = ctx.clock.now().checked_add(delay)
+    {
+        ctx.set_backoff_until(&key(&obj), until);
+    }
     let chain = error.chain();
-    tracing::warn!(client = %key(&obj), reason = error.reason(), transient = error.is_transient(), error = %chain, "reconcile failed");
+    tracing::warn!(client = %key(&obj), reason = %error.reason(), transient = error.is_transient(), error = %chain, "reconcile failed");
     let reference = obj.object_ref(&());
     let recorder = ctx.recorder.clone();
     let ev = Event {
         type_: EventType::Warning,
-        reason: error.reason().to_owned(),
+        reason: error.reason().as_str().to_owned(),
         note: Some(chain),
         action: "Reconcile".into(),
         secondary: None,
@@ -309,9 +326,5 @@ pub fn error_policy(obj: Arc<TppClient>, error: &Error, ctx: Arc<Context>) -> Re
     tokio::spawn(async move {
         let _ = recorder.publish(&ev, &reference).await;
     });
-    if error.is_transient() {
-        Requeue::requeue(super::context::backoff(n, error.retry_after()))
-    } else {
-        Requeue::requeue(Duration::from_secs(15 * 60))
-    }
+    Requeue::requeue(delay)
 }

@@ -48,9 +48,14 @@ pub struct Context {
     pub crypto: Arc<Semaphore>,
     /// The AuthorizationServer caches of the AS controllers.
     pub servers: ServerStores,
+    /// What the AS controllers resolved, for the TppClient reconciles.
+    pub index: super::server_index::ServerIndex,
     /// Slots for reconciles that generate keys (the rest stay free for refreshes).
     pub keygen: super::admission::KeygenAdmission,
+    /// `tpp.dev/refresh-discovery` values already acted on.
+    pub discovery_refreshes: super::refresh::DiscoveryRefreshes,
     failures: Mutex<HashMap<String, u32>>,
+    backoff: Mutex<HashMap<String, jiff::Timestamp>>,
 }
 
 impl Context {
@@ -75,6 +80,7 @@ impl Context {
         Self {
             store: Store::new(client.clone()),
             servers: ServerStores::default(),
+            index: Default::default(),
             keygen: super::admission::KeygenAdmission::for_controller(
                 usize::from(config.concurrency),
                 workers,
@@ -83,7 +89,9 @@ impl Context {
             pool: ClientPool::with_clock(PoolConfig::default(), clock.clone()),
             discovery: Discovery::new(Duration::from_secs(15 * 60), clock.clone()),
             crypto: Arc::new(Semaphore::new(workers)),
+            discovery_refreshes: Default::default(),
             failures: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
             client,
             clock,
             metrics,
@@ -120,12 +128,33 @@ impl Context {
             .unwrap_or(0)
     }
 
-    /// Forget failures of `key` (after a success).
+    /// Forget failures of `key` (after a success), and its backoff.
     pub fn reset_failures(&self, key: &str) {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+        self.backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// Record that `key` must not call the AS before `until` (after a failed AS call).
+    pub fn set_backoff_until(&self, key: &str, until: jiff::Timestamp) {
+        self.backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), until);
+    }
+
+    /// Until when `key` must not call the AS, if it is backing off.
+    pub fn backoff_until(&self, key: &str) -> Option<jiff::Timestamp> {
+        self.backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .copied()
     }
 }
 
@@ -172,14 +201,10 @@ impl ServerStores {
     }
 }
 
-/// Exponential backoff with jitter for the `n`th failure in a row: 2 s, 4 s, ... capped at
-/// 1 min (well inside a token's lifetime: a transient failure must not outlast a token),
-/// ±20 %, and never shorter than what the AS asked for.
+/// The backoff of the `n`th transient failure in a row, with random jitter (see
+/// [`crate::rotation::retry_delay`]).
 pub fn backoff(n: u32, retry_after: Option<Duration>) -> Duration {
-    let base = 2u64.saturating_pow(n.min(16)).min(60);
-    let jitter = 0.8 + rand::random::<f64>() * 0.4;
-    let d = Duration::from_secs_f64(base as f64 * jitter);
-    retry_after.map_or(d, |r| d.max(r))
+    crate::rotation::retry_delay(n, true, retry_after, 0.8 + rand::random::<f64>() * 0.4)
 }
 
 #[cfg(test)]

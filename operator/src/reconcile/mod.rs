@@ -8,12 +8,20 @@ pub mod admission;
 pub mod cleanup;
 pub mod client;
 pub mod context;
+pub mod effects;
 pub mod policy;
+pub mod refresh;
 pub mod register;
 pub mod server;
+pub mod server_index;
 pub mod server_status;
 pub mod session;
 pub mod status;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod reconcile_tests;
 
 use std::{
     hash::{Hash, Hasher},
@@ -129,12 +137,39 @@ fn client_triggers(
     api: Api<TppClient>,
     writer: reflector::store::Writer<TppClient>,
     reader: reflector::Store<TppClient>,
+    scope: Option<String>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> impl futures::Stream<Item = Result<TppClient, watcher::Error>> + Send + 'static {
     let events = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|c: &mut TppClient| c.managed_fields_mut().clear())
         .reflect(writer);
+    let events = forget_deleted(events, reader.clone(), scope, metrics);
     release_after_list(events, reader).predicate_filter(trigger_hash, Default::default())
+}
+
+/// Drops the metric series of TppClients that are gone: deleted (a client without a finalizer
+/// never reaches [`cleanup`]), or absent from a completed relist of `scope` (deleted while the
+/// watch was down).
+fn forget_deleted<S>(
+    events: S,
+    reader: reflector::Store<TppClient>,
+    scope: Option<String>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> impl futures::Stream<Item = Result<Event<TppClient>, watcher::Error>> + Send + 'static
+where
+    S: futures::Stream<Item = Result<Event<TppClient>, watcher::Error>> + Send + 'static,
+{
+    use kube::runtime::reflector::ObjectRef;
+    events.inspect(move |ev| match ev {
+        Ok(Event::Delete(o)) => {
+            metrics.forget_client(&o.namespace().unwrap_or_default(), &o.name_any());
+        }
+        Ok(Event::InitDone) => metrics.retain_clients(scope.as_deref(), |ns, name| {
+            reader.get(&ObjectRef::new(name).within(ns)).is_some()
+        }),
+        _ => {}
+    })
 }
 
 /// The objects of a reflected watch stream, with the objects of a (re)list (`InitApply`) held
@@ -207,9 +242,16 @@ async fn run_clients(
             tracing::warn!(error = %e, "filling the Secret cache failed; reading Secrets one by one")
         }
     }
-    let stream = client_triggers(clients, writer, reader.clone());
+    let stream = client_triggers(
+        clients,
+        writer,
+        reader.clone(),
+        namespace.clone(),
+        ctx.metrics.clone(),
+    );
     Controller::for_stream(stream, reader)
         .owns_stream(secret_triggers(secrets, namespace.clone(), ctx.clone()))
+        .reconcile_on(server_ready(ctx.index.woken(), namespace.clone()))
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
         )
@@ -217,6 +259,27 @@ async fn run_clients(
         .run(client::reconcile, client::error_policy, ctx)
         .for_each(|r| async move { log_controller_error(r) })
         .await;
+}
+
+/// The TppClients (of `scope`, or all) whose AuthorizationServer was just published Ready.
+fn server_ready(
+    woken: tokio::sync::broadcast::Receiver<kube::runtime::reflector::ObjectRef<TppClient>>,
+    scope: Option<String>,
+) -> impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<TppClient>> + Send + 'static {
+    futures::stream::unfold(woken, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(client) => return Some((client, rx)),
+                // Missed wake-ups are covered by the waiting clients' requeue.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |client| {
+        let keep = scope.is_none() || client.namespace == scope;
+        futures::future::ready(keep)
+    })
 }
 
 /// The controller's own failures (the reconciler's are logged by its error policy).
@@ -397,5 +460,40 @@ mod tests {
             .await;
         // `d` belongs to a list that never completed: it is not passed on (yet).
         assert_eq!(seen, ["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn the_series_of_a_deleted_client_or_one_missing_from_a_relist_are_dropped() {
+        let metrics = Arc::new(crate::metrics::Metrics::new(false));
+        for name in ["a", "b", "c"] {
+            metrics.set_ready("ns", name, "as", Some(true));
+        }
+        metrics.set_ready("other", "x", "as", Some(true));
+        let (reader, writer) = reflector::store::<TppClient>();
+        let events = futures::stream::iter(vec![
+            Event::Init,
+            Event::InitApply(client("a")),
+            Event::InitApply(client("b")),
+            Event::InitDone,
+            Event::Delete(client("b")),
+        ])
+        .map(Ok)
+        .reflect(writer);
+        let _: Vec<_> = forget_deleted(events, reader, Some("ns".into()), metrics.clone())
+            .collect()
+            .await;
+        let text = metrics.render();
+        let ready: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("tpp_operator_client_ready{"))
+            .collect();
+        // `c` was not in the relist, `b` was deleted; `other/x` is outside the relisted scope.
+        assert_eq!(
+            ready,
+            [
+                r#"tpp_operator_client_ready{namespace="ns",name="a",server="as"} 1"#,
+                r#"tpp_operator_client_ready{namespace="other",name="x",server="as"} 1"#,
+            ]
+        );
     }
 }

@@ -8,12 +8,13 @@ use sha2::{Digest, Sha256};
 use crate::{
     crd::{
         AuthMethod, AuthorizationServerSpec, CertificateKeyAlgorithm, CertificateSource, Profile,
-        RegistrationMode, SigningAlgorithm, TppClient, condition::reasons,
+        RegistrationMode, SigningAlgorithm, TppClient,
     },
     error::Error,
     identity::{KeyAlgorithm, jwks::JwkSet},
     oauth::{AudiencePolicy, ClientNeeds},
-    rotation::{CertPolicy, KeyPolicy, Policy, Publication, TokenPolicy},
+    reason::Reason,
+    rotation::{CertPolicy, KeyPolicy, Policy, Publication, RegistrationKind, TokenPolicy},
 };
 
 /// Metadata fields the operator manages itself (refused in `metadata.extra`).
@@ -47,7 +48,7 @@ pub fn check_spec(client: &TppClient, namespace: &str) -> Result<(), Error> {
             .filter(|ns| *ns != namespace)
         {
             return Err(Error::InvalidSpec {
-                reason: reasons::CROSS_NAMESPACE_REFERENCE,
+                reason: Reason::CrossNamespaceReference,
                 message: format!(
                     "{field} names namespace {ns:?}: a TppClient may only read Secrets in its own namespace ({namespace:?}); remove the namespace or copy the Secret"
                 ),
@@ -58,7 +59,7 @@ pub fn check_spec(client: &TppClient, namespace: &str) -> Result<(), Error> {
         && let Some(k) = MANAGED_METADATA.iter().find(|k| extra.contains_key(**k))
     {
         return Err(Error::InvalidSpec {
-            reason: reasons::INVALID_SPEC,
+            reason: Reason::InvalidSpec,
             message: format!(
                 "registration.metadata.extra sets {k:?}, which the operator manages; remove it"
             ),
@@ -159,6 +160,13 @@ pub fn rotation_policy(client: &TppClient, uid: &str) -> Policy {
             .collect(),
         publication: publication(client),
         jitter_seed: jitter_seed(uid),
+        registration: match spec.registration.mode {
+            RegistrationMode::Static => RegistrationKind::Static,
+            RegistrationMode::Dynamic | RegistrationMode::SignedRequest => {
+                RegistrationKind::Answered
+            }
+            RegistrationMode::HubOnboarding => RegistrationKind::Onboarded,
+        },
     }
 }
 

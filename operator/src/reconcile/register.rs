@@ -1,33 +1,45 @@
-//! Registration per mode (wire-spec §3) in the crash-safe order of design §4: keys and
-//! certificate are persisted before the call, an intent is recorded before the request, the AS's
-//! answer is persisted before anything else, and every rotated registration access token is
-//! persisted (with retries) before the next call. Kubernetes and network I/O.
+//! Registration per mode (docs/architecture.md, "Registration") in the crash-safe write order:
+//! keys and certificate are persisted before the call, an intent is recorded before the
+//! request, the AS's answer is persisted before anything else, and every rotated registration
+//! access token is persisted (with retries) before the next call. Whether and why to register
+//! is the planner's decision ([`crate::rotation::registration_due`]). Kubernetes and network I/O.
 
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::session::{Session, save_registration};
+use super::{
+    effects::{Effects, RegisterBody, UpdateBody},
+    session::{Session, save_registration},
+};
 use crate::{
-    crd::{RegistrationMode, TppClient, condition::reasons},
-    error::Error,
+    crd::{RegistrationMode, TppClient},
+    error::{Error, Stage},
     identity::{
         jwks::JwkSet,
         signed_request::{RegistrationRequest, signed_registration_request},
     },
     oauth::{
         ManagementTarget, OauthError, PersistError, Registration, RegistrationPersister,
-        SignedContentType, management, registration as reg,
+        SignedContentType, management,
     },
+    reason::Reason,
     redact::Sensitive,
-    rotation::KeyUse,
+    rotation::{KeyUse, Outcome},
     store::state::RegistrationState,
+};
+
+/// The first pause between attempts to persist a registration answer (doubling).
+const PERSIST_RETRY_BASE: Duration = if cfg!(test) {
+    Duration::from_millis(1)
+} else {
+    Duration::from_millis(200)
 };
 
 /// Writes every registration answer (new RAT included) to `<name>-registration`, retrying a
 /// failed write a few times: once a rotated RAT is lost only re-registration recovers.
-struct SecretPersister<'a> {
-    ctx: &'a super::context::Context,
+pub struct SecretPersister<'a> {
+    effects: &'a dyn Effects,
     client: &'a TppClient,
     namespace: &'a str,
     base: RegistrationState,
@@ -53,22 +65,24 @@ impl SecretPersister<'_> {
 
 impl RegistrationPersister for SecretPersister<'_> {
     async fn persist(&self, registration: &Registration) -> Result<(), PersistError> {
+        use backon::Retryable as _;
         let state = self.state_for(registration);
-        let mut last = None;
-        for attempt in 0..5u32 {
-            match save_registration(self.ctx, self.client, self.namespace, &state).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(attempt, error = %e, "persisting the registration failed; retrying");
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
-                }
-            }
-        }
-        Err(PersistError::new(
-            last.map(|e| e.to_string()).unwrap_or_default(),
-        ))
+        (|| save_registration(self.effects, self.client, self.namespace, &state))
+            .retry(persist_backoff())
+            .notify(|e, wait| tracing::warn!(error = %e, ?wait, "persisting the registration failed; retrying"))
+            .await
+            .map_err(|e| PersistError::new(e.to_string()))
     }
+}
+
+/// Retries of a failed registration write: 4 after the first attempt, 200 ms doubling, with
+/// jitter (about 3 s in all, at most 6 s).
+fn persist_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(PERSIST_RETRY_BASE)
+        .with_factor(2.0)
+        .with_max_times(4)
+        .with_jitter()
 }
 
 fn as_registration(state: &RegistrationState) -> Option<Registration> {
@@ -96,9 +110,8 @@ async fn secret_value(
     r: &crate::crd::SecretKeyRef,
 ) -> Result<SecretString, Error> {
     let secret = s
-        .ctx
-        .store
-        .secret(&s.namespace, &r.name)
+        .effects
+        .user_secret(&s.namespace, &r.name)
         .await
         .map_err(|source| Error::ReadObject {
             what: format!("Secret {}", r.name),
@@ -122,44 +135,20 @@ fn endpoint(s: &Session<'_>) -> Result<String, Error> {
     })
 }
 
-/// Whether registration (or re-onboarding) is due now.
-pub fn due(s: &Session<'_>) -> bool {
-    match s.client.spec.registration.mode {
-        RegistrationMode::Static => false,
-        RegistrationMode::Dynamic | RegistrationMode::SignedRequest => {
-            !s.registration.is_registered()
-        }
-        // Onboarded with another certificate (or never): the hub must see the current one.
-        RegistrationMode::HubOnboarding => {
-            s.transport().map(|t| t.record.x5t_s256) != s.registration.onboarded_x5t
-        }
-    }
-}
-
-/// Whether the material registration needs is in place (an active signing key and a
-/// certificate, both persisted).
-pub fn ready(s: &Session<'_>) -> bool {
-    s.transport().is_some()
-        && s.keys.keys.iter().any(|k| {
-            k.record.use_ == KeyUse::Sig && k.record.state == crate::rotation::KeyState::Active
-        })
-}
-
 /// Register (or onboard) the client.
 pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     let now = s.ctx.clock.now();
     let identity = s.identity()?;
-    let http = s
-        .server
-        .http(s.ctx, identity.as_ref())
-        .map_err(Error::RegisterClient)?;
     let endpoint = endpoint(s)?;
     let started = std::time::Instant::now();
     let mode = s.client.spec.registration.mode;
     if mode == RegistrationMode::HubOnboarding {
         // The hub sees the certificate: it is persisted first.
         s.persist_keys().await?;
-        let result = reg::hub_onboard(&http, &endpoint).await;
+        let result = s
+            .effects
+            .hub_onboard(s.target(identity.as_ref()), &endpoint)
+            .await;
         observe(s, &result, started);
         result.map_err(Error::RegisterClient)?;
         s.registration.client_id = s.client.spec.registration.client_id.clone();
@@ -167,7 +156,7 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         s.registration.registered_at = Some(now);
         s.save_registration().await?;
         s.events.push((
-            reasons::REGISTERED,
+            Reason::Registered,
             "onboarded at the hub with the current transport certificate".into(),
         ));
         return Ok(());
@@ -181,7 +170,7 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         // A request went out and no answer was persisted (the process died in between): the AS
         // may hold a client we cannot manage. Say so, then register again.
         s.events.push((
-            reasons::REGISTRATION_LOST,
+            Reason::RegistrationLost,
             format!("a registration attempt at {at} left no persisted answer; a client may remain at the AS unmanaged"),
         ));
     }
@@ -200,38 +189,36 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
     };
     // Intent before the request, in the same write as the keys and certificate it carries.
     s.keys.registration_attempt_started_at = Some(now);
-    s.keys_changed();
     s.persist_keys().await?;
     let persister = SecretPersister {
-        ctx: s.ctx,
+        effects: s.effects,
         client: s.client,
         namespace: &s.namespace,
         base: s.registration.clone(),
         now,
     };
-    let result = match body {
-        Body::Json(iat) => {
-            reg::register_dynamic(&http, &endpoint, iat.as_ref(), &metadata, &persister).await
-        }
-        Body::Signed(jws) => {
-            reg::register_signed(&http, &endpoint, jws, content_type(s), &persister).await
-        }
+    let body = match &body {
+        Body::Json(iat) => RegisterBody::Json {
+            initial_access_token: iat.as_ref(),
+            metadata: &metadata,
+        },
+        Body::Signed(jws) => RegisterBody::Signed {
+            jws: jws.clone(),
+            content_type: content_type(s),
+        },
     };
+    let result = s
+        .effects
+        .register(s.target(identity.as_ref()), &endpoint, body, &persister)
+        .await;
     observe(s, &result, started);
     let registration = result.map_err(Error::RegisterClient)?;
     s.registration = persister.state_for(&registration);
     // The intent is moot once the answer is persisted; it leaves the keys Secret with its next
     // write (no write of its own).
     s.keys.registration_attempt_started_at = None;
-    s.ctx.metrics.set_expiry(
-        crate::metrics::Expiry::KeyActivated,
-        &s.namespace,
-        &s.name,
-        "",
-        Some(now),
-    );
     s.events.push((
-        reasons::REGISTERED,
+        Reason::Registered,
         format!(
             "registered at the authorization server as client {}",
             registration.client_id
@@ -246,9 +233,12 @@ fn observe<T>(s: &Session<'_>, result: &Result<T, OauthError>, started: std::tim
         Err(e) if e.is_transient() => "transient",
         Err(_) => "permanent",
     };
-    s.ctx
-        .metrics
-        .observe_call("registration", outcome, started.elapsed().as_secs_f64());
+    s.ctx.metrics.observe_call(
+        &s.client.spec.authorization_server_ref.name,
+        "registration",
+        outcome,
+        started.elapsed().as_secs_f64(),
+    );
 }
 
 async fn initial_access_token(s: &Session<'_>) -> Result<Option<SecretString>, Error> {
@@ -296,7 +286,7 @@ async fn signed_request(
         .clone()
         .or_else(|| s.server.spec.registration.as_ref().and_then(|r| r.software_statement_ref.clone()))
         .ok_or_else(|| Error::InvalidSpec {
-            reason: reasons::INVALID_SPEC,
+            reason: Reason::InvalidSpec,
             message: "SignedRequest registration needs a software statement: set registration.softwareStatementRef (or the AuthorizationServer's)".into(),
         })?;
     let statement = secret_value(s, &r).await?;
@@ -306,18 +296,18 @@ async fn signed_request(
             .ok()
             .and_then(|j| j.str_claim("software_id").map(str::to_owned))
             .ok_or_else(|| Error::InvalidSpec {
-                reason: reasons::INVALID_SPEC,
+                reason: Reason::InvalidSpec,
                 message: "the software statement carries no software_id; set registration.metadata.softwareId".into(),
             })?,
     };
     let key = s
         .active_key(KeyUse::Sig)?
         .ok_or_else(|| Error::InvalidSpec {
-            reason: reasons::PENDING,
+            reason: Reason::Pending,
             message: "no active signing key yet".into(),
         })?;
     let signer = key.signer().map_err(|source| Error::Identity {
-        step: "loading the signing key",
+        stage: Stage::LoadSigningKey,
         source,
     })?;
     let mut metadata = metadata.clone();
@@ -331,16 +321,21 @@ async fn signed_request(
     };
     signed_registration_request(&signer, request, s.ctx.clock.now()).map_err(|source| {
         Error::Identity {
-            step: "signing the registration request",
+            stage: Stage::SignRegistrationRequest,
             source,
         }
     })
 }
 
 /// RFC 7592 PUT of the full metadata with `jwks` (a new RAT is persisted before this returns).
-pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> Result<(), Error> {
+/// [`Outcome::RegistrationLost`] when the AS refused the registration access token: the
+/// registration is forgotten and the planner registers the client again.
+pub async fn update_registration(
+    s: &mut Session<'_>,
+    jwks: Option<&JwkSet>,
+) -> Result<Outcome, Error> {
     let Some(current) = as_registration(&s.registration) else {
-        return Ok(());
+        return Ok(Outcome::Done);
     };
     if current.registration_access_token.is_none() {
         return Err(Error::UpdateRegistration(OauthError::InvalidResponse {
@@ -351,10 +346,6 @@ pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> 
     // The keys the update carries are persisted before the AS sees them.
     s.persist_keys().await?;
     let identity = s.identity()?;
-    let http = s
-        .server
-        .http(s.ctx, identity.as_ref())
-        .map_err(Error::UpdateRegistration)?;
     let endpoint = endpoint(s)?;
     let target = ManagementTarget {
         registration_endpoint: &endpoint,
@@ -363,30 +354,34 @@ pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> 
     let metadata = super::policy::registration_metadata(s.client, &s.namespace, &s.name, jwks);
     let now = s.ctx.clock.now();
     let persister = SecretPersister {
-        ctx: s.ctx,
+        effects: s.effects,
         client: s.client,
         namespace: &s.namespace,
         base: s.registration.clone(),
         now,
     };
     let started = std::time::Instant::now();
-    let result = match s.client.spec.registration.mode {
+    let body = match s.client.spec.registration.mode {
         RegistrationMode::SignedRequest => {
             let mut md = metadata.clone();
             md.insert("client_id".into(), current.client_id.clone().into());
-            let jws = signed_request(s, &md).await?;
-            management::update_client_signed(
-                &http,
-                target,
-                &current,
-                jws,
-                content_type(s),
-                &persister,
-            )
-            .await
+            UpdateBody::Signed {
+                jws: signed_request(s, &md).await?,
+                content_type: content_type(s),
+            }
         }
-        _ => management::update_client(&http, target, &current, &metadata, &persister).await,
+        _ => UpdateBody::Json(&metadata),
     };
+    let result = s
+        .effects
+        .update_registration(
+            s.target(identity.as_ref()),
+            target,
+            &current,
+            body,
+            &persister,
+        )
+        .await;
     observe(s, &result, started);
     let updated = match result {
         Ok(updated) => updated,
@@ -397,23 +392,21 @@ pub async fn update_registration(s: &mut Session<'_>, jwks: Option<&JwkSet>) -> 
             let old = s.registration.client_id.clone().unwrap_or_default();
             tracing::warn!(client = %s.name, old_client_id = %old, "registration access token refused; registering a new client");
             s.events.push((
-                reasons::REGISTRATION_LOST,
+                Reason::RegistrationLost,
                 format!("the AS refused the registration access token of client {old} ({e}); registering a new client — {old} may remain at the AS"),
             ));
             s.registration = RegistrationState::default();
             s.save_registration().await?;
             // An old intent must not be mistaken for a lost answer of the next attempt.
-            if s.keys.registration_attempt_started_at.take().is_some() {
-                s.keys_changed();
-            }
+            s.keys.registration_attempt_started_at = None;
             // Tokens of the old client go with it: the next step mints new ones.
             s.credentials.tokens.clear();
-            return Ok(());
+            return Ok(Outcome::RegistrationLost);
         }
         Err(e) => return Err(Error::UpdateRegistration(e)),
     };
     s.registration = persister.state_for(&updated);
-    Ok(())
+    Ok(Outcome::Done)
 }
 
 /// RFC 7592 DELETE; "already gone" counts as done.
@@ -425,16 +418,32 @@ pub async fn deregister(s: &Session<'_>) -> Result<management::DeleteOutcome, Er
         return Ok(management::DeleteOutcome::AlreadyGone);
     }
     let identity = s.identity()?;
-    let http = s
-        .server
-        .http(s.ctx, identity.as_ref())
-        .map_err(Error::UpdateRegistration)?;
     let endpoint = endpoint(s)?;
     let target = ManagementTarget {
         registration_endpoint: &endpoint,
         issuer: &s.server.spec.issuer,
     };
-    management::delete_client(&http, target, &current)
+    s.effects
+        .delete_registration(s.target(identity.as_ref()), target, &current)
         .await
         .map_err(Error::UpdateRegistration)
+}
+
+#[cfg(test)]
+mod tests {
+    use backon::BackoffBuilder as _;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_registration_write_is_retried_four_times_with_growing_waits() {
+        let waits: Vec<Duration> = persist_backoff().build().collect();
+        assert_eq!(waits.len(), 4, "{waits:?}");
+        for (i, w) in waits.iter().enumerate() {
+            // The base (200 ms; 1 ms in unit tests) doubling, plus up to the same again as jitter.
+            let base = PERSIST_RETRY_BASE * (1 << i);
+            assert!(*w >= base && *w <= base * 2, "wait {i}: {w:?}");
+        }
+        assert!(waits.iter().sum::<Duration>() <= PERSIST_RETRY_BASE * 30);
+    }
 }

@@ -1,22 +1,26 @@
-//! Resolving a TppClient's authorization server: the AuthorizationServer or
-//! ClusterAuthorizationServer object, the confused-deputy check, the CA bundle, and the
-//! discovery document (cached) with the FAPI 2.0 preflight. Kubernetes and network I/O.
+//! Resolving authorization servers. The AS controllers resolve each AS once (CA bundle,
+//! discovery document) with [`resolve_server`] and publish it in the [`super::server_index`];
+//! a TppClient reconcile finds its AS object (with the confused-deputy check of a
+//! ClusterAuthorizationServer), reads the published resolution and runs its own preflight on
+//! it ([`resolve`]). Kubernetes and network I/O.
 
 use std::{num::NonZeroU32, sync::Arc};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::{Api, ResourceExt};
+use kube::{Api, ResourceExt, runtime::reflector::ObjectRef};
 
+pub use super::server_index::Lookup;
 use super::{context::Context, policy};
 use crate::{
     crd::{
         AuthorizationServer, AuthorizationServerKind, AuthorizationServerSpec,
-        ClusterAuthorizationServer, KeyRef, KeyRefKind, TppClient, condition::reasons,
+        ClusterAuthorizationServer, KeyRef, KeyRefKind, TppClient,
     },
     error::Error,
     oauth::{
         AsClient, ClientIdentity, ProviderMetadata, RateLimit, Severity, TransportConfig, preflight,
     },
+    reason::Reason,
 };
 
 /// A usable authorization server.
@@ -63,21 +67,21 @@ impl ResolvedServer {
     }
 }
 
-/// Fetch and check the server a TppClient refers to.
-pub async fn resolve(
-    client: &TppClient,
-    namespace: &str,
-    ctx: &Context,
-) -> Result<ResolvedServer, Error> {
+/// The server a TppClient refers to, as its AuthorizationServer controller resolved it
+/// ([`super::server_index`]): the object must exist (and, cluster-scoped, serve the client's
+/// namespace), its resolution must be Ready at the object's generation, and its discovery
+/// document must offer what this client needs (the client's own preflight). When the AS is
+/// not Ready the client waits ([`Lookup::Waiting`]) and is woken once it is.
+pub async fn resolve(client: &TppClient, namespace: &str, ctx: &Context) -> Result<Lookup, Error> {
     let r = &client.spec.authorization_server_ref;
     let not_found = |what: String| Error::AuthorizationServer {
-        reason: reasons::AUTHORIZATION_SERVER_NOT_FOUND,
+        reason: Reason::AuthorizationServerNotFound,
         message: what,
     };
-    let (spec, as_key, ref_namespace) = match r.kind {
+    let (generation, as_key) = match r.kind {
         AuthorizationServerKind::AuthorizationServer => {
-            let spec = match ctx.servers.namespaced(namespace, &r.name) {
-                Some(cached) => cached.spec.clone(),
+            let generation = match ctx.servers.namespaced(namespace, &r.name) {
+                Some(cached) => cached.metadata.generation,
                 None => {
                     let api: Api<AuthorizationServer> =
                         Api::namespaced(ctx.client.clone(), namespace);
@@ -93,14 +97,11 @@ pub async fn resolve(
                                 r.name
                             ))
                         })?
-                        .spec
+                        .metadata
+                        .generation
                 }
             };
-            (
-                spec,
-                format!("as/{namespace}/{}", r.name),
-                namespace.to_owned(),
-            )
+            (generation, namespaced_key(namespace, &r.name))
         }
         AuthorizationServerKind::ClusterAuthorizationServer => {
             let server = match ctx.servers.cluster(&r.name) {
@@ -124,38 +125,59 @@ pub async fn resolve(
                 }
             };
             check_allowed(ctx, &server, namespace).await?;
-            let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-            (server.spec.server.clone(), format!("cas/{}", r.name), ns)
+            (server.metadata.generation, cluster_key(&r.name))
         }
     };
-    let ca_pem = ca_bundle(
-        ctx,
-        &spec,
-        &ref_namespace,
-        r.kind == AuthorizationServerKind::ClusterAuthorizationServer,
-    )
-    .await?;
+    let lookup = ctx
+        .index
+        .lookup(&as_key, &r.name, generation, ObjectRef::from_obj(client));
+    if let Lookup::Ready(server) = &lookup {
+        let findings: Vec<String> =
+            preflight(&server.meta, &policy::client_needs(client, &server.spec))
+                .into_iter()
+                .filter(|f| f.severity() == Severity::Error)
+                .map(|f| f.to_string())
+                .collect();
+        if !findings.is_empty() {
+            return Err(Error::Preflight(findings.join("; ")));
+        }
+    }
+    Ok(lookup)
+}
+
+/// The index key of the AuthorizationServer `namespace/name`.
+pub fn namespaced_key(namespace: &str, name: &str) -> String {
+    format!("as/{namespace}/{name}")
+}
+
+/// The index key of the ClusterAuthorizationServer `name`.
+pub fn cluster_key(name: &str) -> String {
+    format!("cas/{name}")
+}
+
+/// Resolve an AS for its controller: the CA bundle, then the discovery document (cached).
+/// `ca_namespace` is where a `caBundleRef` without a namespace is read.
+pub async fn resolve_server(
+    ctx: &Context,
+    spec: &AuthorizationServerSpec,
+    as_key: &str,
+    ca_namespace: &str,
+    cluster: bool,
+) -> Result<ResolvedServer, Error> {
+    let ca_pem = ca_bundle(ctx, spec, ca_namespace, cluster).await?;
     let transport = TransportConfig::new(ca_pem.clone().into_bytes());
     let plain = ctx
         .pool
-        .client(&as_key, &transport, None, None)
+        .client(as_key, &transport, None, None)
         .map_err(Error::Discovery)?;
     let meta = ctx
         .discovery
         .get(&plain, &spec.issuer, spec.discovery_url.as_deref())
         .await
         .map_err(Error::Discovery)?;
-    let findings: Vec<String> = preflight(&meta, &policy::client_needs(client, &spec))
-        .into_iter()
-        .filter(|f| f.severity() == Severity::Error)
-        .map(|f| f.to_string())
-        .collect();
-    if !findings.is_empty() {
-        return Err(Error::Preflight(findings.join("; ")));
-    }
     Ok(ResolvedServer {
-        spec,
-        as_key,
+        spec: spec.clone(),
+        as_key: as_key.to_owned(),
         ca_pem,
         transport,
         meta,
@@ -168,7 +190,7 @@ async fn check_allowed(
     namespace: &str,
 ) -> Result<(), Error> {
     let refuse = |why: &str| Error::AuthorizationServer {
-        reason: reasons::NAMESPACE_NOT_ALLOWED,
+        reason: Reason::NamespaceNotAllowed,
         message: format!(
             "ClusterAuthorizationServer {:?} {why} namespace {namespace:?}",
             server.name_any()
@@ -233,7 +255,7 @@ pub async fn ca_bundle(
     }) = &spec.ca_bundle_ref
     else {
         return Err(Error::InvalidSpec {
-            reason: reasons::INVALID_SPEC,
+            reason: Reason::InvalidSpec,
             message: "the AuthorizationServer has neither caBundle nor caBundleRef: no TLS trust for the AS".into(),
         });
     };
@@ -241,7 +263,7 @@ pub async fn ca_bundle(
         Some(n) if cluster => n.as_str(),
         Some(n) if n != namespace => {
             return Err(Error::InvalidSpec {
-                reason: reasons::CROSS_NAMESPACE_REFERENCE,
+                reason: Reason::CrossNamespaceReference,
                 message: format!(
                     "caBundleRef names namespace {n:?}; a namespaced AuthorizationServer reads only its own"
                 ),

@@ -1,6 +1,8 @@
-//! The AuthorizationServer / ClusterAuthorizationServer controller: discovery, issuer check and
-//! the generic FAPI 2.0 preflight, reported in the object's status (Ready, effective endpoints,
-//! advertised methods and algorithms). Network and Kubernetes I/O.
+//! The AuthorizationServer / ClusterAuthorizationServer controller: the one place an AS is
+//! resolved (CA bundle, discovery, issuer check, the generic FAPI 2.0 preflight). The result is
+//! published in the in-memory [`super::server_index`] for the TppClient reconciles, then in the
+//! object's status for users (Ready, effective endpoints, advertised methods and algorithms).
+//! Network and Kubernetes I/O.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,36 +14,76 @@ use kube::{
 };
 use serde_json::json;
 
-use super::context::Context;
+use super::{context::Context, server::ResolvedServer, server_index::Resolution};
 use crate::{
     crd::{
         AuthorizationServer, AuthorizationServerSpec, AuthorizationServerStatus,
-        ClusterAuthorizationServer, DiscoveredEndpoints, Profile,
-        condition::{self, reasons, types},
+        ClusterAuthorizationServer, DiscoveredEndpoints, Profile, annotations,
+        condition::{self, types},
     },
     error::Error,
-    oauth::{ClientNeeds, EndpointKind, Severity, TransportConfig, preflight},
+    oauth::{ClientNeeds, EndpointKind, Severity, preflight},
+    reason::Reason,
     store::layout::FIELD_MANAGER,
 };
 
+/// Drop the cached discovery document of `spec` when `annotations` carry a new
+/// `tpp.dev/refresh-discovery` value (see [`super::refresh`]).
+fn refresh_discovery(
+    ctx: &Context,
+    as_key: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+    spec: &AuthorizationServerSpec,
+) {
+    let requested = annotations
+        .get(annotations::REFRESH_DISCOVERY)
+        .map(String::as_str);
+    if ctx.discovery_refreshes.take(as_key, requested) {
+        tracing::info!(
+            server = as_key,
+            "refresh-discovery requested: dropping the cached discovery document"
+        );
+        ctx.discovery
+            .invalidate(&spec.issuer, spec.discovery_url.as_deref());
+    }
+}
+
+/// Resolve the AS, check it, and publish the result in the index (for the TppClients) before
+/// the status is written (for users).
 async fn observe(
+    ctx: &Context,
+    spec: &AuthorizationServerSpec,
+    generation: Option<i64>,
+    as_key: &str,
+    ca_namespace: &str,
+    cluster: bool,
+) -> Result<AuthorizationServerStatus, Error> {
+    match check(ctx, spec, as_key, ca_namespace, cluster).await {
+        Ok((status, server)) => {
+            ctx.index
+                .publish(as_key, generation, Resolution::Ready(Arc::new(server)));
+            Ok(status)
+        }
+        Err(e) => {
+            let resolution = Resolution::NotReady {
+                reason: e.reason(),
+                message: e.chain(),
+            };
+            ctx.index.publish(as_key, generation, resolution);
+            Err(e)
+        }
+    }
+}
+
+async fn check(
     ctx: &Context,
     spec: &AuthorizationServerSpec,
     as_key: &str,
     ca_namespace: &str,
     cluster: bool,
-) -> Result<AuthorizationServerStatus, Error> {
-    let ca = super::server::ca_bundle(ctx, spec, ca_namespace, cluster).await?;
-    let transport = TransportConfig::new(ca.into_bytes());
-    let http = ctx
-        .pool
-        .client(as_key, &transport, None, None)
-        .map_err(Error::Discovery)?;
-    let meta = ctx
-        .discovery
-        .get(&http, &spec.issuer, spec.discovery_url.as_deref())
-        .await
-        .map_err(Error::Discovery)?;
+) -> Result<(AuthorizationServerStatus, ResolvedServer), Error> {
+    let server = super::server::resolve_server(ctx, spec, as_key, ca_namespace, cluster).await?;
+    let meta = server.meta.clone();
     let needs = ClientNeeds {
         fapi2: spec.profile == Profile::FAPI2,
         ..Default::default()
@@ -55,7 +97,7 @@ async fn observe(
         return Err(Error::Preflight(errors.join("; ")));
     }
     let ep = |k| meta.effective_endpoint(k, true).map(str::to_owned);
-    Ok(AuthorizationServerStatus {
+    let status = AuthorizationServerStatus {
         endpoints: Some(DiscoveredEndpoints {
             token: ep(EndpointKind::Token),
             registration: spec
@@ -74,7 +116,8 @@ async fn observe(
             .token_endpoint_auth_signing_alg_values_supported
             .clone(),
         ..Default::default()
-    })
+    };
+    Ok((status, server))
 }
 
 fn with_conditions(
@@ -92,7 +135,7 @@ fn with_conditions(
             &mut st.conditions,
             types::READY,
             Some(true),
-            reasons::RECONCILED,
+            Reason::Reconciled,
             "discovery succeeded and the preflight found nothing missing",
             generation,
             now,
@@ -168,10 +211,13 @@ pub async fn reconcile_namespaced(
     ctx: Arc<Context>,
 ) -> Result<Requeue, Error> {
     let ns = obj.namespace().unwrap_or_default();
+    let as_key = super::server::namespaced_key(&ns, &obj.name_any());
+    refresh_discovery(&ctx, &as_key, obj.annotations(), &obj.spec);
     let result = observe(
         &ctx,
         &obj.spec,
-        &format!("as/{ns}/{}", obj.name_any()),
+        obj.metadata.generation,
+        &as_key,
         &ns,
         false,
     )
@@ -200,10 +246,13 @@ pub async fn reconcile_cluster(
     ctx: Arc<Context>,
 ) -> Result<Requeue, Error> {
     let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let as_key = super::server::cluster_key(&obj.name_any());
+    refresh_discovery(&ctx, &as_key, obj.annotations(), &obj.spec.server);
     let result = observe(
         &ctx,
         &obj.spec.server,
-        &format!("cas/{}", obj.name_any()),
+        obj.metadata.generation,
+        &as_key,
         &ns,
         true,
     )
@@ -228,6 +277,6 @@ pub async fn reconcile_cluster(
 
 /// Requeue after a failed status write.
 pub fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Requeue {
-    tracing::warn!(reason = error.reason(), error = %error.chain(), "authorization server reconcile failed");
+    tracing::warn!(reason = %error.reason(), error = %error.chain(), "authorization server reconcile failed");
     Requeue::requeue(Duration::from_secs(30))
 }

@@ -1,16 +1,22 @@
 //! One reconcile's working state: the client, its resolved AS, everything loaded from its
-//! Secrets, and the persistence steps that keep the crash-safe write order (design §4). Each
-//! `save_*` is one server-side apply; the in-memory state is the truth between them.
+//! Secrets, and the persistence steps that keep the crash-safe write order
+//! (docs/architecture.md, "Write order"). Each `save_*` is one server-side apply; the in-memory
+//! state is the truth between them. Unsaved key changes are found by comparing `<name>-keys`
+//! with the snapshot last loaded or written, not by marking them.
 
 use std::collections::BTreeSet;
 
 use kube::ResourceExt;
 use secrecy::SecretString;
 
-use super::{context::Context, server::ResolvedServer};
+use super::{
+    context::Context,
+    effects::{AsTarget, Effects, Write},
+    server::ResolvedServer,
+};
 use crate::{
     crd::{CertificateSource, RegistrationMode, TppClient, annotations},
-    error::Error,
+    error::{Error, Stage},
     identity::{
         self, KeyAlgorithm, PrivateKey,
         jwk::KeyUse as JwkUse,
@@ -18,7 +24,7 @@ use crate::{
     },
     oauth::ClientIdentity,
     redact::Sensitive,
-    rotation::{CertRecord, KeyState, KeyUse, Observed, Trigger, TriggerKind, Triggers},
+    rotation::{self, CertRecord, KeyState, KeyUse, Observed, Trigger, TriggerKind, Triggers},
     store::{
         build::{self, CredentialsContent},
         layout,
@@ -41,16 +47,18 @@ pub struct TransportMaterial {
 
 /// The working state of one reconcile.
 pub struct Session<'a> {
-    /// Shared context.
+    /// Shared context (clock, metrics, the crypto pool).
     pub ctx: &'a Context,
+    /// Every read, write and AS call goes through here.
+    pub effects: &'a dyn Effects,
     /// The object.
     pub client: &'a TppClient,
     /// Its namespace.
     pub namespace: String,
     /// Its name.
     pub name: String,
-    /// The resolved authorization server.
-    pub server: ResolvedServer,
+    /// The resolved authorization server (as its controller published it).
+    pub server: std::sync::Arc<ResolvedServer>,
     /// `<name>-keys`.
     pub keys: KeysState,
     /// `<name>-registration`.
@@ -60,12 +68,15 @@ pub struct Session<'a> {
     /// The user's certificate (source SecretRef).
     pub external_cert: Option<TransportMaterial>,
     /// Normal events to publish after the reconcile (reason, note).
-    pub events: Vec<(&'static str, String)>,
+    pub events: Vec<(crate::reason::Reason, String)>,
+    /// Do not call the AS before this instant (the backoff of the last failure).
+    pub backoff_until: Option<jiff::Timestamp>,
     /// The last key parsed from its private JWK (kid, key): a refresh parses the active key
     /// once, for the assertion and the credentials Secret alike.
     parsed: std::sync::Mutex<Option<(String, PrivateKey)>>,
-    /// `keys` changed since it was last persisted.
-    keys_dirty: std::sync::atomic::AtomicBool,
+    /// `<name>-keys` as last loaded or written: `keys` differs from it when it has unsaved
+    /// changes.
+    keys_saved: KeysState,
 }
 
 fn read_err(what: String) -> impl FnOnce(kube::Error) -> Error {
@@ -76,12 +87,13 @@ impl<'a> Session<'a> {
     /// Load everything the client's Secrets hold (three GETs, four with a SecretRef certificate).
     pub async fn load(
         ctx: &'a Context,
+        effects: &'a dyn Effects,
         client: &'a TppClient,
         namespace: String,
-        server: ResolvedServer,
+        server: std::sync::Arc<ResolvedServer>,
     ) -> Result<Self, Error> {
         let name = client.name_any();
-        let store = &ctx.store;
+        let store = effects;
         let keys_secret = store
             .own_secret(&namespace, &layout::keys_name(&name))
             .await
@@ -110,7 +122,7 @@ impl<'a> Session<'a> {
         ) {
             (CertificateSource::SecretRef, Some(r)) => {
                 let s = store
-                    .secret(&namespace, &r.name)
+                    .user_secret(&namespace, &r.name)
                     .await
                     .map_err(read_err(format!("Secret {}", r.name)))?
                     .ok_or_else(|| {
@@ -125,17 +137,19 @@ impl<'a> Session<'a> {
         };
         Ok(Self {
             ctx,
+            effects,
             client,
             namespace,
             name,
             server,
+            keys_saved: keys.clone(),
             keys,
             registration,
             credentials,
             external_cert,
             events: vec![],
+            backoff_until: None,
             parsed: Default::default(),
-            keys_dirty: Default::default(),
         })
     }
 
@@ -163,6 +177,14 @@ impl<'a> Session<'a> {
         )
         .map(Some)
         .map_err(Error::FetchToken)
+    }
+
+    /// The AS to call, with `identity` for mTLS.
+    pub fn target<'s>(&'s self, identity: Option<&'s ClientIdentity>) -> AsTarget<'s> {
+        AsTarget {
+            server: &self.server,
+            identity,
+        }
     }
 
     /// The client id: the spec's (Static, HubOnboarding) or the AS's.
@@ -223,7 +245,13 @@ impl<'a> Session<'a> {
                 ),
                 renew_tokens: trig(TriggerKind::RenewTokens, annotations::RENEW_TOKENS),
             },
-            backoff_until: None,
+            onboarded_x5t_s256: self.registration.onboarded_x5t.clone(),
+            registration_unanswered: self
+                .keys
+                .registration_attempt_started_at
+                .or(self.registration.attempt_started_at)
+                .is_some(),
+            backoff_until: self.backoff_until,
             tokens_need_signing_key: self.client.spec.authentication.method
                 == crate::crd::AuthMethod::PrivateKeyJwt,
         }
@@ -247,7 +275,7 @@ impl<'a> Session<'a> {
         }
         let key = PrivateKey::from_private_jwk_json(k.private_jwk.expose()).map_err(|source| {
             Error::Identity {
-                step: "reading the active key",
+                stage: Stage::ReadActiveKey,
                 source,
             }
         })?;
@@ -267,7 +295,7 @@ impl<'a> Session<'a> {
             let key =
                 PrivateKey::from_private_jwk_json(k.private_jwk.expose()).map_err(|source| {
                     Error::Identity {
-                        step: "reading a key to publish",
+                        stage: Stage::ReadKeyToPublish,
                         source,
                     }
                 })?;
@@ -284,7 +312,7 @@ impl<'a> Session<'a> {
             });
         }
         identity::jwks::build_jwks(published).map_err(|source| Error::Identity {
-            step: "building the JWKS",
+            stage: Stage::BuildJwks,
             source,
         })
     }
@@ -299,46 +327,90 @@ impl<'a> Session<'a> {
             .collect()
     }
 
-    /// Note that `keys` changed. The change is persisted by [`Self::persist_keys`], which runs
-    /// before anything outside the cluster can see or use the keys (an AS call, the credentials
-    /// Secret) and at the end of every reconcile: the steps of one pass (two keys, a
-    /// certificate, their publication and activation) cost one write, not five.
-    pub fn keys_changed(&self) {
-        self.keys_dirty
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+    /// Whether `keys` holds changes not yet persisted.
+    pub fn keys_unsaved(&self) -> bool {
+        self.keys != self.keys_saved
     }
 
-    /// Persist `<name>-keys` if it changed.
-    pub async fn persist_keys(&self) -> Result<(), Error> {
-        if !self.keys_dirty.load(std::sync::atomic::Ordering::Relaxed) {
+    /// Apply the outcome of `action` to the key records and handled triggers with the
+    /// planner's [`rotation::apply`] (the simulator's transition too). Keys the action removes
+    /// leave `keys`; the caller adds a generated key (its material beside the record returned).
+    pub fn apply(
+        &mut self,
+        policy: &rotation::Policy,
+        action: &rotation::Action,
+        outcome: rotation::Outcome,
+    ) -> Result<rotation::Observed, Error> {
+        let now = self.ctx.clock.now();
+        let seen = self.observed();
+        let next = rotation::apply(policy, &seen, action, outcome, now).map_err(|e| {
+            Error::CorruptState {
+                what: layout::keys_name(&self.name),
+                message: e.to_string(),
+            }
+        })?;
+        self.keys
+            .keys
+            .retain(|k| next.keys.iter().any(|r| r.kid == k.record.kid));
+        for key in &mut self.keys.keys {
+            if let Some(record) = next.keys.iter().find(|r| r.kid == key.record.kid) {
+                key.record = record.clone();
+            }
+        }
+        for (kind, trigger) in [
+            (TriggerKind::RotateKeys, &next.triggers.rotate_keys),
+            (
+                TriggerKind::RenewCertificate,
+                &next.triggers.renew_certificate,
+            ),
+            (TriggerKind::RenewTokens, &next.triggers.renew_tokens),
+        ] {
+            if let Some(value) = &trigger.handled {
+                self.keys
+                    .handled
+                    .insert(kind.as_str().to_owned(), value.clone());
+            }
+        }
+        Ok(next)
+    }
+
+    /// Persist `<name>-keys` if it has unsaved changes. Runs before anything outside the
+    /// cluster can see or use the keys (an AS call, the credentials Secret) and at the end of
+    /// every reconcile: the steps of one pass (two keys, a certificate, their publication and
+    /// activation) cost one write, not five.
+    pub async fn persist_keys(&mut self) -> Result<(), Error> {
+        if !self.keys_unsaved() {
             return Ok(());
         }
         let obj = build::keys_secret(self.client, &self.keys);
-        self.ctx
-            .store
-            .apply(&self.namespace, &obj)
+        self.effects
+            .write(&self.namespace, Write::Secret(obj))
             .await
             .map_err(|source| Error::ApplyObject {
                 what: layout::keys_name(&self.name),
                 source,
             })?;
-        self.keys_dirty
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.keys_saved = self.keys.clone();
         Ok(())
     }
 
     /// Persist `<name>-registration`.
     pub async fn save_registration(&self) -> Result<(), Error> {
-        save_registration(self.ctx, self.client, &self.namespace, &self.registration).await
+        save_registration(
+            self.effects,
+            self.client,
+            &self.namespace,
+            &self.registration,
+        )
+        .await
     }
 
     /// Write `<name>-jwks` with `set`.
     pub async fn save_jwks(&self, set: &JwkSet) -> Result<(), Error> {
         let json = serde_json::to_string_pretty(set).unwrap_or_default();
         let obj = build::jwks_configmap(self.client, json);
-        self.ctx
-            .store
-            .apply(&self.namespace, &obj)
+        self.effects
+            .write(&self.namespace, Write::ConfigMap(obj))
             .await
             .map_err(|source| Error::ApplyObject {
                 what: layout::jwks_name(&self.name),
@@ -348,9 +420,23 @@ impl<'a> Session<'a> {
     }
 
     /// Write `<name>-credentials` from the current certificate, active key and tokens: one apply.
-    pub async fn save_credentials(&self) -> Result<(), Error> {
+    pub async fn save_credentials(&mut self) -> Result<(), Error> {
         let (Some(t), Some(client_id)) = (self.transport(), self.client_id()) else {
             return Ok(());
+        };
+        // The certificate beside the tokens is the planner's to say: the one they are bound
+        // to, until tokens bound to the current one replace them.
+        let seen = self.observed();
+        let wanted = rotation::credentials_certificate(&seen).map(str::to_owned);
+        let (cert_pem, key_pem) = match (&self.credentials.cert_pem, &self.credentials.key_pem) {
+            (Some(cert), Some(key))
+                if wanted.is_some()
+                    && wanted != Some(t.record.x5t_s256.clone())
+                    && self.credentials.cert_x5t == wanted =>
+            {
+                (cert.clone(), key.expose().clone())
+            }
+            _ => (t.cert_pem.clone(), t.key_pem.expose().clone()),
         };
         // What workloads mount comes from persisted keys only.
         self.persist_keys().await?;
@@ -370,8 +456,8 @@ impl<'a> Session<'a> {
             )
         });
         let content = CredentialsContent {
-            cert_pem: &t.cert_pem,
-            key_pem: t.key_pem.expose(),
+            cert_pem: &cert_pem,
+            key_pem: &key_pem,
             ca_pem: &self.server.ca_pem,
             client_id: &client_id,
             issuer: &self.server.spec.issuer,
@@ -380,9 +466,8 @@ impl<'a> Session<'a> {
             tokens: &self.credentials.tokens,
         };
         let obj = build::credentials_secret(self.client, &content);
-        self.ctx
-            .store
-            .apply(&self.namespace, &obj)
+        self.effects
+            .write(&self.namespace, Write::Secret(obj))
             .await
             .map_err(|source| Error::ApplyObject {
                 what: layout::credentials_name(&self.name),
@@ -394,14 +479,14 @@ impl<'a> Session<'a> {
 
 /// Persist a registration state (used by the RAT persister too).
 pub async fn save_registration(
-    ctx: &Context,
+    effects: &dyn Effects,
     client: &TppClient,
     namespace: &str,
     state: &RegistrationState,
 ) -> Result<(), Error> {
     let obj = build::registration_secret(client, state);
-    ctx.store
-        .apply(namespace, &obj)
+    effects
+        .write(namespace, Write::Secret(obj))
         .await
         .map_err(|source| Error::ApplyObject {
             what: layout::registration_name(&client.name_any()),
@@ -429,19 +514,19 @@ fn external_material(
     let cert_pem = get("tls.crt")?;
     let key_pem = get("tls.key")?;
     let info = identity::cert::parse_pem(&cert_pem).map_err(|source| Error::Identity {
-        step: "reading the transport certificate",
+        stage: Stage::ReadTransportCertificate,
         source,
     })?;
     let matches =
         identity::cert::key_matches_certificate(&key_pem, &cert_pem).map_err(|source| {
             Error::Identity {
-                step: "checking the transport key",
+                stage: Stage::CheckTransportKey,
                 source,
             }
         })?;
     if !matches {
         return Err(Error::InvalidSpec {
-            reason: crate::crd::condition::reasons::CERTIFICATE_INVALID,
+            reason: crate::reason::Reason::CertificateInvalid,
             message: format!("Secret {name:?}: tls.key does not belong to tls.crt"),
         });
     }

@@ -1,6 +1,10 @@
-//! The TppClient's status from what a reconcile saw and did: conditions keyed by type with
-//! reasons a user can act on, the key/certificate/token summary, and no per-refresh data, so a
-//! token refresh does not cost a status write. Pure builders; `publish` writes only on change.
+//! The TppClient's status as a pure function of (material, last plan, last outcome): conditions
+//! keyed by type with [`Reason`]s a user can act on, the key/certificate/token summary, the
+//! kstatus conditions (`Reconciling`, `Stalled`) and `observedGeneration`, and no per-refresh
+//! data, so a token refresh does not cost a status write. [`compute`] is pure; `publish`
+//! writes only on change.
+
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -10,10 +14,12 @@ use super::session::Session;
 use crate::{
     crd::{
         CertificateStatus, HistoryEntry, KeyStatus, TokenStatus, TppClient, TppClientStatus,
-        condition::{self, reasons, types},
+        condition::{Conditions, types},
     },
     error::Error,
-    rotation::{KeyState, KeyUse, Plan},
+    reason::Reason,
+    rotation::{Action, CertRecord, KeyRecord, KeyState, KeyUse, Plan},
+    store::state::StoredToken,
 };
 
 /// A status time with whole seconds: the API server keeps no more, so finer times would make
@@ -22,24 +28,216 @@ fn second(t: Timestamp) -> Time {
     Time(Timestamp::from_second(t.as_second()).unwrap_or(t))
 }
 
-/// What went wrong in this reconcile, and at which condition it shows.
-pub struct Failure<'e> {
-    /// The condition type the failure belongs to.
-    pub condition: &'static str,
-    /// The error.
-    pub error: &'e Error,
+/// What the status is computed from: the client's material as the reconcile left it.
+pub struct Material<'a> {
+    /// The object.
+    pub client: &'a TppClient,
+    /// The client id, once the AS knows the client.
+    pub client_id: Option<String>,
+    /// Whether the AS knows the client.
+    pub registered: bool,
+    /// Every key record.
+    pub keys: Vec<KeyRecord>,
+    /// The certificate in force and its subject.
+    pub certificate: Option<(CertRecord, String)>,
+    /// The tokens in the credentials Secret, by name.
+    pub tokens: &'a BTreeMap<String, StoredToken>,
 }
 
-/// Which condition a failure belongs to, from its reason.
-pub fn condition_for(error: &Error) -> &'static str {
-    match error {
-        Error::RegisterClient(_) | Error::UpdateRegistration(_) => types::REGISTERED,
-        Error::FetchToken(_) => types::TOKENS_READY,
-        Error::Identity { step, .. } if step.contains("certificate") => {
-            types::TRANSPORT_CERTIFICATE_READY
+impl<'a> Material<'a> {
+    /// The material a session holds.
+    pub fn of(s: &'a Session<'_>) -> Self {
+        Self {
+            client: s.client,
+            client_id: s.client_id().filter(|_| s.registered()),
+            registered: s.registered(),
+            keys: s.keys.records(),
+            certificate: s.transport().map(|t| (t.record, t.subject)),
+            tokens: &s.credentials.tokens,
         }
-        _ => types::READY,
     }
+}
+
+/// Status after a reconcile that got as far as loading the client's material; `failure` is the
+/// last outcome when it failed.
+pub fn compute(
+    m: &Material<'_>,
+    old: &TppClientStatus,
+    plan: Option<&Plan>,
+    failure: Option<&Error>,
+    now: Timestamp,
+) -> TppClientStatus {
+    let generation = m.client.metadata.generation;
+    let name = m.client.name_any();
+    let namespace = m.client.namespace().unwrap_or_default();
+    let mut st = old.clone();
+    st.observed_generation = generation;
+    st.client_id = m.client_id.clone();
+    st.signing_keys = m
+        .keys
+        .iter()
+        .map(|k| KeyStatus {
+            kid: k.kid.clone(),
+            use_: match k.use_ {
+                KeyUse::Sig => "sig".into(),
+                KeyUse::Enc => "enc".into(),
+            },
+            state: format!("{:?}", k.state),
+            created_at: Some(second(k.created_at)),
+            activate_at: k.activated_at.map(second),
+            retire_at: k.retiring_at.map(second),
+        })
+        .collect();
+    st.certificate = m
+        .certificate
+        .as_ref()
+        .map(|(record, subject)| CertificateStatus {
+            not_after: Some(second(record.not_after)),
+            renewal_time: record
+                .not_after
+                .checked_sub(m.client.spec.transport_certificate.renew_before.signed())
+                .ok()
+                .map(second),
+            x5t_s256: Some(record.x5t_s256.clone()),
+            subject: Some(subject.clone()),
+        });
+    st.tokens = m
+        .client
+        .spec
+        .tokens
+        .iter()
+        .filter_map(|t| {
+            m.tokens.get(&t.name).map(|held| TokenStatus {
+                name: t.name.clone(),
+                scope: held.scope.clone(),
+            })
+        })
+        .collect();
+
+    let failed = |ty: &str| failure.filter(|e| e.condition() == ty);
+    let mut c = Conditions::new(&mut st.conditions, generation, now);
+    // Registered.
+    match (failed(types::REGISTERED), m.registered) {
+        (Some(e), _) => c.set(types::REGISTERED, false, e.reason(), &e.chain()),
+        (None, true) => c.set(
+            types::REGISTERED,
+            true,
+            Reason::Registered,
+            &match &m.client_id {
+                Some(id) => format!("client {id} ({:?})", m.client.spec.registration.mode),
+                None => "registered".into(),
+            },
+        ),
+        (None, false) => c.set(
+            types::REGISTERED,
+            false,
+            Reason::Pending,
+            "registration has not completed yet",
+        ),
+    };
+    // Signing key.
+    let active = m
+        .keys
+        .iter()
+        .find(|k| k.use_ == KeyUse::Sig && k.state == KeyState::Active);
+    let awaiting = plan.and_then(|p| {
+        p.actions.iter().find_map(|a| match a {
+            Action::AwaitApproval { kid } => Some(kid.clone()),
+            _ => None,
+        })
+    });
+    match (failed(types::SIGNING_KEY_READY), active, awaiting) {
+        (Some(e), _, _) => c.set(types::SIGNING_KEY_READY, false, e.reason(), &e.chain()),
+        (None, Some(k), None) => c.set(
+            types::SIGNING_KEY_READY,
+            true,
+            Reason::KeyActive,
+            &format!("signing key {} is active", k.kid),
+        ),
+        (None, Some(k), Some(kid)) => c.set(
+            types::SIGNING_KEY_READY,
+            true,
+            Reason::AwaitingKeyApproval,
+            &format!(
+                "signing key {} is active; new key {kid} awaits approval: upload it to the AS, then add it to the tpp.dev/approved-kids annotation",
+                k.kid
+            ),
+        ),
+        (None, None, Some(kid)) => c.set(
+            types::SIGNING_KEY_READY,
+            false,
+            Reason::AwaitingKeyApproval,
+            &format!(
+                "key {kid} awaits approval: upload the JWKS (served at /jwks/{namespace}/{name}) to the AS, then add {kid} to the tpp.dev/approved-kids annotation"
+            ),
+        ),
+        (None, None, None) => c.set(
+            types::SIGNING_KEY_READY,
+            false,
+            Reason::Pending,
+            "no active signing key yet",
+        ),
+    };
+    // Certificate.
+    match (failed(types::TRANSPORT_CERTIFICATE_READY), &m.certificate) {
+        (Some(e), _) => c.set(
+            types::TRANSPORT_CERTIFICATE_READY,
+            false,
+            e.reason(),
+            &e.chain(),
+        ),
+        (None, Some((record, _))) if record.not_after > now => c.set(
+            types::TRANSPORT_CERTIFICATE_READY,
+            true,
+            Reason::CertificateIssued,
+            &format!("valid until {}", record.not_after),
+        ),
+        (None, Some(_)) => c.set(
+            types::TRANSPORT_CERTIFICATE_READY,
+            false,
+            Reason::CertificateInvalid,
+            "the transport certificate has expired",
+        ),
+        (None, None) => c.set(
+            types::TRANSPORT_CERTIFICATE_READY,
+            false,
+            Reason::Pending,
+            "no transport certificate yet",
+        ),
+    };
+    // Tokens (no expiry times in the message: a refresh must not change status).
+    let missing: Vec<&str> = m
+        .client
+        .spec
+        .tokens
+        .iter()
+        .filter(|t| {
+            m.tokens
+                .get(&t.name)
+                .is_none_or(|held| held.record.expires_at <= now)
+        })
+        .map(|t| t.name.as_str())
+        .collect();
+    match failed(types::TOKENS_READY) {
+        Some(e) => c.set(types::TOKENS_READY, false, e.reason(), &e.chain()),
+        None if missing.is_empty() => c.set(
+            types::TOKENS_READY,
+            true,
+            Reason::TokensIssued,
+            &format!(
+                "{} token(s) in Secret {name}-credentials",
+                m.client.spec.tokens.len()
+            ),
+        ),
+        None => c.set(
+            types::TOKENS_READY,
+            false,
+            Reason::Pending,
+            &format!("waiting for token(s): {}", missing.join(", ")),
+        ),
+    };
+    ready(&mut st, failed(types::READY), failure, generation, now);
+    st
 }
 
 /// Status after a reconcile that got as far as loading the client's material.
@@ -47,251 +245,10 @@ pub fn from_session(
     s: &Session<'_>,
     old: &TppClientStatus,
     plan: Option<&Plan>,
-    failure: Option<Failure<'_>>,
+    failure: Option<&Error>,
     now: Timestamp,
 ) -> TppClientStatus {
-    let generation = s.client.metadata.generation;
-    let mut st = old.clone();
-    st.observed_generation = generation;
-    st.client_id = s.client_id().filter(|_| s.registered());
-    // Keys.
-    st.signing_keys = s
-        .keys
-        .keys
-        .iter()
-        .map(|k| KeyStatus {
-            kid: k.record.kid.clone(),
-            use_: match k.record.use_ {
-                KeyUse::Sig => "sig".into(),
-                KeyUse::Enc => "enc".into(),
-            },
-            state: format!("{:?}", k.record.state),
-            created_at: Some(second(k.record.created_at)),
-            activate_at: k.record.activated_at.map(second),
-            retire_at: k.record.retiring_at.map(second),
-        })
-        .collect();
-    let transport = s.transport();
-    st.certificate = transport.as_ref().map(|t| CertificateStatus {
-        not_after: Some(second(t.record.not_after)),
-        renewal_time: t
-            .record
-            .not_after
-            .checked_sub(s.client.spec.transport_certificate.renew_before.signed())
-            .ok()
-            .map(second),
-        x5t_s256: Some(t.record.x5t_s256.clone()),
-        subject: Some(t.subject.clone()),
-    });
-    st.tokens = s
-        .client
-        .spec
-        .tokens
-        .iter()
-        .filter_map(|t| {
-            s.credentials.tokens.get(&t.name).map(|held| TokenStatus {
-                name: t.name.clone(),
-                scope: held.scope.clone(),
-            })
-        })
-        .collect();
-
-    let c = &mut st.conditions;
-    let failed = |ty: &str| {
-        failure
-            .as_ref()
-            .filter(|f| f.condition == ty)
-            .map(|f| f.error)
-    };
-    // Registered.
-    match (failed(types::REGISTERED), s.registered()) {
-        (Some(e), _) => condition::upsert(
-            c,
-            types::REGISTERED,
-            Some(false),
-            e.reason(),
-            &e.chain(),
-            generation,
-            now,
-        ),
-        (None, true) => condition::upsert(
-            c,
-            types::REGISTERED,
-            Some(true),
-            reasons::REGISTERED,
-            &registered_message(s),
-            generation,
-            now,
-        ),
-        (None, false) => condition::upsert(
-            c,
-            types::REGISTERED,
-            Some(false),
-            reasons::PENDING,
-            "registration has not completed yet",
-            generation,
-            now,
-        ),
-    };
-    // Signing key.
-    let active = s
-        .keys
-        .keys
-        .iter()
-        .find(|k| k.record.use_ == KeyUse::Sig && k.record.state == KeyState::Active);
-    let awaiting = plan.and_then(|p| {
-        p.actions.iter().find_map(|a| match a {
-            crate::rotation::Action::AwaitApproval { kid } => Some(kid.clone()),
-            _ => None,
-        })
-    });
-    match (active, awaiting) {
-        (Some(k), None) => condition::upsert(
-            c,
-            types::SIGNING_KEY_READY,
-            Some(true),
-            reasons::KEY_ACTIVE,
-            &format!("signing key {} is active", k.record.kid),
-            generation,
-            now,
-        ),
-        (Some(k), Some(kid)) => condition::upsert(
-            c,
-            types::SIGNING_KEY_READY,
-            Some(true),
-            reasons::AWAITING_KEY_APPROVAL,
-            &format!(
-                "signing key {} is active; new key {kid} awaits approval: upload it to the AS, then add it to the tpp.dev/approved-kids annotation",
-                k.record.kid
-            ),
-            generation,
-            now,
-        ),
-        (None, Some(kid)) => condition::upsert(
-            c,
-            types::SIGNING_KEY_READY,
-            Some(false),
-            reasons::AWAITING_KEY_APPROVAL,
-            &format!(
-                "key {kid} awaits approval: upload the JWKS (served at /jwks/{}/{}) to the AS, then add {kid} to the tpp.dev/approved-kids annotation",
-                s.namespace, s.name
-            ),
-            generation,
-            now,
-        ),
-        (None, None) => condition::upsert(
-            c,
-            types::SIGNING_KEY_READY,
-            Some(false),
-            reasons::PENDING,
-            "no active signing key yet",
-            generation,
-            now,
-        ),
-    };
-    // Certificate.
-    match (failed(types::TRANSPORT_CERTIFICATE_READY), &transport) {
-        (Some(e), _) => condition::upsert(
-            c,
-            types::TRANSPORT_CERTIFICATE_READY,
-            Some(false),
-            e.reason(),
-            &e.chain(),
-            generation,
-            now,
-        ),
-        (None, Some(t)) if t.record.not_after > now => condition::upsert(
-            c,
-            types::TRANSPORT_CERTIFICATE_READY,
-            Some(true),
-            reasons::CERTIFICATE_ISSUED,
-            &format!("valid until {}", t.record.not_after),
-            generation,
-            now,
-        ),
-        (None, Some(_)) => condition::upsert(
-            c,
-            types::TRANSPORT_CERTIFICATE_READY,
-            Some(false),
-            reasons::CERTIFICATE_INVALID,
-            "the transport certificate has expired",
-            generation,
-            now,
-        ),
-        (None, None) => condition::upsert(
-            c,
-            types::TRANSPORT_CERTIFICATE_READY,
-            Some(false),
-            reasons::PENDING,
-            "no transport certificate yet",
-            generation,
-            now,
-        ),
-    };
-    // Tokens (no expiry times in the message: a refresh must not change status).
-    let missing: Vec<&str> = s
-        .client
-        .spec
-        .tokens
-        .iter()
-        .filter(|t| {
-            s.credentials
-                .tokens
-                .get(&t.name)
-                .is_none_or(|held| held.record.expires_at <= now)
-        })
-        .map(|t| t.name.as_str())
-        .collect();
-    match failed(types::TOKENS_READY) {
-        Some(e) => condition::upsert(
-            c,
-            types::TOKENS_READY,
-            Some(false),
-            e.reason(),
-            &e.chain(),
-            generation,
-            now,
-        ),
-        None if missing.is_empty() => condition::upsert(
-            c,
-            types::TOKENS_READY,
-            Some(true),
-            reasons::TOKENS_ISSUED,
-            &format!(
-                "{} token(s) in Secret {}-credentials",
-                s.client.spec.tokens.len(),
-                s.name
-            ),
-            generation,
-            now,
-        ),
-        None => condition::upsert(
-            c,
-            types::TOKENS_READY,
-            Some(false),
-            reasons::PENDING,
-            &format!("waiting for token(s): {}", missing.join(", ")),
-            generation,
-            now,
-        ),
-    };
-    ready(
-        &mut st,
-        failure
-            .as_ref()
-            .filter(|f| f.condition == types::READY)
-            .map(|f| f.error),
-        generation,
-        now,
-    );
-    st
-}
-
-fn registered_message(s: &Session<'_>) -> String {
-    match s.client_id() {
-        Some(id) => format!("client {id} ({:?})", s.client.spec.registration.mode),
-        None => "registered".into(),
-    }
+    compute(&Material::of(s), old, plan, failure, now)
 }
 
 /// Status when the reconcile stopped before loading material (AS missing, preflight failed...).
@@ -303,83 +260,123 @@ pub fn early_failure(
 ) -> TppClientStatus {
     let mut st = old.clone();
     st.observed_generation = client.metadata.generation;
-    ready(&mut st, Some(error), client.metadata.generation, now);
-    st
-}
-
-/// Status of a suspended client.
-pub fn suspended(client: &TppClient, old: &TppClientStatus, now: Timestamp) -> TppClientStatus {
-    let mut st = old.clone();
-    st.observed_generation = client.metadata.generation;
-    condition::upsert(
-        &mut st.conditions,
-        types::READY,
-        Some(false),
-        reasons::SUSPENDED,
-        "spec.suspend is true: no calls to the AS; material kept",
+    ready(
+        &mut st,
+        Some(error),
+        Some(error),
         client.metadata.generation,
         now,
     );
     st
 }
 
-fn ready(st: &mut TppClientStatus, error: Option<&Error>, generation: Option<i64>, now: Timestamp) {
-    if let Some(e) = error {
-        condition::upsert(
-            &mut st.conditions,
-            types::READY,
-            Some(false),
-            e.reason(),
-            &e.chain(),
-            generation,
-            now,
-        );
-        return;
-    }
-    let parts = [
-        types::REGISTERED,
-        types::SIGNING_KEY_READY,
-        types::TRANSPORT_CERTIFICATE_READY,
-        types::TOKENS_READY,
-    ];
-    let not_ready: Vec<&str> = parts
-        .iter()
-        .copied()
-        .filter(|t| !condition::is_true(&st.conditions, t))
-        .collect();
-    if not_ready.is_empty() {
-        condition::upsert(
-            &mut st.conditions,
-            types::READY,
-            Some(true),
-            reasons::RECONCILED,
-            "registered, keyed, certified and tokened",
-            generation,
-            now,
-        );
-    } else {
-        let first = condition::find(&st.conditions, not_ready[0])
-            .map(|c| c.reason.clone())
-            .unwrap_or_else(|| reasons::PENDING.to_owned());
-        condition::upsert(
-            &mut st.conditions,
-            types::READY,
-            Some(false),
-            &first,
-            &format!("not ready: {}", not_ready.join(", ")),
-            generation,
-            now,
-        );
+/// Status while the client waits for something outside it (its AuthorizationServer to become
+/// Ready): not ready, reconciling, not stalled.
+pub fn waiting(
+    client: &TppClient,
+    old: &TppClientStatus,
+    reason: Reason,
+    message: &str,
+    now: Timestamp,
+) -> TppClientStatus {
+    let mut st = old.clone();
+    st.observed_generation = client.metadata.generation;
+    let generation = client.metadata.generation;
+    let mut c = Conditions::new(&mut st.conditions, generation, now);
+    c.set(types::READY, false, reason, message);
+    c.set(types::RECONCILING, true, reason, message);
+    c.set(types::STALLED, false, reason, message);
+    st
+}
+
+/// Status of a suspended client: not ready, and neither reconciling nor stalled (kstatus
+/// reports it Current: nothing is in progress by design).
+pub fn suspended(client: &TppClient, old: &TppClientStatus, now: Timestamp) -> TppClientStatus {
+    let mut st = old.clone();
+    st.observed_generation = client.metadata.generation;
+    let message = "spec.suspend is true: no calls to the AS; material kept";
+    let mut c = Conditions::new(&mut st.conditions, client.metadata.generation, now);
+    c.set(types::READY, false, Reason::Suspended, message);
+    c.set(types::RECONCILING, false, Reason::Suspended, message);
+    c.set(types::STALLED, false, Reason::Suspended, message);
+    st
+}
+
+/// `Ready` from the parts (or `error` when it belongs to no part), then the kstatus
+/// conditions: `Stalled` on a permanent `failure`, else `Reconciling` until Ready.
+fn ready(
+    st: &mut TppClientStatus,
+    error: Option<&Error>,
+    failure: Option<&Error>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let mut c = Conditions::new(&mut st.conditions, generation, now);
+    let (ok, reason, message) = match error {
+        Some(e) => (false, e.reason(), e.chain()),
+        None => {
+            let parts = [
+                types::REGISTERED,
+                types::SIGNING_KEY_READY,
+                types::TRANSPORT_CERTIFICATE_READY,
+                types::TOKENS_READY,
+            ];
+            let not_ready: Vec<&str> = parts.iter().copied().filter(|t| !c.is_true(t)).collect();
+            match not_ready.first() {
+                None => (
+                    true,
+                    Reason::Reconciled,
+                    "registered, keyed, certified and tokened".to_owned(),
+                ),
+                Some(first) => {
+                    let reason = c
+                        .get(first)
+                        .and_then(|cond| reason_named(&cond.reason))
+                        .unwrap_or(Reason::Pending);
+                    (
+                        false,
+                        reason,
+                        format!("not ready: {}", not_ready.join(", ")),
+                    )
+                }
+            }
+        }
+    };
+    c.set(types::READY, ok, reason, &message);
+    let stalled = failure.filter(|e| !e.is_transient());
+    match stalled {
+        Some(e) => {
+            c.set(types::STALLED, true, e.reason(), &e.chain());
+            c.set(
+                types::RECONCILING,
+                false,
+                e.reason(),
+                "stalled: a change is needed to go on",
+            );
+        }
+        None => {
+            c.set(types::STALLED, false, reason, "no permanent error");
+            if ok {
+                c.set(types::RECONCILING, false, reason, "ready");
+            } else {
+                c.set(types::RECONCILING, true, reason, &message);
+            }
+        }
     }
 }
 
+/// The reason a condition carries, read back.
+fn reason_named(name: &str) -> Option<Reason> {
+    Reason::ALL.into_iter().find(|r| r.as_str() == name)
+}
+
 /// Record a rotation in the bounded history (newest first, at most 10).
-pub fn push_history(st: &mut TppClientStatus, reason: &str, message: &str, now: Timestamp) {
+pub fn push_history(st: &mut TppClientStatus, reason: Reason, message: &str, now: Timestamp) {
     st.history.insert(
         0,
         HistoryEntry {
             time: second(now),
-            reason: reason.to_owned(),
+            reason: reason.as_str().to_owned(),
             message: message.to_owned(),
         },
     );
@@ -393,6 +390,14 @@ pub async fn publish(
     old: &TppClientStatus,
     new: &TppClientStatus,
 ) -> Result<(), Error> {
+    // The client's ready series (absent while suspended: nothing to alert on).
+    ctx.metrics.set_ready(
+        &client.namespace().unwrap_or_default(),
+        &client.name_any(),
+        &client.spec.authorization_server_ref.name,
+        (!client.spec.suspend)
+            .then(|| crate::crd::condition::is_true(&new.conditions, types::READY)),
+    );
     if old == new {
         return Ok(());
     }
@@ -409,3 +414,7 @@ pub async fn publish(
         })?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

@@ -1,7 +1,8 @@
 //! The planner's output: the actions to take now, in a safe order, and when to look again.
 //!
 //! Contract: plain data. [`Action::phase`] orders actions so that executing them one at a time
-//! is always safe: persist (generate) before publish before activate before remove. No I/O.
+//! is always safe: persist (generate) before publish before activate before register before
+//! remove. No I/O.
 
 use std::fmt;
 
@@ -51,27 +52,42 @@ pub enum Action {
     RetireKey { kid: String, reason: Reason },
     /// Unpublish `kid` (publish the remaining set) and delete it from `<name>-keys`.
     RemoveKey { kid: String, reason: Reason },
-    /// Issue a new transport key and certificate (and tell the AS where the mode needs it).
+    /// Make the client known to the AS with the persisted keys and certificate: register it
+    /// (`Answered`) or onboard the current certificate at the hub (`Onboarded`). Planned alone
+    /// with what precedes it: everything after it is planned again once the answer is persisted.
+    Register { reason: Reason },
+    /// Issue a new transport key and certificate; tokens follow it in the next action.
     RenewCertificate { reason: Reason },
-    /// Mint the named token with the current certificate.
-    RefreshToken { name: String, reason: Reason },
+    /// Mint these tokens with the current certificate, all in one credentials write.
+    RefreshTokens { tokens: Vec<TokenDue> },
     /// Record `value` as the handled value of the trigger (after the actions it asked for).
     AcknowledgeTrigger { trigger: TriggerKind, value: String },
 }
 
+/// One token due for refresh, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenDue {
+    /// Token name.
+    pub name: String,
+    /// The first check that fired.
+    pub reason: Reason,
+}
+
 impl Action {
-    /// Execution order: persist, publish, activate, remove, then certificate and tokens, then
-    /// acknowledgements (so a crash before one repeats the work rather than losing it).
+    /// Execution order: persist, publish, activate, register, remove, then certificate and
+    /// tokens, then acknowledgements (so a crash before one repeats the work rather than
+    /// losing it).
     pub fn phase(&self) -> u8 {
         match self {
             Action::GenerateKey { .. } => 0,
             Action::PublishKeys { .. } => 1,
             Action::AwaitApproval { .. } => 2,
             Action::ActivateKey { .. } | Action::RetireKey { .. } => 3,
-            Action::RemoveKey { .. } => 4,
-            Action::RenewCertificate { .. } => 5,
-            Action::RefreshToken { .. } => 6,
-            Action::AcknowledgeTrigger { .. } => 7,
+            Action::Register { .. } => 4,
+            Action::RemoveKey { .. } => 5,
+            Action::RenewCertificate { .. } => 6,
+            Action::RefreshTokens { .. } => 7,
+            Action::AcknowledgeTrigger { .. } => 8,
         }
     }
 
@@ -88,8 +104,11 @@ impl Action {
             | Action::ActivateKey { reason, .. }
             | Action::RetireKey { reason, .. }
             | Action::RemoveKey { reason, .. }
-            | Action::RenewCertificate { reason }
-            | Action::RefreshToken { reason, .. } => *reason,
+            | Action::Register { reason }
+            | Action::RenewCertificate { reason } => *reason,
+            Action::RefreshTokens { tokens } => tokens
+                .first()
+                .map_or(Reason::RefreshDue, |token| token.reason),
             Action::AwaitApproval { .. } => Reason::AwaitingApproval,
             Action::AcknowledgeTrigger { .. } => Reason::ManualTrigger,
         }
@@ -155,8 +174,13 @@ pub enum Reason {
     TokenExpired,
     /// The token reached its (jittered) refresh point.
     RefreshDue,
-    /// The token is bound to a certificate other than the current (or the one being issued).
+    /// The token is bound to a certificate other than the current (or the one being issued);
+    /// or the hub was onboarded with another certificate than the current one.
     CertificateChanged,
+    /// The client is not registered at the AS yet.
+    NotRegistered,
+    /// A registration request left no persisted answer: the client is registered again.
+    RegistrationUnanswered,
 }
 
 impl Reason {
@@ -181,6 +205,8 @@ impl Reason {
             Reason::TokenExpired => "TokenExpired",
             Reason::RefreshDue => "RefreshDue",
             Reason::CertificateChanged => "CertificateChanged",
+            Reason::NotRegistered => "NotRegistered",
+            Reason::RegistrationUnanswered => "RegistrationUnanswered",
         }
     }
 }

@@ -6,13 +6,19 @@
 //! that a reconciler executing them one at a time is always safe (persist before publish
 //! before activate before remove, certificate before the tokens bound to it, acknowledgements
 //! last). No action that calls the authorization server is planned before
-//! `Observed::backoff_until`. Keys (`keys`), certificate (`certificate`) and tokens (`tokens`)
-//! are decided by small ordered checks, each returning a [`Reason`].
+//! `Observed::backoff_until`. Keys (`keys`), certificate (`certificate`), registration
+//! (`registration`) and tokens (`tokens`) are decided by small ordered checks, each returning a
+//! [`Reason`]; the retry delay after a failure by [`retry_delay`]. What each action does to the
+//! state is [`apply`], shared by the reconciler and the simulator. See docs/architecture.md.
 
 mod action;
+mod apply;
+mod backoff;
 mod certificate;
+mod credentials;
 mod keys;
 mod model;
+mod registration;
 mod time;
 mod tokens;
 
@@ -23,11 +29,15 @@ use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 
-pub use action::{Action, Plan, Reason, TriggerKind};
+pub use action::{Action, Plan, Reason, TokenDue, TriggerKind};
+pub use apply::{ApplyError, Outcome, apply};
+pub use backoff::{MAX_BACKOFF, PERMANENT_PAUSE, retry_delay};
+pub use credentials::credentials_certificate;
 pub use model::{
     CertPolicy, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, Policy, Publication,
-    TokenPolicy, TokenRecord, Trigger, Triggers,
+    RegistrationKind, TokenPolicy, TokenRecord, Trigger, Triggers,
 };
+pub use registration::{registration_due, registration_ready};
 pub use tokens::{TOKEN_SAFETY_FLOOR, refresh_at};
 
 /// Decides what to do at `now`.
@@ -35,8 +45,15 @@ pub fn plan(policy: &Policy, seen: &Observed, now: Timestamp) -> Plan {
     let mut draft = Draft::default();
     let rotation_under_way = keys::plan_keys(policy, seen, now, &mut draft);
     let renewal = certificate::plan_certificate(&policy.certificate, seen, now, &mut draft);
-    let tokens_follow_trigger =
-        tokens::plan_tokens(policy, seen, now, renewal.is_some(), &mut draft);
+    let registering = registration::plan_registration(policy, seen, &mut draft);
+    let tokens_follow_trigger = tokens::plan_tokens(
+        policy,
+        seen,
+        now,
+        renewal.is_some(),
+        registering,
+        &mut draft,
+    );
 
     let backoff = seen.backoff_until.filter(|until| *until > now);
     let (mut actions, withheld): (Vec<Action>, Vec<Action>) = draft
@@ -50,7 +67,7 @@ pub fn plan(policy: &Policy, seen: &Observed, now: Timestamp) -> Plan {
         .any(|a| matches!(a, Action::RenewCertificate { .. }));
     let tokens_withheld = withheld
         .iter()
-        .any(|a| matches!(a, Action::RefreshToken { .. }));
+        .any(|a| matches!(a, Action::RefreshTokens { .. }));
     for (trigger, satisfied) in [
         (TriggerKind::RotateKeys, rotation_under_way),
         (TriggerKind::RenewCertificate, certificate_renewed),
@@ -91,7 +108,7 @@ pub fn calls_authorization_server(action: &Action, policy: &Policy, seen: &Obser
             seen.registered && policy.publication == Publication::Immediate
         }
         Action::RenewCertificate { .. } => seen.registered,
-        Action::RefreshToken { .. } => true,
+        Action::Register { .. } | Action::RefreshTokens { .. } => true,
         Action::GenerateKey { .. }
         | Action::AwaitApproval { .. }
         | Action::ActivateKey { .. }

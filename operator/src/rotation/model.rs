@@ -25,6 +25,22 @@ pub struct Policy {
     pub publication: Publication,
     /// Seed of the deterministic token-refresh jitter, e.g. a hash of namespace/name/uid.
     pub jitter_seed: u64,
+    /// How the client becomes known to the AS.
+    pub registration: RegistrationKind,
+}
+
+/// How the client becomes known to the AS (from `spec.registration.mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RegistrationKind {
+    /// The AS already knows the client (`Static`): never registered by the operator.
+    #[default]
+    Static,
+    /// The operator registers the client and keeps the AS's answer (`Dynamic`,
+    /// `SignedRequest`): registered once, again only when the registration is lost.
+    Answered,
+    /// The hub is told the current transport certificate (`HubOnboarding`): onboarded again
+    /// after every certificate change.
+    Onboarded,
 }
 
 /// Lifecycle timings of one kind of key.
@@ -77,9 +93,15 @@ pub enum Publication {
 /// What the reconciler observed, as of one reconcile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
-    /// Whether the client is registered at the AS. Before registration there is nothing to
-    /// propagate: the first keys become active at once and registration carries them.
+    /// Whether the client is registered at the AS (Static: always; Answered: an answer is
+    /// persisted; Onboarded: onboarded with some certificate). Before registration there is
+    /// nothing to propagate: the first keys become active at once and registration carries them.
     pub registered: bool,
+    /// [`RegistrationKind::Onboarded`]: the thumbprint of the certificate the hub last saw.
+    pub onboarded_x5t_s256: Option<String>,
+    /// A registration request went out and no answer was persisted (the process died in
+    /// between): the AS may hold a client we cannot manage.
+    pub registration_unanswered: bool,
     /// Every key persisted in `<name>-keys`.
     pub keys: Vec<KeyRecord>,
     /// The current transport certificate, if any.
@@ -90,7 +112,8 @@ pub struct Observed {
     pub approved_kids: BTreeSet<String>,
     /// Manual verb annotations.
     pub triggers: Triggers,
-    /// Do not call the AS before this instant (`Retry-After` or backoff).
+    /// Do not call the AS before this instant: the backoff after a failure, at least the
+    /// AS's `Retry-After` (see [`super::retry_delay`]).
     pub backoff_until: Option<Timestamp>,
     /// Tokens need an active signing key (`private_key_jwt`): no token is planned before one
     /// is active (e.g. while a Static client's first key propagates to the AS).

@@ -8,8 +8,9 @@
 //! below a tenth of the lifetime, derived from (jitter seed, token
 //! name, issuedAt), and the point is never later than `expiresAt -` [`TOKEN_SAFETY_FLOOR`]
 //! (capped at a tenth of the lifetime) nor earlier than a tenth of the lifetime after
-//! issuance. Nothing is planned before registration or without a certificate to bind to.
-//! Pure, no I/O.
+//! issuance. Nothing is planned before registration (or while the hub has yet to see the
+//! current certificate) or without a certificate to bind to. Every token due comes in one
+//! [`Action::RefreshTokens`]: one credentials write. Pure, no I/O.
 
 use std::collections::BTreeSet;
 
@@ -17,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
 use super::Draft;
-use super::action::{Action, Reason};
+use super::action::{Action, Reason, TokenDue};
 use super::model::{KeyState, KeyUse, Observed, Policy, TokenPolicy, TokenRecord};
 use super::time::{after, before, fraction};
 
@@ -69,14 +70,16 @@ fn refresh_due(input: &Input<'_>) -> Option<Reason> {
 
 /// Plans every token; returns whether a pending `renew-tokens` trigger is satisfied by it.
 /// `renewing_certificate` says a new certificate is planned: every token follows it.
+/// `registering` says the client is not (or no longer) known to the AS with what it has now.
 pub(super) fn plan_tokens(
     policy: &Policy,
     seen: &Observed,
     now: Timestamp,
     renewing_certificate: bool,
+    registering: bool,
     draft: &mut Draft,
 ) -> bool {
-    if !seen.registered {
+    if !seen.registered || registering {
         return false;
     }
     let signing_key_active = seen
@@ -93,6 +96,7 @@ pub(super) fn plan_tokens(
     };
     let manual = seen.triggers.renew_tokens.pending().is_some();
     let mut planned = BTreeSet::new();
+    let mut due = Vec::new();
     for token in &policy.tokens {
         if !planned.insert(token.name.as_str()) {
             continue;
@@ -111,7 +115,7 @@ pub(super) fn plan_tokens(
             now,
         };
         match CHECKS.iter().find_map(|check| check(&input)) {
-            Some(reason) => draft.act(Action::RefreshToken {
+            Some(reason) => due.push(TokenDue {
                 name: token.name.clone(),
                 reason,
             }),
@@ -121,6 +125,9 @@ pub(super) fn plan_tokens(
                 }
             }
         }
+    }
+    if !due.is_empty() {
+        draft.act(Action::RefreshTokens { tokens: due });
     }
     manual
 }

@@ -174,6 +174,7 @@ mod tests {
                     annotations: BTreeMap::from([("note".into(), "x".into())]),
                 }),
                 suspend: false,
+                consumers: None,
             },
         );
         c.metadata.namespace = Some("ns".into());

@@ -1,4 +1,5 @@
-//! Names, labels and data keys of the objects the operator writes (design §3). No I/O.
+//! Names, labels and data keys of the objects the operator writes (docs/architecture.md, "What the
+//! operator writes"). No I/O.
 
 use std::collections::BTreeMap;
 

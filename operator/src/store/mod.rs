@@ -1,6 +1,7 @@
-//! What the operator persists in the cluster (design §3, §4): Secret and ConfigMap layouts, the
-//! pure builders of each object, the persisted state types, and server-side apply under one
-//! field manager. Builders and state are pure; `apply` does Kubernetes I/O.
+//! What the operator persists in the cluster (docs/architecture.md, "What the operator writes" and
+//! "Write order"): Secret and ConfigMap layouts, the pure builders of each object, the persisted
+//! state types, and server-side apply under one field manager. Builders and state are pure; `apply`
+//! does Kubernetes I/O.
 
 pub mod apply;
 pub mod build;

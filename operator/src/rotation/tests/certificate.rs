@@ -64,9 +64,11 @@ fn never_renews_an_unmanaged_certificate_but_tokens_follow_its_thumbprint() {
             .iter()
             .any(|a| matches!(a, Action::AcknowledgeTrigger { .. }))
     );
-    assert!(p.actions.contains(&Action::RefreshToken {
-        name: "payments".into(),
-        reason: Reason::CertificateChanged
+    assert!(p.actions.contains(&Action::RefreshTokens {
+        tokens: vec![crate::rotation::TokenDue {
+            name: "payments".into(),
+            reason: Reason::CertificateChanged
+        }]
     }));
 }
 

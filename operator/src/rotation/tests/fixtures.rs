@@ -4,7 +4,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::rotation::{
     Action, CertPolicy, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, Plan, Policy,
-    Publication, Reason, TokenPolicy, TokenRecord,
+    Publication, Reason, RegistrationKind, TokenPolicy, TokenRecord,
 };
 
 /// An arbitrary fixed origin for test time.
@@ -50,6 +50,7 @@ pub fn policy() -> Policy {
         }],
         publication: Publication::JwksUri,
         jitter_seed: 7,
+        registration: RegistrationKind::Static,
     }
 }
 

@@ -2,8 +2,9 @@
 //! planner through a simulated reconciler.
 
 mod certificate;
-mod fixtures;
+pub(super) mod fixtures;
 mod keys;
 mod plan;
+mod registration;
 mod simulation;
 mod tokens;

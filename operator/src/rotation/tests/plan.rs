@@ -66,7 +66,7 @@ fn backoff_withholds_authorization_server_calls_but_not_local_work() {
     assert!(
         p.withheld
             .iter()
-            .any(|a| matches!(a, Action::RefreshToken { .. }))
+            .any(|a| matches!(a, Action::RefreshTokens { .. }))
     );
     assert!(
         !p.actions

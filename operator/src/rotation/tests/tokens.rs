@@ -13,9 +13,9 @@ fn refreshes_at(seen: &Observed, now: jiff::Timestamp) -> Vec<Reason> {
     plan(&policy(), seen, now)
         .actions
         .iter()
-        .filter_map(|a| match a {
-            Action::RefreshToken { reason, .. } => Some(*reason),
-            _ => None,
+        .flat_map(|a| match a {
+            Action::RefreshTokens { tokens } => tokens.iter().map(|t| t.reason).collect(),
+            _ => vec![],
         })
         .collect()
 }
@@ -98,13 +98,18 @@ fn manual_renew_tokens_trigger_refreshes_every_token_then_acknowledges() {
     seen.triggers.renew_tokens.requested = Some("x".into());
     let p = plan(&policy, &seen, at(10));
     assert_eq!(
-        reasons(&p),
-        [
-            Reason::ManualTrigger,
-            Reason::ManualTrigger,
-            Reason::ManualTrigger
-        ]
+        p.actions.first(),
+        Some(&Action::RefreshTokens {
+            tokens: ["payments", "accounts"]
+                .map(|name| crate::rotation::TokenDue {
+                    name: name.into(),
+                    reason: Reason::ManualTrigger,
+                })
+                .to_vec()
+        }),
+        "every token in one refresh"
     );
+    assert_eq!(p.actions.len(), 2);
     assert_eq!(
         p.actions.last(),
         Some(&Action::AcknowledgeTrigger {

@@ -39,7 +39,7 @@ impl Sim<'_> {
         let immediate = self.policy().publication == Publication::Immediate;
         let registered = self.seen.registered;
         let calls_as = |a: &Action| match a {
-            Action::RefreshToken { .. } => true,
+            Action::RefreshTokens { .. } | Action::Register { .. } => true,
             Action::RenewCertificate { .. } => registered,
             Action::PublishKeys { .. } | Action::RemoveKey { .. } => registered && immediate,
             _ => false,

@@ -11,8 +11,8 @@ use super::checks::renew_point;
 use super::scenario::Scenario;
 use crate::rotation::tests::fixtures::at;
 use crate::rotation::{
-    Action, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, Policy, Publication,
-    Reason, TokenRecord, TriggerKind, plan,
+    Action, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, Outcome, Policy,
+    Publication, Reason, TokenDue, TokenRecord, apply, plan,
 };
 
 /// Plans at one instant before it must have settled.
@@ -35,6 +35,8 @@ pub(super) struct Sim<'a> {
     pub(super) manual_certificates: BTreeMap<String, usize>,
     pub(super) executed: usize,
     pub(super) crashed: usize,
+    /// Registrations carried out (onboardings included).
+    pub(super) registrations: usize,
 }
 
 impl<'a> Sim<'a> {
@@ -51,6 +53,7 @@ impl<'a> Sim<'a> {
             manual_certificates: BTreeMap::new(),
             executed: 0,
             crashed: 0,
+            registrations: 0,
         }
     }
 
@@ -156,9 +159,11 @@ impl<'a> Sim<'a> {
             .ok_or_else(|| TestCaseError::fail(format!("action names unknown kid {kid}")))
     }
 
+    /// Checks the per-action invariants, then carries the action out with the operator's own
+    /// state transition ([`crate::rotation::apply`]).
     pub(super) fn apply(&mut self, action: &Action) -> Result<(), TestCaseError> {
         let now = self.now;
-        match action {
+        let outcome = match action {
             Action::GenerateKey { use_, reason } => {
                 if *reason == Reason::ManualTrigger {
                     let value = self.seen.triggers.rotate_keys.pending().unwrap_or_default();
@@ -167,16 +172,7 @@ impl<'a> Sim<'a> {
                         "manual rotation {value} acted on twice"
                     );
                 }
-                let kid = self.id("k");
-                self.seen.keys.push(KeyRecord {
-                    kid,
-                    use_: *use_,
-                    state: KeyState::Pending,
-                    created_at: now,
-                    published_at: None,
-                    activated_at: None,
-                    retiring_at: None,
-                });
+                Outcome::KeyGenerated { kid: self.id("k") }
             }
             Action::PublishKeys { kids, .. } => {
                 for key in &self.seen.keys {
@@ -188,17 +184,9 @@ impl<'a> Sim<'a> {
                         );
                     }
                 }
-                for kid in kids {
-                    let key = self.key_mut(kid)?;
-                    if key.published_at.is_none() {
-                        key.published_at = Some(now);
-                    }
-                    if key.state == KeyState::Pending {
-                        key.state = KeyState::Published;
-                    }
-                }
+                Outcome::Done
             }
-            Action::AwaitApproval { .. } => {}
+            Action::AwaitApproval { .. } => Outcome::Done,
             Action::ActivateKey { kid, retire, .. } => {
                 let registered = self.seen.registered;
                 let gated = self.policy().publication == Publication::ApprovalGate;
@@ -222,46 +210,37 @@ impl<'a> Sim<'a> {
                 } else {
                     self.bootstrapped.insert(kid.clone());
                 }
-                let key = self.key_mut(kid)?;
-                key.state = KeyState::Active;
-                key.activated_at = Some(now);
-                key.published_at.get_or_insert(now);
                 for old in retire {
-                    let old = self.key_mut(old)?;
-                    prop_assert_eq!(old.state, KeyState::Active);
-                    old.state = KeyState::Retiring;
-                    old.retiring_at = Some(now);
+                    prop_assert_eq!(self.key_mut(old)?.state, KeyState::Active);
                 }
+                Outcome::Done
             }
-            Action::RetireKey { kid, .. } => {
-                let key = self.key_mut(kid)?;
-                key.state = KeyState::Retiring;
-                key.retiring_at = Some(now);
-            }
+            Action::RetireKey { .. } => Outcome::Done,
             Action::RemoveKey { kid, .. } => {
                 prop_assert!(
                     self.key_mut(kid)?.state != KeyState::Active,
                     "active {kid} removed"
                 );
-                self.seen.keys.retain(|k| &k.kid != kid);
+                Outcome::Done
+            }
+            Action::Register { .. } => {
+                prop_assert!(
+                    crate::rotation::registration_ready(&self.seen),
+                    "registered without an active signing key and a certificate"
+                );
+                self.registrations += 1;
+                Outcome::Done
             }
             Action::RenewCertificate { reason } => self.renew_certificate(*reason)?,
-            Action::RefreshToken { name, .. } => self.refresh_token(name)?,
-            Action::AcknowledgeTrigger { trigger, value } => {
-                let handled = Some(value.clone());
-                match trigger {
-                    TriggerKind::RotateKeys => self.seen.triggers.rotate_keys.handled = handled,
-                    TriggerKind::RenewCertificate => {
-                        self.seen.triggers.renew_certificate.handled = handled
-                    }
-                    TriggerKind::RenewTokens => self.seen.triggers.renew_tokens.handled = handled,
-                }
-            }
-        }
+            Action::RefreshTokens { tokens } => self.refresh_tokens(tokens)?,
+            Action::AcknowledgeTrigger { .. } => Outcome::Done,
+        };
+        self.seen = apply(self.policy(), &self.seen, action, outcome, now)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         Ok(())
     }
 
-    pub(super) fn renew_certificate(&mut self, reason: Reason) -> Result<(), TestCaseError> {
+    pub(super) fn renew_certificate(&mut self, reason: Reason) -> Result<Outcome, TestCaseError> {
         let now = self.now;
         if reason == Reason::ManualTrigger {
             let value = self
@@ -288,34 +267,38 @@ impl<'a> Sim<'a> {
             prop_assert!(now < old.not_after, "certificate expired before renewal");
         }
         let x5t_s256 = self.id("c");
-        self.seen.certificate = Some(CertRecord {
+        Ok(Outcome::CertificateIssued(CertRecord {
             not_before: now,
             not_after: now + self.policy().certificate.duration,
             x5t_s256,
-        });
-        Ok(())
+        }))
     }
 
-    pub(super) fn refresh_token(&mut self, name: &str) -> Result<(), TestCaseError> {
+    pub(super) fn refresh_tokens(&mut self, due: &[TokenDue]) -> Result<Outcome, TestCaseError> {
         let now = self.now;
         prop_assert!(self.seen.registered, "token minted before registration");
+        prop_assert!(
+            crate::rotation::registration_due(self.policy(), &self.seen).is_none(),
+            "token minted while the registration is due"
+        );
         let Some(cert) = &self.seen.certificate else {
             return Err(TestCaseError::fail("token minted without a certificate"));
         };
-        let record = TokenRecord {
-            name: name.to_owned(),
-            issued_at: now,
-            expires_at: now + self.sc.token_lifetime,
-            cert_x5t_s256: cert.x5t_s256.clone(),
-        };
-        if let Some(old) = self.seen.tokens.iter().find(|t| t.name == name) {
-            prop_assert!(
-                now < old.expires_at,
-                "token {name} refreshed only after expiry"
-            );
+        let mut minted = Vec::new();
+        for TokenDue { name, .. } in due {
+            if let Some(old) = self.seen.tokens.iter().find(|t| &t.name == name) {
+                prop_assert!(
+                    now < old.expires_at,
+                    "token {name} refreshed only after expiry"
+                );
+            }
+            minted.push(TokenRecord {
+                name: name.clone(),
+                issued_at: now,
+                expires_at: now + self.sc.token_lifetime,
+                cert_x5t_s256: cert.x5t_s256.clone(),
+            });
         }
-        self.seen.tokens.retain(|t| t.name != name);
-        self.seen.tokens.push(record);
-        Ok(())
+        Ok(Outcome::TokensMinted(minted))
     }
 }

@@ -5,7 +5,9 @@ use jiff::SignedDuration;
 use proptest::prelude::*;
 
 use crate::rotation::tests::fixtures::secs;
-use crate::rotation::{CertPolicy, KeyPolicy, Policy, Publication, TokenPolicy, TriggerKind};
+use crate::rotation::{
+    CertPolicy, KeyPolicy, Policy, Publication, RegistrationKind, TokenPolicy, TriggerKind,
+};
 
 #[derive(Debug, Clone)]
 pub(super) struct Scenario {
@@ -54,6 +56,10 @@ pub(super) fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value =
                 })
                 .collect::<Vec<_>>()
         });
+    let registration = prop_oneof![
+        Just(RegistrationKind::Answered),
+        Just(RegistrationKind::Onboarded),
+    ];
     let trigger_kind = prop_oneof![
         Just(TriggerKind::RotateKeys),
         Just(TriggerKind::RenewCertificate),
@@ -67,6 +73,7 @@ pub(super) fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value =
             tokens,
             publication,
             any::<u64>(),
+            registration,
         ),
         300..=1_800i64,
         0..=900i64,
@@ -76,7 +83,7 @@ pub(super) fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value =
     )
         .prop_map(
             |(
-                (signing, encryption, certificate, tokens, publication, jitter_seed),
+                (signing, encryption, certificate, tokens, publication, jitter_seed, registration),
                 lifetime,
                 lag,
                 steps,
@@ -90,6 +97,7 @@ pub(super) fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value =
                     tokens,
                     publication,
                     jitter_seed,
+                    registration,
                 },
                 token_lifetime: secs(lifetime),
                 approval_lag: secs(lag),

@@ -1,0 +1,824 @@
+//! Whole reconciles driven through the in-memory effects ([`super::fake::FakeEffects`]): the
+//! real session, planner, actions, write order and status, with no API server and no AS.
+//! Onboarding in every registration mode, refresh, rotation, renewal, the failure branches, and
+//! a crash after every single effect followed by a restart from what was persisted.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+
+use super::{
+    context::Context,
+    fake::{Call, FakeEffects},
+    server::ResolvedServer,
+    session::Session,
+    status,
+};
+use crate::{
+    clock::{Clock, FixedClock},
+    config::Config,
+    crd::{TppClient, TppClientStatus, condition::types},
+    error::Error,
+    metrics::Metrics,
+    oauth::{OauthError, ProviderMetadata, Step, TransportConfig},
+    reason::Reason,
+    rotation::{self, Plan},
+};
+
+const T0: i64 = 1_800_000_000;
+const NS: &str = "ns";
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(T0 + second).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// A kube client that fails every request: nothing in these tests may reach an API server.
+fn offline_client() -> kube::Client {
+    let service = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
+        Err::<http::Response<kube::client::Body>, std::io::Error>(std::io::Error::other(
+            "unit tests have no API server",
+        ))
+    });
+    kube::Client::new(service, "default")
+}
+
+fn server() -> Arc<ResolvedServer> {
+    let spec = serde_json::from_value(serde_json::json!({"issuer": "https://as.test"}))
+        .unwrap_or_else(|e| panic!("a valid spec: {e}"));
+    let meta: ProviderMetadata = serde_json::from_value(serde_json::json!({
+        "issuer": "https://as.test",
+        "token_endpoint": "https://as.test/token",
+        "registration_endpoint": "https://as.test/register",
+    }))
+    .unwrap_or_else(|e| panic!("valid metadata: {e}"));
+    Arc::new(ResolvedServer {
+        spec,
+        as_key: "as/ns/bank".into(),
+        ca_pem: "ca".into(),
+        transport: TransportConfig::new(Vec::new()),
+        meta: Arc::new(meta),
+    })
+}
+
+/// A client of `mode`, with fast keys (ES256, ECDSA) and one token `accounts`; `spec` is merged
+/// into the spec.
+fn client(mode: &str, spec: serde_json::Value) -> TppClient {
+    let mut registration = serde_json::json!({"mode": mode});
+    match mode {
+        "Static" => {
+            registration["clientId"] = "spec-client".into();
+            registration["jwksUri"] = "https://operator.test/jwks/ns/payments".into();
+        }
+        "HubOnboarding" => registration["clientId"] = "spec-client".into(),
+        "SignedRequest" => {
+            registration["softwareStatementRef"] =
+                serde_json::json!({"name": "ssa", "key": "ssa.jwt"});
+            registration["metadata"] = serde_json::json!({"softwareId": "software-1"});
+        }
+        _ => {}
+    }
+    let mut full = serde_json::json!({
+        "authorizationServerRef": {"name": "bank"},
+        "registration": registration,
+        "signingKey": {"algorithm": "ES256"},
+        "transportCertificate": {"keyAlgorithm": "ECDSA"},
+        "tokens": [{"name": "accounts", "scope": "accounts"}],
+    });
+    if let (Some(full), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+        for (k, v) in extra {
+            full.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "tpp.dev/v1alpha1", "kind": "TppClient",
+        "metadata": {"name": "payments", "namespace": NS, "uid": "uid-1", "generation": 1},
+        "spec": full,
+    }))
+    .unwrap_or_else(|e| panic!("a valid TppClient: {e}"))
+}
+
+/// One operator process (context and clock) against one fake cluster and AS.
+struct World {
+    clock: Arc<FixedClock>,
+    ctx: Context,
+    fake: FakeEffects,
+    client: TppClient,
+    status: TppClientStatus,
+    events: Vec<(Reason, String)>,
+}
+
+impl World {
+    fn new(mode: &str, spec: serde_json::Value) -> Self {
+        let clock = Arc::new(FixedClock::new(at(0)));
+        let config = <Config as clap::Parser>::parse_from(["tpp-operator"]);
+        let ctx = Context::new(
+            offline_client(),
+            config,
+            Arc::new(Metrics::new(false)),
+            clock.clone(),
+        );
+        let fake = FakeEffects::new(clock.clone());
+        let ssa = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("ssa".into()),
+                ..Default::default()
+            },
+            data: Some(
+                [(
+                    "ssa.jwt".to_owned(),
+                    ByteString(b"eyJhbGciOiJub25lIn0.eyJzb2Z0d2FyZV9pZCI6InMxIn0.".to_vec()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        fake.put_user_secret(ssa);
+        Self {
+            clock,
+            ctx,
+            fake,
+            client: client(mode, spec),
+            status: TppClientStatus::default(),
+            events: vec![],
+        }
+    }
+
+    /// One reconcile from load to status, as `client::reconcile_inner` runs it.
+    async fn reconcile(&mut self) -> Result<Option<Plan>, Error> {
+        let mut s = Session::load(&self.ctx, &self.fake, &self.client, NS.into(), server()).await?;
+        let policy = super::policy::rotation_policy(&self.client, "uid-1");
+        let first = rotation::plan(&policy, &s.observed(), self.clock.now());
+        let (plan, result) = super::client::drive(&mut s, &policy, first).await;
+        self.status = status::from_session(
+            &s,
+            &self.status,
+            plan.as_ref(),
+            result.as_ref().err(),
+            self.clock.now(),
+        );
+        self.events.append(&mut s.events);
+        result.map(|()| plan)
+    }
+
+    /// Reconcile until Ready (a bounded number of times, moving the clock to each wake-up).
+    async fn until_ready(&mut self) -> Result<(), String> {
+        for _ in 0..8 {
+            match self.reconcile().await {
+                Ok(_) if self.ready() => return Ok(()),
+                Ok(plan) => {
+                    let wake = plan.and_then(|p| p.next_wakeup).unwrap_or(self.clock.now());
+                    self.clock.set(wake.max(self.clock.now()));
+                }
+                Err(e) => {
+                    self.clock.advance(SignedDuration::from_secs(2));
+                    if !e.is_transient() {
+                        return Err(format!("permanent: {}", e.chain()));
+                    }
+                }
+            }
+        }
+        Err(format!("not ready: {:?}", self.status.conditions))
+    }
+
+    fn ready(&self) -> bool {
+        crate::crd::condition::is_true(&self.status.conditions, types::READY)
+    }
+
+    fn reason(&self, type_: &str) -> Option<String> {
+        crate::crd::condition::find(&self.status.conditions, type_).map(|c| c.reason.clone())
+    }
+
+    fn credential(&self, key: &str) -> Option<String> {
+        self.fake.data("payments-credentials", key)
+    }
+
+    fn annotate(&mut self, key: &str, value: &str) {
+        self.client
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.into(), value.into());
+    }
+
+    /// The world after the process died: a new context and clock, the same cluster and AS.
+    fn restarted(self) -> Self {
+        let config = <Config as clap::Parser>::parse_from(["tpp-operator"]);
+        let ctx = Context::new(
+            offline_client(),
+            config,
+            Arc::new(Metrics::new(false)),
+            self.clock.clone(),
+        );
+        self.fake.restart();
+        Self { ctx, ..self }
+    }
+
+    /// What must hold whenever the client is Ready: the credentials Secret has a token bound to
+    /// the certificate beside it, the active signing key, and the client id the AS knows.
+    fn check_consistent(&self, mode: &str) {
+        let cert = self.credential("tls.crt").unwrap_or_default();
+        let x5t = crate::identity::cert::parse_pem(&cert)
+            .map(|i| i.x5t_s256)
+            .unwrap_or_default();
+        let keys = self
+            .fake
+            .data("payments-keys", "state.json")
+            .unwrap_or_default();
+        assert!(
+            keys.contains(&x5t),
+            "the certificate in use is the persisted one"
+        );
+        let kid = self.credential("signing.kid").unwrap_or_default();
+        assert!(
+            keys.contains(&format!("\"kid\":\"{kid}\"")),
+            "the mounted signing key {kid} is persisted"
+        );
+        assert!(self.credential("accounts.access_token").is_some());
+        let id = self.credential("client_id").unwrap_or_default();
+        match mode {
+            "Dynamic" | "SignedRequest" => {
+                assert!(self.fake.clients().contains(&id), "{id} is known to the AS")
+            }
+            _ => assert_eq!(id, "spec-client"),
+        }
+    }
+}
+
+const MODES: [&str; 4] = ["Static", "Dynamic", "SignedRequest", "HubOnboarding"];
+
+async fn onboard(mode: &str) -> World {
+    let mut w = World::new(mode, serde_json::json!({}));
+    if let Err(e) = w.until_ready().await {
+        panic!("{mode}: {e}");
+    }
+    w
+}
+
+#[tokio::test]
+async fn a_dynamic_client_is_registered_once_and_ready_in_one_reconcile() {
+    let mut w = World::new("Dynamic", serde_json::json!({}));
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert!(w.ready(), "{:?}", w.status.conditions);
+    assert_eq!(w.fake.clients().len(), 1);
+    assert!(
+        w.fake.finalizer(),
+        "deletionPolicy Delete adds the finalizer first"
+    );
+    let log = w.fake.log();
+    let register = log.iter().position(|e| e == "register");
+    let finalizer = log.iter().position(|e| e == "add finalizer");
+    assert!(finalizer < register, "{log:?}");
+    w.check_consistent("Dynamic");
+}
+
+#[tokio::test]
+async fn a_signed_request_client_is_registered_once_and_ready() {
+    let w = onboard("SignedRequest").await;
+    assert_eq!(w.fake.clients().len(), 1);
+    assert!(w.fake.log().iter().any(|e| e == "read user ssa"));
+    w.check_consistent("SignedRequest");
+}
+
+#[tokio::test]
+async fn a_hub_client_is_onboarded_once_and_ready() {
+    let w = onboard("HubOnboarding").await;
+    assert_eq!(w.fake.onboardings(), 1);
+    assert!(w.fake.clients().is_empty());
+    w.check_consistent("HubOnboarding");
+}
+
+#[tokio::test]
+async fn a_static_client_waits_for_its_first_key_to_propagate_before_its_first_token() {
+    let mut w = World::new("Static", serde_json::json!({}));
+    let plan = w
+        .reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert!(!w.ready());
+    assert_eq!(w.fake.tokens_issued(), 0);
+    assert_eq!(
+        w.reason(types::SIGNING_KEY_READY).as_deref(),
+        Some("Pending")
+    );
+    let wake = plan.and_then(|p| p.next_wakeup);
+    assert_eq!(wake, Some(at(20 * 60)), "the default propagation delay");
+    w.clock.set(at(20 * 60));
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert!(w.ready(), "{:?}", w.status.conditions);
+    assert!(w.fake.clients().is_empty() && w.fake.onboardings() == 0);
+    w.check_consistent("Static");
+}
+
+#[tokio::test]
+async fn a_static_client_without_a_jwks_uri_waits_for_approval_of_its_first_key() {
+    let mut w = World::new(
+        "Static",
+        serde_json::json!({"registration": {"mode": "Static", "clientId": "spec-client"}}),
+    );
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    w.clock.set(at(3_600));
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(
+        w.reason(types::SIGNING_KEY_READY).as_deref(),
+        Some("AwaitingKeyApproval")
+    );
+    assert_eq!(w.fake.tokens_issued(), 0);
+    let kid = w
+        .status
+        .signing_keys
+        .first()
+        .map(|k| k.kid.clone())
+        .unwrap_or_default();
+    w.annotate(crate::crd::annotations::APPROVED_KIDS, &kid);
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert!(w.ready(), "{:?}", w.status.conditions);
+}
+
+#[tokio::test]
+async fn an_onboarded_client_is_current_by_the_kstatus_rules() {
+    for mode in MODES {
+        let w = onboard(mode).await;
+        assert_eq!(
+            w.reason(types::RECONCILING).as_deref(),
+            Some("Reconciled"),
+            "{mode}"
+        );
+        assert_eq!(
+            crate::crd::condition::find(&w.status.conditions, types::STALLED)
+                .map(|c| c.status.as_str()),
+            Some("False")
+        );
+        assert_eq!(w.status.observed_generation, Some(1));
+    }
+}
+
+#[tokio::test]
+async fn an_idle_reconcile_writes_nothing_and_calls_nothing() {
+    let mut w = onboard("Dynamic").await;
+    let before = w.fake.count();
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    let log = w.fake.log();
+    assert!(
+        log[before..].iter().all(|e| e.starts_with("read ")),
+        "{:?}",
+        &log[before..]
+    );
+}
+
+#[tokio::test]
+async fn a_due_token_is_refreshed_with_one_credentials_write_and_no_keys_write() {
+    let mut w = onboard("Dynamic").await;
+    let old = w.credential("accounts.access_token");
+    w.clock.advance(SignedDuration::from_secs(590));
+    let before = w.fake.count();
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    let log = w.fake.log()[before..].to_vec();
+    let writes: Vec<&String> = log.iter().filter(|e| e.starts_with("write")).collect();
+    assert_eq!(writes, ["write Secret/payments-credentials"], "{log:?}");
+    assert_ne!(w.credential("accounts.access_token"), old);
+    assert!(w.ready());
+}
+
+#[tokio::test]
+async fn every_due_token_is_refreshed_in_one_write() {
+    let tokens = serde_json::json!({"tokens": [
+        {"name": "accounts", "scope": "accounts"}, {"name": "payments", "scope": "payments"}]});
+    let mut w = World::new("Dynamic", tokens);
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    w.clock.advance(SignedDuration::from_secs(599));
+    let before = w.fake.count();
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    let log = w.fake.log()[before..].to_vec();
+    assert_eq!(log.iter().filter(|e| e.starts_with("token")).count(), 2);
+    assert_eq!(
+        log.iter().filter(|e| e.starts_with("write")).count(),
+        1,
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_manual_renew_tokens_request_is_acted_on_once() {
+    let mut w = onboard("Dynamic").await;
+    w.annotate(crate::crd::annotations::RENEW_TOKENS, "now");
+    let issued = w.fake.tokens_issued();
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(w.fake.tokens_issued(), issued + 1);
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(w.fake.tokens_issued(), issued + 1, "handled once");
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_written_together_with_tokens_bound_to_it() {
+    let mut w = onboard("Dynamic").await;
+    let old_cert = w.credential("tls.crt");
+    w.annotate(crate::crd::annotations::RENEW_CERTIFICATE, "now");
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_ne!(w.credential("tls.crt"), old_cert);
+    assert!(
+        w.events
+            .iter()
+            .any(|(r, _)| *r == Reason::CertificateRotated)
+    );
+    w.check_consistent("Dynamic");
+}
+
+#[tokio::test]
+async fn a_hub_is_onboarded_again_before_tokens_for_a_renewed_certificate() {
+    let mut w = onboard("HubOnboarding").await;
+    w.annotate(crate::crd::annotations::RENEW_CERTIFICATE, "now");
+    let before = w.fake.count();
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    let log = w.fake.log()[before..].to_vec();
+    let onboard = log.iter().position(|e| e == "onboard");
+    let token = log.iter().position(|e| e.starts_with("token"));
+    assert!(onboard.is_some() && onboard < token, "{log:?}");
+    assert_eq!(w.fake.onboardings(), 2);
+    w.check_consistent("HubOnboarding");
+}
+
+#[tokio::test]
+async fn a_manual_key_rotation_activates_the_new_key_after_propagation_and_removes_the_old() {
+    let mut w = onboard("Dynamic").await;
+    let first = w.credential("signing.kid");
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    let plan = w
+        .reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(w.credential("signing.kid"), first, "not before propagation");
+    assert_eq!(w.status.signing_keys.len(), 2);
+    let mut wake = plan.and_then(|p| p.next_wakeup);
+    for _ in 0..5 {
+        if w.credential("signing.kid") != first {
+            break;
+        }
+        w.clock.set(wake.unwrap_or(at(0)).max(w.clock.now()));
+        wake = w
+            .reconcile()
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.chain()))
+            .and_then(|p| p.next_wakeup);
+    }
+    assert_ne!(w.credential("signing.kid"), first, "the new key is mounted");
+    assert!(
+        w.clock.now() >= at(20 * 60),
+        "not before the propagation delay"
+    );
+    assert!(w.events.iter().any(|(r, _)| *r == Reason::KeyRotated));
+    w.clock.advance(SignedDuration::from_hours(1));
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(
+        w.status.signing_keys.len(),
+        1,
+        "the old key is gone after retireAfter"
+    );
+    w.check_consistent("Dynamic");
+}
+
+#[tokio::test]
+async fn inline_publication_updates_the_registration_and_persists_each_rotated_token() {
+    // Dynamic without a served jwks_uri publishes inline (RFC 7592 PUT).
+    let mut w = World::new("Dynamic", serde_json::json!({}));
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    let policy = super::policy::rotation_policy(&w.client, "uid-1");
+    if policy.publication != rotation::Publication::Immediate {
+        return;
+    }
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    let log = w.fake.log();
+    let update = log.iter().rposition(|e| e == "update registration");
+    let saved = log
+        .iter()
+        .rposition(|e| e == "write Secret/payments-registration");
+    assert!(update.is_some() && saved > update, "{log:?}");
+    let rat = w
+        .fake
+        .data("payments-registration", "registration_access_token");
+    assert!(
+        rat.is_some_and(|r| r.ends_with('+')),
+        "the rotated RAT is persisted"
+    );
+}
+
+#[tokio::test]
+async fn a_key_activation_while_tokens_cannot_follow_a_new_certificate_keeps_them_beside_theirs() {
+    let mut w = onboard("Dynamic").await;
+    let old_cert = w.credential("tls.crt");
+    let old_token = w.credential("accounts.access_token");
+    let old_kid = w.credential("signing.kid");
+    w.annotate(crate::crd::annotations::RENEW_CERTIFICATE, "now");
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    for _ in 0..20 {
+        w.fake.fail_next(
+            Call::Token,
+            OauthError::Unavailable {
+                step: Step::Token,
+                status: 503,
+                retry_after: None,
+                interaction_id: "i".into(),
+            },
+        );
+    }
+    // The token endpoint is down across the key's propagation delay: the new key is activated
+    // (and mounted) while no token bound to the new certificate can be had.
+    for _ in 0..6 {
+        let _ = w.reconcile().await;
+        w.clock.advance(SignedDuration::from_mins(5));
+    }
+    assert_ne!(
+        w.credential("signing.kid"),
+        old_kid,
+        "the new key is mounted"
+    );
+    assert_eq!(w.credential("accounts.access_token"), old_token);
+    assert_eq!(
+        w.credential("tls.crt"),
+        old_cert,
+        "the old token stays beside the certificate it is bound to"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_registration_access_token_registers_a_new_client_and_says_so() {
+    let mut w = onboard("Dynamic").await;
+    let policy = super::policy::rotation_policy(&w.client, "uid-1");
+    if policy.publication != rotation::Publication::Immediate {
+        return;
+    }
+    w.fake.revoke_registration_tokens();
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.fake.clients().len(), 2);
+    assert!(w.events.iter().any(|(r, _)| *r == Reason::RegistrationLost));
+    w.check_consistent("Dynamic");
+}
+
+#[tokio::test]
+async fn an_unavailable_token_endpoint_is_transient_and_named_on_tokens_ready() {
+    let mut w = World::new("Dynamic", serde_json::json!({}));
+    w.fake.fail_next(
+        Call::Token,
+        OauthError::Unavailable {
+            step: Step::Token,
+            status: 503,
+            retry_after: None,
+            interaction_id: "i".into(),
+        },
+    );
+    let err = w.reconcile().await.err();
+    assert!(err.as_ref().is_some_and(Error::is_transient));
+    assert_eq!(
+        w.reason(types::TOKENS_READY).as_deref(),
+        Some("AuthorizationServerUnavailable")
+    );
+    assert_eq!(
+        w.reason(types::RECONCILING).as_deref(),
+        Some("AuthorizationServerUnavailable")
+    );
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.fake.clients().len(), 1, "no second registration");
+}
+
+#[tokio::test]
+async fn a_rejected_registration_stalls_with_registration_rejected() {
+    let mut w = World::new("Dynamic", serde_json::json!({}));
+    w.fake.fail_next(
+        Call::Register,
+        OauthError::from_status(
+            Step::Register,
+            400,
+            None,
+            br#"{"error":"invalid_client_metadata"}"#,
+            "i",
+            at(0),
+        ),
+    );
+    let err = w.reconcile().await.err();
+    assert!(err.as_ref().is_some_and(|e| !e.is_transient()));
+    assert_eq!(
+        w.reason(types::REGISTERED).as_deref(),
+        Some("RegistrationRejected")
+    );
+    assert_eq!(
+        w.reason(types::STALLED).as_deref(),
+        Some("RegistrationRejected")
+    );
+    assert_eq!(w.fake.tokens_issued(), 0);
+}
+
+#[tokio::test]
+async fn a_rejected_hub_onboarding_is_named() {
+    let mut w = World::new("HubOnboarding", serde_json::json!({}));
+    w.fake.fail_next(
+        Call::HubOnboard,
+        OauthError::from_status(
+            Step::HubOnboarding,
+            403,
+            None,
+            br#"{"Errors":[{"Code":"AccessToken.Unauthorized","Message":"tpp unknown"}]}"#,
+            "i",
+            at(0),
+        ),
+    );
+    assert!(w.reconcile().await.is_err());
+    assert_eq!(
+        w.reason(types::REGISTERED).as_deref(),
+        Some("HubOnboardingRejected")
+    );
+    assert_eq!(w.fake.tokens_issued(), 0);
+}
+
+#[tokio::test]
+async fn a_missing_software_statement_fails_before_anything_is_sent() {
+    let mut w = World::new(
+        "SignedRequest",
+        serde_json::json!({"registration": {"mode": "SignedRequest",
+            "softwareStatementRef": {"name": "absent", "key": "k"},
+            "metadata": {"softwareId": "s1"}}}),
+    );
+    let err = w.reconcile().await.err();
+    assert_eq!(err.map(|e| e.reason()), Some(Reason::ReferenceNotFound));
+    assert!(!w.fake.log().iter().any(|e| e == "register"));
+    let keys = w
+        .fake
+        .data("payments-keys", "state.json")
+        .unwrap_or_default();
+    assert!(
+        !keys.contains("registrationAttemptStartedAt"),
+        "no intent is recorded for a request that was never sent"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_write_is_transient_and_named_write_failed() {
+    let mut w = World::new("Dynamic", serde_json::json!({}));
+    // Reads (3) and the key generation need no effect; the first write is the keys Secret.
+    w.fake.crash_at(3);
+    let err = w.reconcile().await.err();
+    assert_eq!(err.as_ref().map(|e| e.reason()), Some(Reason::WriteFailed));
+    assert!(err.is_some_and(|e| e.is_transient()));
+    assert!(
+        w.fake.clients().is_empty(),
+        "nothing reached the AS before the keys were persisted"
+    );
+}
+
+/// Effects of a clean onboarding, per mode (reads, writes, AS calls).
+async fn clean_effects(mode: &str) -> usize {
+    let mut w = World::new(mode, serde_json::json!({}));
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    w.fake.count()
+}
+
+/// Onboarding that dies after `n` effects, then restarts from what was persisted.
+async fn crash_after(mode: &str, n: usize) {
+    let mut w = World::new(mode, serde_json::json!({}));
+    w.fake.crash_at(n);
+    for _ in 0..3 {
+        let _ = w.reconcile().await;
+    }
+    let mut w = w.restarted();
+    if let Err(e) = w.until_ready().await {
+        panic!("{mode}, crash after effect {n}: {e}");
+    }
+    w.check_consistent(mode);
+    match mode {
+        "Dynamic" | "SignedRequest" => {
+            let lost = w.events.iter().any(|(r, _)| *r == Reason::RegistrationLost);
+            let clients = w.fake.clients().len();
+            assert!(
+                clients == 1 || (clients == 2 && lost),
+                "{mode}, crash after effect {n}: {clients} clients at the AS, RegistrationLost said: {lost}"
+            );
+        }
+        "HubOnboarding" => assert!(w.fake.onboardings() >= 1),
+        _ => assert!(w.fake.clients().is_empty()),
+    }
+}
+
+#[tokio::test]
+async fn a_clean_onboarding_makes_a_known_number_of_effects() {
+    // The crash tests below cover a crash after each of these effects: a change here needs
+    // them extended.
+    assert_eq!(
+        [
+            clean_effects("Dynamic").await,
+            clean_effects("SignedRequest").await,
+            clean_effects("HubOnboarding").await,
+            clean_effects("Static").await,
+        ],
+        [
+            CRASH_POINTS_DYNAMIC,
+            CRASH_POINTS_SIGNED,
+            CRASH_POINTS_HUB,
+            CRASH_POINTS_STATIC
+        ]
+    );
+}
+
+const CRASH_POINTS_DYNAMIC: usize = 11;
+const CRASH_POINTS_SIGNED: usize = 12;
+const CRASH_POINTS_HUB: usize = 10;
+const CRASH_POINTS_STATIC: usize = 12;
+
+/// One test per crash point: the process dies after effect `n` of a clean onboarding (reads,
+/// writes and AS calls counted alike), restarts, and must end Ready, consistent, and with no
+/// second client at the AS unless it said `RegistrationLost`.
+macro_rules! crash_points {
+    ($mode:literal: $($name:ident = $n:literal),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                crash_after($mode, $n).await;
+            }
+        )*
+    };
+}
+
+crash_points!("Dynamic":
+    dynamic_onboarding_resumes_after_a_crash_after_effect_0 = 0,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_1 = 1,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_2 = 2,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_3 = 3,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_4 = 4,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_5 = 5,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_6 = 6,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_7 = 7,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_8 = 8,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_9 = 9,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_10 = 10,
+);
+
+crash_points!("SignedRequest":
+    signed_request_onboarding_resumes_after_a_crash_after_effect_0 = 0,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_1 = 1,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_2 = 2,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_3 = 3,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_4 = 4,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_5 = 5,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_6 = 6,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_7 = 7,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_8 = 8,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_9 = 9,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_10 = 10,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_11 = 11,
+);
+
+crash_points!("HubOnboarding":
+    hub_onboarding_resumes_after_a_crash_after_effect_0 = 0,
+    hub_onboarding_resumes_after_a_crash_after_effect_1 = 1,
+    hub_onboarding_resumes_after_a_crash_after_effect_2 = 2,
+    hub_onboarding_resumes_after_a_crash_after_effect_3 = 3,
+    hub_onboarding_resumes_after_a_crash_after_effect_4 = 4,
+    hub_onboarding_resumes_after_a_crash_after_effect_5 = 5,
+    hub_onboarding_resumes_after_a_crash_after_effect_6 = 6,
+    hub_onboarding_resumes_after_a_crash_after_effect_7 = 7,
+    hub_onboarding_resumes_after_a_crash_after_effect_8 = 8,
+    hub_onboarding_resumes_after_a_crash_after_effect_9 = 9,
+);
+
+crash_points!("Static":
+    static_onboarding_resumes_after_a_crash_after_effect_0 = 0,
+    static_onboarding_resumes_after_a_crash_after_effect_1 = 1,
+    static_onboarding_resumes_after_a_crash_after_effect_2 = 2,
+    static_onboarding_resumes_after_a_crash_after_effect_3 = 3,
+    static_onboarding_resumes_after_a_crash_after_effect_4 = 4,
+    static_onboarding_resumes_after_a_crash_after_effect_5 = 5,
+    static_onboarding_resumes_after_a_crash_after_effect_6 = 6,
+    static_onboarding_resumes_after_a_crash_after_effect_7 = 7,
+    static_onboarding_resumes_after_a_crash_after_effect_8 = 8,
+    static_onboarding_resumes_after_a_crash_after_effect_9 = 9,
+    static_onboarding_resumes_after_a_crash_after_effect_10 = 10,
+    static_onboarding_resumes_after_a_crash_after_effect_11 = 11,
+);

@@ -1,0 +1,215 @@
+//! The state transitions: what carrying out one action does to the observed state. The
+//! reconciler applies each action's outcome to its records with [`apply`] (and keeps the
+//! private material beside them); the simulator in `tests/simulation` applies the same
+//! function, so the planner is tested against the transitions the operator really makes.
+//!
+//! Contract: pure; `now` is the instant the action was carried out. An outcome that does not
+//! fit the action, or an action naming a kid the state does not hold, is an [`ApplyError`]
+//! (a planner or reconciler bug, never a user error).
+
+use jiff::Timestamp;
+
+use super::action::{Action, TokenDue, TriggerKind};
+use super::model::{
+    CertRecord, KeyRecord, KeyState, Observed, Policy, RegistrationKind, TokenRecord,
+};
+
+/// What carrying out an action produced that the plan could not know in advance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; nothing new to record beyond the action itself.
+    Done,
+    /// [`Action::GenerateKey`]: the new key's id.
+    KeyGenerated {
+        /// The new kid.
+        kid: String,
+    },
+    /// [`Action::RenewCertificate`]: the new certificate.
+    CertificateIssued(CertRecord),
+    /// [`Action::RefreshTokens`]: the minted tokens.
+    TokensMinted(Vec<TokenRecord>),
+    /// [`Action::PublishKeys`] or [`Action::RemoveKey`] with inline publication: the AS
+    /// refused the registration access token, so the registration is gone. The keys are
+    /// published locally all the same; the tokens of the old client go with it.
+    RegistrationLost,
+}
+
+/// Why an outcome could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The action names a key the state does not hold.
+    #[error("the action names key {0}, which the state does not hold")]
+    UnknownKid(String),
+    /// The outcome does not belong to the action.
+    #[error("outcome {outcome} does not fit action {action}")]
+    Mismatch {
+        /// The action's variant.
+        action: &'static str,
+        /// The outcome's variant.
+        outcome: &'static str,
+    },
+}
+
+/// The state after `action` was carried out at `now` with `outcome`.
+pub fn apply(
+    policy: &Policy,
+    seen: &Observed,
+    action: &Action,
+    outcome: Outcome,
+    now: Timestamp,
+) -> Result<Observed, ApplyError> {
+    let mut next = seen.clone();
+    match (action, outcome) {
+        (Action::GenerateKey { use_, .. }, Outcome::KeyGenerated { kid }) => {
+            next.keys.push(KeyRecord {
+                kid,
+                use_: *use_,
+                state: KeyState::Pending,
+                created_at: now,
+                published_at: None,
+                activated_at: None,
+                retiring_at: None,
+            });
+        }
+        (
+            Action::PublishKeys { kids, .. },
+            outcome @ (Outcome::Done | Outcome::RegistrationLost),
+        ) => {
+            for kid in kids {
+                let key = key_mut(&mut next, kid)?;
+                // A Published record without its instant is published again, not trusted.
+                if key.state == KeyState::Pending || key.published_at.is_none() {
+                    key.published_at = Some(now);
+                }
+                if key.state == KeyState::Pending {
+                    key.state = KeyState::Published;
+                }
+            }
+            if outcome == Outcome::RegistrationLost {
+                forget_registration(&mut next);
+            }
+        }
+        (Action::AwaitApproval { .. }, Outcome::Done) => {}
+        (Action::ActivateKey { kid, retire, .. }, Outcome::Done) => {
+            for old in retire {
+                key_mut(&mut next, old)?;
+            }
+            let key = key_mut(&mut next, kid)?;
+            key.state = KeyState::Active;
+            key.activated_at = Some(now);
+            key.published_at.get_or_insert(now);
+            for old in retire {
+                let old = key_mut(&mut next, old)?;
+                old.state = KeyState::Retiring;
+                old.retiring_at = Some(now);
+            }
+        }
+        (Action::RetireKey { kid, .. }, Outcome::Done) => {
+            let key = key_mut(&mut next, kid)?;
+            key.state = KeyState::Retiring;
+            key.retiring_at = Some(now);
+        }
+        (Action::RemoveKey { kid, .. }, outcome @ (Outcome::Done | Outcome::RegistrationLost)) => {
+            key_mut(&mut next, kid)?;
+            next.keys.retain(|k| &k.kid != kid);
+            if outcome == Outcome::RegistrationLost {
+                forget_registration(&mut next);
+            }
+        }
+        (Action::Register { .. }, Outcome::Done) => {
+            next.registered = true;
+            next.registration_unanswered = false;
+            if policy.registration == RegistrationKind::Onboarded {
+                next.onboarded_x5t_s256 = next.certificate.as_ref().map(|c| c.x5t_s256.clone());
+            }
+        }
+        (Action::RenewCertificate { .. }, Outcome::CertificateIssued(cert)) => {
+            next.certificate = Some(cert);
+        }
+        (Action::RefreshTokens { tokens }, Outcome::TokensMinted(minted)) => {
+            next.tokens = refreshed(policy, seen, tokens, minted);
+        }
+        (Action::AcknowledgeTrigger { trigger, value }, Outcome::Done) => {
+            let handled = Some(value.clone());
+            match trigger {
+                TriggerKind::RotateKeys => next.triggers.rotate_keys.handled = handled,
+                TriggerKind::RenewCertificate => next.triggers.renew_certificate.handled = handled,
+                TriggerKind::RenewTokens => next.triggers.renew_tokens.handled = handled,
+            }
+        }
+        (action, outcome) => {
+            return Err(ApplyError::Mismatch {
+                action: action_name(action),
+                outcome: outcome_name(&outcome),
+            });
+        }
+    }
+    Ok(next)
+}
+
+/// The tokens after a refresh: the minted ones, plus the earlier ones still bound to the
+/// certificate the new ones are bound to (tokens of an old certificate leave together with it),
+/// of configured names only.
+fn refreshed(
+    policy: &Policy,
+    seen: &Observed,
+    due: &[TokenDue],
+    minted: Vec<TokenRecord>,
+) -> Vec<TokenRecord> {
+    let bound_to: Option<&str> = minted
+        .first()
+        .map(|t| t.cert_x5t_s256.as_str())
+        .or(seen.certificate.as_ref().map(|c| c.x5t_s256.as_str()));
+    let mut tokens: Vec<TokenRecord> = seen
+        .tokens
+        .iter()
+        .filter(|t| Some(t.cert_x5t_s256.as_str()) == bound_to)
+        .filter(|t| !due.iter().any(|d| d.name == t.name))
+        .filter(|t| !minted.iter().any(|m| m.name == t.name))
+        .cloned()
+        .collect();
+    tokens.extend(minted);
+    tokens.retain(|t| policy.tokens.iter().any(|p| p.name == t.name));
+    tokens.sort_by(|a, b| a.name.cmp(&b.name));
+    tokens
+}
+
+/// The registration is gone: not registered, no unanswered attempt, no tokens.
+fn forget_registration(next: &mut Observed) {
+    next.registered = false;
+    next.registration_unanswered = false;
+    next.onboarded_x5t_s256 = None;
+    next.tokens.clear();
+}
+
+fn key_mut<'a>(seen: &'a mut Observed, kid: &str) -> Result<&'a mut KeyRecord, ApplyError> {
+    seen.keys
+        .iter_mut()
+        .find(|k| k.kid == kid)
+        .ok_or_else(|| ApplyError::UnknownKid(kid.to_owned()))
+}
+
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::GenerateKey { .. } => "GenerateKey",
+        Action::PublishKeys { .. } => "PublishKeys",
+        Action::AwaitApproval { .. } => "AwaitApproval",
+        Action::ActivateKey { .. } => "ActivateKey",
+        Action::RetireKey { .. } => "RetireKey",
+        Action::RemoveKey { .. } => "RemoveKey",
+        Action::Register { .. } => "Register",
+        Action::RenewCertificate { .. } => "RenewCertificate",
+        Action::RefreshTokens { .. } => "RefreshTokens",
+        Action::AcknowledgeTrigger { .. } => "AcknowledgeTrigger",
+    }
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Done => "Done",
+        Outcome::KeyGenerated { .. } => "KeyGenerated",
+        Outcome::CertificateIssued(_) => "CertificateIssued",
+        Outcome::TokensMinted(_) => "TokensMinted",
+        Outcome::RegistrationLost => "RegistrationLost",
+    }
+}

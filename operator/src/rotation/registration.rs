@@ -1,0 +1,70 @@
+//! Registration planning: whether the client must be made known to the AS now, and why.
+//!
+//! Contract: a `Static` client is never registered by the operator; an `Answered` client
+//! (`Dynamic`, `SignedRequest`) is registered once, and again only when its registration is
+//! gone (an attempt whose answer was never persisted, or a registration the AS no longer
+//! accepts, which the reconciler forgets); an `Onboarded` client (`HubOnboarding`) is onboarded
+//! whenever the hub has not seen the current certificate. Registration carries an active
+//! signing key and a certificate, both persisted first: it waits for them, and for any key or
+//! certificate the same plan generates. While a registration is due no token is planned.
+//! Pure, no I/O.
+
+use super::Draft;
+use super::action::{Action, Reason};
+use super::model::{KeyState, KeyUse, Observed, Policy, RegistrationKind};
+
+/// Why the client must be (re-)registered, whether or not it can be yet; `None` when the AS
+/// knows the client with what it has now.
+pub fn registration_due(policy: &Policy, seen: &Observed) -> Option<Reason> {
+    match policy.registration {
+        RegistrationKind::Static => None,
+        RegistrationKind::Answered => {
+            (!seen.registered).then_some(if seen.registration_unanswered {
+                Reason::RegistrationUnanswered
+            } else {
+                Reason::NotRegistered
+            })
+        }
+        RegistrationKind::Onboarded => {
+            let current = seen.certificate.as_ref().map(|c| c.x5t_s256.as_str());
+            (current != seen.onboarded_x5t_s256.as_deref()).then_some(
+                match seen.onboarded_x5t_s256 {
+                    None => Reason::NotRegistered,
+                    Some(_) => Reason::CertificateChanged,
+                },
+            )
+        }
+    }
+}
+
+/// Whether what registration carries is in place: an active signing key and a certificate.
+pub fn registration_ready(seen: &Observed) -> bool {
+    seen.certificate.is_some()
+        && seen
+            .keys
+            .iter()
+            .any(|k| k.use_ == KeyUse::Sig && k.state == KeyState::Active)
+}
+
+/// Plans registration after the key and certificate checks; returns whether the client is
+/// (or, after this plan's certificate renewal, will be) waiting for a registration, so that
+/// no token is planned before it.
+pub(super) fn plan_registration(policy: &Policy, seen: &Observed, draft: &mut Draft) -> bool {
+    let renewing = draft
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::RenewCertificate { .. }));
+    let Some(reason) = registration_due(policy, seen) else {
+        // A hub sees the new certificate before any token bound to it is requested.
+        return renewing && policy.registration == RegistrationKind::Onboarded;
+    };
+    let generating = renewing
+        || draft
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::GenerateKey { .. }));
+    if registration_ready(seen) && !generating {
+        draft.act(Action::Register { reason });
+    }
+    true
+}

@@ -1,0 +1,314 @@
+//! Registration decisions, batched token refreshes and the shared state transition.
+
+use super::fixtures::*;
+use crate::rotation::{
+    Action, ApplyError, KeyState, Observed, Outcome, Reason, RegistrationKind, TokenDue,
+    TokenPolicy, apply, calls_authorization_server, plan, registration_due,
+};
+
+fn answered() -> (crate::rotation::Policy, Observed) {
+    let mut policy = policy();
+    policy.registration = RegistrationKind::Answered;
+    let mut seen = steady();
+    seen.registered = false;
+    seen.tokens.clear();
+    (policy, seen)
+}
+
+fn registers(p: &crate::rotation::Plan) -> Option<Reason> {
+    p.actions.iter().find_map(|a| match a {
+        Action::Register { reason } => Some(*reason),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_static_client_is_never_registered() {
+    let mut seen = steady();
+    seen.registered = true;
+    assert_eq!(registration_due(&policy(), &seen), None);
+    assert_eq!(registers(&plan(&policy(), &seen, at(10))), None);
+}
+
+#[test]
+fn an_answered_client_registers_once_a_signing_key_is_active_and_a_certificate_exists() {
+    let (policy, seen) = answered();
+    let p = plan(&policy, &seen, at(10));
+    assert_eq!(registers(&p), Some(Reason::NotRegistered));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::RefreshTokens { .. })),
+        "no token before registration"
+    );
+}
+
+#[test]
+fn registration_waits_for_the_key_and_certificate_it_carries() {
+    let (policy, mut seen) = answered();
+    seen.keys.clear();
+    seen.certificate = None;
+    let first = plan(&policy, &seen, at(0));
+    assert_eq!(reasons(&first), [Reason::NoKey, Reason::CertificateMissing]);
+    seen.keys.push(sig("k1", KeyState::Pending, at(0)));
+    seen.certificate = Some(cert("c1", at(0), at(90 * DAY)));
+    let second = plan(&policy, &seen, at(0));
+    assert_eq!(
+        reasons(&second),
+        [Reason::KeyUnpublished, Reason::Bootstrap],
+        "the key is activated first; registration comes in the next plan"
+    );
+}
+
+#[test]
+fn registration_waits_while_the_plan_generates_a_certificate() {
+    let (policy, mut seen) = answered();
+    seen.certificate = Some(cert("c1", at(0), at(10)));
+    let p = plan(&policy, &seen, at(20));
+    assert_eq!(registers(&p), None);
+    assert!(p.actions.contains(&Action::RenewCertificate {
+        reason: Reason::CertificateExpired
+    }));
+}
+
+#[test]
+fn an_attempt_without_a_persisted_answer_registers_again_with_its_own_reason() {
+    let (policy, mut seen) = answered();
+    seen.registration_unanswered = true;
+    assert_eq!(
+        registers(&plan(&policy, &seen, at(10))),
+        Some(Reason::RegistrationUnanswered)
+    );
+}
+
+#[test]
+fn a_registered_answered_client_is_not_registered_again() {
+    let (policy, mut seen) = answered();
+    seen.registered = true;
+    assert_eq!(registration_due(&policy, &seen), None);
+}
+
+#[test]
+fn a_hub_is_onboarded_with_the_current_certificate_before_any_token() {
+    let mut policy = policy();
+    policy.registration = RegistrationKind::Onboarded;
+    let mut seen = steady();
+    seen.registered = true;
+    seen.onboarded_x5t_s256 = Some("c0".into());
+    seen.tokens = vec![token("payments", at(0), at(3_600), "c0")];
+    let p = plan(&policy, &seen, at(10));
+    assert_eq!(registers(&p), Some(Reason::CertificateChanged));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::RefreshTokens { .. })),
+        "tokens bound to c1 wait until the hub has seen c1: {p:?}"
+    );
+    let onboarded = apply(
+        &policy,
+        &seen,
+        &Action::Register {
+            reason: Reason::CertificateChanged,
+        },
+        Outcome::Done,
+        at(10),
+    )
+    .expect("applies");
+    assert_eq!(onboarded.onboarded_x5t_s256.as_deref(), Some("c1"));
+    let after = plan(&policy, &onboarded, at(10));
+    assert_eq!(registers(&after), None);
+    assert_eq!(reasons(&after), [Reason::CertificateChanged]);
+}
+
+#[test]
+fn a_hub_renewing_its_certificate_plans_no_token_until_it_is_onboarded_again() {
+    let mut policy = policy();
+    policy.registration = RegistrationKind::Onboarded;
+    let mut seen = steady();
+    seen.onboarded_x5t_s256 = Some("c1".into());
+    seen.triggers.renew_certificate.requested = Some("now".into());
+    let p = plan(&policy, &seen, at(10));
+    assert!(p.actions.contains(&Action::RenewCertificate {
+        reason: Reason::ManualTrigger
+    }));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::RefreshTokens { .. }))
+    );
+}
+
+#[test]
+fn a_static_client_renewing_its_certificate_refreshes_its_tokens_in_the_same_plan() {
+    let mut seen = steady();
+    seen.triggers.renew_certificate.requested = Some("now".into());
+    let p = plan(&policy(), &seen, at(10));
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::RefreshTokens { .. }))
+    );
+}
+
+#[test]
+fn registration_is_an_authorization_server_call_withheld_under_backoff() {
+    let (policy, mut seen) = answered();
+    seen.backoff_until = Some(at(100));
+    let p = plan(&policy, &seen, at(10));
+    assert_eq!(registers(&p), None);
+    assert!(
+        p.withheld
+            .iter()
+            .any(|a| calls_authorization_server(a, &policy, &seen)
+                && matches!(a, Action::Register { .. }))
+    );
+    assert_eq!(p.next_wakeup, Some(at(100)));
+}
+
+#[test]
+fn every_token_due_comes_in_one_refresh_with_its_own_reason() {
+    let mut policy = policy();
+    policy.tokens.push(TokenPolicy {
+        name: "accounts".into(),
+        refresh_before: None,
+    });
+    let seen = steady();
+    let p = plan(&policy, &seen, at(3_600));
+    let refreshes: Vec<&Action> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::RefreshTokens { .. }))
+        .collect();
+    assert_eq!(
+        refreshes,
+        [&Action::RefreshTokens {
+            tokens: vec![
+                TokenDue {
+                    name: "payments".into(),
+                    reason: Reason::TokenExpired
+                },
+                TokenDue {
+                    name: "accounts".into(),
+                    reason: Reason::TokenMissing
+                },
+            ]
+        }]
+    );
+}
+
+#[test]
+fn publishing_a_published_record_without_its_instant_records_the_instant() {
+    let mut seen = steady();
+    let mut k2 = sig("k2", KeyState::Published, at(5));
+    k2.published_at = None;
+    seen.keys.push(k2);
+    let action = Action::PublishKeys {
+        kids: vec!["k1".into(), "k2".into()],
+        reason: Reason::KeyUnpublished,
+    };
+    let next = apply(&policy(), &seen, &action, Outcome::Done, at(10)).expect("applies");
+    let k2 = next.keys.iter().find(|k| k.kid == "k2").expect("k2");
+    assert_eq!(k2.published_at, Some(at(10)));
+    assert!(
+        !plan(&policy(), &next, at(10))
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::PublishKeys { .. })),
+        "published once, not on every pass"
+    );
+}
+
+#[test]
+fn a_lost_registration_is_forgotten_with_its_tokens() {
+    let seen = steady();
+    let action = Action::RemoveKey {
+        kid: "k1".into(),
+        reason: Reason::RetireElapsed,
+    };
+    let next =
+        apply(&policy(), &seen, &action, Outcome::RegistrationLost, at(10)).expect("applies");
+    assert!(!next.registered);
+    assert!(next.tokens.is_empty());
+    assert!(next.keys.is_empty());
+}
+
+#[test]
+fn minted_tokens_replace_their_names_and_drop_tokens_of_an_old_certificate() {
+    let mut policy = policy();
+    policy.tokens.push(TokenPolicy {
+        name: "accounts".into(),
+        refresh_before: None,
+    });
+    let mut seen = steady();
+    seen.tokens.push(token("accounts", at(0), at(3_600), "c0"));
+    seen.tokens.push(token("gone", at(0), at(3_600), "c1"));
+    let action = Action::RefreshTokens {
+        tokens: vec![TokenDue {
+            name: "payments".into(),
+            reason: Reason::RefreshDue,
+        }],
+    };
+    let minted = vec![token("payments", at(10), at(3_610), "c1")];
+    let next = apply(
+        &policy,
+        &seen,
+        &action,
+        Outcome::TokensMinted(minted.clone()),
+        at(10),
+    )
+    .expect("applies");
+    assert_eq!(
+        next.tokens, minted,
+        "accounts (c0) and the unconfigured token leave"
+    );
+}
+
+#[test]
+fn an_outcome_that_does_not_fit_its_action_or_an_unknown_kid_is_refused() {
+    let seen = steady();
+    let retire = Action::RetireKey {
+        kid: "nope".into(),
+        reason: Reason::KeyUseDisabled,
+    };
+    assert_eq!(
+        apply(&policy(), &seen, &retire, Outcome::Done, at(1)),
+        Err(ApplyError::UnknownKid("nope".into()))
+    );
+    let retire = Action::RetireKey {
+        kid: "k1".into(),
+        reason: Reason::KeyUseDisabled,
+    };
+    assert!(matches!(
+        apply(
+            &policy(),
+            &seen,
+            &retire,
+            Outcome::TokensMinted(vec![]),
+            at(1)
+        ),
+        Err(ApplyError::Mismatch { .. })
+    ));
+}
+
+#[test]
+fn activation_records_its_instant_and_retires_the_predecessor() {
+    let mut seen = steady();
+    seen.keys.push(sig("k2", KeyState::Published, at(5)));
+    let action = Action::ActivateKey {
+        kid: "k2".into(),
+        retire: vec!["k1".into()],
+        reason: Reason::PropagationElapsed,
+    };
+    let next = apply(&policy(), &seen, &action, Outcome::Done, at(3_000)).expect("applies");
+    let state = |kid: &str| {
+        next.keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .map(|k| (k.state, k.activated_at, k.retiring_at))
+    };
+    assert_eq!(state("k2"), Some((KeyState::Active, Some(at(3_000)), None)));
+    assert_eq!(
+        state("k1"),
+        Some((KeyState::Retiring, Some(at(0)), Some(at(3_000))))
+    );
+}

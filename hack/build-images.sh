@@ -97,5 +97,11 @@ done
 # The operator image runs as 65532 and has no shell.
 user=$("$docker_bin" image inspect -f '{{.Config.User}}' tpp-operator:e2e)
 [ "$user" = "65532:65532" ] || { echo "tpp-operator:e2e runs as '$user', expected 65532:65532" >&2; exit 1; }
+cid=$("$docker_bin" create tpp-operator:e2e)
+files=$("$docker_bin" export "$cid" | tar -t)
+"$docker_bin" rm "$cid" >/dev/null
+if grep -Eq '^(usr/)?bin/(ba|da)?sh$' <<<"$files"; then
+  echo "tpp-operator:e2e has a shell" >&2; exit 1
+fi
 cat "$out/image-sizes.txt" >&2
 echo "$out"

@@ -140,7 +140,7 @@ pub fn check_issuer(meta: &ProviderMetadata, issuer: &str) -> Result<(), OauthEr
         Ok(())
     } else {
         Err(OauthError::IssuerMismatch {
-            expected: issuer.to_owned(),
+            expected: super::wire::strip_url_queries(issuer),
             found: super::wire::sanitize(&meta.issuer).unwrap_or_default(),
         })
     }

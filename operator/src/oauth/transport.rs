@@ -312,6 +312,19 @@ fn scrub(body: Vec<u8>, secrets: &[SecretString]) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// reqwest's error message names the request URL; its query and fragment can carry values no
+/// error message may repeat (issue 13, item 8): keep scheme, host and path only.
+fn without_query(source: reqwest::Error) -> reqwest::Error {
+    match source.url().cloned() {
+        Some(mut url) if url.query().is_some() || url.fragment().is_some() => {
+            url.set_query(None);
+            url.set_fragment(None);
+            source.with_url(url)
+        }
+        _ => source,
+    }
+}
+
 /// Finds a rustls error in a source chain (looking inside nested `io::Error` wrappers).
 fn rustls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
@@ -333,6 +346,7 @@ fn rustls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
 
 fn classify(step: Step, origin: &str, source: reqwest::Error) -> OauthError {
     let origin = origin.to_owned();
+    let source = without_query(source);
     if let Some(detail) = rustls_error(&source) {
         return OauthError::Tls {
             step,
@@ -359,5 +373,46 @@ fn classify(step: Step, origin: &str, source: reqwest::Error) -> OauthError {
             origin,
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole error chain, as `{:#}`-style reporting prints it.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            next = s.source();
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn transport_errors_carry_no_query_string_or_fragment() {
+        // A loopback port with nothing listening: the connect error names the URL.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let url = format!("http://127.0.0.1:{port}/token?code=SECRETCODE#frag-SECRET");
+        let err = reqwest::Client::new()
+            .get(&url)
+            .send()
+            .await
+            .expect_err("nothing listens");
+        assert!(
+            chain(&err).contains("SECRETCODE"),
+            "precondition: reqwest names the url"
+        );
+        let classified = classify(Step::Token, "http://127.0.0.1", err);
+        let text = chain(&classified);
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(!text.contains('?') && !text.contains('#'), "{text}");
+        assert!(text.contains("/token"), "the path stays: {text}");
     }
 }

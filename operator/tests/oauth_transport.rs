@@ -284,6 +284,53 @@ async fn discovery_caches_per_url_until_the_ttl_expires() {
 }
 
 #[tokio::test]
+async fn a_discovery_document_cached_under_one_ca_is_not_served_to_a_client_with_another() {
+    // Tenant A's AuthorizationServer trusts the AS's real CA and fetched the document; tenant
+    // B's names the same URL with a CA it controls: B must fetch (and here fail TLS), never be
+    // served A's document from the cache (issue 13, item 5).
+    let fx = Fixture::new();
+    let issuer = Arc::new(std::sync::OnceLock::<String>::new());
+    let served = issuer.clone();
+    let server = fx
+        .serve(move |_| {
+            Reply::json(
+                200,
+                json!({"issuer": served.get().cloned().unwrap_or_default()}),
+            )
+        })
+        .await;
+    let _ = issuer.set(server.url(""));
+    let issuer = server.url("");
+    let discovery = Discovery::default();
+    let trusted = fx.plain_client();
+    discovery
+        .get(&trusted, &issuer, None)
+        .await
+        .expect("discovered");
+    let stranger = pki("another-ca", &["127.0.0.1"]);
+    let other =
+        AsClient::new(&TransportConfig::new(stranger.ca_pem.into_bytes()), None).expect("client");
+    assert_ne!(other.trust_id(), trusted.trust_id());
+    let err = discovery
+        .get(&other, &issuer, None)
+        .await
+        .expect_err("another trust is not served the cached document");
+    assert!(matches!(err, OauthError::Tls { .. }), "{err:?}");
+    // The same trust still hits the cache; invalidation drops every trust's entry.
+    discovery
+        .get(&trusted, &issuer, None)
+        .await
+        .expect("cached");
+    assert_eq!(server.seen().len(), 1);
+    discovery.invalidate(&issuer, None);
+    discovery
+        .get(&trusted, &issuer, None)
+        .await
+        .expect("refetched");
+    assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test]
 async fn discovery_refuses_a_document_for_another_issuer() {
     let fx = Fixture::new();
     let server = fx

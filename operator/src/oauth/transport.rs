@@ -127,6 +127,7 @@ pub struct AsClient {
     x5t_s256: Option<String>,
     limiter: Option<Limiter>,
     clock: Arc<dyn Clock>,
+    trust: Arc<str>,
 }
 
 impl std::fmt::Debug for AsClient {
@@ -162,7 +163,14 @@ impl AsClient {
             x5t_s256: identity.map(|id| id.x5t_s256().to_owned()),
             limiter: None,
             clock: Arc::new(SystemClock),
+            trust: trust_id(&config.ca_bundle_pem).into(),
         })
+    }
+
+    /// The SHA-256 (hex) of the CA bundle this client trusts: what a cache of anything fetched
+    /// through it must be keyed by besides the URL (issue 13, item 5).
+    pub fn trust_id(&self) -> &str {
+        &self.trust
     }
 
     /// Shares a per-AS rate limiter.
@@ -310,6 +318,15 @@ fn scrub(body: Vec<u8>, secrets: &[SecretString]) -> Vec<u8> {
         }
     }
     text.into_bytes()
+}
+
+/// SHA-256 of a CA bundle, hex.
+fn trust_id(ca_bundle_pem: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(ca_bundle_pem)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// reqwest's error message names the request URL; its query and fragment can carry values no

@@ -76,6 +76,19 @@ pub struct Config {
     /// removed anyway, with a Warning event naming what was left at the AS.
     #[arg(long, env = "TPP_OPERATOR_DELETE_ATTEMPTS", default_value_t = 5)]
     pub delete_attempts: u32,
+
+    /// Authorization server hosts the operator may call although they are loopback,
+    /// link-local, private-range or cluster-internal names (comma-separated: exact hosts, IP
+    /// literals or `*.suffix` patterns). Empty: any public host, nothing internal.
+    #[arg(long, env = "TPP_OPERATOR_ALLOWED_AS_HOSTS", value_delimiter = ',')]
+    pub allowed_as_hosts: Vec<String>,
+}
+
+impl Config {
+    /// The egress policy of `--allowed-as-hosts` (see [`crate::oauth::egress`]).
+    pub fn egress_policy(&self) -> crate::oauth::EgressPolicy {
+        crate::oauth::EgressPolicy::new(&self.allowed_as_hosts)
+    }
 }
 
 #[cfg(test)]
@@ -102,5 +115,21 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.concurrency, 16);
         assert!(!c.leader_election);
+        assert!(c.allowed_as_hosts.is_empty());
+        assert!(!c.egress_policy().allows("127.0.0.1"));
+    }
+
+    #[test]
+    fn allowed_as_hosts_lists_internal_hosts_the_operator_may_call() {
+        let c = Config::try_parse_from([
+            "tpp-operator",
+            "--allowed-as-hosts",
+            "127.0.0.1,*.svc.cluster.local",
+        ])
+        .unwrap();
+        assert_eq!(c.allowed_as_hosts, ["127.0.0.1", "*.svc.cluster.local"]);
+        let policy = c.egress_policy();
+        assert!(policy.allows("127.0.0.1") && policy.allows("as.ns.svc.cluster.local"));
+        assert!(!policy.allows("10.0.0.1"));
     }
 }

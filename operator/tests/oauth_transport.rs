@@ -17,8 +17,8 @@ use serde_json::json;
 use support::fixture::{Fixture, identity_of};
 use support::{ClientCerts, Reply, pki, serve};
 use tpp_operator::oauth::{
-    AsClient, AsRequest, ClientPool, Clock, Discovery, OauthError, PoolConfig, RateLimit, Step,
-    TransportConfig,
+    AsClient, AsRequest, ClientPool, Clock, Discovery, EgressPolicy, OauthError, PoolConfig,
+    RateLimit, Step, TransportConfig,
 };
 
 fn get(url: &str) -> AsRequest<'static> {
@@ -328,6 +328,45 @@ async fn a_discovery_document_cached_under_one_ca_is_not_served_to_a_client_with
         .await
         .expect("refetched");
     assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn the_egress_policy_refuses_internal_hosts_before_anything_is_sent() {
+    let fx = Fixture::new();
+    let server = fx.serve(|_| Reply::raw(200, "")).await;
+    let refusing = fx
+        .plain_client()
+        .with_egress(Arc::new(EgressPolicy::default()));
+    // The discovery URL, an endpoint the discovery document names, a registration_client_uri:
+    // every request goes through send(), which checks its host.
+    for url in [
+        server.url("/.well-known/openid-configuration"),
+        "https://10.0.0.7/token".to_owned(),
+        "https://kubernetes.default.svc/api".to_owned(),
+    ] {
+        let err = send(&refusing, &url).await.expect_err("refused");
+        assert!(matches!(err, OauthError::EgressRefused { .. }), "{err:?}");
+        assert_eq!(err.reason(), "EgressRefused");
+        assert!(!err.is_transient());
+        let host = url::Url::parse(&url)
+            .unwrap()
+            .host_str()
+            .unwrap()
+            .to_owned();
+        let message = err.to_string();
+        assert!(
+            message.contains(&host) && message.contains("--allowed-as-hosts"),
+            "{message}"
+        );
+    }
+    assert!(server.seen().is_empty(), "nothing reached the server");
+    let allowing = fx
+        .plain_client()
+        .with_egress(Arc::new(EgressPolicy::new(&["127.0.0.1"])));
+    send(&allowing, &server.url("/x"))
+        .await
+        .expect("listed host");
+    assert_eq!(server.seen().len(), 1);
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::clock::{Clock, SystemClock};
+use super::egress::EgressPolicy;
 use super::error::{OauthError, Step};
 use super::ratelimit::Limiter;
 use super::tls::{ClientIdentity, TransportConfig, config_error, tls_config};
@@ -128,6 +129,7 @@ pub struct AsClient {
     limiter: Option<Limiter>,
     clock: Arc<dyn Clock>,
     trust: Arc<str>,
+    egress: Option<Arc<EgressPolicy>>,
 }
 
 impl std::fmt::Debug for AsClient {
@@ -164,7 +166,15 @@ impl AsClient {
             limiter: None,
             clock: Arc::new(SystemClock),
             trust: trust_id(&config.ca_bundle_pem).into(),
+            egress: None,
         })
+    }
+
+    /// Checks every request against `policy` instead of the operator-wide one
+    /// ([`super::egress::install`]).
+    pub fn with_egress(mut self, policy: Arc<EgressPolicy>) -> Self {
+        self.egress = Some(policy);
+        self
     }
 
     /// The SHA-256 (hex) of the CA bundle this client trusts: what a cache of anything fetched
@@ -206,6 +216,15 @@ impl AsClient {
         let origin = req.url.origin().ascii_serialization();
         if req.url.scheme() != "https" {
             return Err(OauthError::InsecureUrl { step, origin });
+        }
+        if let Some(policy) = self.egress.clone().or_else(super::egress::installed) {
+            let host = req.url.host_str().unwrap_or_default();
+            if !policy.allows(host) {
+                return Err(OauthError::EgressRefused {
+                    step,
+                    host: host.to_owned(),
+                });
+            }
         }
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;

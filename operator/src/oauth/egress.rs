@@ -53,9 +53,7 @@ impl EgressPolicy {
     /// brackets).
     pub fn allows(&self, host: &str) -> bool {
         let host = normalise(host);
-        if self.exact.iter().any(|h| *h == host)
-            || self.suffixes.iter().any(|s| host.ends_with(s.as_str()))
-        {
+        if self.exact.contains(&host) || self.suffixes.iter().any(|s| host.ends_with(s.as_str())) {
             return true;
         }
         !internal(&host)

@@ -74,10 +74,10 @@ deny:
 
 ## Property-based fuzzing of every parser of outside input (operator/tests/fuzz_parsers.rs, seed
 ## corpus in operator/tests/fuzz_corpus/): FUZZ_CASES cases per target, each target stopped after
-## FUZZ_SECONDS (14 targets: at most ~4 minutes by default). `make test` runs the same targets
+## FUZZ_SECONDS (14 targets: under 5 minutes by default). `make test` runs the same targets
 ## with proptest's default 256 cases.
-FUZZ_CASES ?= 20000
-FUZZ_SECONDS ?= 15
+FUZZ_CASES ?= 100000
+FUZZ_SECONDS ?= 20
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) FUZZ_SECONDS=$(FUZZ_SECONDS) \
 	  $(CARGO) test -p tpp-operator --test fuzz_parsers -- --nocapture --test-threads=1

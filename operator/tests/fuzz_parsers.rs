@@ -206,25 +206,31 @@ fn fuzz<S: Strategy>(target: &str, strategy: S, check: impl Fn(S::Value)) {
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .map(|s| Instant::now() + Duration::from_secs(s));
-    // One runner, run in batches (its random stream continues across them), so that the time
-    // bound stops generation too, not only checking.
-    let mut runner = TestRunner::new(Config {
+    let batch = Config {
         cases: cases.min(BATCH),
         failure_persistence: None,
         ..Config::default()
-    });
-    let mut executed: u64 = 0;
-    while executed < u64::from(cases) && deadline.is_none_or(|d| Instant::now() <= d) {
+    };
+    // A fresh runner per batch (a runner counts its successes across runs), each on a random
+    // stream derived from one seed runner, so that the time bound stops generation too.
+    let mut seeds = TestRunner::new(batch.clone());
+    let executed = std::sync::atomic::AtomicU64::new(0);
+    let count = || executed.load(std::sync::atomic::Ordering::Relaxed);
+    while count() < u64::from(cases) && deadline.is_none_or(|d| Instant::now() <= d) {
+        let mut runner = TestRunner::new_with_rng(batch.clone(), seeds.new_rng());
         let result = runner.run(&strategy, |input| {
+            executed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             check(input);
             Ok(())
         });
         if let Err(e) = result {
-            panic!("fuzz {target}: {e} (after {executed} cases)");
+            panic!("fuzz {target}: {e} (after {} cases)", count());
         }
-        executed += u64::from(cases.min(BATCH));
     }
-    eprintln!("fuzz {target}: {executed} cases executed (of {cases}), 0 panics");
+    eprintln!(
+        "fuzz {target}: {} cases executed (of {cases}), 0 panics",
+        count()
+    );
 }
 
 fn now() -> jiff::Timestamp {

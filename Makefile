@@ -8,7 +8,7 @@ export TPP_CONTROL_PLANE_DIR ?= $(CACHE)/control-plane/$(KUBE_VERSION)
 HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
 export TPP_HELM ?= $(CACHE)/helm/$(HELM_VERSION)/helm
 
-.PHONY: test test-unit test-chart test-e2e test-alerts test-node deny control-plane node helm images lint-dockerfiles peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
+.PHONY: fuzz test test-unit test-chart test-e2e test-alerts test-node deny control-plane node helm images lint-dockerfiles peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
 
 help:
 	@echo "make demo   - local control plane + sandbox AS + operator, an example TppClient and its token Secret"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-node - the node tier alone: image, two kubelets, helm install, a workload mounting the Secret"
 	@echo "make crds   - regenerate crds/, docs/api-reference.md, the chart's goldens and deploy/ from the Rust types"
 	@echo "make chart-render - regenerate the chart's golden renders and deploy/install.yaml, deploy/crds.yaml"
+	@echo "make fuzz   - property-based fuzzing of every parser of outside input (FUZZ_CASES, FUZZ_SECONDS)"
 	@echo "make bench  - micro-benchmarks (ratios to floors) and a scale run with N=200 (BENCHMARKS.md)"
 	@echo "make bench-scale N=1000 - the scale benchmark alone (JSON + Markdown in target/bench-scale/)"
 
@@ -92,6 +93,16 @@ test-alerts:
 deny:
 	@deny=$$(hack/install-cargo-deny.sh | tail -n1) && \
 	  PATH="$$(dirname "$$deny"):$$PATH" $(CARGO) deny --offline --workspace check licenses bans
+
+## Property-based fuzzing of every parser of outside input (operator/tests/fuzz_parsers.rs, seed
+## corpus in operator/tests/fuzz_corpus/): FUZZ_CASES cases per target, each target stopped after
+## FUZZ_SECONDS (14 targets: under 5 minutes by default). `make test` runs the same targets
+## with proptest's default 256 cases.
+FUZZ_CASES ?= 100000
+FUZZ_SECONDS ?= 20
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	  $(CARGO) test -p tpp-operator --test fuzz_parsers -- --nocapture --test-threads=1
 
 ## Everything.
 test: test-unit test-chart test-alerts test-e2e test-node

@@ -413,7 +413,11 @@ impl OperatorProcess {
             )
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
             .arg("--admin-address")
-            .arg(admin_address.to_string());
+            .arg(admin_address.to_string())
+            // Every AS of the tests (the sandbox, the oidc-provider peer, loopback servers) runs
+            // on 127.0.0.1: the egress policy refuses loopback unless listed.
+            .arg("--allowed-as-hosts")
+            .arg("127.0.0.1,localhost");
         if !o.namespaces.is_empty() {
             cmd.arg("--namespaces").arg(o.namespaces.join(","));
         }

@@ -358,11 +358,48 @@ rejects!(
     "softwareStatementRef applies to SignedRequest registration only"
 );
 rejects!(
-    jwks_uri_must_be_an_http_url,
+    jwks_uri_must_be_an_https_url,
     minimal_client(),
     [("spec/registration/jwksUri", json!("ftp://example.com/jwks"))],
-    "jwksUri must be an http(s) URL"
+    "jwksUri must be an https:// URL"
 );
+rejects!(
+    jwks_uri_over_plain_http_is_refused_for_a_remote_host,
+    minimal_client(),
+    [(
+        "spec/registration/jwksUri",
+        json!("http://jwks.example.com/jwks/ns/c")
+    )],
+    "jwksUri must be an https:// URL"
+);
+rejects!(
+    jwks_uri_over_plain_http_is_refused_for_a_host_that_only_starts_like_loopback,
+    minimal_client(),
+    [(
+        "spec/registration/jwksUri",
+        json!("http://127.0.0.1.evil.example/jwks")
+    )],
+    "jwksUri must be an https:// URL"
+);
+
+#[tokio::test]
+async fn jwks_uri_over_plain_http_is_accepted_on_loopback_only() {
+    with_namespace("cel-jwks", |ctx| async move {
+        for uri in [
+            "https://jwks.example.com/jwks/ns/c",
+            "http://127.0.0.1:8080/jwks/ns/c",
+            "http://localhost/jwks/ns/c",
+        ] {
+            let mut obj = minimal_client();
+            set(&mut obj, "spec/registration/jwksUri", json!(uri));
+            create(&ctx, &obj, true)
+                .await
+                .with_context(|| uri.to_owned())?;
+        }
+        Ok(())
+    })
+    .await;
+}
 rejects!(
     tls_client_auth_requires_a_subject_dn,
     minimal_client(),
@@ -548,6 +585,118 @@ rejects!(
     [("spec/jwksCacheTtl", json!("fifteen minutes"))],
     "must be a duration like 90d, 1h30m"
 );
+
+// ---- bounds: what the API server accepts, the operator decodes (issue 13, item 1) ----
+
+rejects!(
+    a_duration_component_too_large_to_decode_is_refused,
+    minimal_server(),
+    [("spec/jwksCacheTtl", json!("99999999999999999999s"))],
+    "at most 5 digits per unit"
+);
+rejects!(
+    a_token_refresh_window_too_large_to_decode_is_refused,
+    minimal_client(),
+    [(
+        "spec/tokens",
+        json!([{"name": "accounts", "refreshBefore": "100000s"}])
+    )],
+    "at most 5 digits per unit"
+);
+rejects!(
+    more_than_sixteen_redirect_uris_are_refused,
+    minimal_client(),
+    [(
+        "spec/registration/metadata/redirectUris",
+        json!(
+            (0..17)
+                .map(|i| format!("https://app.example.com/cb{i}"))
+                .collect::<Vec<_>>()
+        )
+    )],
+    "Too many"
+);
+rejects!(
+    a_redirect_uri_longer_than_2048_characters_is_refused,
+    minimal_client(),
+    [(
+        "spec/registration/metadata/redirectUris",
+        json!([format!("https://app.example.com/{}", "a".repeat(2048))])
+    )],
+    "Too long"
+);
+rejects!(
+    more_than_32_dns_names_are_refused,
+    minimal_client(),
+    [(
+        "spec/transportCertificate/dnsNames",
+        json!(
+            (0..33)
+                .map(|i| format!("h{i}.example.com"))
+                .collect::<Vec<_>>()
+        )
+    )],
+    "Too many"
+);
+rejects!(
+    more_than_32_secret_template_labels_are_refused,
+    minimal_client(),
+    [(
+        "spec/secretTemplate/labels",
+        Value::Object((0..33).map(|i| (format!("l{i}"), json!("v"))).collect())
+    )],
+    "Too many"
+);
+rejects!(
+    an_issuer_longer_than_2048_characters_is_refused,
+    minimal_server(),
+    [(
+        "spec/issuer",
+        json!(format!("https://as.example.com/{}", "a".repeat(2048)))
+    )],
+    "Too long"
+);
+rejects!(
+    a_token_scope_longer_than_2048_characters_is_refused,
+    minimal_client(),
+    [(
+        "spec/tokens",
+        json!([{"name": "accounts", "scope": "a".repeat(2049)}])
+    )],
+    "Too long"
+);
+
+#[tokio::test]
+async fn the_largest_schema_valid_durations_pass_every_cel_rule() {
+    // The CEL rules run duration() over the part after the days (64-bit nanoseconds): the
+    // digit bound keeps the longest value the pattern and maxLength allow inside its range, so
+    // such a value is accepted (and decoded by the operator: duration.rs proptest).
+    with_namespace("cel-max", |ctx| async move {
+        let largest = "99999d99999h99999h99999h99999h";
+        assert!(largest.len() <= 32);
+        let mut obj = minimal_client();
+        set(
+            &mut obj,
+            "spec/transportCertificate/duration",
+            json!(largest),
+        );
+        set(
+            &mut obj,
+            "spec/transportCertificate/renewBefore",
+            json!("99999h"),
+        );
+        set(
+            &mut obj,
+            "spec/signingKey/rotation/retireAfter",
+            json!(largest),
+        );
+        create(&ctx, &obj, true)
+            .await
+            .context("largest durations")?;
+        Ok(())
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn renew_before_rule_compares_mixed_units_correctly() {

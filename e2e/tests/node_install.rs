@@ -59,7 +59,7 @@ fn values(cluster: &NodeCluster) -> Result<String> {
         .next()
         .context("API server port")?;
     Ok(format!(
-        "image: {{repository: tpp-operator, tag: e2e, pullPolicy: Never}}\nhostNetwork: true\nextraEnv:\n- {{name: KUBERNETES_SERVICE_HOST, value: \"127.0.0.1\"}}\n- {{name: KUBERNETES_SERVICE_PORT, value: \"{port}\"}}\n"
+        "image: {{repository: tpp-operator, tag: e2e, pullPolicy: Never}}\nhostNetwork: true\nallowedAsHosts: [127.0.0.1, localhost]\nextraEnv:\n- {{name: KUBERNETES_SERVICE_HOST, value: \"127.0.0.1\"}}\n- {{name: KUBERNETES_SERVICE_PORT, value: \"{port}\"}}\n"
     ))
 }
 

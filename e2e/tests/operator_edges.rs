@@ -156,6 +156,35 @@ async fn a_secret_reference_into_another_namespace_is_refused_with_a_condition()
 }
 
 #[tokio::test]
+async fn an_authorization_server_on_an_unlisted_internal_host_is_refused_before_any_call() {
+    with_namespace("egress", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        // The harness allows 127.0.0.1 and localhost only (--allowed-as-hosts): another
+        // loopback address is an internal host the operator must not call.
+        let _op = start_operator(&ctx).await?;
+        let issuer = sandbox.issuer().replace("localhost", "127.0.0.9");
+        apply(
+            &ctx,
+            sandbox_server("inward", &sandbox, json!({"issuer": issuer})),
+        )
+        .await?;
+        let o = wait_for(&ctx, "AuthorizationServer", "inward", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["reason"] == "EgressRefused")
+        })
+        .await?;
+        let msg = condition(&o, "Ready")
+            .map(|c| c["message"].to_string())
+            .unwrap_or_default();
+        ensure!(
+            msg.contains("127.0.0.9") && msg.contains("allowed-as-hosts"),
+            "the message names the host and the flag: {msg}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_cluster_server_refuses_namespaces_its_selector_excludes() {
     with_namespace("cas", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;

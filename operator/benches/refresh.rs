@@ -105,6 +105,7 @@ fn policy() -> AssertionPolicy {
         audience: Audience::Literal(ISSUER.into()),
         lifetime: Duration::from_secs(300),
         include_nbf: false,
+        backdate: tpp_operator::identity::assertion::DEFAULT_BACKDATE,
     }
 }
 

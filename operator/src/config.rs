@@ -82,6 +82,12 @@ pub struct Config {
     /// the process exits anyway (keep it below the pod's terminationGracePeriodSeconds).
     #[arg(long, env = "TPP_OPERATOR_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_seconds)]
     pub shutdown_timeout: std::time::Duration,
+
+    /// Authorization server hosts the operator may call although they are loopback,
+    /// link-local, private-range or cluster-internal names (comma-separated: exact hosts, IP
+    /// literals or `*.suffix` patterns). Empty: any public host, nothing internal.
+    #[arg(long, env = "TPP_OPERATOR_ALLOWED_AS_HOSTS", value_delimiter = ',')]
+    pub allowed_as_hosts: Vec<String>,
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
@@ -110,7 +116,14 @@ impl Config {
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .collect();
+        // Likewise an empty TPP_OPERATOR_ALLOWED_AS_HOSTS lists no host.
+        self.allowed_as_hosts.retain(|h| !h.trim().is_empty());
         self
+    }
+
+    /// The egress policy of `--allowed-as-hosts` (see [`crate::oauth::egress`]).
+    pub fn egress_policy(&self) -> crate::oauth::EgressPolicy {
+        crate::oauth::EgressPolicy::new(&self.allowed_as_hosts)
     }
 }
 
@@ -139,6 +152,8 @@ mod tests {
         assert_eq!(c.concurrency, 16);
         assert!(!c.leader_election);
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(20));
+        assert!(c.allowed_as_hosts.is_empty());
+        assert!(!c.egress_policy().allows("127.0.0.1"));
     }
 
     #[test]
@@ -166,5 +181,19 @@ mod tests {
         let c = Config::try_parse_from(["tpp-operator", "--shutdown-timeout", "1.5s"]).unwrap();
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_millis(1500));
         assert!(Config::try_parse_from(["tpp-operator", "--shutdown-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn allowed_as_hosts_lists_internal_hosts_the_operator_may_call() {
+        let c = Config::try_parse_from([
+            "tpp-operator",
+            "--allowed-as-hosts",
+            "127.0.0.1,*.svc.cluster.local",
+        ])
+        .unwrap();
+        assert_eq!(c.allowed_as_hosts, ["127.0.0.1", "*.svc.cluster.local"]);
+        let policy = c.egress_policy();
+        assert!(policy.allows("127.0.0.1") && policy.allows("as.ns.svc.cluster.local"));
+        assert!(!policy.allows("10.0.0.1"));
     }
 }

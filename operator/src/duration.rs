@@ -12,14 +12,28 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// The regular expression a duration string must match (also used by the CRD schema rule).
-pub const PATTERN: &str = r"^([0-9]+d)?([0-9]+(h|ms|m|s))*$";
+///
+/// Every component has at most [`MAX_DIGITS`] digits, so that with [`MAX_LEN`] the largest
+/// schema-valid value (`99999d` plus five `99999h`, about 330 years) neither overflows this
+/// parser nor CEL's `duration()` (64-bit nanoseconds, about 292 years, applied to the part after
+/// the days) nor timestamp arithmetic: an object the API server accepts can always be decoded.
+pub const PATTERN: &str = r"^([0-9]{1,5}d)?([0-9]{1,5}(h|ms|m|s))*$";
+
+/// The most digits in one component of a duration string (see [`PATTERN`]).
+pub const MAX_DIGITS: usize = 5;
+
+/// The largest duration this parser returns: 200,000 days (about 547 years), above the largest
+/// schema-valid value. A longer value (only an object stored under an older, looser schema can
+/// carry one) is clamped to it rather than refused: refusing it would make the object, and with
+/// it the whole LIST page the watcher decodes, undecodable (issue 13, item 1).
+pub const MAX: Duration = Duration::from_days(200_000);
 
 /// The longest duration string accepted (bounds the cost of CEL rules over durations).
 pub const MAX_LEN: usize = 32;
 
 /// Message shown by the apiserver when a duration string is malformed.
-pub const FORMAT_MESSAGE: &str =
-    "must be a duration like 90d, 1h30m, 15m, 30s or 500ms (units d, h, m, s, ms; days first)";
+pub const FORMAT_MESSAGE: &str = "must be a duration like 90d, 1h30m, 15m, 30s or 500ms \
+     (units d, h, m, s, ms; days first; at most 5 digits per unit)";
 
 /// A CEL expression template giving the whole seconds of the duration field `{f}` (a string
 /// matching [`PATTERN`]). Replace `{f}` with the field path, e.g. `self.renewBefore`.
@@ -48,9 +62,6 @@ pub enum ParseDurationError {
     /// Anything else that does not follow the grammar.
     #[error("invalid duration {0:?}: {FORMAT_MESSAGE}")]
     Invalid(String),
-    /// The value does not fit in 64-bit seconds.
-    #[error("duration {0:?} is too large")]
-    Overflow(String),
 }
 
 impl Duration {
@@ -102,7 +113,7 @@ impl FromStr for Duration {
             return Err(ParseDurationError::TooLong);
         }
         let invalid = || ParseDurationError::Invalid(s.to_owned());
-        let overflow = || ParseDurationError::Overflow(s.to_owned());
+        let max_ms = MAX.0.as_millis() as u64;
         let mut total_ms: u64 = 0;
         let mut rest = s;
         let mut first = true;
@@ -111,7 +122,8 @@ impl FromStr for Duration {
             if digits == 0 {
                 return Err(invalid());
             }
-            let n: u64 = rest[..digits].parse().map_err(|_| overflow())?;
+            // Saturating: more than u64 digits clamp like any other too-large value.
+            let n: u64 = rest[..digits].parse().unwrap_or(u64::MAX);
             rest = &rest[digits..];
             // Like Go's time.ParseDuration, h/m/s/ms may repeat and come in any order; a day
             // component may only lead (so that CEL can split it off).
@@ -130,10 +142,9 @@ impl FromStr for Duration {
             };
             first = false;
             rest = &rest[len..];
-            let part = n.checked_mul(unit_ms).ok_or_else(overflow)?;
-            total_ms = total_ms.checked_add(part).ok_or_else(overflow)?;
+            total_ms = total_ms.saturating_add(n.saturating_mul(unit_ms));
         }
-        Ok(Self(StdDuration::from_millis(total_ms)))
+        Ok(Self(StdDuration::from_millis(total_ms.min(max_ms))))
     }
 }
 
@@ -221,10 +232,65 @@ mod tests {
             assert!(d(bad).is_err(), "{bad:?} should be refused");
         }
         assert_eq!(d(&"9".repeat(40)), Err(ParseDurationError::TooLong));
-        assert!(matches!(
-            d("99999999999999999999d"),
-            Err(ParseDurationError::Overflow(_))
-        ));
+    }
+
+    #[test]
+    fn clamps_values_beyond_the_maximum_instead_of_refusing_them() {
+        // Accepted by the schema before component digits were bounded; an object carrying one
+        // must still decode (issue 13, item 1).
+        let max = MAX.0.as_millis() as u64;
+        assert_eq!(d("99999999999999999999s"), Ok(max));
+        assert_eq!(d("99999999999999999999d"), Ok(max));
+        assert_eq!(d("9999999999999999h9999999999ms"), Ok(max));
+        assert_eq!(d("200000d"), Ok(max));
+        assert_eq!(d("199999d"), Ok(199_999 * 86_400_000));
+    }
+
+    /// What the schema lets through: the CEL pattern (without its anchors, which proptest's
+    /// generator does not take), not empty, at most [`MAX_LEN`] characters.
+    fn schema_valid() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let unanchored = PATTERN.trim_start_matches('^').trim_end_matches('$');
+        proptest::string::string_regex(unanchored)
+            .unwrap()
+            .prop_filter("schema: non-empty, maxLength", |s| {
+                !s.is_empty() && s.len() <= MAX_LEN
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_schema_valid_duration_parses_below_the_maximum(s in schema_valid()) {
+            let parsed = s.parse::<Duration>();
+            proptest::prop_assert!(parsed.is_ok(), "{s:?}: {parsed:?}");
+            let parsed = parsed.unwrap();
+            proptest::prop_assert!(parsed < MAX, "{s:?} reached the clamp");
+            // Below CEL's duration() range for the part after the days (64-bit nanoseconds).
+            let after_days = s.split_once('d').map_or(s.as_str(), |(_, r)| r);
+            if !after_days.is_empty() {
+                let rest: Duration = after_days.parse().unwrap();
+                proptest::prop_assert!(rest.std().as_nanos() < i64::MAX as u128, "{s:?}");
+            }
+            // And timestamp arithmetic from now cannot overflow.
+            proptest::prop_assert!(jiff::Timestamp::now().checked_add(parsed.signed()).is_ok());
+        }
+
+        #[test]
+        fn the_parser_never_panics_on_any_string(s in "\\PC{0,40}") {
+            let _ = s.parse::<Duration>();
+        }
+    }
+
+    #[test]
+    fn the_pattern_refuses_components_longer_than_the_digit_bound() {
+        // CEL's matches() is RE2; the regex crate has the same syntax and semantics here.
+        let re = regex::Regex::new(PATTERN).unwrap();
+        for ok in ["99999d", "99999h99999m", "1d1h1m1s1ms", "500ms"] {
+            assert!(re.is_match(ok), "{ok}");
+        }
+        for bad in ["100000s", "999999d", "99999999999999999999s", "1h1d"] {
+            assert!(!re.is_match(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub enum Reason {
     RegistrationFailed,
     /// The AS's registration_client_uri points outside its registration endpoint.
     ForeignRegistrationUri,
+    /// An AS URL names a host the egress policy (`--allowed-as-hosts`) does not allow.
+    EgressRefused,
     /// The AS's registration answer could not be written to `<name>-registration`.
     PersistRegistrationFailed,
     /// A registration was lost (a request without a persisted answer, or a refused registration
@@ -105,6 +107,8 @@ pub enum Reason {
     JwtBuildFailed,
     /// The client assertion lifetime is out of range.
     AssertionLifetimeInvalid,
+    /// The client assertion's `iat` backdate is out of range.
+    AssertionBackdateInvalid,
     /// A JWT (e.g. the software statement) could not be read.
     JwtInvalid,
     /// `registration.metadata` sets a claim the operator manages.
@@ -133,7 +137,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for the catalogue test and documentation.
-    pub const ALL: [Reason; 59] = [
+    pub const ALL: [Reason; 61] = [
         Reason::Reconciled,
         Reason::Pending,
         Reason::Suspended,
@@ -162,6 +166,7 @@ impl Reason {
         Reason::RegistrationRejected,
         Reason::RegistrationFailed,
         Reason::ForeignRegistrationUri,
+        Reason::EgressRefused,
         Reason::PersistRegistrationFailed,
         Reason::RegistrationLost,
         Reason::HubOnboardingRejected,
@@ -181,6 +186,7 @@ impl Reason {
         Reason::SigningFailed,
         Reason::JwtBuildFailed,
         Reason::AssertionLifetimeInvalid,
+        Reason::AssertionBackdateInvalid,
         Reason::JwtInvalid,
         Reason::RegistrationMetadataInvalid,
         Reason::SignatureInvalid,
@@ -226,6 +232,7 @@ impl Reason {
             Reason::RegistrationRejected => "RegistrationRejected",
             Reason::RegistrationFailed => "RegistrationFailed",
             Reason::ForeignRegistrationUri => "ForeignRegistrationUri",
+            Reason::EgressRefused => "EgressRefused",
             Reason::PersistRegistrationFailed => "PersistRegistrationFailed",
             Reason::RegistrationLost => "RegistrationLost",
             Reason::HubOnboardingRejected => "HubOnboardingRejected",
@@ -245,6 +252,7 @@ impl Reason {
             Reason::SigningFailed => "SigningFailed",
             Reason::JwtBuildFailed => "JwtBuildFailed",
             Reason::AssertionLifetimeInvalid => "AssertionLifetimeInvalid",
+            Reason::AssertionBackdateInvalid => "AssertionBackdateInvalid",
             Reason::JwtInvalid => "JwtInvalid",
             Reason::RegistrationMetadataInvalid => "RegistrationMetadataInvalid",
             Reason::SignatureInvalid => "SignatureInvalid",

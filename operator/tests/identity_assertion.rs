@@ -80,10 +80,10 @@ fn assertion_has_the_v2_shape() {
     );
     assert_eq!(
         decoded.claims["iat"],
-        json!(1_769_766_702),
-        "iat is integer seconds"
+        json!(1_769_766_702 - 5),
+        "iat is integer seconds, backdated by the default 5 s"
     );
-    assert_eq!(decoded.claims["exp"], json!(1_769_766_702 + 300));
+    assert_eq!(decoded.claims["exp"], json!(1_769_766_702 - 5 + 300));
     assert!(!decoded.claims.contains_key("nbf"));
     let jti = uuid::Uuid::parse_str(decoded.str_claim("jti").unwrap()).unwrap();
     assert_eq!(jti.get_version_num(), 4);
@@ -197,6 +197,7 @@ fn audience_policy_picks_issuer_token_endpoint_or_literal_and_nbf_equals_iat() {
             audience,
             lifetime: Duration::from_secs(120),
             include_nbf: true,
+            backdate: Duration::from_secs(3),
         };
         let decoded = decode_unverified(
             assertion::client_assertion(&signer, target(), &policy, now)
@@ -206,8 +207,45 @@ fn audience_policy_picks_issuer_token_endpoint_or_literal_and_nbf_equals_iat() {
         .unwrap();
         assert_eq!(decoded.str_claim("aud"), Some(expected));
         assert_eq!(decoded.claims["nbf"], decoded.claims["iat"]);
-        assert_eq!(decoded.claims["exp"], json!(1_800_000_120));
+        assert_eq!(decoded.claims["iat"], json!(1_800_000_000 - 3));
+        assert_eq!(decoded.claims["exp"], json!(1_800_000_000 - 3 + 120));
     }
+}
+
+#[test]
+fn iat_is_backdated_and_exp_minus_iat_stays_the_lifetime() {
+    // An AS whose clock is a few seconds behind must not see an assertion issued "in the
+    // future" (issue 13, item 8); an AS that checks exp - iat against its maximum (300 s for a
+    // strict FAPI AS, the default lifetime) must still see exactly the lifetime.
+    let signer = PrivateKey::generate(KeyAlgorithm::EcP256)
+        .unwrap()
+        .signer()
+        .unwrap();
+    let now = Timestamp::from_second(1_800_000_000).unwrap();
+    let mint = |lifetime: u64, backdate: u64| {
+        let policy = AssertionPolicy {
+            lifetime: Duration::from_secs(lifetime),
+            backdate: Duration::from_secs(backdate),
+            ..AssertionPolicy::default()
+        };
+        let jws = assertion::client_assertion(&signer, target(), &policy, now).unwrap();
+        let decoded = decode_unverified(jws.expose_secret()).unwrap();
+        (
+            decoded.claims["iat"].as_i64().unwrap() - 1_800_000_000,
+            decoded.claims["exp"].as_i64().unwrap() - 1_800_000_000,
+        )
+    };
+    assert_eq!(mint(300, 5), (-5, 295));
+    assert_eq!(mint(300, 0), (0, 300));
+    assert_eq!(mint(600, 60), (-60, 540));
+    // A short lifetime keeps at least half of it ahead of now.
+    assert_eq!(mint(4, 5), (-2, 2));
+    let too_far = AssertionPolicy {
+        backdate: Duration::from_secs(61),
+        ..AssertionPolicy::default()
+    };
+    let err = assertion::client_assertion(&signer, target(), &too_far, now).unwrap_err();
+    assert_eq!(err.reason(), "AssertionBackdateInvalid");
 }
 
 #[test]

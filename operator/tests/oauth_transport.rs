@@ -17,8 +17,8 @@ use serde_json::json;
 use support::fixture::{Fixture, identity_of};
 use support::{ClientCerts, Reply, pki, serve};
 use tpp_operator::oauth::{
-    AsClient, AsRequest, ClientPool, Clock, Discovery, OauthError, PoolConfig, RateLimit, Step,
-    TransportConfig,
+    AsClient, AsRequest, ClientPool, Clock, Discovery, EgressPolicy, OauthError, PoolConfig,
+    RateLimit, Step, TransportConfig,
 };
 
 fn get(url: &str) -> AsRequest<'static> {
@@ -281,6 +281,92 @@ async fn discovery_caches_per_url_until_the_ttl_expires() {
         .await
         .expect("refetched");
     assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_discovery_document_cached_under_one_ca_is_not_served_to_a_client_with_another() {
+    // Tenant A's AuthorizationServer trusts the AS's real CA and fetched the document; tenant
+    // B's names the same URL with a CA it controls: B must fetch (and here fail TLS), never be
+    // served A's document from the cache (issue 13, item 5).
+    let fx = Fixture::new();
+    let issuer = Arc::new(std::sync::OnceLock::<String>::new());
+    let served = issuer.clone();
+    let server = fx
+        .serve(move |_| {
+            Reply::json(
+                200,
+                json!({"issuer": served.get().cloned().unwrap_or_default()}),
+            )
+        })
+        .await;
+    let _ = issuer.set(server.url(""));
+    let issuer = server.url("");
+    let discovery = Discovery::default();
+    let trusted = fx.plain_client();
+    discovery
+        .get(&trusted, &issuer, None)
+        .await
+        .expect("discovered");
+    let stranger = pki("another-ca", &["127.0.0.1"]);
+    let other =
+        AsClient::new(&TransportConfig::new(stranger.ca_pem.into_bytes()), None).expect("client");
+    assert_ne!(other.trust_id(), trusted.trust_id());
+    let err = discovery
+        .get(&other, &issuer, None)
+        .await
+        .expect_err("another trust is not served the cached document");
+    assert!(matches!(err, OauthError::Tls { .. }), "{err:?}");
+    // The same trust still hits the cache; invalidation drops every trust's entry.
+    discovery
+        .get(&trusted, &issuer, None)
+        .await
+        .expect("cached");
+    assert_eq!(server.seen().len(), 1);
+    discovery.invalidate(&issuer, None);
+    discovery
+        .get(&trusted, &issuer, None)
+        .await
+        .expect("refetched");
+    assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn the_egress_policy_refuses_internal_hosts_before_anything_is_sent() {
+    let fx = Fixture::new();
+    let server = fx.serve(|_| Reply::raw(200, "")).await;
+    let refusing = fx
+        .plain_client()
+        .with_egress(Arc::new(EgressPolicy::default()));
+    // The discovery URL, an endpoint the discovery document names, a registration_client_uri:
+    // every request goes through send(), which checks its host.
+    for url in [
+        server.url("/.well-known/openid-configuration"),
+        "https://10.0.0.7/token".to_owned(),
+        "https://kubernetes.default.svc/api".to_owned(),
+    ] {
+        let err = send(&refusing, &url).await.expect_err("refused");
+        assert!(matches!(err, OauthError::EgressRefused { .. }), "{err:?}");
+        assert_eq!(err.reason(), "EgressRefused");
+        assert!(!err.is_transient());
+        let host = url::Url::parse(&url)
+            .unwrap()
+            .host_str()
+            .unwrap()
+            .to_owned();
+        let message = err.to_string();
+        assert!(
+            message.contains(&host) && message.contains("--allowed-as-hosts"),
+            "{message}"
+        );
+    }
+    assert!(server.seen().is_empty(), "nothing reached the server");
+    let allowing = fx
+        .plain_client()
+        .with_egress(Arc::new(EgressPolicy::new(&["127.0.0.1"])));
+    send(&allowing, &server.url("/x"))
+        .await
+        .expect("listed host");
+    assert_eq!(server.seen().len(), 1);
 }
 
 #[tokio::test]

@@ -24,6 +24,12 @@ use tpp_operator::{
 async fn main() -> anyhow::Result<()> {
     let config = Config::load();
     telemetry::init(config.log_format);
+    // Every AS call is checked against the egress policy (docs/security.md): no loopback,
+    // link-local, private-range or cluster-internal host unless --allowed-as-hosts lists it.
+    tpp_operator::oauth::egress::install(config.egress_policy());
+    if !config.allowed_as_hosts.is_empty() {
+        tracing::info!(hosts = ?config.allowed_as_hosts, "internal AS hosts allowed");
+    }
     // One crypto provider for every TLS client in the process (kube, reqwest).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let kube_config = kube::Config::infer()

@@ -33,17 +33,20 @@ pub struct AuthorizationServerSpec {
     /// URL). Discovery is fetched from `<issuer>/.well-known/openid-configuration` unless
     /// `discoveryUrl` is set, and the document's `issuer` must equal this string exactly.
     #[x_kube(validation = Rule::new("self.startsWith('https://')").message("issuer must be an https:// URL"))]
+    #[schemars(length(max = 2048))]
     pub issuer: String,
 
     /// Where to fetch the discovery document instead of the issuer's well-known URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('https://')").message("discoveryUrl must be an https:// URL"))]
+    #[schemars(length(max = 2048))]
     pub discovery_url: Option<String>,
 
     /// PEM bundle of the CAs trusted for the AS's TLS servers. When neither this nor
     /// `caBundleRef` is set, no connection can be made (public web roots are never trusted
     /// implicitly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 262144))]
     pub ca_bundle: Option<String>,
 
     /// A ConfigMap or Secret key holding the PEM CA bundle (see `caBundle`).
@@ -95,10 +98,12 @@ pub struct AsRegistration {
     /// Registration endpoint to use instead of the discovered `registration_endpoint`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('https://')").message("registration.endpoint must be an https:// URL"))]
+    #[schemars(length(max = 2048))]
     pub endpoint: Option<String>,
     /// Content type of SignedRequest bodies: `application/jwt` (default) or `application/jose`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self in ['application/jwt', 'application/jose']").message("signedRequestContentType must be application/jwt or application/jose"))]
+    #[schemars(length(max = 32))]
     pub signed_request_content_type: Option<String>,
 }
 
@@ -110,6 +115,7 @@ pub struct ClientAssertionPolicy {
     /// effective token endpoint URL), or any other string used literally.
     #[serde(default = "default_audience")]
     #[x_kube(validation = Rule::new("self != ''").message("clientAssertion.audience must not be empty"))]
+    #[schemars(length(max = 2048))]
     pub audience: String,
     /// Lifetime of each assertion (`exp - iat`). Default `5m`; at most `10m`.
     #[serde(default = "default_assertion_lifetime")]

@@ -8,6 +8,9 @@ pub mod reference;
 pub mod refs;
 pub mod tpp_client;
 
+#[cfg(test)]
+mod bounds_tests;
+
 pub use authorization_server::*;
 pub use consumers::*;
 pub use refs::*;

@@ -8,13 +8,16 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of the Secret.
+    #[schemars(length(max = 253))]
     pub name: String,
     /// Key inside the Secret's data.
+    #[schemars(length(max = 253))]
     pub key: String,
     /// Namespace of the Secret. Only a ClusterAuthorizationServer may name one; a TppClient or a
     /// namespaced AuthorizationServer always reads from its own namespace and is refused with a
     /// `CrossNamespaceReference` condition if this is set to another namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub namespace: Option<String>,
 }
 
@@ -36,11 +39,14 @@ pub struct KeyRef {
     #[serde(default)]
     pub kind: KeyRefKind,
     /// Name of the object.
+    #[schemars(length(max = 253))]
     pub name: String,
     /// Key inside the object's data.
+    #[schemars(length(max = 253))]
     pub key: String,
     /// Namespace of the object; only for a ClusterAuthorizationServer (see [`SecretKeyRef`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub namespace: Option<String>,
 }
 
@@ -49,5 +55,6 @@ pub struct KeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct LocalSecretRef {
     /// Name of the Secret.
+    #[schemars(length(max = 253))]
     pub name: String,
 }

@@ -85,6 +85,7 @@ pub struct AuthorizationServerRef {
     pub kind: AuthorizationServerKind,
     /// Name of the object.
     #[x_kube(validation = Rule::new("self != ''").message("authorizationServerRef.name must not be empty"))]
+    #[schemars(length(max = 253))]
     pub name: String,
 }
 
@@ -131,6 +132,7 @@ pub struct Registration {
     /// otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self != ''").message("clientId must not be empty"))]
+    #[schemars(length(max = 255))]
     pub client_id: Option<String>,
 
     /// Client metadata sent at registration.
@@ -152,9 +154,12 @@ pub struct Registration {
 
     /// The URL at which the AS can fetch this client's public JWKS (the operator serves it at
     /// `/jwks/{namespace}/{name}`). When set, it is registered as `jwks_uri` instead of an
-    /// inline `jwks`, and new signing keys wait for the AS's `jwksCacheTtl`.
+    /// inline `jwks`, and new signing keys wait for the AS's `jwksCacheTtl`. `https://` only
+    /// (an AS trusts whatever keys it fetches there); plain `http://` is accepted for a loopback
+    /// host alone (`127.0.0.1`, `localhost`), which no remote AS can reach: local development.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("jwksUri must be an http(s) URL"))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.matches('^http://(127[.]0[.]0[.]1|localhost)(:[0-9]+)?/')").message("jwksUri must be an https:// URL (plain http only on loopback, for local development)"))]
+    #[schemars(length(max = 2048))]
     pub jwks_uri: Option<String>,
 }
 
@@ -176,18 +181,23 @@ pub enum DeletionPolicy {
 pub struct ClientMetadata {
     /// `client_name`. Defaults to `<namespace>/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub client_name: Option<String>,
     /// `redirect_uris` (for consent flows run by workloads).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 2048)))]
     pub redirect_uris: Vec<String>,
     /// `grant_types`. Default `[client_credentials]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(max = 128)))]
     pub grant_types: Vec<String>,
     /// `scope`, space-delimited. Default: the union of `tokens[].scope`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub scope: Option<String>,
     /// The software id (SignedRequest `iss` and `software_id`); default: the statement's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
     pub software_id: Option<String>,
     /// Further metadata fields sent as given (e.g. `contacts`, `logo_uri`). Fields the operator
     /// manages (`jwks`, `jwks_uri`, `client_id`, `token_endpoint_auth_method`, ...) are refused
@@ -222,6 +232,7 @@ pub struct Authentication {
     /// RFC 4514 subject DN registered as `tls_client_auth_subject_dn` (tls_client_auth only).
     /// It must equal the transport certificate's subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub subject_dn: Option<String>,
 }
 
@@ -367,9 +378,11 @@ pub struct TransportCertificate {
     /// RFC 4514 subject DN of generated certificates, kept identical across renewals.
     /// Default `CN=<namespace>.<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub subject: Option<String>,
     /// DNS subject alternative names of generated certificates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 253)))]
     pub dns_names: Vec<String>,
     /// `RSA` (default, 2048 bits) or `ECDSA` (P-256).
     #[serde(default)]
@@ -423,9 +436,11 @@ pub struct TokenSpec {
     pub name: String,
     /// Space-delimited scope requested. Default `accounts`.
     #[serde(default = "default_scope")]
+    #[schemars(length(max = 2048))]
     pub scope: String,
     /// Optional `audience` (resource indicator) sent with the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub audience: Option<String>,
     /// Refresh this long before expiry. Default: a third of the token's lifetime, jittered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -442,9 +457,11 @@ fn default_scope() -> String {
 pub struct SecretTemplate {
     /// Labels added to each Secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 63}))]
     pub labels: BTreeMap<String, String>,
     /// Annotations added to each Secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
     pub annotations: BTreeMap<String, String>,
 }
 

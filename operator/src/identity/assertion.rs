@@ -3,8 +3,13 @@
 //!
 //! Contract: header `{alg, kid, typ: "JWT"}` (`alg` is `PS256` for RSA keys, `ES256` for
 //! P-256); claims `iss` = `sub` = client id, `aud` per [`Audience`] (a plain string),
-//! `jti` a fresh UUIDv4, `iat` = `now` in integer seconds, `exp` = `iat` + lifetime (default
-//! 300 s, at most 600 s), optional `nbf` = `iat`. Every call mints a new assertion; the result
+//! `jti` a fresh UUIDv4, `iat` = `now` minus a backdate in integer seconds (default
+//! [`DEFAULT_BACKDATE`], at most half the lifetime, so that an AS whose clock runs a few seconds
+//! behind does not refuse an assertion "issued in the future"), `exp` = `iat` + lifetime
+//! (default 300 s, at most 600 s), optional `nbf` = `iat`. `exp - iat` stays exactly the
+//! lifetime because ASes check it against their maximum (a strict FAPI AS allows 300 s, the
+//! default lifetime: `exp` = now + lifetime would make every default assertion 305 s long and
+//! refused); the assertion therefore stops being valid `backdate` seconds earlier. Every call mints a new assertion; the result
 //! is a bearer credential for its lifetime, so it is returned as a `SecretString`. `now` is a
 //! parameter: no hidden clock. CPU only, no I/O.
 
@@ -23,6 +28,11 @@ use super::signer::Signer;
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// The longest lifetime accepted (the AS rejects more).
 pub const MAX_LIFETIME: Duration = Duration::from_secs(600);
+/// How far `iat` (and `nbf`) are set before now by default: covers an AS clock a few seconds
+/// behind ours (issue 13, item 8).
+pub const DEFAULT_BACKDATE: Duration = Duration::from_secs(5);
+/// The largest backdate accepted.
+pub const MAX_BACKDATE: Duration = Duration::from_secs(60);
 
 /// What goes in `aud`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,6 +55,9 @@ pub struct AssertionPolicy {
     pub lifetime: Duration,
     /// Whether to add `nbf` = `iat`.
     pub include_nbf: bool,
+    /// How far `iat` is set before now (whole seconds, at most [`MAX_BACKDATE`], and at most
+    /// half the lifetime); `exp` is `iat + lifetime`.
+    pub backdate: Duration,
 }
 
 impl Default for AssertionPolicy {
@@ -53,6 +66,7 @@ impl Default for AssertionPolicy {
             audience: Audience::Issuer,
             lifetime: DEFAULT_LIFETIME,
             include_nbf: false,
+            backdate: DEFAULT_BACKDATE,
         }
     }
 }
@@ -81,20 +95,36 @@ pub fn client_assertion(
         Audience::TokenEndpoint => target.token_endpoint,
         Audience::Literal(aud) => aud.as_str(),
     };
-    let iat = now.as_second();
+    let iat = now
+        .as_second()
+        .saturating_sub(backdate(policy.backdate, lifetime)?);
+    let exp = iat.saturating_add(lifetime);
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(target.client_id));
     claims.insert("sub".into(), json!(target.client_id));
     claims.insert("aud".into(), json!(aud));
     claims.insert("jti".into(), json!(uuid::Uuid::new_v4().to_string()));
     claims.insert("iat".into(), json!(iat));
-    claims.insert("exp".into(), json!(iat.saturating_add(lifetime)));
+    claims.insert("exp".into(), json!(exp));
     if policy.include_nbf {
         claims.insert("nbf".into(), json!(iat));
     }
     let mut header = JwsHeader::new();
     header.set_token_type("JWT");
     sign_claims(signer, claims, &header)
+}
+
+/// The backdate in seconds, at most half the lifetime (so that most of it lies ahead of now).
+fn backdate(backdate: Duration, lifetime: i64) -> Result<i64, IdentityError> {
+    if backdate > MAX_BACKDATE || backdate.subsec_nanos() != 0 {
+        return Err(IdentityError::Backdate {
+            seconds: backdate.as_secs(),
+            max: MAX_BACKDATE.as_secs(),
+        });
+    }
+    Ok(i64::try_from(backdate.as_secs())
+        .unwrap_or(0)
+        .min(lifetime / 2))
 }
 
 fn checked_lifetime(lifetime: Duration) -> Result<i64, IdentityError> {

@@ -54,6 +54,14 @@ pub enum IdentityError {
         /// The maximum accepted.
         max: u64,
     },
+    /// A requested `iat` backdate is outside the allowed range.
+    #[error("assertion backdate {seconds}s is outside 0..={max}s (whole seconds)")]
+    Backdate {
+        /// The requested backdate in seconds.
+        seconds: u64,
+        /// The maximum accepted.
+        max: u64,
+    },
     /// A compact JWT could not be read (shape, base64, JSON or NumericDate).
     #[error("reading the JWT failed: {reason}")]
     ReadJwt {
@@ -113,6 +121,7 @@ impl IdentityError {
             Self::Sign { .. } => crate::reason::Reason::SigningFailed,
             Self::BuildJwt { .. } => crate::reason::Reason::JwtBuildFailed,
             Self::Lifetime { .. } => crate::reason::Reason::AssertionLifetimeInvalid,
+            Self::Backdate { .. } => crate::reason::Reason::AssertionBackdateInvalid,
             Self::ReadJwt { .. } => crate::reason::Reason::JwtInvalid,
             Self::ReservedClaim { .. } => crate::reason::Reason::RegistrationMetadataInvalid,
             Self::VerifySignature => crate::reason::Reason::SignatureInvalid,

@@ -2,9 +2,11 @@
 //!
 //! Contract: `GET <issuer>/.well-known/openid-configuration` (or an override URL) without a
 //! client certificate; the document's `issuer` must equal the configured issuer exactly
-//! ([`OauthError::IssuerMismatch`], permanent); a valid document is cached per URL for a TTL
-//! (default 15 min) measured on the injected [`Clock`]; concurrent misses for one URL share a
-//! single fetch. Failures are never cached.
+//! ([`OauthError::IssuerMismatch`], permanent); a valid document is cached per URL and trust
+//! (the SHA-256 of the CA bundle the fetching client trusts: a document fetched under one
+//! tenant's CA is never served to an AuthorizationServer with other trust, issue 13 item 5) for
+//! a TTL (default 15 min) measured on the injected [`Clock`]; concurrent misses for one key
+//! share a single fetch. Failures are never cached.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,14 +39,14 @@ pub fn discovery_url(issuer: &str, override_url: Option<&str>) -> Result<Url, Oa
     })
 }
 
-/// A per-URL cache of validated discovery documents.
+/// A per-URL-and-trust cache of validated discovery documents.
 pub struct Discovery {
     ttl: Duration,
     clock: Arc<dyn Clock>,
     slots: Mutex<HashMap<String, Slot>>,
 }
 
-/// One URL's cached document; the async lock makes concurrent misses share one fetch.
+/// One (URL, trust) key's cached document; the async lock makes concurrent misses share one fetch.
 type Slot = Arc<tokio::sync::Mutex<Option<(Timestamp, Arc<ProviderMetadata>)>>>;
 
 impl std::fmt::Debug for Discovery {
@@ -85,7 +87,7 @@ impl Discovery {
             .slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(url.as_str().to_owned())
+            .entry(cache_key(&url, client.trust_id()))
             .or_default()
             .clone();
         let mut cached = slot.lock().await;
@@ -101,15 +103,22 @@ impl Discovery {
         Ok(meta)
     }
 
-    /// Forgets the cached document of `issuer` (e.g. after an endpoint answered 404).
+    /// Forgets the cached documents of `issuer`, under every trust (e.g. after an endpoint
+    /// answered 404).
     pub fn invalidate(&self, issuer: &str, override_url: Option<&str>) {
         if let Ok(url) = discovery_url(issuer, override_url) {
+            let prefix = cache_key(&url, "");
             self.slots
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(url.as_str());
+                .retain(|key, _| !key.starts_with(&prefix));
         }
     }
+}
+
+/// The cache key: the URL, a space (never in a parsed URL), then the trust id.
+fn cache_key(url: &Url, trust: &str) -> String {
+    format!("{url} {trust}")
 }
 
 /// Fetches and validates one discovery document, uncached.
@@ -140,7 +149,7 @@ pub fn check_issuer(meta: &ProviderMetadata, issuer: &str) -> Result<(), OauthEr
         Ok(())
     } else {
         Err(OauthError::IssuerMismatch {
-            expected: issuer.to_owned(),
+            expected: super::wire::strip_url_queries(issuer),
             found: super::wire::sanitize(&meta.issuer).unwrap_or_default(),
         })
     }

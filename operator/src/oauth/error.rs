@@ -98,6 +98,13 @@ pub enum OauthError {
         #[source]
         source: url::ParseError,
     },
+    /// A host the operator's egress policy refuses (see [`super::egress`]): nothing is sent.
+    #[error(
+        "{step}: the operator does not call {host}: loopback, link-local, private-range and \
+         cluster-internal hosts are refused unless listed in {flag}",
+        flag = super::egress::FLAG
+    )]
+    EgressRefused { step: Step, host: String },
     /// A URL that is not `https`: nothing is sent over plain HTTP.
     #[error("{step}: refusing to call {origin} without tls")]
     InsecureUrl { step: Step, origin: String },
@@ -345,6 +352,7 @@ impl OauthError {
             OauthError::TransportConfig { .. } => Reason::InvalidTransportConfig,
             OauthError::ClientCertificateMissing { .. } => Reason::ClientCertificateMissing,
             OauthError::IssuerMismatch { .. } => Reason::IssuerMismatch,
+            OauthError::EgressRefused { .. } => Reason::EgressRefused,
             OauthError::ForeignRegistrationUri { .. } => Reason::ForeignRegistrationUri,
             OauthError::PersistRegistration { .. } => Reason::PersistRegistrationFailed,
             OauthError::MintAssertion { .. } => Reason::ClientAssertionFailed,

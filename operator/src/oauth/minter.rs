@@ -3,7 +3,7 @@
 //! [`Signer`]. CPU only (one signature per call), no I/O; the time comes from the injected
 //! [`Clock`].
 //!
-//! Contract: every call mints a new assertion (fresh `jti`, `iat` = the clock's now) whose
+//! Contract: every call mints a new assertion (fresh `jti`, `iat` = the clock's now minus the backdate, `exp` = `iat` + lifetime) whose
 //! `aud` is exactly the audience the oauth client asks for (it already applied the
 //! [`super::AudiencePolicy`]); `iss` = `sub` = the client id. A minting failure carries the
 //! identity error's message only, never key material, and is permanent (a broken key does not
@@ -18,7 +18,8 @@ use super::client_auth::{AssertionMinter, MintError};
 use super::clock::{Clock, SystemClock};
 use crate::identity::Signer;
 use crate::identity::assertion::{
-    AssertionPolicy, AssertionTarget, Audience, DEFAULT_LIFETIME, client_assertion,
+    AssertionPolicy, AssertionTarget, Audience, DEFAULT_BACKDATE, DEFAULT_LIFETIME,
+    client_assertion,
 };
 
 /// Mints client assertions for one client with one signing key.
@@ -28,6 +29,7 @@ pub struct SignerMinter {
     client_id: String,
     lifetime: Duration,
     include_nbf: bool,
+    backdate: Duration,
     clock: Arc<dyn Clock>,
 }
 
@@ -49,6 +51,7 @@ impl SignerMinter {
             client_id: client_id.into(),
             lifetime: DEFAULT_LIFETIME,
             include_nbf: false,
+            backdate: DEFAULT_BACKDATE,
             clock: Arc::new(SystemClock),
         }
     }
@@ -62,6 +65,13 @@ impl SignerMinter {
     /// Adds `nbf` = `iat` to every assertion.
     pub fn with_nbf(mut self, include_nbf: bool) -> Self {
         self.include_nbf = include_nbf;
+        self
+    }
+
+    /// Sets how far `iat` is set before now (default [`DEFAULT_BACKDATE`], at most 60 s and
+    /// half the lifetime; checked at mint time). `exp - iat` stays the lifetime.
+    pub fn with_backdate(mut self, backdate: Duration) -> Self {
+        self.backdate = backdate;
         self
     }
 
@@ -83,6 +93,7 @@ impl AssertionMinter for SignerMinter {
             audience: Audience::Literal(audience.to_owned()),
             lifetime: self.lifetime,
             include_nbf: self.include_nbf,
+            backdate: self.backdate,
         };
         let target = AssertionTarget {
             client_id: &self.client_id,
@@ -126,11 +137,13 @@ mod tests {
         assert_eq!(a.kid(), Some(key.kid()));
         assert_eq!(
             a.time_claim("iat").ok().flatten().map(|t| t.as_second()),
-            Some(1_769_766_702)
+            Some(1_769_766_702 - 5),
+            "iat is backdated by DEFAULT_BACKDATE"
         );
         assert_eq!(
             a.time_claim("exp").ok().flatten().map(|t| t.as_second()),
-            Some(1_769_766_702 + 300)
+            Some(1_769_766_702 - 5 + 300),
+            "exp - iat is the lifetime"
         );
         assert_ne!(a.str_claim("jti"), b.str_claim("jti"));
     }

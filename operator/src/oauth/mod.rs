@@ -13,6 +13,7 @@
 pub mod client_auth;
 pub mod clock;
 pub mod discovery;
+pub mod egress;
 pub mod endpoints;
 pub mod error;
 pub mod management;
@@ -30,6 +31,7 @@ pub mod wire;
 pub use client_auth::{AssertionMinter, AudiencePolicy, ClientAuth, ClientAuthn, MintError};
 pub use clock::{Clock, SystemClock};
 pub use discovery::{Discovery, discovery_url};
+pub use egress::EgressPolicy;
 pub use endpoints::{Introspection, PushedRequest};
 pub use error::{OauthError, Step};
 pub use management::{DeleteOutcome, ManagementTarget};

@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::clock::{Clock, SystemClock};
+use super::egress::EgressPolicy;
 use super::error::{OauthError, Step};
 use super::ratelimit::Limiter;
 use super::tls::{ClientIdentity, TransportConfig, config_error, tls_config};
@@ -127,6 +128,8 @@ pub struct AsClient {
     x5t_s256: Option<String>,
     limiter: Option<Limiter>,
     clock: Arc<dyn Clock>,
+    trust: Arc<str>,
+    egress: Option<Arc<EgressPolicy>>,
 }
 
 impl std::fmt::Debug for AsClient {
@@ -162,7 +165,22 @@ impl AsClient {
             x5t_s256: identity.map(|id| id.x5t_s256().to_owned()),
             limiter: None,
             clock: Arc::new(SystemClock),
+            trust: trust_id(&config.ca_bundle_pem).into(),
+            egress: None,
         })
+    }
+
+    /// Checks every request against `policy` instead of the operator-wide one
+    /// ([`super::egress::install`]).
+    pub fn with_egress(mut self, policy: Arc<EgressPolicy>) -> Self {
+        self.egress = Some(policy);
+        self
+    }
+
+    /// The SHA-256 (hex) of the CA bundle this client trusts: what a cache of anything fetched
+    /// through it must be keyed by besides the URL (issue 13, item 5).
+    pub fn trust_id(&self) -> &str {
+        &self.trust
     }
 
     /// Shares a per-AS rate limiter.
@@ -198,6 +216,15 @@ impl AsClient {
         let origin = req.url.origin().ascii_serialization();
         if req.url.scheme() != "https" {
             return Err(OauthError::InsecureUrl { step, origin });
+        }
+        if let Some(policy) = self.egress.clone().or_else(super::egress::installed) {
+            let host = req.url.host_str().unwrap_or_default();
+            if !policy.allows(host) {
+                return Err(OauthError::EgressRefused {
+                    step,
+                    host: host.to_owned(),
+                });
+            }
         }
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
@@ -312,6 +339,28 @@ fn scrub(body: Vec<u8>, secrets: &[SecretString]) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// SHA-256 of a CA bundle, hex.
+fn trust_id(ca_bundle_pem: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(ca_bundle_pem)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// reqwest's error message names the request URL; its query and fragment can carry values no
+/// error message may repeat (issue 13, item 8): keep scheme, host and path only.
+fn without_query(source: reqwest::Error) -> reqwest::Error {
+    match source.url().cloned() {
+        Some(mut url) if url.query().is_some() || url.fragment().is_some() => {
+            url.set_query(None);
+            url.set_fragment(None);
+            source.with_url(url)
+        }
+        _ => source,
+    }
+}
+
 /// Finds a rustls error in a source chain (looking inside nested `io::Error` wrappers).
 fn rustls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
@@ -333,6 +382,7 @@ fn rustls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
 
 fn classify(step: Step, origin: &str, source: reqwest::Error) -> OauthError {
     let origin = origin.to_owned();
+    let source = without_query(source);
     if let Some(detail) = rustls_error(&source) {
         return OauthError::Tls {
             step,
@@ -359,5 +409,46 @@ fn classify(step: Step, origin: &str, source: reqwest::Error) -> OauthError {
             origin,
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole error chain, as `{:#}`-style reporting prints it.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            next = s.source();
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn transport_errors_carry_no_query_string_or_fragment() {
+        // A loopback port with nothing listening: the connect error names the URL.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let url = format!("http://127.0.0.1:{port}/token?code=SECRETCODE#frag-SECRET");
+        let err = reqwest::Client::new()
+            .get(&url)
+            .send()
+            .await
+            .expect_err("nothing listens");
+        assert!(
+            chain(&err).contains("SECRETCODE"),
+            "precondition: reqwest names the url"
+        );
+        let classified = classify(Step::Token, "http://127.0.0.1", err);
+        let text = chain(&classified);
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(!text.contains('?') && !text.contains('#'), "{text}");
+        assert!(text.contains("/token"), "the path stays: {text}");
     }
 }

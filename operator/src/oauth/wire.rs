@@ -86,10 +86,40 @@ impl std::fmt::Display for ErrorBody {
     }
 }
 
-/// Strips control characters, trims, and caps at [`MAX_FIELD_CHARS`] characters (an ellipsis
-/// marks a cut). Returns `None` for a string that is empty afterwards.
+/// Removes the query and fragment of every `http://`/`https://` URL in `text` (up to the next
+/// whitespace or quote): they can carry codes, tokens or signatures that no error message,
+/// condition or log line may repeat (issue 13, item 8). Scheme, host and path stay.
+pub fn strip_url_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = find_url(rest) {
+        out.push_str(&rest[..at]);
+        let url = &rest[at..];
+        let end = url
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .unwrap_or(url.len());
+        let cut = url[..end].find(['?', '#']).unwrap_or(end);
+        out.push_str(&url[..cut]);
+        rest = &url[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The byte offset of the first `http://` or `https://` in `text`, ASCII case-insensitive.
+fn find_url(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    [lower.find("http://"), lower.find("https://")]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// Strips control characters and URL queries/fragments ([`strip_url_queries`]), trims, and caps
+/// at [`MAX_FIELD_CHARS`] characters (an ellipsis marks a cut). Returns `None` for a string that
+/// is empty afterwards.
 pub fn sanitize(raw: &str) -> Option<String> {
-    let cleaned: String = raw
+    let cleaned: String = strip_url_queries(raw)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
@@ -104,10 +134,17 @@ pub fn sanitize(raw: &str) -> Option<String> {
     Some(out)
 }
 
+/// The longest `Retry-After` honoured: 60 s, the reconciler's backoff ceiling. A token is
+/// refreshed a third of its lifetime before expiry by default (rotation/tokens.rs), so for any
+/// token living 3 minutes or more one honoured wait still leaves time to retry before it
+/// expires; an AS (or whoever answers in its name) asking for hours would otherwise stop
+/// every token refresh of its clients for that long (issue 13, item 8; docs/security.md).
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+
 /// Parses a `Retry-After` value: delta-seconds or an HTTP-date (relative to `now`; a date in
-/// the past gives zero). Garbage gives `None`. Capped at one day.
+/// the past gives zero). Garbage gives `None`. Capped at [`RETRY_AFTER_CAP`].
 pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
-    const CAP: Duration = Duration::from_secs(24 * 3600);
+    const CAP: Duration = RETRY_AFTER_CAP;
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs).min(CAP));
@@ -163,6 +200,34 @@ mod tests {
     }
 
     #[test]
+    fn urls_in_text_lose_their_query_and_fragment() {
+        assert_eq!(
+            strip_url_queries("see https://as.example/cb?code=SECRET&state=x#frag now"),
+            "see https://as.example/cb now"
+        );
+        assert_eq!(
+            strip_url_queries("a HTTP://h/p#t and \"http://i/q?x=1\", end?"),
+            "a HTTP://h/p and \"http://i/q\", end?"
+        );
+        assert_eq!(strip_url_queries("no url? none#here"), "no url? none#here");
+        assert_eq!(
+            strip_url_queries("https://é.example/ü?k=ß"),
+            "https://é.example/ü"
+        );
+    }
+
+    #[test]
+    fn error_descriptions_carry_no_url_query() {
+        let body = br#"{"error":"invalid_request","error_description":"redirect https://as/cb?code=SECRET not registered"}"#;
+        let parsed = ErrorBody::parse(body);
+        assert_eq!(
+            parsed.description.as_deref(),
+            Some("redirect https://as/cb not registered")
+        );
+        assert!(!parsed.to_string().contains("SECRET"));
+    }
+
+    #[test]
     fn error_description_of_non_string_type_is_dropped() {
         let parsed =
             ErrorBody::parse(br#"{"error":"invalid_request","error_description":{"a":1}}"#);
@@ -175,8 +240,8 @@ mod tests {
         let now = Timestamp::UNIX_EPOCH;
         assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
         assert_eq!(
-            parse_retry_after(" 120 ", now),
-            Some(Duration::from_secs(120))
+            parse_retry_after(" 45 ", now),
+            Some(Duration::from_secs(45))
         );
     }
 
@@ -201,7 +266,29 @@ mod tests {
         assert_eq!(parse_retry_after("-5", Timestamp::UNIX_EPOCH), None);
         assert_eq!(
             parse_retry_after("99999999", Timestamp::UNIX_EPOCH),
-            Some(Duration::from_secs(86400))
+            Some(RETRY_AFTER_CAP)
         );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", Timestamp::UNIX_EPOCH),
+            None
+        );
+    }
+
+    #[test]
+    fn retry_after_is_capped_below_a_token_refresh_window() {
+        // An hour's wait (or a date a day ahead) would outlive every OFM access token.
+        let now: Timestamp = "2026-01-30T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            parse_retry_after("3600", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 31 Jan 2026 10:00:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(parse_retry_after("60", now), Some(Duration::from_secs(60)));
+        assert_eq!(parse_retry_after("59", now), Some(Duration::from_secs(59)));
+        // A third of a 3-minute token's lifetime: the default refresh window still fits one wait.
+        assert!(RETRY_AFTER_CAP <= Duration::from_secs(180) / 3);
     }
 }

@@ -112,7 +112,7 @@ pub fn credentials_secret(client: &TppClient, c: &CredentialsContent<'_>) -> Sec
     };
     put(ck::TLS_CRT.into(), c.cert_pem);
     put(ck::TLS_KEY.into(), c.key_pem);
-    put(ck::CA_CRT.into(), c.ca_pem);
+    put(ck::CA_CRT.into(), &certificates_only(c.ca_pem));
     put(ck::CLIENT_ID.into(), c.client_id);
     put(ck::ISSUER.into(), c.issuer);
     put(ck::TOKEN_ENDPOINT.into(), c.token_endpoint);
@@ -136,6 +136,41 @@ pub fn credentials_secret(client: &TppClient, c: &CredentialsContent<'_>) -> Sec
         data: Some(d),
         ..Default::default()
     }
+}
+
+/// The `CERTIFICATE` blocks of a PEM bundle, nothing else: a CA bundle is tenant input (an
+/// AuthorizationServer's `caBundle` or a referenced ConfigMap/Secret), and a private key block
+/// pasted into it with the certificate must not be copied into every workload's `ca.crt`
+/// (issue 13, item 8). Text outside blocks and blocks of any other label are dropped; each kept
+/// block ends with a newline.
+pub fn certificates_only(pem: &str) -> String {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = String::new();
+    let mut block: Option<String> = None;
+    for line in pem.lines() {
+        let line = line.trim_end();
+        match &mut block {
+            None if line == BEGIN => block = Some(format!("{BEGIN}\n")),
+            None => {}
+            Some(_) if line.starts_with("-----BEGIN ") => {
+                // A new block inside an unterminated one: drop the broken block.
+                block = (line == BEGIN).then(|| format!("{BEGIN}\n"));
+            }
+            Some(b) if line == END => {
+                out.push_str(b);
+                out.push_str(END);
+                out.push('\n');
+                block = None;
+            }
+            Some(_) if line.starts_with("-----END ") => block = None,
+            Some(b) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -237,5 +272,48 @@ mod tests {
         assert_eq!(labels["team"], "pay");
         assert_eq!(labels["tpp.dev/client"], "payments");
         assert_eq!(s.metadata.annotations.as_ref().unwrap()["note"], "x");
+    }
+
+    const CA_A: &str = "-----BEGIN CERTIFICATE-----\nQUFB\nQUFB\n-----END CERTIFICATE-----\n";
+    const CA_B: &str = "-----BEGIN CERTIFICATE-----\nQkJC\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nU0VDUkVU\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn ca_crt_in_the_credentials_secret_holds_certificates_only() {
+        let tokens = BTreeMap::new();
+        let bundle = format!("# root\n{CA_A}{KEY}junk\n{CA_B}");
+        let s = credentials_secret(
+            &client(),
+            &CredentialsContent {
+                cert_pem: "CERT",
+                key_pem: "KEY",
+                ca_pem: &bundle,
+                client_id: "c1",
+                issuer: "https://as",
+                token_endpoint: "https://as/token",
+                signing: None,
+                tokens: &tokens,
+            },
+        );
+        let ca = String::from_utf8(s.data.unwrap()["ca.crt"].0.clone()).unwrap();
+        assert_eq!(ca, format!("{CA_A}{CA_B}"));
+        assert!(!ca.contains("PRIVATE KEY") && !ca.contains("U0VDUkVU"));
+    }
+
+    #[test]
+    fn certificates_only_drops_every_other_block_and_broken_blocks() {
+        let rsa = "-----BEGIN RSA PRIVATE KEY-----\nU0VDUkVU\n-----END RSA PRIVATE KEY-----\n";
+        let ec = "-----BEGIN EC PRIVATE KEY-----\nU0VDUkVU\n-----END EC PRIVATE KEY-----\n";
+        assert_eq!(certificates_only(&format!("{rsa}{CA_A}{ec}")), CA_A);
+        // CRLF line ends and a missing final newline are normalised.
+        let crlf = CA_B.replace('\n', "\r\n");
+        assert_eq!(certificates_only(crlf.trim_end()), CA_B);
+        // A certificate block left open by a key block is not kept, nor is the key.
+        let broken = "-----BEGIN CERTIFICATE-----\nQUFB\n-----BEGIN PRIVATE KEY-----\nU0VDUkVU\n-----END PRIVATE KEY-----\n";
+        assert_eq!(certificates_only(broken), "");
+        // A certificate closed by another label's END is dropped too.
+        let mislabelled = "-----BEGIN CERTIFICATE-----\nU0VDUkVU\n-----END PRIVATE KEY-----\n";
+        assert_eq!(certificates_only(mislabelled), "");
+        assert_eq!(certificates_only(""), "");
     }
 }

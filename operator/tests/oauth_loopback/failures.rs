@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::sandbox::pki::{ServerPki, TestCa};
-use e2e::sandbox::{Endpoint, Fault, FaultKind, FaultTarget};
+use sandbox_as::pki::{ServerPki, TestCa};
+use sandbox_as::{Endpoint, Fault, FaultKind, FaultTarget};
 use serde_json::json;
 use tpp_operator::oauth::discovery;
 use tpp_operator::oauth::management::read_client;

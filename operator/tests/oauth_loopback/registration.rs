@@ -190,8 +190,8 @@ async fn signed_request_registration_with_a_directory_signed_statement_yields_a_
 #[tokio::test]
 async fn hub_onboarding_answers_204_and_an_out_of_band_client_gets_a_certificate_bound_token()
 -> anyhow::Result<()> {
-    let directory_ca = TestCa::generate("loopback directory CA")?;
-    let ca_pem = directory_ca.pem();
+    let directory_ca = TestCa::new("loopback directory CA")?;
+    let ca_pem = directory_ca.cert_pem.clone();
     let h = Harness::start(|cfg| cfg.client_ca_pem = Some(ca_pem)).await?;
     let issued = directory_ca.issue_client(&[
         (rcgen::DnType::CountryName, "GB"),

@@ -69,10 +69,11 @@ test-unit:
 
 ## The Helm chart: helm lint, golden renders, deploy/ drift, schema and RBAC checks.
 test-chart: helm
-	$(CARGO) test -p e2e --test chart
+	$(CARGO) test -p e2e --features chart-tier --test chart
 
-## End-to-end tests against the real control plane and the oidc-provider peer (the chart's
-## tests among them, hence helm).
+## End-to-end tests against the real control plane and the oidc-provider peer (helm for
+## chart_apiserver: the rendered chart applied to the apiserver). The chart's offline tests are
+## test-chart's only (feature chart-tier), so `make test` runs each test once.
 test-e2e: control-plane peer helm
 	$(CARGO) build -p tpp-operator -p kubectl-tpp --bins
 	$(CARGO) test -p e2e --test '*'

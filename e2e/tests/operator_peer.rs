@@ -157,13 +157,13 @@ async fn tls_client_auth_with_a_ca_issued_certificate_works_and_a_self_signed_lo
         let _op = start_operator(&ctx).await?;
         peer_server(&ctx, &peer, "peer").await?;
         let subject = "CN=payments-mtls,O=Example TPP,C=MY";
-        let dn = e2e::pki::dn(&[
+        let subject_parts = [
             (rcgen::DnType::CommonName, "payments-mtls"),
             (rcgen::DnType::OrganizationName, "Example TPP"),
             (rcgen::DnType::CountryName, "MY"),
-        ]);
+        ];
         let issued = peer.ca().client_cert_for(
-            dn.clone(),
+            e2e::pki::dn(&subject_parts),
             rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
                 .or_else(|_| rcgen::KeyPair::generate())?,
         )?;
@@ -179,16 +179,12 @@ async fn tls_client_auth_with_a_ca_issued_certificate_works_and_a_self_signed_lo
             )
             .await?;
         // The look-alike: same subject, self-signed.
-        let key = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = dn;
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let fake = params.self_signed(&key)?;
+        let fake = e2e::pki::self_signed_client(&subject_parts)?;
         ctx.api::<Secret>()
             .patch(
                 "lookalike",
                 &PatchParams::apply("e2e-user"),
-                &Patch::Apply(&tls_secret("lookalike", &fake.pem(), &key.serialize_pem())),
+                &Patch::Apply(&tls_secret("lookalike", &fake.cert_pem, &fake.key_pem)),
             )
             .await?;
         let spec = |secret: &str| {
@@ -237,10 +233,10 @@ async fn deletion_deregisters_so_the_peer_refuses_the_old_client() {
         // The client is gone at the peer: a token request with its credentials gets 401.
         let _ = token;
         let http = peer.http_client(None)?;
-        let cert = e2e::pki::CertPair {
-            cert_pem: secret_text(&s, "tls.crt").context("crt")?,
-            key_pem: secret_text(&s, "tls.key").context("key")?,
-        };
+        let cert = e2e::pki::CertPair::from_pem(
+            secret_text(&s, "tls.crt").context("crt")?,
+            secret_text(&s, "tls.key").context("key")?,
+        )?;
         let mtls = peer.http_client(Some(&cert))?;
         let _ = http;
         let client_id = secret_text(&s, "client_id").context("client_id")?;

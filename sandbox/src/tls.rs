@@ -231,8 +231,8 @@ mod tests {
 
     #[test]
     fn ca_issued_certificate_chains_and_self_signed_look_alike_does_not() -> anyhow::Result<()> {
-        let ca = TestCa::generate("client ca")?;
-        let check = ClientCaCheck::from_pem(&ca.pem())?;
+        let ca = TestCa::new("client ca")?;
+        let check = ClientCaCheck::from_pem(&ca.cert_pem)?;
         let subject = [
             (DnType::CommonName, "tpp"),
             (DnType::OrganizationName, "Org"),

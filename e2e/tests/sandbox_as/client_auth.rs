@@ -235,8 +235,8 @@ async fn token_presented_with_another_certificate_is_refused_at_userinfo() -> an
 #[tokio::test]
 async fn tls_client_auth_accepts_a_ca_issued_cert_and_refuses_a_self_signed_look_alike()
 -> anyhow::Result<()> {
-    let ca = TestCa::generate("client ca")?;
-    let pem = ca.pem();
+    let ca = TestCa::new("client ca")?;
+    let pem = ca.cert_pem.clone();
     let sb = start(|cfg| cfg.client_ca_pem = Some(pem)).await?;
     let subject = [
         (DnType::CountryName, "MY"),

@@ -2,7 +2,7 @@
 //! code, state, iss) → code exchange (single use, PKCE checked) → refresh.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use e2e::sandbox::pki::ClientCert;
+use e2e::sandbox::pki::CertPair;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -19,7 +19,7 @@ struct Consent<'a> {
 }
 
 impl<'a> Consent<'a> {
-    async fn new(sb: &'a Sandbox, cert: &ClientCert) -> anyhow::Result<Self> {
+    async fn new(sb: &'a Sandbox, cert: &CertPair) -> anyhow::Result<Self> {
         let http = http(sb, Some(cert))?;
         let key = SigningKey::generate("k1")?;
         let extra = json!({

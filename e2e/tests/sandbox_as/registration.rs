@@ -318,8 +318,8 @@ async fn admin_provisioned_client_gets_tokens_until_deleted_behind_its_back() ->
 
 #[tokio::test]
 async fn in_process_provisioning_serves_tls_client_auth_until_deleted() -> anyhow::Result<()> {
-    let ca = e2e::sandbox::pki::TestCa::generate("client ca")?;
-    let pem = ca.pem();
+    let ca = e2e::sandbox::pki::TestCa::new("client ca")?;
+    let pem = ca.cert_pem.clone();
     let sb = start(|cfg| cfg.client_ca_pem = Some(pem)).await?;
     let cert = ca.issue_client(&[
         (rcgen::DnType::OrganizationName, "Org"),

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use e2e::sandbox::{self, RunningSandbox, SandboxConfig, pki::ClientCert};
+use e2e::sandbox::{self, RunningSandbox, SandboxConfig, pki::CertPair};
 use josekit::{
     jwk::Jwk,
     jws::{JwsHeader, JwsSigner},
@@ -39,7 +39,7 @@ pub async fn start(tweak: impl FnOnce(&mut SandboxConfig)) -> anyhow::Result<San
 }
 
 /// A rustls client config (aws-lc-rs) trusting `ca_pem`, presenting `cert` when given.
-pub fn tls_config(ca_pem: &str, cert: Option<&ClientCert>) -> anyhow::Result<rustls::ClientConfig> {
+pub fn tls_config(ca_pem: &str, cert: Option<&CertPair>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c?)?;
@@ -72,18 +72,18 @@ pub fn http_from(config: rustls::ClientConfig, port: u16) -> anyhow::Result<reqw
 pub fn http_with(
     ca_pem: &str,
     port: u16,
-    cert: Option<&ClientCert>,
+    cert: Option<&CertPair>,
 ) -> anyhow::Result<reqwest::Client> {
     http_from(tls_config(ca_pem, cert)?, port)
 }
 
 /// [`http_with`] for a sandbox.
-pub fn http(sb: &RunningSandbox, cert: Option<&ClientCert>) -> anyhow::Result<reqwest::Client> {
+pub fn http(sb: &RunningSandbox, cert: Option<&CertPair>) -> anyhow::Result<reqwest::Client> {
     http_with(sb.ca_pem(), sb.port(), cert)
 }
 
 /// A self-signed transport certificate.
-pub fn transport_cert(cn: &str) -> anyhow::Result<ClientCert> {
+pub fn transport_cert(cn: &str) -> anyhow::Result<CertPair> {
     sandbox::pki::self_signed_client(&[(rcgen::DnType::CommonName, cn)])
 }
 

@@ -20,7 +20,7 @@ use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, DistinguishedName, HandshakeKind,
     ServerConfig, ServerConnection, SignatureScheme,
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// The aws-lc-rs provider, always explicit.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -80,28 +80,20 @@ pub struct Server {
 
 /// Builds the server.
 pub fn server() -> Server {
-    let ca_key = rcgen::KeyPair::generate().expect("ca key");
-    let mut ca_params = rcgen::CertificateParams::new(vec![]).expect("ca params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".into()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf cert");
+    let ca = tpp_testkit::pki::TestCa::new("bench CA").expect("ca");
+    let leaf = ca.server_cert("localhost", &[]).expect("leaf cert");
     let p = provider();
     let verifier = Arc::new(AnyClientCert(p.signature_verification_algorithms));
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let key = leaf.private_key();
     let config = ServerConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
+        .with_single_cert(vec![leaf.cert_der.clone(), ca.cert_der()], key)
         .expect("server config");
     Server {
         config: Arc::new(config),
-        ca_pem: ca.pem(),
+        ca_pem: ca.cert_pem,
     }
 }
 

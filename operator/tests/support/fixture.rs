@@ -12,7 +12,7 @@ use tpp_operator::oauth::{
     RegistrationPersister, TransportConfig,
 };
 
-use super::{ClientCerts, Pki, Reply, Seen, Server, pki, serve};
+use super::{ClientCerts, Pki, Reply, Seen, Server, client_pki, pki, serve};
 
 pub const RAT_1: &str = "rat-SECRET-1111-aaaa-bbbb";
 pub const RAT_2: &str = "rat-SECRET-2222-cccc-dddd";
@@ -32,8 +32,8 @@ impl Fixture {
     pub fn new() -> Self {
         Self {
             server: pki("as-ca", &["127.0.0.1", "localhost"]),
-            client: pki("client-ca", &["client.example"]),
-            other_client: pki("client-ca-2", &["client.example"]),
+            client: client_pki("client-ca", "client.example"),
+            other_client: client_pki("client-ca-2", "client.example"),
         }
     }
 

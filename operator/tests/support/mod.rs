@@ -13,46 +13,42 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Bytes, Frame};
 use hyper::{Request, Response};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
+use tpp_testkit::pki::TestCa;
 
 pub mod fixture;
 
-/// A CA plus one leaf it issued.
+/// A CA plus one leaf it issued (from the tests' one PKI, crate `tpp-testkit`).
 pub struct Pki {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
 }
 
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca cert")
+/// A fresh CA `ca_name` and a serving certificate for 127.0.0.1, ::1, `localhost` and `names`.
+pub fn pki(ca_name: &str, names: &[&str]) -> Pki {
+    let ca = TestCa::new(ca_name).expect("ca");
+    let leaf = ca
+        .server_cert(names.first().copied().unwrap_or("localhost"), names)
+        .expect("serving cert");
+    Pki {
+        ca_pem: ca.cert_pem,
+        cert_pem: leaf.cert_pem,
+        key_pem: leaf.key_pem,
+    }
 }
 
-/// A fresh CA and a leaf for `names` (DNS names or IPs).
-pub fn pki(ca_name: &str, names: &[&str]) -> Pki {
-    let issuer = ca(ca_name);
-    let key = KeyPair::generate().expect("leaf key");
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("leaf params");
-    params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        names.first().copied().unwrap_or("client"),
-    );
-    let cert = params.signed_by(&key, &issuer).expect("leaf cert");
+/// A fresh CA `ca_name` and a client certificate `CN=cn` (EKU clientAuth).
+pub fn client_pki(ca_name: &str, cn: &str) -> Pki {
+    let ca = TestCa::new(ca_name).expect("ca");
+    let leaf = ca.client_cert(cn, &[]).expect("client cert");
     Pki {
-        ca_pem: issuer.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        ca_pem: ca.cert_pem,
+        cert_pem: leaf.cert_pem,
+        key_pem: leaf.key_pem,
     }
 }
 

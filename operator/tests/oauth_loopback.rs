@@ -5,6 +5,8 @@
 //! PAR; and in every test the redaction check: no error, `Debug` output or captured `tracing`
 //! line carries a token, RAT, assertion or private-key text the test handled.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
+
 #[path = "oauth_loopback/capture.rs"]
 mod capture;
 #[path = "oauth_loopback/fake.rs"]

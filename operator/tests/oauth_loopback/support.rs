@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use e2e::sandbox::{self, RunningSandbox, SandboxConfig};
+use sandbox_as::{self as sandbox, RunningSandbox, SandboxConfig};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Map, Value, json};
 use tpp_operator::identity::assertion::{

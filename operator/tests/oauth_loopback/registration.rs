@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use e2e::sandbox::pki::TestCa;
 use josekit::jws::JwsHeader;
 use josekit::jwt::JwtPayload;
+use sandbox_as::pki::TestCa;
 use serde_json::{Value, json};
 use tpp_operator::identity::cert::parse_pem;
 use tpp_operator::identity::jwks::{PublishedAlg, PublishedKey, build_jwks};
@@ -190,8 +190,8 @@ async fn signed_request_registration_with_a_directory_signed_statement_yields_a_
 #[tokio::test]
 async fn hub_onboarding_answers_204_and_an_out_of_band_client_gets_a_certificate_bound_token()
 -> anyhow::Result<()> {
-    let directory_ca = TestCa::generate("loopback directory CA")?;
-    let ca_pem = directory_ca.pem();
+    let directory_ca = TestCa::new("loopback directory CA")?;
+    let ca_pem = directory_ca.cert_pem.clone();
     let h = Harness::start(|cfg| cfg.client_ca_pem = Some(ca_pem)).await?;
     let issued = directory_ca.issue_client(&[
         (rcgen::DnType::CountryName, "GB"),
@@ -259,10 +259,7 @@ async fn static_client_provisioned_out_of_band_gets_a_certificate_bound_token() 
         counters.registrations_created, 0,
         "static sends nothing to register"
     );
-    assert_eq!(
-        counters.requests_to(e2e::sandbox::Endpoint::Registration),
-        0
-    );
+    assert_eq!(counters.requests_to(sandbox_as::Endpoint::Registration), 0);
     h.finish();
     Ok(())
 }

@@ -66,7 +66,7 @@ async fn a_token_signed_with_an_unregistered_key_is_refused_as_invalid_client() 
 
 #[tokio::test]
 async fn a_strict_as_refuses_an_assertion_whose_aud_is_not_the_issuer() -> anyhow::Result<()> {
-    let h = Harness::start(|cfg| cfg.aud_policy = e2e::sandbox::AudPolicy::Strict).await?;
+    let h = Harness::start(|cfg| cfg.aud_policy = sandbox_as::AudPolicy::Strict).await?;
     let tpp = Tpp::generate("tpp-aud", &h.rec)?;
     let client = tpp.client(&h)?;
     let client_id = register(&h, &tpp, &client).await?;
@@ -126,7 +126,7 @@ async fn a_token_request_without_a_client_certificate_is_refused() -> anyhow::Re
     assert_eq!(
         h.sandbox
             .counters()
-            .requests_to(e2e::sandbox::Endpoint::Token),
+            .requests_to(sandbox_as::Endpoint::Token),
         0
     );
 

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::sandbox::pki::{ServerPki, TestCa};
-use e2e::sandbox::{Endpoint, Fault, FaultKind, FaultTarget};
+use sandbox_as::pki::{ServerPki, TestCa};
+use sandbox_as::{Endpoint, Fault, FaultKind, FaultTarget};
 use serde_json::json;
 use tpp_operator::oauth::discovery;
 use tpp_operator::oauth::management::read_client;
@@ -219,7 +219,7 @@ async fn a_success_that_is_not_json_is_invalid_json_without_quoting_the_body() -
 async fn a_server_certificate_from_another_ca_fails_the_tls_handshake() -> anyhow::Result<()> {
     let h = Harness::start(|_| {}).await?;
     // An unrelated CA, and an impostor CA with the sandbox CA's very name.
-    let unrelated = TestCa::generate("some other CA")?.pem();
+    let unrelated = TestCa::new("some other CA")?.cert_pem;
     let impostor = ServerPki::generate()?.ca_pem;
     for (ca_pem, expected) in [(unrelated, "UnknownIssuer"), (impostor, "BadSignature")] {
         let mut config = h.transport.clone();

@@ -5,14 +5,17 @@ CACHE ?= $(HOME)/.cache/tpp-operator
 export TPP_CACHE_DIR := $(CACHE)
 KUBE_VERSION := $(shell sed -n 's/^KUBE_VERSION=//p' hack/versions.env)
 export TPP_CONTROL_PLANE_DIR ?= $(CACHE)/control-plane/$(KUBE_VERSION)
+KUBE_VERSION_OLDEST := $(shell sed -n 's/^KUBE_VERSION_OLDEST=//p' hack/versions.env)
+COMPAT_CONTROL_PLANE_DIR := $(CACHE)/control-plane/$(KUBE_VERSION_OLDEST)
 HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
 export TPP_HELM ?= $(CACHE)/helm/$(HELM_VERSION)/helm
 
-.PHONY: fuzz test test-unit test-chart test-e2e test-alerts test-node deny control-plane node helm images lint-dockerfiles peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
+.PHONY: fuzz test test-unit test-chart test-e2e test-compat test-alerts test-node deny control-plane node helm images lint-dockerfiles peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
 
 help:
 	@echo "make demo   - local control plane + sandbox AS + operator, an example TppClient and its token Secret"
 	@echo "make test   - all tiers: unit, chart, alerts, end to end (real kube-apiserver + etcd), node (helm install on kubelets)"
+	@echo "make test-compat - api, operator_sandbox and gitops e2e tests on the oldest supported Kubernetes (KUBE_VERSION_OLDEST)"
 	@echo "make test-node - the node tier alone: image, two kubelets, helm install, a workload mounting the Secret"
 	@echo "make crds   - regenerate crds/, docs/api-reference.md, the chart's goldens and deploy/ from the Rust types"
 	@echo "make chart-render - regenerate the chart's golden renders and deploy/install.yaml, deploy/crds.yaml"
@@ -81,6 +84,15 @@ test-e2e: control-plane peer helm
 	$(CARGO) build -p tpp-operator -p kubectl-tpp --bins
 	$(CARGO) test -p e2e $(addprefix --test ,$(E2E_TESTS))
 
+## The compatibility tier (docs/compatibility.md): the CRDs' schemas and CEL rules, the operator
+## against the sandbox AS, and the GitOps health and kstatus checks, on a control plane of the
+## oldest supported Kubernetes minor (KUBE_VERSION_OLDEST, built once into $(CACHE)).
+test-compat:
+	@KUBE_VERSION=$(KUBE_VERSION_OLDEST) hack/build-control-plane.sh >/dev/null
+	@"$(COMPAT_CONTROL_PLANE_DIR)/kube-apiserver" --version
+	$(CARGO) build -p tpp-operator --bins
+	TPP_KUBE_VERSION=$(KUBE_VERSION_OLDEST) TPP_CONTROL_PLANE_DIR=$(COMPAT_CONTROL_PLANE_DIR) $(CARGO) test -p e2e --test api --test operator_sandbox --test gitops
+
 ## The node tier: the chart installed with Helm on two kubelets, a workload mounting the Secret.
 test-node: control-plane node helm lint-dockerfiles images
 	$(CARGO) test -p e2e --features node-tier --test node_install -- --nocapture
@@ -108,7 +120,7 @@ fuzz:
 	  $(CARGO) test -p tpp-operator --test fuzz_parsers -- --nocapture --test-threads=1
 
 ## Everything.
-test: test-unit test-chart test-alerts test-e2e test-node
+test: test-unit test-chart test-alerts test-e2e test-compat test-node
 
 ## Local control plane + sandbox AS + operator running examples/tppclient-static.yaml; prints what
 ## the operator made, then one line per token refresh until Ctrl-C. Files in .demo/.

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, etcd and kubectl from Go modules into a cache folder outside the
 # clone (default ~/.cache/tpp-operator/control-plane/<version>), skipped when present.
+# The version is KUBE_VERSION from hack/versions.env unless KUBE_VERSION is set in the
+# environment (`make test-compat` builds KUBE_VERSION_OLDEST this way, docs/compatibility.md).
 # Prints the folder on its last line. See docs/test-infrastructure.md Part A.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+requested=${KUBE_VERSION:-}
 # shellcheck source=versions.env
 . "$here/versions.env"
+KUBE_VERSION=${requested:-$KUBE_VERSION}
+case "$KUBE_VERSION" in
+  v1.[0-9]*.[0-9]*) ;;
+  *) echo "KUBE_VERSION must be a full release such as v1.32.13, not '$KUBE_VERSION'" >&2; exit 1 ;;
+esac
 # shellcheck source=kube-module.sh
 . "$here/kube-module.sh"
 cache_root=${TPP_CACHE_DIR:-$HOME/.cache/tpp-operator}

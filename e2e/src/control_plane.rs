@@ -33,6 +33,16 @@ pub fn kube_version() -> &'static str {
         .trim()
 }
 
+/// The version the control plane under test must report: `$TPP_KUBE_VERSION` when set (`make
+/// test-compat` runs the e2e tier on `KUBE_VERSION_OLDEST`, docs/compatibility.md), else the
+/// pinned [`kube_version`].
+pub fn expected_kube_version() -> String {
+    std::env::var("TPP_KUBE_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| kube_version().to_owned())
+}
+
 /// Where the control-plane binaries are: `$TPP_CONTROL_PLANE_DIR`, else the build script's
 /// default cache folder.
 pub fn binaries_dir() -> PathBuf {
@@ -44,7 +54,7 @@ pub fn binaries_dir() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tpp-operator")
         });
-    cache.join("control-plane").join(kube_version())
+    cache.join("control-plane").join(expected_kube_version())
 }
 
 /// The repository root (for `crds/`, `charts/`, `examples/`).

@@ -137,7 +137,7 @@ async fn crds_are_established_on_a_real_apiserver_of_the_pinned_version() {
     with_namespace("crds", |ctx| async move {
         let info = ctx.client.apiserver_version().await?;
         eprintln!("e2e: talking to kube-apiserver {} ({})", info.git_version, ctx.cp.version);
-        assert_eq!(info.git_version, e2e::control_plane::kube_version());
+        assert_eq!(info.git_version, e2e::control_plane::expected_kube_version());
         let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
             Api::all(ctx.client.clone());
         for name in ["tppclients.tpp.dev", "authorizationservers.tpp.dev", "clusterauthorizationservers.tpp.dev"] {

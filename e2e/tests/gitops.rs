@@ -150,6 +150,19 @@ async fn argo_cd_shows_broken_objects_as_degraded_with_the_reason() {
             h.status == "Degraded" && h.message.starts_with("IssuerMismatch: "),
             "{h:?}"
         );
+        // kstatus agrees: Stalled, so Failed, not Current (docs/gitops.md).
+        let obj = as_json(&o)?;
+        ensure!(
+            kstatus(&obj).0 == KStatus::Failed,
+            "kstatus on an AuthorizationServer with an issuer mismatch: {:?}; status {}",
+            kstatus(&obj),
+            obj["status"]
+        );
+        ensure!(
+            kstatus_violations(&obj).is_empty(),
+            "{:?}",
+            kstatus_violations(&obj)
+        );
         // A client of that server waits for it: Progressing and InProgress, not Degraded; the
         // server's own health says why.
         apply(&ctx, client("waiting", "wrong", json!({}))).await?;

@@ -19,7 +19,7 @@ use crate::{
     crd::{
         AuthorizationServer, AuthorizationServerSpec, AuthorizationServerStatus,
         ClusterAuthorizationServer, DiscoveredEndpoints, Profile, annotations,
-        condition::{self, types},
+        condition::{Conditions, types},
     },
     error::Error,
     oauth::{ClientNeeds, EndpointKind, Severity, preflight},
@@ -120,36 +120,50 @@ async fn check(
     Ok((status, server))
 }
 
+/// The status to write: the discovered fields of `st` (or, on `error`, the last discovered
+/// ones of `old`), `observedGeneration`, `Ready`, and the kstatus conditions (docs/gitops.md):
+/// `Stalled=True` on a permanent error (issuer mismatch, preflight findings, an invalid
+/// spec: only a change helps), else `Reconciling=True` while a transient error is retried,
+/// both `False` once Ready.
 fn with_conditions(
     mut st: AuthorizationServerStatus,
     old: Option<&AuthorizationServerStatus>,
     generation: Option<i64>,
     error: Option<&Error>,
-    ctx: &Context,
+    now: jiff::Timestamp,
 ) -> AuthorizationServerStatus {
     st.conditions = old.map(|o| o.conditions.clone()).unwrap_or_default();
     st.observed_generation = generation;
-    let now = ctx.clock.now();
+    let mut c = Conditions::new(&mut st.conditions, generation, now);
     match error {
-        None => condition::upsert(
-            &mut st.conditions,
-            types::READY,
-            Some(true),
-            Reason::Reconciled,
-            "discovery succeeded and the preflight found nothing missing",
-            generation,
-            now,
-        ),
-        Some(e) => condition::upsert(
-            &mut st.conditions,
-            types::READY,
-            Some(false),
-            e.reason(),
-            &e.chain(),
-            generation,
-            now,
-        ),
-    };
+        None => {
+            let reason = Reason::Reconciled;
+            c.set(
+                types::READY,
+                true,
+                reason,
+                "discovery succeeded and the preflight found nothing missing",
+            );
+            c.set(types::RECONCILING, false, reason, "ready");
+            c.set(types::STALLED, false, reason, "no permanent error");
+        }
+        Some(e) => {
+            let (reason, message) = (e.reason(), e.chain());
+            c.set(types::READY, false, reason, &message);
+            if e.is_transient() {
+                c.set(
+                    types::RECONCILING,
+                    true,
+                    reason,
+                    &format!("retrying: {message}"),
+                );
+                c.set(types::STALLED, false, reason, "retrying");
+            } else {
+                c.set(types::RECONCILING, false, reason, "waiting for a change");
+                c.set(types::STALLED, true, reason, &message);
+            }
+        }
+    }
     if error.is_some()
         && let Some(o) = old
     {
@@ -227,7 +241,7 @@ pub async fn reconcile_namespaced(
         obj.status.as_ref(),
         obj.metadata.generation,
         result.as_ref().err(),
-        &ctx,
+        ctx.clock.now(),
     );
     write_status(
         Api::<AuthorizationServer>::namespaced(ctx.client.clone(), &ns),
@@ -262,7 +276,7 @@ pub async fn reconcile_cluster(
         obj.status.as_ref(),
         obj.metadata.generation,
         result.as_ref().err(),
-        &ctx,
+        ctx.clock.now(),
     );
     write_status(
         Api::<ClusterAuthorizationServer>::all(ctx.client.clone()),
@@ -280,3 +294,7 @@ pub fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Requeue {
     tracing::warn!(reason = %error.reason(), error = %error.chain(), "authorization server reconcile failed");
     Requeue::requeue(Duration::from_secs(30))
 }
+
+#[cfg(test)]
+#[path = "server_status_tests.rs"]
+mod tests;

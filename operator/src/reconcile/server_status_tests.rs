@@ -1,0 +1,169 @@
+//! The AuthorizationServer status, checked with the kstatus rules a GitOps tool applies to it
+//! (sigs.k8s.io/cli-utils `kstatus`, docs/gitops.md): generation not observed or
+//! `Reconciling=True` is InProgress, `Stalled=True` is Failed, anything else is Current.
+
+use jiff::Timestamp;
+
+use super::*;
+use crate::oauth::{OauthError, Step};
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + second).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// What kstatus concludes from a status.
+#[derive(Debug, PartialEq, Eq)]
+enum KStatus {
+    InProgress,
+    Failed,
+    Current,
+}
+
+fn kstatus(generation: i64, st: &AuthorizationServerStatus) -> KStatus {
+    let is_true = |t: &str| crate::crd::condition::is_true(&st.conditions, t);
+    if st.observed_generation != Some(generation) || is_true(types::RECONCILING) {
+        KStatus::InProgress
+    } else if is_true(types::STALLED) {
+        KStatus::Failed
+    } else {
+        KStatus::Current
+    }
+}
+
+fn condition<'s>(st: &'s AuthorizationServerStatus, type_: &str) -> (&'s str, &'s str) {
+    crate::crd::condition::find(&st.conditions, type_)
+        .map(|c| (c.status.as_str(), c.reason.as_str()))
+        .unwrap_or_else(|| panic!("no {type_} condition in {:?}", st.conditions))
+}
+
+fn discovered() -> AuthorizationServerStatus {
+    AuthorizationServerStatus {
+        endpoints: Some(DiscoveredEndpoints {
+            token: Some("https://as.example/token".into()),
+            ..Default::default()
+        }),
+        auth_methods: vec!["private_key_jwt".into()],
+        ..Default::default()
+    }
+}
+
+fn unavailable() -> Error {
+    Error::Discovery(OauthError::Unavailable {
+        step: Step::Discovery,
+        status: 503,
+        retry_after: None,
+        interaction_id: "i-1".into(),
+    })
+}
+
+fn issuer_mismatch() -> Error {
+    Error::Discovery(OauthError::IssuerMismatch {
+        expected: "https://as.example".into(),
+        found: "https://other.example".into(),
+    })
+}
+
+#[test]
+fn a_server_that_passed_discovery_and_preflight_is_current() {
+    let st = with_conditions(discovered(), None, Some(3), None, at(0));
+    assert_eq!(st.observed_generation, Some(3));
+    assert_eq!(condition(&st, types::READY), ("True", "Reconciled"));
+    assert_eq!(condition(&st, types::RECONCILING), ("False", "Reconciled"));
+    assert_eq!(condition(&st, types::STALLED), ("False", "Reconciled"));
+    assert_eq!(kstatus(3, &st), KStatus::Current);
+}
+
+#[test]
+fn a_server_whose_discovery_is_retried_is_in_progress_not_current() {
+    let e = unavailable();
+    assert!(e.is_transient(), "the premise: a 503 is retried");
+    let st = with_conditions(Default::default(), None, Some(1), Some(&e), at(0));
+    assert_eq!(
+        condition(&st, types::READY),
+        ("False", "AuthorizationServerUnavailable")
+    );
+    assert_eq!(
+        condition(&st, types::RECONCILING),
+        ("True", "AuthorizationServerUnavailable")
+    );
+    assert_eq!(
+        condition(&st, types::STALLED),
+        ("False", "AuthorizationServerUnavailable")
+    );
+    assert_eq!(kstatus(1, &st), KStatus::InProgress);
+}
+
+#[test]
+fn a_server_with_a_missing_ca_bundle_is_in_progress_until_it_appears() {
+    let e = Error::ReferenceNotFound("ConfigMap bank/ofm-ca".into());
+    let st = with_conditions(Default::default(), None, Some(1), Some(&e), at(0));
+    assert_eq!(condition(&st, types::RECONCILING).0, "True");
+    assert_eq!(kstatus(1, &st), KStatus::InProgress);
+}
+
+#[test]
+fn an_issuer_mismatch_stalls_the_server_and_kstatus_calls_it_failed() {
+    let e = issuer_mismatch();
+    assert!(!e.is_transient(), "the premise: only a change helps");
+    let st = with_conditions(Default::default(), None, Some(2), Some(&e), at(0));
+    assert_eq!(condition(&st, types::READY), ("False", "IssuerMismatch"));
+    assert_eq!(condition(&st, types::STALLED), ("True", "IssuerMismatch"));
+    assert_eq!(
+        condition(&st, types::RECONCILING),
+        ("False", "IssuerMismatch")
+    );
+    assert_eq!(kstatus(2, &st), KStatus::Failed);
+}
+
+#[test]
+fn preflight_findings_stall_the_server() {
+    let e = Error::Preflight(
+        "the discovery document has no pushed_authorization_request_endpoint".into(),
+    );
+    let st = with_conditions(Default::default(), None, Some(1), Some(&e), at(0));
+    assert_eq!(condition(&st, types::STALLED).0, "True");
+    assert_eq!(kstatus(1, &st), KStatus::Failed);
+}
+
+#[test]
+fn a_fixed_server_clears_stalled_and_becomes_current_at_the_new_generation() {
+    let stalled = with_conditions(
+        Default::default(),
+        None,
+        Some(1),
+        Some(&issuer_mismatch()),
+        at(0),
+    );
+    let st = with_conditions(discovered(), Some(&stalled), Some(2), None, at(60));
+    assert_eq!(condition(&st, types::STALLED), ("False", "Reconciled"));
+    assert_eq!(condition(&st, types::READY).0, "True");
+    assert!(
+        st.conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(2)),
+        "every condition observed the new generation: {:?}",
+        st.conditions
+    );
+    assert_eq!(kstatus(2, &st), KStatus::Current);
+}
+
+#[test]
+fn a_status_of_an_older_generation_is_in_progress() {
+    let st = with_conditions(discovered(), None, Some(1), None, at(0));
+    assert_eq!(kstatus(2, &st), KStatus::InProgress);
+}
+
+#[test]
+fn a_failed_rediscovery_keeps_what_was_last_discovered() {
+    let ready = with_conditions(discovered(), None, Some(1), None, at(0));
+    let st = with_conditions(
+        Default::default(),
+        Some(&ready),
+        Some(1),
+        Some(&unavailable()),
+        at(60),
+    );
+    assert_eq!(st.endpoints, ready.endpoints);
+    assert_eq!(st.auth_methods, ready.auth_methods);
+    assert_eq!(kstatus(1, &st), KStatus::InProgress);
+}

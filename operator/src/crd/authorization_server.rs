@@ -189,7 +189,9 @@ pub struct AuthorizationServerStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`: discovery succeeded and the preflight found nothing missing.
+    /// `Ready`: discovery succeeded and the preflight found nothing missing. `Reconciling`:
+    /// a transient failure is being retried. `Stalled`: a permanent failure (issuer mismatch,
+    /// preflight findings, invalid spec) waits for a spec change (kstatus conventions).
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -157,5 +157,5 @@ bench-scale: control-plane
 ## duplicate versions (deny.toml).
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 	@$(MAKE) --no-print-directory deny

@@ -6,6 +6,9 @@
 //! TppClient become Ready; both replicas serve `/jwks`; a workload that mounts the
 //! credentials Secret calls the AS's certificate-bound endpoint every second without a single
 //! failure across token refreshes, a certificate renewal and a signing-key rotation; the
+//! Deployment named in the TppClient's `spec.consumers.restartTargets` is rolled out for real
+//! (kube-controller-manager, kube-scheduler and kubelet replace its pod) after the certificate
+//! renewal and not by token refreshes; the
 //! leader pod is deleted and the standby takes over; `helm upgrade` rolls the pods;
 //! `helm uninstall` removes the operator (pods garbage-collected through their owners) and
 //! keeps the CRDs and TppClients (`crds.keep`).
@@ -34,6 +37,10 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
+use tpp_operator::{
+    consumers::plan::{self, Stamp},
+    crd::RestartOn,
+};
 
 const RELEASE: &str = "tpp-operator";
 const RELEASE_NAMESPACE: &str = "tpp-system";
@@ -169,6 +176,81 @@ fn consumer_pod(url: &str, stats_port: u16) -> Pod {
     .expect("a valid Pod")
 }
 
+/// A workload that reads the credentials only at start (`spec.consumers.restartTargets`): the
+/// pause image with the Secret mounted, so that a rollout restart is a real pod replacement.
+const READER: &str = "reader";
+
+fn reader_deployment() -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": READER},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": READER}},
+            "template": {
+                "metadata": {"labels": {"app": READER}},
+                "spec": {
+                    "hostNetwork": true,
+                    "automountServiceAccountToken": false,
+                    "terminationGracePeriodSeconds": 5,
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": READER,
+                        "image": node::PAUSE_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "credentials", "mountPath": "/var/run/tpp/credentials", "readOnly": true}]
+                    }],
+                    "volumes": [{"name": "credentials", "secret": {"secretName": "payments-credentials", "defaultMode": 0o440}}]
+                }
+            }
+        }
+    }))
+    .expect("a valid Deployment")
+}
+
+/// The `restart.tpp.dev/payments` stamp on the reader's pod template.
+async fn reader_stamp(ctx: &TestContext) -> Result<Option<Stamp>> {
+    let d = ctx.api::<Deployment>().get(READER).await?;
+    Ok(d.spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .and_then(|a| a.get(&plan::annotation_key("payments")).cloned())
+        .and_then(|v| Stamp::parse(&v)))
+}
+
+/// What the operator computes from the credentials Secret now (default `restartOn`).
+async fn credentials_fingerprint(ctx: &TestContext) -> Result<Option<String>> {
+    let s = ctx.api::<Secret>().get("payments-credentials").await?;
+    Ok(s.data
+        .as_ref()
+        .and_then(|d| plan::fingerprint(d, &[RestartOn::Certificate, RestartOn::SigningKey])))
+}
+
+/// The reader's only pod once a rollout to `stamp` is complete: exactly one pod (every older
+/// one deleted), Ready, created from the template that carries `stamp`.
+async fn reader_rolled_out_to(ctx: &TestContext, stamp: &Stamp) -> Result<Option<Pod>> {
+    let pods = ctx
+        .api::<Pod>()
+        .list(&ListParams::default().labels(&format!("app={READER}")))
+        .await?
+        .items;
+    let [pod] = pods.as_slice() else {
+        return Ok(None);
+    };
+    let stamped = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&plan::annotation_key("payments")))
+        .is_some_and(|v| *v == stamp.render());
+    Ok((stamped && pod_ready(pod)).then(|| pod.clone()))
+}
+
+fn uid(p: &Pod) -> String {
+    p.metadata.uid.clone().unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_installed_operator_on_a_real_node_serves_a_workload_through_rotation_failover_upgrade_and_uninstall()
  {
@@ -261,10 +343,25 @@ async fn scenario(cluster: &'static NodeCluster, ctx: &TestContext) -> Result<()
         "the Lease holder {leader} is one of the release's pods"
     );
 
-    // 2. An AuthorizationServer and a TppClient become Ready.
+    // 2. An AuthorizationServer and a TppClient become Ready; the TppClient names a Deployment
+    // that reads the credentials at start as a restart target.
     let sandbox = start_sandbox(ctx, |c| c.token_lifetime = TOKEN_LIFETIME).await?;
+    ctx.api::<Deployment>()
+        .create(&PostParams::default(), &reader_deployment())
+        .await?;
     apply(ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
-    apply(ctx, client("payments", "sandbox", json!({}))).await?;
+    apply(
+        ctx,
+        client(
+            "payments",
+            "sandbox",
+            json!({"consumers": {
+                "restartTargets": [{"kind": "Deployment", "name": READER}],
+                "minRestartInterval": "5s",
+            }}),
+        ),
+    )
+    .await?;
     wait_condition(
         ctx,
         "TppClient",
@@ -272,6 +369,26 @@ async fn scenario(cluster: &'static NodeCluster, ctx: &TestContext) -> Result<()
         "Ready",
         "True",
         Duration::from_secs(180),
+    )
+    .await?;
+
+    // Started before its credentials existed, the reader is restarted once for them (by the
+    // chart's default RBAC, rbac.restartConsumers) and rolled out by the real controllers.
+    let first_stamp = eventually(
+        Duration::from_secs(120),
+        "the reader's pod template carries a stamp for the current credentials",
+        || async {
+            let current = credentials_fingerprint(ctx).await?;
+            Ok(reader_stamp(ctx)
+                .await?
+                .filter(|s| Some(&s.fingerprint) == current.as_ref()))
+        },
+    )
+    .await?;
+    let first_reader = eventually(
+        Duration::from_secs(180),
+        "the reader's stamped pod is Ready and the only one",
+        || async { reader_rolled_out_to(ctx, &first_stamp).await },
     )
     .await?;
 
@@ -318,6 +435,18 @@ async fn scenario(cluster: &'static NodeCluster, ctx: &TestContext) -> Result<()
     )
     .await?;
     let refreshed = phase.elapsed();
+    // Token refreshes alone restarted nothing: same stamp, same pod.
+    ensure!(
+        reader_stamp(ctx).await?.as_ref() == Some(&first_stamp),
+        "token refreshes changed the reader's stamp {first_stamp:?}"
+    );
+    let still = reader_rolled_out_to(ctx, &first_stamp)
+        .await?
+        .context("the reader's pod is no longer the only Ready one after token refreshes")?;
+    ensure!(
+        uid(&still) == uid(&first_reader),
+        "token refreshes replaced the reader's pod"
+    );
     annotate(ctx, "payments", "tpp.dev/renew-certificate").await?;
     eventually(
         Duration::from_secs(120),
@@ -328,6 +457,41 @@ async fn scenario(cluster: &'static NodeCluster, ctx: &TestContext) -> Result<()
         },
     )
     .await?;
+    // The renewal restarts the reader: a new stamp, a new pod Ready, the old one gone.
+    let renewed = credentials_fingerprint(ctx)
+        .await?
+        .context("a certificate in the credentials")?;
+    ensure!(
+        renewed != first_stamp.fingerprint,
+        "the renewal did not change the fingerprint"
+    );
+    let restarted = Instant::now();
+    let renewal_stamp = eventually(
+        Duration::from_secs(120),
+        "the reader's pod template carries a stamp for the renewed certificate",
+        || async {
+            Ok(reader_stamp(ctx)
+                .await?
+                .filter(|s| s.fingerprint == renewed))
+        },
+    )
+    .await?;
+    let renewed_reader = eventually(
+        Duration::from_secs(180),
+        "a new reader pod from the restamped template is Ready and the old one gone",
+        || async { reader_rolled_out_to(ctx, &renewal_stamp).await },
+    )
+    .await?;
+    ensure!(
+        uid(&renewed_reader) != uid(&first_reader),
+        "the reader's pod was not replaced"
+    );
+    eprintln!(
+        "node tier: restart target rolled out in {:?} after the workload used the renewed certificate (pod {} -> {})",
+        restarted.elapsed(),
+        first_reader.metadata.name.as_deref().unwrap_or_default(),
+        renewed_reader.metadata.name.as_deref().unwrap_or_default(),
+    );
     annotate(ctx, "payments", "tpp.dev/rotate-keys").await?;
     let new_kid = eventually(
         Duration::from_secs(120),

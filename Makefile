@@ -110,7 +110,7 @@ deny:
 	  PATH="$$(dirname "$$deny"):$$PATH" $(CARGO) deny --offline --workspace check licenses bans
 
 ## Property-based fuzzing of every parser of outside input (operator/tests/fuzz_parsers.rs, seed
-## corpus in operator/tests/fuzz_corpus/): FUZZ_CASES cases per target, each target stopped after
+## corpus in operator/tests/fixtures/fuzz_corpus/): FUZZ_CASES cases per target, each target stopped after
 ## FUZZ_SECONDS (14 targets: under 5 minutes by default). `make test` runs the same targets
 ## with proptest's default 256 cases.
 FUZZ_CASES ?= 100000

@@ -3,7 +3,7 @@
 //! `Retry-After`, JWKS, JWTs, PEM/DER certificates and keys, CA bundles, subject DNs,
 //! durations, the persisted key state, and the CRD spec types from arbitrary JSON. No nightly
 //! toolchain here for cargo-fuzz, so each target runs under proptest over three kinds of input:
-//! arbitrary bytes (or strings), the seed corpus in `tests/fuzz_corpus/<target>/` mutated byte by
+//! arbitrary bytes (or strings), the seed corpus in `tests/fixtures/fuzz_corpus/<target>/` mutated byte by
 //! byte (flips, truncation, insertion), and for JSON targets the corpus documents with random
 //! nodes replaced by arbitrary JSON (structure-aware). The property is the same everywhere: the
 //! parser returns (Ok or Err) without panicking, and a few targets check an invariant on Ok.
@@ -35,7 +35,7 @@ use tpp_operator::store::state::{KEYS_STATE_KEY, KeysState};
 
 fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fuzz_corpus")
+        .join("tests/fixtures/fuzz_corpus")
         .join(target)
 }
 

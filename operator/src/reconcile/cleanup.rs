@@ -165,12 +165,27 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
     }
     .await;
     match attempt {
+        Ok((id, DeleteOutcome::Refused)) => {
+            // A 401 is no proof of deletion: say what may be left, then let the object go.
+            event(
+                ctx,
+                client,
+                EventType::Warning,
+                Reason::DeregistrationFailed,
+                "Delete",
+                format!("the authorization server refused the registration access token of client {id} (401) when deleting it; {id} may remain registered there: check and delete it at the AS"),
+            )
+            .await;
+            remove_finalizer(ctx, client).await?;
+            ctx.reset_failures(&key);
+            Ok(Requeue::await_change())
+        }
         Ok((id, outcome)) => {
             let note = match outcome {
                 DeleteOutcome::Deleted => {
                     format!("client {id} deleted at the authorization server")
                 }
-                DeleteOutcome::AlreadyGone => {
+                DeleteOutcome::AlreadyGone | DeleteOutcome::Refused => {
                     format!("client {id} was already gone at the authorization server")
                 }
             };

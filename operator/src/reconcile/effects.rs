@@ -170,6 +170,15 @@ pub trait Effects: Send + Sync {
         persister: &'a SecretPersister<'a>,
     ) -> Effect<'a, Result<Registration, OauthError>>;
 
+    /// RFC 7592 GET with the stored token; a rotated token is persisted before this returns.
+    fn read_registration<'a>(
+        &'a self,
+        to: AsTarget<'a>,
+        target: ManagementTarget<'a>,
+        current: &'a Registration,
+        persister: &'a SecretPersister<'a>,
+    ) -> Effect<'a, Result<Registration, OauthError>>;
+
     /// RFC 7592 DELETE.
     fn delete_registration<'a>(
         &'a self,
@@ -318,6 +327,19 @@ impl Effects for KubeEffects<'_> {
                     .await
                 }
             }
+        })
+    }
+
+    fn read_registration<'a>(
+        &'a self,
+        to: AsTarget<'a>,
+        target: ManagementTarget<'a>,
+        current: &'a Registration,
+        persister: &'a SecretPersister<'a>,
+    ) -> Effect<'a, Result<Registration, OauthError>> {
+        Box::pin(async move {
+            let http = to.server.http(self.ctx, to.identity)?;
+            management::read_client(&http, target, current, persister).await
         })
     }
 

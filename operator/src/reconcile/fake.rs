@@ -33,6 +33,7 @@ pub enum Call {
     Register,
     HubOnboard,
     Update,
+    Read,
     Delete,
 }
 
@@ -84,6 +85,11 @@ fn unavailable(step: crate::oauth::Step) -> OauthError {
         retry_after: None,
         interaction_id: "crash".into(),
     }
+}
+
+/// The AS's answer to a registration access token it does not accept.
+pub fn refused(step: crate::oauth::Step, now: jiff::Timestamp) -> OauthError {
+    OauthError::from_status(step, 401, None, br#"{"error":"invalid_token"}"#, "i", now)
 }
 
 impl FakeEffects {
@@ -301,6 +307,11 @@ impl Effects for FakeEffects {
         persister: &'a SecretPersister<'a>,
     ) -> Effect<'a, Result<Registration, OauthError>> {
         Box::pin(async move {
+            // As `AsClient::send_after`: the intent is recorded right before the request.
+            persister
+                .record_intent()
+                .await
+                .map_err(|source| OauthError::PersistRegistration { source })?;
             if !self.step("register".into()) {
                 return Err(unavailable(crate::oauth::Step::Register));
             }
@@ -373,12 +384,8 @@ impl Effects for FakeEffects {
                 }
             };
             let Some(rat) = rotated else {
-                return Err(OauthError::from_status(
+                return Err(refused(
                     crate::oauth::Step::UpdateRegistration,
-                    401,
-                    None,
-                    br#"{"error":"invalid_token"}"#,
-                    "i",
                     self.clock.now(),
                 ));
             };
@@ -388,6 +395,39 @@ impl Effects for FakeEffects {
                 .await
                 .map_err(|source| OauthError::PersistRegistration { source })?;
             Ok(registration)
+        })
+    }
+
+    fn read_registration<'a>(
+        &'a self,
+        _to: AsTarget<'a>,
+        _target: ManagementTarget<'a>,
+        current: &'a Registration,
+        _persister: &'a SecretPersister<'a>,
+    ) -> Effect<'a, Result<Registration, OauthError>> {
+        Box::pin(async move {
+            if !self.step("read registration".into()) {
+                return Err(unavailable(crate::oauth::Step::ReadRegistration));
+            }
+            if let Some(e) = self.scripted(Call::Read) {
+                return Err(e);
+            }
+            let presented = current
+                .registration_access_token
+                .as_ref()
+                .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned());
+            let accepted = self
+                .lock()
+                .clients
+                .get(&current.client_id)
+                .is_some_and(|rat| Some(rat.as_str()) == presented.as_deref());
+            if !accepted {
+                return Err(refused(
+                    crate::oauth::Step::ReadRegistration,
+                    self.clock.now(),
+                ));
+            }
+            Ok(current.clone())
         })
     }
 
@@ -404,8 +444,17 @@ impl Effects for FakeEffects {
             if let Some(e) = self.scripted(Call::Delete) {
                 return Err(e);
             }
-            Ok(match self.lock().clients.remove(&current.client_id) {
-                Some(_) => DeleteOutcome::Deleted,
+            let presented = current
+                .registration_access_token
+                .as_ref()
+                .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned());
+            let mut s = self.lock();
+            Ok(match s.clients.get(&current.client_id) {
+                Some(rat) if Some(rat.as_str()) == presented.as_deref() => {
+                    s.clients.remove(&current.client_id);
+                    DeleteOutcome::Deleted
+                }
+                Some(_) => DeleteOutcome::Refused,
                 None => DeleteOutcome::AlreadyGone,
             })
         })

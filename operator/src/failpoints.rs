@@ -34,6 +34,9 @@ pub const NAMES: &[&str] = &[
     "after_apply_jwks",
     "before_add_finalizer",
     "after_add_finalizer",
+    // The TppClient's status (reconcile/status.rs).
+    "before_apply_status",
+    "after_apply_status",
     // Calls to the authorization server (oauth/transport.rs, one per step).
     "before_discovery",
     "after_discovery",

@@ -54,7 +54,7 @@ impl Write {
 
 /// Evaluates a Kubernetes-write failpoint; an injected failure reads as an API server that
 /// answered 503 (for an `after_*` point: the write happened, its answer was lost).
-async fn injected(side: Side, effect: &'static str) -> Result<(), kube::Error> {
+pub(super) async fn injected(side: Side, effect: &'static str) -> Result<(), kube::Error> {
     failpoints::hit(failpoints::name(side, effect))
         .await
         .map_err(|i| {

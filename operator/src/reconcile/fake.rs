@@ -51,6 +51,9 @@ struct State {
     crash_at: Option<usize>,
     /// Scripted AS failures, answered in order by the first call of their kind.
     failures: VecDeque<(Call, OauthError)>,
+    /// Scripted slow answers: the first call of the kind waits this long (real time) after the
+    /// AS handled it, before its answer is persisted and returned.
+    delays: VecDeque<(Call, std::time::Duration)>,
     /// Client ids the AS holds, with their current registration access token.
     clients: BTreeMap<String, String>,
     issued: u32,
@@ -130,6 +133,25 @@ impl FakeEffects {
     /// The process restarted: effects work again (what was written stays).
     pub fn restart(&self) {
         self.lock().crash_at = None;
+    }
+
+    /// The next `call` is answered `delay` late (after the AS handled it).
+    pub fn delay_next(&self, call: Call, delay: std::time::Duration) {
+        self.lock().delays.push_back((call, delay));
+    }
+
+    async fn delay(&self, call: Call) {
+        let delay = {
+            let mut s = self.lock();
+            s.delays
+                .iter()
+                .position(|(c, _)| *c == call)
+                .and_then(|at| s.delays.remove(at))
+                .map(|(_, d)| d)
+        };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
     }
 
     /// The next `call` fails with `error`.
@@ -389,6 +411,7 @@ impl Effects for FakeEffects {
                     self.clock.now(),
                 ));
             };
+            self.delay(Call::Update).await;
             let registration = self.registration(current.client_id.clone(), rat);
             persister
                 .persist(&registration)

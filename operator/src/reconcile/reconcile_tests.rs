@@ -597,6 +597,33 @@ async fn one_refused_rfc7592_put_is_tried_again_not_taken_for_a_lost_client() {
 }
 
 #[tokio::test]
+async fn a_rat_received_after_the_reconcile_deadline_passed_is_still_persisted() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    // The PUT starts within milliseconds (ES256 keys); its answer, with a rotated RAT, comes
+    // long after the deadline.
+    w.fake
+        .delay_next(Call::Update, std::time::Duration::from_secs(2));
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    // The deadline passes while the PUT's answer is on its way (whether the reconcile then
+    // ends at the deadline or at its last step does not matter here).
+    let _ = super::deadline::run(std::time::Duration::from_millis(500), w.reconcile()).await;
+    assert!(
+        w.fake.log().iter().any(|e| e == "update registration"),
+        "the PUT started before the deadline"
+    );
+    assert_eq!(
+        w.fake
+            .data("payments-registration", "registration_access_token")
+            .as_deref(),
+        Some("rat-1-0+"),
+        "the rotated RAT the AS answered with was written"
+    );
+    // And the next reconcile uses it: no refusal, no second client.
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.fake.clients(), ["client-1"]);
+}
+
+#[tokio::test]
 async fn a_put_refused_after_retries_but_a_get_accepted_keeps_the_client() {
     let mut w = onboard_immediate(serde_json::json!({})).await;
     for _ in 0..3 {

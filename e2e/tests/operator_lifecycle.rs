@@ -411,6 +411,56 @@ async fn a_crash_after_the_put_answer_before_the_rat_is_persisted_is_reported_by
 }
 
 #[tokio::test]
+async fn with_on_lost_register_a_crash_after_the_put_answer_registers_anew_and_names_the_old_client()
+ {
+    with_namespace("killputreg", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(30)).await?;
+        let mut op =
+            start_operator_with_failpoints(&ctx, Some("after_registration_put=1*return(abort)"))
+                .await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(
+            &ctx,
+            client(
+                "payments",
+                "sandbox",
+                json!({"registration": {"mode": "Dynamic", "onLost": "Register"},
+                       "signingKey": {"rotation": {"propagationDelay": "2s", "retireAfter": "2s"}}}),
+            ),
+        )
+        .await?;
+        let ready = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let old = ready.data["status"]["clientId"]
+            .as_str()
+            .context("clientId")?
+            .to_owned();
+        annotate(&ctx, "payments", "tpp.dev/rotate-keys", "1").await?;
+        crashed(&mut op, "after_registration_put").await?;
+        op.restart_with_failpoints(None).await?;
+        let ready = wait_for(&ctx, "TppClient", "payments", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["status"] == "True")
+                && o.data["status"]["clientId"].as_str().is_some_and(|id| id != old)
+        })
+        .await?;
+        let new = ready.data["status"]["clientId"].as_str().unwrap_or_default();
+        let c = sandbox.counters();
+        ensure!(
+            c.registrations_created == 2,
+            "one new client: {}",
+            c.registrations_created
+        );
+        let lost = notes(&ctx, "RegistrationLost").await?;
+        ensure!(
+            lost.iter().any(|n| n.contains(&old)),
+            "the Warning must name the client left at the AS ({old}): {lost:?}"
+        );
+        ensure!(sandbox.has_client(&old) && sandbox.has_client(new));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_crash_after_the_registration_answer_before_its_persist_costs_one_reported_client() {
     // The failpoint aborts the process after the AS created the client and answered, before the
     // answer reached `<name>-registration`. Exactly one extra client at the AS, and it is

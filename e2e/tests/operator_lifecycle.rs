@@ -400,11 +400,25 @@ async fn a_crash_after_the_put_answer_before_the_rat_is_persisted_is_reported_by
             c.requests_with(Endpoint::Registration, "200") == puts,
             "an RFC 7592 call succeeded with a RAT the AS had rotated"
         );
-        // The client keeps working for tokens.
+        // The client keeps working: its tokens are still refreshed (30 s tokens, refreshed
+        // well before expiry), not left to the 15-minute pause of a permanent failure.
         let secrets: Api<Secret> = ctx.api();
-        let token = secret_text(&secrets.get("payments-credentials").await?, "accounts.access_token")
-            .context("token")?;
-        ensure!(sandbox.introspect(&token)["active"] == true);
+        let token = || async {
+            secret_text(&secrets.get("payments-credentials").await?, "accounts.access_token")
+                .context("token")
+        };
+        let halted_with = token().await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let refreshed = loop {
+            let now = token().await?;
+            if now != halted_with {
+                break now;
+            }
+            ensure!(Instant::now() < deadline, "no token refresh after the halt");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        ensure!(sandbox.introspect(&refreshed)["active"] == true);
+        ensure!(sandbox.counters().registrations_created == 1);
         Ok(())
     })
     .await;

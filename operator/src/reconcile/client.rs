@@ -140,8 +140,24 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
         None
     };
     let (plan, result) = drive(&mut session, &rotation_policy, first).await;
+    // A halted registration is reported like a permanent failure (conditions, a Warning event)
+    // but does not fail the reconcile: a client left at the AS keeps its client id, and its
+    // tokens are refreshed at the planner's instants, not after the permanent-failure pause.
+    let (result, halted) = match result {
+        Err(e @ Error::RegistrationHalted { .. }) => (Ok(()), Some(e)),
+        other => (other, None),
+    };
+    if let Some(e) = &halted {
+        session.events.push((e.reason(), e.to_string()));
+    }
     let now = ctx.clock.now();
-    let mut st = status::from_session(&session, &old, plan.as_ref(), result.as_ref().err(), now);
+    let mut st = status::from_session(
+        &session,
+        &old,
+        plan.as_ref(),
+        result.as_ref().err().or(halted.as_ref()),
+        now,
+    );
     for (reason, note) in &session.events {
         if matches!(
             reason,
@@ -284,7 +300,12 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(Reason, Strin
     let reference = obj.object_ref(&());
     for (reason, note) in events {
         tracing::info!(client = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), reason = %reason, "{note}");
-        let type_ = if *reason == Reason::RegistrationLost {
+        let type_ = if matches!(
+            reason,
+            Reason::RegistrationLost
+                | Reason::RegistrationOutcomeUnknown
+                | Reason::RegistrationAccessTokenLost
+        ) {
             EventType::Warning
         } else {
             EventType::Normal

@@ -523,6 +523,31 @@ async fn a_crash_after_the_registration_answer_before_its_persist_costs_one_repo
 }
 
 #[tokio::test]
+async fn a_registration_answer_lost_on_the_wire_is_retried_once_and_reported() {
+    // No crash: the AS created the client and its answer was lost (a connection reset after
+    // the request was handled). The attempt's outcome is unknown: one retry, reported.
+    with_namespace("lostans", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op =
+            start_operator_with_failpoints(&ctx, Some("after_registration_post=1*return(error)"))
+                .await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let c = sandbox.counters();
+        ensure!(
+            c.registrations_created == 2,
+            "{} registrations",
+            c.registrations_created
+        );
+        let lost = notes(&ctx, "RegistrationLost").await?;
+        ensure!(!lost.is_empty(), "the lost answer must be reported");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn with_max_unknown_attempts_1_repeated_crashes_stop_at_two_registrations_until_annotated() {
     with_namespace("regonce", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;

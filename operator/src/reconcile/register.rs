@@ -254,9 +254,10 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         s.events.push((
             Reason::RegistrationLost,
             format!(
-                "a registration request sent at {at} left no persisted answer; a client may remain at the AS unmanaged (attempt {} of at most {} of unknown outcome)",
-                s.keys.registration_unknown_attempts,
-                s.client.spec.registration.max_unknown_attempts.saturating_add(1),
+                "a registration request sent at {at} left no persisted answer; a client may remain at the AS unmanaged (client_name {:?}); registering again ({} request(s) of unknown outcome so far, registration.maxUnknownAttempts {})",
+                client_name(s),
+                s.keys.registration_unknown_attempts.max(1),
+                s.client.spec.registration.max_unknown_attempts,
             ),
         ));
     }
@@ -554,10 +555,21 @@ async fn access_token_refused(
     }
 }
 
+/// The `client_name` the client registers with (what to look for at the AS).
+fn client_name(s: &Session<'_>) -> String {
+    s.client
+        .spec
+        .registration
+        .metadata
+        .client_name
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", s.namespace, s.name))
+}
+
 /// The permanent failure a halted registration is reported as: what is left at the AS, what to
 /// check there, and how to go on (docs/troubleshooting.md).
 pub fn halted(s: &Session<'_>, reason: crate::rotation::Reason) -> Error {
-    let client = format!("{}/{}", s.namespace, s.name);
+    let client = client_name(s);
     match reason {
         crate::rotation::Reason::RegistrationAccessTokenLost => {
             let id = s.registration.client_id.clone().unwrap_or_default();
@@ -578,7 +590,7 @@ pub fn halted(s: &Session<'_>, reason: crate::rotation::Reason) -> Error {
             Error::RegistrationHalted {
                 reason: Reason::RegistrationOutcomeUnknown,
                 message: format!(
-                    "{n} registration request(s) got no persisted answer{since} (registration.maxUnknownAttempts {}): each may have created a client at the AS that this operator does not manage; check the AS for clients named {client} and delete any, then set the annotation {} to a new value to allow another attempt",
+                    "{n} registration request(s) got no persisted answer{since} (registration.maxUnknownAttempts {}): each may have created a client at the AS that this operator does not manage; check the AS for clients with client_name {client:?} and delete any, then set the annotation {} to a new value to allow another attempt",
                     s.client.spec.registration.max_unknown_attempts,
                     crate::crd::annotations::RETRY_REGISTRATION,
                 ),

@@ -225,8 +225,26 @@ async fn a_killed_operator_restarts_without_registering_again_or_reminting_fresh
         let tokens_before = sandbox.counters().requests_to(Endpoint::Token);
         op.kill();
         op.restart().await?;
-        // Give the restarted operator time to list and reconcile everything.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        // Ready is already true: wait instead until the new process has finished a reconcile
+        // of the client (its own counter, from 0), so the assertions below see what it did.
+        let url = format!("{}/metrics", op.admin_url);
+        let deadline = Instant::now() + READY;
+        loop {
+            let text = reqwest::get(&url).await?.text().await?;
+            let ok = text
+                .lines()
+                .find_map(|l| l.strip_prefix("tpp_operator_reconciles_total{outcome=\"ok\"} "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if ok >= 1.0 {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the restarted operator reconciled nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let c = sandbox.counters();
         ensure!(

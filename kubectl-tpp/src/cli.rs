@@ -35,6 +35,10 @@ pub enum Command {
     Rotate(VerbArgs),
     /// Renew the transport certificate now (annotation tpp.dev/renew-certificate).
     RenewCertificate(VerbArgs),
+    /// Allow another round of registration attempts after RegistrationOutcomeUnknown, once the
+    /// AS was checked for the clients earlier attempts may have left (annotation
+    /// tpp.dev/retry-registration).
+    RetryRegistration(VerbArgs),
     /// Show the kids waiting for approval with their JWK thumbprints, then approve them
     /// (annotation tpp.dev/approved-kids).
     Approve(ApproveArgs),
@@ -179,6 +183,13 @@ mod tests {
         assert!(Cli::try_parse_from(["kubectl-tpp", "renew"]).is_err());
         assert!(Cli::try_parse_from(["kubectl-tpp", "renew", "--all"]).is_ok());
         assert!(Cli::try_parse_from(["kubectl-tpp", "renew", "a", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["kubectl-tpp", "retry-registration"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["kubectl-tpp", "retry-registration", "a"])
+                .unwrap()
+                .command,
+            Command::RetryRegistration(_)
+        ));
         let cli = Cli::try_parse_from(["kubectl-tpp", "rotate", "a", "b", "-n", "bank"]).unwrap();
         assert_eq!(cli.namespace.as_deref(), Some("bank"));
         assert!(

@@ -4,7 +4,8 @@
 //!   certificate and key dates, pending kids, the next token refresh as the operator plans it,
 //!   recent history. It reads the TppClient and only the non-secret keys of its credentials
 //!   Secret ([`credentials`]): no secret value is ever read into the output.
-//! - `renew`, `rotate`, `renew-certificate`, `retry-registration`: set the operator's verb annotations ([`verbs`]).
+//! - `renew`, `rotate`, `renew-certificate`, `retry-registration`: set the operator's verb
+//!   annotations ([`verbs`]).
 //! - `approve NAME`: the approval gate: shows the pending kids with their RFC 7638 thumbprints
 //!   from the published JWKS, then adds them to `tpp.dev/approved-kids` ([`approve`]).
 //! - `jwks NAME`: the client's published JWK set.

@@ -359,7 +359,7 @@ async fn notes(ctx: &e2e::TestContext, reason: &str) -> Result<Vec<String>> {
 async fn crashed(op: &mut e2e::operator::OperatorProcess, what: &str) -> Result<()> {
     ensure!(
         op.wait_exited(Duration::from_secs(90)).await,
-        "the operator did not crash at {what}"
+        "the operator did not crash at {what} (is it built with `--features failpoints`, as `make test-e2e` does?)"
     );
     Ok(())
 }
@@ -534,6 +534,34 @@ async fn a_crash_after_the_registration_answer_before_its_persist_costs_one_repo
                 "registration_access_token"
             )
             .is_some()
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_crash_after_the_intent_before_the_request_left_registers_once_and_says_a_client_may_remain()
+ {
+    // The one gap the intent cannot close: written, then the process dies before the request
+    // leaves. The AS holds nothing; the operator cannot know that and says a client *may*
+    // remain. One registration in all.
+    with_namespace("killintent", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let mut op =
+            start_operator_with_failpoints(&ctx, Some("before_registration_post=1*return(abort)"))
+                .await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        crashed(&mut op, "before_registration_post").await?;
+        ensure!(sandbox.counters().registrations_created == 0);
+        op.restart_with_failpoints(None).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        ensure!(sandbox.counters().registrations_created == 1);
+        let lost = notes(&ctx, "RegistrationLost").await?;
+        ensure!(
+            lost.iter().any(|n| n.contains("may remain")),
+            "the attempt must be reported: {lost:?}"
         );
         Ok(())
     })

@@ -94,6 +94,11 @@ pub fn setup() -> Option<fail::FailScenario<'static>> {
 /// Without the `failpoints` feature: nothing (and `None`).
 #[cfg(not(feature = "failpoints"))]
 pub fn setup() -> Option<()> {
+    if std::env::var_os("FAILPOINTS").is_some_and(|v| !v.is_empty()) {
+        tracing::warn!(
+            "FAILPOINTS is set but this build has no failpoints (cargo feature `failpoints`): ignored"
+        );
+    }
     None
 }
 

@@ -44,7 +44,10 @@ pub async fn run<F: Future>(limit: Duration, work: F) -> Result<F::Output, Elaps
                 () = tokio::time::sleep(limit) => {}
             }
             shields.expired.store(true, Ordering::SeqCst);
+            // Work first: once the shielded section ended, the step it belongs to runs to its
+            // next pending await (the reconcile's own check, `expired`, starts no new step).
             tokio::select! {
+                biased;
                 out = &mut work => Ok(out),
                 () = idle(&shields) => Err(Elapsed),
             }

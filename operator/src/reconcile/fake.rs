@@ -348,6 +348,7 @@ impl Effects for FakeEffects {
                 s.clients.insert(id.clone(), rat.clone());
                 (id, rat)
             };
+            self.delay(Call::Register).await;
             let registration = self.registration(id, rat);
             persister
                 .persist(&registration)

@@ -624,6 +624,36 @@ async fn a_rat_received_after_the_reconcile_deadline_passed_is_still_persisted()
 }
 
 #[tokio::test]
+async fn the_deadline_lets_a_registration_in_flight_persist_its_answer_and_starts_no_new_step() {
+    let mut w = World::new("Dynamic", serde_json::json!({}));
+    w.fake
+        .delay_next(Call::Register, std::time::Duration::from_secs(2));
+    let result = super::deadline::run(std::time::Duration::from_millis(500), async {
+        let mut s = Session::load(&w.ctx, &w.fake, &w.client, NS.into(), server()).await?;
+        let policy = super::policy::rotation_policy(&w.client, "uid-1");
+        let first = rotation::plan(&policy, &s.observed(), w.clock.now());
+        super::client::drive(&mut s, &policy, first).await.1
+    })
+    .await;
+    assert!(
+        matches!(result, Ok(Err(Error::ReconcileTimeout(_)))),
+        "{result:?}"
+    );
+    assert_eq!(
+        w.fake.data("payments-registration", "client_id").as_deref(),
+        Some("client-1"),
+        "the answer received after the deadline was persisted"
+    );
+    assert_eq!(
+        w.fake.tokens_issued(),
+        0,
+        "no token request after the deadline"
+    );
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.fake.clients(), ["client-1"], "no second registration");
+}
+
+#[tokio::test]
 async fn a_put_refused_after_retries_but_a_get_accepted_keeps_the_client() {
     let mut w = onboard_immediate(serde_json::json!({})).await;
     for _ in 0..3 {

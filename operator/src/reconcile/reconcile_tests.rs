@@ -737,7 +737,7 @@ async fn with_on_lost_register_a_lost_token_registers_a_new_client_and_names_the
 
 #[tokio::test]
 async fn a_delete_answered_401_is_refused_not_deleted() {
-    let mut w = onboard_immediate(serde_json::json!({})).await;
+    let w = onboard_immediate(serde_json::json!({})).await;
     w.fake.revoke_registration_tokens();
     let s = Session::load(&w.ctx, &w.fake, &w.client, NS.into(), server())
         .await
@@ -745,7 +745,6 @@ async fn a_delete_answered_401_is_refused_not_deleted() {
     let outcome = super::register::deregister(&s).await.ok();
     assert_eq!(outcome, Some(crate::oauth::DeleteOutcome::Refused));
     assert_eq!(w.fake.clients(), ["client-1"], "still at the AS");
-    let _ = &mut w;
 }
 
 fn unavailable_register() -> OauthError {

@@ -479,6 +479,24 @@ impl OperatorProcess {
         self.wait_healthy(Duration::from_secs(30)).await
     }
 
+    /// The process id (for signals and diagnostics).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// The text of its `/metrics` (Prometheus exposition format).
+    pub async fn metrics(&self) -> Result<String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let r = http
+            .get(format!("{}/metrics", self.admin_url))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(r.text().await?)
+    }
+
     /// The tail of the operator's log.
     pub fn log_tail(&self, max: u64) -> String {
         self.child.log_tail(max)

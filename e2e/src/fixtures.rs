@@ -179,6 +179,7 @@ pub async fn start_operator(ctx: &TestContext) -> Result<OperatorProcess> {
     )
     .await?;
     let log = op.log_path();
+    ctx.audit_log(log.clone());
     ctx.on_failure_print(move || {
         format!(
             "----- operator log (tail) -----\n{}",

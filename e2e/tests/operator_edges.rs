@@ -112,6 +112,7 @@ async fn deletion_with_the_as_down_gives_up_after_bounded_retries_with_a_warning
             },
         )
         .await?;
+        ctx.audit_log(op.log_path());
         let log = op.log_path();
         ctx.on_failure_print(move || e2e::process::tail(&log, 8000));
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
@@ -323,10 +324,12 @@ async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_afte
             ..Default::default()
         };
         let mut first = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        ctx.audit_log(first.log_path());
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("one", "sandbox", json!({}))).await?;
         wait_condition(&ctx, "TppClient", "one", "Ready", "True", READY).await?;
         let second = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        ctx.audit_log(second.log_path());
         let (l1, l2) = (first.log_path(), second.log_path());
         ctx.on_failure_print(move || {
             format!(
@@ -427,6 +430,7 @@ async fn a_leader_stopped_with_sigterm_releases_its_lease_for_an_immediate_takeo
             },
         )
         .await?;
+        ctx.audit_log(leader.log_path());
         let log = leader.log_path();
         ctx.on_failure_print(move || e2e::process::tail(&log, 8000));
         let leases: Api<k8s_openapi::api::coordination::v1::Lease> =

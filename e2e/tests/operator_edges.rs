@@ -459,3 +459,78 @@ async fn a_leader_stopped_with_sigterm_releases_its_lease_for_an_immediate_takeo
     })
     .await;
 }
+
+/// "A typo in an issuer hammers the bank" (issue 12): an AuthorizationServer whose discovery
+/// fails, permanently (the issuer has a wrong path: 404) or transiently (503 on every
+/// discovery), is retried on its backoff and nothing else. Its status is written once, not on
+/// every attempt (no per-request value in the condition), so the write triggers no storm of
+/// reconciles. Bound: over 40 s, at most 3 requests for the 404 (one attempt, then 5 minutes)
+/// and at most 8 for the 503 (2 s, 4 s, 8 s, 16 s … with ±20 % jitter: 5 or 6 attempts).
+#[tokio::test]
+async fn a_failing_discovery_is_retried_on_its_backoff_not_in_a_storm() {
+    with_namespace("typo", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        sandbox.add_fault(Fault {
+            endpoint: FaultTarget::Discovery,
+            kind: FaultKind::Status {
+                code: 503,
+                retry_after_secs: None,
+            },
+            count: 1_000_000,
+        });
+        let _op = start_operator(&ctx).await?;
+        let typo = format!("{}/typo", sandbox.issuer());
+        let started = Instant::now();
+        apply(
+            &ctx,
+            sandbox_server("typo", &sandbox, json!({"issuer": typo})),
+        )
+        .await?;
+        apply(&ctx, sandbox_server("down", &sandbox, json!({}))).await?;
+        let typo_ready =
+            wait_condition(&ctx, "AuthorizationServer", "typo", "Ready", "False", READY).await?;
+        let down_ready =
+            wait_condition(&ctx, "AuthorizationServer", "down", "Ready", "False", READY).await?;
+        let reason = |o: &kube::api::DynamicObject| {
+            condition(o, "Ready")
+                .and_then(|c| c["reason"].as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        ensure!(
+            reason(&down_ready) == "AuthorizationServerUnavailable",
+            "the 503 is transient: {:?}",
+            condition(&down_ready, "Ready")
+        );
+        ensure!(
+            reason(&typo_ready) != "AuthorizationServerUnavailable",
+            "the 404 is not an outage: {:?}",
+            condition(&typo_ready, "Ready")
+        );
+        let window = Duration::from_secs(40);
+        let (mut typo_requests, mut down_requests) = (0, 0);
+        // An observation window, not a wait for a condition: the counts must stay small for
+        // all of it. Checked every second so a storm fails fast.
+        while started.elapsed() < window {
+            let c = sandbox.counters();
+            typo_requests = c.requests_to(Endpoint::Other);
+            down_requests = c.requests_to(Endpoint::Discovery);
+            ensure!(
+                typo_requests <= 3 && down_requests <= 8,
+                "discovery storm after {:?}: {typo_requests} requests for the wrong issuer path, \
+                 {down_requests} for the AS answering 503",
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        ensure!(
+            typo_requests >= 1 && down_requests >= 3,
+            "the failing AS is still retried: {typo_requests} / {down_requests}"
+        );
+        eprintln!(
+            "over {window:?}: {typo_requests} discovery requests for the wrong issuer path, \
+             {down_requests} for the AS answering 503"
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -313,7 +313,7 @@ pub fn error_policy(obj: Arc<TppClient>, error: &Error, ctx: Arc<Context>) -> Re
         ctx.set_backoff_until(&key(&obj), until);
     }
     let chain = error.chain();
-    tracing::warn!(client = %key(&obj), reason = %error.reason(), transient = error.is_transient(), error = %chain, "reconcile failed");
+    tracing::warn!(client = %key(&obj), reason = %error.reason(), transient = error.is_transient(), interaction_id = error.interaction_id(), error = %chain, "reconcile failed");
     let reference = obj.object_ref(&());
     let recorder = ctx.recorder.clone();
     let ev = Event {

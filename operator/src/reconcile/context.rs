@@ -54,6 +54,8 @@ pub struct Context {
     pub keygen: super::admission::KeygenAdmission,
     /// `tpp.dev/refresh-discovery` values already acted on.
     pub discovery_refreshes: super::refresh::DiscoveryRefreshes,
+    /// The backoff of every AS whose resolution (discovery) is failing.
+    pub server_backoff: super::server_backoff::ServerBackoff,
     failures: Mutex<HashMap<String, u32>>,
     backoff: Mutex<HashMap<String, jiff::Timestamp>>,
 }
@@ -90,6 +92,7 @@ impl Context {
             discovery: Discovery::new(Duration::from_secs(15 * 60), clock.clone()),
             crypto: Arc::new(Semaphore::new(workers)),
             discovery_refreshes: Default::default(),
+            server_backoff: Default::default(),
             failures: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             client,

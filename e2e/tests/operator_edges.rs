@@ -534,3 +534,106 @@ async fn a_failing_discovery_is_retried_on_its_backoff_not_in_a_storm() {
     })
     .await;
 }
+
+/// Leader election as client-go does it (issue 12, "Two leaders"): the leader is frozen with
+/// SIGSTOP (its renewals stall); the standby takes over only once the lease has stood still
+/// for its duration on the standby's own clock, and acts; the old leader, resumed with
+/// SIGCONT, finds its renew deadline passed and exits without sending a single Kubernetes
+/// write or AS call (its log after the resume holds neither a `kube write` nor an `as call`
+/// line), so there are never two writers.
+#[tokio::test]
+async fn a_frozen_leader_is_replaced_after_the_lease_and_never_writes_again() {
+    with_namespace("sigstop", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let lease = format!("lease-{}", ctx.namespace);
+        let opts = || OperatorOptions {
+            namespaces: vec![ctx.namespace.clone()],
+            args: vec![
+                "--leader-election".into(),
+                "--leader-election-lease".into(),
+                lease.clone(),
+            ],
+            ..Default::default()
+        };
+        let mut first = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("one", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "one", "Ready", "True", READY).await?;
+        let second = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        let (l1, l2) = (first.log_path(), second.log_path());
+        ctx.on_failure_print(move || {
+            format!(
+                "--- first ---\n{}\n--- second ---\n{}",
+                e2e::process::tail(&l1, 8000),
+                e2e::process::tail(&l2, 6000)
+            )
+        });
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(ctx.client.clone(), e2e::operator::OPERATOR_NAMESPACE);
+        let holder = |l: &k8s_openapi::api::coordination::v1::Lease| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default()
+        };
+        let before = holder(&leases.get(&lease).await?);
+        ensure!(!before.is_empty(), "the first operator holds the lease");
+        first.pause();
+        let frozen_at = Instant::now();
+        apply(&ctx, client("two", "sandbox", json!({}))).await?;
+        let taken_after = loop {
+            let now = holder(&leases.get(&lease).await?);
+            if now != before && !now.is_empty() {
+                break frozen_at.elapsed();
+            }
+            ensure!(
+                frozen_at.elapsed() < Duration::from_secs(90),
+                "the standby never took over"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        // The standby saw the last renewal at most one retry period (2 s) before the freeze,
+        // and waits the lease duration (15 s) from there on its own clock.
+        ensure!(
+            taken_after >= Duration::from_secs(12),
+            "the standby took over {taken_after:?} after the freeze, before the lease could expire"
+        );
+        wait_condition(&ctx, "TppClient", "two", "Ready", "True", READY).await?;
+        let resumed_from = first.log().len();
+        first.resume();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while first.is_running() {
+            ensure!(
+                Instant::now() < deadline,
+                "the resumed old leader is still running"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = first.log();
+        let after = log.get(resumed_from..).unwrap_or_default();
+        ensure!(
+            after.contains("stopped leading"),
+            "the old leader must find it lost the lease: {after}"
+        );
+        let acted: Vec<&str> = after
+            .lines()
+            .filter(|l| l.contains("kube write") || l.contains("as call"))
+            .collect();
+        ensure!(
+            acted.is_empty(),
+            "the old leader acted after it was resumed: {acted:#?}"
+        );
+        ensure!(
+            sandbox.counters().registrations_created == 2,
+            "one registration per client: {}",
+            sandbox.counters().registrations_created
+        );
+        eprintln!(
+            "the standby took over {taken_after:?} after the leader was frozen; the resumed \
+             leader held back {} writes or AS calls",
+            after.matches("not leading any more").count()
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -637,3 +637,93 @@ async fn a_frozen_leader_is_replaced_after_the_lease_and_never_writes_again() {
     })
     .await;
 }
+
+/// "Namespace deletion orphans the client" (issue 12). The namespace of a registered Dynamic
+/// client (`deletionPolicy: Delete`) is deleted. The e2e control plane runs no namespace
+/// controller, so the test does what it does, in the order that hurts most: the Secrets and
+/// the AuthorizationServer are deleted before the TppClient, then the namespace is finalized
+/// once nothing is left in it. The registration access token must stay readable until the
+/// RFC 7592 DELETE is done: the sandbox AS counts one DELETE of that client, and everything
+/// (the TppClient, its Secrets) goes away, then the namespace.
+#[tokio::test]
+async fn deleting_the_namespace_of_a_registered_client_deregisters_it_at_the_as() {
+    with_namespace("nsdelete", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("doomed", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "doomed", "Ready", "True", READY).await?;
+        let id = client_id(&ctx, "doomed").await?;
+        ensure!(sandbox.has_client(&id));
+        let secrets = ctx.api::<Secret>();
+        for name in ["doomed-registration", "doomed-keys"] {
+            let s = secrets.get(name).await?;
+            ensure!(
+                s.metadata
+                    .finalizers
+                    .as_ref()
+                    .is_some_and(|f| f.iter().any(|f| f == "tpp.dev/deregistration")),
+                "{name} keeps the deregistration finalizer: {:?}",
+                s.metadata.finalizers
+            );
+        }
+        let namespaces = Api::<Namespace>::all(ctx.client.clone());
+        namespaces
+            .delete(&ctx.namespace, &DeleteParams::default())
+            .await?;
+        // The namespace controller's work: every object in the namespace deleted, in parallel
+        // and in no order the operator can count on; here the worst one.
+        secrets
+            .delete_collection(&DeleteParams::default(), &Default::default())
+            .await?;
+        ctx.api::<k8s_openapi::api::core::v1::ConfigMap>()
+            .delete_collection(&DeleteParams::default(), &Default::default())
+            .await?;
+        api(&ctx, "AuthorizationServer")
+            .delete("sandbox", &DeleteParams::default())
+            .await?;
+        api(&ctx, "TppClient")
+            .delete("doomed", &DeleteParams::default())
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left_secrets = secrets.list(&Default::default()).await?.items.len();
+            let left_clients = api(&ctx, "TppClient")
+                .list(&Default::default())
+                .await?
+                .items
+                .len();
+            if left_secrets == 0 && left_clients == 0 {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "still in the namespace: {left_secrets} Secrets, {left_clients} TppClients"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        ensure!(
+            !sandbox.has_client(&id),
+            "client {id} was left registered at the AS"
+        );
+        let deletes = sandbox
+            .counters()
+            .requests_with(Endpoint::Registration, "204");
+        ensure!(deletes == 1, "{deletes} successful DELETEs of client {id}");
+        // The namespace controller's last step: nothing left, the namespace is finalized.
+        let mut ns = namespaces.get(&ctx.namespace).await?;
+        if let Some(spec) = ns.spec.as_mut() {
+            spec.finalizers = Some(vec![]);
+        }
+        namespaces
+            .replace_subresource("finalize", &ctx.namespace, &Default::default(), &ns)
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while namespaces.get_opt(&ctx.namespace).await?.is_some() {
+            ensure!(Instant::now() < deadline, "the namespace did not go away");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    })
+    .await;
+}

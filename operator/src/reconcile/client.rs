@@ -232,7 +232,8 @@ pub(crate) async fn drive(
 ) -> (Option<Plan>, Result<(), Error>) {
     let (plan, result) = steps(s, policy, first).await;
     let saved = s.persist_keys().await;
-    (plan, result.and(saved))
+    let kept = s.keep_secrets().await;
+    (plan, result.and(saved).and(kept))
 }
 
 /// `first` is the plan made for admission, at the start: it is not made again. Every decision

@@ -467,6 +467,16 @@ impl OperatorProcess {
         self.child.kill();
     }
 
+    /// SIGSTOP: the process freezes (a stalled leader: no renewals, nothing runs).
+    pub fn pause(&mut self) {
+        self.child.freeze(true);
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&mut self) {
+        self.child.freeze(false);
+    }
+
     /// Start again after a kill, same kubeconfig, same admin port, same log file.
     pub async fn restart(&mut self) -> Result<()> {
         self.child.kill();

@@ -61,6 +61,21 @@ pub struct Config {
     )]
     pub leader_election_lease: String,
 
+    /// How long a standby waits, on its own clock, after the last change of the Lease it saw
+    /// before taking over (client-go's LeaseDuration).
+    #[arg(long, env = "TPP_OPERATOR_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_seconds)]
+    pub leader_election_lease_duration: std::time::Duration,
+
+    /// How long the leader keeps acting after the last renewal it sent that succeeded; below
+    /// the lease duration (client-go's RenewDeadline).
+    #[arg(long, env = "TPP_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = parse_seconds)]
+    pub leader_election_renew_deadline: std::time::Duration,
+
+    /// Time between leader-election rounds; below the renew deadline (client-go's
+    /// RetryPeriod).
+    #[arg(long, env = "TPP_OPERATOR_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_seconds)]
+    pub leader_election_retry_period: std::time::Duration,
+
     /// Client-side limit on requests per second to the Kubernetes API.
     #[arg(long, env = "TPP_OPERATOR_KUBE_QPS", default_value_t = 100.0)]
     pub kube_qps: f64,
@@ -151,6 +166,19 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.concurrency, 16);
         assert!(!c.leader_election);
+        assert_eq!(
+            (
+                c.leader_election_lease_duration,
+                c.leader_election_renew_deadline,
+                c.leader_election_retry_period
+            ),
+            (
+                std::time::Duration::from_secs(15),
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(2)
+            ),
+            "client-go's defaults"
+        );
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(20));
         assert!(c.allowed_as_hosts.is_empty());
         assert!(!c.egress_policy().allows("127.0.0.1"));

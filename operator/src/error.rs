@@ -196,6 +196,17 @@ impl Error {
         }
     }
 
+    /// The `x-fapi-interaction-id` of the AS answer behind this error, for logs only.
+    pub fn interaction_id(&self) -> Option<&str> {
+        match self {
+            Error::Discovery(e)
+            | Error::RegisterClient(e)
+            | Error::UpdateRegistration(e)
+            | Error::FetchToken(e) => e.interaction_id(),
+            _ => None,
+        }
+    }
+
     /// The reason for conditions, events and metrics: an AS outage is
     /// `AuthorizationServerUnavailable` at every step.
     pub fn reason(&self) -> Reason {

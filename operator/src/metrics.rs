@@ -247,6 +247,10 @@ pub struct Metrics {
     /// Registrations the operator found lost (a refused registration access token, or an
     /// attempt whose answer was never persisted), by server.
     pub registrations_lost: Family<ServerLabels, Counter>,
+    /// Clients deleted with `deletionPolicy: Delete` that could not be deregistered and were
+    /// left registered at the AS (each also logged and, while the TppClient exists, a Warning
+    /// event), by server.
+    pub clients_left_at_as: Family<ServerLabels, Counter>,
     clients: Arc<Clients>,
 }
 
@@ -272,6 +276,7 @@ impl Metrics {
             status_writes: Counter::default(),
             kube_requests: Family::default(),
             registrations_lost: Family::default(),
+            clients_left_at_as: Family::default(),
             clients: Arc::new(Clients {
                 by_key: Mutex::default(),
                 per_token,
@@ -328,6 +333,11 @@ impl Metrics {
             "Registrations found lost at the AS (a new client was registered; the old one may remain unmanaged), by server",
             m.registrations_lost.clone(),
         );
+        registry.register(
+            "clients_left_at_as",
+            "Clients deleted with deletionPolicy Delete but left registered at the AS (deregistration impossible or given up), by server",
+            m.clients_left_at_as.clone(),
+        );
         registry.register_collector(Box::new(m.clients.clone()));
         Self { registry, ..m }
     }
@@ -367,6 +377,15 @@ impl Metrics {
             Some(r) => self.with_client(namespace, name, server, |st| st.ready = Some(r)),
             None => self.forget_client(namespace, name),
         }
+    }
+
+    /// Count a client left registered at the AS on deletion.
+    pub fn client_left_at_as(&self, server: &str) {
+        self.clients_left_at_as
+            .get_or_create(&ServerLabels {
+                server: server.to_owned(),
+            })
+            .inc();
     }
 
     /// Count a registration found lost.

@@ -14,7 +14,7 @@ use tpp_operator::{
     admin::{self, AdminState},
     clock::SystemClock,
     config::Config,
-    lease::{LeaderElector, Leadership, LeaseConfig},
+    lease::{self, LeaderElector, Leadership, LeaseConfig},
     metrics::Metrics,
     reconcile::{self, Context},
     telemetry,
@@ -93,24 +93,29 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| "default".into());
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
-        let elector = LeaderElector::new(
-            client.clone(),
-            LeaseConfig {
-                namespace,
-                name: config.leader_election_lease.clone(),
-                identity,
-                lease_duration: std::time::Duration::from_secs(15),
-            },
-        )
-        // A standby is ready (warm: it serves /jwks) once a round has reached the API server.
-        .on_standby({
-            let ready = ready.clone();
-            move || ready.store(true, std::sync::atomic::Ordering::Relaxed)
-        });
+        let lease_config = LeaseConfig {
+            lease_duration: config.leader_election_lease_duration,
+            renew_deadline: config.leader_election_renew_deadline,
+            retry_period: config.leader_election_retry_period,
+            ..LeaseConfig::new(namespace, config.leader_election_lease.clone(), identity)
+        };
+        lease_config
+            .check()
+            .map_err(anyhow::Error::msg)
+            .context("invalid leader-election timings")?;
+        let elector = LeaderElector::new(client.clone(), lease_config)
+            // A standby is ready (warm: it serves /jwks) once a round has reached the API server.
+            .on_standby({
+                let ready = ready.clone();
+                move || ready.store(true, std::sync::atomic::Ordering::Relaxed)
+            });
         let held = tokio::select! {
             held = elector.acquire() => held,
             _ = reconcile::stopped(stop_rx.clone()) => return Ok(()),
         };
+        // Every AS call and Kubernetes write of the controllers checks the gate before it
+        // starts: none starts once a renewal has not succeeded within the renew deadline.
+        lease::install_gate(held.gate.clone());
         // The leader is ready again once its caches are synced.
         ready.store(false, std::sync::atomic::Ordering::Relaxed);
         let mut lost = held.lost.clone();

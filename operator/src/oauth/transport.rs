@@ -229,6 +229,9 @@ impl AsClient {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
+        // Leader election: no AS call starts once this replica may have lost the lease
+        // (checked after the limiter wait, immediately before the request is sent).
+        crate::lease::until_acting_allowed("authorization server call").await;
         let interaction_id = uuid::Uuid::new_v4().to_string();
         let mut builder = self
             .http

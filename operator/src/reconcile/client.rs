@@ -232,7 +232,8 @@ pub(crate) async fn drive(
 ) -> (Option<Plan>, Result<(), Error>) {
     let (plan, result) = steps(s, policy, first).await;
     let saved = s.persist_keys().await;
-    (plan, result.and(saved))
+    let kept = s.keep_secrets().await;
+    (plan, result.and(saved).and(kept))
 }
 
 /// `first` is the plan made for admission, at the start: it is not made again. Every decision
@@ -313,7 +314,7 @@ pub fn error_policy(obj: Arc<TppClient>, error: &Error, ctx: Arc<Context>) -> Re
         ctx.set_backoff_until(&key(&obj), until);
     }
     let chain = error.chain();
-    tracing::warn!(client = %key(&obj), reason = %error.reason(), transient = error.is_transient(), error = %chain, "reconcile failed");
+    tracing::warn!(client = %key(&obj), reason = %error.reason(), transient = error.is_transient(), interaction_id = error.interaction_id(), error = %chain, "reconcile failed");
     let reference = obj.object_ref(&());
     let recorder = ctx.recorder.clone();
     let ev = Event {

@@ -57,6 +57,8 @@ pub struct Context {
     /// The TppClient statuses this process wrote last (a write is skipped only when the server
     /// already holds the same).
     pub statuses: Arc<super::status_ledger::StatusLedger>,
+    /// The backoff of every AS whose resolution (discovery) is failing.
+    pub server_backoff: super::server_backoff::ServerBackoff,
     failures: Mutex<HashMap<String, u32>>,
     backoff: Mutex<HashMap<String, jiff::Timestamp>>,
 }
@@ -94,6 +96,7 @@ impl Context {
             crypto: Arc::new(Semaphore::new(workers)),
             discovery_refreshes: Default::default(),
             statuses: Default::default(),
+            server_backoff: Default::default(),
             failures: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             client,

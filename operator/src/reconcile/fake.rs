@@ -182,6 +182,15 @@ impl FakeEffects {
         }
     }
 
+    /// Our Secrets as a version without the deregistration finalizer wrote them.
+    pub fn strip_finalizers(&self) {
+        for object in self.lock().objects.values_mut() {
+            if let Write::Secret(s) = object {
+                s.metadata.finalizers = None;
+            }
+        }
+    }
+
     /// A data key of one of our Secrets, as text.
     pub fn data(&self, secret: &str, key: &str) -> Option<String> {
         self.secret(secret)?

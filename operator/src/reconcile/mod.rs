@@ -14,6 +14,7 @@ pub mod policy;
 pub mod refresh;
 pub mod register;
 pub mod server;
+pub mod server_backoff;
 pub mod server_index;
 pub mod server_status;
 pub mod session;

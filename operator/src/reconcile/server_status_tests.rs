@@ -167,3 +167,52 @@ fn a_failed_rediscovery_keeps_what_was_last_discovered() {
     assert_eq!(st.auth_methods, ready.auth_methods);
     assert_eq!(kstatus(1, &st), KStatus::InProgress);
 }
+
+/// A discovery answered 404 (an issuer with a wrong path), as the transport builds it.
+fn not_found(interaction_id: &str) -> Error {
+    Error::Discovery(OauthError::from_status(
+        Step::Discovery,
+        404,
+        None,
+        b"",
+        interaction_id,
+        at(0),
+    ))
+}
+
+#[test]
+fn a_repeated_failure_with_a_new_interaction_id_leaves_the_status_unchanged() {
+    for (first, second) in [
+        (not_found("4f1d-first"), not_found("a09c-second")),
+        (unavailable(), {
+            Error::Discovery(OauthError::Unavailable {
+                step: Step::Discovery,
+                status: 503,
+                retry_after: None,
+                interaction_id: "i-2".into(),
+            })
+        }),
+    ] {
+        let before = with_conditions(Default::default(), None, Some(1), Some(&first), at(0));
+        let after = with_conditions(
+            Default::default(),
+            Some(&before),
+            Some(1),
+            Some(&second),
+            at(30),
+        );
+        let message = |st: &AuthorizationServerStatus| {
+            crate::crd::condition::find(&st.conditions, types::READY).map(|c| c.message.clone())
+        };
+        assert_eq!(message(&before), message(&after));
+        assert!(
+            message(&after).is_some_and(|m| !m.contains("4f1d") && !m.contains("i-2")),
+            "{:?}",
+            message(&after)
+        );
+        assert!(
+            unchanged(Some(&before), &after),
+            "no status write, so no watch event and no new reconcile: {before:?} -> {after:?}"
+        );
+    }
+}

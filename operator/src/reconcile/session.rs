@@ -77,6 +77,22 @@ pub struct Session<'a> {
     /// `<name>-keys` as last loaded or written: `keys` differs from it when it has unsaved
     /// changes.
     keys_saved: KeysState,
+    /// `<name>-keys` or `<name>-registration` exists without the deregistration finalizer it
+    /// should keep (written before the finalizer existed): see [`Self::keep_secrets`].
+    unkept_secrets: bool,
+}
+
+/// Whether `secret` exists, is not being deleted, and lacks the deregistration finalizer.
+fn unkept(secret: Option<&k8s_openapi::api::core::v1::Secret>) -> bool {
+    secret.is_some_and(|s| {
+        s.metadata.deletion_timestamp.is_none()
+            && !s
+                .metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == layout::FINALIZER)
+    })
 }
 
 fn read_err(what: String) -> impl FnOnce(kube::Error) -> Error {
@@ -108,6 +124,8 @@ impl<'a> Session<'a> {
             .await
             .map_err(read_err(layout::registration_name(&name)))?;
         let registration = RegistrationState::from_secret(reg_secret.as_ref());
+        let unkept_secrets = build::keeps_for_deregistration(client)
+            && (unkept(keys_secret.as_ref()) || unkept(reg_secret.as_ref()));
         let cred_secret = store
             .own_secret(&namespace, &layout::credentials_name(&name))
             .await
@@ -150,6 +168,7 @@ impl<'a> Session<'a> {
             events: vec![],
             backoff_until: None,
             parsed: Default::default(),
+            unkept_secrets,
         })
     }
 
@@ -391,6 +410,27 @@ impl<'a> Session<'a> {
                 source,
             })?;
         self.keys_saved = self.keys.clone();
+        Ok(())
+    }
+
+    /// Write `<name>-keys` (as last saved) and `<name>-registration` again when one of them
+    /// lacks the deregistration finalizer it should keep ([`build::keeps_for_deregistration`]):
+    /// once per client written before the finalizer existed, so that a namespace deletion finds
+    /// the registration access token readable.
+    pub async fn keep_secrets(&mut self) -> Result<(), Error> {
+        if !self.unkept_secrets {
+            return Ok(());
+        }
+        let obj = build::keys_secret(self.client, &self.keys_saved);
+        self.effects
+            .write(&self.namespace, Write::Secret(obj))
+            .await
+            .map_err(|source| Error::ApplyObject {
+                what: layout::keys_name(&self.name),
+                source,
+            })?;
+        self.save_registration().await?;
+        self.unkept_secrets = false;
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! The last known content of each Secret the operator manages, so a reconcile (a token refresh
 //! above all) reads its three Secrets from memory instead of three GETs. An entry comes from a
 //! GET or from the answer to our own apply; it is dropped when the metadata watch of our
-//! Secrets reports a write by anyone else, a deletion, or a relist. Memory: the Secret's data
-//! and labels only (no managedFields).
+//! Secrets reports a write by anyone else, a deletion, or a relist. Memory: the Secret's data,
+//! labels, finalizers and deletion timestamp only (no managedFields).
 //!
 //! Beside it, the name and resourceVersion of every managed Secret the watch has listed: once
 //! the watch has listed, a name neither cached nor listed is absent without a GET (a new
@@ -80,6 +80,9 @@ impl SecretCache {
                 namespace: secret.metadata.namespace.clone(),
                 resource_version: secret.metadata.resource_version.clone(),
                 labels: secret.metadata.labels.clone(),
+                // Whether the Secret keeps the deregistration finalizer, and is being deleted.
+                finalizers: secret.metadata.finalizers.clone(),
+                deletion_timestamp: secret.metadata.deletion_timestamp.clone(),
                 ..Default::default()
             },
             data: secret.data.as_ref().map(|d| {

@@ -80,8 +80,9 @@ test-chart: helm
 ## chart's offline tests (test-chart) and the node tier (test-node), so `make test` runs each
 ## test once. (`--test '*'` would stop at node_install, whose feature it does not enable.)
 E2E_TESTS := $(filter-out chart node_install,$(basename $(notdir $(wildcard e2e/tests/*.rs))))
+## The operator is built with its failpoints (docs/reliability.md): crash tests set FAILPOINTS.
 test-e2e: control-plane peer helm
-	$(CARGO) build -p tpp-operator -p kubectl-tpp --bins
+	$(CARGO) build -p tpp-operator -p kubectl-tpp --bins --features tpp-operator/failpoints
 	$(CARGO) test -p e2e $(addprefix --test ,$(E2E_TESTS))
 
 ## The compatibility tier (docs/compatibility.md): the CRDs' schemas and CEL rules, the operator
@@ -90,7 +91,7 @@ test-e2e: control-plane peer helm
 test-compat:
 	@KUBE_VERSION=$(KUBE_VERSION_OLDEST) hack/build-control-plane.sh >/dev/null
 	@"$(COMPAT_CONTROL_PLANE_DIR)/kube-apiserver" --version
-	$(CARGO) build -p tpp-operator --bins
+	$(CARGO) build -p tpp-operator --bins --features failpoints
 	TPP_KUBE_VERSION=$(KUBE_VERSION_OLDEST) TPP_CONTROL_PLANE_DIR=$(COMPAT_CONTROL_PLANE_DIR) $(CARGO) test -p e2e --test api --test operator_sandbox --test gitops
 
 ## The node tier: the chart installed with Helm on two kubelets, a workload mounting the Secret.

@@ -169,11 +169,22 @@ pub async fn start_sandbox(
 
 /// Start an operator watching the test namespace; its log is printed if the test fails.
 pub async fn start_operator(ctx: &TestContext) -> Result<OperatorProcess> {
+    start_operator_with_failpoints(ctx, None).await
+}
+
+/// [`start_operator`] with `FAILPOINTS` set to `failpoints` (e.g.
+/// `after_registration_post=1*return(abort)`; docs/reliability.md). The binary must be built
+/// with `--features failpoints` (`make test-e2e` does).
+pub async fn start_operator_with_failpoints(
+    ctx: &TestContext,
+    failpoints: Option<&str>,
+) -> Result<OperatorProcess> {
     let op = OperatorProcess::start(
         ctx.cp,
         &ctx.client,
         OperatorOptions {
             namespaces: vec![ctx.namespace.clone()],
+            failpoints: failpoints.map(str::to_owned),
             ..Default::default()
         },
     )

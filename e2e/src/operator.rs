@@ -331,6 +331,9 @@ pub struct OperatorOptions {
     pub dir: Option<PathBuf>,
     /// `RUST_LOG` (default `$E2E_OPERATOR_LOG`, else `info,tpp_operator=debug`).
     pub log_filter: Option<String>,
+    /// `FAILPOINTS` for the process (the binary must be built with `--features failpoints`,
+    /// as `make test-e2e` does): `name=action;...`, see docs/reliability.md.
+    pub failpoints: Option<String>,
     /// Run under the chart's namespaced RBAC (`watchNamespaces` = `namespaces`) instead of its
     /// cluster-wide one: see [`namespaced_operator_kubeconfig`].
     pub namespaced_rbac: bool,
@@ -425,6 +428,10 @@ impl OperatorProcess {
         for (k, v) in &o.env {
             cmd.env(k, v);
         }
+        match &o.failpoints {
+            Some(spec) => cmd.env("FAILPOINTS", spec),
+            None => cmd.env_remove("FAILPOINTS"),
+        };
         spawn("tpp-operator", cmd, log)
     }
 
@@ -505,6 +512,24 @@ impl OperatorProcess {
             .await?
             .error_for_status()?;
         Ok(r.text().await?)
+    }
+
+    /// Start again (after a kill or a crash) with `failpoints` instead of the ones it ran with.
+    pub async fn restart_with_failpoints(&mut self, failpoints: Option<String>) -> Result<()> {
+        self.options.failpoints = failpoints;
+        self.restart().await
+    }
+
+    /// Wait until the process has exited (e.g. a failpoint aborted it); false after `timeout`.
+    pub async fn wait_exited(&mut self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if !self.child.is_running() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        !self.child.is_running()
     }
 
     /// The tail of the operator's log.

@@ -141,6 +141,41 @@ async fn deletion_with_the_as_down_gives_up_after_bounded_retries_with_a_warning
 }
 
 #[tokio::test]
+async fn a_deregistration_answered_401_is_not_taken_for_deleted_and_names_the_client() {
+    // The AS no longer accepts the RAT (here: the client was removed at the AS by hand, which
+    // the sandbox, like oidc-provider, answers with 401): no proof the client is gone.
+    with_namespace("del401", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let id = client_id(&ctx, "payments").await?;
+        ensure!(sandbox.delete_client(&id), "the sandbox held {id}");
+        api(&ctx, "TppClient")
+            .delete("payments", &DeleteParams::default())
+            .await?;
+        wait_gone(&ctx, "payments", Duration::from_secs(60)).await?;
+        let events = ctx.api::<Event>().list(&Default::default()).await?;
+        ensure!(
+            !events
+                .items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("Deregistered")),
+            "a 401 was reported as a deregistration"
+        );
+        let warning = events.items.iter().find(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("DeregistrationFailed")
+                && e.message.as_deref().unwrap_or("").contains(&id)
+        });
+        ensure!(warning.is_some(), "no Warning naming {id}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_secret_reference_into_another_namespace_is_refused_with_a_condition() {
     with_namespace("xns", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;

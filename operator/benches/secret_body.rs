@@ -46,6 +46,8 @@ fn fixture() -> Fixture {
                 initial_access_token_ref: None,
                 deletion_policy: Default::default(),
                 jwks_uri: None,
+                max_unknown_attempts: 1,
+                on_lost: Default::default(),
             },
             authentication: Default::default(),
             signing_key: Default::default(),

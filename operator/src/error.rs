@@ -84,6 +84,15 @@ pub enum Error {
         /// What to fix.
         message: String,
     },
+    /// Registration cannot go on without a human (the planner halted it): what to check at
+    /// the AS and how to go on are in the message.
+    #[error("{message}")]
+    RegistrationHalted {
+        /// `RegistrationOutcomeUnknown` or `RegistrationAccessTokenLost`.
+        reason: Reason,
+        /// What is left at the AS and what to do.
+        message: String,
+    },
     /// The referenced AuthorizationServer is missing, not allowed, or unusable.
     #[error("{message}")]
     AuthorizationServer {
@@ -167,6 +176,7 @@ impl Error {
             Error::Identity { source, .. } => source.is_transient(),
             Error::ReferenceNotFound(_) | Error::CryptoPool | Error::ReconcileTimeout(_) => true,
             Error::InvalidSpec { .. }
+            | Error::RegistrationHalted { .. }
             | Error::AuthorizationServer { .. }
             | Error::Preflight(_)
             | Error::CorruptState { .. } => false,
@@ -211,9 +221,9 @@ impl Error {
     /// `AuthorizationServerUnavailable` at every step.
     pub fn reason(&self) -> Reason {
         match self {
-            Error::InvalidSpec { reason, .. } | Error::AuthorizationServer { reason, .. } => {
-                *reason
-            }
+            Error::InvalidSpec { reason, .. }
+            | Error::RegistrationHalted { reason, .. }
+            | Error::AuthorizationServer { reason, .. } => *reason,
             Error::ReferenceNotFound(_) => Reason::ReferenceNotFound,
             Error::Discovery(e) | Error::FetchToken(e) => e.reason(),
             Error::Preflight(_) => Reason::PreflightFailed,
@@ -237,7 +247,9 @@ impl Error {
     /// The condition type of a TppClient this failure shows at (`Ready` when no narrower one).
     pub fn condition(&self) -> &'static str {
         match self {
-            Error::RegisterClient(_) | Error::UpdateRegistration(_) => types::REGISTERED,
+            Error::RegisterClient(_)
+            | Error::UpdateRegistration(_)
+            | Error::RegistrationHalted { .. } => types::REGISTERED,
             Error::FetchToken(_) => types::TOKENS_READY,
             Error::Identity { stage, .. } => stage.condition(),
             _ => types::READY,

@@ -20,6 +20,7 @@ pub mod consumers;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod failpoints;
 pub mod identity;
 pub mod kube_budget;
 pub mod lease;

@@ -73,6 +73,14 @@ pub enum Reason {
     /// A registration was lost (a request without a persisted answer, or a refused registration
     /// access token); a new one is made.
     RegistrationLost,
+    /// More registration requests of unknown outcome (sent, no answer persisted) than
+    /// `registration.maxUnknownAttempts` allows: no further attempt until a human checked the AS
+    /// and set the `tpp.dev/retry-registration` annotation.
+    RegistrationOutcomeUnknown,
+    /// The AS refused the registration access token on evidence (an RFC 7592 call and a GET
+    /// with the stored token): with `registration.onLost: Fail` the registration is no longer
+    /// managed; the client id named is left at the AS.
+    RegistrationAccessTokenLost,
     /// The hub refused the onboarding request.
     HubOnboardingRejected,
     /// Onboarding at the hub failed without an answer that says why.
@@ -137,7 +145,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for the catalogue test and documentation.
-    pub const ALL: [Reason; 61] = [
+    pub const ALL: [Reason; 63] = [
         Reason::Reconciled,
         Reason::Pending,
         Reason::Suspended,
@@ -169,6 +177,8 @@ impl Reason {
         Reason::EgressRefused,
         Reason::PersistRegistrationFailed,
         Reason::RegistrationLost,
+        Reason::RegistrationOutcomeUnknown,
+        Reason::RegistrationAccessTokenLost,
         Reason::HubOnboardingRejected,
         Reason::HubOnboardingFailed,
         Reason::InvalidClient,
@@ -235,6 +245,8 @@ impl Reason {
             Reason::EgressRefused => "EgressRefused",
             Reason::PersistRegistrationFailed => "PersistRegistrationFailed",
             Reason::RegistrationLost => "RegistrationLost",
+            Reason::RegistrationOutcomeUnknown => "RegistrationOutcomeUnknown",
+            Reason::RegistrationAccessTokenLost => "RegistrationAccessTokenLost",
             Reason::HubOnboardingRejected => "HubOnboardingRejected",
             Reason::HubOnboardingFailed => "HubOnboardingFailed",
             Reason::InvalidClient => "InvalidClient",

@@ -252,15 +252,13 @@ async fn refuses_to_send_the_rat_to_a_foreign_registration_client_uri() {
 }
 
 #[tokio::test]
-async fn delete_reports_deleted_then_already_gone() {
+async fn delete_reports_deleted_already_gone_and_a_refused_token_apart() {
     let fx = Fixture::new();
     let server = fx
-        .serve(|seen| {
-            if seen.path == "/reg/c1" {
-                Reply::raw(204, "")
-            } else {
-                Reply::raw(401, "")
-            }
+        .serve(|seen| match seen.path.as_str() {
+            "/reg/c1" => Reply::raw(204, ""),
+            "/reg/c2" => Reply::raw(404, ""),
+            _ => Reply::raw(401, ""),
         })
         .await;
     let target = ManagementTarget {
@@ -274,6 +272,13 @@ async fn delete_reports_deleted_then_already_gone() {
     let again =
         management::delete_client(&client, target, &registered(server.url("/reg/c2"), RAT_1)).await;
     assert_eq!(again.ok(), Some(DeleteOutcome::AlreadyGone));
+    let refused =
+        management::delete_client(&client, target, &registered(server.url("/reg/c3"), RAT_1)).await;
+    assert_eq!(
+        refused.ok(),
+        Some(DeleteOutcome::Refused),
+        "a 401 is not evidence that the client is gone"
+    );
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ fn the_verbs_section_lists_every_annotation_the_operator_acts_on() {
         annotations::RENEW_CERTIFICATE,
         annotations::APPROVED_KIDS,
         annotations::REFRESH_DISCOVERY,
+        annotations::RETRY_REGISTRATION,
     ];
     let missing: Vec<&str> = every.into_iter().filter(|a| !section.contains(a)).collect();
     assert!(missing.is_empty(), "not in the Verbs section: {missing:?}");

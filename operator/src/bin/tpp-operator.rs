@@ -24,6 +24,8 @@ use tpp_operator::{
 async fn main() -> anyhow::Result<()> {
     let config = Config::load();
     telemetry::init(config.log_format);
+    // Test builds only (`failpoints` feature): FAILPOINTS=name=action;... (docs/reliability.md).
+    let _failpoints = tpp_operator::failpoints::setup();
     // Every AS call is checked against the egress policy (docs/security.md): no loopback,
     // link-local, private-range or cluster-internal host unless --allowed-as-hosts lists it.
     tpp_operator::oauth::egress::install(config.egress_policy());

@@ -32,6 +32,9 @@ pub mod annotations {
     pub const ROTATE_KEYS: &str = "tpp.dev/rotate-keys";
     /// Renew the transport certificate now.
     pub const RENEW_CERTIFICATE: &str = "tpp.dev/renew-certificate";
+    /// Allow another registration attempt after `RegistrationOutcomeUnknown` (set it to a new
+    /// value, e.g. the time, once the AS was checked for clients left by the earlier attempts).
+    pub const RETRY_REGISTRATION: &str = "tpp.dev/retry-registration";
     /// Comma-separated kids whose publication a human confirmed (approval gate for ASes whose
     /// JWKS is uploaded by hand).
     pub const APPROVED_KIDS: &str = "tpp.dev/approved-kids";

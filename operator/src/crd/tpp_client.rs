@@ -161,6 +161,41 @@ pub struct Registration {
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.matches('^http://(127[.]0[.]0[.]1|localhost)(:[0-9]+)?/')").message("jwksUri must be an https:// URL (plain http only on loopback, for local development)"))]
     #[schemars(length(max = 2048))]
     pub jwks_uri: Option<String>,
+
+    /// How many times a registration request whose outcome is unknown (it was sent and no
+    /// answer was persisted: a timeout, a reset connection, a 5xx, a crash) is retried
+    /// (Dynamic, SignedRequest). Each such request may have created a client at the AS; after
+    /// this many retries the client stops with `RegistrationOutcomeUnknown` until the
+    /// `tpp.dev/retry-registration` annotation is set to a new value (docs/reliability.md).
+    /// 0 to 10, default 1: at most two registrations for one TppClient.
+    #[serde(default = "default_max_unknown_attempts")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 10").message("registration.maxUnknownAttempts must be between 0 and 10"))]
+    #[schemars(range(min = 0, max = 10))]
+    pub max_unknown_attempts: u32,
+
+    /// What to do when the AS no longer accepts the registration access token (RFC 7592 PUT
+    /// and a GET with the stored token both refused): `Fail` (default; the client keeps its
+    /// client id and tokens, key rotation stops, `RegistrationAccessTokenLost` names the
+    /// client at the AS) or `Register` (register a new client; the old one is named in a
+    /// Warning event and may remain at the AS).
+    #[serde(default)]
+    pub on_lost: OnLost,
+}
+
+fn default_max_unknown_attempts() -> u32 {
+    1
+}
+
+/// What to do when the registration access token is refused on evidence.
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+pub enum OnLost {
+    /// Stop managing the registration and say which client is left at the AS.
+    #[default]
+    Fail,
+    /// Register a new client (new client id) and say which one is left at the AS.
+    Register,
 }
 
 /// What to do at the AS on deletion.

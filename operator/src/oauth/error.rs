@@ -224,6 +224,10 @@ pub enum OauthError {
         #[source]
         source: PersistError,
     },
+    /// A failpoint (`failpoints` feature, docs/reliability.md) failed the call: before it was
+    /// sent, or after its answer arrived (the answer is then lost, like a dropped connection).
+    #[error("{step}: failpoint {failpoint} injected a failure")]
+    Injected { step: Step, failpoint: &'static str },
     /// The assertion minter failed.
     #[error("could not mint a client assertion")]
     MintAssertion {
@@ -303,6 +307,7 @@ impl OauthError {
             | OauthError::Http { .. }
             | OauthError::RateLimited { .. }
             | OauthError::Unavailable { .. }
+            | OauthError::Injected { .. }
             | OauthError::PersistRegistration { .. } => true,
             OauthError::Rejected {
                 body,
@@ -359,6 +364,7 @@ impl OauthError {
             OauthError::Connect { .. }
             | OauthError::Timeout { .. }
             | OauthError::Http { .. }
+            | OauthError::Injected { .. }
             | OauthError::Unavailable { .. } => Reason::AuthorizationServerUnavailable,
             OauthError::RateLimited { .. } => Reason::RateLimited,
             OauthError::Tls { .. } => Reason::TlsFailure,

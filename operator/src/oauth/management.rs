@@ -4,7 +4,8 @@
 //! Contract: the RAT is only sent to a URI on the registration endpoint's or the issuer's
 //! origin ([`OauthError::ForeignRegistrationUri`]); a new RAT (or management URI) in any
 //! response is persisted through the [`RegistrationPersister`] before the function returns, and
-//! a persistence failure fails the call; DELETE answered 401/404/410 means "already gone".
+//! a persistence failure fails the call; DELETE answered 404/410 means "already gone", 401
+//! means the AS refused the RAT (the client may or may not remain: never "deleted").
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
@@ -41,8 +42,11 @@ pub struct ManagementTarget<'a> {
 pub enum DeleteOutcome {
     /// The AS deleted the client (2xx).
     Deleted,
-    /// The client or its RAT no longer exists (401/404/410): nothing left to delete.
+    /// The client no longer exists (404/410): nothing left to delete.
     AlreadyGone,
+    /// The AS refused the RAT (401): the client was deleted before (some ASes answer so for a
+    /// deleted client) or remains with a RAT we no longer hold. Not evidence of deletion.
+    Refused,
 }
 
 fn target_of<'a>(
@@ -179,7 +183,8 @@ pub async fn update_client_signed(
     absorb(step, current, response.json(step)?, persister).await
 }
 
-/// RFC 7592 DELETE: 2xx → [`DeleteOutcome::Deleted`]; 401/404/410 → [`DeleteOutcome::AlreadyGone`].
+/// RFC 7592 DELETE: 2xx → [`DeleteOutcome::Deleted`]; 404/410 → [`DeleteOutcome::AlreadyGone`];
+/// 401 → [`DeleteOutcome::Refused`].
 pub async fn delete_client(
     client: &AsClient,
     target: ManagementTarget<'_>,
@@ -195,7 +200,8 @@ pub async fn delete_client(
         .await?;
     match response.status {
         200..=299 => Ok(DeleteOutcome::Deleted),
-        401 | 404 | 410 => Ok(DeleteOutcome::AlreadyGone),
+        404 | 410 => Ok(DeleteOutcome::AlreadyGone),
+        401 => Ok(DeleteOutcome::Refused),
         _ => Err(response.error(step, client.now())),
     }
 }

@@ -74,6 +74,21 @@ pub trait RegistrationPersister: Send + Sync {
         &self,
         registration: &Registration,
     ) -> impl Future<Output = Result<(), PersistError>> + Send;
+
+    /// Records that a registration request is about to be sent: called once the AS's rate
+    /// limiter let it go, immediately before it is sent (see [`AsClient::send_after`]). An
+    /// error fails the call with nothing sent. The default records nothing.
+    fn record_intent(&self) -> impl Future<Output = Result<(), PersistError>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// [`RegistrationPersister::record_intent`] as the `ready` step of [`AsClient::send_after`].
+async fn intent(persister: &impl RegistrationPersister) -> Result<(), OauthError> {
+    persister
+        .record_intent()
+        .await
+        .map_err(|source| OauthError::PersistRegistration { source })
 }
 
 /// `Content-Type` of a signed registration request.
@@ -209,7 +224,7 @@ pub async fn register_dynamic(
     if let Some(token) = initial_access_token {
         req = req.bearer(token);
     }
-    let response = client.send(step, req).await?;
+    let response = client.send_after(step, req, intent(persister)).await?;
     if !matches!(response.status, 200 | 201) {
         return Err(response.error(step, client.now()));
     }
@@ -232,7 +247,7 @@ pub async fn register_signed(
     let url = parse_endpoint(step, registration_endpoint)?;
     let req = AsRequest::new(reqwest::Method::POST, url.clone())
         .body(content_type.as_str(), RequestBody::Secret(signed_request));
-    let response = client.send(step, req).await?;
+    let response = client.send_after(step, req, intent(persister)).await?;
     if !matches!(response.status, 200 | 201) {
         return Err(response.error(step, client.now()));
     }

@@ -213,6 +213,19 @@ impl AsClient {
     /// Sends one request (after the rate limiter allows it) and reads the body within the limit.
     /// Non-2xx statuses are returned, not turned into errors: see [`AsResponse::error`].
     pub async fn send(&self, step: Step, req: AsRequest<'_>) -> Result<AsResponse, OauthError> {
+        self.send_after(step, req, std::future::ready(Ok(()))).await
+    }
+
+    /// [`Self::send`], with `ready` awaited once the rate limiter allowed the request and
+    /// immediately before it is sent: a registration's intent is recorded there, so that a
+    /// crash while waiting in the limiter leaves no intent for a request the AS never saw. An
+    /// error of `ready` fails the call before anything is sent.
+    pub async fn send_after(
+        &self,
+        step: Step,
+        req: AsRequest<'_>,
+        ready: impl std::future::Future<Output = Result<(), OauthError>>,
+    ) -> Result<AsResponse, OauthError> {
         let origin = req.url.origin().ascii_serialization();
         if req.url.scheme() != "https" {
             return Err(OauthError::InsecureUrl { step, origin });
@@ -232,6 +245,17 @@ impl AsClient {
         // Leader election: no AS call starts once this replica may have lost the lease
         // (checked after the limiter wait, immediately before the request is sent).
         crate::lease::until_acting_allowed("authorization server call").await;
+        ready.await?;
+        let effect = failpoint_effect(step);
+        crate::failpoints::hit(crate::failpoints::name(
+            crate::failpoints::Side::Before,
+            effect,
+        ))
+        .await
+        .map_err(|i| OauthError::Injected {
+            step,
+            failpoint: i.0,
+        })?;
         let interaction_id = uuid::Uuid::new_v4().to_string();
         let mut builder = self
             .http
@@ -310,12 +334,38 @@ impl AsClient {
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "as call"
         );
+        // The AS handled the request; a failure here loses its answer.
+        crate::failpoints::hit(crate::failpoints::name(
+            crate::failpoints::Side::After,
+            effect,
+        ))
+        .await
+        .map_err(|i| OauthError::Injected {
+            step,
+            failpoint: i.0,
+        })?;
         Ok(AsResponse {
             status,
             headers,
             body,
             interaction_id,
         })
+    }
+}
+
+/// The effect part of the failpoint names of `step` (crate::failpoints::NAMES).
+fn failpoint_effect(step: Step) -> &'static str {
+    match step {
+        Step::Discovery => "discovery",
+        Step::Register => "registration_post",
+        Step::ReadRegistration => "registration_get",
+        Step::UpdateRegistration => "registration_put",
+        Step::DeleteRegistration => "registration_delete",
+        Step::HubOnboarding => "hub_onboarding",
+        Step::Token => "token",
+        Step::Introspection => "introspection",
+        Step::Revocation => "revocation",
+        Step::PushedAuthorization => "pushed_authorization",
     }
 }
 

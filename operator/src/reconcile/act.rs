@@ -80,6 +80,7 @@ pub async fn execute(
             Ok(())
         }
         Action::AwaitApproval { .. } => Ok(()),
+        Action::HaltRegistration { reason } => Err(register::halted(s, *reason)),
         Action::ActivateKey { kid, retire, .. } => {
             s.apply(policy, action, Outcome::Done)?;
             if !retire.is_empty() {

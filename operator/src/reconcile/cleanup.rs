@@ -308,12 +308,23 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
         return finish(ctx, client, &namespace, &key).await;
     }
     match deregister(client, &namespace, ctx).await {
+        Ok(Deregistration::Done(DeleteOutcome::Refused, id)) => {
+            // A 401 is no proof of deletion: name what may be left, then let the object go.
+            left_at_as(
+                ctx,
+                client,
+                &namespace,
+                format!("the authorization server refused the registration access token of client {id} (401) when deleting it; {id} may remain registered there: check and delete it at the AS"),
+            )
+            .await;
+            finish(ctx, client, &namespace, &key).await
+        }
         Ok(Deregistration::Done(outcome, id)) => {
             let note = match outcome {
                 DeleteOutcome::Deleted => {
                     format!("client {id} deleted at the authorization server")
                 }
-                DeleteOutcome::AlreadyGone => {
+                DeleteOutcome::AlreadyGone | DeleteOutcome::Refused => {
                     format!("client {id} was already gone at the authorization server")
                 }
             };

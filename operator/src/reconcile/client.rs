@@ -35,8 +35,10 @@ pub async fn reconcile(obj: Arc<TppClient>, ctx: Arc<Context>) -> Result<Requeue
     let _in_flight = InFlight::new(&ctx);
     let started = std::time::Instant::now();
     // A reconcile that hangs (an API call stuck in a queue) must not hold a concurrency slot
-    // forever: give up after a bound and retry with backoff.
-    let result = match tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_inner(&obj, &ctx)).await {
+    // forever: give up after a bound and retry with backoff. The bound stops new work; an AS
+    // call carrying a registration access token and the write of that token finish first
+    // (see `deadline`).
+    let result = match super::deadline::run(RECONCILE_TIMEOUT, reconcile_inner(&obj, &ctx)).await {
         Ok(r) => r,
         Err(_) => Err(Error::ReconcileTimeout(RECONCILE_TIMEOUT)),
     };
@@ -138,8 +140,24 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
         None
     };
     let (plan, result) = drive(&mut session, &rotation_policy, first).await;
+    // A halted registration is reported like a permanent failure (conditions, a Warning event)
+    // but does not fail the reconcile: a client left at the AS keeps its client id, and its
+    // tokens are refreshed at the planner's instants, not after the permanent-failure pause.
+    let (result, halted) = match result {
+        Err(e @ Error::RegistrationHalted { .. }) => (Ok(()), Some(e)),
+        other => (other, None),
+    };
+    if let Some(e) = &halted {
+        session.events.push((e.reason(), e.to_string()));
+    }
     let now = ctx.clock.now();
-    let mut st = status::from_session(&session, &old, plan.as_ref(), result.as_ref().err(), now);
+    let mut st = status::from_session(
+        &session,
+        &old,
+        plan.as_ref(),
+        result.as_ref().err().or(halted.as_ref()),
+        now,
+    );
     for (reason, note) in &session.events {
         if matches!(
             reason,
@@ -251,11 +269,23 @@ async fn steps(
             .take()
             .unwrap_or_else(|| rotation::plan(policy, &s.observed(), s.ctx.clock.now()));
         if !plan.actions.iter().any(Action::changes_state) {
-            return (Some(plan), Ok(()));
+            // A halted registration is reported (a permanent failure) once nothing else is due.
+            let halted = match plan
+                .actions
+                .iter()
+                .find(|a| matches!(a, Action::HaltRegistration { .. }))
+            {
+                Some(halt) => act::execute(s, halt, policy).await,
+                None => Ok(()),
+            };
+            return (Some(plan), halted);
         }
         // Carry out the whole plan in its safe order (a trigger's acknowledgement comes after
         // the work it asked for), then plan again.
         for action in &plan.actions {
+            if super::deadline::expired() {
+                return (Some(plan), Err(Error::ReconcileTimeout(RECONCILE_TIMEOUT)));
+            }
             let result = act::execute(s, action, policy).await;
             tracing::debug!(client = %s.name, ?action, ok = result.is_ok(), "step");
             if let Err(e) = result {
@@ -271,7 +301,12 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(Reason, Strin
     let reference = obj.object_ref(&());
     for (reason, note) in events {
         tracing::info!(client = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), reason = %reason, "{note}");
-        let type_ = if *reason == Reason::RegistrationLost {
+        let type_ = if matches!(
+            reason,
+            Reason::RegistrationLost
+                | Reason::RegistrationOutcomeUnknown
+                | Reason::RegistrationAccessTokenLost
+        ) {
             EventType::Warning
         } else {
             EventType::Normal

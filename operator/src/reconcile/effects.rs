@@ -14,6 +14,7 @@ use super::{context::Context, register::SecretPersister, server::ResolvedServer}
 use crate::{
     crd::TppClient,
     error::Error,
+    failpoints::{self, Side},
     oauth::{
         AccessToken, ClientAuthn, ClientIdentity, ManagementTarget, OauthError, Registration,
         SignedContentType, management, registration as reg, token,
@@ -30,6 +31,43 @@ pub enum Write {
     Secret(Secret),
     /// `<name>-jwks`.
     ConfigMap(ConfigMap),
+}
+
+impl Write {
+    /// The effect part of its failpoint names (crate::failpoints::NAMES).
+    pub fn failpoint_effect(&self) -> &'static str {
+        match self {
+            Write::ConfigMap(_) => "apply_jwks",
+            Write::Secret(s) => {
+                let name = s.metadata.name.as_deref().unwrap_or_default();
+                if name.ends_with("-registration") {
+                    "apply_registration"
+                } else if name.ends_with("-credentials") {
+                    "apply_credentials"
+                } else {
+                    "apply_keys"
+                }
+            }
+        }
+    }
+}
+
+/// Evaluates a Kubernetes-write failpoint; an injected failure reads as an API server that
+/// answered 503 (for an `after_*` point: the write happened, its answer was lost).
+pub(super) async fn injected(side: Side, effect: &'static str) -> Result<(), kube::Error> {
+    failpoints::hit(failpoints::name(side, effect))
+        .await
+        .map_err(|i| {
+            kube::Error::Api(
+                kube::core::Status {
+                    code: 503,
+                    message: i.to_string(),
+                    reason: "ServiceUnavailable".into(),
+                    ..Default::default()
+                }
+                .boxed(),
+            )
+        })
 }
 
 /// Which AS is called, with which mTLS identity.
@@ -132,6 +170,15 @@ pub trait Effects: Send + Sync {
         persister: &'a SecretPersister<'a>,
     ) -> Effect<'a, Result<Registration, OauthError>>;
 
+    /// RFC 7592 GET with the stored token; a rotated token is persisted before this returns.
+    fn read_registration<'a>(
+        &'a self,
+        to: AsTarget<'a>,
+        target: ManagementTarget<'a>,
+        current: &'a Registration,
+        persister: &'a SecretPersister<'a>,
+    ) -> Effect<'a, Result<Registration, OauthError>>;
+
     /// RFC 7592 DELETE.
     fn delete_registration<'a>(
         &'a self,
@@ -177,15 +224,28 @@ impl Effects for KubeEffects<'_> {
         object: Write,
     ) -> Effect<'a, Result<(), kube::Error>> {
         Box::pin(async move {
+            let effect = object.failpoint_effect();
+            injected(Side::Before, effect).await?;
             match object {
                 Write::Secret(s) => self.ctx.store.apply(namespace, &s).await.map(drop),
                 Write::ConfigMap(c) => self.ctx.store.apply(namespace, &c).await.map(drop),
-            }
+            }?;
+            injected(Side::After, effect).await
         })
     }
 
     fn add_finalizer<'a>(&'a self, client: &'a TppClient) -> Effect<'a, Result<(), Error>> {
-        Box::pin(super::cleanup::add_finalizer(self.ctx, client))
+        Box::pin(async move {
+            let failed = |source| Error::ApplyObject {
+                what: "the finalizer".into(),
+                source,
+            };
+            injected(Side::Before, "add_finalizer")
+                .await
+                .map_err(failed)?;
+            super::cleanup::add_finalizer(self.ctx, client).await?;
+            injected(Side::After, "add_finalizer").await.map_err(failed)
+        })
     }
 
     fn token<'a>(
@@ -267,6 +327,19 @@ impl Effects for KubeEffects<'_> {
                     .await
                 }
             }
+        })
+    }
+
+    fn read_registration<'a>(
+        &'a self,
+        to: AsTarget<'a>,
+        target: ManagementTarget<'a>,
+        current: &'a Registration,
+        persister: &'a SecretPersister<'a>,
+    ) -> Effect<'a, Result<Registration, OauthError>> {
+        Box::pin(async move {
+            let http = to.server.http(self.ctx, to.identity)?;
+            management::read_client(&http, target, current, persister).await
         })
     }
 

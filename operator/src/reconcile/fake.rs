@@ -33,6 +33,7 @@ pub enum Call {
     Register,
     HubOnboard,
     Update,
+    Read,
     Delete,
 }
 
@@ -50,6 +51,9 @@ struct State {
     crash_at: Option<usize>,
     /// Scripted AS failures, answered in order by the first call of their kind.
     failures: VecDeque<(Call, OauthError)>,
+    /// Scripted slow answers: the first call of the kind waits this long (real time) after the
+    /// AS handled it, before its answer is persisted and returned.
+    delays: VecDeque<(Call, std::time::Duration)>,
     /// Client ids the AS holds, with their current registration access token.
     clients: BTreeMap<String, String>,
     issued: u32,
@@ -84,6 +88,11 @@ fn unavailable(step: crate::oauth::Step) -> OauthError {
         retry_after: None,
         interaction_id: "crash".into(),
     }
+}
+
+/// The AS's answer to a registration access token it does not accept.
+pub fn refused(step: crate::oauth::Step, now: jiff::Timestamp) -> OauthError {
+    OauthError::from_status(step, 401, None, br#"{"error":"invalid_token"}"#, "i", now)
 }
 
 impl FakeEffects {
@@ -124,6 +133,25 @@ impl FakeEffects {
     /// The process restarted: effects work again (what was written stays).
     pub fn restart(&self) {
         self.lock().crash_at = None;
+    }
+
+    /// The next `call` is answered `delay` late (after the AS handled it).
+    pub fn delay_next(&self, call: Call, delay: std::time::Duration) {
+        self.lock().delays.push_back((call, delay));
+    }
+
+    async fn delay(&self, call: Call) {
+        let delay = {
+            let mut s = self.lock();
+            s.delays
+                .iter()
+                .position(|(c, _)| *c == call)
+                .and_then(|at| s.delays.remove(at))
+                .map(|(_, d)| d)
+        };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
     }
 
     /// The next `call` fails with `error`.
@@ -310,6 +338,11 @@ impl Effects for FakeEffects {
         persister: &'a SecretPersister<'a>,
     ) -> Effect<'a, Result<Registration, OauthError>> {
         Box::pin(async move {
+            // As `AsClient::send_after`: the intent is recorded right before the request.
+            persister
+                .record_intent()
+                .await
+                .map_err(|source| OauthError::PersistRegistration { source })?;
             if !self.step("register".into()) {
                 return Err(unavailable(crate::oauth::Step::Register));
             }
@@ -382,21 +415,51 @@ impl Effects for FakeEffects {
                 }
             };
             let Some(rat) = rotated else {
-                return Err(OauthError::from_status(
+                return Err(refused(
                     crate::oauth::Step::UpdateRegistration,
-                    401,
-                    None,
-                    br#"{"error":"invalid_token"}"#,
-                    "i",
                     self.clock.now(),
                 ));
             };
+            self.delay(Call::Update).await;
             let registration = self.registration(current.client_id.clone(), rat);
             persister
                 .persist(&registration)
                 .await
                 .map_err(|source| OauthError::PersistRegistration { source })?;
             Ok(registration)
+        })
+    }
+
+    fn read_registration<'a>(
+        &'a self,
+        _to: AsTarget<'a>,
+        _target: ManagementTarget<'a>,
+        current: &'a Registration,
+        _persister: &'a SecretPersister<'a>,
+    ) -> Effect<'a, Result<Registration, OauthError>> {
+        Box::pin(async move {
+            if !self.step("read registration".into()) {
+                return Err(unavailable(crate::oauth::Step::ReadRegistration));
+            }
+            if let Some(e) = self.scripted(Call::Read) {
+                return Err(e);
+            }
+            let presented = current
+                .registration_access_token
+                .as_ref()
+                .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned());
+            let accepted = self
+                .lock()
+                .clients
+                .get(&current.client_id)
+                .is_some_and(|rat| Some(rat.as_str()) == presented.as_deref());
+            if !accepted {
+                return Err(refused(
+                    crate::oauth::Step::ReadRegistration,
+                    self.clock.now(),
+                ));
+            }
+            Ok(current.clone())
         })
     }
 
@@ -413,8 +476,17 @@ impl Effects for FakeEffects {
             if let Some(e) = self.scripted(Call::Delete) {
                 return Err(e);
             }
-            Ok(match self.lock().clients.remove(&current.client_id) {
-                Some(_) => DeleteOutcome::Deleted,
+            let presented = current
+                .registration_access_token
+                .as_ref()
+                .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned());
+            let mut s = self.lock();
+            Ok(match s.clients.get(&current.client_id) {
+                Some(rat) if Some(rat.as_str()) == presented.as_deref() => {
+                    s.clients.remove(&current.client_id);
+                    DeleteOutcome::Deleted
+                }
+                Some(_) => DeleteOutcome::Refused,
                 None => DeleteOutcome::AlreadyGone,
             })
         })

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod cleanup;
 pub mod client;
 pub mod context;
+pub mod deadline;
 pub mod decode;
 pub mod effects;
 pub mod policy;

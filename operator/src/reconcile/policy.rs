@@ -14,7 +14,7 @@ use crate::{
     identity::{KeyAlgorithm, jwks::JwkSet},
     oauth::{AudiencePolicy, ClientNeeds},
     reason::Reason,
-    rotation::{CertPolicy, KeyPolicy, Policy, Publication, RegistrationKind, TokenPolicy},
+    rotation::{self, CertPolicy, KeyPolicy, Policy, Publication, RegistrationKind, TokenPolicy},
 };
 
 /// Metadata fields the operator manages itself (refused in `metadata.extra`).
@@ -166,6 +166,11 @@ pub fn rotation_policy(client: &TppClient, uid: &str) -> Policy {
                 RegistrationKind::Answered
             }
             RegistrationMode::HubOnboarding => RegistrationKind::Onboarded,
+        },
+        max_unknown_attempts: spec.registration.max_unknown_attempts,
+        on_lost: match spec.registration.on_lost {
+            crate::crd::OnLost::Fail => rotation::OnLost::Fail,
+            crate::crd::OnLost::Register => rotation::OnLost::Register,
         },
     }
 }

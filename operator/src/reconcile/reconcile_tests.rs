@@ -617,19 +617,246 @@ async fn a_key_activation_while_tokens_cannot_follow_a_new_certificate_keeps_the
     );
 }
 
-#[tokio::test]
-async fn a_refused_registration_access_token_registers_a_new_client_and_says_so() {
-    let mut w = onboard("Dynamic").await;
+fn refused_put() -> OauthError {
+    super::fake::refused(Step::UpdateRegistration, at(0))
+}
+
+/// A Dynamic client onboarded with `spec`, whose key rotation is published by RFC 7592 PUT.
+async fn onboard_immediate(spec: serde_json::Value) -> World {
+    let mut w = World::new("Dynamic", spec);
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
     let policy = super::policy::rotation_policy(&w.client, "uid-1");
-    if policy.publication != rotation::Publication::Immediate {
-        return;
+    assert_eq!(policy.publication, rotation::Publication::Immediate);
+    w
+}
+
+#[tokio::test]
+async fn one_refused_rfc7592_put_is_tried_again_not_taken_for_a_lost_client() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    w.fake.fail_next(Call::Update, refused_put());
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.fake.clients(), ["client-1"], "no second client");
+    assert!(!w.events.iter().any(|(r, _)| *r == Reason::RegistrationLost));
+    assert!(
+        !w.fake.log().iter().any(|e| e == "read registration"),
+        "the retry succeeded: no GET needed"
+    );
+}
+
+#[tokio::test]
+async fn a_rat_received_after_the_reconcile_deadline_passed_is_still_persisted() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    // The PUT starts within milliseconds (ES256 keys); its answer, with a rotated RAT, comes
+    // long after the deadline.
+    w.fake
+        .delay_next(Call::Update, std::time::Duration::from_secs(2));
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    // The deadline passes while the PUT's answer is on its way (whether the reconcile then
+    // ends at the deadline or at its last step does not matter here).
+    let _ = super::deadline::run(std::time::Duration::from_millis(500), w.reconcile()).await;
+    assert!(
+        w.fake.log().iter().any(|e| e == "update registration"),
+        "the PUT started before the deadline"
+    );
+    assert_eq!(
+        w.fake
+            .data("payments-registration", "registration_access_token")
+            .as_deref(),
+        Some("rat-1-0+"),
+        "the rotated RAT the AS answered with was written"
+    );
+    // And the next reconcile uses it: no refusal, no second client.
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.fake.clients(), ["client-1"]);
+}
+
+#[tokio::test]
+async fn a_put_refused_after_retries_but_a_get_accepted_keeps_the_client() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    for _ in 0..3 {
+        w.fake.fail_next(Call::Update, refused_put());
     }
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    let err = w.reconcile().await.err();
+    assert_eq!(err.map(|e| e.reason()), Some(Reason::RegistrationRejected));
+    let puts = w
+        .fake
+        .log()
+        .iter()
+        .filter(|e| *e == "update registration")
+        .count();
+    assert_eq!(puts, 3, "the PUT is tried three times");
+    assert!(w.fake.log().iter().any(|e| e == "read registration"));
+    let registration = w
+        .fake
+        .data("payments-registration", "access_token_refused_at");
+    assert_eq!(registration, None, "the token works: not lost");
+    assert_eq!(w.fake.clients(), ["client-1"]);
+}
+
+#[tokio::test]
+async fn a_lost_registration_access_token_fails_by_default_and_names_the_client_left_at_the_as() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    w.fake.revoke_registration_tokens();
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    let err = w.until_ready().await.err().unwrap_or_default();
+    assert!(err.contains("permanent"), "{err}");
+    assert_eq!(w.fake.clients(), ["client-1"], "no new registration");
+    assert_eq!(
+        w.reason(types::REGISTERED).as_deref(),
+        Some("RegistrationAccessTokenLost")
+    );
+    assert_eq!(
+        w.reason(types::STALLED).as_deref(),
+        Some("RegistrationAccessTokenLost")
+    );
+    let message = crate::crd::condition::find(&w.status.conditions, types::REGISTERED)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("client-1"), "{message}");
+    assert!(
+        w.fake
+            .data("payments-registration", "access_token_refused_at")
+            .is_some(),
+        "the refusal is persisted"
+    );
+    // No further RFC 7592 call with the refused token.
+    let before = w.fake.log().len();
+    let _ = w.reconcile().await;
+    assert!(
+        !w.fake.log()[before..]
+            .iter()
+            .any(|e| e == "update registration" || e == "read registration"),
+        "{:?}",
+        &w.fake.log()[before..]
+    );
+}
+
+#[tokio::test]
+async fn with_on_lost_register_a_lost_token_registers_a_new_client_and_names_the_old_one() {
+    let mut w = onboard_immediate(serde_json::json!({"registration": {
+        "mode": "Dynamic", "onLost": "Register"}}))
+    .await;
     w.fake.revoke_registration_tokens();
     w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
     w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(w.fake.clients().len(), 2);
-    assert!(w.events.iter().any(|(r, _)| *r == Reason::RegistrationLost));
+    assert!(
+        w.events
+            .iter()
+            .any(|(r, note)| *r == Reason::RegistrationLost && note.contains("client-1")),
+        "{:?}",
+        w.events
+    );
+    assert_eq!(w.credential("client_id").as_deref(), Some("client-2"));
     w.check_consistent("Dynamic");
+}
+
+#[tokio::test]
+async fn a_delete_answered_401_is_refused_not_deleted() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    w.fake.revoke_registration_tokens();
+    let s = Session::load(&w.ctx, &w.fake, &w.client, NS.into(), server())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = super::register::deregister(&s).await.ok();
+    assert_eq!(outcome, Some(crate::oauth::DeleteOutcome::Refused));
+    assert_eq!(w.fake.clients(), ["client-1"], "still at the AS");
+    let _ = &mut w;
+}
+
+fn unavailable_register() -> OauthError {
+    OauthError::Unavailable {
+        step: Step::Register,
+        status: 503,
+        retry_after: None,
+        interaction_id: "i".into(),
+    }
+}
+
+fn registrations(w: &World) -> usize {
+    w.fake.log().iter().filter(|e| *e == "register").count()
+}
+
+#[tokio::test]
+async fn an_attempt_of_unknown_outcome_is_retried_once_then_registration_halts_until_annotated() {
+    let mut w = World::new("Dynamic", serde_json::json!({}));
+    for _ in 0..3 {
+        w.fake.fail_next(Call::Register, unavailable_register());
+    }
+    for _ in 0..4 {
+        let _ = w.reconcile().await;
+        w.clock.advance(SignedDuration::from_secs(60));
+    }
+    assert_eq!(registrations(&w), 2, "maxUnknownAttempts 1: two requests");
+    assert_eq!(
+        w.reason(types::REGISTERED).as_deref(),
+        Some("RegistrationOutcomeUnknown")
+    );
+    assert_eq!(
+        w.reason(types::STALLED).as_deref(),
+        Some("RegistrationOutcomeUnknown")
+    );
+    let message = crate::crd::condition::find(&w.status.conditions, types::REGISTERED)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("tpp.dev/retry-registration") && message.contains("ns/payments"),
+        "{message}"
+    );
+    assert_eq!(
+        w.events
+            .iter()
+            .filter(|(r, _)| *r == Reason::RegistrationLost)
+            .count(),
+        1,
+        "the retry said a client may remain"
+    );
+    // A human checked the AS and asks for another round: one more request (still failing),
+    // then the next one succeeds.
+    w.annotate(crate::crd::annotations::RETRY_REGISTRATION, "1");
+    let _ = w.reconcile().await;
+    assert_eq!(registrations(&w), 3);
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(registrations(&w), 4);
+    let keys = w
+        .fake
+        .data("payments-keys", "state.json")
+        .unwrap_or_default();
+    assert!(!keys.contains("registrationUnknownAttempts"), "{keys}");
+}
+
+#[tokio::test]
+async fn a_registration_the_as_answered_with_a_refusal_is_no_attempt_of_unknown_outcome() {
+    let mut w = World::new("Dynamic", serde_json::json!({}));
+    w.fake.fail_next(
+        Call::Register,
+        OauthError::from_status(
+            Step::Register,
+            400,
+            None,
+            br#"{"error":"invalid_client_metadata"}"#,
+            "i",
+            at(0),
+        ),
+    );
+    assert!(w.reconcile().await.is_err());
+    let keys = w
+        .fake
+        .data("payments-keys", "state.json")
+        .unwrap_or_default();
+    assert!(
+        !keys.contains("registrationAttemptStartedAt")
+            && !keys.contains("registrationUnknownAttempts"),
+        "{keys}"
+    );
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !w.events.iter().any(|(r, _)| *r == Reason::RegistrationLost),
+        "no false alarm: {:?}",
+        w.events
+    );
 }
 
 #[tokio::test]
@@ -795,8 +1022,8 @@ async fn a_clean_onboarding_makes_a_known_number_of_effects() {
     );
 }
 
-const CRASH_POINTS_DYNAMIC: usize = 11;
-const CRASH_POINTS_SIGNED: usize = 12;
+const CRASH_POINTS_DYNAMIC: usize = 12;
+const CRASH_POINTS_SIGNED: usize = 13;
 const CRASH_POINTS_HUB: usize = 10;
 const CRASH_POINTS_STATIC: usize = 12;
 
@@ -826,6 +1053,7 @@ crash_points!("Dynamic":
     dynamic_onboarding_resumes_after_a_crash_after_effect_8 = 8,
     dynamic_onboarding_resumes_after_a_crash_after_effect_9 = 9,
     dynamic_onboarding_resumes_after_a_crash_after_effect_10 = 10,
+    dynamic_onboarding_resumes_after_a_crash_after_effect_11 = 11,
 );
 
 crash_points!("SignedRequest":
@@ -841,6 +1069,7 @@ crash_points!("SignedRequest":
     signed_request_onboarding_resumes_after_a_crash_after_effect_9 = 9,
     signed_request_onboarding_resumes_after_a_crash_after_effect_10 = 10,
     signed_request_onboarding_resumes_after_a_crash_after_effect_11 = 11,
+    signed_request_onboarding_resumes_after_a_crash_after_effect_12 = 12,
 );
 
 crash_points!("HubOnboarding":

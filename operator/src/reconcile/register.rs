@@ -1,16 +1,28 @@
-//! Registration per mode (docs/architecture.md, "Registration") in the crash-safe write order:
-//! keys and certificate are persisted before the call, an intent is recorded before the
-//! request, the AS's answer is persisted before anything else, and every rotated registration
-//! access token is persisted (with retries) before the next call. Whether and why to register
-//! is the planner's decision ([`crate::rotation::registration_due`]). Kubernetes and network I/O.
+//! Registration per mode (docs/architecture.md, "Registration"; docs/reliability.md) in the
+//! crash-safe write order: keys and certificate are persisted before the call, an intent is
+//! recorded immediately before the request is sent (after the AS's rate limiter, counting the
+//! attempts of unknown outcome), the AS's answer is persisted before anything else, and every
+//! rotated registration access token is persisted (with retries) before the next call; the
+//! reconcile's deadline does not cut a call that may return a token, nor the write of it. A
+//! 401 on an RFC 7592 call is evidence of a lost token only after retries and a GET with the
+//! stored token are refused too. Whether and why to register, and what a lost answer or token
+//! leads to, is the planner's decision ([`crate::rotation::registration_due`],
+//! [`crate::rotation::registration_halted`]). Kubernetes and network I/O.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+
 use super::{
-    effects::{Effects, RegisterBody, UpdateBody},
-    session::{Session, save_registration},
+    deadline::shielded,
+    effects::{Effects, RegisterBody, UpdateBody, Write},
+    session::{RETRY_REGISTRATION_HANDLED, Session, save_registration},
 };
 use crate::{
     crd::{RegistrationMode, TppClient},
@@ -26,7 +38,7 @@ use crate::{
     reason::Reason,
     redact::Sensitive,
     rotation::{KeyUse, Outcome},
-    store::state::RegistrationState,
+    store::{build, layout, state::RegistrationState},
 };
 
 /// The first pause between attempts to persist a registration answer (doubling).
@@ -36,14 +48,49 @@ const PERSIST_RETRY_BASE: Duration = if cfg!(test) {
     Duration::from_millis(200)
 };
 
+/// The first pause before an RFC 7592 call answered 401 is tried again (doubling).
+const REFUSED_RETRY_BASE: Duration = if cfg!(test) {
+    Duration::from_millis(1)
+} else {
+    Duration::from_secs(1)
+};
+
+/// How often an RFC 7592 call answered 401 is tried again before a GET with the stored token
+/// decides whether the token is lost.
+const REFUSED_RETRIES: u32 = 2;
+
 /// Writes every registration answer (new RAT included) to `<name>-registration`, retrying a
-/// failed write a few times: once a rotated RAT is lost only re-registration recovers.
+/// failed write a few times: once a rotated RAT is lost only re-registration recovers. For a
+/// registration, it also writes the intent (`<name>-keys` with the attempt) when the request
+/// is about to be sent.
 pub struct SecretPersister<'a> {
     effects: &'a dyn Effects,
     client: &'a TppClient,
     namespace: &'a str,
     base: RegistrationState,
     now: jiff::Timestamp,
+    /// The `<name>-keys` Secret recording the intent, for a registration.
+    intent: Option<Secret>,
+    intent_recorded: AtomicBool,
+}
+
+impl<'a> SecretPersister<'a> {
+    fn new(s: &'a Session<'_>, base: RegistrationState, now: jiff::Timestamp) -> Self {
+        Self {
+            effects: s.effects,
+            client: s.client,
+            namespace: &s.namespace,
+            base,
+            now,
+            intent: None,
+            intent_recorded: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the intent was written (the request may have been sent).
+    fn intent_recorded(&self) -> bool {
+        self.intent_recorded.load(Ordering::SeqCst)
+    }
 }
 
 impl SecretPersister<'_> {
@@ -72,6 +119,24 @@ impl RegistrationPersister for SecretPersister<'_> {
             .notify(|e, wait| tracing::warn!(error = %e, ?wait, "persisting the registration failed; retrying"))
             .await
             .map_err(|e| PersistError::new(e.to_string()))
+    }
+
+    async fn record_intent(&self) -> Result<(), PersistError> {
+        let Some(intent) = &self.intent else {
+            return Ok(());
+        };
+        self.effects
+            .write(self.namespace, Write::Secret(intent.clone()))
+            .await
+            .map_err(|e| {
+                PersistError::new(format!(
+                    "recording the registration intent in {} failed",
+                    layout::keys_name(&self.client.name_any())
+                ))
+                .with_source(e)
+            })?;
+        self.intent_recorded.store(true, Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -162,18 +227,14 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         return Ok(());
     }
     // (`attempt_started_at` in the registration Secret is where earlier versions kept it.)
-    if let Some(at) = s
+    let unanswered = s
         .keys
         .registration_attempt_started_at
-        .or(s.registration.attempt_started_at)
-    {
-        // A request went out and no answer was persisted (the process died in between): the AS
-        // may hold a client we cannot manage. Say so, then register again.
-        s.events.push((
-            Reason::RegistrationLost,
-            format!("a registration attempt at {at} left no persisted answer; a client may remain at the AS unmanaged"),
-        ));
-    }
+        .or(s.registration.attempt_started_at);
+    let lost_client = s
+        .registration
+        .access_token_refused_at
+        .and(s.registration.client_id.clone());
     // Everything the request needs is gathered first (a missing Secret fails here, before
     // anything is recorded or sent).
     let jwks = s.jwks_of(&s.visible_kids())?;
@@ -187,16 +248,47 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         RegistrationMode::Dynamic => Body::Json(initial_access_token(s).await?),
         _ => Body::Signed(signed_request(s, &metadata).await?),
     };
-    // Intent before the request, in the same write as the keys and certificate it carries.
-    s.keys.registration_attempt_started_at = Some(now);
+    if let Some(at) = unanswered {
+        // A request went out and no answer was persisted (a crash, a timeout, a reset, a 5xx):
+        // the AS may hold a client we cannot manage. Say so; the planner allowed one more.
+        s.events.push((
+            Reason::RegistrationLost,
+            format!(
+                "a registration request sent at {at} left no persisted answer; a client may remain at the AS unmanaged (attempt {} of at most {} of unknown outcome)",
+                s.keys.registration_unknown_attempts,
+                s.client.spec.registration.max_unknown_attempts.saturating_add(1),
+            ),
+        ));
+    }
+    if let Some(old) = &lost_client {
+        // spec.registration.onLost: Register. The old client keeps its place at the AS.
+        tracing::warn!(client = %s.name, old_client_id = %old, "registration access token lost; registering a new client");
+        s.events.push((
+            Reason::RegistrationLost,
+            format!("the AS refused the registration access token of client {old}; registering a new client (registration.onLost: Register) — {old} remains at the AS: delete it there"),
+        ));
+        s.registration = RegistrationState::default();
+        s.credentials.tokens.clear();
+    }
+    // The keys and certificate the request carries are persisted before it can be sent.
     s.persist_keys().await?;
-    let persister = SecretPersister {
-        effects: s.effects,
-        client: s.client,
-        namespace: &s.namespace,
-        base: s.registration.clone(),
-        now,
+    // The intent: written once the AS's rate limiter let the request go, immediately before
+    // it is sent (so a crash while waiting raises no false alarm), counting the attempts whose
+    // outcome may be unknown; a retry asked for by annotation starts a new count.
+    let mut intent = s.keys.clone();
+    intent.registration_attempt_started_at = Some(now);
+    intent.registration_unknown_attempts = match s.retry_registration_requested() {
+        Some(value) => {
+            intent
+                .handled
+                .insert(RETRY_REGISTRATION_HANDLED.to_owned(), value);
+            1
+        }
+        None if unanswered.is_some() => intent.registration_unknown_attempts.saturating_add(1),
+        None => 1,
     };
+    let mut persister = SecretPersister::new(s, s.registration.clone(), now);
+    persister.intent = Some(build::keys_secret(s.client, &intent));
     let body = match &body {
         Body::Json(iat) => RegisterBody::Json {
             initial_access_token: iat.as_ref(),
@@ -207,16 +299,39 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
             content_type: content_type(s),
         },
     };
-    let result = s
-        .effects
-        .register(s.target(identity.as_ref()), &endpoint, body, &persister)
+    // Not cut by the reconcile's deadline: an answer is persisted once received.
+    let result =
+        shielded(
+            s.effects
+                .register(s.target(identity.as_ref()), &endpoint, body, &persister),
+        )
         .await;
     observe(s, &result, started);
-    let registration = result.map_err(Error::RegisterClient)?;
+    let recorded = persister.intent_recorded();
+    let registration = match result {
+        Ok(registration) => registration,
+        Err(e) => {
+            if recorded {
+                s.keys_written(intent);
+                if e.status().is_some_and(|code| (400..500).contains(&code)) {
+                    // The AS answered with a refusal: this attempt created no client; earlier
+                    // ones of unknown outcome stay counted. Written with the next keys write.
+                    let left = s.keys.registration_unknown_attempts.saturating_sub(1);
+                    s.keys.registration_unknown_attempts = left;
+                    s.keys.registration_attempt_started_at = unanswered.filter(|_| left > 0);
+                }
+            }
+            return Err(Error::RegisterClient(e));
+        }
+    };
     s.registration = persister.state_for(&registration);
+    if recorded {
+        s.keys_written(intent);
+    }
     // The intent is moot once the answer is persisted; it leaves the keys Secret with its next
     // write (no write of its own).
     s.keys.registration_attempt_started_at = None;
+    s.keys.registration_unknown_attempts = 0;
     s.events.push((
         Reason::Registered,
         format!(
@@ -328,8 +443,9 @@ async fn signed_request(
 }
 
 /// RFC 7592 PUT of the full metadata with `jwks` (a new RAT is persisted before this returns).
-/// [`Outcome::RegistrationLost`] when the AS refused the registration access token: the
-/// registration is forgotten and the planner registers the client again.
+/// A 401 is tried again after backoff, then checked with a GET using the stored token;
+/// [`Outcome::RegistrationLost`] only when that is refused too (the refusal is persisted in
+/// `<name>-registration`; what follows is the planner's, by `registration.onLost`).
 pub async fn update_registration(
     s: &mut Session<'_>,
     jwks: Option<&JwkSet>,
@@ -347,66 +463,128 @@ pub async fn update_registration(
     s.persist_keys().await?;
     let identity = s.identity()?;
     let endpoint = endpoint(s)?;
+    let issuer = s.server.spec.issuer.clone();
     let target = ManagementTarget {
         registration_endpoint: &endpoint,
-        issuer: &s.server.spec.issuer,
+        issuer: &issuer,
     };
     let metadata = super::policy::registration_metadata(s.client, &s.namespace, &s.name, jwks);
     let now = s.ctx.clock.now();
-    let persister = SecretPersister {
-        effects: s.effects,
-        client: s.client,
-        namespace: &s.namespace,
-        base: s.registration.clone(),
-        now,
-    };
-    let started = std::time::Instant::now();
-    let body = match s.client.spec.registration.mode {
-        RegistrationMode::SignedRequest => {
-            let mut md = metadata.clone();
-            md.insert("client_id".into(), current.client_id.clone().into());
-            UpdateBody::Signed {
-                jws: signed_request(s, &md).await?,
-                content_type: content_type(s),
+    let persister = SecretPersister::new(s, s.registration.clone(), now);
+    let mut attempt = 0;
+    let result = loop {
+        let started = std::time::Instant::now();
+        let body = match s.client.spec.registration.mode {
+            RegistrationMode::SignedRequest => {
+                let mut md = metadata.clone();
+                md.insert("client_id".into(), current.client_id.clone().into());
+                UpdateBody::Signed {
+                    jws: signed_request(s, &md).await?,
+                    content_type: content_type(s),
+                }
             }
-        }
-        _ => UpdateBody::Json(&metadata),
-    };
-    let result = s
-        .effects
-        .update_registration(
+            _ => UpdateBody::Json(&metadata),
+        };
+        // Not cut by the reconcile's deadline: a rotated token is persisted once received.
+        let result = shielded(s.effects.update_registration(
             s.target(identity.as_ref()),
             target,
             &current,
             body,
             &persister,
-        )
+        ))
         .await;
-    observe(s, &result, started);
+        observe(s, &result, started);
+        match result {
+            Err(e) if e.status() == Some(401) && attempt < REFUSED_RETRIES => {
+                // One 401 is no evidence: an AS restarting, a token rotation still settling.
+                let wait = REFUSED_RETRY_BASE * 2u32.pow(attempt);
+                tracing::info!(client = %s.name, ?wait, "registration access token refused; trying again");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
     let updated = match result {
         Ok(updated) => updated,
         Err(e) if e.status() == Some(401) => {
-            // The AS no longer accepts our registration access token: it rotated the token in
-            // a call whose answer never reached our Secret (a crash in that window), or it was
-            // revoked. Only a new registration recovers; say what is left behind.
-            let old = s.registration.client_id.clone().unwrap_or_default();
-            tracing::warn!(client = %s.name, old_client_id = %old, "registration access token refused; registering a new client");
-            s.events.push((
-                Reason::RegistrationLost,
-                format!("the AS refused the registration access token of client {old} ({e}); registering a new client — {old} may remain at the AS"),
-            ));
-            s.registration = RegistrationState::default();
-            s.save_registration().await?;
-            // An old intent must not be mistaken for a lost answer of the next attempt.
-            s.keys.registration_attempt_started_at = None;
-            // Tokens of the old client go with it: the next step mints new ones.
-            s.credentials.tokens.clear();
+            let lost = access_token_refused(s, target, &current, &persister, e).await?;
+            s.registration = lost;
             return Ok(Outcome::RegistrationLost);
         }
         Err(e) => return Err(Error::UpdateRegistration(e)),
     };
     s.registration = persister.state_for(&updated);
     Ok(Outcome::Done)
+}
+
+/// The PUT was refused after retries: a GET with the stored token decides. Refused too: the
+/// token is lost (recorded in `<name>-registration`, [`Outcome::RegistrationLost`]). Accepted:
+/// the token is fine and the PUT's refusal is the error (an AS problem, not a lost client).
+async fn access_token_refused(
+    s: &Session<'_>,
+    target: ManagementTarget<'_>,
+    current: &crate::oauth::Registration,
+    persister: &SecretPersister<'_>,
+    put_error: OauthError,
+) -> Result<RegistrationState, Error> {
+    let identity = s.identity()?;
+    let started = std::time::Instant::now();
+    let read = shielded(s.effects.read_registration(
+        s.target(identity.as_ref()),
+        target,
+        current,
+        persister,
+    ))
+    .await;
+    observe(s, &read, started);
+    match read {
+        // The stored token works: the PUT's refusal is the AS's problem, not a lost client.
+        Ok(_) => Err(Error::UpdateRegistration(put_error)),
+        Err(e) if e.status() == Some(401) => {
+            let id = current.client_id.clone();
+            tracing::warn!(client = %s.name, client_id = %id, "the AS refused the registration access token on PUT and GET");
+            let mut lost = s.registration.clone();
+            lost.access_token_refused_at = Some(s.ctx.clock.now());
+            save_registration(s.effects, s.client, &s.namespace, &lost).await?;
+            Ok(lost)
+        }
+        Err(e) => Err(Error::UpdateRegistration(e)),
+    }
+}
+
+/// The permanent failure a halted registration is reported as: what is left at the AS, what to
+/// check there, and how to go on (docs/troubleshooting.md).
+pub fn halted(s: &Session<'_>, reason: crate::rotation::Reason) -> Error {
+    let client = format!("{}/{}", s.namespace, s.name);
+    match reason {
+        crate::rotation::Reason::RegistrationAccessTokenLost => {
+            let id = s.registration.client_id.clone().unwrap_or_default();
+            Error::RegistrationHalted {
+                reason: Reason::RegistrationAccessTokenLost,
+                message: format!(
+                    "the AS refused the registration access token of client {id} (RFC 7592 PUT and GET, after retries): {id} remains at the AS and still gets tokens, but its keys can no longer be rotated; ask the AS to delete it or re-issue its token, or set registration.onLost: Register to register a new client"
+                ),
+            }
+        }
+        _ => {
+            let n = s.keys.registration_unknown_attempts;
+            let since = s
+                .keys
+                .registration_attempt_started_at
+                .map(|t| format!(", the last at {t}"))
+                .unwrap_or_default();
+            Error::RegistrationHalted {
+                reason: Reason::RegistrationOutcomeUnknown,
+                message: format!(
+                    "{n} registration request(s) got no persisted answer{since} (registration.maxUnknownAttempts {}): each may have created a client at the AS that this operator does not manage; check the AS for clients named {client} and delete any, then set the annotation {} to a new value to allow another attempt",
+                    s.client.spec.registration.max_unknown_attempts,
+                    crate::crd::annotations::RETRY_REGISTRATION,
+                ),
+            }
+        }
+    }
 }
 
 /// RFC 7592 DELETE; "already gone" counts as done.

@@ -32,6 +32,10 @@ use crate::{
     },
 };
 
+/// The key of `KeysState::handled` under which the last acted-on
+/// `tpp.dev/retry-registration` value is kept.
+pub const RETRY_REGISTRATION_HANDLED: &str = "retry-registration";
+
 /// A transport certificate with its key, wherever it comes from.
 #[derive(Clone, Debug)]
 pub struct TransportMaterial {
@@ -270,10 +274,24 @@ impl<'a> Session<'a> {
                 .registration_attempt_started_at
                 .or(self.registration.attempt_started_at)
                 .is_some(),
+            registration_unknown_attempts: self.keys.registration_unknown_attempts,
+            registration_retry_requested: self.retry_registration_requested().is_some(),
+            registration_access_token_lost: self.registration.access_token_refused_at.is_some(),
             backoff_until: self.backoff_until,
             tokens_need_signing_key: self.client.spec.authentication.method
                 == crate::crd::AuthMethod::PrivateKeyJwt,
         }
+    }
+
+    /// The value of the `tpp.dev/retry-registration` annotation when it asks for an attempt
+    /// not made yet (it is recorded as handled with the next registration intent).
+    pub fn retry_registration_requested(&self) -> Option<String> {
+        self.client
+            .annotations()
+            .get(annotations::RETRY_REGISTRATION)
+            .filter(|v| !v.is_empty())
+            .filter(|v| self.keys.handled.get(RETRY_REGISTRATION_HANDLED) != Some(*v))
+            .cloned()
     }
 
     /// The active key of `use_`, parsed.
@@ -344,6 +362,13 @@ impl<'a> Session<'a> {
             .filter(|k| k.record.state != KeyState::Pending)
             .map(|k| k.record.kid.clone())
             .collect()
+    }
+
+    /// `keys` as persisted by a write made outside [`Self::persist_keys`] (a registration
+    /// intent).
+    pub fn keys_written(&mut self, keys: KeysState) {
+        self.keys = keys.clone();
+        self.keys_saved = keys;
     }
 
     /// Whether `keys` holds changes not yet persisted.

@@ -408,16 +408,22 @@ pub async fn publish(
     }
     let patch =
         serde_json::json!({"apiVersion": "tpp.dev/v1alpha1", "kind": "TppClient", "status": new});
+    let failed = |source| Error::ApplyObject {
+        what: format!("TppClient {} status", client.name_any()),
+        source,
+    };
+    super::effects::injected(crate::failpoints::Side::Before, "apply_status")
+        .await
+        .map_err(failed)?;
     ctx.metrics.status_writes.inc();
     ctx.store
         .apply_status::<TppClient>(&ns, &client.name_any(), &patch)
         .await
-        .map_err(|source| Error::ApplyObject {
-            what: format!("TppClient {} status", client.name_any()),
-            source,
-        })?;
+        .map_err(failed)?;
     ctx.statuses.wrote(&key, &uid, new);
-    Ok(())
+    super::effects::injected(crate::failpoints::Side::After, "apply_status")
+        .await
+        .map_err(failed)
 }
 
 #[cfg(test)]

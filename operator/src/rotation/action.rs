@@ -42,6 +42,10 @@ pub enum Action {
     PublishKeys { kids: Vec<String>, reason: Reason },
     /// The kid is published but a human has not approved it yet: surface that, do nothing else.
     AwaitApproval { kid: String },
+    /// Registration cannot go on without a human (`reason`:
+    /// [`Reason::RegistrationOutcomeUnknown`] or [`Reason::RegistrationAccessTokenLost`]): the
+    /// reconciler reports it as a permanent failure, after the rest of the plan.
+    HaltRegistration { reason: Reason },
     /// Start using `kid`; the keys in `retire` become `Retiring` in the same step (local only).
     ActivateKey {
         kid: String,
@@ -88,12 +92,16 @@ impl Action {
             Action::RenewCertificate { .. } => 6,
             Action::RefreshTokens { .. } => 7,
             Action::AcknowledgeTrigger { .. } => 8,
+            Action::HaltRegistration { .. } => 9,
         }
     }
 
     /// Whether carrying out the action changes the observed state (and so calls for a re-plan).
     pub fn changes_state(&self) -> bool {
-        !matches!(self, Action::AwaitApproval { .. })
+        !matches!(
+            self,
+            Action::AwaitApproval { .. } | Action::HaltRegistration { .. }
+        )
     }
 
     /// The reason of the action, for conditions and events.
@@ -105,6 +113,7 @@ impl Action {
             | Action::RetireKey { reason, .. }
             | Action::RemoveKey { reason, .. }
             | Action::Register { reason }
+            | Action::HaltRegistration { reason }
             | Action::RenewCertificate { reason } => *reason,
             Action::RefreshTokens { tokens } => tokens
                 .first()
@@ -181,6 +190,11 @@ pub enum Reason {
     NotRegistered,
     /// A registration request left no persisted answer: the client is registered again.
     RegistrationUnanswered,
+    /// More registration requests of unknown outcome than `maxUnknownAttempts` allows: no
+    /// further attempt until a human checked the AS and asked for one.
+    RegistrationOutcomeUnknown,
+    /// The AS refused the registration access token on evidence.
+    RegistrationAccessTokenLost,
 }
 
 impl Reason {
@@ -207,6 +221,8 @@ impl Reason {
             Reason::CertificateChanged => "CertificateChanged",
             Reason::NotRegistered => "NotRegistered",
             Reason::RegistrationUnanswered => "RegistrationUnanswered",
+            Reason::RegistrationOutcomeUnknown => "RegistrationOutcomeUnknown",
+            Reason::RegistrationAccessTokenLost => "RegistrationAccessTokenLost",
         }
     }
 }

@@ -29,8 +29,10 @@ pub enum Outcome {
     /// [`Action::RefreshTokens`]: the minted tokens.
     TokensMinted(Vec<TokenRecord>),
     /// [`Action::PublishKeys`] or [`Action::RemoveKey`] with inline publication: the AS
-    /// refused the registration access token, so the registration is gone. The keys are
-    /// published locally all the same; the tokens of the old client go with it.
+    /// refused the registration access token on evidence (the call and a GET with the stored
+    /// token, after backoff). Nothing changed at the AS: the keys are not published (or
+    /// removed) there; the client id and its tokens stay, and what follows is the policy's
+    /// ([`super::OnLost`]).
     RegistrationLost,
 }
 
@@ -71,10 +73,10 @@ pub fn apply(
                 retiring_at: None,
             });
         }
-        (
-            Action::PublishKeys { kids, .. },
-            outcome @ (Outcome::Done | Outcome::RegistrationLost),
-        ) => {
+        (Action::PublishKeys { .. } | Action::RemoveKey { .. }, Outcome::RegistrationLost) => {
+            next.registration_access_token_lost = true;
+        }
+        (Action::PublishKeys { kids, .. }, Outcome::Done) => {
             for kid in kids {
                 let key = key_mut(&mut next, kid)?;
                 // A Published record without its instant is published again, not trusted.
@@ -85,11 +87,8 @@ pub fn apply(
                     key.state = KeyState::Published;
                 }
             }
-            if outcome == Outcome::RegistrationLost {
-                forget_registration(&mut next);
-            }
         }
-        (Action::AwaitApproval { .. }, Outcome::Done) => {}
+        (Action::AwaitApproval { .. } | Action::HaltRegistration { .. }, Outcome::Done) => {}
         (Action::ActivateKey { kid, retire, .. }, Outcome::Done) => {
             for old in retire {
                 key_mut(&mut next, old)?;
@@ -109,16 +108,20 @@ pub fn apply(
             key.state = KeyState::Retiring;
             key.retiring_at = Some(now);
         }
-        (Action::RemoveKey { kid, .. }, outcome @ (Outcome::Done | Outcome::RegistrationLost)) => {
+        (Action::RemoveKey { kid, .. }, Outcome::Done) => {
             key_mut(&mut next, kid)?;
             next.keys.retain(|k| &k.kid != kid);
-            if outcome == Outcome::RegistrationLost {
-                forget_registration(&mut next);
-            }
         }
         (Action::Register { .. }, Outcome::Done) => {
+            if seen.registration_access_token_lost {
+                // A new client: the tokens of the old one go with it.
+                next.tokens.clear();
+            }
             next.registered = true;
             next.registration_unanswered = false;
+            next.registration_unknown_attempts = 0;
+            next.registration_retry_requested = false;
+            next.registration_access_token_lost = false;
             if policy.registration == RegistrationKind::Onboarded {
                 next.onboarded_x5t_s256 = next.certificate.as_ref().map(|c| c.x5t_s256.clone());
             }
@@ -174,14 +177,6 @@ fn refreshed(
     tokens
 }
 
-/// The registration is gone: not registered, no unanswered attempt, no tokens.
-fn forget_registration(next: &mut Observed) {
-    next.registered = false;
-    next.registration_unanswered = false;
-    next.onboarded_x5t_s256 = None;
-    next.tokens.clear();
-}
-
 fn key_mut<'a>(seen: &'a mut Observed, kid: &str) -> Result<&'a mut KeyRecord, ApplyError> {
     seen.keys
         .iter_mut()
@@ -194,6 +189,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::GenerateKey { .. } => "GenerateKey",
         Action::PublishKeys { .. } => "PublishKeys",
         Action::AwaitApproval { .. } => "AwaitApproval",
+        Action::HaltRegistration { .. } => "HaltRegistration",
         Action::ActivateKey { .. } => "ActivateKey",
         Action::RetireKey { .. } => "RetireKey",
         Action::RemoveKey { .. } => "RemoveKey",

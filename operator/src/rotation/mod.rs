@@ -34,10 +34,10 @@ pub use apply::{ApplyError, Outcome, apply};
 pub use backoff::{MAX_BACKOFF, PERMANENT_PAUSE, retry_delay};
 pub use credentials::credentials_certificate;
 pub use model::{
-    CertPolicy, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, Policy, Publication,
-    RegistrationKind, TokenPolicy, TokenRecord, Trigger, Triggers,
+    CertPolicy, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, OnLost, Policy,
+    Publication, RegistrationKind, TokenPolicy, TokenRecord, Trigger, Triggers,
 };
-pub use registration::{registration_due, registration_ready};
+pub use registration::{registration_due, registration_halted, registration_ready};
 pub use tokens::{TOKEN_SAFETY_FLOOR, refresh_at};
 
 /// Decides what to do at `now`.
@@ -46,6 +46,14 @@ pub fn plan(policy: &Policy, seen: &Observed, now: Timestamp) -> Plan {
     let rotation_under_way = keys::plan_keys(policy, seen, now, &mut draft);
     let renewal = certificate::plan_certificate(&policy.certificate, seen, now, &mut draft);
     let registering = registration::plan_registration(policy, seen, &mut draft);
+    if seen.registration_access_token_lost {
+        // No RFC 7592 call with a refused token: a new registration carries the keys, or
+        // nothing publishes them until a human acts.
+        draft.actions.retain(|a| {
+            !(matches!(a, Action::PublishKeys { .. } | Action::RemoveKey { .. })
+                && calls_authorization_server(a, policy, seen))
+        });
+    }
     let tokens_follow_trigger = tokens::plan_tokens(
         policy,
         seen,
@@ -111,6 +119,7 @@ pub fn calls_authorization_server(action: &Action, policy: &Policy, seen: &Obser
         Action::Register { .. } | Action::RefreshTokens { .. } => true,
         Action::GenerateKey { .. }
         | Action::AwaitApproval { .. }
+        | Action::HaltRegistration { .. }
         | Action::ActivateKey { .. }
         | Action::RetireKey { .. }
         | Action::AcknowledgeTrigger { .. } => false,

@@ -27,6 +27,22 @@ pub struct Policy {
     pub jitter_seed: u64,
     /// How the client becomes known to the AS.
     pub registration: RegistrationKind,
+    /// [`RegistrationKind::Answered`]: how many registration requests of unknown outcome are
+    /// retried before the planner stops (`spec.registration.maxUnknownAttempts`).
+    pub max_unknown_attempts: u32,
+    /// [`RegistrationKind::Answered`]: what a registration access token refused on evidence
+    /// leads to (`spec.registration.onLost`).
+    pub on_lost: OnLost,
+}
+
+/// What a registration access token refused on evidence leads to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum OnLost {
+    /// Stop managing the registration; a permanent condition names the client at the AS.
+    #[default]
+    Fail,
+    /// Register a new client; the old one is named in a Warning event.
+    Register,
 }
 
 /// How the client becomes known to the AS (from `spec.registration.mode`).
@@ -102,6 +118,15 @@ pub struct Observed {
     /// A registration request went out and no answer was persisted (the process died in
     /// between): the AS may hold a client we cannot manage.
     pub registration_unanswered: bool,
+    /// Registration requests sent since the last persisted answer whose outcome is unknown
+    /// (counted when each intent is recorded, the current one included).
+    pub registration_unknown_attempts: u32,
+    /// A human asked for another attempt after the planner stopped (the
+    /// `tpp.dev/retry-registration` annotation carries a value not acted on yet).
+    pub registration_retry_requested: bool,
+    /// The AS refused the registration access token on evidence (an RFC 7592 PUT and a GET
+    /// with the stored token both refused, after backoff): the registration cannot be managed.
+    pub registration_access_token_lost: bool,
     /// Every key persisted in `<name>-keys`.
     pub keys: Vec<KeyRecord>,
     /// The current transport certificate, if any.

@@ -2,29 +2,33 @@
 //!
 //! Contract: a `Static` client is never registered by the operator; an `Answered` client
 //! (`Dynamic`, `SignedRequest`) is registered once, and again only when its registration is
-//! gone (an attempt whose answer was never persisted, or a registration the AS no longer
-//! accepts, which the reconciler forgets); an `Onboarded` client (`HubOnboarding`) is onboarded
-//! whenever the hub has not seen the current certificate. Registration carries an active
+//! gone: an attempt whose answer was never persisted is retried at most
+//! `Policy::max_unknown_attempts` times (each may have created a client at the AS), then
+//! registration halts until a human asks for another attempt; a registration access token
+//! refused on evidence halts too (`OnLost::Fail`) or registers anew (`OnLost::Register`), and
+//! no RFC 7592 call is planned with the refused token. An `Onboarded` client (`HubOnboarding`)
+//! is onboarded whenever the hub has not seen the current certificate. Registration carries an active
 //! signing key and a certificate, both persisted first: it waits for them, and for any key or
 //! certificate the same plan generates. While a registration is due no token is planned.
 //! Pure, no I/O.
 
 use super::Draft;
 use super::action::{Action, Reason};
-use super::model::{KeyState, KeyUse, Observed, Policy, RegistrationKind};
+use super::model::{KeyState, KeyUse, Observed, OnLost, Policy, RegistrationKind};
 
 /// Why the client must be (re-)registered, whether or not it can be yet; `None` when the AS
 /// knows the client with what it has now.
 pub fn registration_due(policy: &Policy, seen: &Observed) -> Option<Reason> {
     match policy.registration {
         RegistrationKind::Static => None,
-        RegistrationKind::Answered => {
-            (!seen.registered).then_some(if seen.registration_unanswered {
-                Reason::RegistrationUnanswered
-            } else {
-                Reason::NotRegistered
-            })
+        RegistrationKind::Answered if seen.registered => {
+            (seen.registration_access_token_lost).then_some(Reason::RegistrationAccessTokenLost)
         }
+        RegistrationKind::Answered => Some(if seen.registration_unanswered {
+            Reason::RegistrationUnanswered
+        } else {
+            Reason::NotRegistered
+        }),
         RegistrationKind::Onboarded => {
             let current = seen.certificate.as_ref().map(|c| c.x5t_s256.as_str());
             (current != seen.onboarded_x5t_s256.as_deref()).then_some(
@@ -34,6 +38,24 @@ pub fn registration_due(policy: &Policy, seen: &Observed) -> Option<Reason> {
                 },
             )
         }
+    }
+}
+
+/// Why registration must wait for a human, if it must: more attempts of unknown outcome than
+/// the policy retries (and no retry asked for), or a refused registration access token with
+/// [`OnLost::Fail`].
+pub fn registration_halted(policy: &Policy, seen: &Observed) -> Option<Reason> {
+    match registration_due(policy, seen)? {
+        Reason::RegistrationUnanswered
+            if seen.registration_unknown_attempts > policy.max_unknown_attempts
+                && !seen.registration_retry_requested =>
+        {
+            Some(Reason::RegistrationOutcomeUnknown)
+        }
+        Reason::RegistrationAccessTokenLost if policy.on_lost == OnLost::Fail => {
+            Some(Reason::RegistrationAccessTokenLost)
+        }
+        _ => None,
     }
 }
 
@@ -58,6 +80,11 @@ pub(super) fn plan_registration(policy: &Policy, seen: &Observed, draft: &mut Dr
         // A hub sees the new certificate before any token bound to it is requested.
         return renewing && policy.registration == RegistrationKind::Onboarded;
     };
+    if let Some(halt) = registration_halted(policy, seen) {
+        draft.act(Action::HaltRegistration { reason: halt });
+        // A client whose token was refused still has its client id: its tokens stay fresh.
+        return halt != Reason::RegistrationAccessTokenLost;
+    }
     let generating = renewing
         || draft
             .actions

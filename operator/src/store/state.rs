@@ -70,6 +70,14 @@ pub struct KeysState {
     /// is persisted (a request whose answer was lost).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_attempt_started_at: Option<Timestamp>,
+    /// Registration requests sent since the last persisted answer whose outcome is unknown,
+    /// the one of `registration_attempt_started_at` included (written with each intent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub registration_unknown_attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl KeysState {
@@ -124,6 +132,10 @@ pub struct RegistrationState {
     /// A registration request was sent at this time and no answer was persisted yet: after a
     /// crash, a client may have been created at the AS that we do not know.
     pub attempt_started_at: Option<Timestamp>,
+    /// When the AS refused the registration access token on evidence (an RFC 7592 call and a
+    /// GET with this token both refused): the client id still works for tokens, but the
+    /// registration can no longer be managed.
+    pub access_token_refused_at: Option<Timestamp>,
 }
 
 mod rk {
@@ -134,6 +146,7 @@ mod rk {
     pub const REGISTERED_AT: &str = "registered_at";
     pub const ONBOARDED_X5T: &str = "onboarded_x5t";
     pub const ATTEMPT: &str = "attempt_started_at";
+    pub const REFUSED: &str = "access_token_refused_at";
 }
 
 fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
@@ -160,6 +173,7 @@ impl RegistrationState {
             registered_at: time(data, rk::REGISTERED_AT),
             onboarded_x5t: text(data, rk::ONBOARDED_X5T),
             attempt_started_at: time(data, rk::ATTEMPT),
+            access_token_refused_at: time(data, rk::REFUSED),
         }
     }
 
@@ -183,6 +197,10 @@ impl RegistrationState {
         put(rk::REGISTERED_AT, self.registered_at.map(|t| t.to_string()));
         put(rk::ONBOARDED_X5T, self.onboarded_x5t.clone());
         put(rk::ATTEMPT, self.attempt_started_at.map(|t| t.to_string()));
+        put(
+            rk::REFUSED,
+            self.access_token_refused_at.map(|t| t.to_string()),
+        );
         d
     }
 
@@ -305,6 +323,7 @@ mod tests {
             certificate: None,
             handled: BTreeMap::from([("rotate-keys".into(), "1".into())]),
             registration_attempt_started_at: Some(ts(120)),
+            registration_unknown_attempts: 2,
         };
         let secret = Secret {
             data: Some(state.to_data()),

@@ -51,6 +51,8 @@ pub fn policy() -> Policy {
         publication: Publication::JwksUri,
         jitter_seed: 7,
         registration: RegistrationKind::Static,
+        max_unknown_attempts: 1,
+        on_lost: crate::rotation::OnLost::Fail,
     }
 }
 

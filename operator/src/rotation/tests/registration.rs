@@ -2,7 +2,7 @@
 
 use super::fixtures::*;
 use crate::rotation::{
-    Action, ApplyError, KeyState, Observed, Outcome, Reason, RegistrationKind, TokenDue,
+    Action, ApplyError, KeyState, Observed, OnLost, Outcome, Reason, RegistrationKind, TokenDue,
     TokenPolicy, apply, calls_authorization_server, plan, registration_due,
 };
 
@@ -219,7 +219,7 @@ fn publishing_a_published_record_without_its_instant_records_the_instant() {
 }
 
 #[test]
-fn a_lost_registration_is_forgotten_with_its_tokens() {
+fn a_refused_registration_access_token_changes_nothing_at_the_as_and_is_remembered() {
     let seen = steady();
     let action = Action::RemoveKey {
         kid: "k1".into(),
@@ -227,9 +227,123 @@ fn a_lost_registration_is_forgotten_with_its_tokens() {
     };
     let next =
         apply(&policy(), &seen, &action, Outcome::RegistrationLost, at(10)).expect("applies");
-    assert!(!next.registered);
-    assert!(next.tokens.is_empty());
-    assert!(next.keys.is_empty());
+    assert!(next.registered, "the client id still works for tokens");
+    assert!(next.registration_access_token_lost);
+    assert_eq!(next.tokens, seen.tokens);
+    assert_eq!(next.keys, seen.keys, "the AS still has the key");
+}
+
+fn lost(on_lost: OnLost) -> (crate::rotation::Policy, Observed) {
+    let (mut policy, mut seen) = answered();
+    policy.publication = crate::rotation::Publication::Immediate;
+    policy.on_lost = on_lost;
+    seen.registered = true;
+    seen.registration_access_token_lost = true;
+    seen.tokens = steady().tokens;
+    // A rotation under way: its publication would be an RFC 7592 PUT.
+    seen.keys.push(sig("k2", KeyState::Pending, at(0)));
+    (policy, seen)
+}
+
+#[test]
+fn with_on_lost_fail_a_refused_token_halts_registration_and_plans_no_call_with_it() {
+    let (policy, seen) = lost(OnLost::Fail);
+    let p = plan(&policy, &seen, at(10));
+    assert!(
+        p.actions.contains(&Action::HaltRegistration {
+            reason: Reason::RegistrationAccessTokenLost
+        }),
+        "{p:?}"
+    );
+    assert_eq!(registers(&p), None);
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::PublishKeys { .. } | Action::RemoveKey { .. })),
+        "no RFC 7592 call with a refused token: {p:?}"
+    );
+}
+
+#[test]
+fn with_on_lost_fail_tokens_of_the_client_left_at_the_as_stay_fresh() {
+    let (policy, mut seen) = lost(OnLost::Fail);
+    seen.tokens = vec![token("payments", at(0), at(600), "c1")];
+    let p = plan(&policy, &seen, at(3_000));
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::RefreshTokens { .. })),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn with_on_lost_register_a_refused_token_registers_a_new_client() {
+    let (policy, seen) = lost(OnLost::Register);
+    let p = plan(&policy, &seen, at(10));
+    assert_eq!(registers(&p), Some(Reason::RegistrationAccessTokenLost));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::HaltRegistration { .. })),
+        "{p:?}"
+    );
+    let next = apply(
+        &policy,
+        &seen,
+        &Action::Register {
+            reason: Reason::RegistrationAccessTokenLost,
+        },
+        Outcome::Done,
+        at(10),
+    )
+    .expect("applies");
+    assert!(!next.registration_access_token_lost);
+    assert!(next.tokens.is_empty(), "tokens of the old client go");
+}
+
+#[test]
+fn an_attempt_of_unknown_outcome_is_retried_up_to_max_unknown_attempts_then_halts() {
+    let (mut policy, mut seen) = answered();
+    policy.max_unknown_attempts = 1;
+    seen.registration_unanswered = true;
+    seen.registration_unknown_attempts = 1;
+    assert_eq!(
+        registers(&plan(&policy, &seen, at(10))),
+        Some(Reason::RegistrationUnanswered),
+        "the first attempt of unknown outcome is retried"
+    );
+    seen.registration_unknown_attempts = 2;
+    let p = plan(&policy, &seen, at(10));
+    assert_eq!(registers(&p), None, "no third registration: {p:?}");
+    assert!(p.actions.contains(&Action::HaltRegistration {
+        reason: Reason::RegistrationOutcomeUnknown
+    }));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::RefreshTokens { .. })),
+        "{p:?}"
+    );
+    policy.max_unknown_attempts = 0;
+    seen.registration_unknown_attempts = 1;
+    assert_eq!(
+        registers(&plan(&policy, &seen, at(10))),
+        None,
+        "maxUnknownAttempts 0: never retried"
+    );
+}
+
+#[test]
+fn a_retry_annotation_allows_one_more_round_after_the_halt() {
+    let (policy, mut seen) = answered();
+    seen.registration_unanswered = true;
+    seen.registration_unknown_attempts = 5;
+    seen.registration_retry_requested = true;
+    assert_eq!(
+        registers(&plan(&policy, &seen, at(10))),
+        Some(Reason::RegistrationUnanswered)
+    );
 }
 
 #[test]

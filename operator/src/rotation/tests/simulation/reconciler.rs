@@ -234,6 +234,11 @@ impl<'a> Sim<'a> {
             Action::RenewCertificate { reason } => self.renew_certificate(*reason)?,
             Action::RefreshTokens { tokens } => self.refresh_tokens(tokens)?,
             Action::AcknowledgeTrigger { .. } => Outcome::Done,
+            Action::HaltRegistration { reason } => {
+                return Err(TestCaseError::fail(format!(
+                    "registration halted ({reason:?}) without a lost answer or a refused token"
+                )));
+            }
         };
         self.seen = apply(self.policy(), &self.seen, action, outcome, now)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -98,6 +98,8 @@ pub(super) fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value =
                     publication,
                     jitter_seed,
                     registration,
+                    max_unknown_attempts: 1,
+                    on_lost: crate::rotation::OnLost::Fail,
                 },
                 token_lifetime: secs(lifetime),
                 approval_lag: secs(lag),

@@ -244,6 +244,9 @@ pub struct Metrics {
     pub status_writes: Counter,
     /// Requests of the controllers to the Kubernetes API, by method (after the budget).
     pub kube_requests: Family<KubeRequestLabels, Counter>,
+    /// Requests to the Kubernetes API outside the budget (leader election, `/metrics` token
+    /// reviews), by method.
+    pub kube_requests_unbudgeted: Family<KubeRequestLabels, Counter>,
     /// Registrations the operator found lost (a refused registration access token, or an
     /// attempt whose answer was never persisted), by server.
     pub registrations_lost: Family<ServerLabels, Counter>,
@@ -271,6 +274,7 @@ impl Metrics {
             token_refreshes: Family::default(),
             status_writes: Counter::default(),
             kube_requests: Family::default(),
+            kube_requests_unbudgeted: Family::default(),
             registrations_lost: Family::default(),
             clients: Arc::new(Clients {
                 by_key: Mutex::default(),
@@ -322,6 +326,11 @@ impl Metrics {
             "kube_requests",
             "Requests of the controllers to the Kubernetes API by method, within --kube-qps",
             m.kube_requests.clone(),
+        );
+        registry.register(
+            "kube_requests_unbudgeted",
+            "Requests to the Kubernetes API outside --kube-qps (leader election, /metrics token reviews) by method",
+            m.kube_requests_unbudgeted.clone(),
         );
         registry.register(
             "registrations_lost",

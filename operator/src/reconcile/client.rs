@@ -138,6 +138,11 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
         None
     };
     let (plan, result) = drive(&mut session, &rotation_policy, first).await;
+    // The ConfigMap copy of the published keys, if someone else changed it.
+    let result = match result {
+        Ok(()) => super::jwks_copy::restore(&mut session).await,
+        failed => failed,
+    };
     let now = ctx.clock.now();
     let mut st = status::from_session(&session, &old, plan.as_ref(), result.as_ref().err(), now);
     for (reason, note) in &session.events {
@@ -270,7 +275,7 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(Reason, Strin
     let reference = obj.object_ref(&());
     for (reason, note) in events {
         tracing::info!(client = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), reason = %reason, "{note}");
-        let type_ = if *reason == Reason::RegistrationLost {
+        let type_ = if matches!(reason, Reason::RegistrationLost | Reason::JwksRestored) {
             EventType::Warning
         } else {
             EventType::Normal

@@ -54,6 +54,9 @@ pub struct Context {
     pub keygen: super::admission::KeygenAdmission,
     /// `tpp.dev/refresh-discovery` values already acted on.
     pub discovery_refreshes: super::refresh::DiscoveryRefreshes,
+    /// Clients whose `<name>-jwks` ConfigMap someone else changed (restored at their next
+    /// reconcile).
+    pub jwks_tampered: super::jwks_copy::Tampered,
     failures: Mutex<HashMap<String, u32>>,
     backoff: Mutex<HashMap<String, jiff::Timestamp>>,
 }
@@ -90,6 +93,7 @@ impl Context {
             discovery: Discovery::new(Duration::from_secs(15 * 60), clock.clone()),
             crypto: Arc::new(Semaphore::new(workers)),
             discovery_refreshes: Default::default(),
+            jwks_tampered: Default::default(),
             failures: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             client,

@@ -9,6 +9,7 @@ pub mod cleanup;
 pub mod client;
 pub mod context;
 pub mod effects;
+pub mod jwks_copy;
 pub mod policy;
 pub mod refresh;
 pub mod register;
@@ -29,7 +30,7 @@ use std::{
 };
 
 use futures::{StreamExt, future::join_all};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::PartialObjectMeta,
@@ -220,14 +221,16 @@ async fn run_clients(
         reflector::store::Writer<TppClient>,
     ),
 ) {
-    let (clients, secrets) = match &namespace {
+    let (clients, secrets, configmaps) = match &namespace {
         Some(ns) => (
             Api::<TppClient>::namespaced(client.clone(), ns),
             Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
+            Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), ns),
         ),
         None => (
             Api::<TppClient>::all(client.clone()),
             Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
         ),
     };
     // Our Secrets in one paged LIST before the first reconcile: a restart with N clients
@@ -251,6 +254,7 @@ async fn run_clients(
     );
     Controller::for_stream(stream, reader)
         .owns_stream(secret_triggers(secrets, namespace.clone(), ctx.clone()))
+        .owns_stream(jwks_copy::triggers(configmaps, ctx.clone()))
         .reconcile_on(server_ready(ctx.index.woken(), namespace.clone()))
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),

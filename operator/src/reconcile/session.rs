@@ -17,11 +17,7 @@ use super::{
 use crate::{
     crd::{CertificateSource, RegistrationMode, TppClient, annotations},
     error::{Error, Stage},
-    identity::{
-        self, KeyAlgorithm, PrivateKey,
-        jwk::KeyUse as JwkUse,
-        jwks::{JwkSet, PublishedAlg, PublishedKey},
-    },
+    identity::{self, PrivateKey, jwks::JwkSet},
     oauth::ClientIdentity,
     redact::Sensitive,
     rotation::{self, CertRecord, KeyState, KeyUse, Observed, Trigger, TriggerKind, Triggers},
@@ -283,48 +279,17 @@ impl<'a> Session<'a> {
         Ok(Some(key))
     }
 
-    /// The public JWK set of `kids` (deterministic order).
+    /// The public JWK set of `kids` (deterministic order): [`KeysState::public_jwks`], the
+    /// same set `/jwks/{namespace}/{name}` serves from the persisted state.
     pub fn jwks_of(&self, kids: &BTreeSet<String>) -> Result<JwkSet, Error> {
-        let mut published = vec![];
-        for k in self
-            .keys
-            .keys
-            .iter()
-            .filter(|k| kids.contains(&k.record.kid))
-        {
-            let key =
-                PrivateKey::from_private_jwk_json(k.private_jwk.expose()).map_err(|source| {
-                    Error::Identity {
-                        stage: Stage::ReadKeyToPublish,
-                        source,
-                    }
-                })?;
-            let (key_use, alg) = match (k.record.use_, key.algorithm()) {
-                (KeyUse::Enc, _) => (JwkUse::Enc, PublishedAlg::RsaOaep256),
-                (KeyUse::Sig, KeyAlgorithm::EcP256) => (JwkUse::Sig, PublishedAlg::Es256),
-                (KeyUse::Sig, _) => (JwkUse::Sig, PublishedAlg::Ps256),
-            };
-            published.push(PublishedKey {
-                jwk: key.public_jwk(),
-                key_use,
-                alg,
-                certificate_chain: vec![],
-            });
-        }
-        identity::jwks::build_jwks(published).map_err(|source| Error::Identity {
-            stage: Stage::BuildJwks,
-            source,
-        })
+        self.keys
+            .public_jwks(kids)
+            .map_err(|(stage, source)| Error::Identity { stage, source })
     }
 
     /// Every kid the AS should see now (all but Pending).
     pub fn visible_kids(&self) -> BTreeSet<String> {
-        self.keys
-            .keys
-            .iter()
-            .filter(|k| k.record.state != KeyState::Pending)
-            .map(|k| k.record.kid.clone())
-            .collect()
+        self.keys.visible_kids()
     }
 
     /// Whether `keys` holds changes not yet persisted.
@@ -407,7 +372,7 @@ impl<'a> Session<'a> {
 
     /// Write `<name>-jwks` with `set`.
     pub async fn save_jwks(&self, set: &JwkSet) -> Result<(), Error> {
-        let json = serde_json::to_string_pretty(set).unwrap_or_default();
+        let json = render_jwks(set);
         let obj = build::jwks_configmap(self.client, json);
         self.effects
             .write(&self.namespace, Write::ConfigMap(obj))
@@ -475,6 +440,11 @@ impl<'a> Session<'a> {
             })?;
         Ok(())
     }
+}
+
+/// The text of `<name>-jwks`'s `jwks.json` for `set`.
+pub fn render_jwks(set: &JwkSet) -> String {
+    serde_json::to_string_pretty(set).unwrap_or_default()
 }
 
 /// Persist a registration state (used by the RAT persister too).

@@ -413,3 +413,82 @@ async fn metrics_need_a_reviewed_token_of_a_reader_and_each_port_serves_only_its
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_unlabelled_secret_with_the_credentials_name_is_never_written_and_the_client_waits_for_it_to_go()
+ {
+    with_namespace("name-conflict", |ctx| async move {
+        use k8s_openapi::{ByteString, api::core::v1::Secret};
+        // Someone's ingress TLS Secret happens to be called <name>-credentials.
+        let secrets: Api<Secret> = ctx.api();
+        let theirs = Secret {
+            metadata: ObjectMeta {
+                name: Some("payments-credentials".into()),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(
+                [
+                    (
+                        "tls.crt".to_owned(),
+                        ByteString(b"their certificate".to_vec()),
+                    ),
+                    ("tls.key".to_owned(), ByteString(b"their key".to_vec())),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let theirs = secrets.create(&PostParams::default(), &theirs).await?;
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        let o = wait_for(&ctx, "TppClient", "payments", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["reason"] == "NameConflict")
+        })
+        .await?;
+        let ready = condition(&o, "Ready").context("Ready")?;
+        let message = ready["message"].as_str().unwrap_or_default();
+        ensure!(
+            message.contains("Secret \"payments-credentials\" already exists"),
+            "the condition does not name the Secret: {message}"
+        );
+        // Nothing was registered at the AS for a client that could not store its answer.
+        ensure!(
+            sandbox.counters().registrations_created == 0,
+            "registered although the name is taken"
+        );
+        // Several retries later the Secret is untouched.
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            let now = secrets.get("payments-credentials").await?;
+            ensure!(
+                now.metadata.resource_version == theirs.metadata.resource_version,
+                "their Secret was written"
+            );
+            ensure!(
+                now.data == theirs.data
+                    && now.metadata.labels.is_none()
+                    && now.metadata.owner_references.is_none(),
+                "their Secret changed"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // Once it is gone, the client gets its own.
+        secrets
+            .delete("payments-credentials", &DeleteParams::default())
+            .await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let ours = secrets.get("payments-credentials").await?;
+        ensure!(
+            ours.metadata.owner_references.as_ref().is_some_and(|o| o
+                .iter()
+                .any(|r| r.kind == "TppClient" && r.name == "payments")),
+            "the new Secret is not owned by the client"
+        );
+        ensure!(ours.metadata.resource_version != theirs.metadata.resource_version);
+        Ok(())
+    })
+    .await;
+}

@@ -18,6 +18,7 @@ use crate::{
         AccessToken, ClientAuthn, ClientIdentity, ManagementTarget, OauthError, Registration,
         SignedContentType, management, registration as reg, token,
     },
+    store::apply::WriteError,
 };
 
 /// A boxed effect (the trait is used as `dyn Effects`).
@@ -88,12 +89,10 @@ pub trait Effects: Send + Sync {
         name: &'a str,
     ) -> Effect<'a, Result<Option<Secret>, kube::Error>>;
 
-    /// Server-side apply one of the client's objects.
-    fn write<'a>(
-        &'a self,
-        namespace: &'a str,
-        object: Write,
-    ) -> Effect<'a, Result<(), kube::Error>>;
+    /// Server-side apply one of the client's objects, unless an object of that name belongs to
+    /// someone else ([`WriteError::NameConflict`]).
+    fn write<'a>(&'a self, namespace: &'a str, object: Write)
+    -> Effect<'a, Result<(), WriteError>>;
 
     /// Add the deregistration finalizer to `client`.
     fn add_finalizer<'a>(&'a self, client: &'a TppClient) -> Effect<'a, Result<(), Error>>;
@@ -175,7 +174,7 @@ impl Effects for KubeEffects<'_> {
         &'a self,
         namespace: &'a str,
         object: Write,
-    ) -> Effect<'a, Result<(), kube::Error>> {
+    ) -> Effect<'a, Result<(), WriteError>> {
         Box::pin(async move {
             match object {
                 Write::Secret(s) => self.ctx.store.apply(namespace, &s).await.map(drop),

@@ -351,10 +351,7 @@ impl<'a> Session<'a> {
         self.effects
             .write(&self.namespace, Write::Secret(obj))
             .await
-            .map_err(|source| Error::ApplyObject {
-                what: layout::keys_name(&self.name),
-                source,
-            })?;
+            .map_err(|e| Error::write(layout::keys_name(&self.name), e))?;
         self.keys_saved = self.keys.clone();
         Ok(())
     }
@@ -377,10 +374,7 @@ impl<'a> Session<'a> {
         self.effects
             .write(&self.namespace, Write::ConfigMap(obj))
             .await
-            .map_err(|source| Error::ApplyObject {
-                what: layout::jwks_name(&self.name),
-                source,
-            })?;
+            .map_err(|e| Error::write(layout::jwks_name(&self.name), e))?;
         Ok(())
     }
 
@@ -434,10 +428,7 @@ impl<'a> Session<'a> {
         self.effects
             .write(&self.namespace, Write::Secret(obj))
             .await
-            .map_err(|source| Error::ApplyObject {
-                what: layout::credentials_name(&self.name),
-                source,
-            })?;
+            .map_err(|e| Error::write(layout::credentials_name(&self.name), e))?;
         Ok(())
     }
 }
@@ -458,10 +449,7 @@ pub async fn save_registration(
     effects
         .write(namespace, Write::Secret(obj))
         .await
-        .map_err(|source| Error::ApplyObject {
-            what: layout::registration_name(&client.name_any()),
-            source,
-        })?;
+        .map_err(|e| Error::write(layout::registration_name(&client.name_any()), e))?;
     Ok(())
 }
 

@@ -164,3 +164,91 @@ impl MetricsAuth {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A kube client answering TokenReviews (`authenticated`) and SubjectAccessReviews
+    /// (`allowed`), counting the TokenReviews.
+    fn api(authenticated: bool, allowed: bool, reviews: Arc<AtomicUsize>) -> Client {
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let reviews = reviews.clone();
+            async move {
+                let body = if req.uri().path().ends_with("/tokenreviews") {
+                    reviews.fetch_add(1, Ordering::SeqCst);
+                    serde_json::json!({
+                        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {},
+                        "status": {"authenticated": authenticated, "user": {"username": "system:serviceaccount:monitoring:prometheus"}},
+                    })
+                } else {
+                    serde_json::json!({
+                        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                        "spec": {}, "status": {"allowed": allowed},
+                    })
+                };
+                let bytes = serde_json::to_vec(&body).unwrap_or_default();
+                Ok::<_, std::convert::Infallible>(http::Response::new(kube::client::Body::from(
+                    bytes,
+                )))
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_malformed_header_is_refused_without_a_review() {
+        let reviews = Arc::new(AtomicUsize::new(0));
+        let auth = MetricsAuth::new(api(true, true, reviews.clone()));
+        for header in [None, Some("Basic abc"), Some("Bearer "), Some("Bearer   ")] {
+            assert_eq!(
+                auth.check(header).await,
+                Verdict::Unauthenticated,
+                "{header:?}"
+            );
+        }
+        assert_eq!(reviews.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn verdicts_follow_the_reviews_and_are_cached_per_token() {
+        let reviews = Arc::new(AtomicUsize::new(0));
+        let allowed = MetricsAuth::new(api(true, true, reviews.clone()));
+        for _ in 0..5 {
+            assert_eq!(allowed.check(Some("Bearer t1")).await, Verdict::Allowed);
+        }
+        assert_eq!(
+            reviews.load(Ordering::SeqCst),
+            1,
+            "one review for five scrapes"
+        );
+        let forbidden = MetricsAuth::new(api(true, false, Arc::default()));
+        assert_eq!(forbidden.check(Some("Bearer t1")).await, Verdict::Forbidden);
+        let unknown = MetricsAuth::new(api(false, true, Arc::default()));
+        assert_eq!(
+            unknown.check(Some("Bearer t1")).await,
+            Verdict::Unauthenticated
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_new_tokens_costs_at_most_the_review_burst() {
+        let reviews = Arc::new(AtomicUsize::new(0));
+        let auth = MetricsAuth::new(api(false, false, reviews.clone()));
+        let mut busy = 0;
+        for i in 0..200 {
+            if auth.check(Some(&format!("Bearer random-{i}"))).await == Verdict::Busy {
+                busy += 1;
+            }
+        }
+        let made = reviews.load(Ordering::SeqCst);
+        // The burst (10) plus what 5/s refills while the loop runs: far below 200.
+        assert!(
+            made >= 10 && made + busy == 200,
+            "{made} reviews, {busy} refused"
+        );
+        assert!(busy > 0, "nothing was refused");
+    }
+}

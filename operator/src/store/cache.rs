@@ -103,6 +103,7 @@ impl SecretCache {
             type_: secret.type_.clone(),
             ..Default::default()
         };
+        self.unchecked(namespace, &name);
         self.lock()
             .insert((namespace.to_owned(), name), Arc::new(slim));
     }
@@ -177,6 +178,8 @@ impl SecretCache {
     /// The watch reported `namespace/name` deleted.
     pub fn gone(&self, namespace: &str, name: &str) {
         self.forget(namespace, name);
+        // Whoever creates the name next must be checked again.
+        self.unchecked(namespace, name);
         self.names().known.remove(&key(namespace, name));
     }
 
@@ -225,6 +228,13 @@ impl SecretCache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&key(namespace, name))
+    }
+
+    fn unchecked(&self, namespace: &str, name: &str) {
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key(namespace, name));
     }
 
     fn names(&self) -> std::sync::MutexGuard<'_, Names> {
@@ -396,6 +406,12 @@ mod tests {
         cache.absent_by_get("ns", "c-keys");
         assert!(cache.checked_absent("ns", "c-keys"));
         assert!(!cache.checked_absent("other", "c-keys"));
+        cache.remember("ns", &secret("c-keys", true));
+        cache.gone("ns", "c-keys");
+        assert!(
+            !cache.checked_absent("ns", "c-keys"),
+            "once created and deleted, the name is checked again"
+        );
     }
 
     #[test]

@@ -46,8 +46,8 @@ fn configmap_jwks(cm: &ConfigMap) -> Option<String> {
     cm.data.as_ref()?.get("jwks.json").cloned()
 }
 
-/// The sum of every Kubernetes API request the operator counted, budgeted or not.
-async fn kube_requests(op: &OperatorProcess) -> Result<f64> {
+/// The sum of the operator's metric series whose names start with one of `prefixes`.
+async fn metric_sum(op: &OperatorProcess, prefixes: &[&str]) -> Result<f64> {
     let text = reqwest::get(format!("{}/metrics", op.admin_url))
         .await?
         .error_for_status()?
@@ -55,12 +55,21 @@ async fn kube_requests(op: &OperatorProcess) -> Result<f64> {
         .await?;
     Ok(text
         .lines()
-        .filter(|l| {
-            l.starts_with("tpp_operator_kube_requests_total{")
-                || l.starts_with("tpp_operator_kube_requests_unbudgeted_total{")
-        })
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum())
+}
+
+/// The sum of every Kubernetes API request the operator counted, budgeted or not.
+async fn kube_requests(op: &OperatorProcess) -> Result<f64> {
+    metric_sum(
+        op,
+        &[
+            "tpp_operator_kube_requests_total{",
+            "tpp_operator_kube_requests_unbudgeted_total{",
+        ],
+    )
+    .await
 }
 
 /// A Ready client whose tokens outlive the test (no refresh while it measures).
@@ -200,6 +209,8 @@ async fn a_flood_of_jwks_requests_causes_no_kubernetes_api_request() {
             ensure!(Instant::now() < deadline, "the operator never went quiet");
         }
         ensure!(before > 0.0, "the request counters do not count");
+        let answers = || metric_sum(&op, &["tpp_operator_jwks_responses_total{"]);
+        let answers_before = answers().await?;
 
         let (mut ok, mut refused, mut not_found) = (0, 0, 0);
         for i in 0..2000 {
@@ -225,6 +236,10 @@ async fn a_flood_of_jwks_requests_causes_no_kubernetes_api_request() {
         ensure!(
             ok > 0 && ok + not_found + refused == 2000,
             "{ok} served, {not_found} unknown, {refused} refused"
+        );
+        ensure!(
+            answers().await? - answers_before == 2000.0,
+            "the /jwks answers are not all counted"
         );
         let after = kube_requests(&op).await?;
         ensure!(

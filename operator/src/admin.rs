@@ -19,6 +19,7 @@ use axum::{
 };
 
 use crate::{
+    jwks_endpoint::ServedJwks,
     metrics::Metrics,
     metrics_auth::{MetricsAuth, Verdict},
 };
@@ -32,6 +33,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// Who may read `/metrics`: `None` for anyone who reaches the port.
     pub metrics_auth: Option<MetricsAuth>,
+    /// The sets `/jwks` serves: not ready before their watch has listed.
+    pub jwks: Option<Arc<ServedJwks>>,
 }
 
 /// The router (exposed for tests).
@@ -51,7 +54,8 @@ pub async fn serve(address: SocketAddr, state: AdminState) -> std::io::Result<()
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
+    let jwks_synced = s.jwks.as_ref().is_none_or(|j| j.synced());
+    if s.ready.load(Ordering::Relaxed) && jwks_synced {
         (StatusCode::OK, "ok").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()

@@ -64,10 +64,14 @@ async fn main() -> anyhow::Result<()> {
         // scrapes must not queue the controllers' requests.
         MetricsAuthMode::Tokenreview => Some(MetricsAuth::new(client.clone())),
     };
+    // /jwks from the persisted key states, in every replica: a watch keeps the public sets in
+    // memory, so a request costs no API call (docs/security.md).
+    let served = Arc::new(ServedJwks::for_namespaces(&config.namespaces));
     let admin_state = AdminState {
         metrics: metrics.clone(),
         ready: ready.clone(),
         metrics_auth,
+        jwks: Some(served.clone()),
     };
     let admin_address = config.admin_address;
     tokio::spawn(async move {
@@ -75,15 +79,13 @@ async fn main() -> anyhow::Result<()> {
             tracing::error!(error = %e, "admin server stopped");
         }
     });
-    // /jwks from the persisted key states, in every replica: a watch keeps the public sets in
-    // memory, so a request costs no API call (docs/security.md).
-    let served = Arc::new(ServedJwks::default());
     tokio::spawn(jwks_endpoint::watch::run(
         budgeted.clone(),
         config.namespaces.clone(),
         served.clone(),
     ));
-    let jwks_state = jwks_endpoint::http::JwksState::new(served, config.jwks_rate_limit);
+    let jwks_state = jwks_endpoint::http::JwksState::new(served.clone(), config.jwks_rate_limit)
+        .with_metrics(metrics.clone());
     let jwks_address = config.jwks_address;
     tokio::spawn(async move {
         if let Err(e) = jwks_endpoint::http::serve(jwks_address, jwks_state).await {

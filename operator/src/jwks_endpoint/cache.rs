@@ -55,6 +55,8 @@ pub enum Lookup {
 #[derive(Default)]
 pub struct ServedJwks {
     inner: RwLock<Inner>,
+    /// The scopes the watch covers (empty: one cluster-wide scope).
+    scopes: Vec<Option<String>>,
 }
 
 #[derive(Default)]
@@ -98,6 +100,25 @@ pub fn document_of(secret: &Secret) -> Option<(Key, Result<Document, String>)> {
 }
 
 impl ServedJwks {
+    /// Sets for the watch of `namespaces` (empty: every namespace).
+    pub fn for_namespaces(namespaces: &[String]) -> Self {
+        Self {
+            scopes: namespaces.iter().cloned().map(Some).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Whether every scope of the watch has listed once (`/readyz` waits for it, so that a
+    /// replica does not receive `/jwks` traffic it would answer `503`).
+    pub fn synced(&self) -> bool {
+        let inner = self.read();
+        if self.scopes.is_empty() {
+            inner.listed.contains(&None)
+        } else {
+            self.scopes.iter().all(|s| inner.listed.contains(s))
+        }
+    }
+
     /// The set of `namespace/name`.
     pub fn get(&self, namespace: &str, name: &str) -> Lookup {
         let inner = self.read();
@@ -278,6 +299,23 @@ mod tests {
         assert!(!doc.body.contains("\"d\""), "a private member was served");
         assert_eq!(served.get("ns", "other"), Lookup::NotFound);
         assert_eq!(served.get("elsewhere", "pay"), Lookup::NotSynced);
+    }
+
+    #[test]
+    fn synced_once_every_watched_namespace_has_listed() {
+        let served = ServedJwks::for_namespaces(&["a".into(), "b".into()]);
+        assert!(!served.synced());
+        served.relist_started(Some("a"));
+        served.relist_done(Some("a"));
+        assert!(!served.synced());
+        served.relist_started(Some("b"));
+        served.relist_done(Some("b"));
+        assert!(served.synced());
+        let all = ServedJwks::default();
+        assert!(!all.synced());
+        all.relist_started(None);
+        all.relist_done(None);
+        assert!(all.synced());
     }
 
     #[test]

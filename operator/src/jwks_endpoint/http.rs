@@ -16,6 +16,7 @@ use axum::{
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::{Lookup, ServedJwks};
+use crate::metrics::{CodeLabels, Metrics};
 
 /// How long an AS (or a proxy) may cache an answer. Key changes are announced ahead by the
 /// propagation delay (at least the AS's `jwksCacheTtl`), so a minute is safe.
@@ -28,6 +29,8 @@ pub struct JwksState {
     pub served: Arc<ServedJwks>,
     /// The per-process bound on answers per second.
     pub limiter: Arc<DefaultDirectRateLimiter>,
+    /// Where answers are counted, by status code.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl JwksState {
@@ -40,7 +43,14 @@ impl JwksState {
             limiter: Arc::new(RateLimiter::direct(
                 Quota::per_second(rate).allow_burst(burst),
             )),
+            metrics: None,
         }
+    }
+
+    /// Count answers in `metrics` (`tpp_operator_jwks_responses_total{code}`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -63,6 +73,18 @@ async fn jwks(
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    let r = answer(&s, &namespace, &name, &headers);
+    if let Some(m) = &s.metrics {
+        m.jwks_responses
+            .get_or_create(&CodeLabels {
+                code: r.status().as_u16().to_string(),
+            })
+            .inc();
+    }
+    r
+}
+
+fn answer(s: &JwksState, namespace: &str, name: &str, headers: &HeaderMap) -> Response {
     if s.limiter.check().is_err() {
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -71,7 +93,7 @@ async fn jwks(
         )
             .into_response();
     }
-    match s.served.get(&namespace, &name) {
+    match s.served.get(namespace, name) {
         Lookup::Found(doc) => {
             let cache = [
                 (header::ETAG, doc.etag.to_string()),
@@ -186,7 +208,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_flood_beyond_the_bucket_is_refused_with_retry_after() {
-        let app = router(JwksState::new(served(), 1));
+        let metrics = Arc::new(Metrics::new(false));
+        let app = router(JwksState::new(served(), 1).with_metrics(metrics.clone()));
         let mut codes = std::collections::BTreeMap::<u16, u32>::new();
         for _ in 0..100 {
             let (status, headers, _) = call(&app, "/jwks/ns/pay", None).await;
@@ -202,5 +225,15 @@ mod tests {
             codes.get(&429).copied().unwrap_or(0) > 0,
             "nothing was refused: {codes:?}"
         );
+        let counted = |code: u16| {
+            metrics
+                .jwks_responses
+                .get_or_create(&CodeLabels {
+                    code: code.to_string(),
+                })
+                .get()
+        };
+        assert_eq!(counted(200), u64::from(codes[&200]));
+        assert_eq!(counted(429), u64::from(codes[&429]));
     }
 }

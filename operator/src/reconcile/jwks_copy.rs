@@ -136,11 +136,14 @@ async fn restore_now(s: &mut Session<'_>) -> Result<(), Error> {
             what: name.clone(),
             source,
         })?;
-    let same = current
-        .as_ref()
-        .and_then(|c| c.data.as_ref())
-        .and_then(|d| d.get(layout::JWKS_KEY))
-        .is_some_and(|v| *v == expected);
+    // Same content, still labelled (an unlabelled copy is no longer watched).
+    let same = current.as_ref().is_some_and(|c| {
+        layout::is_managed(&c.metadata)
+            && c.data
+                .as_ref()
+                .and_then(|d| d.get(layout::JWKS_KEY))
+                .is_some_and(|v| *v == expected)
+    });
     if same {
         return Ok(());
     }

@@ -32,13 +32,33 @@ pub struct Config {
     #[arg(long, env = "TPP_OPERATOR_CRYPTO_WORKERS", default_value_t = 0)]
     pub crypto_workers: usize,
 
-    /// Address of the admin server (/healthz, /readyz, /metrics, /jwks/{namespace}/{name}).
+    /// Address of the admin server (/healthz, /readyz, /metrics): keep it cluster-internal.
     #[arg(
         long,
         env = "TPP_OPERATOR_ADMIN_ADDRESS",
         default_value = "0.0.0.0:8080"
     )]
     pub admin_address: SocketAddr,
+
+    /// Address of the public JWKS server (/jwks/{namespace}/{name}, nothing else): the port an
+    /// Ingress or Gateway route exposes for the authorization servers' `jwks_uri` fetches.
+    #[arg(
+        long,
+        env = "TPP_OPERATOR_JWKS_ADDRESS",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub jwks_address: SocketAddr,
+
+    /// At most this many /jwks answers per second per process (burst: twice that); beyond,
+    /// 429 with Retry-After. Answers come from memory and cost no API call.
+    #[arg(long, env = "TPP_OPERATOR_JWKS_RATE_LIMIT", default_value_t = 100)]
+    pub jwks_rate_limit: u32,
+
+    /// Who may read /metrics: `none` (anyone who reaches the admin port) or `tokenreview` (a
+    /// bearer token checked by TokenReview, whose user may `get` the non-resource URL
+    /// /metrics, checked by SubjectAccessReview).
+    #[arg(long, env = "TPP_OPERATOR_METRICS_AUTH", value_enum, default_value_t = crate::metrics_auth::MetricsAuthMode::None)]
+    pub metrics_auth: crate::metrics_auth::MetricsAuthMode,
 
     /// Log format.
     #[arg(long, env = "TPP_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -134,6 +134,63 @@ fn is_write(method: &http::Method) -> bool {
     )
 }
 
+/// Counts each request in `counter`, without a budget (the leader-election client: a renewal
+/// never waits, but every request it sends is visible in the metrics).
+#[derive(Clone)]
+pub struct CountLayer {
+    counter: RequestCounter,
+}
+
+impl<S> Layer<S> for CountLayer {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Counted {
+            inner,
+            counter: self.counter.clone(),
+        }
+    }
+}
+
+/// See [`CountLayer`].
+#[derive(Clone)]
+pub struct Counted<S> {
+    inner: S,
+    counter: RequestCounter,
+}
+
+impl<S, B> Service<http::Request<B>> for Counted<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.counter
+            .get_or_create(&KubeRequestLabels {
+                method: req.method().as_str().to_owned(),
+            })
+            .inc();
+        self.inner.call(req)
+    }
+}
+
+/// A kube client without a budget whose every request is counted in `counter`.
+pub fn counted_client(
+    config: kube::Config,
+    counter: RequestCounter,
+) -> Result<kube::Client, kube::Error> {
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&CountLayer { counter })
+        .build())
+}
+
 /// A kube client whose every request draws from `limiter`.
 pub fn client(
     config: kube::Config,
@@ -157,6 +214,26 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    #[tokio::test]
+    async fn the_unbudgeted_layer_counts_every_request_by_method() {
+        let svc = tower::service_fn(|_: http::Request<()>| async { Ok::<_, Infallible>(()) });
+        let counter = RequestCounter::default();
+        let mut svc = CountLayer {
+            counter: counter.clone(),
+        }
+        .layer(svc);
+        for method in ["GET", "GET", "PUT"] {
+            let req = http::Request::builder().method(method).body(()).unwrap();
+            svc.ready().await.unwrap().call(req).await.unwrap();
+        }
+        let count = |m: &str| {
+            counter
+                .get_or_create(&KubeRequestLabels { method: m.into() })
+                .get()
+        };
+        assert_eq!((count("GET"), count("PUT")), (2, 1));
+    }
 
     #[tokio::test]
     async fn requests_beyond_the_burst_wait_for_the_rate() {

@@ -33,6 +33,13 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Labels of a `/jwks` answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    /// The HTTP status code (`200`, `304`, `404`, `429`, `503`).
+    pub code: String,
+}
+
 /// Labels of a Kubernetes API request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KubeRequestLabels {
@@ -244,6 +251,11 @@ pub struct Metrics {
     pub status_writes: Counter,
     /// Requests of the controllers to the Kubernetes API, by method (after the budget).
     pub kube_requests: Family<KubeRequestLabels, Counter>,
+    /// Requests to the Kubernetes API outside the budget (leader election, `/metrics` token
+    /// reviews), by method.
+    pub kube_requests_unbudgeted: Family<KubeRequestLabels, Counter>,
+    /// Answers of the public `/jwks` listener, by status code.
+    pub jwks_responses: Family<CodeLabels, Counter>,
     /// Registrations the operator found lost (a refused registration access token, or an
     /// attempt whose answer was never persisted), by server.
     pub registrations_lost: Family<ServerLabels, Counter>,
@@ -275,6 +287,8 @@ impl Metrics {
             token_refreshes: Family::default(),
             status_writes: Counter::default(),
             kube_requests: Family::default(),
+            kube_requests_unbudgeted: Family::default(),
+            jwks_responses: Family::default(),
             registrations_lost: Family::default(),
             clients_left_at_as: Family::default(),
             clients: Arc::new(Clients {
@@ -327,6 +341,16 @@ impl Metrics {
             "kube_requests",
             "Requests of the controllers to the Kubernetes API by method, within --kube-qps",
             m.kube_requests.clone(),
+        );
+        registry.register(
+            "kube_requests_unbudgeted",
+            "Requests to the Kubernetes API outside --kube-qps (leader election, /metrics token reviews) by method",
+            m.kube_requests_unbudgeted.clone(),
+        );
+        registry.register(
+            "jwks_responses",
+            "Answers of the public /jwks listener by HTTP status code (429: beyond --jwks-rate-limit)",
+            m.jwks_responses.clone(),
         );
         registry.register(
             "registrations_lost",

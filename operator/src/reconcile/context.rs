@@ -59,6 +59,9 @@ pub struct Context {
     pub statuses: Arc<super::status_ledger::StatusLedger>,
     /// The backoff of every AS whose resolution (discovery) is failing.
     pub server_backoff: super::server_backoff::ServerBackoff,
+    /// Clients whose `<name>-jwks` ConfigMap someone else changed (restored at their next
+    /// reconcile).
+    pub jwks_tampered: super::jwks_copy::Tampered,
     failures: Mutex<HashMap<String, u32>>,
     backoff: Mutex<HashMap<String, jiff::Timestamp>>,
 }
@@ -97,6 +100,7 @@ impl Context {
             discovery_refreshes: Default::default(),
             statuses: Default::default(),
             server_backoff: Default::default(),
+            jwks_tampered: Default::default(),
             failures: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             client,

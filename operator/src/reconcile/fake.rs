@@ -24,6 +24,7 @@ use crate::{
         AccessToken, ClientAuthn, ManagementTarget, OauthError, Registration,
         RegistrationPersister, management::DeleteOutcome,
     },
+    store::apply::WriteError,
 };
 
 /// Which AS call a scripted failure answers.
@@ -270,14 +271,14 @@ impl Effects for FakeEffects {
         &'a self,
         _namespace: &'a str,
         object: Write,
-    ) -> Effect<'a, Result<(), kube::Error>> {
+    ) -> Effect<'a, Result<(), WriteError>> {
         Box::pin(async move {
             let key = match &object {
                 Write::Secret(s) => format!("Secret/{}", s.name_any()),
                 Write::ConfigMap(c) => format!("ConfigMap/{}", c.name_any()),
             };
             if !self.step(format!("write {key}")) {
-                return Err(crashed());
+                return Err(crashed().into());
             }
             self.lock().objects.insert(key, object);
             Ok(())

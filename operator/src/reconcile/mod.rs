@@ -11,6 +11,7 @@ pub mod context;
 pub mod deadline;
 pub mod decode;
 pub mod effects;
+pub mod jwks_copy;
 pub mod policy;
 pub mod refresh;
 pub mod register;
@@ -33,7 +34,7 @@ use std::{
 };
 
 use futures::{StreamExt, future::join_all};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::PartialObjectMeta,
@@ -238,9 +239,15 @@ async fn run_clients(
     ),
 ) {
     let clients = decode::raw_api::<TppClient>(client.clone(), namespace.as_deref());
-    let secrets = match &namespace {
-        Some(ns) => Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
-        None => Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+    let (secrets, configmaps) = match &namespace {
+        Some(ns) => (
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
+            Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+        ),
     };
     // Our Secrets in one paged LIST before the first reconcile: a restart with N clients
     // reads 3N/250 pages instead of 3N GETs.
@@ -257,6 +264,7 @@ async fn run_clients(
     let stream = client_triggers(clients, writer, reader.clone(), namespace.clone(), &ctx);
     Controller::for_stream(stream, reader)
         .owns_stream(secret_triggers(secrets, namespace.clone(), ctx.clone()))
+        .owns_stream(jwks_copy::triggers(configmaps, ctx.clone()))
         .reconcile_on(server_ready(ctx.index.woken(), namespace.clone()))
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),

@@ -100,6 +100,51 @@ async fn observe(
     }
 }
 
+/// Every endpoint the clients of this AS would call (the spec's registration endpoint and the
+/// discovered ones), checked against the egress policy at resolution: an AuthorizationServer
+/// that points inward is refused with `EgressRefused` on itself, before any client calls it
+/// (the call itself is refused too, in `oauth::transport`).
+fn check_egress(
+    spec: &AuthorizationServerSpec,
+    meta: &crate::oauth::ProviderMetadata,
+    policy: Option<&crate::oauth::egress::EgressPolicy>,
+) -> Result<(), Error> {
+    use crate::oauth::{OauthError, Step};
+    let Some(policy) = policy else {
+        return Ok(());
+    };
+    let mut urls: Vec<(Step, String)> = vec![];
+    if let Some(e) = spec.registration.as_ref().and_then(|r| r.endpoint.clone()) {
+        urls.push((Step::Register, e));
+    }
+    for (step, kind) in [
+        (Step::Token, EndpointKind::Token),
+        (Step::Register, EndpointKind::Registration),
+        (Step::Introspection, EndpointKind::Introspection),
+        (Step::Revocation, EndpointKind::Revocation),
+        (
+            Step::PushedAuthorization,
+            EndpointKind::PushedAuthorizationRequest,
+        ),
+    ] {
+        for mtls in [true, false] {
+            if let Some(u) = meta.effective_endpoint(kind, mtls) {
+                urls.push((step, u.to_owned()));
+            }
+        }
+    }
+    for (step, url) in urls {
+        let host = url::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !policy.allows(&host) {
+            return Err(Error::Discovery(OauthError::EgressRefused { step, host }));
+        }
+    }
+    Ok(())
+}
+
 async fn check(
     ctx: &Context,
     spec: &AuthorizationServerSpec,
@@ -109,6 +154,7 @@ async fn check(
 ) -> Result<(AuthorizationServerStatus, ResolvedServer), Error> {
     let server = super::server::resolve_server(ctx, spec, as_key, ca_namespace, cluster).await?;
     let meta = server.meta.clone();
+    check_egress(spec, &meta, crate::oauth::egress::installed().as_deref())?;
     let needs = ClientNeeds {
         fapi2: spec.profile == Profile::FAPI2,
         ..Default::default()

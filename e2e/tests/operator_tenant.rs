@@ -507,3 +507,44 @@ async fn an_unlabelled_secret_with_the_credentials_name_is_never_written_and_the
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_unlabelled_configmap_with_the_jwks_name_is_never_written() {
+    with_namespace("cm-conflict", |ctx| async move {
+        let cms: Api<ConfigMap> = ctx.api();
+        let theirs = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("payments-jwks".into()),
+                ..Default::default()
+            },
+            data: Some([("jwks.json".to_owned(), "{\"keys\":[]}".to_owned())].into()),
+            ..Default::default()
+        };
+        let theirs = cms.create(&PostParams::default(), &theirs).await?;
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        let o = wait_for(&ctx, "TppClient", "payments", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["reason"] == "NameConflict")
+        })
+        .await?;
+        let ready = condition(&o, "Ready").context("Ready")?;
+        let message = ready["message"].as_str().unwrap_or_default();
+        ensure!(
+            message.contains("ConfigMap \"payments-jwks\" already exists"),
+            "the condition does not name the ConfigMap: {message}"
+        );
+        let now = cms.get("payments-jwks").await?;
+        ensure!(
+            now.metadata.resource_version == theirs.metadata.resource_version
+                && now.data == theirs.data,
+            "their ConfigMap was written"
+        );
+        cms.delete("payments-jwks", &DeleteParams::default())
+            .await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        Ok(())
+    })
+    .await;
+}

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{layout, state::KeysState};
 
-type Key = (String, String);
+/// (namespace, TppClient name).
+pub type Key = (String, String);
 
 /// One rendered JWK set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,7 +137,13 @@ impl ServedJwks {
     /// A `<name>-keys` Secret was created or changed (`scope`'s list under way: held until
     /// it completes).
     pub fn apply(&self, scope: Option<&str>, secret: &Secret) {
-        let Some((key, doc)) = document_of(secret) else {
+        self.insert(scope, document_of(secret));
+    }
+
+    /// [`ServedJwks::apply`] with the document already computed by [`document_of`] (the
+    /// watch computes it off the async runtime: parsing keys costs CPU).
+    pub fn insert(&self, scope: Option<&str>, document: Option<(Key, Result<Document, String>)>) {
+        let Some((key, doc)) = document else {
             return;
         };
         let mut inner = self.write();

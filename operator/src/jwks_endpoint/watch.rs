@@ -11,7 +11,7 @@ use kube::{
     runtime::{WatchStreamExt as _, watcher},
 };
 
-use super::ServedJwks;
+use super::{ServedJwks, cache::document_of};
 use crate::store::layout;
 
 /// The label selector of the key states.
@@ -42,17 +42,27 @@ pub async fn run(client: Client, namespaces: Vec<String>, served: Arc<ServedJwks
             watcher(api, cfg)
                 .default_backoff()
                 .for_each(|ev| {
-                    let scope = scope.as_deref();
-                    match ev {
-                        Ok(watcher::Event::Init) => served.relist_started(scope),
-                        Ok(watcher::Event::InitApply(s) | watcher::Event::Apply(s)) => {
-                            served.apply(scope, &s)
+                    let served = served.clone();
+                    let scope = scope.clone();
+                    async move {
+                        let scope = scope.as_deref();
+                        match ev {
+                            Ok(watcher::Event::Init) => served.relist_started(scope),
+                            Ok(watcher::Event::InitApply(s) | watcher::Event::Apply(s)) => {
+                                // Parsing the keys costs CPU: off the async workers, so that
+                                // a relist of many clients never delays a lease renewal.
+                                match tokio::task::spawn_blocking(move || document_of(&s)).await {
+                                    Ok(doc) => served.insert(scope, doc),
+                                    Err(e) => tracing::warn!(error = %e, "computing a served JWKS"),
+                                }
+                            }
+                            Ok(watcher::Event::InitDone) => served.relist_done(scope),
+                            Ok(watcher::Event::Delete(s)) => served.delete(&s),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "watching the key states for /jwks")
+                            }
                         }
-                        Ok(watcher::Event::InitDone) => served.relist_done(scope),
-                        Ok(watcher::Event::Delete(s)) => served.delete(&s),
-                        Err(e) => tracing::warn!(error = %e, "watching the key states for /jwks"),
                     }
-                    futures::future::ready(())
                 })
                 .await
         }

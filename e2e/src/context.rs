@@ -27,6 +27,8 @@ pub struct TestContext {
     pub namespace: String,
     /// Extra text printed if the test fails (e.g. operator and AS logs), gathered lazily.
     pub extra_logs: std::sync::Mutex<Vec<Box<dyn Fn() -> String + Send>>>,
+    /// Operator logs the leak audit reads when the test succeeds ([`crate::leak_audit`]).
+    pub audited_logs: std::sync::Mutex<Vec<std::path::PathBuf>>,
 }
 
 impl TestContext {
@@ -37,6 +39,13 @@ impl TestContext {
         <K as kube::Resource>::DynamicType: Default,
     {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Audit this operator log for leaked secrets when the test succeeds.
+    pub fn audit_log(&self, path: std::path::PathBuf) {
+        if let Ok(mut v) = self.audited_logs.lock() {
+            v.push(path);
+        }
     }
 
     /// Print `f()` too if the test fails (e.g. a process's log tail).
@@ -86,8 +95,31 @@ where
         client,
         namespace,
         extra_logs: Default::default(),
+        audited_logs: Default::default(),
     });
     let outcome = AssertUnwindSafe(test(ctx.clone())).catch_unwind().await;
+    // A passing test must also pass the leak audit.
+    let outcome = match outcome {
+        Ok(Ok(())) => {
+            let logs = ctx
+                .audited_logs
+                .lock()
+                .map(|v| v.clone())
+                .unwrap_or_default();
+            match crate::leak_audit::audit(&ctx, &logs, &[]).await {
+                Ok(n) => {
+                    eprintln!(
+                        "leak audit of {}: {n} secret values, {} operator logs, events and statuses: 0 hits",
+                        ctx.namespace,
+                        logs.len()
+                    );
+                    Ok(Ok(()))
+                }
+                Err(e) => Ok(Err(e)),
+            }
+        }
+        other => other,
+    };
     let failure = match &outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(format!("{e:#}")),

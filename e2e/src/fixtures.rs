@@ -190,6 +190,7 @@ pub async fn start_operator_with_failpoints(
     )
     .await?;
     let log = op.log_path();
+    ctx.audit_log(log.clone());
     ctx.on_failure_print(move || {
         format!(
             "----- operator log (tail) -----\n{}",

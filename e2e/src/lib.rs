@@ -15,6 +15,7 @@ pub mod demo;
 pub mod fixtures;
 pub mod gitops;
 pub mod helm;
+pub mod leak_audit;
 pub mod node;
 pub mod operator;
 pub mod peer;

@@ -117,6 +117,7 @@ pub async fn operator_kubeconfig(cp: &ControlPlane, admin: &Client) -> Result<St
                         rules("cluster-rules.yaml")?,
                         rules("namespace-rules.yaml")?,
                         rules("consumer-rules.yaml")?,
+                        rules("metrics-auth-rules.yaml")?,
                     ]
                     .concat(),
                 ),
@@ -326,6 +327,8 @@ pub struct OperatorOptions {
     pub env: Vec<(String, String)>,
     /// Admin server address (default: a free loopback port).
     pub admin_address: Option<std::net::SocketAddr>,
+    /// JWKS server address (default: a free loopback port).
+    pub jwks_address: Option<std::net::SocketAddr>,
     /// Folder for the kubeconfig and a fresh `operator.log` (default: the control plane's run
     /// folder, with a random suffix).
     pub dir: Option<PathBuf>,
@@ -344,9 +347,12 @@ pub struct OperatorProcess {
     child: ChildGuard,
     kubeconfig: PathBuf,
     options: OperatorOptions,
-    /// `http://127.0.0.1:<port>` of its admin server.
+    /// `http://127.0.0.1:<port>` of its admin server (health, readiness, metrics).
     pub admin_url: String,
     admin_address: std::net::SocketAddr,
+    /// `http://127.0.0.1:<port>` of its public JWKS server (`/jwks/{namespace}/{name}`).
+    pub jwks_url: String,
+    jwks_address: std::net::SocketAddr,
     log: PathBuf,
 }
 
@@ -380,13 +386,19 @@ impl OperatorProcess {
             Some(a) => a,
             None => std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?)),
         };
-        let child = Self::spawn(&kubeconfig, admin_address, &options, &log)?;
+        let jwks_address = match options.jwks_address {
+            Some(a) => a,
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+        };
+        let child = Self::spawn(&kubeconfig, (admin_address, jwks_address), &options, &log)?;
         let mut me = Self {
             child,
             kubeconfig,
             options,
             admin_url: format!("http://{admin_address}"),
             admin_address,
+            jwks_url: format!("http://{jwks_address}"),
+            jwks_address,
             log,
         };
         me.wait_healthy(Duration::from_secs(30)).await?;
@@ -395,7 +407,7 @@ impl OperatorProcess {
 
     fn spawn(
         kubeconfig: &Path,
-        admin_address: std::net::SocketAddr,
+        (admin_address, jwks_address): (std::net::SocketAddr, std::net::SocketAddr),
         o: &OperatorOptions,
         log: &Path,
     ) -> Result<ChildGuard> {
@@ -417,6 +429,8 @@ impl OperatorProcess {
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
             .arg("--admin-address")
             .arg(admin_address.to_string())
+            .arg("--jwks-address")
+            .arg(jwks_address.to_string())
             // Every AS of the tests (the sandbox, the oidc-provider peer, loopback servers) runs
             // on 127.0.0.1: the egress policy refuses loopback unless listed.
             .arg("--allowed-as-hosts")
@@ -474,16 +488,44 @@ impl OperatorProcess {
         self.child.kill();
     }
 
+    /// SIGSTOP: the process freezes (a stalled leader: no renewals, nothing runs).
+    pub fn pause(&mut self) {
+        self.child.freeze(true);
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&mut self) {
+        self.child.freeze(false);
+    }
+
     /// Start again after a kill, same kubeconfig, same admin port, same log file.
     pub async fn restart(&mut self) -> Result<()> {
         self.child.kill();
         self.child = Self::spawn(
             &self.kubeconfig,
-            self.admin_address,
+            (self.admin_address, self.jwks_address),
             &self.options,
             &self.log,
         )?;
         self.wait_healthy(Duration::from_secs(30)).await
+    }
+
+    /// The process id (for signals and diagnostics).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// The text of its `/metrics` (Prometheus exposition format).
+    pub async fn metrics(&self) -> Result<String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let r = http
+            .get(format!("{}/metrics", self.admin_url))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(r.text().await?)
     }
 
     /// Start again (after a kill or a crash) with `failpoints` instead of the ones it ran with.

@@ -70,6 +70,16 @@ impl ChildGuard {
         self.kill();
     }
 
+    /// Send SIGSTOP (the process freezes: no renewal, no timer, nothing runs) or SIGCONT, to
+    /// the PID this guard recorded.
+    pub fn freeze(&mut self, frozen: bool) {
+        if let Some(child) = self.child.as_ref() {
+            let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: kill(2) with a PID we own and a valid signal number.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
+    }
+
     /// The process name given at spawn.
     pub fn name(&self) -> &str {
         &self.name

@@ -390,3 +390,108 @@ fn the_operator_pod_runs_as_non_root_with_a_read_only_root() {
     assert_eq!(c["allowPrivilegeEscalation"], Value::Bool(false));
     assert!(spec["hostNetwork"].is_null());
 }
+
+#[test]
+fn the_jwks_port_has_a_service_of_its_own_and_the_ingress_reaches_nothing_else() {
+    let docs = render(
+        "r",
+        "tpp-system",
+        &["-f", case("namespaced").to_str().unwrap()],
+    );
+    let env = operator_env(&docs);
+    assert_eq!(env["TPP_OPERATOR_ADMIN_ADDRESS"], "0.0.0.0:8080");
+    assert_eq!(env["TPP_OPERATOR_JWKS_ADDRESS"], "0.0.0.0:8081");
+    let ports = |svc: &Value| -> Vec<String> {
+        svc["spec"]["ports"]
+            .as_sequence()
+            .expect("ports")
+            .iter()
+            .map(|p| format!("{}:{}", s(p, &["name"]), p["port"].as_u64().unwrap_or(0)))
+            .collect()
+    };
+    let services: BTreeMap<&str, Vec<String>> = of_kind(&docs, "Service")
+        .into_iter()
+        .map(|svc| (s(svc, &["metadata", "name"]), ports(svc)))
+        .collect();
+    assert_eq!(
+        services,
+        BTreeMap::from([
+            ("tpp", vec!["admin:8080".to_owned()]),
+            ("tpp-jwks", vec!["jwks:8081".to_owned()]),
+        ])
+    );
+    let ingress = of_kind(&docs, "Ingress")[0];
+    for rule in ingress["spec"]["rules"].as_sequence().expect("rules") {
+        for path in rule["http"]["paths"].as_sequence().expect("paths") {
+            assert_eq!(s(path, &["backend", "service", "name"]), "tpp-jwks");
+            assert_eq!(s(path, &["backend", "service", "port", "name"]), "jwks");
+        }
+    }
+    // The NetworkPolicy admits the ingress controller to the JWKS port only.
+    let policy = of_kind(&docs, "NetworkPolicy")[0];
+    let rules = policy["spec"]["ingress"].as_sequence().expect("ingress");
+    let jwks_rule = rules
+        .iter()
+        .find(|r| r["ports"][0]["port"] == "jwks")
+        .expect("a rule for the JWKS port");
+    assert_eq!(
+        s(
+            &jwks_rule["from"][0],
+            &[
+                "namespaceSelector",
+                "matchLabels",
+                "kubernetes.io/metadata.name"
+            ]
+        ),
+        "ingress-nginx"
+    );
+}
+
+#[test]
+fn token_review_metrics_auth_grants_the_reviews_and_a_metrics_reader_role() {
+    let grants = |role: &Value, group: &str, resource: &str| {
+        role["rules"].as_sequence().into_iter().flatten().any(|r| {
+            r["apiGroups"][0] == group && r["resources"][0] == resource && r["verbs"][0] == "create"
+        })
+    };
+    let docs = render(
+        "r",
+        "tpp-system",
+        &["-f", case("namespaced").to_str().unwrap()],
+    );
+    assert_eq!(
+        operator_env(&docs)["TPP_OPERATOR_METRICS_AUTH"],
+        "tokenreview"
+    );
+    let operator = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(|r| s(r, &["metadata", "name"]) == "tpp")
+        .expect("the operator's ClusterRole");
+    assert!(grants(operator, "authentication.k8s.io", "tokenreviews"));
+    assert!(grants(
+        operator,
+        "authorization.k8s.io",
+        "subjectaccessreviews"
+    ));
+    let reader = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(|r| s(r, &["metadata", "name"]) == "tpp-metrics-reader")
+        .expect("the metrics reader ClusterRole");
+    assert_eq!(
+        reader["rules"][0]["nonResourceURLs"][0].as_str(),
+        Some("/metrics")
+    );
+    let monitor = of_kind(&docs, "ServiceMonitor")[0];
+    assert!(s(&monitor["spec"]["endpoints"][0], &["bearerTokenFile"]).ends_with("/token"));
+
+    // The default (none): no review rights, no reader role.
+    let default = render("r", "tpp-system", &[]);
+    assert_eq!(operator_env(&default)["TPP_OPERATOR_METRICS_AUTH"], "none");
+    for role in of_kind(&default, "ClusterRole") {
+        assert!(!grants(role, "authentication.k8s.io", "tokenreviews"));
+        assert_ne!(
+            s(role, &["metadata", "name"]),
+            "r-tpp-operator-metrics-reader"
+        );
+    }
+}

@@ -398,7 +398,7 @@ async fn scenario(cluster: &'static NodeCluster, ctx: &TestContext) -> Result<()
         .context("signing.kid")?;
     for p in &pods {
         let ip = pod_ip(p).context("pod IP")?;
-        let url = format!("http://{ip}:8080/jwks/{}/payments", ctx.namespace);
+        let url = format!("http://{ip}:8081/jwks/{}/payments", ctx.namespace);
         let jwks: Value = reqwest::get(&url).await?.error_for_status()?.json().await?;
         ensure!(
             jwks["keys"]

@@ -113,6 +113,7 @@ async fn a_restart_target_is_restarted_after_a_certificate_renewal_and_not_on_a_
             },
         )
         .await?;
+        ctx.audit_log(op.log_path());
         let log = op.log_path();
         ctx.on_failure_print(move || e2e::process::tail(&log, 12000));
         ctx.api::<Deployment>()

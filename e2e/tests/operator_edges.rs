@@ -112,6 +112,7 @@ async fn deletion_with_the_as_down_gives_up_after_bounded_retries_with_a_warning
             },
         )
         .await?;
+        ctx.audit_log(op.log_path());
         let log = op.log_path();
         ctx.on_failure_print(move || e2e::process::tail(&log, 8000));
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
@@ -358,10 +359,12 @@ async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_afte
             ..Default::default()
         };
         let mut first = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        ctx.audit_log(first.log_path());
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("one", "sandbox", json!({}))).await?;
         wait_condition(&ctx, "TppClient", "one", "Ready", "True", READY).await?;
         let second = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        ctx.audit_log(second.log_path());
         let (l1, l2) = (first.log_path(), second.log_path());
         ctx.on_failure_print(move || {
             format!(
@@ -462,6 +465,7 @@ async fn a_leader_stopped_with_sigterm_releases_its_lease_for_an_immediate_takeo
             },
         )
         .await?;
+        ctx.audit_log(leader.log_path());
         let log = leader.log_path();
         ctx.on_failure_print(move || e2e::process::tail(&log, 8000));
         let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
@@ -490,6 +494,274 @@ async fn a_leader_stopped_with_sigterm_releases_its_lease_for_an_immediate_takeo
             released.spec
         );
         ensure!(leader.log().contains("released the lease"));
+        Ok(())
+    })
+    .await;
+}
+
+/// "A typo in an issuer hammers the bank" (issue 12): an AuthorizationServer whose discovery
+/// fails, permanently (the issuer has a wrong path: 404) or transiently (503 on every
+/// discovery), is retried on its backoff and nothing else. Its status is written once, not on
+/// every attempt (no per-request value in the condition), so the write triggers no storm of
+/// reconciles. Bound: over 40 s, at most 3 requests for the 404 (one attempt, then 5 minutes)
+/// and at most 8 for the 503 (2 s, 4 s, 8 s, 16 s … with ±20 % jitter: 5 or 6 attempts).
+#[tokio::test]
+async fn a_failing_discovery_is_retried_on_its_backoff_not_in_a_storm() {
+    with_namespace("typo", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        sandbox.add_fault(Fault {
+            endpoint: FaultTarget::Discovery,
+            kind: FaultKind::Status {
+                code: 503,
+                retry_after_secs: None,
+            },
+            count: 1_000_000,
+        });
+        let _op = start_operator(&ctx).await?;
+        let typo = format!("{}/typo", sandbox.issuer());
+        let started = Instant::now();
+        apply(
+            &ctx,
+            sandbox_server("typo", &sandbox, json!({"issuer": typo})),
+        )
+        .await?;
+        apply(&ctx, sandbox_server("down", &sandbox, json!({}))).await?;
+        let typo_ready =
+            wait_condition(&ctx, "AuthorizationServer", "typo", "Ready", "False", READY).await?;
+        let down_ready =
+            wait_condition(&ctx, "AuthorizationServer", "down", "Ready", "False", READY).await?;
+        let reason = |o: &kube::api::DynamicObject| {
+            condition(o, "Ready")
+                .and_then(|c| c["reason"].as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        ensure!(
+            reason(&down_ready) == "AuthorizationServerUnavailable",
+            "the 503 is transient: {:?}",
+            condition(&down_ready, "Ready")
+        );
+        ensure!(
+            reason(&typo_ready) != "AuthorizationServerUnavailable",
+            "the 404 is not an outage: {:?}",
+            condition(&typo_ready, "Ready")
+        );
+        let window = Duration::from_secs(40);
+        let (mut typo_requests, mut down_requests) = (0, 0);
+        // An observation window, not a wait for a condition: the counts must stay small for
+        // all of it. Checked every second so a storm fails fast.
+        while started.elapsed() < window {
+            let c = sandbox.counters();
+            typo_requests = c.requests_to(Endpoint::Other);
+            down_requests = c.requests_to(Endpoint::Discovery);
+            ensure!(
+                typo_requests <= 3 && down_requests <= 8,
+                "discovery storm after {:?}: {typo_requests} requests for the wrong issuer path, \
+                 {down_requests} for the AS answering 503",
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        ensure!(
+            typo_requests >= 1 && down_requests >= 3,
+            "the failing AS is still retried: {typo_requests} / {down_requests}"
+        );
+        eprintln!(
+            "over {window:?}: {typo_requests} discovery requests for the wrong issuer path, \
+             {down_requests} for the AS answering 503"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// Leader election as client-go does it (issue 12, "Two leaders"): the leader is frozen with
+/// SIGSTOP (its renewals stall); the standby takes over only once the lease has stood still
+/// for its duration on the standby's own clock, and acts; the old leader, resumed with
+/// SIGCONT, finds its renew deadline passed and exits without sending a single Kubernetes
+/// write or AS call (its log after the resume holds neither a `kube write` nor an `as call`
+/// line), so there are never two writers.
+#[tokio::test]
+async fn a_frozen_leader_is_replaced_after_the_lease_and_never_writes_again() {
+    with_namespace("sigstop", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let lease = format!("lease-{}", ctx.namespace);
+        let opts = || OperatorOptions {
+            namespaces: vec![ctx.namespace.clone()],
+            args: vec![
+                "--leader-election".into(),
+                "--leader-election-lease".into(),
+                lease.clone(),
+            ],
+            ..Default::default()
+        };
+        let mut first = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("one", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "one", "Ready", "True", READY).await?;
+        let second = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        let (l1, l2) = (first.log_path(), second.log_path());
+        ctx.on_failure_print(move || {
+            format!(
+                "--- first ---\n{}\n--- second ---\n{}",
+                e2e::process::tail(&l1, 8000),
+                e2e::process::tail(&l2, 6000)
+            )
+        });
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(ctx.client.clone(), e2e::operator::OPERATOR_NAMESPACE);
+        let holder = |l: &k8s_openapi::api::coordination::v1::Lease| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default()
+        };
+        let before = holder(&leases.get(&lease).await?);
+        ensure!(!before.is_empty(), "the first operator holds the lease");
+        first.pause();
+        let frozen_at = Instant::now();
+        apply(&ctx, client("two", "sandbox", json!({}))).await?;
+        let taken_after = loop {
+            let now = holder(&leases.get(&lease).await?);
+            if now != before && !now.is_empty() {
+                break frozen_at.elapsed();
+            }
+            ensure!(
+                frozen_at.elapsed() < Duration::from_secs(90),
+                "the standby never took over"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        // The standby saw the last renewal at most one retry period (2 s) before the freeze,
+        // and waits the lease duration (15 s) from there on its own clock.
+        ensure!(
+            taken_after >= Duration::from_secs(12),
+            "the standby took over {taken_after:?} after the freeze, before the lease could expire"
+        );
+        wait_condition(&ctx, "TppClient", "two", "Ready", "True", READY).await?;
+        let resumed_from = first.log().len();
+        first.resume();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while first.is_running() {
+            ensure!(
+                Instant::now() < deadline,
+                "the resumed old leader is still running"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = first.log();
+        let after = log.get(resumed_from..).unwrap_or_default();
+        ensure!(
+            after.contains("stopped leading"),
+            "the old leader must find it lost the lease: {after}"
+        );
+        let acted: Vec<&str> = after
+            .lines()
+            .filter(|l| l.contains("kube write") || l.contains("as call"))
+            .collect();
+        ensure!(
+            acted.is_empty(),
+            "the old leader acted after it was resumed: {acted:#?}"
+        );
+        ensure!(
+            sandbox.counters().registrations_created == 2,
+            "one registration per client: {}",
+            sandbox.counters().registrations_created
+        );
+        eprintln!(
+            "the standby took over {taken_after:?} after the leader was frozen; the resumed \
+             leader held back {} writes or AS calls",
+            after.matches("not leading any more").count()
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// "Namespace deletion orphans the client" (issue 12). The namespace of a registered Dynamic
+/// client (`deletionPolicy: Delete`) is deleted. The e2e control plane runs no namespace
+/// controller, so the test does what it does, in the order that hurts most: the Secrets and
+/// the AuthorizationServer are deleted before the TppClient, then the namespace is finalized
+/// once nothing is left in it. The registration access token must stay readable until the
+/// RFC 7592 DELETE is done: the sandbox AS counts one DELETE of that client, and everything
+/// (the TppClient, its Secrets) goes away, then the namespace.
+#[tokio::test]
+async fn deleting_the_namespace_of_a_registered_client_deregisters_it_at_the_as() {
+    with_namespace("nsdelete", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("doomed", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "doomed", "Ready", "True", READY).await?;
+        let id = client_id(&ctx, "doomed").await?;
+        ensure!(sandbox.has_client(&id));
+        let secrets = ctx.api::<Secret>();
+        for name in ["doomed-registration", "doomed-keys"] {
+            let s = secrets.get(name).await?;
+            ensure!(
+                s.metadata
+                    .finalizers
+                    .as_ref()
+                    .is_some_and(|f| f.iter().any(|f| f == "tpp.dev/deregistration")),
+                "{name} keeps the deregistration finalizer: {:?}",
+                s.metadata.finalizers
+            );
+        }
+        let namespaces = Api::<Namespace>::all(ctx.client.clone());
+        namespaces
+            .delete(&ctx.namespace, &DeleteParams::default())
+            .await?;
+        // The namespace controller's work: every object in the namespace deleted, in parallel
+        // and in no order the operator can count on; here the worst one.
+        secrets
+            .delete_collection(&DeleteParams::default(), &Default::default())
+            .await?;
+        ctx.api::<k8s_openapi::api::core::v1::ConfigMap>()
+            .delete_collection(&DeleteParams::default(), &Default::default())
+            .await?;
+        api(&ctx, "AuthorizationServer")
+            .delete("sandbox", &DeleteParams::default())
+            .await?;
+        api(&ctx, "TppClient")
+            .delete("doomed", &DeleteParams::default())
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left_secrets = secrets.list(&Default::default()).await?.items.len();
+            let left_clients = api(&ctx, "TppClient")
+                .list(&Default::default())
+                .await?
+                .items
+                .len();
+            if left_secrets == 0 && left_clients == 0 {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "still in the namespace: {left_secrets} Secrets, {left_clients} TppClients"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        ensure!(
+            !sandbox.has_client(&id),
+            "client {id} was left registered at the AS"
+        );
+        let deletes = sandbox
+            .counters()
+            .requests_with(Endpoint::Registration, "204");
+        ensure!(deletes == 1, "{deletes} successful DELETEs of client {id}");
+        // The namespace controller's last step: nothing left, the namespace is finalized.
+        let mut ns = namespaces.get(&ctx.namespace).await?;
+        if let Some(spec) = ns.spec.as_mut() {
+            spec.finalizers = Some(vec![]);
+        }
+        namespaces
+            .replace_subresource("finalize", &ctx.namespace, &Default::default(), &ns)
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while namespaces.get_opt(&ctx.namespace).await?.is_some() {
+            ensure!(Instant::now() < deadline, "the namespace did not go away");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Ok(())
     })
     .await;

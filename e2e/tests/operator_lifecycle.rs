@@ -223,28 +223,35 @@ async fn a_killed_operator_restarts_without_registering_again_or_reminting_fresh
         apply(&ctx, client("payments", "sandbox", json!({}))).await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let tokens_before = sandbox.counters().requests_to(Endpoint::Token);
+        // The restarted operator's first discovery is slow, so that its first reconcile of the
+        // client finds the AS unresolved, writes "waiting", and is woken once it is resolved:
+        // the path where a status write was once skipped against a stale cache.
+        ensure!(sandbox.add_fault(e2e::sandbox::faults::Fault {
+            endpoint: e2e::sandbox::faults::FaultTarget::Discovery,
+            kind: e2e::sandbox::faults::FaultKind::Delay { ms: 1_500 },
+            count: 1,
+        }));
         op.kill();
         op.restart().await?;
-        // Ready is already true: wait instead until the new process has finished a reconcile
-        // of the client (its own counter, from 0), so the assertions below see what it did.
-        let url = format!("{}/metrics", op.admin_url);
+        // The restarted process has reconciled the client to Ready (its own metric, set by a
+        // reconcile of this process only) ...
+        let series = format!(
+            "tpp_operator_client_ready{{namespace=\"{}\",name=\"payments\",server=\"sandbox\"}} 1",
+            ctx.namespace
+        );
         let deadline = Instant::now() + READY;
         loop {
-            let text = reqwest::get(&url).await?.text().await?;
-            let ok = text
-                .lines()
-                .find_map(|l| l.strip_prefix("tpp_operator_reconciles_total{outcome=\"ok\"} "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0);
-            if ok >= 1.0 {
+            let metrics = op.metrics().await.unwrap_or_default();
+            if metrics.lines().any(|l| l == series) {
                 break;
             }
             ensure!(
                 Instant::now() < deadline,
-                "the restarted operator reconciled nothing"
+                "the restarted operator never reconciled the client to Ready"
             );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // ... and the status on the server says so.
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let c = sandbox.counters();
         ensure!(
@@ -254,6 +261,10 @@ async fn a_killed_operator_restarts_without_registering_again_or_reminting_fresh
         ensure!(
             c.requests_to(Endpoint::Token) == tokens_before,
             "fresh tokens were re-minted after a restart"
+        );
+        ensure!(
+            c.requests_to(Endpoint::Discovery) >= 2,
+            "the restarted operator did not discover the AS again"
         );
         Ok(())
     })

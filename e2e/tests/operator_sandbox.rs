@@ -175,7 +175,7 @@ fn provision_out_of_band(
     op: &e2e::operator::OperatorProcess,
     name: &str,
 ) -> Result<(String, String)> {
-    let jwks_uri = format!("{}/jwks/{}/{name}", op.admin_url, ctx.namespace);
+    let jwks_uri = format!("{}/jwks/{}/{name}", op.jwks_url, ctx.namespace);
     let client_id = sandbox.provision_client(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri, "scope": "accounts"}))?;
     Ok((client_id, jwks_uri))
 }
@@ -185,7 +185,7 @@ async fn static_client_provisioned_out_of_band_publishes_its_jwks_and_becomes_re
     with_namespace("static", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
         let op = start_operator(&ctx).await?;
-        // The AS fetches our JWKS from the operator's admin server (jwks_uri), as OFM does.
+        // The AS fetches our JWKS from the operator's JWKS server (jwks_uri), as OFM does.
         let (client_id, jwks_uri) = provision_out_of_band(&ctx, &sandbox, &op, "payments")?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("payments", "sandbox", json!({"registration": {"mode": "Static", "clientId": client_id, "jwksUri": jwks_uri}}))).await?;

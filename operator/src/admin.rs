@@ -1,6 +1,6 @@
-//! The admin server on its own port: `/healthz`, `/readyz`, `/metrics` and
-//! `/jwks/{namespace}/{name}` (the public JWK set of a TppClient, usable as its `jwks_uri`).
-//! Network I/O (HTTP server; reads the `<name>-jwks` ConfigMap).
+//! The admin server, cluster-internal: `/healthz`, `/readyz` and `/metrics` (optionally behind
+//! [`crate::metrics_auth`]). The public `/jwks/...` has a listener of its own
+//! ([`crate::jwks_endpoint`]). Network I/O (HTTP server).
 
 use std::{
     net::SocketAddr,
@@ -12,15 +12,17 @@ use std::{
 
 use axum::{
     Router,
-    extract::{Path, State},
-    http::{StatusCode, header},
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::{Api, Client};
 
-use crate::{metrics::Metrics, store::layout};
+use crate::{
+    jwks_endpoint::ServedJwks,
+    metrics::Metrics,
+    metrics_auth::{MetricsAuth, Verdict},
+};
 
 /// Shared state of the admin server.
 #[derive(Clone)]
@@ -29,8 +31,10 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// Set once the process can do its job (caches synced, or standing by warm).
     pub ready: Arc<AtomicBool>,
-    /// Client for reading JWKS ConfigMaps.
-    pub client: Client,
+    /// Who may read `/metrics`: `None` for anyone who reaches the port.
+    pub metrics_auth: Option<MetricsAuth>,
+    /// The sets `/jwks` serves: not ready before their watch has listed.
+    pub jwks: Option<Arc<ServedJwks>>,
 }
 
 /// The router (exposed for tests).
@@ -39,7 +43,6 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/jwks/{namespace}/{name}", get(jwks))
         .with_state(state)
 }
 
@@ -51,14 +54,49 @@ pub async fn serve(address: SocketAddr, state: AdminState) -> std::io::Result<()
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
+    let jwks_synced = s.jwks.as_ref().is_none_or(|j| j.synced());
+    if s.ready.load(Ordering::Relaxed) && jwks_synced {
         (StatusCode::OK, "ok").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
     }
 }
 
-async fn metrics(State(s): State<AdminState>) -> Response {
+async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(auth) = &s.metrics_auth {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match auth.check(presented).await {
+            Verdict::Allowed => {}
+            Verdict::Unauthenticated => {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    "a bearer token is required",
+                )
+                    .into_response();
+            }
+            Verdict::Forbidden => {
+                return (StatusCode::FORBIDDEN, "not allowed to get /metrics").into_response();
+            }
+            Verdict::Busy => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, "1")],
+                    "too many new tokens",
+                )
+                    .into_response();
+            }
+            Verdict::Unavailable => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cannot review the token now",
+                )
+                    .into_response();
+            }
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -67,31 +105,4 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         s.metrics.render(),
     )
         .into_response()
-}
-
-async fn jwks(
-    State(s): State<AdminState>,
-    Path((namespace, name)): Path<(String, String)>,
-) -> Response {
-    let api: Api<ConfigMap> = Api::namespaced(s.client.clone(), &namespace);
-    match api.get_opt(&layout::jwks_name(&name)).await {
-        Ok(Some(cm)) if layout::is_managed(&cm.metadata) => {
-            match cm.data.as_ref().and_then(|d| d.get(layout::JWKS_KEY)) {
-                Some(body) => (
-                    [
-                        (header::CONTENT_TYPE, "application/jwk-set+json"),
-                        (header::CACHE_CONTROL, "max-age=60"),
-                    ],
-                    body.clone(),
-                )
-                    .into_response(),
-                None => (StatusCode::NOT_FOUND, "no jwks yet").into_response(),
-            }
-        }
-        Ok(_) => (StatusCode::NOT_FOUND, "no such client").into_response(),
-        Err(e) => {
-            tracing::warn!(%namespace, %name, error = %e, "reading the JWKS ConfigMap failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "cannot read the JWKS now").into_response()
-        }
-    }
 }

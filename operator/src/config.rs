@@ -32,13 +32,33 @@ pub struct Config {
     #[arg(long, env = "TPP_OPERATOR_CRYPTO_WORKERS", default_value_t = 0)]
     pub crypto_workers: usize,
 
-    /// Address of the admin server (/healthz, /readyz, /metrics, /jwks/{namespace}/{name}).
+    /// Address of the admin server (/healthz, /readyz, /metrics): keep it cluster-internal.
     #[arg(
         long,
         env = "TPP_OPERATOR_ADMIN_ADDRESS",
         default_value = "0.0.0.0:8080"
     )]
     pub admin_address: SocketAddr,
+
+    /// Address of the public JWKS server (/jwks/{namespace}/{name}, nothing else): the port an
+    /// Ingress or Gateway route exposes for the authorization servers' `jwks_uri` fetches.
+    #[arg(
+        long,
+        env = "TPP_OPERATOR_JWKS_ADDRESS",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub jwks_address: SocketAddr,
+
+    /// At most this many /jwks answers per second per process (burst: twice that); beyond,
+    /// 429 with Retry-After. Answers come from memory and cost no API call.
+    #[arg(long, env = "TPP_OPERATOR_JWKS_RATE_LIMIT", default_value_t = 100)]
+    pub jwks_rate_limit: u32,
+
+    /// Who may read /metrics: `none` (anyone who reaches the admin port) or `tokenreview` (a
+    /// bearer token checked by TokenReview, whose user may `get` the non-resource URL
+    /// /metrics, checked by SubjectAccessReview).
+    #[arg(long, env = "TPP_OPERATOR_METRICS_AUTH", value_enum, default_value_t = crate::metrics_auth::MetricsAuthMode::None)]
+    pub metrics_auth: crate::metrics_auth::MetricsAuthMode,
 
     /// Log format.
     #[arg(long, env = "TPP_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -60,6 +80,21 @@ pub struct Config {
         default_value = "tpp-operator"
     )]
     pub leader_election_lease: String,
+
+    /// How long a standby waits, on its own clock, after the last change of the Lease it saw
+    /// before taking over (client-go's LeaseDuration).
+    #[arg(long, env = "TPP_OPERATOR_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_seconds)]
+    pub leader_election_lease_duration: std::time::Duration,
+
+    /// How long the leader keeps acting after the last renewal it sent that succeeded; below
+    /// the lease duration (client-go's RenewDeadline).
+    #[arg(long, env = "TPP_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = parse_seconds)]
+    pub leader_election_renew_deadline: std::time::Duration,
+
+    /// Time between leader-election rounds; below the renew deadline (client-go's
+    /// RetryPeriod).
+    #[arg(long, env = "TPP_OPERATOR_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_seconds)]
+    pub leader_election_retry_period: std::time::Duration,
 
     /// Client-side limit on requests per second to the Kubernetes API.
     #[arg(long, env = "TPP_OPERATOR_KUBE_QPS", default_value_t = 100.0)]
@@ -151,6 +186,19 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.concurrency, 16);
         assert!(!c.leader_election);
+        assert_eq!(
+            (
+                c.leader_election_lease_duration,
+                c.leader_election_renew_deadline,
+                c.leader_election_retry_period
+            ),
+            (
+                std::time::Duration::from_secs(15),
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(2)
+            ),
+            "client-go's defaults"
+        );
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(20));
         assert!(c.allowed_as_hosts.is_empty());
         assert!(!c.egress_policy().allows("127.0.0.1"));

@@ -146,6 +146,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// An object the client writes exists and belongs to someone else: nothing was written.
+    #[error(transparent)]
+    NameConflict(#[from] crate::store::ownership::NameConflict),
     /// Persisted state could not be parsed.
     #[error("the persisted state in {what} is unreadable: {message}")]
     CorruptState {
@@ -174,7 +177,12 @@ impl Error {
                 kube_transient(source)
             }
             Error::Identity { source, .. } => source.is_transient(),
-            Error::ReferenceNotFound(_) | Error::CryptoPool | Error::ReconcileTimeout(_) => true,
+            // Retried with backoff: deleting or renaming the other object is not a change the
+            // operator watches (it is not labelled as ours).
+            Error::ReferenceNotFound(_)
+            | Error::CryptoPool
+            | Error::ReconcileTimeout(_)
+            | Error::NameConflict(_) => true,
             Error::InvalidSpec { .. }
             | Error::RegistrationHalted { .. }
             | Error::AuthorizationServer { .. }
@@ -206,6 +214,17 @@ impl Error {
         }
     }
 
+    /// The `x-fapi-interaction-id` of the AS answer behind this error, for logs only.
+    pub fn interaction_id(&self) -> Option<&str> {
+        match self {
+            Error::Discovery(e)
+            | Error::RegisterClient(e)
+            | Error::UpdateRegistration(e)
+            | Error::FetchToken(e) => e.interaction_id(),
+            _ => None,
+        }
+    }
+
     /// The reason for conditions, events and metrics: an AS outage is
     /// `AuthorizationServerUnavailable` at every step.
     pub fn reason(&self) -> Reason {
@@ -227,6 +246,7 @@ impl Error {
             Error::Identity { source, .. } => source.reason(),
             Error::ReadObject { .. } => Reason::ReadFailed,
             Error::ApplyObject { .. } => Reason::WriteFailed,
+            Error::NameConflict(_) => Reason::NameConflict,
             Error::CorruptState { .. } => Reason::CorruptState,
             Error::CryptoPool => Reason::ShuttingDown,
             Error::ReconcileTimeout(_) => Reason::ReconcileTimeout,
@@ -266,6 +286,17 @@ impl Error {
             out.push('…');
         }
         out
+    }
+}
+
+impl Error {
+    /// A failed write of `what`: [`Error::NameConflict`] when the name belongs to someone
+    /// else, else [`Error::ApplyObject`].
+    pub fn write(what: String, e: crate::store::apply::WriteError) -> Self {
+        match e {
+            crate::store::apply::WriteError::Kube(source) => Error::ApplyObject { what, source },
+            crate::store::apply::WriteError::NameConflict(c) => Error::NameConflict(c),
+        }
     }
 }
 
@@ -326,6 +357,21 @@ mod tests {
             }
             .is_transient()
         );
+    }
+
+    #[test]
+    fn a_name_conflict_is_retried_and_names_the_object() {
+        let e = Error::write(
+            "x".into(),
+            crate::store::apply::WriteError::NameConflict(crate::store::ownership::NameConflict {
+                kind: "Secret",
+                name: "pay-credentials".into(),
+            }),
+        );
+        assert_eq!(e.reason(), Reason::NameConflict);
+        // Deleting the other object is not an event the operator watches: retry with backoff.
+        assert!(e.is_transient());
+        assert!(e.chain().contains("Secret \"pay-credentials\""));
     }
 
     #[test]

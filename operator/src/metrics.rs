@@ -33,6 +33,13 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Labels of a `/jwks` answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    /// The HTTP status code (`200`, `304`, `404`, `429`, `503`).
+    pub code: String,
+}
+
 /// Labels of a Kubernetes API request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KubeRequestLabels {
@@ -244,9 +251,18 @@ pub struct Metrics {
     pub status_writes: Counter,
     /// Requests of the controllers to the Kubernetes API, by method (after the budget).
     pub kube_requests: Family<KubeRequestLabels, Counter>,
+    /// Requests to the Kubernetes API outside the budget (leader election, `/metrics` token
+    /// reviews), by method.
+    pub kube_requests_unbudgeted: Family<KubeRequestLabels, Counter>,
+    /// Answers of the public `/jwks` listener, by status code.
+    pub jwks_responses: Family<CodeLabels, Counter>,
     /// Registrations the operator found lost (a refused registration access token, or an
     /// attempt whose answer was never persisted), by server.
     pub registrations_lost: Family<ServerLabels, Counter>,
+    /// Clients deleted with `deletionPolicy: Delete` that could not be deregistered and were
+    /// left registered at the AS (each also logged and, while the TppClient exists, a Warning
+    /// event), by server.
+    pub clients_left_at_as: Family<ServerLabels, Counter>,
     clients: Arc<Clients>,
 }
 
@@ -271,7 +287,10 @@ impl Metrics {
             token_refreshes: Family::default(),
             status_writes: Counter::default(),
             kube_requests: Family::default(),
+            kube_requests_unbudgeted: Family::default(),
+            jwks_responses: Family::default(),
             registrations_lost: Family::default(),
+            clients_left_at_as: Family::default(),
             clients: Arc::new(Clients {
                 by_key: Mutex::default(),
                 per_token,
@@ -324,9 +343,24 @@ impl Metrics {
             m.kube_requests.clone(),
         );
         registry.register(
+            "kube_requests_unbudgeted",
+            "Requests to the Kubernetes API outside --kube-qps (leader election, /metrics token reviews) by method",
+            m.kube_requests_unbudgeted.clone(),
+        );
+        registry.register(
+            "jwks_responses",
+            "Answers of the public /jwks listener by HTTP status code (429: beyond --jwks-rate-limit)",
+            m.jwks_responses.clone(),
+        );
+        registry.register(
             "registrations_lost",
             "Registrations found lost at the AS (a new client was registered; the old one may remain unmanaged), by server",
             m.registrations_lost.clone(),
+        );
+        registry.register(
+            "clients_left_at_as",
+            "Clients deleted with deletionPolicy Delete but left registered at the AS (deregistration impossible or given up), by server",
+            m.clients_left_at_as.clone(),
         );
         registry.register_collector(Box::new(m.clients.clone()));
         Self { registry, ..m }
@@ -367,6 +401,15 @@ impl Metrics {
             Some(r) => self.with_client(namespace, name, server, |st| st.ready = Some(r)),
             None => self.forget_client(namespace, name),
         }
+    }
+
+    /// Count a client left registered at the AS on deletion.
+    pub fn client_left_at_as(&self, server: &str) {
+        self.clients_left_at_as
+            .get_or_create(&ServerLabels {
+                server: server.to_owned(),
+            })
+            .inc();
     }
 
     /// Count a registration found lost.

@@ -141,11 +141,17 @@ pub enum Reason {
     ShuttingDown,
     /// A reconcile took longer than its bound.
     ReconcileTimeout,
+    /// The `<name>-jwks` ConfigMap was changed or deleted by someone else and was restored
+    /// from the key state.
+    JwksRestored,
+    /// An object the client would write (`<name>-credentials`, ...) exists and is neither owned
+    /// by this TppClient nor labelled for it: nothing is written.
+    NameConflict,
 }
 
 impl Reason {
     /// Every reason, for the catalogue test and documentation.
-    pub const ALL: [Reason; 63] = [
+    pub const ALL: [Reason; 65] = [
         Reason::Reconciled,
         Reason::Pending,
         Reason::Suspended,
@@ -209,6 +215,8 @@ impl Reason {
         Reason::CorruptState,
         Reason::ShuttingDown,
         Reason::ReconcileTimeout,
+        Reason::JwksRestored,
+        Reason::NameConflict,
     ];
 
     /// The PascalCase name, as in conditions, events and metric labels.
@@ -277,6 +285,8 @@ impl Reason {
             Reason::CorruptState => "CorruptState",
             Reason::ShuttingDown => "ShuttingDown",
             Reason::ReconcileTimeout => "ReconcileTimeout",
+            Reason::JwksRestored => "JwksRestored",
+            Reason::NameConflict => "NameConflict",
         }
     }
 }

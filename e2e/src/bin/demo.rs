@@ -28,6 +28,9 @@ struct Cli {
     /// Preferred loopback port of the operator's admin server (a free one when taken).
     #[arg(long, env = "DEMO_ADMIN_PORT", default_value_t = 8080)]
     admin_port: u16,
+    /// Preferred loopback port of the operator's JWKS server (a free one when taken).
+    #[arg(long, env = "DEMO_JWKS_PORT", default_value_t = 8081)]
+    jwks_port: u16,
     /// Lifetime of the sandbox's access tokens, in seconds.
     #[arg(long, env = "DEMO_TOKEN_LIFETIME_SECS", default_value_t = 60)]
     token_lifetime_secs: u64,
@@ -95,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         dir: dir.clone(),
         namespace: cli.namespace,
         admin_port: cli.admin_port,
+        jwks_port: cli.jwks_port,
         token_lifetime: Duration::from_secs(cli.token_lifetime_secs),
         ready_timeout: Duration::from_secs(cli.ready_timeout_secs),
     };

@@ -134,7 +134,7 @@ mod tests {
             issuer: "https://localhost:4443",
             ca_pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
             client_id: "c-123",
-            jwks_uri: "http://127.0.0.1:8080/jwks/demo/payments",
+            jwks_uri: "http://127.0.0.1:8081/jwks/demo/payments",
         }
     }
 
@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(spec["registration"]["clientId"], "c-123");
         assert_eq!(
             spec["registration"]["jwksUri"],
-            "http://127.0.0.1:8080/jwks/demo/payments"
+            "http://127.0.0.1:8081/jwks/demo/payments"
         );
         assert_eq!(spec["authorizationServerRef"]["name"], SERVER_NAME);
         assert_eq!(

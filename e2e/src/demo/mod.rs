@@ -46,6 +46,8 @@ pub struct DemoOptions {
     pub namespace: String,
     /// Preferred loopback port of the operator's admin server (a free one if taken).
     pub admin_port: u16,
+    /// Preferred loopback port of the operator's JWKS server (a free one if taken).
+    pub jwks_port: u16,
     /// Lifetime of the sandbox's access tokens (short, so that refreshes show).
     pub token_lifetime: Duration,
     /// How long to wait for the TppClient to become Ready.
@@ -144,6 +146,7 @@ impl Demo {
         let options = OperatorOptions {
             namespaces: vec![opts.namespace.clone()],
             admin_address: Some(admin_address(opts.admin_port)?),
+            jwks_address: Some(admin_address(opts.jwks_port)?),
             dir: Some(opts.dir.clone()),
             log_filter: Some(std::env::var("DEMO_OPERATOR_LOG").unwrap_or_else(|_| "info".into())),
             ..Default::default()
@@ -180,7 +183,7 @@ impl Demo {
         self.client_name = manifests::name(&client_example)?.to_owned();
         let jwks_uri = format!(
             "{}/jwks/{}/{}",
-            self.operator.admin_url, self.opts.namespace, self.client_name
+            self.operator.jwks_url, self.opts.namespace, self.client_name
         );
         let scope = client_example["spec"]["tokens"]
             .as_array()
@@ -377,6 +380,7 @@ impl Demo {
                 namespace: self.opts.namespace.clone(),
                 client: self.client_name.clone(),
                 admin_url: self.operator.admin_url.clone(),
+                jwks_url: self.operator.jwks_url.clone(),
                 operator_log: shown(&self.operator.log_path()),
                 sandbox_ca: shown(self.sandbox.ca_path()),
             })

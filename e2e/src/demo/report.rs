@@ -92,6 +92,8 @@ pub struct Pointers {
     pub client: String,
     /// The operator's admin server.
     pub admin_url: String,
+    /// The operator's public JWKS server.
+    pub jwks_url: String,
     /// The operator's log file.
     pub operator_log: String,
     /// The sandbox CA file.
@@ -124,7 +126,7 @@ pub fn hints(p: &Pointers) -> String {
     }
     lines.extend([
         format!("  curl -s {}/metrics | grep ^tpp_", p.admin_url),
-        format!("  curl -s {}/jwks/{}/{c}", p.admin_url, p.namespace),
+        format!("  curl -s {}/jwks/{}/{c}", p.jwks_url, p.namespace),
         format!(
             "  tail -f {}   # the operator's log (the sandbox CA is {})",
             p.operator_log, p.sandbox_ca
@@ -220,6 +222,7 @@ mod tests {
             namespace: "demo".into(),
             client: "payments".into(),
             admin_url: "http://127.0.0.1:8080".into(),
+            jwks_url: "http://127.0.0.1:8081".into(),
             operator_log: ".demo/operator.log".into(),
             sandbox_ca: ".demo/sandbox/ca.pem".into(),
         });
@@ -228,7 +231,7 @@ mod tests {
             "tpp.dev/rotate-keys",
             "tpp.dev/renew-certificate",
             "http://127.0.0.1:8080/metrics",
-            "http://127.0.0.1:8080/jwks/demo/payments",
+            "http://127.0.0.1:8081/jwks/demo/payments",
             "K=\"kubectl --kubeconfig .demo/kubeconfig -n demo\"",
             "Ctrl-C",
         ] {

@@ -161,6 +161,7 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         .create(&PostParams::default(), &ns)
         .await?;
     let ctx = TestContext {
+        audited_logs: Default::default(),
         cp,
         client: client.clone(),
         namespace: namespace.clone(),

@@ -3,6 +3,10 @@
 //! `--shutdown-timeout` whatever the controllers are doing (e.g. retrying a watch of a CRD that
 //! is not installed).
 //!
+//! Two listeners: the admin server (`--admin-address`: health, readiness, metrics) and the
+//! public JWKS server (`--jwks-address`), which every replica runs from a watch of the key
+//! states.
+//!
 //! Readiness (`/readyz`): the replica running the controllers is ready once every watcher's
 //! initial list is cached; a standby is ready once a leader-election round has reached the
 //! API server (it serves `/jwks` and stands by warm).
@@ -14,8 +18,10 @@ use tpp_operator::{
     admin::{self, AdminState},
     clock::SystemClock,
     config::Config,
-    lease::{LeaderElector, Leadership, LeaseConfig},
+    jwks_endpoint::{self, ServedJwks},
+    lease::{self, LeaderElector, Leadership, LeaseConfig},
     metrics::Metrics,
+    metrics_auth::{MetricsAuth, MetricsAuthMode},
     reconcile::{self, Context},
     telemetry,
 };
@@ -37,12 +43,16 @@ async fn main() -> anyhow::Result<()> {
     let kube_config = kube::Config::infer()
         .await
         .context("reading the Kubernetes client configuration")?;
-    // Leader election and the admin server use an unthrottled client: a lease renewal must not
-    // queue behind the controllers' burst. The controllers' client draws every request from
-    // the --kube-qps budget.
-    let client =
-        kube::Client::try_from(kube_config.clone()).context("connecting to the Kubernetes API")?;
+    // Leader election and /metrics token reviews use an unthrottled client (counted in
+    // kube_requests_unbudgeted): a lease renewal must not queue behind the controllers' burst.
+    // The controllers' client draws every request from the --kube-qps budget. /jwks uses
+    // neither: it answers from memory.
     let metrics = Arc::new(Metrics::new(config.metrics_per_object));
+    let client = tpp_operator::kube_budget::counted_client(
+        kube_config.clone(),
+        metrics.kube_requests_unbudgeted.clone(),
+    )
+    .context("connecting to the Kubernetes API")?;
     let budgeted = tpp_operator::kube_budget::client(
         kube_config,
         tpp_operator::kube_budget::limiter(config.kube_qps, config.kube_burst),
@@ -50,15 +60,38 @@ async fn main() -> anyhow::Result<()> {
     )
     .context("connecting to the Kubernetes API")?;
     let ready = Arc::new(AtomicBool::new(false));
+    let metrics_auth = match config.metrics_auth {
+        MetricsAuthMode::None => None,
+        // Reviews go through the unbudgeted client (their own bucket bounds them): a flood of
+        // scrapes must not queue the controllers' requests.
+        MetricsAuthMode::Tokenreview => Some(MetricsAuth::new(client.clone())),
+    };
+    // /jwks from the persisted key states, in every replica: a watch keeps the public sets in
+    // memory, so a request costs no API call (docs/security.md).
+    let served = Arc::new(ServedJwks::for_namespaces(&config.namespaces));
     let admin_state = AdminState {
         metrics: metrics.clone(),
         ready: ready.clone(),
-        client: client.clone(),
+        metrics_auth,
+        jwks: Some(served.clone()),
     };
     let admin_address = config.admin_address;
     tokio::spawn(async move {
         if let Err(e) = admin::serve(admin_address, admin_state).await {
             tracing::error!(error = %e, "admin server stopped");
+        }
+    });
+    tokio::spawn(jwks_endpoint::watch::run(
+        budgeted.clone(),
+        config.namespaces.clone(),
+        served.clone(),
+    ));
+    let jwks_state = jwks_endpoint::http::JwksState::new(served.clone(), config.jwks_rate_limit)
+        .with_metrics(metrics.clone());
+    let jwks_address = config.jwks_address;
+    tokio::spawn(async move {
+        if let Err(e) = jwks_endpoint::http::serve(jwks_address, jwks_state).await {
+            tracing::error!(error = %e, "JWKS server stopped");
         }
     });
 
@@ -95,24 +128,29 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| "default".into());
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
-        let elector = LeaderElector::new(
-            client.clone(),
-            LeaseConfig {
-                namespace,
-                name: config.leader_election_lease.clone(),
-                identity,
-                lease_duration: std::time::Duration::from_secs(15),
-            },
-        )
-        // A standby is ready (warm: it serves /jwks) once a round has reached the API server.
-        .on_standby({
-            let ready = ready.clone();
-            move || ready.store(true, std::sync::atomic::Ordering::Relaxed)
-        });
+        let lease_config = LeaseConfig {
+            lease_duration: config.leader_election_lease_duration,
+            renew_deadline: config.leader_election_renew_deadline,
+            retry_period: config.leader_election_retry_period,
+            ..LeaseConfig::new(namespace, config.leader_election_lease.clone(), identity)
+        };
+        lease_config
+            .check()
+            .map_err(anyhow::Error::msg)
+            .context("invalid leader-election timings")?;
+        let elector = LeaderElector::new(client.clone(), lease_config)
+            // A standby is ready (warm: it serves /jwks) once a round has reached the API server.
+            .on_standby({
+                let ready = ready.clone();
+                move || ready.store(true, std::sync::atomic::Ordering::Relaxed)
+            });
         let held = tokio::select! {
             held = elector.acquire() => held,
             _ = reconcile::stopped(stop_rx.clone()) => return Ok(()),
         };
+        // Every AS call and Kubernetes write of the controllers checks the gate before it
+        // starts: none starts once a renewal has not succeeded within the renew deadline.
+        lease::install_gate(held.gate.clone());
         // The leader is ready again once its caches are synced.
         ready.store(false, std::sync::atomic::Ordering::Relaxed);
         let mut lost = held.lost.clone();

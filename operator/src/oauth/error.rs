@@ -6,6 +6,12 @@
 //! registration access token, a client assertion or a key. Response bodies reach an error only
 //! as the parsed, sanitised [`ErrorBody`] fields; JSON parse failures keep only the category and
 //! position (serde messages can quote input).
+//!
+//! Stability contract: the Display of every variant is the same for the same failure; no
+//! per-request value (the `x-fapi-interaction-id`, a time) enters it, because conditions and
+//! events carry these messages and a message that changes on every attempt makes every status
+//! write a change (and so another reconcile: the discovery storm of docs/reliability.md). The
+//! interaction id is kept in the variant for logs ([`OauthError::interaction_id`]).
 
 use std::time::Duration;
 
@@ -178,18 +184,14 @@ pub enum OauthError {
     #[error("invalid token response: {what}")]
     InvalidTokenResponse { what: &'static str },
     /// HTTP 429.
-    #[error(
-        "{step}: rate limited by the authorization server (http 429, interaction id {interaction_id})"
-    )]
+    #[error("{step}: rate limited by the authorization server (http 429)")]
     RateLimited {
         step: Step,
         retry_after: Option<Duration>,
         interaction_id: String,
     },
     /// HTTP 5xx or 408.
-    #[error(
-        "{step}: authorization server unavailable (http {status}, interaction id {interaction_id})"
-    )]
+    #[error("{step}: authorization server unavailable (http {status})")]
     Unavailable {
         step: Step,
         status: u16,
@@ -197,7 +199,7 @@ pub enum OauthError {
         interaction_id: String,
     },
     /// Any other non-success status, with the parsed OAuth error fields.
-    #[error("{step}: rejected with http {status}: {body} (interaction id {interaction_id})")]
+    #[error("{step}: rejected with http {status}: {body}")]
     Rejected {
         step: Step,
         status: u16,
@@ -322,6 +324,17 @@ impl OauthError {
         match self {
             OauthError::RateLimited { retry_after, .. }
             | OauthError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The `x-fapi-interaction-id` of the answered request, for logs (never for conditions or
+    /// events: see the module docs).
+    pub fn interaction_id(&self) -> Option<&str> {
+        match self {
+            OauthError::RateLimited { interaction_id, .. }
+            | OauthError::Unavailable { interaction_id, .. }
+            | OauthError::Rejected { interaction_id, .. } => Some(interaction_id),
             _ => None,
         }
     }

@@ -174,3 +174,23 @@ fn rejection_message_is_lower_case_and_names_status_and_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn the_message_of_a_failure_does_not_change_with_the_interaction_id() {
+    for status in [404, 429, 503] {
+        let answer = |id: &str| {
+            OauthError::from_status(
+                Step::Discovery,
+                status,
+                None,
+                br#"{"error":"not_found"}"#,
+                id,
+                Timestamp::UNIX_EPOCH,
+            )
+        };
+        let (first, second) = (answer("3b1c-first"), answer("9f2e-second"));
+        assert_eq!(first.to_string(), second.to_string(), "http {status}");
+        assert!(!first.to_string().contains("3b1c-first"), "{first}");
+        assert_eq!(first.interaction_id(), Some("3b1c-first"), "kept for logs");
+    }
+}

@@ -242,6 +242,9 @@ impl AsClient {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
+        // Leader election: no AS call starts once this replica may have lost the lease
+        // (checked after the limiter wait, immediately before the request is sent).
+        crate::lease::until_acting_allowed("authorization server call").await;
         ready.await?;
         let effect = failpoint_effect(step);
         crate::failpoints::hit(crate::failpoints::name(

@@ -1,11 +1,20 @@
 //! Deletion: the finalizer exists only while a registration lives at the AS. `Delete` sends
 //! RFC 7592 DELETE ("already gone" is success) and then removes the finalizer; `Orphan` removes
 //! it at once. An AS that stays unreachable does not block deletion forever: after
-//! `--delete-attempts` failures the finalizer goes anyway, with a Warning event naming what was
-//! left behind. Our Secrets go with the TppClient through their owner references.
+//! `--delete-attempts` failures the finalizer goes anyway. Our Secrets go with the TppClient
+//! through their owner references.
+//!
+//! Namespace deletion deletes every Secret in parallel with the TppClient: the `<name>-keys`
+//! and `<name>-registration` Secrets carry the same finalizer, so the registration access
+//! token and the transport key stay readable until the DELETE is done; the AS object may be
+//! gone too, and the last resolution the process saw of it is used. A client that still cannot
+//! be deregistered (the token unreadable, the AS unknown after a restart, the AS unreachable)
+//! is never left silently: a log line, `tpp_operator_clients_left_at_as_total` and, where the
+//! API server takes it, a Warning event name it (docs/reliability.md, "Deletion").
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -18,11 +27,11 @@ use serde_json::json;
 
 use super::{context::Context, server, session::Session};
 use crate::{
-    crd::{DeletionPolicy, TppClient},
+    crd::{AuthorizationServerKind, DeletionPolicy, TppClient},
     error::Error,
     oauth::DeleteOutcome,
     reason::Reason,
-    store::layout::FINALIZER,
+    store::layout::{self, FINALIZER},
 };
 
 /// Add the finalizer (JSON patch guarded by the resourceVersion we saw). The object we saw may
@@ -134,6 +143,158 @@ async fn event(
     }
 }
 
+/// What deregistering came to.
+enum Deregistration {
+    /// RFC 7592 DELETE done, or the AS no longer knew the client.
+    Done(DeleteOutcome, String),
+    /// No client was ever registered (no client id anywhere): nothing to do.
+    NothingRegistered,
+    /// A client is registered but cannot be deregistered: why, in a sentence.
+    Impossible(String),
+}
+
+/// The AS to deregister at: the resolution its controller published, else (the AS object is
+/// gone, e.g. its namespace is being deleted, or not Ready) the last Ready resolution the
+/// process saw ([`super::server_index::ServerIndex::last_ready`]).
+async fn server_for_cleanup(
+    client: &TppClient,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<std::sync::Arc<server::ResolvedServer>, Error> {
+    let r = &client.spec.authorization_server_ref;
+    let key = match r.kind {
+        AuthorizationServerKind::AuthorizationServer => server::namespaced_key(namespace, &r.name),
+        AuthorizationServerKind::ClusterAuthorizationServer => server::cluster_key(&r.name),
+    };
+    match server::resolve(client, namespace, ctx).await {
+        Ok(server::Lookup::Ready(resolved)) => Ok(resolved),
+        Ok(server::Lookup::Waiting(message)) => {
+            ctx.index
+                .last_ready(&key)
+                .ok_or(Error::AuthorizationServer {
+                    reason: Reason::AuthorizationServerNotReady,
+                    message,
+                })
+        }
+        Err(e) if e.reason() == Reason::AuthorizationServerNotFound => {
+            ctx.index.last_ready(&key).ok_or(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn deregister(
+    client: &TppClient,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<Deregistration, Error> {
+    let resolved = server_for_cleanup(client, namespace, ctx).await?;
+    let effects = super::effects::KubeEffects::new(ctx);
+    let session = Session::load(ctx, &effects, client, namespace.to_owned(), resolved).await?;
+    let reg = &session.registration;
+    let known = client
+        .status
+        .as_ref()
+        .and_then(|s| s.client_id.clone())
+        .filter(|id| !id.is_empty());
+    if reg.client_id.is_none() || reg.registration_access_token.is_none() {
+        // Without the registration access token no DELETE can be sent. "Already gone" only
+        // when no client was ever registered; a client the status names is left at the AS.
+        return Ok(match known.or_else(|| reg.client_id.clone()) {
+            Some(id) => Deregistration::Impossible(format!(
+                "client {id} cannot be deregistered: its registration access token is not readable \
+                 (Secret {} is gone or holds none)",
+                layout::registration_name(&client.name_any())
+            )),
+            None => Deregistration::NothingRegistered,
+        });
+    }
+    let id = reg.client_id.clone().unwrap_or_default();
+    let outcome = super::register::deregister(&session).await?;
+    Ok(Deregistration::Done(outcome, id))
+}
+
+/// Remove our finalizer from the client's `<name>-keys` and `<name>-registration` Secrets
+/// (see [`crate::store::build::keeps_for_deregistration`]), so that they can go.
+async fn release_secrets(ctx: &Context, client: &TppClient, namespace: &str) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = client.name_any();
+    for secret in [layout::keys_name(&name), layout::registration_name(&name)] {
+        let Some(found) = api
+            .get_opt(&secret)
+            .await
+            .map_err(|source| Error::ReadObject {
+                what: format!("Secret {secret}"),
+                source,
+            })?
+        else {
+            continue;
+        };
+        let Some(i) = found.finalizers().iter().position(|f| f == FINALIZER) else {
+            continue;
+        };
+        let ops = json!([{"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
+                         {"op": "remove", "path": format!("/metadata/finalizers/{i}")}]);
+        let patch: json_patch::Patch =
+            serde_json::from_value(ops).map_err(|e| Error::CorruptState {
+                what: "finalizer patch".into(),
+                message: e.to_string(),
+            })?;
+        match api
+            .patch(&secret, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(source) => {
+                return Err(Error::ApplyObject {
+                    what: format!("Secret {secret} finalizer"),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The client's finalizers go: on its Secrets first (so none is left blocking once the
+/// TppClient is gone), then its own.
+async fn finish(
+    ctx: &Context,
+    client: &TppClient,
+    namespace: &str,
+    key: &str,
+) -> Result<Requeue, Error> {
+    release_secrets(ctx, client, namespace).await?;
+    remove_finalizer(ctx, client).await?;
+    ctx.reset_failures(key);
+    Ok(Requeue::await_change())
+}
+
+/// A client left registered at the AS: never silent. A log line and a metric always (an
+/// event cannot be created in a namespace being deleted), and a Warning event on the
+/// TppClient when the API server takes it.
+async fn left_at_as(ctx: &Context, client: &TppClient, namespace: &str, message: String) {
+    let server = &client.spec.authorization_server_ref.name;
+    tracing::error!(
+        namespace,
+        name = %client.name_any(),
+        server = %server,
+        message = %message,
+        "client left registered at the authorization server"
+    );
+    ctx.metrics.client_left_at_as(server);
+    event(
+        ctx,
+        client,
+        EventType::Warning,
+        Reason::DeregistrationFailed,
+        "GiveUp",
+        message,
+    )
+    .await;
+}
+
 /// Handle a TppClient being deleted.
 pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
     let namespace = client.namespace().unwrap_or_default();
@@ -144,43 +305,21 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
         return Ok(Requeue::await_change());
     }
     if client.spec.registration.deletion_policy == DeletionPolicy::Orphan {
-        remove_finalizer(ctx, client).await?;
-        return Ok(Requeue::await_change());
+        return finish(ctx, client, &namespace, &key).await;
     }
-    let attempt = async {
-        let resolved = match server::resolve(client, &namespace, ctx).await? {
-            server::Lookup::Ready(r) => r,
-            server::Lookup::Waiting(message) => {
-                return Err(Error::AuthorizationServer {
-                    reason: Reason::AuthorizationServerNotReady,
-                    message,
-                });
-            }
-        };
-        let effects = super::effects::KubeEffects::new(ctx);
-        let session = Session::load(ctx, &effects, client, namespace.clone(), resolved).await?;
-        let id = session.registration.client_id.clone().unwrap_or_default();
-        let outcome = super::register::deregister(&session).await?;
-        Ok::<_, Error>((id, outcome))
-    }
-    .await;
-    match attempt {
-        Ok((id, DeleteOutcome::Refused)) => {
-            // A 401 is no proof of deletion: say what may be left, then let the object go.
-            event(
+    match deregister(client, &namespace, ctx).await {
+        Ok(Deregistration::Done(DeleteOutcome::Refused, id)) => {
+            // A 401 is no proof of deletion: name what may be left, then let the object go.
+            left_at_as(
                 ctx,
                 client,
-                EventType::Warning,
-                Reason::DeregistrationFailed,
-                "Delete",
+                &namespace,
                 format!("the authorization server refused the registration access token of client {id} (401) when deleting it; {id} may remain registered there: check and delete it at the AS"),
             )
             .await;
-            remove_finalizer(ctx, client).await?;
-            ctx.reset_failures(&key);
-            Ok(Requeue::await_change())
+            finish(ctx, client, &namespace, &key).await
         }
-        Ok((id, outcome)) => {
+        Ok(Deregistration::Done(outcome, id)) => {
             let note = match outcome {
                 DeleteOutcome::Deleted => {
                     format!("client {id} deleted at the authorization server")
@@ -198,9 +337,12 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                 note,
             )
             .await;
-            remove_finalizer(ctx, client).await?;
-            ctx.reset_failures(&key);
-            Ok(Requeue::await_change())
+            finish(ctx, client, &namespace, &key).await
+        }
+        Ok(Deregistration::NothingRegistered) => finish(ctx, client, &namespace, &key).await,
+        Ok(Deregistration::Impossible(why)) => {
+            left_at_as(ctx, client, &namespace, why).await;
+            finish(ctx, client, &namespace, &key).await
         }
         Err(e) => {
             let n = ctx.record_failure(&key);
@@ -210,18 +352,14 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
                     .as_ref()
                     .and_then(|s| s.client_id.clone())
                     .unwrap_or_else(|| "(unknown)".into());
-                event(
+                left_at_as(
                     ctx,
                     client,
-                    EventType::Warning,
-                    Reason::DeregistrationFailed,
-                    "GiveUp",
+                    &namespace,
                     format!("gave up deregistering after {n} attempts; client {id} may remain registered at the authorization server: {}", e.chain()),
                 )
                 .await;
-                remove_finalizer(ctx, client).await?;
-                ctx.reset_failures(&key);
-                return Ok(Requeue::await_change());
+                return finish(ctx, client, &namespace, &key).await;
             }
             event(
                 ctx,

@@ -114,6 +114,11 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
             return Err(e);
         }
     };
+    // Nothing is done for a client one of whose Secret names belongs to someone else.
+    if let Err(e) = claim_names(ctx, obj, &namespace).await {
+        status::publish(ctx, obj, &old, &status::early_failure(obj, &old, &e, now)).await?;
+        return Err(e);
+    }
     let effects = super::effects::KubeEffects::new(ctx);
     let mut session = match Session::load(ctx, &effects, obj, namespace.clone(), resolved).await {
         Ok(s) => s,
@@ -150,6 +155,11 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     if let Some(e) = &halted {
         session.events.push((e.reason(), e.to_string()));
     }
+    // The ConfigMap copy of the published keys, if someone else changed it.
+    let result = match result {
+        Ok(()) => super::jwks_copy::restore(&mut session).await,
+        failed => failed,
+    };
     let now = ctx.clock.now();
     let mut st = status::from_session(
         &session,
@@ -198,6 +208,31 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     Ok(Requeue::requeue(
         wake.unwrap_or(MAX_REQUEUE).clamp(MIN_REQUEUE, MAX_REQUEUE),
     ))
+}
+
+/// [`crate::store::Store::claim`] of the client's three Secrets (`<name>-keys`,
+/// `-registration`, `-credentials`); the ConfigMap is checked when it is written (before any
+/// publication reaches the AS).
+async fn claim_names(ctx: &Context, obj: &TppClient, namespace: &str) -> Result<(), Error> {
+    use crate::store::{build, layout, ownership::Writer};
+    let name = obj.name_any();
+    let names = [
+        layout::keys_name(&name),
+        layout::registration_name(&name),
+        layout::credentials_name(&name),
+    ];
+    let writer = Writer {
+        uid: Some(build::owner_ref(obj).uid),
+        client: Some(name.clone()),
+    };
+    match ctx.store.claim(namespace, &writer, &names).await {
+        Ok(()) => Ok(()),
+        Err(crate::store::apply::WriteError::Kube(source)) => Err(Error::ReadObject {
+            what: format!("the Secrets of {name}"),
+            source,
+        }),
+        Err(crate::store::apply::WriteError::NameConflict(c)) => Err(Error::NameConflict(c)),
+    }
 }
 
 /// The client's per-client metric facts (docs/operations.md § Metrics), from what the session
@@ -250,7 +285,8 @@ pub(crate) async fn drive(
 ) -> (Option<Plan>, Result<(), Error>) {
     let (plan, result) = steps(s, policy, first).await;
     let saved = s.persist_keys().await;
-    (plan, result.and(saved))
+    let kept = s.keep_secrets().await;
+    (plan, result.and(saved).and(kept))
 }
 
 /// `first` is the plan made for admission, at the start: it is not made again. Every decision
@@ -305,6 +341,7 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(Reason, Strin
             Reason::RegistrationLost
                 | Reason::RegistrationOutcomeUnknown
                 | Reason::RegistrationAccessTokenLost
+                | Reason::JwksRestored
         ) {
             EventType::Warning
         } else {
@@ -348,7 +385,7 @@ pub fn error_policy(obj: Arc<TppClient>, error: &Error, ctx: Arc<Context>) -> Re
         ctx.set_backoff_until(&key(&obj), until);
     }
     let chain = error.chain();
-    tracing::warn!(client = %key(&obj), reason = %error.reason(), transient = error.is_transient(), error = %chain, "reconcile failed");
+    tracing::warn!(client = %key(&obj), reason = %error.reason(), transient = error.is_transient(), interaction_id = error.interaction_id(), error = %chain, "reconcile failed");
     let reference = obj.object_ref(&());
     let recorder = ctx.recorder.clone();
     let ev = Event {

@@ -54,6 +54,14 @@ pub struct Context {
     pub keygen: super::admission::KeygenAdmission,
     /// `tpp.dev/refresh-discovery` values already acted on.
     pub discovery_refreshes: super::refresh::DiscoveryRefreshes,
+    /// The TppClient statuses this process wrote last (a write is skipped only when the server
+    /// already holds the same).
+    pub statuses: Arc<super::status_ledger::StatusLedger>,
+    /// The backoff of every AS whose resolution (discovery) is failing.
+    pub server_backoff: super::server_backoff::ServerBackoff,
+    /// Clients whose `<name>-jwks` ConfigMap someone else changed (restored at their next
+    /// reconcile).
+    pub jwks_tampered: super::jwks_copy::Tampered,
     failures: Mutex<HashMap<String, u32>>,
     backoff: Mutex<HashMap<String, jiff::Timestamp>>,
 }
@@ -90,6 +98,9 @@ impl Context {
             discovery: Discovery::new(Duration::from_secs(15 * 60), clock.clone()),
             crypto: Arc::new(Semaphore::new(workers)),
             discovery_refreshes: Default::default(),
+            statuses: Default::default(),
+            server_backoff: Default::default(),
+            jwks_tampered: Default::default(),
             failures: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             client,

@@ -19,6 +19,7 @@ use crate::{
         AccessToken, ClientAuthn, ClientIdentity, ManagementTarget, OauthError, Registration,
         SignedContentType, management, registration as reg, token,
     },
+    store::apply::WriteError,
 };
 
 /// A boxed effect (the trait is used as `dyn Effects`).
@@ -126,12 +127,10 @@ pub trait Effects: Send + Sync {
         name: &'a str,
     ) -> Effect<'a, Result<Option<Secret>, kube::Error>>;
 
-    /// Server-side apply one of the client's objects.
-    fn write<'a>(
-        &'a self,
-        namespace: &'a str,
-        object: Write,
-    ) -> Effect<'a, Result<(), kube::Error>>;
+    /// Server-side apply one of the client's objects, unless an object of that name belongs to
+    /// someone else ([`WriteError::NameConflict`]).
+    fn write<'a>(&'a self, namespace: &'a str, object: Write)
+    -> Effect<'a, Result<(), WriteError>>;
 
     /// Add the deregistration finalizer to `client`.
     fn add_finalizer<'a>(&'a self, client: &'a TppClient) -> Effect<'a, Result<(), Error>>;
@@ -222,7 +221,7 @@ impl Effects for KubeEffects<'_> {
         &'a self,
         namespace: &'a str,
         object: Write,
-    ) -> Effect<'a, Result<(), kube::Error>> {
+    ) -> Effect<'a, Result<(), WriteError>> {
         Box::pin(async move {
             let effect = object.failpoint_effect();
             injected(Side::Before, effect).await?;
@@ -230,7 +229,7 @@ impl Effects for KubeEffects<'_> {
                 Write::Secret(s) => self.ctx.store.apply(namespace, &s).await.map(drop),
                 Write::ConfigMap(c) => self.ctx.store.apply(namespace, &c).await.map(drop),
             }?;
-            injected(Side::After, effect).await
+            Ok(injected(Side::After, effect).await?)
         })
     }
 

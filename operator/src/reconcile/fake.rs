@@ -24,6 +24,7 @@ use crate::{
         AccessToken, ClientAuthn, ManagementTarget, OauthError, Registration,
         RegistrationPersister, management::DeleteOutcome,
     },
+    store::apply::WriteError,
 };
 
 /// Which AS call a scripted failure answers.
@@ -210,6 +211,15 @@ impl FakeEffects {
         }
     }
 
+    /// Our Secrets as a version without the deregistration finalizer wrote them.
+    pub fn strip_finalizers(&self) {
+        for object in self.lock().objects.values_mut() {
+            if let Write::Secret(s) = object {
+                s.metadata.finalizers = None;
+            }
+        }
+    }
+
     /// A data key of one of our Secrets, as text.
     pub fn data(&self, secret: &str, key: &str) -> Option<String> {
         self.secret(secret)?
@@ -261,14 +271,14 @@ impl Effects for FakeEffects {
         &'a self,
         _namespace: &'a str,
         object: Write,
-    ) -> Effect<'a, Result<(), kube::Error>> {
+    ) -> Effect<'a, Result<(), WriteError>> {
         Box::pin(async move {
             let key = match &object {
                 Write::Secret(s) => format!("Secret/{}", s.name_any()),
                 Write::ConfigMap(c) => format!("ConfigMap/{}", c.name_any()),
             };
             if !self.step(format!("write {key}")) {
-                return Err(crashed());
+                return Err(crashed().into());
             }
             self.lock().objects.insert(key, object);
             Ok(())

@@ -9,15 +9,19 @@ pub mod cleanup;
 pub mod client;
 pub mod context;
 pub mod deadline;
+pub mod decode;
 pub mod effects;
+pub mod jwks_copy;
 pub mod policy;
 pub mod refresh;
 pub mod register;
 pub mod server;
+pub mod server_backoff;
 pub mod server_index;
 pub mod server_status;
 pub mod session;
 pub mod status;
+pub mod status_ledger;
 
 #[cfg(test)]
 mod fake;
@@ -30,7 +34,7 @@ use std::{
 };
 
 use futures::{StreamExt, future::join_all};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::PartialObjectMeta,
@@ -135,17 +139,20 @@ fn secret_triggers(
 /// The TppClients to reconcile (cached without managedFields), relist-safe: see
 /// [`release_after_list`].
 fn client_triggers(
-    api: Api<TppClient>,
+    api: Api<kube::api::DynamicObject>,
     writer: reflector::store::Writer<TppClient>,
     reader: reflector::Store<TppClient>,
     scope: Option<String>,
-    metrics: Arc<crate::metrics::Metrics>,
+    ctx: &Context,
 ) -> impl futures::Stream<Item = Result<TppClient, watcher::Error>> + Send + 'static {
-    let events = watcher(api, watcher::Config::default())
+    let metrics = ctx.metrics.clone();
+    // Decoded one by one: an object this build cannot read does not stop the others.
+    let report = decode::warn_with(ctx.recorder.clone(), "TppClient", "tpp.dev/v1alpha1");
+    let events = decode::decoded::<TppClient>(api, watcher::Config::default(), report)
         .default_backoff()
         .modify(|c: &mut TppClient| c.managed_fields_mut().clear())
         .reflect(writer);
-    let events = forget_deleted(events, reader.clone(), scope, metrics);
+    let events = forget_deleted(events, reader.clone(), scope, metrics, ctx.statuses.clone());
     release_after_list(events, reader).predicate_filter(trigger_hash, Default::default())
 }
 
@@ -157,6 +164,7 @@ fn forget_deleted<S>(
     reader: reflector::Store<TppClient>,
     scope: Option<String>,
     metrics: Arc<crate::metrics::Metrics>,
+    statuses: Arc<status_ledger::StatusLedger>,
 ) -> impl futures::Stream<Item = Result<Event<TppClient>, watcher::Error>> + Send + 'static
 where
     S: futures::Stream<Item = Result<Event<TppClient>, watcher::Error>> + Send + 'static,
@@ -164,11 +172,20 @@ where
     use kube::runtime::reflector::ObjectRef;
     events.inspect(move |ev| match ev {
         Ok(Event::Delete(o)) => {
-            metrics.forget_client(&o.namespace().unwrap_or_default(), &o.name_any());
+            let ns = o.namespace().unwrap_or_default();
+            metrics.forget_client(&ns, &o.name_any());
+            statuses.forget(&format!("{ns}/{}", o.name_any()));
         }
-        Ok(Event::InitDone) => metrics.retain_clients(scope.as_deref(), |ns, name| {
-            reader.get(&ObjectRef::new(name).within(ns)).is_some()
-        }),
+        Ok(Event::InitDone) => {
+            let cached =
+                |ns: &str, name: &str| reader.get(&ObjectRef::new(name).within(ns)).is_some();
+            metrics.retain_clients(scope.as_deref(), cached);
+            statuses.retain(|key| {
+                let (ns, name) = key.split_once('/').unwrap_or(("", key));
+                // Another namespace's controller keeps its own entries.
+                scope.as_deref().is_some_and(|s| s != ns) || cached(ns, name)
+            });
+        }
         _ => {}
     })
 }
@@ -221,14 +238,15 @@ async fn run_clients(
         reflector::store::Writer<TppClient>,
     ),
 ) {
-    let (clients, secrets) = match &namespace {
+    let clients = decode::raw_api::<TppClient>(client.clone(), namespace.as_deref());
+    let (secrets, configmaps) = match &namespace {
         Some(ns) => (
-            Api::<TppClient>::namespaced(client.clone(), ns),
             Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
+            Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), ns),
         ),
         None => (
-            Api::<TppClient>::all(client.clone()),
             Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
         ),
     };
     // Our Secrets in one paged LIST before the first reconcile: a restart with N clients
@@ -243,15 +261,10 @@ async fn run_clients(
             tracing::warn!(error = %e, "filling the Secret cache failed; reading Secrets one by one")
         }
     }
-    let stream = client_triggers(
-        clients,
-        writer,
-        reader.clone(),
-        namespace.clone(),
-        ctx.metrics.clone(),
-    );
+    let stream = client_triggers(clients, writer, reader.clone(), namespace.clone(), &ctx);
     Controller::for_stream(stream, reader)
         .owns_stream(secret_triggers(secrets, namespace.clone(), ctx.clone()))
+        .owns_stream(jwks_copy::triggers(configmaps, ctx.clone()))
         .reconcile_on(server_ready(ctx.index.woken(), namespace.clone()))
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
@@ -297,12 +310,32 @@ fn log_controller_error<T, E: std::error::Error>(
     }
 }
 
-fn server_controller(client: Client, namespace: Option<&str>) -> Controller<AuthorizationServer> {
-    let api = match namespace {
-        Some(ns) => Api::<AuthorizationServer>::namespaced(client, ns),
-        None => Api::<AuthorizationServer>::all(client),
-    };
-    Controller::new(api, watcher::Config::default())
+/// A controller of `K` (AuthorizationServer or ClusterAuthorizationServer) whose watch decodes
+/// each object on its own ([`decode`]): one object this build cannot read does not stop the
+/// resolution of the others.
+fn server_controller<K>(
+    client: Client,
+    namespace: Option<&str>,
+    recorder: kube::runtime::events::Recorder,
+    kind: &'static str,
+) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let report = decode::warn_with(recorder, kind, "tpp.dev/v1alpha1");
+    let api = decode::raw_api::<K>(client, namespace);
+    let stream = decode::decoded::<K>(api, watcher::Config::default(), report)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(stream, reader)
 }
 
 async fn run_servers(
@@ -392,7 +425,12 @@ pub async fn run(
             shutdown.clone(),
             (reader, writer),
         )));
-        let servers = server_controller(client.clone(), ns.as_deref());
+        let servers = server_controller::<AuthorizationServer>(
+            client.clone(),
+            ns.as_deref(),
+            ctx.recorder.clone(),
+            "AuthorizationServer",
+        );
         caches.push(ready(servers.store()));
         tasks.push(Box::pin(run_servers(
             servers,
@@ -400,9 +438,11 @@ pub async fn run(
             shutdown.clone(),
         )));
     }
-    let cluster = Controller::new(
-        Api::<ClusterAuthorizationServer>::all(client),
-        watcher::Config::default(),
+    let cluster = server_controller::<ClusterAuthorizationServer>(
+        client,
+        None,
+        ctx.recorder.clone(),
+        "ClusterAuthorizationServer",
     );
     caches.push(ready(cluster.store()));
     tasks.push(Box::pin(run_cluster_servers(cluster, ctx, shutdown)));
@@ -480,9 +520,15 @@ mod tests {
         ])
         .map(Ok)
         .reflect(writer);
-        let _: Vec<_> = forget_deleted(events, reader, Some("ns".into()), metrics.clone())
-            .collect()
-            .await;
+        let _: Vec<_> = forget_deleted(
+            events,
+            reader,
+            Some("ns".into()),
+            metrics.clone(),
+            Default::default(),
+        )
+        .collect()
+        .await;
         let text = metrics.render();
         let ready: Vec<&str> = text
             .lines()

@@ -378,6 +378,54 @@ async fn an_idle_reconcile_writes_nothing_and_calls_nothing() {
     );
 }
 
+/// Secrets written before the deregistration finalizer existed get it once (docs/reliability.md,
+/// "Deletion"), with the content they hold; then an idle reconcile writes nothing again.
+#[tokio::test]
+async fn secrets_written_without_the_deregistration_finalizer_get_it_once() {
+    let mut w = onboard("Dynamic").await;
+    let held = |w: &World, name: &str| {
+        w.fake
+            .secret(name)
+            .and_then(|s| s.metadata.finalizers)
+            .is_some_and(|f| f.iter().any(|f| f == crate::store::layout::FINALIZER))
+    };
+    let rat = w
+        .fake
+        .data("payments-registration", "registration_access_token");
+    w.fake.strip_finalizers();
+    let before = w.fake.count();
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    let log = w.fake.log()[before..].to_vec();
+    let writes: Vec<&String> = log.iter().filter(|e| e.starts_with("write")).collect();
+    assert_eq!(
+        writes,
+        [
+            "write Secret/payments-keys",
+            "write Secret/payments-registration"
+        ],
+        "{log:?}"
+    );
+    assert!(held(&w, "payments-keys") && held(&w, "payments-registration"));
+    assert_eq!(
+        w.fake
+            .data("payments-registration", "registration_access_token"),
+        rat,
+        "the same content"
+    );
+    let before = w.fake.count();
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert!(
+        w.fake.log()[before..]
+            .iter()
+            .all(|e| e.starts_with("read ")),
+        "once"
+    );
+}
+
 #[tokio::test]
 async fn a_due_token_is_refreshed_with_one_credentials_write_and_no_keys_write() {
     let mut w = onboard("Dynamic").await;

@@ -40,11 +40,7 @@ pub struct ResolvedServer {
 impl ResolvedServer {
     /// The AS's shared rate limit.
     pub fn rate(&self) -> RateLimit {
-        RateLimit {
-            per_second: NonZeroU32::new(self.spec.rate_limit.requests_per_second)
-                .unwrap_or(NonZeroU32::MIN),
-            burst: NonZeroU32::new(self.spec.rate_limit.burst).unwrap_or(NonZeroU32::MIN),
-        }
+        rate_limit(&self.spec)
     }
 
     /// An HTTP client for this AS, with `identity` for mTLS.
@@ -145,6 +141,15 @@ pub async fn resolve(client: &TppClient, namespace: &str, ctx: &Context) -> Resu
     Ok(lookup)
 }
 
+/// The rate limit `spec.rateLimit` sets for every request to the AS: discovery, registration,
+/// RFC 7592 and token calls of every client draw from one bucket per AS.
+pub fn rate_limit(spec: &AuthorizationServerSpec) -> RateLimit {
+    RateLimit {
+        per_second: NonZeroU32::new(spec.rate_limit.requests_per_second).unwrap_or(NonZeroU32::MIN),
+        burst: NonZeroU32::new(spec.rate_limit.burst).unwrap_or(NonZeroU32::MIN),
+    }
+}
+
 /// The index key of the AuthorizationServer `namespace/name`.
 pub fn namespaced_key(namespace: &str, name: &str) -> String {
     format!("as/{namespace}/{name}")
@@ -156,7 +161,8 @@ pub fn cluster_key(name: &str) -> String {
 }
 
 /// Resolve an AS for its controller: the CA bundle, then the discovery document (cached).
-/// `ca_namespace` is where a `caBundleRef` without a namespace is read.
+/// `ca_namespace` is where a `caBundleRef` without a namespace is read. The discovery request
+/// waits in the AS's rate limit like every other request to it ([`rate_limit`]).
 pub async fn resolve_server(
     ctx: &Context,
     spec: &AuthorizationServerSpec,
@@ -168,7 +174,7 @@ pub async fn resolve_server(
     let transport = TransportConfig::new(ca_pem.clone().into_bytes());
     let plain = ctx
         .pool
-        .client(as_key, &transport, None, None)
+        .client(as_key, &transport, None, Some(rate_limit(spec)))
         .map_err(Error::Discovery)?;
     let meta = ctx
         .discovery

@@ -57,6 +57,9 @@ pub struct ServerIndex {
 struct Inner {
     entries: HashMap<String, Entry>,
     waiting: HashMap<String, HashSet<ObjectRef<TppClient>>>,
+    /// The last Ready resolution of each AS, whatever was published after it: what a
+    /// deregistration uses once the AS object itself is gone (a namespace being deleted).
+    last_ready: HashMap<String, Arc<ResolvedServer>>,
 }
 
 impl Default for ServerIndex {
@@ -75,6 +78,9 @@ impl ServerIndex {
         let ready = matches!(resolution, Resolution::Ready(_));
         let woken = {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if let Resolution::Ready(server) = &resolution {
+                inner.last_ready.insert(key.to_owned(), server.clone());
+            }
             inner.entries.insert(
                 key.to_owned(),
                 Entry {
@@ -127,6 +133,17 @@ impl ServerIndex {
             .or_default()
             .insert(client);
         Lookup::Waiting(waiting)
+    }
+
+    /// The last Ready resolution of the AS `key`, of any generation, even if the AS failed or
+    /// was deleted since (in memory: gone after a restart).
+    pub fn last_ready(&self, key: &str) -> Option<Arc<ResolvedServer>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_ready
+            .get(key)
+            .cloned()
     }
 
     /// The clients to reconcile because their AS became Ready.
@@ -201,6 +218,23 @@ mod tests {
         );
         let message = waiting(index.lookup("as/ns/bank", "bank", Some(1), client("a")));
         assert!(message.is_some_and(|m| m.contains("PreflightFailed: no PAR")));
+    }
+
+    #[test]
+    fn the_last_ready_resolution_outlives_a_later_failure() {
+        let index = ServerIndex::default();
+        assert!(index.last_ready("as/ns/bank").is_none());
+        index.publish("as/ns/bank", Some(1), Resolution::Ready(server()));
+        index.publish(
+            "as/ns/bank",
+            Some(2),
+            Resolution::NotReady {
+                reason: Reason::DiscoveryFailed,
+                message: "down".into(),
+            },
+        );
+        assert!(index.last_ready("as/ns/bank").is_some());
+        assert!(index.last_ready("as/ns/other").is_none());
     }
 
     #[test]

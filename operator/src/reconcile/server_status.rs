@@ -28,13 +28,13 @@ use crate::{
 };
 
 /// Drop the cached discovery document of `spec` when `annotations` carry a new
-/// `tpp.dev/refresh-discovery` value (see [`super::refresh`]).
+/// `tpp.dev/refresh-discovery` value (see [`super::refresh`]); returns whether it did.
 fn refresh_discovery(
     ctx: &Context,
     as_key: &str,
     annotations: &std::collections::BTreeMap<String, String>,
     spec: &AuthorizationServerSpec,
-) {
+) -> bool {
     let requested = annotations
         .get(annotations::REFRESH_DISCOVERY)
         .map(String::as_str);
@@ -45,7 +45,32 @@ fn refresh_discovery(
         );
         ctx.discovery
             .invalidate(&spec.issuer, spec.discovery_url.as_deref());
+        return true;
     }
+    false
+}
+
+/// The wait left before `as_key` at `generation` may be resolved again after failures, unless
+/// a refresh was just requested ([`super::server_backoff`]): whatever triggered this reconcile
+/// (our own status write among others), no request goes to a failing AS before then.
+fn backing_off(
+    ctx: &Context,
+    as_key: &str,
+    generation: Option<i64>,
+    refreshed: bool,
+) -> Option<Requeue> {
+    if refreshed {
+        return None;
+    }
+    let wait = ctx
+        .server_backoff
+        .wait(as_key, generation, ctx.clock.now())?;
+    tracing::debug!(
+        server = as_key,
+        ?wait,
+        "backing off: not resolving the AS yet"
+    );
+    Some(Requeue::requeue(wait))
 }
 
 /// Resolve the AS, check it, and publish the result in the index (for the TppClients) before
@@ -75,6 +100,51 @@ async fn observe(
     }
 }
 
+/// Every endpoint the clients of this AS would call (the spec's registration endpoint and the
+/// discovered ones), checked against the egress policy at resolution: an AuthorizationServer
+/// that points inward is refused with `EgressRefused` on itself, before any client calls it
+/// (the call itself is refused too, in `oauth::transport`).
+fn check_egress(
+    spec: &AuthorizationServerSpec,
+    meta: &crate::oauth::ProviderMetadata,
+    policy: Option<&crate::oauth::egress::EgressPolicy>,
+) -> Result<(), Error> {
+    use crate::oauth::{OauthError, Step};
+    let Some(policy) = policy else {
+        return Ok(());
+    };
+    let mut urls: Vec<(Step, String)> = vec![];
+    if let Some(e) = spec.registration.as_ref().and_then(|r| r.endpoint.clone()) {
+        urls.push((Step::Register, e));
+    }
+    for (step, kind) in [
+        (Step::Token, EndpointKind::Token),
+        (Step::Register, EndpointKind::Registration),
+        (Step::Introspection, EndpointKind::Introspection),
+        (Step::Revocation, EndpointKind::Revocation),
+        (
+            Step::PushedAuthorization,
+            EndpointKind::PushedAuthorizationRequest,
+        ),
+    ] {
+        for mtls in [true, false] {
+            if let Some(u) = meta.effective_endpoint(kind, mtls) {
+                urls.push((step, u.to_owned()));
+            }
+        }
+    }
+    for (step, url) in urls {
+        let host = url::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !policy.allows(&host) {
+            return Err(Error::Discovery(OauthError::EgressRefused { step, host }));
+        }
+    }
+    Ok(())
+}
+
 async fn check(
     ctx: &Context,
     spec: &AuthorizationServerSpec,
@@ -84,6 +154,7 @@ async fn check(
 ) -> Result<(AuthorizationServerStatus, ResolvedServer), Error> {
     let server = super::server::resolve_server(ctx, spec, as_key, ca_namespace, cluster).await?;
     let meta = server.meta.clone();
+    check_egress(spec, &meta, crate::oauth::egress::installed().as_deref())?;
     let needs = ClientNeeds {
         fapi2: spec.profile == Profile::FAPI2,
         ..Default::default()
@@ -176,12 +247,54 @@ fn with_conditions(
     st
 }
 
-fn requeue(result: &Result<AuthorizationServerStatus, Error>) -> Requeue {
+/// When to resolve again: a Ready AS in 10 minutes; a failing one after its backoff
+/// ([`super::server_backoff`], exponential with jitter, capped), which also holds back every
+/// reconcile triggered before then.
+fn requeue(
+    ctx: &Context,
+    as_key: &str,
+    generation: Option<i64>,
+    result: &Result<AuthorizationServerStatus, Error>,
+) -> Requeue {
     match result {
-        Ok(_) => Requeue::requeue(Duration::from_secs(10 * 60)),
-        Err(e) if e.is_transient() => Requeue::requeue(super::context::backoff(2, e.retry_after())),
-        Err(_) => Requeue::requeue(Duration::from_secs(5 * 60)),
+        Ok(_) => {
+            ctx.server_backoff.succeeded(as_key);
+            Requeue::requeue(Duration::from_secs(10 * 60))
+        }
+        Err(e) => {
+            let wait = ctx.server_backoff.failed(
+                as_key,
+                generation,
+                ctx.clock.now(),
+                e.is_transient(),
+                e.retry_after(),
+                0.8 + rand::random::<f64>() * 0.4,
+            );
+            tracing::warn!(
+                server = as_key,
+                reason = %e.reason(),
+                transient = e.is_transient(),
+                interaction_id = e.interaction_id(),
+                failures = ctx.server_backoff.failures(as_key),
+                ?wait,
+                error = %e.chain(),
+                "resolving the authorization server failed"
+            );
+            Requeue::requeue(wait)
+        }
     }
+}
+
+/// Whether `new` says nothing `old` does not (the discovery time aside): then no status write,
+/// so no watch event and no new reconcile.
+fn unchanged(old: Option<&AuthorizationServerStatus>, new: &AuthorizationServerStatus) -> bool {
+    old.is_some_and(|o| {
+        let mut a = o.clone();
+        let mut b = new.clone();
+        a.last_discovery_time = None;
+        b.last_discovery_time = None;
+        a == b
+    })
 }
 
 async fn write_status<K>(
@@ -195,14 +308,7 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     <K as kube::Resource>::DynamicType: Default,
 {
-    let unchanged = old.is_some_and(|o| {
-        let mut a = o.clone();
-        let mut b = new.clone();
-        a.last_discovery_time = None;
-        b.last_discovery_time = None;
-        a == b
-    });
-    if unchanged {
+    if unchanged(old, new) {
         return Ok(());
     }
     let patch = json!({"apiVersion": "tpp.dev/v1alpha1", "kind": kind, "status": new});
@@ -226,7 +332,10 @@ pub async fn reconcile_namespaced(
 ) -> Result<Requeue, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let as_key = super::server::namespaced_key(&ns, &obj.name_any());
-    refresh_discovery(&ctx, &as_key, obj.annotations(), &obj.spec);
+    let refreshed = refresh_discovery(&ctx, &as_key, obj.annotations(), &obj.spec);
+    if let Some(wait) = backing_off(&ctx, &as_key, obj.metadata.generation, refreshed) {
+        return Ok(wait);
+    }
     let result = observe(
         &ctx,
         &obj.spec,
@@ -251,7 +360,7 @@ pub async fn reconcile_namespaced(
         &st,
     )
     .await?;
-    Ok(requeue(&result))
+    Ok(requeue(&ctx, &as_key, obj.metadata.generation, &result))
 }
 
 /// Reconcile a ClusterAuthorizationServer.
@@ -261,7 +370,10 @@ pub async fn reconcile_cluster(
 ) -> Result<Requeue, Error> {
     let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
     let as_key = super::server::cluster_key(&obj.name_any());
-    refresh_discovery(&ctx, &as_key, obj.annotations(), &obj.spec.server);
+    let refreshed = refresh_discovery(&ctx, &as_key, obj.annotations(), &obj.spec.server);
+    if let Some(wait) = backing_off(&ctx, &as_key, obj.metadata.generation, refreshed) {
+        return Ok(wait);
+    }
     let result = observe(
         &ctx,
         &obj.spec.server,
@@ -286,7 +398,7 @@ pub async fn reconcile_cluster(
         &st,
     )
     .await?;
-    Ok(requeue(&result))
+    Ok(requeue(&ctx, &as_key, obj.metadata.generation, &result))
 }
 
 /// Requeue after a failed status write.

@@ -167,3 +167,97 @@ fn a_failed_rediscovery_keeps_what_was_last_discovered() {
     assert_eq!(st.auth_methods, ready.auth_methods);
     assert_eq!(kstatus(1, &st), KStatus::InProgress);
 }
+
+/// A discovery answered 404 (an issuer with a wrong path), as the transport builds it.
+fn not_found(interaction_id: &str) -> Error {
+    Error::Discovery(OauthError::from_status(
+        Step::Discovery,
+        404,
+        None,
+        b"",
+        interaction_id,
+        at(0),
+    ))
+}
+
+#[test]
+fn a_repeated_failure_with_a_new_interaction_id_leaves_the_status_unchanged() {
+    for (first, second) in [
+        (not_found("4f1d-first"), not_found("a09c-second")),
+        (unavailable(), {
+            Error::Discovery(OauthError::Unavailable {
+                step: Step::Discovery,
+                status: 503,
+                retry_after: None,
+                interaction_id: "i-2".into(),
+            })
+        }),
+    ] {
+        let before = with_conditions(Default::default(), None, Some(1), Some(&first), at(0));
+        let after = with_conditions(
+            Default::default(),
+            Some(&before),
+            Some(1),
+            Some(&second),
+            at(30),
+        );
+        let message = |st: &AuthorizationServerStatus| {
+            crate::crd::condition::find(&st.conditions, types::READY).map(|c| c.message.clone())
+        };
+        assert_eq!(message(&before), message(&after));
+        assert!(
+            message(&after).is_some_and(|m| !m.contains("4f1d") && !m.contains("i-2")),
+            "{:?}",
+            message(&after)
+        );
+        assert!(
+            unchanged(Some(&before), &after),
+            "no status write, so no watch event and no new reconcile: {before:?} -> {after:?}"
+        );
+    }
+}
+
+fn spec_with(extra: serde_json::Value) -> AuthorizationServerSpec {
+    let mut v = serde_json::json!({"issuer": "https://bank.example.com"});
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    serde_json::from_value(v).unwrap_or_else(|e| panic!("a valid spec: {e}"))
+}
+
+fn meta_with(token_endpoint: &str) -> crate::oauth::ProviderMetadata {
+    serde_json::from_value(serde_json::json!({
+        "issuer": "https://bank.example.com",
+        "token_endpoint": token_endpoint,
+        "registration_endpoint": "https://bank.example.com/register",
+    }))
+    .unwrap_or_else(|e| panic!("metadata: {e}"))
+}
+
+#[test]
+fn an_authorization_server_whose_endpoints_point_inward_is_refused_at_resolution() {
+    let policy = crate::oauth::EgressPolicy::new::<&str>(&[]);
+    let public = meta_with("https://bank.example.com/token");
+    assert!(check_egress(&spec_with(serde_json::json!({})), &public, Some(&policy)).is_ok());
+    let inward_registration = spec_with(serde_json::json!({
+        "registration": {"endpoint": "https://kubernetes.default.svc/register"}
+    }));
+    let e = check_egress(&inward_registration, &public, Some(&policy))
+        .expect_err("a registration endpoint inside the cluster");
+    assert_eq!(e.reason(), Reason::EgressRefused);
+    assert!(
+        e.to_string().contains("kubernetes.default.svc")
+            || e.chain().contains("kubernetes.default.svc")
+    );
+    let inward_token = meta_with("https://10.0.0.7/token");
+    let e = check_egress(
+        &spec_with(serde_json::json!({})),
+        &inward_token,
+        Some(&policy),
+    )
+    .expect_err("a discovered token endpoint on a private address");
+    assert_eq!(e.reason(), Reason::EgressRefused);
+    // Without an installed policy (unit tests of other modules, the loopback tier) nothing is
+    // checked here; the transport still checks its own.
+    assert!(check_egress(&inward_registration, &inward_token, None).is_ok());
+}

@@ -17,11 +17,7 @@ use super::{
 use crate::{
     crd::{CertificateSource, RegistrationMode, TppClient, annotations},
     error::{Error, Stage},
-    identity::{
-        self, KeyAlgorithm, PrivateKey,
-        jwk::KeyUse as JwkUse,
-        jwks::{JwkSet, PublishedAlg, PublishedKey},
-    },
+    identity::{self, PrivateKey, jwks::JwkSet},
     oauth::ClientIdentity,
     redact::Sensitive,
     rotation::{self, CertRecord, KeyState, KeyUse, Observed, Trigger, TriggerKind, Triggers},
@@ -81,6 +77,22 @@ pub struct Session<'a> {
     /// `<name>-keys` as last loaded or written: `keys` differs from it when it has unsaved
     /// changes.
     keys_saved: KeysState,
+    /// `<name>-keys` or `<name>-registration` exists without the deregistration finalizer it
+    /// should keep (written before the finalizer existed): see [`Self::keep_secrets`].
+    unkept_secrets: bool,
+}
+
+/// Whether `secret` exists, is not being deleted, and lacks the deregistration finalizer.
+fn unkept(secret: Option<&k8s_openapi::api::core::v1::Secret>) -> bool {
+    secret.is_some_and(|s| {
+        s.metadata.deletion_timestamp.is_none()
+            && !s
+                .metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == layout::FINALIZER)
+    })
 }
 
 fn read_err(what: String) -> impl FnOnce(kube::Error) -> Error {
@@ -112,6 +124,8 @@ impl<'a> Session<'a> {
             .await
             .map_err(read_err(layout::registration_name(&name)))?;
         let registration = RegistrationState::from_secret(reg_secret.as_ref());
+        let unkept_secrets = build::keeps_for_deregistration(client)
+            && (unkept(keys_secret.as_ref()) || unkept(reg_secret.as_ref()));
         let cred_secret = store
             .own_secret(&namespace, &layout::credentials_name(&name))
             .await
@@ -154,6 +168,7 @@ impl<'a> Session<'a> {
             events: vec![],
             backoff_until: None,
             parsed: Default::default(),
+            unkept_secrets,
         })
     }
 
@@ -301,48 +316,17 @@ impl<'a> Session<'a> {
         Ok(Some(key))
     }
 
-    /// The public JWK set of `kids` (deterministic order).
+    /// The public JWK set of `kids` (deterministic order): [`KeysState::public_jwks`], the
+    /// same set `/jwks/{namespace}/{name}` serves from the persisted state.
     pub fn jwks_of(&self, kids: &BTreeSet<String>) -> Result<JwkSet, Error> {
-        let mut published = vec![];
-        for k in self
-            .keys
-            .keys
-            .iter()
-            .filter(|k| kids.contains(&k.record.kid))
-        {
-            let key =
-                PrivateKey::from_private_jwk_json(k.private_jwk.expose()).map_err(|source| {
-                    Error::Identity {
-                        stage: Stage::ReadKeyToPublish,
-                        source,
-                    }
-                })?;
-            let (key_use, alg) = match (k.record.use_, key.algorithm()) {
-                (KeyUse::Enc, _) => (JwkUse::Enc, PublishedAlg::RsaOaep256),
-                (KeyUse::Sig, KeyAlgorithm::EcP256) => (JwkUse::Sig, PublishedAlg::Es256),
-                (KeyUse::Sig, _) => (JwkUse::Sig, PublishedAlg::Ps256),
-            };
-            published.push(PublishedKey {
-                jwk: key.public_jwk(),
-                key_use,
-                alg,
-                certificate_chain: vec![],
-            });
-        }
-        identity::jwks::build_jwks(published).map_err(|source| Error::Identity {
-            stage: Stage::BuildJwks,
-            source,
-        })
+        self.keys
+            .public_jwks(kids)
+            .map_err(|(stage, source)| Error::Identity { stage, source })
     }
 
     /// Every kid the AS should see now (all but Pending).
     pub fn visible_kids(&self) -> BTreeSet<String> {
-        self.keys
-            .keys
-            .iter()
-            .filter(|k| k.record.state != KeyState::Pending)
-            .map(|k| k.record.kid.clone())
-            .collect()
+        self.keys.visible_kids()
     }
 
     /// `keys` as persisted by a write made outside [`Self::persist_keys`] (a registration
@@ -411,11 +395,26 @@ impl<'a> Session<'a> {
         self.effects
             .write(&self.namespace, Write::Secret(obj))
             .await
-            .map_err(|source| Error::ApplyObject {
-                what: layout::keys_name(&self.name),
-                source,
-            })?;
+            .map_err(|e| Error::write(layout::keys_name(&self.name), e))?;
         self.keys_saved = self.keys.clone();
+        Ok(())
+    }
+
+    /// Write `<name>-keys` (as last saved) and `<name>-registration` again when one of them
+    /// lacks the deregistration finalizer it should keep ([`build::keeps_for_deregistration`]):
+    /// once per client written before the finalizer existed, so that a namespace deletion finds
+    /// the registration access token readable.
+    pub async fn keep_secrets(&mut self) -> Result<(), Error> {
+        if !self.unkept_secrets {
+            return Ok(());
+        }
+        let obj = build::keys_secret(self.client, &self.keys_saved);
+        self.effects
+            .write(&self.namespace, Write::Secret(obj))
+            .await
+            .map_err(|e| Error::write(layout::keys_name(&self.name), e))?;
+        self.save_registration().await?;
+        self.unkept_secrets = false;
         Ok(())
     }
 
@@ -432,15 +431,12 @@ impl<'a> Session<'a> {
 
     /// Write `<name>-jwks` with `set`.
     pub async fn save_jwks(&self, set: &JwkSet) -> Result<(), Error> {
-        let json = serde_json::to_string_pretty(set).unwrap_or_default();
+        let json = render_jwks(set);
         let obj = build::jwks_configmap(self.client, json);
         self.effects
             .write(&self.namespace, Write::ConfigMap(obj))
             .await
-            .map_err(|source| Error::ApplyObject {
-                what: layout::jwks_name(&self.name),
-                source,
-            })?;
+            .map_err(|e| Error::write(layout::jwks_name(&self.name), e))?;
         Ok(())
     }
 
@@ -494,12 +490,14 @@ impl<'a> Session<'a> {
         self.effects
             .write(&self.namespace, Write::Secret(obj))
             .await
-            .map_err(|source| Error::ApplyObject {
-                what: layout::credentials_name(&self.name),
-                source,
-            })?;
+            .map_err(|e| Error::write(layout::credentials_name(&self.name), e))?;
         Ok(())
     }
+}
+
+/// The text of `<name>-jwks`'s `jwks.json` for `set`.
+pub fn render_jwks(set: &JwkSet) -> String {
+    serde_json::to_string_pretty(set).unwrap_or_default()
 }
 
 /// Persist a registration state (used by the RAT persister too).
@@ -513,10 +511,7 @@ pub async fn save_registration(
     effects
         .write(namespace, Write::Secret(obj))
         .await
-        .map_err(|source| Error::ApplyObject {
-            what: layout::registration_name(&client.name_any()),
-            source,
-        })?;
+        .map_err(|e| Error::write(layout::registration_name(&client.name_any()), e))?;
     Ok(())
 }
 

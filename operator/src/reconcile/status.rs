@@ -398,12 +398,16 @@ pub async fn publish(
         (!client.spec.suspend)
             .then(|| crate::crd::condition::is_true(&new.conditions, types::READY)),
     );
-    if old == new {
+    let ns = client.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", client.name_any());
+    let uid = client.uid().unwrap_or_default();
+    // `old` is the cached object's status, which may not show this process's last write yet
+    // (see `status_ledger`).
+    if !ctx.statuses.must_write(&key, &uid, old, new) {
         return Ok(());
     }
     let patch =
         serde_json::json!({"apiVersion": "tpp.dev/v1alpha1", "kind": "TppClient", "status": new});
-    let ns = client.namespace().unwrap_or_default();
     let failed = |source| Error::ApplyObject {
         what: format!("TppClient {} status", client.name_any()),
         source,
@@ -416,6 +420,7 @@ pub async fn publish(
         .apply_status::<TppClient>(&ns, &client.name_any(), &patch)
         .await
         .map_err(failed)?;
+    ctx.statuses.wrote(&key, &uid, new);
     super::effects::injected(crate::failpoints::Side::After, "apply_status")
         .await
         .map_err(failed)

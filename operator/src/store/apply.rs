@@ -11,7 +11,22 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{cache::SecretCache, layout::FIELD_MANAGER};
+use super::{
+    cache::SecretCache,
+    layout::{self, FIELD_MANAGER},
+    ownership::{NameConflict, Writer},
+};
+
+/// Why a write of one of a client's objects did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The API server refused or failed.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// An object with that name belongs to someone else: nothing was written.
+    #[error(transparent)]
+    NameConflict(#[from] NameConflict),
+}
 
 /// Access to the cluster.
 #[derive(Clone)]
@@ -66,7 +81,41 @@ impl Store {
         if let Some(s) = &got {
             self.cache.remember(namespace, s);
         }
-        Ok(got)
+        // An unlabelled Secret of that name is someone else's, not our state (writing it is a
+        // NameConflict: see `apply`).
+        Ok(got.filter(|s| layout::is_managed(&s.metadata)))
+    }
+
+    /// Check, before a reconcile does anything, that none of `names` (Secrets the client
+    /// writes) belongs to someone else: so that no registration or token request is made whose
+    /// answer could not be stored. From the cache when it holds the Secret or a GET found the name
+    /// free before, else one GET per name (a new client's first reconcile).
+    pub async fn claim(
+        &self,
+        namespace: &str,
+        writer: &Writer,
+        names: &[String],
+    ) -> Result<(), WriteError> {
+        for name in names {
+            if let Some(cached) = self.cache.get(namespace, name) {
+                writer.check("Secret", Some(&cached.metadata))?;
+                continue;
+            }
+            if self.cache.checked_absent(namespace, name) {
+                continue;
+            }
+            match Api::<Secret>::namespaced(self.client.clone(), namespace)
+                .get_opt(name)
+                .await?
+            {
+                None => self.cache.absent_by_get(namespace, name),
+                Some(s) => {
+                    writer.check("Secret", Some(&s.metadata))?;
+                    self.cache.remember(namespace, &s);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fill the Secret cache of `scope` (a namespace, `None` for all) from a paged LIST of our
@@ -105,8 +154,12 @@ impl Store {
             .await
     }
 
-    /// Server-side apply `obj` (forced: we are the only writer of our objects).
-    pub async fn apply<K>(&self, namespace: &str, obj: &K) -> Result<K, kube::Error>
+    /// Server-side apply `obj` (forced: we are the only writer of our objects), after checking
+    /// that an existing object of that name is ours ([`Writer::may_write`]): from the Secret
+    /// cache when it holds the object, else one GET (a ConfigMap, a Secret not cached yet — a
+    /// Secret the watch says is absent may still exist unlabelled). Nothing is written to
+    /// someone else's object: [`WriteError::NameConflict`].
+    pub async fn apply<K>(&self, namespace: &str, obj: &K) -> Result<K, WriteError>
     where
         K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
             + Clone
@@ -117,7 +170,25 @@ impl Store {
         <K as kube::Resource>::DynamicType: Default,
     {
         let name = obj.meta().name.clone().unwrap_or_default();
-        let written = Api::<K>::namespaced(self.client.clone(), namespace)
+        let api = Api::<K>::namespaced(self.client.clone(), namespace);
+        let writer = Writer::of(obj.meta());
+        let kind = if (obj as &dyn Any).is::<Secret>() {
+            "Secret"
+        } else {
+            "ConfigMap"
+        };
+        match self
+            .cache
+            .get(namespace, &name)
+            .filter(|_| kind == "Secret")
+        {
+            Some(cached) => writer.check(kind, Some(&cached.metadata))?,
+            None => {
+                let existing = api.get_opt(&name).await?;
+                writer.check(kind, existing.as_ref().map(|o| o.meta()))?;
+            }
+        }
+        let written = api
             .patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
@@ -133,7 +204,7 @@ impl Store {
             // The write may or may not have landed: read it again next time.
             Err(_) => self.cache.forget(namespace, &name),
         }
-        written
+        Ok(written?)
     }
 
     /// Server-side apply a status patch on a namespaced resource.

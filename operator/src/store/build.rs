@@ -14,7 +14,29 @@ use super::{
     layout::{self, credentials as ck},
     state::{KeysState, RegistrationState, StoredToken, issued_at_key, scope_key},
 };
-use crate::crd::TppClient;
+use crate::crd::{DeletionPolicy, RegistrationMode, TppClient};
+
+/// Whether the client's `<name>-keys` and `<name>-registration` Secrets carry the
+/// deregistration finalizer: a Dynamic or SignedRequest client with `deletionPolicy: Delete`
+/// needs its registration access token and transport key until the RFC 7592 DELETE is done,
+/// also when its namespace is deleted and every Secret in it with it (docs/reliability.md,
+/// "Deletion"). The finalizer is removed by the cleanup once the client is deregistered (or
+/// given up, with a Warning); a client switched to `Orphan` loses it at the next apply.
+pub fn keeps_for_deregistration(client: &TppClient) -> bool {
+    matches!(
+        client.spec.registration.mode,
+        RegistrationMode::Dynamic | RegistrationMode::SignedRequest
+    ) && client.spec.registration.deletion_policy == DeletionPolicy::Delete
+}
+
+/// [`meta`] with the deregistration finalizer when [`keeps_for_deregistration`].
+fn kept_meta(client: &TppClient, name: String, component: &str) -> ObjectMeta {
+    let mut m = meta(client, name, component);
+    if keeps_for_deregistration(client) {
+        m.finalizers = Some(vec![layout::FINALIZER.to_owned()]);
+    }
+    m
+}
 
 /// The controller owner reference to `client`.
 pub fn owner_ref(client: &TppClient) -> OwnerReference {
@@ -53,7 +75,7 @@ fn meta(client: &TppClient, name: String, component: &str) -> ObjectMeta {
 /// `<name>-keys`: the private key set and generated certificate (operator only).
 pub fn keys_secret(client: &TppClient, state: &KeysState) -> Secret {
     Secret {
-        metadata: meta(client, layout::keys_name(&client.name_any()), "keys"),
+        metadata: kept_meta(client, layout::keys_name(&client.name_any()), "keys"),
         type_: Some("Opaque".into()),
         data: Some(state.to_data()),
         ..Default::default()
@@ -63,7 +85,7 @@ pub fn keys_secret(client: &TppClient, state: &KeysState) -> Secret {
 /// `<name>-registration`: the AS's answer (operator only).
 pub fn registration_secret(client: &TppClient, state: &RegistrationState) -> Secret {
     Secret {
-        metadata: meta(
+        metadata: kept_meta(
             client,
             layout::registration_name(&client.name_any()),
             "registration",
@@ -217,6 +239,26 @@ mod tests {
         c.metadata.namespace = Some("ns".into());
         c.metadata.uid = Some("uid-1".into());
         c
+    }
+
+    #[test]
+    fn the_keys_and_registration_secrets_of_a_client_deleted_with_delete_keep_a_finalizer() {
+        let finalizers = |c: &TppClient| {
+            (
+                keys_secret(c, &KeysState::default()).metadata.finalizers,
+                registration_secret(c, &RegistrationState::default())
+                    .metadata
+                    .finalizers,
+            )
+        };
+        let kept = Some(vec![layout::FINALIZER.to_owned()]);
+        assert_eq!(finalizers(&client()), (kept.clone(), kept));
+        let mut orphan = client();
+        orphan.spec.registration.deletion_policy = DeletionPolicy::Orphan;
+        assert_eq!(finalizers(&orphan), (None, None));
+        let mut hub = client();
+        hub.spec.registration.mode = RegistrationMode::HubOnboarding;
+        assert_eq!(finalizers(&hub), (None, None), "nothing to deregister");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The last known content of each Secret the operator manages, so a reconcile (a token refresh
 //! above all) reads its three Secrets from memory instead of three GETs. An entry comes from a
 //! GET or from the answer to our own apply; it is dropped when the metadata watch of our
-//! Secrets reports a write by anyone else, a deletion, or a relist. Memory: the Secret's data
-//! and labels only (no managedFields).
+//! Secrets reports a write by anyone else, a deletion, or a relist. Memory: the Secret's data,
+//! labels, finalizers and deletion timestamp only (no managedFields).
 //!
 //! Beside it, the name and resourceVersion of every managed Secret the watch has listed: once
-//! the watch has listed, a name neither cached nor listed is absent without a GET (a new
-//! client's first reconcile reads nothing). A relist of the watch keeps every entry whose
+//! the watch has listed, a name neither cached nor listed holds none of our Secrets, without a
+//! GET. An unlabelled Secret of someone else may still have the name, so claiming a name for a
+//! write needs one GET per name, once ([`SecretCache::checked_absent`], docs/security.md). A relist of the watch keeps every entry whose
 //! resourceVersion it confirms and drops the rest. At start the cache is filled by one paged
 //! LIST ([`super::Store::warm`]) instead of three GETs per client. No I/O.
 
@@ -35,6 +36,9 @@ const REBUILT: [&str; 3] = [
 pub struct SecretCache {
     entries: Mutex<HashMap<Key, Arc<Secret>>>,
     names: Mutex<Names>,
+    /// Names a GET found absent (the watch sees only labelled Secrets, so "never listed" does
+    /// not prove that no unlabelled Secret has the name): see [`SecretCache::checked_absent`].
+    checked: Mutex<HashSet<Key>>,
 }
 
 #[derive(Default)]
@@ -80,6 +84,11 @@ impl SecretCache {
                 namespace: secret.metadata.namespace.clone(),
                 resource_version: secret.metadata.resource_version.clone(),
                 labels: secret.metadata.labels.clone(),
+                // Whether the Secret keeps the deregistration finalizer, and is being deleted.
+                finalizers: secret.metadata.finalizers.clone(),
+                deletion_timestamp: secret.metadata.deletion_timestamp.clone(),
+                // Whose it is, for the check before each write (super::ownership).
+                owner_references: secret.metadata.owner_references.clone(),
                 ..Default::default()
             },
             data: secret.data.as_ref().map(|d| {
@@ -97,6 +106,7 @@ impl SecretCache {
             type_: secret.type_.clone(),
             ..Default::default()
         };
+        self.unchecked(namespace, &name);
         self.lock()
             .insert((namespace.to_owned(), name), Arc::new(slim));
     }
@@ -171,6 +181,8 @@ impl SecretCache {
     /// The watch reported `namespace/name` deleted.
     pub fn gone(&self, namespace: &str, name: &str) {
         self.forget(namespace, name);
+        // Whoever creates the name next must be checked again.
+        self.unchecked(namespace, name);
         self.names().known.remove(&key(namespace, name));
     }
 
@@ -202,6 +214,30 @@ impl SecretCache {
         let listed =
             names.listed.contains(&None) || names.listed.contains(&Some(namespace.to_owned()));
         listed && !names.known.contains_key(&k) && !self.lock().contains_key(&k)
+    }
+
+    /// A GET found `namespace/name` absent: no Secret of anyone has that name.
+    pub fn absent_by_get(&self, namespace: &str, name: &str) {
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key(namespace, name));
+    }
+
+    /// Whether a GET once found `namespace/name` absent (so a claim of the name need not ask
+    /// again; every write still checks, see `super::apply::Store::apply`).
+    pub fn checked_absent(&self, namespace: &str, name: &str) -> bool {
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key(namespace, name))
+    }
+
+    fn unchecked(&self, namespace: &str, name: &str) {
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key(namespace, name));
     }
 
     fn names(&self) -> std::sync::MutexGuard<'_, Names> {
@@ -364,6 +400,37 @@ mod tests {
         assert!(cache.get("ns", "c-keys").is_some());
         assert!(cache.known_absent("ns", "c-credentials"));
         assert!(!cache.known_absent("ns", "c-keys"));
+    }
+
+    #[test]
+    fn a_name_a_get_found_free_is_remembered_per_namespace() {
+        let cache = SecretCache::default();
+        assert!(!cache.checked_absent("ns", "c-keys"));
+        cache.absent_by_get("ns", "c-keys");
+        assert!(cache.checked_absent("ns", "c-keys"));
+        assert!(!cache.checked_absent("other", "c-keys"));
+        cache.remember("ns", &secret("c-keys", true));
+        cache.gone("ns", "c-keys");
+        assert!(
+            !cache.checked_absent("ns", "c-keys"),
+            "once created and deleted, the name is checked again"
+        );
+    }
+
+    #[test]
+    fn the_owner_references_are_kept_for_the_check_before_a_write() {
+        let cache = SecretCache::default();
+        let mut s = secret("c-keys", true);
+        s.metadata.owner_references = Some(vec![Default::default()]);
+        cache.remember("ns", &s);
+        assert!(
+            cache
+                .get("ns", "c-keys")
+                .expect("cached")
+                .metadata
+                .owner_references
+                .is_some()
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod build;
 pub mod cache;
 pub mod layout;
+pub mod ownership;
 pub mod state;
 
 pub use apply::Store;

@@ -9,7 +9,7 @@
 //!
 //! Pure conversions between Secrets and these types; no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use k8s_openapi::{ByteString, api::core::v1::Secret};
@@ -17,8 +17,14 @@ use serde::{Deserialize, Serialize};
 
 use super::layout::credentials as ck;
 use crate::{
+    error::Stage,
+    identity::{
+        KeyAlgorithm, PrivateKey,
+        jwk::KeyUse as JwkUse,
+        jwks::{JwkSet, PublishedAlg, PublishedKey, build_jwks},
+    },
     redact::Sensitive,
-    rotation::{CertRecord, KeyRecord, TokenRecord},
+    rotation::{CertRecord, KeyRecord, KeyState, KeyUse, TokenRecord},
 };
 
 /// Key of the JSON document in `<name>-keys`.
@@ -106,6 +112,41 @@ impl KeysState {
     /// The key of `kid`.
     pub fn key(&self, kid: &str) -> Option<&StoredKey> {
         self.keys.iter().find(|k| k.record.kid == kid)
+    }
+
+    /// Every kid the AS should see (all but Pending keys).
+    pub fn visible_kids(&self) -> BTreeSet<String> {
+        self.keys
+            .iter()
+            .filter(|k| k.record.state != KeyState::Pending)
+            .map(|k| k.record.kid.clone())
+            .collect()
+    }
+
+    /// The public JWK set of `kids` (deterministic order, never a private member): what the
+    /// `<name>-jwks` ConfigMap and `/jwks/{namespace}/{name}` publish. The error names the
+    /// step that failed.
+    pub fn public_jwks(
+        &self,
+        kids: &BTreeSet<String>,
+    ) -> Result<JwkSet, (Stage, crate::identity::IdentityError)> {
+        let mut published = vec![];
+        for k in self.keys.iter().filter(|k| kids.contains(&k.record.kid)) {
+            let key = PrivateKey::from_private_jwk_json(k.private_jwk.expose())
+                .map_err(|e| (Stage::ReadKeyToPublish, e))?;
+            let (key_use, alg) = match (k.record.use_, key.algorithm()) {
+                (KeyUse::Enc, _) => (JwkUse::Enc, PublishedAlg::RsaOaep256),
+                (KeyUse::Sig, KeyAlgorithm::EcP256) => (JwkUse::Sig, PublishedAlg::Es256),
+                (KeyUse::Sig, _) => (JwkUse::Sig, PublishedAlg::Ps256),
+            };
+            published.push(PublishedKey {
+                jwk: key.public_jwk(),
+                key_use,
+                alg,
+                certificate_chain: vec![],
+            });
+        }
+        build_jwks(published).map_err(|e| (Stage::BuildJwks, e))
     }
 
     /// The key of `kid`, mutable.

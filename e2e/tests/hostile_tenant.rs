@@ -1,0 +1,284 @@
+//! A hostile tenant (docs/security.md § Hostile-tenant suite): in a namespace of its own it
+//! applies objects that point inward, reference what it may not read, carry broken material,
+//! tamper with the operator's outputs and flood the operator — while a victim tenant's client,
+//! on short-lived tokens, must keep refreshing. Each hostile object must be reported by a
+//! condition with a reason and a message that says what to fix; the operator must not crash and
+//! must call no host but the allowed ASes. (Apply-time refusals of bad values are in
+//! `api.rs`: 48 cases, each with the message checked.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use e2e::{
+    fixtures::*,
+    operator::{OperatorOptions, OperatorProcess},
+    sandbox::Endpoint,
+    with_namespace,
+};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    Api,
+    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
+    core::{ApiResource, GroupVersionKind},
+};
+use serde_json::{Value, json};
+
+/// One hostile object and the reason its Ready condition must carry.
+struct Case {
+    kind: &'static str,
+    name: &'static str,
+    spec: Value,
+    reason: &'static str,
+}
+
+fn tpp_api(client: &kube::Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tpp.dev", "v1alpha1", kind));
+    Api::namespaced_with(client.clone(), namespace, &ar)
+}
+
+async fn apply_in(
+    client: &kube::Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    spec: Value,
+) -> Result<()> {
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tpp.dev/v1alpha1", "kind": kind,
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec,
+    }))?;
+    tpp_api(client, namespace, kind)
+        .patch(
+            name,
+            &PatchParams::apply("hostile-tenant").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .with_context(|| format!("apply {kind}/{name}"))?;
+    Ok(())
+}
+
+async fn secret_in(client: &kube::Client, namespace: &str, name: &str, data: Value) -> Result<()> {
+    let s: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace}, "stringData": data,
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &s)
+        .await?;
+    Ok(())
+}
+
+fn ready(obj: &DynamicObject) -> Option<(String, String, String)> {
+    let c = condition(obj, "Ready")?;
+    Some((
+        c["status"].as_str()?.to_owned(),
+        c["reason"].as_str()?.to_owned(),
+        c["message"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+fn client_spec(server: &str, extra: Value) -> Value {
+    let mut spec = client("x", server, extra)["spec"].clone();
+    spec["signingKey"]["rotation"] = json!({"propagationDelay": "3s", "retireAfter": "5s"});
+    spec
+}
+
+#[tokio::test]
+async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_keeps_refreshing() {
+    with_namespace("victim", |ctx| async move {
+        // The hostile tenant's namespace, labelled so the suite's cleanup finds it.
+        let hostile = format!("{}-hostile", ctx.namespace);
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": hostile, "labels": {e2e::context::E2E_LABEL: "true"}}
+        }))?;
+        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+        namespaces.create(&PostParams::default(), &ns).await?;
+
+        let victim_as = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(6)).await?;
+        let hostile_as = e2e::sandbox::start({
+            let dir = ctx.cp.dir.join(format!("sandbox-{hostile}"));
+            std::fs::create_dir_all(&dir)?;
+            let mut cfg = e2e::sandbox::SandboxConfig::new(dir);
+            cfg.jwks_cache_ttl = Duration::from_secs(2);
+            cfg
+        })
+        .await?;
+        let op = OperatorProcess::start(
+            ctx.cp,
+            &ctx.client,
+            OperatorOptions {
+                namespaces: vec![ctx.namespace.clone(), hostile.clone()],
+                ..Default::default()
+            },
+        )
+        .await?;
+        ctx.audit_log(op.log_path());
+        let log = op.log_path();
+        ctx.on_failure_print(move || {
+            format!("----- operator log (tail) -----\n{}", e2e::process::tail(&log, 12000))
+        });
+
+        // The victim: Ready, on 6 s tokens.
+        apply(&ctx, sandbox_server("bank", &victim_as, json!({}))).await?;
+        apply(&ctx, client("payments", "bank", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(90)).await?;
+        let victim_tokens_before = victim_as.counters().requests_to(Endpoint::Token);
+
+        // The hostile tenant's own, valid AS (its clients must still work: hostility is per object).
+        let own = |extra: Value| {
+            let mut spec = json!({
+                "issuer": hostile_as.issuer(), "caBundle": hostile_as.ca_pem(), "jwksCacheTtl": "2s",
+                "rateLimit": {"requestsPerSecond": 50, "burst": 50},
+            });
+            merge(&mut spec, extra);
+            spec
+        };
+        apply_in(&ctx.client, &hostile, "AuthorizationServer", "own", own(json!({}))).await?;
+        secret_in(&ctx.client, &hostile, "garbage-cert", json!({"tls.crt": "not a certificate", "tls.key": "not a key"})).await?;
+        secret_in(&ctx.client, &hostile, "garbage-jwt", json!({"ssa": "not.a.jwt"})).await?;
+        secret_in(&ctx.client, &ctx.namespace, "victim-secret", json!({"iat": "victim-initial-access-token"})).await?;
+
+        let victim = ctx.namespace.clone();
+        let cases = vec![
+            // ASes pointing inward or at nothing.
+            Case { kind: "AuthorizationServer", name: "kube-api", spec: own(json!({"issuer": "https://kubernetes.default.svc"})), reason: "EgressRefused" },
+            Case { kind: "AuthorizationServer", name: "cluster-local", spec: own(json!({"issuer": "https://vault.vault.svc.cluster.local:8200"})), reason: "EgressRefused" },
+            Case { kind: "AuthorizationServer", name: "private-ip", spec: own(json!({"issuer": "https://10.0.0.1"})), reason: "EgressRefused" },
+            Case { kind: "AuthorizationServer", name: "metadata-ip", spec: own(json!({"issuer": "https://169.254.169.254"})), reason: "EgressRefused" },
+            Case { kind: "AuthorizationServer", name: "loopback-v6", spec: own(json!({"issuer": "https://[::1]:6443"})), reason: "EgressRefused" },
+            Case { kind: "AuthorizationServer", name: "inward-discovery", spec: own(json!({"discoveryUrl": "https://kubernetes.default.svc/.well-known/openid-configuration"})), reason: "EgressRefused" },
+            Case { kind: "AuthorizationServer", name: "inward-registration", spec: own(json!({"registration": {"endpoint": "https://kubernetes.default.svc/register"}})), reason: "EgressRefused" },
+            Case { kind: "AuthorizationServer", name: "wrong-issuer", spec: own(json!({"issuer": format!("{}/other", hostile_as.issuer())})), reason: "DiscoveryFailed" },
+            Case { kind: "AuthorizationServer", name: "garbage-ca", spec: own(json!({"caBundle": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"})), reason: "InvalidTransportConfig" },
+            Case { kind: "AuthorizationServer", name: "wrong-ca", spec: own(json!({"caBundle": victim_as.ca_pem()})), reason: "TlsFailure" },
+            Case { kind: "AuthorizationServer", name: "ca-from-victim", spec: own(json!({"caBundle": null, "caBundleRef": {"kind": "Secret", "name": "victim-secret", "key": "iat", "namespace": victim}})), reason: "CrossNamespaceReference" },
+            Case { kind: "AuthorizationServer", name: "ca-missing", spec: own(json!({"caBundle": null, "caBundleRef": {"kind": "ConfigMap", "name": "nope", "key": "ca.crt"}})), reason: "ReferenceNotFound" },
+            // Clients referencing what they may not read, or broken material.
+            Case { kind: "TppClient", name: "no-such-as", spec: client_spec("no-such-as", json!({})), reason: "AuthorizationServerNotFound" },
+            Case { kind: "TppClient", name: "victims-as", spec: client_spec("bank", json!({})), reason: "AuthorizationServerNotFound" },
+            Case { kind: "TppClient", name: "no-such-cluster-as", spec: client_spec("x", json!({"authorizationServerRef": {"kind": "ClusterAuthorizationServer", "name": "nope"}})), reason: "AuthorizationServerNotFound" },
+            Case { kind: "TppClient", name: "on-inward-as", spec: client_spec("kube-api", json!({})), reason: "AuthorizationServerNotReady" },
+            Case { kind: "TppClient", name: "iat-from-victim", spec: client_spec("own", json!({"registration": {"initialAccessTokenRef": {"name": "victim-secret", "key": "iat", "namespace": victim}}})), reason: "CrossNamespaceReference" },
+            Case { kind: "TppClient", name: "iat-missing", spec: client_spec("own", json!({"registration": {"initialAccessTokenRef": {"name": "nope", "key": "iat"}}})), reason: "ReferenceNotFound" },
+            Case { kind: "TppClient", name: "ssa-garbage", spec: client_spec("own", json!({"registration": {"mode": "SignedRequest", "softwareStatementRef": {"name": "garbage-jwt", "key": "ssa"}}})), reason: "InvalidSpec" },
+            Case { kind: "TppClient", name: "cert-garbage", spec: client_spec("own", json!({"transportCertificate": {"source": "SecretRef", "secretRef": {"name": "garbage-cert"}}})), reason: "CertificateInvalid" },
+            Case { kind: "TppClient", name: "cert-missing", spec: client_spec("own", json!({"transportCertificate": {"source": "SecretRef", "secretRef": {"name": "nope"}}})), reason: "ReferenceNotFound" },
+            Case { kind: "TppClient", name: "managed-claim", spec: client_spec("own", json!({"registration": {"metadata": {"extra": {"jwks_uri": "https://evil.example/jwks"}}}})), reason: "InvalidSpec" },
+            Case { kind: "TppClient", name: "token-endpoint-claim", spec: client_spec("own", json!({"registration": {"metadata": {"extra": {"token_endpoint_auth_method": "none"}}}})), reason: "InvalidSpec" },
+        ];
+        for c in &cases {
+            apply_in(&ctx.client, &hostile, c.kind, c.name, c.spec.clone()).await?;
+        }
+        // A flood: 30 clients at once on an AS that does not exist.
+        for i in 0..30 {
+            apply_in(&ctx.client, &hostile, "TppClient", &format!("flood-{i}"), client_spec("no-such-as", json!({}))).await?;
+        }
+        // A legitimate client of the hostile tenant, then tampering with its outputs.
+        apply_in(&ctx.client, &hostile, "TppClient", "own-client", client_spec("own", json!({}))).await?;
+
+        // Every hostile object is reported with its reason and a message.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut pending: Vec<&Case> = cases.iter().collect();
+        while !pending.is_empty() {
+            let mut still = vec![];
+            for c in pending {
+                let got = tpp_api(&ctx.client, &hostile, c.kind).get_opt(c.name).await?.and_then(|o| ready(&o));
+                match got {
+                    Some((status, reason, message)) if status == "False" && reason == c.reason && !message.is_empty() => {}
+                    other => still.push((c, other)),
+                }
+            }
+            if still.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let lines: Vec<String> = still
+                    .iter()
+                    .map(|(c, got)| format!("{} {}: want {}, got {:?}", c.kind, c.name, c.reason, got))
+                    .collect();
+                bail!("not reported as expected:\n{}", lines.join("\n"));
+            }
+            pending = still.into_iter().map(|(c, _)| c).collect();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        for i in 0..30 {
+            let o = tpp_api(&ctx.client, &hostile, "TppClient").get(&format!("flood-{i}")).await?;
+            ensure!(ready(&o).is_some_and(|(_, r, _)| r == "AuthorizationServerNotFound"), "flood-{i} not reported");
+        }
+
+        // Tampering: the own client's credentials Secret deleted by the tenant.
+        let own_client_ready = || async {
+            tpp_api(&ctx.client, &hostile, "TppClient")
+                .get_opt("own-client")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|o| ready(&o))
+                .is_some_and(|(s, _, _)| s == "True")
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !own_client_ready().await {
+            ensure!(Instant::now() < deadline, "the hostile tenant's valid client never became Ready");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let registrations = hostile_as.counters().registrations_created;
+        Api::<Secret>::namespaced(ctx.client.clone(), &hostile)
+            .delete("own-client-credentials", &DeleteParams::default())
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if Api::<Secret>::namespaced(ctx.client.clone(), &hostile).get_opt("own-client-credentials").await?.is_some() {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "a deleted credentials Secret was not recreated");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        ensure!(
+            hostile_as.counters().registrations_created == registrations,
+            "recreating a deleted credentials Secret registered the client again"
+        );
+
+        // Meanwhile the victim kept refreshing, and its token never expired.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while victim_as.counters().requests_to(Endpoint::Token) < victim_tokens_before + 3 {
+            ensure!(Instant::now() < deadline, "the victim's client stopped refreshing");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(10)).await?;
+
+        // The operator is alive and called no host but the two sandboxes.
+        let mut op = op;
+        ensure!(op.is_running(), "the operator exited");
+        let allowed = [origin(victim_as.issuer()), origin(hostile_as.issuer())];
+        let log = op.log();
+        let called: std::collections::BTreeSet<String> = log
+            .lines()
+            .filter(|l| l.contains("as call"))
+            .filter_map(|l| l.split("origin=").nth(1))
+            .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect();
+        ensure!(!called.is_empty(), "no AS call was logged: the check would prove nothing");
+        for o in &called {
+            let host = o.trim_start_matches("https://").split(':').next().unwrap_or_default();
+            ensure!(
+                allowed.iter().any(|a| a == o) || host == "127.0.0.1" || host == "localhost",
+                "the operator called {o}, which is not an allowed AS"
+            );
+        }
+        eprintln!(
+            "hostile tenant: {} reported objects + 30 flood clients + 1 tampering; AS origins called: {called:?}",
+            cases.len()
+        );
+        namespaces.delete(&hostile, &DeleteParams::default()).await.ok();
+        Ok(())
+    })
+    .await;
+}
+
+fn origin(issuer: &str) -> String {
+    let rest = issuer.trim_start_matches("https://");
+    format!("https://{}", rest.split('/').next().unwrap_or_default())
+}

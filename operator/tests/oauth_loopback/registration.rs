@@ -263,3 +263,86 @@ async fn static_client_provisioned_out_of_band_gets_a_certificate_bound_token() 
     h.finish();
     Ok(())
 }
+
+/// Records when a registration intent was written, and how many clients the sandbox had created
+/// at that moment.
+struct IntentProbe<'a> {
+    sandbox: &'a sandbox_as::RunningSandbox,
+    at: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl tpp_operator::oauth::RegistrationPersister for IntentProbe<'_> {
+    async fn persist(
+        &self,
+        _registration: &tpp_operator::oauth::Registration,
+    ) -> Result<(), tpp_operator::oauth::PersistError> {
+        Ok(())
+    }
+
+    async fn record_intent(&self) -> Result<(), tpp_operator::oauth::PersistError> {
+        let created = self.sandbox.counters().registrations_created;
+        *self.at.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), created));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_registration_intent_is_recorded_after_the_rate_limiter_wait_and_before_the_request()
+-> anyhow::Result<()> {
+    let h = Harness::start(|_| {}).await?;
+    // One request a second, no burst beyond it: the second call waits about a second.
+    let rate = tpp_operator::oauth::RateLimit {
+        per_second: std::num::NonZeroU32::MIN,
+        burst: std::num::NonZeroU32::MIN,
+    };
+    let pool = tpp_operator::oauth::ClientPool::new(tpp_operator::oauth::PoolConfig::default());
+    let tpp = Tpp::generate("tpp-intent", &h.rec)?;
+    let client = pool.client(
+        "ns/sandbox",
+        &h.transport,
+        Some(&tpp.identity()?),
+        Some(rate),
+    )?;
+    let probe = IntentProbe {
+        sandbox: &h.sandbox,
+        at: std::sync::Mutex::new(None),
+    };
+    h.expect_ok(
+        tpp_operator::oauth::registration::register_dynamic(
+            &client,
+            h.registration_endpoint(),
+            None,
+            &tpp.metadata()?,
+            &probe,
+        )
+        .await,
+    )?;
+    let started = std::time::Instant::now();
+    h.expect_ok(
+        tpp_operator::oauth::registration::register_dynamic(
+            &client,
+            h.registration_endpoint(),
+            None,
+            &tpp.metadata()?,
+            &probe,
+        )
+        .await,
+    )?;
+    let (at, created) = probe
+        .at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no intent recorded"))?;
+    // A lower bound only: the limiter held the request back before the intent was written.
+    assert!(
+        at.duration_since(started) >= std::time::Duration::from_millis(500),
+        "intent written {:?} after the call started, before the limiter's wait",
+        at.duration_since(started)
+    );
+    assert_eq!(created, 1, "the intent precedes the request it announces");
+    assert_eq!(h.sandbox.counters().registrations_created, 2);
+    h.finish();
+    Ok(())
+}

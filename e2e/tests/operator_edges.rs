@@ -576,8 +576,17 @@ async fn a_frozen_leader_is_replaced_after_the_lease_and_never_writes_again() {
                 .and_then(|s| s.holder_identity.clone())
                 .unwrap_or_default()
         };
-        let before = holder(&leases.get(&lease).await?);
+        let seen = leases.get(&lease).await?;
+        let before = holder(&seen);
         ensure!(!before.is_empty(), "the first operator holds the lease");
+        // Freeze the leader right after a renewal: the standby cannot have seen that last
+        // renewal before it was written, a moment before `frozen_at`.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while leases.get(&lease).await?.metadata.resource_version == seen.metadata.resource_version
+        {
+            ensure!(Instant::now() < deadline, "the leader does not renew");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         first.pause();
         let frozen_at = Instant::now();
         apply(&ctx, client("two", "sandbox", json!({}))).await?;
@@ -592,10 +601,10 @@ async fn a_frozen_leader_is_replaced_after_the_lease_and_never_writes_again() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        // The standby saw the last renewal at most one retry period (2 s) before the freeze,
-        // and waits the lease duration (15 s) from there on its own clock.
+        // The standby waits the lease duration (15 s) on its own clock from when it saw the
+        // last renewal, written just before the freeze (2 s of slack for a slow GET).
         ensure!(
-            taken_after >= Duration::from_secs(12),
+            taken_after >= Duration::from_secs(13),
             "the standby took over {taken_after:?} after the freeze, before the lease could expire"
         );
         wait_condition(&ctx, "TppClient", "two", "Ready", "True", READY).await?;

@@ -736,3 +736,81 @@ async fn deleting_the_namespace_of_a_registered_client_deregisters_it_at_the_as(
     })
     .await;
 }
+
+/// Never a silent orphan (issue 12): a client whose registration Secret is gone (deleted while
+/// no operator ran, its finalizer removed by hand) cannot be deregistered. Its deletion is not
+/// "already gone": the operator names the client left at the AS in a Warning event, a log line
+/// and `tpp_operator_clients_left_at_as_total`, and lets the TppClient go.
+#[tokio::test]
+async fn a_client_whose_registration_token_is_gone_is_named_when_deleted_not_called_already_gone() {
+    with_namespace("ratgone", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let mut op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let id = client_id(&ctx, "payments").await?;
+        op.kill();
+        let secrets = ctx.api::<Secret>();
+        secrets
+            .patch(
+                "payments-registration",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await?;
+        secrets
+            .delete("payments-registration", &DeleteParams::default())
+            .await?;
+        api(&ctx, "TppClient")
+            .delete("payments", &DeleteParams::default())
+            .await?;
+        op.restart().await?;
+        wait_gone(&ctx, "payments", Duration::from_secs(60)).await?;
+        ensure!(
+            sandbox.has_client(&id),
+            "the premise: the client is still registered at the AS"
+        );
+        let events = ctx.api::<Event>().list(&Default::default()).await?;
+        let warning = events.items.iter().find(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("DeregistrationFailed")
+                && e.message.as_deref().unwrap_or("").contains(&id)
+        });
+        ensure!(
+            warning.is_some(),
+            "no Warning names client {id}: {:?}",
+            events.items.iter().map(|e| &e.message).collect::<Vec<_>>()
+        );
+        ensure!(
+            !events.items.iter().any(|e| e
+                .message
+                .as_deref()
+                .unwrap_or("")
+                .contains("already gone")),
+            "a client left at the AS was reported already gone"
+        );
+        let log = op.log();
+        ensure!(
+            log.lines().any(
+                |l| l.contains("client left registered at the authorization server")
+                    && l.contains(&id)
+            ),
+            "no log line names client {id}"
+        );
+        let metrics = scrape(&op.admin_url).await?;
+        ensure!(
+            metrics
+                .lines()
+                .any(|l| l == r#"tpp_operator_clients_left_at_as_total{server="sandbox"} 1"#),
+            "the metric counts it:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("left_at_as"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        Ok(())
+    })
+    .await;
+}

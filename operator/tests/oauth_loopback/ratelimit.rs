@@ -166,3 +166,53 @@ async fn a_registration_intent_is_recorded_after_the_rate_limiter_wait_and_befor
     h.finish();
     Ok(())
 }
+
+/// "Every request to an AS, discovery included, goes through that AS's rate limit" (issue 12):
+/// the AS controller's discovery draws from `spec.rateLimit`. At 1 request/s with a burst of 1,
+/// three uncached discoveries cannot take less than two seconds (a floor, not a ceiling: a
+/// loaded machine only makes it longer). Without the limiter they take milliseconds.
+#[tokio::test]
+async fn discovery_draws_from_the_authorization_servers_rate_limit() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let h = Harness::start(|_| {}).await?;
+    let offline = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
+        Err::<http::Response<kube::client::Body>, std::io::Error>(std::io::Error::other(
+            "no API server in this test",
+        ))
+    });
+    let ctx = tpp_operator::reconcile::Context::new(
+        kube::Client::new(offline, "default"),
+        <tpp_operator::config::Config as clap::Parser>::parse_from(["tpp-operator"]),
+        Arc::new(tpp_operator::metrics::Metrics::new(false)),
+        Arc::new(tpp_operator::clock::SystemClock),
+    );
+    let spec: tpp_operator::crd::AuthorizationServerSpec = serde_json::from_value(json!({
+        "issuer": h.sandbox.issuer(),
+        "caBundle": h.sandbox.ca_pem(),
+        "rateLimit": {"requestsPerSecond": 1, "burst": 1},
+    }))?;
+    let before = h
+        .sandbox
+        .counters()
+        .requests_to(sandbox_as::Endpoint::Discovery);
+    let started = Instant::now();
+    for _ in 0..3 {
+        ctx.discovery.invalidate(&spec.issuer, None);
+        tpp_operator::reconcile::server::resolve_server(&ctx, &spec, "as/ns/bank", "ns", false)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    }
+    let elapsed = started.elapsed();
+    let sent = h
+        .sandbox
+        .counters()
+        .requests_to(sandbox_as::Endpoint::Discovery)
+        - before;
+    assert_eq!(sent, 3, "each discovery reached the AS");
+    assert!(
+        elapsed >= Duration::from_millis(1_900),
+        "three discoveries at 1/s took {elapsed:?}: not rate limited"
+    );
+    h.finish();
+    Ok(())
+}

@@ -615,8 +615,17 @@ async fn a_frozen_leader_is_replaced_after_the_lease_and_never_writes_again() {
                 .and_then(|s| s.holder_identity.clone())
                 .unwrap_or_default()
         };
-        let before = holder(&leases.get(&lease).await?);
+        let seen = leases.get(&lease).await?;
+        let before = holder(&seen);
         ensure!(!before.is_empty(), "the first operator holds the lease");
+        // Freeze the leader right after a renewal: the standby cannot have seen that last
+        // renewal before it was written, a moment before `frozen_at`.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while leases.get(&lease).await?.metadata.resource_version == seen.metadata.resource_version
+        {
+            ensure!(Instant::now() < deadline, "the leader does not renew");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         first.pause();
         let frozen_at = Instant::now();
         apply(&ctx, client("two", "sandbox", json!({}))).await?;
@@ -631,10 +640,10 @@ async fn a_frozen_leader_is_replaced_after_the_lease_and_never_writes_again() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        // The standby saw the last renewal at most one retry period (2 s) before the freeze,
-        // and waits the lease duration (15 s) from there on its own clock.
+        // The standby waits the lease duration (15 s) on its own clock from when it saw the
+        // last renewal, written just before the freeze (2 s of slack for a slow GET).
         ensure!(
-            taken_after >= Duration::from_secs(12),
+            taken_after >= Duration::from_secs(13),
             "the standby took over {taken_after:?} after the freeze, before the lease could expire"
         );
         wait_condition(&ctx, "TppClient", "two", "Ready", "True", READY).await?;
@@ -762,6 +771,84 @@ async fn deleting_the_namespace_of_a_registered_client_deregisters_it_at_the_as(
             ensure!(Instant::now() < deadline, "the namespace did not go away");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        Ok(())
+    })
+    .await;
+}
+
+/// Never a silent orphan (issue 12): a client whose registration Secret is gone (deleted while
+/// no operator ran, its finalizer removed by hand) cannot be deregistered. Its deletion is not
+/// "already gone": the operator names the client left at the AS in a Warning event, a log line
+/// and `tpp_operator_clients_left_at_as_total`, and lets the TppClient go.
+#[tokio::test]
+async fn a_client_whose_registration_token_is_gone_is_named_when_deleted_not_called_already_gone() {
+    with_namespace("ratgone", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let mut op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let id = client_id(&ctx, "payments").await?;
+        op.kill();
+        let secrets = ctx.api::<Secret>();
+        secrets
+            .patch(
+                "payments-registration",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await?;
+        secrets
+            .delete("payments-registration", &DeleteParams::default())
+            .await?;
+        api(&ctx, "TppClient")
+            .delete("payments", &DeleteParams::default())
+            .await?;
+        op.restart().await?;
+        wait_gone(&ctx, "payments", Duration::from_secs(60)).await?;
+        ensure!(
+            sandbox.has_client(&id),
+            "the premise: the client is still registered at the AS"
+        );
+        let events = ctx.api::<Event>().list(&Default::default()).await?;
+        let warning = events.items.iter().find(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("DeregistrationFailed")
+                && e.message.as_deref().unwrap_or("").contains(&id)
+        });
+        ensure!(
+            warning.is_some(),
+            "no Warning names client {id}: {:?}",
+            events.items.iter().map(|e| &e.message).collect::<Vec<_>>()
+        );
+        ensure!(
+            !events.items.iter().any(|e| e
+                .message
+                .as_deref()
+                .unwrap_or("")
+                .contains("already gone")),
+            "a client left at the AS was reported already gone"
+        );
+        let log = op.log();
+        ensure!(
+            log.lines().any(
+                |l| l.contains("client left registered at the authorization server")
+                    && l.contains(&id)
+            ),
+            "no log line names client {id}"
+        );
+        let metrics = scrape(&op.admin_url).await?;
+        ensure!(
+            metrics
+                .lines()
+                .any(|l| l == r#"tpp_operator_clients_left_at_as_total{server="sandbox"} 1"#),
+            "the metric counts it:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("left_at_as"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         Ok(())
     })
     .await;

@@ -546,6 +546,36 @@ impl OperatorProcess {
         !self.child.is_running()
     }
 
+    /// Wait until this process exports `tpp_operator_client_ready{…} 1` for the client: only a
+    /// reconcile of this very process that ended Ready sets it (a restarted process starts
+    /// without the series). Errors after `timeout`.
+    pub async fn wait_reconciled_ready(
+        &self,
+        namespace: &str,
+        name: &str,
+        server: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let series = format!(
+            "tpp_operator_client_ready{{namespace=\"{namespace}\",name=\"{name}\",server=\"{server}\"}} 1"
+        );
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self
+                .metrics()
+                .await
+                .is_ok_and(|m| m.lines().any(|l| l == series))
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "after {timeout:?} this operator process has not reconciled {namespace}/{name} to Ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The tail of the operator's log.
     pub fn log_tail(&self, max: u64) -> String {
         self.child.log_tail(max)

@@ -97,22 +97,8 @@ async fn objects_this_operator_cannot_read_are_reported_and_every_other_client_c
         // each, and the rest is reconciled by the new process.
         op.kill();
         op.restart().await?;
-        let series = format!(
-            "tpp_operator_client_ready{{namespace=\"{}\",name=\"payments\",server=\"sandbox\"}} 1",
-            ctx.namespace
-        );
-        let deadline = Instant::now() + READY;
-        loop {
-            let metrics = op.metrics().await.unwrap_or_default();
-            if metrics.lines().any(|l| l == series) {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the restarted operator never reconciled the readable client"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        op.wait_reconciled_ready(&ctx.namespace, "payments", "sandbox", READY)
+            .await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let events = ctx.api::<Event>().list(&Default::default()).await?;

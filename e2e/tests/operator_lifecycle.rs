@@ -235,22 +235,8 @@ async fn a_killed_operator_restarts_without_registering_again_or_reminting_fresh
         op.restart().await?;
         // The restarted process has reconciled the client to Ready (its own metric, set by a
         // reconcile of this process only) ...
-        let series = format!(
-            "tpp_operator_client_ready{{namespace=\"{}\",name=\"payments\",server=\"sandbox\"}} 1",
-            ctx.namespace
-        );
-        let deadline = Instant::now() + READY;
-        loop {
-            let metrics = op.metrics().await.unwrap_or_default();
-            if metrics.lines().any(|l| l == series) {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the restarted operator never reconciled the client to Ready"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        op.wait_reconciled_ready(&ctx.namespace, "payments", "sandbox", READY)
+            .await?;
         // ... and the status on the server says so.
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let c = sandbox.counters();

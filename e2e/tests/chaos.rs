@@ -582,25 +582,31 @@ async fn the_campaign_keeps_registrations_rats_and_token_bindings_through_failpo
                 }
             })
         };
-        // Expired tokens while the operator has been up (no failpoint armed) a token lifetime
-        // and 20 s more: it must have refreshed them by then.
+        // Expired tokens in a Secret while the operator was up without a failpoint armed long
+        // enough to have refreshed them: it came up a token lifetime + 5 s before the expiry,
+        // or has been up a lifetime + 20 s. (Tokens that expire while it is down or just
+        // restarted are not its fault; settle() then demands fresh ones.)
         let sampler = {
             let (watched, up_since) = (watched.clone(), up_since.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    let up = *up_since.lock().unwrap();
-                    if up.is_none_or(|u| u.elapsed() < lifetime + Duration::from_secs(20)) {
+                    let Some(up) = *up_since.lock().unwrap() else {
                         continue;
-                    }
+                    };
                     let now = jiff::Timestamp::now();
+                    // When the operator had a token lifetime and 5 s to refresh it, or has
+                    // been up a lifetime and 20 s.
+                    let long_up = up.elapsed() >= lifetime + Duration::from_secs(20);
+                    let up_at = now - jiff::SignedDuration::try_from(up.elapsed()).unwrap_or_default();
+                    let due_by = up_at + jiff::SignedDuration::try_from(lifetime + Duration::from_secs(5)).unwrap_or_default();
                     let mut w = watched.lock().unwrap();
                     let late: Vec<String> = w
                         .latest
                         .iter()
                         .flat_map(|(name, toks)| {
                             toks.iter()
-                                .filter(|(_, e)| *e <= now)
+                                .filter(|(_, e)| *e <= now && (long_up || *e >= due_by))
                                 .map(move |(t, e)| format!("{name}: token {t} expired at {e}, still in the Secret at {now}"))
                         })
                         .collect();

@@ -10,11 +10,12 @@ COMPAT_CONTROL_PLANE_DIR := $(CACHE)/control-plane/$(KUBE_VERSION_OLDEST)
 HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
 export TPP_HELM ?= $(CACHE)/helm/$(HELM_VERSION)/helm
 
-.PHONY: fuzz test test-unit test-chart test-e2e test-compat test-alerts test-node deny control-plane node helm images lint-dockerfiles peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
+.PHONY: chaos fuzz test test-unit test-chart test-e2e test-compat test-alerts test-node deny control-plane node helm images lint-dockerfiles peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
 
 help:
 	@echo "make demo   - local control plane + sandbox AS + operator, an example TppClient and its token Secret"
 	@echo "make test   - all tiers: unit, chart, alerts, end to end (real kube-apiserver + etcd), node (helm install on kubelets)"
+	@echo "make chaos  - the campaign: 50 clients, every failpoint x {crash, error}, 30 seeded kills (TPP_CHAOS_SEED repeats one)"
 	@echo "make test-compat - api, operator_sandbox and gitops e2e tests on the oldest supported Kubernetes (KUBE_VERSION_OLDEST)"
 	@echo "make test-node - the node tier alone: image, two kubelets, helm install, a workload mounting the Secret"
 	@echo "make crds   - regenerate crds/, docs/api-reference.md, the chart's goldens and deploy/ from the Rust types"
@@ -84,6 +85,14 @@ E2E_TESTS := $(filter-out chart node_install,$(basename $(notdir $(wildcard e2e/
 test-e2e: control-plane peer helm
 	$(CARGO) build -p tpp-operator -p kubectl-tpp --bins --features tpp-operator/failpoints
 	$(CARGO) test -p e2e $(addprefix --test ,$(E2E_TESTS))
+
+## The campaign (docs/reliability.md, "The campaign"; e2e/tests/chaos.rs): 50 TppClients of the
+## four modes, every failpoint on the controller's path x {crash, error}, 30 seeded SIGKILLs, the
+## invariants after each. The seed is printed; TPP_CHAOS_SEED=<seed> repeats a run. `make test`
+## runs the reduced campaign (the same test without TPP_CHAOS=full).
+chaos: control-plane
+	$(CARGO) build -p tpp-operator --bins --features tpp-operator/failpoints
+	TPP_CHAOS=full $(CARGO) test -p e2e --test chaos -- --nocapture
 
 ## The compatibility tier (docs/compatibility.md): the CRDs' schemas and CEL rules, the operator
 ## against the sandbox AS, and the GitOps health and kstatus checks, on a control plane of the

@@ -172,6 +172,33 @@ impl RunningSandbox {
             .unwrap_or_else(|| json!({"active": false}))
     }
 
+    /// The binding view of a token the AS issued, expired or not (`None` if it never issued
+    /// it or forgot it): what introspection answered while it was active.
+    pub fn issued_token(&self, token: &str) -> Option<Value> {
+        lock(&self.state.store).issued(token).map(oauth::token_view)
+    }
+
+    /// Every client created by registration (RFC 7591, JSON or signed) that the AS holds now,
+    /// with its current registration access token: what an audit compares with the
+    /// `<name>-registration` Secrets (a test accessor; the RATs never leave the process).
+    pub fn registered_clients(&self) -> Vec<(String, Option<String>)> {
+        use secrecy::ExposeSecret as _;
+        let store = lock(&self.state.store);
+        let mut out: Vec<_> = store
+            .clients
+            .values()
+            .filter(|c| c.origin != super::state::Origin::Admin)
+            .map(|c| {
+                (
+                    c.client_id.clone(),
+                    c.rat.as_ref().map(|r| r.expose_secret().to_owned()),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Provisions a client out of band, as `POST /_sandbox/clients` (Static / HubOnboarding
     /// modes); `client_id` is generated when absent. Returns the client id.
     pub fn provision_client(&self, metadata: Value) -> anyhow::Result<String> {

@@ -236,6 +236,11 @@ impl Store {
         self.tokens.get(token).filter(|t| t.exp > now_secs())
     }
 
+    /// A token as issued, expired or not (until dropped to make room).
+    pub fn issued(&self, token: &str) -> Option<&IssuedToken> {
+        self.tokens.get(token)
+    }
+
     /// Revokes a token; true if it existed.
     pub fn revoke(&mut self, token: &str) -> bool {
         self.tokens.remove(token).is_some()

@@ -356,3 +356,71 @@ async fn in_process_provisioning_serves_tls_client_auth_until_deleted() -> anyho
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_audit_view_lists_registered_clients_with_their_current_rat_and_keeps_an_expired_tokens_binding()
+-> anyhow::Result<()> {
+    let sb = start(|c| c.token_lifetime = std::time::Duration::from_secs(1)).await?;
+    let cert = transport_cert("tpp")?;
+    let http = http(&sb, Some(&cert))?;
+    let key = SigningKey::generate("k1")?;
+    let reg = register_pkjwt(&sb, &http, key.jwks()).await?;
+    let id = client_id(&reg)?;
+    let rat0 = reg["registration_access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // Admin-provisioned clients (Static, HubOnboarding) are not registrations.
+    sb.provision_client(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks(), "scope": "accounts"}))?;
+    assert_eq!(
+        sb.registered_clients(),
+        vec![(id.clone(), Some(rat0.clone()))]
+    );
+    let uri = reg["registration_client_uri"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let got: Value = http
+        .get(&uri)
+        .bearer_auth(&rat0)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let rat1 = got["registration_access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        sb.registered_clients(),
+        vec![(id.clone(), Some(rat1))],
+        "the current RAT after a rotation"
+    );
+
+    let (status, body) = token_request(
+        &sb,
+        &http,
+        &id,
+        &key.assertion(&id, sb.issuer(), 0.0, 300.0)?,
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sb.introspect(&token)["active"] == true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a 1 s token still active after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let issued = sb
+        .issued_token(&token)
+        .expect("an expired token keeps its record");
+    assert_eq!(issued["cnf"]["x5t#S256"], cert.x5t_s256());
+    assert!(sb.issued_token("never-issued").is_none());
+    Ok(())
+}

@@ -168,6 +168,14 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         Arc::new(SystemClock),
     ));
+    // No AS call before /jwks serves the persisted keys: the AS fetches a client's jwks_uri
+    // during its token request (ServedJwks::wait_synced). Bounded: a watch that cannot list
+    // (RBAC) must not keep the controllers from starting; /readyz reports it.
+    if !served.wait_synced(std::time::Duration::from_secs(30)).await {
+        tracing::warn!(
+            "the /jwks watch has not listed after 30 s; starting the controllers anyway"
+        );
+    }
     tracing::info!("controllers starting");
     reconcile::run(ctx, stop_rx, move || {
         ready.store(true, std::sync::atomic::Ordering::Relaxed)

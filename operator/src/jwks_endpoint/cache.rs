@@ -120,6 +120,23 @@ impl ServedJwks {
         }
     }
 
+    /// Wait (polling every 100 ms) until [`Self::synced`], at most `bound`; whether it synced.
+    /// The controllers wait for it before their first AS call: a client whose `jwks_uri` is
+    /// this server must not ask for a token while the server still answers `503` (the AS
+    /// fetches the keys during the request and answers `invalid_client`, a permanent error),
+    /// which is what a restart did when a refresh was due (found by the campaign,
+    /// docs/reliability.md).
+    pub async fn wait_synced(&self, bound: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + bound;
+        while !self.synced() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        true
+    }
+
     /// The set of `namespace/name`.
     pub fn get(&self, namespace: &str, name: &str) -> Lookup {
         let inner = self.read();
@@ -323,6 +340,24 @@ mod tests {
         all.relist_started(None);
         all.relist_done(None);
         assert!(all.synced());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_the_sync_ends_when_the_list_completes_or_at_the_bound() {
+        let served = std::sync::Arc::new(ServedJwks::for_namespaces(&["a".into()]));
+        let bound = std::time::Duration::from_secs(30);
+        let started = tokio::time::Instant::now();
+        assert!(!served.wait_synced(bound).await, "never listed: gives up");
+        assert!(started.elapsed() >= bound);
+        let waiter = tokio::spawn({
+            let served = served.clone();
+            async move { served.wait_synced(bound).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert!(!waiter.is_finished(), "returned before the list completed");
+        served.relist_started(Some("a"));
+        served.relist_done(Some("a"));
+        assert!(waiter.await.unwrap_or(false), "synced once listed");
     }
 
     #[test]

@@ -140,6 +140,9 @@ async fn publish(
     publication: Publication,
 ) -> Result<Outcome, Error> {
     let set = s.jwks_of(kids)?;
+    // The ConfigMap is seen outside the cluster (uploaded to the AS, signed into a software
+    // statement): a key it shows must survive a crash, so `<name>-keys` goes first.
+    s.persist_keys().await?;
     s.save_jwks(&set).await?;
     if publication == Publication::Immediate && s.registered() {
         return register::update_registration(s, Some(&set)).await;

@@ -155,12 +155,12 @@ async fn renew_certificate(
     let now = s.ctx.clock.now();
     let spec = &s.client.spec.transport_certificate;
     let subject = super::policy::certificate_subject(s.client, &s.namespace, &s.name);
-    let mut profile = CertificateProfile::new(&subject, spec.duration.std()).map_err(|source| {
-        Error::Identity {
+    let duration = policy.certificate.duration.unsigned_abs();
+    let mut profile =
+        CertificateProfile::new(&subject, duration).map_err(|source| Error::Identity {
             stage: Stage::ReadCertificateSubject,
             source,
-        }
-    })?;
+        })?;
     profile.subject_alt_names = spec
         .dns_names
         .iter()

@@ -504,11 +504,16 @@ pub struct TokenSpec {
     #[serde(default = "default_scope")]
     #[schemars(length(max = 2048))]
     pub scope: String,
-    /// Optional `audience` (resource indicator) sent with the request.
+    /// The protected resource the token is for, sent as the RFC 8707 `resource` parameter of
+    /// the token request (the AS may restrict the token's audience to it): an absolute URI
+    /// without a fragment, e.g. `https://rs.bank.example/open-banking`. Unset: no `resource`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*:[^#]+$')").message("tokens[].audience must be an absolute URI without a fragment (RFC 8707 resource indicator), e.g. https://rs.bank.example"))]
     #[schemars(length(max = 2048))]
     pub audience: Option<String>,
-    /// Refresh this long before expiry. Default: a third of the token's lifetime, jittered.
+    /// Refresh this long before expiry: at least `1s`; the operator uses at most half of the
+    /// token's lifetime (the AS's `expires_in`), so a token is requested again no sooner than
+    /// 2/5 of its lifetime after issuance. Default: a third of the lifetime, jittered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_before: Option<Duration>,
 }

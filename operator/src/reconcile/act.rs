@@ -301,18 +301,18 @@ pub async fn refresh_tokens(
     let mut tokens = s.credentials.tokens.clone();
     let mut minted = Vec::new();
     for name in names {
-        let scope = s
-            .client
-            .spec
-            .tokens
-            .iter()
-            .find(|t| &t.name == name)
-            .map(|t| t.scope.clone())
-            .unwrap_or_default();
+        let spec = s.client.spec.tokens.iter().find(|t| &t.name == name);
+        let scope = spec.map(|t| t.scope.clone()).unwrap_or_default();
+        let resource = spec.and_then(|t| t.audience.clone());
         let started = std::time::Instant::now();
         let result = s
             .effects
-            .token(s.target(identity.as_ref()), &authn, &scope)
+            .token(
+                s.target(identity.as_ref()),
+                &authn,
+                &scope,
+                resource.as_deref(),
+            )
             .await;
         let outcome = match &result {
             Ok(_) => "ok",

@@ -135,12 +135,13 @@ pub trait Effects: Send + Sync {
     /// Add the deregistration finalizer to `client`.
     fn add_finalizer<'a>(&'a self, client: &'a TppClient) -> Effect<'a, Result<(), Error>>;
 
-    /// A `client_credentials` token for `scope`.
+    /// A `client_credentials` token for `scope`, for the RFC 8707 `resource` when given.
     fn token<'a>(
         &'a self,
         to: AsTarget<'a>,
         authn: &'a ClientAuthn,
         scope: &'a str,
+        resource: Option<&'a str>,
     ) -> Effect<'a, Result<AccessToken, OauthError>>;
 
     /// Register the client; the answer is persisted by `persister` before this returns.
@@ -252,10 +253,11 @@ impl Effects for KubeEffects<'_> {
         to: AsTarget<'a>,
         authn: &'a ClientAuthn,
         scope: &'a str,
+        resource: Option<&'a str>,
     ) -> Effect<'a, Result<AccessToken, OauthError>> {
         Box::pin(async move {
             let http = to.server.http(self.ctx, to.identity)?;
-            token::client_credentials(&http, &to.server.meta, authn, scope).await
+            token::client_credentials_for(&http, &to.server.meta, authn, scope, resource).await
         })
     }
 

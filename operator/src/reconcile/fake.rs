@@ -256,14 +256,25 @@ impl Effects for FakeEffects {
 
     fn user_secret<'a>(
         &'a self,
-        _namespace: &'a str,
+        namespace: &'a str,
         name: &'a str,
     ) -> Effect<'a, Result<Option<Secret>, kube::Error>> {
         Box::pin(async move {
             if !self.step(format!("read user {name}")) {
                 return Err(crashed());
             }
-            Ok(self.lock().user.get(name).cloned())
+            // A Secret put with a namespace is found in that namespace only.
+            Ok(self
+                .lock()
+                .user
+                .get(name)
+                .filter(|s| {
+                    s.metadata
+                        .namespace
+                        .as_deref()
+                        .is_none_or(|ns| ns == namespace)
+                })
+                .cloned())
         })
     }
 
@@ -303,9 +314,14 @@ impl Effects for FakeEffects {
         _to: AsTarget<'a>,
         _authn: &'a ClientAuthn,
         scope: &'a str,
+        resource: Option<&'a str>,
     ) -> Effect<'a, Result<AccessToken, OauthError>> {
         Box::pin(async move {
-            if !self.step(format!("token {scope}")) {
+            let step = match resource {
+                Some(resource) => format!("token {scope} for {resource}"),
+                None => format!("token {scope}"),
+            };
+            if !self.step(step) {
                 return Err(unavailable(crate::oauth::Step::Token));
             }
             if let Some(e) = self.scripted(Call::Token) {

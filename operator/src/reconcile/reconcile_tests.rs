@@ -44,8 +44,11 @@ fn offline_client() -> kube::Client {
 }
 
 fn server() -> Arc<ResolvedServer> {
-    let spec = serde_json::from_value(serde_json::json!({"issuer": "https://as.test"}))
-        .unwrap_or_else(|e| panic!("a valid spec: {e}"));
+    server_with(serde_json::json!({"issuer": "https://as.test"}))
+}
+
+fn server_with(spec: serde_json::Value) -> Arc<ResolvedServer> {
+    let spec = serde_json::from_value(spec).unwrap_or_else(|e| panic!("a valid spec: {e}"));
     let meta: ProviderMetadata = serde_json::from_value(serde_json::json!({
         "issuer": "https://as.test",
         "token_endpoint": "https://as.test/token",
@@ -106,6 +109,7 @@ struct World {
     client: TppClient,
     status: TppClientStatus,
     events: Vec<(Reason, String)>,
+    server: Arc<ResolvedServer>,
 }
 
 impl World {
@@ -141,12 +145,20 @@ impl World {
             client: client(mode, spec),
             status: TppClientStatus::default(),
             events: vec![],
+            server: server(),
         }
     }
 
     /// One reconcile from load to status, as `client::reconcile_inner` runs it.
     async fn reconcile(&mut self) -> Result<Option<Plan>, Error> {
-        let mut s = Session::load(&self.ctx, &self.fake, &self.client, NS.into(), server()).await?;
+        let mut s = Session::load(
+            &self.ctx,
+            &self.fake,
+            &self.client,
+            NS.into(),
+            self.server.clone(),
+        )
+        .await?;
         let policy = super::policy::rotation_policy(&self.client, "uid-1");
         let first = rotation::plan(&policy, &s.observed(), self.clock.now());
         let (plan, result) = super::client::drive(&mut s, &policy, first).await;
@@ -953,6 +965,85 @@ async fn a_missing_software_statement_fails_before_anything_is_sent() {
         !keys.contains("registrationAttemptStartedAt"),
         "no intent is recorded for a request that was never sent"
     );
+}
+
+#[tokio::test]
+async fn a_token_audience_is_requested_as_the_resource_and_a_token_without_one_asks_for_none() {
+    let mut w = World::new(
+        "Dynamic",
+        serde_json::json!({"tokens": [
+            {"name": "accounts", "scope": "accounts", "audience": "https://rs.bank.example/"},
+            {"name": "payments", "scope": "payments"},
+        ]}),
+    );
+    w.until_ready()
+        .await
+        .unwrap_or_else(|e| panic!("ready: {e}"));
+    let log = w.fake.log();
+    assert!(
+        log.iter()
+            .any(|e| e == "token accounts for https://rs.bank.example/"),
+        "{log:?}"
+    );
+    assert!(log.iter().any(|e| e == "token payments"), "{log:?}");
+}
+
+fn platform_ssa() -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("platform-ssa".into()),
+            namespace: Some("platform".into()),
+            ..Default::default()
+        },
+        data: Some(
+            [(
+                "ssa.jwt".to_owned(),
+                ByteString(b"eyJhbGciOiJub25lIn0.eyJzb2Z0d2FyZV9pZCI6InMxIn0.".to_vec()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// A SignedRequest client without its own statement, of a server whose statement is the
+/// platform's `platform/platform-ssa`.
+fn world_with_platform_statement(kind: &str) -> World {
+    let mut w = World::new(
+        "SignedRequest",
+        serde_json::json!({
+            "authorizationServerRef": {"kind": kind, "name": "bank"},
+            "registration": {"mode": "SignedRequest", "metadata": {"softwareId": "s1"}},
+        }),
+    );
+    w.server = server_with(serde_json::json!({
+        "issuer": "https://as.test",
+        "registration": {"softwareStatementRef":
+            {"name": "platform-ssa", "key": "ssa.jwt", "namespace": "platform"}},
+    }));
+    w.fake.put_user_secret(platform_ssa());
+    w
+}
+
+#[tokio::test]
+async fn a_cluster_server_statement_is_read_from_the_namespace_it_names() {
+    let mut w = world_with_platform_statement("ClusterAuthorizationServer");
+    w.until_ready()
+        .await
+        .unwrap_or_else(|e| panic!("the platform's statement is read: {e}"));
+    assert_eq!(w.fake.clients().len(), 1);
+    assert!(w.fake.log().iter().any(|e| e == "read user platform-ssa"));
+}
+
+#[tokio::test]
+async fn a_namespaced_server_naming_another_namespace_is_refused_before_anything_is_sent() {
+    let mut w = world_with_platform_statement("AuthorizationServer");
+    let err = w.reconcile().await.err();
+    assert_eq!(
+        err.map(|e| e.reason()),
+        Some(Reason::CrossNamespaceReference)
+    );
+    assert!(!w.fake.log().iter().any(|e| e == "register"));
 }
 
 #[tokio::test]

@@ -186,6 +186,14 @@ pub trait Effects: Send + Sync {
         target: ManagementTarget<'a>,
         current: &'a Registration,
     ) -> Effect<'a, Result<management::DeleteOutcome, OauthError>>;
+
+    /// RFC 7009 revocation of an access token, over mTLS with client authentication.
+    fn revoke_token<'a>(
+        &'a self,
+        to: AsTarget<'a>,
+        authn: &'a ClientAuthn,
+        token: &'a SecretString,
+    ) -> Effect<'a, Result<(), OauthError>>;
 }
 
 /// The real effects: the Secret cache and server-side apply of [`Context::store`], and the AS
@@ -353,6 +361,25 @@ impl Effects for KubeEffects<'_> {
         Box::pin(async move {
             let http = to.server.http(self.ctx, to.identity)?;
             management::delete_client(&http, target, current).await
+        })
+    }
+
+    fn revoke_token<'a>(
+        &'a self,
+        to: AsTarget<'a>,
+        authn: &'a ClientAuthn,
+        token: &'a SecretString,
+    ) -> Effect<'a, Result<(), OauthError>> {
+        Box::pin(async move {
+            let http = to.server.http(self.ctx, to.identity)?;
+            crate::oauth::endpoints::revoke(
+                &http,
+                &to.server.meta,
+                authn,
+                token,
+                Some("access_token"),
+            )
+            .await
         })
     }
 }

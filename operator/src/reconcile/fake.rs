@@ -36,6 +36,7 @@ pub enum Call {
     Update,
     Read,
     Delete,
+    Revoke,
 }
 
 #[derive(Default)]
@@ -61,6 +62,8 @@ struct State {
     onboardings: u32,
     tokens: u32,
     finalizer: bool,
+    /// Access tokens revoked (RFC 7009), in order.
+    revoked: Vec<String>,
 }
 
 /// The fake.
@@ -196,6 +199,11 @@ impl FakeEffects {
     /// Tokens issued.
     pub fn tokens_issued(&self) -> u32 {
         self.lock().tokens
+    }
+
+    /// The access tokens revoked at the AS, in order.
+    pub fn revoked(&self) -> Vec<String> {
+        self.lock().revoked.clone()
     }
 
     /// Whether the finalizer was added.
@@ -506,6 +514,25 @@ impl Effects for FakeEffects {
                 Some(_) => DeleteOutcome::Refused,
                 None => DeleteOutcome::AlreadyGone,
             })
+        })
+    }
+
+    fn revoke_token<'a>(
+        &'a self,
+        _to: AsTarget<'a>,
+        _authn: &'a ClientAuthn,
+        token: &'a SecretString,
+    ) -> Effect<'a, Result<(), OauthError>> {
+        Box::pin(async move {
+            if !self.step("revoke token".into()) {
+                return Err(unavailable(crate::oauth::Step::Revocation));
+            }
+            if let Some(e) = self.scripted(Call::Revoke) {
+                return Err(e);
+            }
+            let token = secrecy::ExposeSecret::expose_secret(token).to_owned();
+            self.lock().revoked.push(token);
+            Ok(())
         })
     }
 }

@@ -53,6 +53,7 @@ fn server_with(spec: serde_json::Value) -> Arc<ResolvedServer> {
         "issuer": "https://as.test",
         "token_endpoint": "https://as.test/token",
         "registration_endpoint": "https://as.test/register",
+        "revocation_endpoint": "https://as.test/revoke",
     }))
     .unwrap_or_else(|e| panic!("valid metadata: {e}"));
     Arc::new(ResolvedServer {
@@ -776,6 +777,74 @@ async fn a_delete_answered_401_is_refused_not_deleted() {
     assert_eq!(outcome, Some(crate::oauth::DeleteOutcome::Refused));
     assert_eq!(w.fake.clients(), ["client-1"], "still at the AS");
     let _ = &mut w;
+}
+
+fn two_tokens() -> serde_json::Value {
+    serde_json::json!({"tokens": [
+        {"name": "accounts", "scope": "accounts"},
+        {"name": "payments", "scope": "payments"},
+    ]})
+}
+
+#[tokio::test]
+async fn deletion_revokes_every_access_token_while_the_client_can_still_authenticate() {
+    let w = onboard_immediate(two_tokens()).await;
+    let held: Vec<String> = ["accounts", "payments"]
+        .iter()
+        .filter_map(|t| w.credential(&format!("{t}.access_token")))
+        .collect();
+    assert_eq!(held.len(), 2);
+    let s = Session::load(&w.ctx, &w.fake, &w.client, NS.into(), server())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failures = super::register::revoke_tokens(&s).await;
+    assert_eq!(failures, []);
+    assert_eq!(w.fake.revoked(), held);
+}
+
+#[tokio::test]
+async fn a_refused_revocation_is_reported_by_name_and_the_other_tokens_are_still_revoked() {
+    let w = onboard_immediate(two_tokens()).await;
+    w.fake.fail_next(
+        Call::Revoke,
+        OauthError::Unavailable {
+            step: Step::Revocation,
+            status: 503,
+            retry_after: None,
+            interaction_id: "i".into(),
+        },
+    );
+    let s = Session::load(&w.ctx, &w.fake, &w.client, NS.into(), server())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failures = super::register::revoke_tokens(&s).await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].0, "accounts");
+    assert_eq!(
+        w.fake.revoked().len(),
+        1,
+        "payments is revoked all the same"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_revoked_at_an_authorization_server_without_a_revocation_endpoint() {
+    let w = onboard_immediate(two_tokens()).await;
+    let base = server();
+    let mut meta = (*base.meta).clone();
+    meta.revocation_endpoint = None;
+    let server = Arc::new(ResolvedServer {
+        spec: base.spec.clone(),
+        as_key: base.as_key.clone(),
+        ca_pem: base.ca_pem.clone(),
+        transport: TransportConfig::new(Vec::new()),
+        meta: Arc::new(meta),
+    });
+    let s = Session::load(&w.ctx, &w.fake, &w.client, NS.into(), server)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(super::register::revoke_tokens(&s).await, []);
+    assert_eq!(w.fake.revoked(), Vec::<String>::new());
 }
 
 fn unavailable_register() -> OauthError {

@@ -632,6 +632,48 @@ pub fn halted(s: &Session<'_>, reason: crate::rotation::Reason) -> Error {
 }
 
 /// RFC 7592 DELETE; "already gone" counts as done.
+/// Revokes every access token in the credentials Secret at the AS (RFC 7009, over mTLS), best
+/// effort: one attempt per token, each bounded by the transport's timeout; nothing is retried.
+/// Returns the failures (token name and reason) for a Warning; nothing when the AS advertises no
+/// `revocation_endpoint` (there is nothing to call) or no token was ever issued. Called at
+/// deletion before the registration is deleted, while the client can still authenticate.
+pub async fn revoke_tokens(s: &Session<'_>) -> Vec<(String, Reason)> {
+    let tokens = &s.credentials.tokens;
+    let advertised = s
+        .server
+        .meta
+        .effective_endpoint(crate::oauth::EndpointKind::Revocation, true)
+        .is_some();
+    if tokens.is_empty() || !advertised {
+        return Vec::new();
+    }
+    let failed = |reason| {
+        tokens
+            .keys()
+            .map(|name| (name.clone(), reason))
+            .collect::<Vec<_>>()
+    };
+    let Some(client_id) = s.client_id() else {
+        return failed(Reason::Pending);
+    };
+    let (identity, authn) = match (s.identity(), super::act::client_authn(s, &client_id)) {
+        (Ok(identity), Ok(authn)) => (identity, authn),
+        (Err(e), _) | (_, Err(e)) => return failed(e.reason()),
+    };
+    let mut failures = Vec::new();
+    for (name, token) in tokens {
+        let secret = SecretString::from(token.access_token.expose().clone());
+        if let Err(e) = s
+            .effects
+            .revoke_token(s.target(identity.as_ref()), &authn, &secret)
+            .await
+        {
+            failures.push((name.clone(), e.reason()));
+        }
+    }
+    failures
+}
+
 pub async fn deregister(s: &Session<'_>) -> Result<management::DeleteOutcome, Error> {
     let Some(current) = as_registration(&s.registration) else {
         return Ok(management::DeleteOutcome::AlreadyGone);

@@ -512,6 +512,24 @@ rejects!(
     "rotation.propagationDelay must be at least 1s"
 );
 rejects!(
+    a_token_audience_must_be_an_absolute_uri_for_the_rfc_8707_resource,
+    minimal_client(),
+    [(
+        "spec/tokens",
+        json!([{"name": "accounts", "audience": "accounts-api"}])
+    )],
+    "tokens[].audience must be an absolute URI without a fragment"
+);
+rejects!(
+    a_token_audience_with_a_fragment_is_refused,
+    minimal_client(),
+    [(
+        "spec/tokens",
+        json!([{"name": "accounts", "audience": "https://rs.bank.example/#x"}])
+    )],
+    "tokens[].audience must be an absolute URI without a fragment"
+);
+rejects!(
     a_token_refresh_margin_under_a_second_is_refused,
     minimal_client(),
     [(
@@ -769,7 +787,8 @@ async fn renew_before_rule_compares_mixed_units_correctly() {
 #[tokio::test]
 async fn the_shortest_schedules_the_floors_allow_are_accepted() {
     // The floors of docs/security.md ("Rate of work per client"), each at its minimum: the
-    // schedules the e2e suites use (propagationDelay 2s, retireAfter 2s) stay valid.
+    // schedules the e2e suites use (propagationDelay 2s, retireAfter 2s) stay valid. (And an
+    // absolute-URI audience passes its rule.)
     with_namespace("cel-floors", |ctx| async move {
         let mut obj = minimal_client();
         set(
@@ -785,7 +804,8 @@ async fn the_shortest_schedules_the_floors_allow_are_accepted() {
         set(
             &mut obj,
             "spec/tokens",
-            json!([{"name": "accounts", "refreshBefore": "1s"}]),
+            json!([{"name": "accounts", "refreshBefore": "1s",
+                    "audience": "https://rs.bank.example/open-banking"}]),
         );
         create(&ctx, &obj, true).await.context("the floors")?;
         Ok(())

@@ -34,7 +34,6 @@ fn assert_bound_token(
         "ca.crt",
         "issuer",
         "token_endpoint",
-        "signing.key",
         "signing.kid",
         &format!("{token}.expires_at"),
     ] {
@@ -43,6 +42,10 @@ fn assert_bound_token(
             "credentials Secret lacks {key}"
         );
     }
+    ensure!(
+        secret_text(secret, "signing.key").is_none(),
+        "the private signing key is in the credentials Secret without credentials.includeSigningKey"
+    );
     ensure!(secret.type_.as_deref() == Some("kubernetes.io/tls"));
     Ok(client_id)
 }

@@ -74,6 +74,32 @@ pub struct TppClientSpec {
     /// Workloads that read the credentials only at start, restarted when they change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<super::Consumers>,
+
+    /// What goes into the credentials Secret `<name>-credentials` beyond the certificate, the
+    /// tokens and the public facts (client id, issuer, token endpoint, `signing.kid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsOptions>,
+}
+
+/// Options of the credentials Secret.
+#[derive(schemars::JsonSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsOptions {
+    /// Put the active private signing key into the Secret as `signing.key` (PKCS#8 PEM), for
+    /// workloads that sign request objects or PAR requests themselves. Default `false`: every
+    /// pod that mounts the Secret would otherwise hold the key that authenticates the client
+    /// at the AS.
+    #[serde(default)]
+    pub include_signing_key: bool,
+}
+
+impl TppClientSpec {
+    /// Whether `signing.key` goes into the credentials Secret (`credentials.includeSigningKey`).
+    pub fn includes_signing_key(&self) -> bool {
+        self.credentials
+            .as_ref()
+            .is_some_and(|c| c.include_signing_key)
+    }
 }
 
 /// Which authorization server object a TppClient uses.

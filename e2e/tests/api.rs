@@ -476,13 +476,67 @@ rejects!(
     "transportCertificate.secretRef is only used with source: SecretRef"
 );
 rejects!(
-    renew_before_must_be_shorter_than_duration,
+    renew_before_must_be_at_most_half_the_duration,
     minimal_client(),
     [
         ("spec/transportCertificate/duration", json!("30d")),
-        ("spec/transportCertificate/renewBefore", json!("720h"))
+        ("spec/transportCertificate/renewBefore", json!("361h"))
     ],
-    "transportCertificate.renewBefore must be shorter than transportCertificate.duration"
+    "transportCertificate.renewBefore must be at most half of transportCertificate.duration"
+);
+rejects!(
+    a_two_minute_certificate_renewed_every_second_is_refused,
+    minimal_client(),
+    [
+        ("spec/transportCertificate/duration", json!("2m")),
+        ("spec/transportCertificate/renewBefore", json!("119s"))
+    ],
+    "transportCertificate.duration must be at least 1h"
+);
+rejects!(
+    a_key_rotation_period_under_an_hour_is_refused,
+    minimal_client(),
+    [("spec/signingKey/rotation/every", json!("59m59s"))],
+    "rotation.every must be at least 1h"
+);
+rejects!(
+    an_encryption_key_rotation_period_of_one_second_is_refused,
+    minimal_client(),
+    [("spec/encryptionKey", json!({"rotation": {"every": "1s"}}))],
+    "rotation.every must be at least 1h"
+);
+rejects!(
+    a_zero_propagation_delay_is_refused,
+    minimal_client(),
+    [("spec/signingKey/rotation/propagationDelay", json!("0s"))],
+    "rotation.propagationDelay must be at least 1s"
+);
+rejects!(
+    a_token_audience_must_be_an_absolute_uri_for_the_rfc_8707_resource,
+    minimal_client(),
+    [(
+        "spec/tokens",
+        json!([{"name": "accounts", "audience": "accounts-api"}])
+    )],
+    "tokens[].audience must be an absolute URI without a fragment"
+);
+rejects!(
+    a_token_audience_with_a_fragment_is_refused,
+    minimal_client(),
+    [(
+        "spec/tokens",
+        json!([{"name": "accounts", "audience": "https://rs.bank.example/#x"}])
+    )],
+    "tokens[].audience must be an absolute URI without a fragment"
+);
+rejects!(
+    a_token_refresh_margin_under_a_second_is_refused,
+    minimal_client(),
+    [(
+        "spec/tokens",
+        json!([{"name": "accounts", "refreshBefore": "500ms"}])
+    )],
+    "tokens[].refreshBefore must be at least 1s"
 );
 rejects!(
     token_names_must_be_dns_labels,
@@ -700,14 +754,15 @@ async fn the_largest_schema_valid_durations_pass_every_cel_rule() {
 
 #[tokio::test]
 async fn renew_before_rule_compares_mixed_units_correctly() {
-    // 29d < 30d and 719h < 30d are fine; this proves the CEL duration arithmetic, not just the
-    // refusal.
+    // 15d and 360h are half of 30d, 12h half of 1d, 45m half of 90m, and 1h is the shortest
+    // duration: all fine; this proves the CEL duration arithmetic, not just the refusal.
     with_namespace("cel-units", |ctx| async move {
         for (duration, renew) in [
-            ("30d", "29d"),
-            ("30d", "719h"),
-            ("1d", "23h59m"),
-            ("90m", "1h"),
+            ("30d", "15d"),
+            ("30d", "360h"),
+            ("1d", "12h"),
+            ("90m", "45m"),
+            ("1h", "1800s"),
         ] {
             let mut obj = minimal_client();
             set(
@@ -724,6 +779,35 @@ async fn renew_before_rule_compares_mixed_units_correctly() {
                 .await
                 .with_context(|| format!("duration {duration} renewBefore {renew}"))?;
         }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_shortest_schedules_the_floors_allow_are_accepted() {
+    // The floors of docs/security.md ("Rate of work per client"), each at its minimum: the
+    // schedules the e2e suites use (propagationDelay 2s, retireAfter 2s) stay valid. (And an
+    // absolute-URI audience passes its rule.)
+    with_namespace("cel-floors", |ctx| async move {
+        let mut obj = minimal_client();
+        set(
+            &mut obj,
+            "spec/signingKey/rotation",
+            json!({"every": "1h", "propagationDelay": "1s", "retireAfter": "1s"}),
+        );
+        set(
+            &mut obj,
+            "spec/transportCertificate",
+            json!({"duration": "1h", "renewBefore": "30m"}),
+        );
+        set(
+            &mut obj,
+            "spec/tokens",
+            json!([{"name": "accounts", "refreshBefore": "1s",
+                    "audience": "https://rs.bank.example/open-banking"}]),
+        );
+        create(&ctx, &obj, true).await.context("the floors")?;
         Ok(())
     })
     .await;

@@ -93,7 +93,16 @@ async fn status_renew_rotate_renew_certificate_and_jwks_on_a_live_client() {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
         let _op = start_operator(&ctx).await?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
-        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        // signing.key is in the Secret only when asked: asked here, to check status never prints it.
+        apply(
+            &ctx,
+            client(
+                "payments",
+                "sandbox",
+                json!({"credentials": {"includeSigningKey": true}}),
+            ),
+        )
+        .await?;
         let obj = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let client_id = obj.data["status"]["clientId"]
             .as_str()

@@ -93,6 +93,15 @@ async fn deletion_policy_delete_deregisters_and_orphan_leaves_the_client() {
             sandbox.has_client(&kept_id),
             "Orphan must leave the client at the AS"
         );
+        // The one token of "gone" was revoked (RFC 7009, authenticated) before its DELETE;
+        // "kept" (Orphan, no finalizer) is left alone.
+        let revoked = sandbox
+            .counters()
+            .requests_with(e2e::sandbox::Endpoint::Revocation, "200");
+        ensure!(
+            revoked == 1,
+            "{revoked} revocations answered 200, expected the one token of the deleted client"
+        );
         Ok(())
     })
     .await;

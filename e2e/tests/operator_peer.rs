@@ -218,7 +218,16 @@ async fn deletion_deregisters_so_the_peer_refuses_the_old_client() {
         let peer = OidcPeer::start(PeerOptions::default()).await?;
         let _op = start_operator(&ctx).await?;
         peer_server(&ctx, &peer, "peer").await?;
-        apply(&ctx, client("payments", "peer", json!({}))).await?;
+        // The test signs an assertion as the deleted client: it asks for the signing key.
+        apply(
+            &ctx,
+            client(
+                "payments",
+                "peer",
+                json!({"credentials": {"includeSigningKey": true}}),
+            ),
+        )
+        .await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let s = credentials(&ctx, "payments").await?;
         let token = SecretString::from(secret_text(&s, "accounts.access_token").context("token")?);

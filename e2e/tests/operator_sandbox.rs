@@ -34,7 +34,6 @@ fn assert_bound_token(
         "ca.crt",
         "issuer",
         "token_endpoint",
-        "signing.key",
         "signing.kid",
         &format!("{token}.expires_at"),
     ] {
@@ -43,6 +42,10 @@ fn assert_bound_token(
             "credentials Secret lacks {key}"
         );
     }
+    ensure!(
+        secret_text(secret, "signing.key").is_none(),
+        "the private signing key is in the credentials Secret without credentials.includeSigningKey"
+    );
     ensure!(secret.type_.as_deref() == Some("kubernetes.io/tls"));
     Ok(client_id)
 }
@@ -279,6 +282,45 @@ async fn an_encryption_key_is_published_beside_the_signing_key() {
         ensure!(
             keys.iter().all(|k| k.get("d").is_none()),
             "private material in the public JWKS"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_audience_reaches_the_as_as_the_rfc_8707_resource() {
+    with_namespace("resource", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        let resource = "https://rs.sandbox.example/open-banking";
+        apply(
+            &ctx,
+            client(
+                "payments",
+                "sandbox",
+                json!({"tokens": [
+                    {"name": "accounts", "scope": "accounts", "audience": resource},
+                    {"name": "plain", "scope": "accounts"},
+                ]}),
+            ),
+        )
+        .await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let secret = credentials(&ctx, "payments").await?;
+        assert_bound_token(&sandbox, &secret, "accounts")?;
+        let introspect = |token: &str| -> Result<serde_json::Value> {
+            let access = secret_text(&secret, &format!("{token}.access_token"))
+                .with_context(|| format!("{token} access token"))?;
+            Ok(sandbox.introspect(&access))
+        };
+        let with = introspect("accounts")?;
+        ensure!(with["aud"] == resource, "aud is not the resource: {with}");
+        let without = introspect("plain")?;
+        ensure!(
+            without.get("aud").is_none(),
+            "a token without audience asked for a resource: {without}"
         );
         Ok(())
     })

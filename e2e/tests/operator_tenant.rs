@@ -2,7 +2,8 @@
 //! AS (docs/security.md): a tampered `<name>-jwks` ConfigMap never reaches `/jwks` and is
 //! restored; a flood of `/jwks` requests costs no Kubernetes API request; `/metrics` needs a
 //! token the API server accepts for a user allowed to read it, and each port serves only its
-//! own paths.
+//! own paths. And, asked of the API server's authorizer (SubjectAccessReview), what the
+//! operator's ServiceAccount may do under the chart's RBAC with `watchNamespaces`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -544,6 +545,128 @@ async fn an_unlabelled_configmap_with_the_jwks_name_is_never_written() {
         cms.delete("payments-jwks", &DeleteParams::default())
             .await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// Whether the API server allows `verb` on `resource` (core group unless `group`) in
+/// `namespace` (cluster-wide when empty) to `user`: a SubjectAccessReview, asked as admin on
+/// behalf of the operator's ServiceAccount (the answer the API server's authorizer gives).
+async fn allowed(
+    ctx: &TestContext,
+    user: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: &str,
+) -> Result<bool> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.into()),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                format!(
+                    "system:serviceaccounts:{}",
+                    e2e::operator::OPERATOR_NAMESPACE
+                ),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                namespace: (!namespace.is_empty()).then(|| namespace.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SubjectAccessReview>::all(ctx.client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .context("SubjectAccessReview")?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+#[tokio::test]
+async fn with_watch_namespaces_the_operator_can_read_no_secret_outside_them_and_nothing_it_does_not_need()
+ {
+    with_namespace("sar", |ctx| async move {
+        // The chart's RBAC with watchNamespaces = [this namespace] (e2e/src/operator.rs).
+        e2e::operator::namespaced_operator_kubeconfig(
+            ctx.cp,
+            &ctx.client,
+            std::slice::from_ref(&ctx.namespace),
+        )
+        .await?;
+        let user = format!(
+            "system:serviceaccount:{}:{}-ns-{}",
+            e2e::operator::OPERATOR_NAMESPACE,
+            e2e::operator::RELEASE,
+            ctx.namespace
+        );
+        let ns = ctx.namespace.as_str();
+        // What it needs, in its namespace: the check is not vacuous.
+        for (verb, group, resource) in [
+            ("get", "", "secrets"),
+            ("watch", "", "secrets"),
+            ("patch", "", "configmaps"),
+            ("list", "tpp.dev", "tppclients"),
+            ("patch", "tpp.dev", "tppclients/status"),
+        ] {
+            ensure!(
+                allowed(&ctx, &user, verb, group, resource, ns).await?,
+                "{verb} {resource} in {ns} must be allowed"
+            );
+        }
+        // Secrets and ConfigMaps nowhere else, not cluster-wide.
+        for other in [
+            "default",
+            "kube-system",
+            e2e::operator::OPERATOR_NAMESPACE,
+            "",
+        ] {
+            for (verb, resource) in [
+                ("get", "secrets"),
+                ("list", "secrets"),
+                ("watch", "secrets"),
+                ("create", "secrets"),
+                ("patch", "secrets"),
+                ("get", "configmaps"),
+                ("list", "configmaps"),
+            ] {
+                ensure!(
+                    !allowed(&ctx, &user, verb, "", resource, other).await?,
+                    "{verb} {resource} in {other:?} must be denied"
+                );
+            }
+        }
+        // Nothing it does not need, even in its own namespace.
+        for (verb, group, resource, namespace) in [
+            ("delete", "", "namespaces", ""),
+            ("create", "", "namespaces", ""),
+            ("create", "", "pods", ns),
+            ("create", "", "pods/exec", ns),
+            ("delete", "", "secrets", ns),
+            ("delete", "", "configmaps", ns),
+            ("update", "", "secrets", ns),
+            ("create", "", "serviceaccounts/token", ns),
+            ("create", "apps", "deployments", ns),
+            ("create", "rbac.authorization.k8s.io", "rolebindings", ns),
+            ("escalate", "rbac.authorization.k8s.io", "clusterroles", ""),
+            ("delete", "tpp.dev", "tppclients", ns),
+            ("create", "tpp.dev", "clusterauthorizationservers", ""),
+        ] {
+            ensure!(
+                !allowed(&ctx, &user, verb, group, resource, namespace).await?,
+                "{verb} {group}/{resource} in {namespace:?} must be denied"
+            );
+        }
         Ok(())
     })
     .await;

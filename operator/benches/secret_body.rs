@@ -57,6 +57,7 @@ fn fixture() -> Fixture {
             secret_template: None,
             suspend: false,
             consumers: None,
+            credentials: None,
         },
     );
     client.metadata.namespace = Some("payments".into());

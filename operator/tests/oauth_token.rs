@@ -159,6 +159,40 @@ async fn client_credentials_with_tls_client_auth_sends_no_assertion() {
 }
 
 #[tokio::test]
+async fn a_token_for_a_resource_carries_the_rfc_8707_resource_parameter() {
+    let fx = Fixture::new();
+    let server = fx.serve(token_server_reply).await;
+    let authn = ClientAuthn {
+        client_id: "c1".into(),
+        auth: ClientAuth::TlsClientAuth,
+        within_jwks_propagation: false,
+    };
+    token::client_credentials_for(
+        &fx.mtls_client(),
+        &as_metadata(&server),
+        &authn,
+        "accounts",
+        Some("https://rs.bank.example/open-banking"),
+    )
+    .await
+    .expect("token");
+    assert_eq!(
+        server.seen()[0].form_value("resource").as_deref(),
+        Some("https://rs.bank.example/open-banking")
+    );
+    token::client_credentials_for(
+        &fx.mtls_client(),
+        &as_metadata(&server),
+        &authn,
+        "accounts",
+        None,
+    )
+    .await
+    .expect("token");
+    assert_eq!(server.seen()[1].form_value("resource"), None);
+}
+
+#[tokio::test]
 async fn invalid_client_is_permanent_unless_within_jwks_propagation() {
     let fx = Fixture::new();
     let server = fx.serve(token_server_reply).await;

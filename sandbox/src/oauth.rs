@@ -33,9 +33,10 @@ pub fn json_no_store(status: StatusCode, body: Value) -> Response {
     response
 }
 
-/// The RFC 7662 view of a token (also used by the admin API).
+/// The RFC 7662 view of a token (also used by the admin API); `aud` is the RFC 8707
+/// `resource` it was requested for, when there was one.
 pub fn token_view(token: &IssuedToken) -> Value {
-    json!({
+    let mut view = json!({
         "active": true,
         "client_id": token.client_id,
         "scope": token.scope,
@@ -43,7 +44,11 @@ pub fn token_view(token: &IssuedToken) -> Value {
         "iat": token.iat,
         "token_type": "Bearer",
         "cnf": {"x5t#S256": token.x5t_s256},
-    })
+    });
+    if let Some(resource) = &token.resource {
+        view["aud"] = json!(resource);
+    }
+    view
 }
 
 fn token_error(error: &'static str, reason: &'static str, description: &str) -> OAuthError {
@@ -131,6 +136,7 @@ pub async fn token(
         iat,
         exp: iat + lifetime,
         x5t_s256: client.cert.x5t_s256.clone(),
+        resource: form.get("resource").cloned(),
     };
     if !lock(&state.store).put_token(access_token.clone(), issued) {
         return Err(OAuthError::new(

@@ -169,6 +169,8 @@ pub struct IssuedToken {
     pub exp: u64,
     /// `x5t#S256` the token is bound to.
     pub x5t_s256: String,
+    /// The RFC 8707 `resource` the token was requested for (its audience), if any.
+    pub resource: Option<String>,
 }
 
 /// A recorded hub onboarding.
@@ -331,6 +333,7 @@ mod tests {
             iat: 0,
             exp,
             x5t_s256: "x".into(),
+            resource: None,
         };
         store.put_token("old".into(), t(now_secs() - 1));
         store.put_token("new".into(), t(now_secs() + 60));

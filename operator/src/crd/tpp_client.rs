@@ -74,6 +74,32 @@ pub struct TppClientSpec {
     /// Workloads that read the credentials only at start, restarted when they change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers: Option<super::Consumers>,
+
+    /// What goes into the credentials Secret `<name>-credentials` beyond the certificate, the
+    /// tokens and the public facts (client id, issuer, token endpoint, `signing.kid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsOptions>,
+}
+
+/// Options of the credentials Secret.
+#[derive(schemars::JsonSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsOptions {
+    /// Put the active private signing key into the Secret as `signing.key` (PKCS#8 PEM), for
+    /// workloads that sign request objects or PAR requests themselves. Default `false`: every
+    /// pod that mounts the Secret would otherwise hold the key that authenticates the client
+    /// at the AS.
+    #[serde(default)]
+    pub include_signing_key: bool,
+}
+
+impl TppClientSpec {
+    /// Whether `signing.key` goes into the credentials Secret (`credentials.includeSigningKey`).
+    pub fn includes_signing_key(&self) -> bool {
+        self.credentials
+            .as_ref()
+            .is_some_and(|c| c.include_signing_key)
+    }
 }
 
 /// Which authorization server object a TppClient uses.
@@ -313,17 +339,21 @@ impl Default for SigningKey {
 /// Make-before-break key rotation (docs/architecture.md, "Where each decision lives").
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(retire_after_positive()).message("rotation.retireAfter must be greater than 0: the old key must stay published while assertions signed with it are still valid"))]
+#[x_kube(
+    validation = Rule::new(retire_after_positive()).message("rotation.retireAfter must be greater than 0: the old key must stay published while assertions signed with it are still valid"),
+    validation = Rule::new(rotation_every_minimum()).message("rotation.every must be at least 1h (a key rotates at most once an hour: docs/security.md); remove it to disable scheduled rotation"),
+    validation = Rule::new(propagation_delay_minimum()).message("rotation.propagationDelay must be at least 1s: a new key must be published before it signs anything")
+)]
 pub struct KeyRotation {
-    /// Rotate the key this often. Default `90d`. Unset (`null`) disables scheduled rotation;
-    /// the `tpp.dev/rotate-keys` annotation still works.
+    /// Rotate the key this often. At least `1h`; default `90d`. Unset (`null`) disables
+    /// scheduled rotation; the `tpp.dev/rotate-keys` annotation still works.
     #[serde(
         default = "default_rotate_every",
         skip_serializing_if = "Option::is_none"
     )]
     pub every: Option<Duration>,
     /// How long a new key is published before it signs anything; at least the AS's
-    /// `jwksCacheTtl` (plus a margin). Default `20m`.
+    /// `jwksCacheTtl` (plus a margin), and at least `1s`. Default `20m`.
     #[serde(default = "default_propagation_delay")]
     pub propagation_delay: Duration,
     /// How long the previous key stays published after the switch. Default `20m`.
@@ -333,6 +363,22 @@ pub struct KeyRotation {
 
 fn retire_after_positive() -> String {
     format!("{} > 0", crate::duration::cel_seconds("self.retireAfter"))
+}
+
+fn rotation_every_minimum() -> String {
+    format!(
+        "!has(self.every) || {} >= {}",
+        crate::duration::cel_seconds("self.every"),
+        crate::rotation::floors::MIN_ROTATION_PERIOD.as_secs()
+    )
+}
+
+fn propagation_delay_minimum() -> String {
+    format!(
+        "{} >= {}",
+        crate::duration::cel_seconds("self.propagationDelay"),
+        crate::rotation::floors::MIN_KEY_DELAY.as_secs()
+    )
 }
 
 impl Default for KeyRotation {
@@ -401,7 +447,8 @@ pub enum CertificateKeyAlgorithm {
 #[x_kube(
     validation = Rule::new("self.source != 'SecretRef' || has(self.secretRef)").message("transportCertificate.source SecretRef requires transportCertificate.secretRef (a kubernetes.io/tls Secret)"),
     validation = Rule::new("self.source == 'SecretRef' || !has(self.secretRef)").message("transportCertificate.secretRef is only used with source: SecretRef"),
-    validation = Rule::new(renew_before_below_duration()).message("transportCertificate.renewBefore must be shorter than transportCertificate.duration")
+    validation = Rule::new(certificate_duration_minimum()).message("transportCertificate.duration must be at least 1h (a certificate is renewed at most twice an hour: docs/security.md)"),
+    validation = Rule::new(renew_before_at_most_half_the_duration()).message("transportCertificate.renewBefore must be at most half of transportCertificate.duration: a certificate is renewed no earlier than half-way through its life")
 )]
 pub struct TransportCertificate {
     /// `SelfSigned` (default) or `SecretRef`.
@@ -422,17 +469,26 @@ pub struct TransportCertificate {
     /// `RSA` (default, 2048 bits) or `ECDSA` (P-256).
     #[serde(default)]
     pub key_algorithm: CertificateKeyAlgorithm,
-    /// Validity of generated certificates. Default `365d` (OFM asks for at least 12 months).
+    /// Validity of generated certificates: at least `1h`. Default `365d` (OFM asks for at
+    /// least 12 months).
     #[serde(default = "default_cert_duration")]
     pub duration: Duration,
-    /// Renew this long before `notAfter`. Default `30d`.
+    /// Renew this long before `notAfter`: at most half of `duration`. Default `30d`.
     #[serde(default = "default_renew_before")]
     pub renew_before: Duration,
 }
 
-fn renew_before_below_duration() -> String {
+fn certificate_duration_minimum() -> String {
     format!(
-        "{} < {}",
+        "{} >= {}",
+        crate::duration::cel_seconds("self.duration"),
+        crate::rotation::floors::MIN_CERTIFICATE_DURATION.as_secs()
+    )
+}
+
+fn renew_before_at_most_half_the_duration() -> String {
+    format!(
+        "2 * {} <= {}",
         crate::duration::cel_seconds("self.renewBefore"),
         crate::duration::cel_seconds("self.duration")
     )
@@ -464,6 +520,7 @@ fn default_renew_before() -> Duration {
 /// `<name>.expires_at`.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(refresh_before_minimum()).message("tokens[].refreshBefore must be at least 1s"))]
 pub struct TokenSpec {
     /// Name of the token: a DNS label, used as the Secret key prefix.
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("token name must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit"))]
@@ -473,13 +530,26 @@ pub struct TokenSpec {
     #[serde(default = "default_scope")]
     #[schemars(length(max = 2048))]
     pub scope: String,
-    /// Optional `audience` (resource indicator) sent with the request.
+    /// The protected resource the token is for, sent as the RFC 8707 `resource` parameter of
+    /// the token request (the AS may restrict the token's audience to it): an absolute URI
+    /// without a fragment, e.g. `https://rs.bank.example/open-banking`. Unset: no `resource`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*:[^#]+$')").message("tokens[].audience must be an absolute URI without a fragment (RFC 8707 resource indicator), e.g. https://rs.bank.example"))]
     #[schemars(length(max = 2048))]
     pub audience: Option<String>,
-    /// Refresh this long before expiry. Default: a third of the token's lifetime, jittered.
+    /// Refresh this long before expiry: at least `1s`; the operator uses at most half of the
+    /// token's lifetime (the AS's `expires_in`), so a token is requested again no sooner than
+    /// 2/5 of its lifetime after issuance. Default: a third of the lifetime, jittered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_before: Option<Duration>,
+}
+
+fn refresh_before_minimum() -> String {
+    format!(
+        "!has(self.refreshBefore) || {} >= {}",
+        crate::duration::cel_seconds("self.refreshBefore"),
+        crate::rotation::floors::MIN_REFRESH_BEFORE.as_secs()
+    )
 }
 
 fn default_scope() -> String {

@@ -118,12 +118,29 @@ pub async fn client_credentials(
     authn: &ClientAuthn,
     scope: &str,
 ) -> Result<AccessToken, OauthError> {
+    client_credentials_for(client, meta, authn, scope, None).await
+}
+
+/// `client_credentials` grant for `scope`, for the protected resource `resource` when given:
+/// the RFC 8707 `resource` parameter (`tokens[].audience`), an absolute URI the AS may bind the
+/// token's audience to.
+pub async fn client_credentials_for(
+    client: &AsClient,
+    meta: &ProviderMetadata,
+    authn: &ClientAuthn,
+    scope: &str,
+    resource: Option<&str>,
+) -> Result<AccessToken, OauthError> {
     let step = Step::Token;
     let form = Form::default().plain("grant_type", "client_credentials");
     let form = if scope.is_empty() {
         form
     } else {
         form.plain("scope", scope)
+    };
+    let form = match resource {
+        Some(resource) if !resource.is_empty() => form.plain("resource", resource),
+        _ => form,
     };
     let response = post_form(client, meta, EndpointKind::Token, step, authn, form).await?;
     let received_at = client.now();

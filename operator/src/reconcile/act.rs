@@ -158,12 +158,12 @@ async fn renew_certificate(
     let now = s.ctx.clock.now();
     let spec = &s.client.spec.transport_certificate;
     let subject = super::policy::certificate_subject(s.client, &s.namespace, &s.name);
-    let mut profile = CertificateProfile::new(&subject, spec.duration.std()).map_err(|source| {
-        Error::Identity {
+    let duration = policy.certificate.duration.unsigned_abs();
+    let mut profile =
+        CertificateProfile::new(&subject, duration).map_err(|source| Error::Identity {
             stage: Stage::ReadCertificateSubject,
             source,
-        }
-    })?;
+        })?;
     profile.subject_alt_names = spec
         .dns_names
         .iter()
@@ -304,18 +304,18 @@ pub async fn refresh_tokens(
     let mut tokens = s.credentials.tokens.clone();
     let mut minted = Vec::new();
     for name in names {
-        let scope = s
-            .client
-            .spec
-            .tokens
-            .iter()
-            .find(|t| &t.name == name)
-            .map(|t| t.scope.clone())
-            .unwrap_or_default();
+        let spec = s.client.spec.tokens.iter().find(|t| &t.name == name);
+        let scope = spec.map(|t| t.scope.clone()).unwrap_or_default();
+        let resource = spec.and_then(|t| t.audience.clone());
         let started = std::time::Instant::now();
         let result = s
             .effects
-            .token(s.target(identity.as_ref()), &authn, &scope)
+            .token(
+                s.target(identity.as_ref()),
+                &authn,
+                &scope,
+                resource.as_deref(),
+            )
             .await;
         let outcome = match &result {
             Ok(_) => "ok",

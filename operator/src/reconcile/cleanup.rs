@@ -1,5 +1,7 @@
-//! Deletion: the finalizer exists only while a registration lives at the AS. `Delete` sends
-//! RFC 7592 DELETE ("already gone" is success) and then removes the finalizer; `Orphan` removes
+//! Deletion: the finalizer exists only while a registration lives at the AS. `Delete` revokes
+//! the client's access tokens (RFC 7009, best effort: a failure is a Warning
+//! `RevocationFailed`, never a reason to wait), sends RFC 7592 DELETE ("already gone" is
+//! success) and then removes the finalizer; `Orphan` removes
 //! it at once. An AS that stays unreachable does not block deletion forever: after
 //! `--delete-attempts` failures the finalizer goes anyway. Our Secrets go with the TppClient
 //! through their owner references.
@@ -191,6 +193,26 @@ async fn deregister(
     let resolved = server_for_cleanup(client, namespace, ctx).await?;
     let effects = super::effects::KubeEffects::new(ctx);
     let session = Session::load(ctx, &effects, client, namespace.to_owned(), resolved).await?;
+    // Tokens first, while the client can still authenticate; best effort, never blocking.
+    let failures = super::register::revoke_tokens(&session).await;
+    if !failures.is_empty() {
+        let list: Vec<String> = failures
+            .iter()
+            .map(|(name, reason)| format!("{name} ({reason})"))
+            .collect();
+        event(
+            ctx,
+            client,
+            EventType::Warning,
+            Reason::RevocationFailed,
+            "Delete",
+            format!(
+                "access tokens not revoked at the authorization server: {}; they stay valid until they expire",
+                list.join(", ")
+            ),
+        )
+        .await;
+    }
     let reg = &session.registration;
     let known = client
         .status

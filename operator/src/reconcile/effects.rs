@@ -135,12 +135,13 @@ pub trait Effects: Send + Sync {
     /// Add the deregistration finalizer to `client`.
     fn add_finalizer<'a>(&'a self, client: &'a TppClient) -> Effect<'a, Result<(), Error>>;
 
-    /// A `client_credentials` token for `scope`.
+    /// A `client_credentials` token for `scope`, for the RFC 8707 `resource` when given.
     fn token<'a>(
         &'a self,
         to: AsTarget<'a>,
         authn: &'a ClientAuthn,
         scope: &'a str,
+        resource: Option<&'a str>,
     ) -> Effect<'a, Result<AccessToken, OauthError>>;
 
     /// Register the client; the answer is persisted by `persister` before this returns.
@@ -185,6 +186,14 @@ pub trait Effects: Send + Sync {
         target: ManagementTarget<'a>,
         current: &'a Registration,
     ) -> Effect<'a, Result<management::DeleteOutcome, OauthError>>;
+
+    /// RFC 7009 revocation of an access token, over mTLS with client authentication.
+    fn revoke_token<'a>(
+        &'a self,
+        to: AsTarget<'a>,
+        authn: &'a ClientAuthn,
+        token: &'a SecretString,
+    ) -> Effect<'a, Result<(), OauthError>>;
 }
 
 /// The real effects: the Secret cache and server-side apply of [`Context::store`], and the AS
@@ -252,10 +261,11 @@ impl Effects for KubeEffects<'_> {
         to: AsTarget<'a>,
         authn: &'a ClientAuthn,
         scope: &'a str,
+        resource: Option<&'a str>,
     ) -> Effect<'a, Result<AccessToken, OauthError>> {
         Box::pin(async move {
             let http = to.server.http(self.ctx, to.identity)?;
-            token::client_credentials(&http, &to.server.meta, authn, scope).await
+            token::client_credentials_for(&http, &to.server.meta, authn, scope, resource).await
         })
     }
 
@@ -351,6 +361,25 @@ impl Effects for KubeEffects<'_> {
         Box::pin(async move {
             let http = to.server.http(self.ctx, to.identity)?;
             management::delete_client(&http, target, current).await
+        })
+    }
+
+    fn revoke_token<'a>(
+        &'a self,
+        to: AsTarget<'a>,
+        authn: &'a ClientAuthn,
+        token: &'a SecretString,
+    ) -> Effect<'a, Result<(), OauthError>> {
+        Box::pin(async move {
+            let http = to.server.http(self.ctx, to.identity)?;
+            crate::oauth::endpoints::revoke(
+                &http,
+                &to.server.meta,
+                authn,
+                token,
+                Some("access_token"),
+            )
+            .await
         })
     }
 }

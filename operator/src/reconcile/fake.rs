@@ -36,6 +36,7 @@ pub enum Call {
     Update,
     Read,
     Delete,
+    Revoke,
 }
 
 #[derive(Default)]
@@ -61,6 +62,8 @@ struct State {
     onboardings: u32,
     tokens: u32,
     finalizer: bool,
+    /// Access tokens revoked (RFC 7009), in order.
+    revoked: Vec<String>,
 }
 
 /// The fake.
@@ -198,6 +201,11 @@ impl FakeEffects {
         self.lock().tokens
     }
 
+    /// The access tokens revoked at the AS, in order.
+    pub fn revoked(&self) -> Vec<String> {
+        self.lock().revoked.clone()
+    }
+
     /// Whether the finalizer was added.
     pub fn finalizer(&self) -> bool {
         self.lock().finalizer
@@ -256,14 +264,25 @@ impl Effects for FakeEffects {
 
     fn user_secret<'a>(
         &'a self,
-        _namespace: &'a str,
+        namespace: &'a str,
         name: &'a str,
     ) -> Effect<'a, Result<Option<Secret>, kube::Error>> {
         Box::pin(async move {
             if !self.step(format!("read user {name}")) {
                 return Err(crashed());
             }
-            Ok(self.lock().user.get(name).cloned())
+            // A Secret put with a namespace is found in that namespace only.
+            Ok(self
+                .lock()
+                .user
+                .get(name)
+                .filter(|s| {
+                    s.metadata
+                        .namespace
+                        .as_deref()
+                        .is_none_or(|ns| ns == namespace)
+                })
+                .cloned())
         })
     }
 
@@ -303,9 +322,14 @@ impl Effects for FakeEffects {
         _to: AsTarget<'a>,
         _authn: &'a ClientAuthn,
         scope: &'a str,
+        resource: Option<&'a str>,
     ) -> Effect<'a, Result<AccessToken, OauthError>> {
         Box::pin(async move {
-            if !self.step(format!("token {scope}")) {
+            let step = match resource {
+                Some(resource) => format!("token {scope} for {resource}"),
+                None => format!("token {scope}"),
+            };
+            if !self.step(step) {
                 return Err(unavailable(crate::oauth::Step::Token));
             }
             if let Some(e) = self.scripted(Call::Token) {
@@ -491,6 +515,25 @@ impl Effects for FakeEffects {
                 Some(_) => DeleteOutcome::Refused,
                 None => DeleteOutcome::AlreadyGone,
             })
+        })
+    }
+
+    fn revoke_token<'a>(
+        &'a self,
+        _to: AsTarget<'a>,
+        _authn: &'a ClientAuthn,
+        token: &'a SecretString,
+    ) -> Effect<'a, Result<(), OauthError>> {
+        Box::pin(async move {
+            if !self.step("revoke token".into()) {
+                return Err(unavailable(crate::oauth::Step::Revocation));
+            }
+            if let Some(e) = self.scripted(Call::Revoke) {
+                return Err(e);
+            }
+            let token = secrecy::ExposeSecret::expose_secret(token).to_owned();
+            self.lock().revoked.push(token);
+            Ok(())
         })
     }
 }

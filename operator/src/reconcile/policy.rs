@@ -136,10 +136,12 @@ pub fn jitter_seed(uid: &str) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8]))
 }
 
-/// The planner's policy for this client.
+/// The planner's policy for this client, every schedule raised to its floor
+/// ([`rotation::floors::clamp`]): a certificate is issued for at least the minimum duration
+/// even when the stored spec predates the CRD's minimums.
 pub fn rotation_policy(client: &TppClient, uid: &str) -> Policy {
     let spec = &client.spec;
-    Policy {
+    rotation::floors::clamp(&Policy {
         signing: key_policy(&spec.signing_key.rotation),
         encryption: spec
             .encryption_key
@@ -172,7 +174,7 @@ pub fn rotation_policy(client: &TppClient, uid: &str) -> Policy {
             crate::crd::OnLost::Fail => rotation::OnLost::Fail,
             crate::crd::OnLost::Register => rotation::OnLost::Register,
         },
-    }
+    })
 }
 
 /// What the preflight checks for this client.

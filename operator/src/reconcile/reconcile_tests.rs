@@ -44,12 +44,16 @@ fn offline_client() -> kube::Client {
 }
 
 fn server() -> Arc<ResolvedServer> {
-    let spec = serde_json::from_value(serde_json::json!({"issuer": "https://as.test"}))
-        .unwrap_or_else(|e| panic!("a valid spec: {e}"));
+    server_with(serde_json::json!({"issuer": "https://as.test"}))
+}
+
+fn server_with(spec: serde_json::Value) -> Arc<ResolvedServer> {
+    let spec = serde_json::from_value(spec).unwrap_or_else(|e| panic!("a valid spec: {e}"));
     let meta: ProviderMetadata = serde_json::from_value(serde_json::json!({
         "issuer": "https://as.test",
         "token_endpoint": "https://as.test/token",
         "registration_endpoint": "https://as.test/register",
+        "revocation_endpoint": "https://as.test/revoke",
     }))
     .unwrap_or_else(|e| panic!("valid metadata: {e}"));
     Arc::new(ResolvedServer {
@@ -106,6 +110,7 @@ struct World {
     client: TppClient,
     status: TppClientStatus,
     events: Vec<(Reason, String)>,
+    server: Arc<ResolvedServer>,
 }
 
 impl World {
@@ -141,12 +146,20 @@ impl World {
             client: client(mode, spec),
             status: TppClientStatus::default(),
             events: vec![],
+            server: server(),
         }
     }
 
     /// One reconcile from load to status, as `client::reconcile_inner` runs it.
     async fn reconcile(&mut self) -> Result<Option<Plan>, Error> {
-        let mut s = Session::load(&self.ctx, &self.fake, &self.client, NS.into(), server()).await?;
+        let mut s = Session::load(
+            &self.ctx,
+            &self.fake,
+            &self.client,
+            NS.into(),
+            self.server.clone(),
+        )
+        .await?;
         let policy = super::policy::rotation_policy(&self.client, "uid-1");
         let first = rotation::plan(&policy, &s.observed(), self.clock.now());
         let (plan, result) = super::client::drive(&mut s, &policy, first).await;
@@ -795,6 +808,74 @@ async fn a_delete_answered_401_is_refused_not_deleted() {
     assert_eq!(w.fake.clients(), ["client-1"], "still at the AS");
 }
 
+fn two_tokens() -> serde_json::Value {
+    serde_json::json!({"tokens": [
+        {"name": "accounts", "scope": "accounts"},
+        {"name": "payments", "scope": "payments"},
+    ]})
+}
+
+#[tokio::test]
+async fn deletion_revokes_every_access_token_while_the_client_can_still_authenticate() {
+    let w = onboard_immediate(two_tokens()).await;
+    let held: Vec<String> = ["accounts", "payments"]
+        .iter()
+        .filter_map(|t| w.credential(&format!("{t}.access_token")))
+        .collect();
+    assert_eq!(held.len(), 2);
+    let s = Session::load(&w.ctx, &w.fake, &w.client, NS.into(), server())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failures = super::register::revoke_tokens(&s).await;
+    assert_eq!(failures, []);
+    assert_eq!(w.fake.revoked(), held);
+}
+
+#[tokio::test]
+async fn a_refused_revocation_is_reported_by_name_and_the_other_tokens_are_still_revoked() {
+    let w = onboard_immediate(two_tokens()).await;
+    w.fake.fail_next(
+        Call::Revoke,
+        OauthError::Unavailable {
+            step: Step::Revocation,
+            status: 503,
+            retry_after: None,
+            interaction_id: "i".into(),
+        },
+    );
+    let s = Session::load(&w.ctx, &w.fake, &w.client, NS.into(), server())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failures = super::register::revoke_tokens(&s).await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].0, "accounts");
+    assert_eq!(
+        w.fake.revoked().len(),
+        1,
+        "payments is revoked all the same"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_revoked_at_an_authorization_server_without_a_revocation_endpoint() {
+    let w = onboard_immediate(two_tokens()).await;
+    let base = server();
+    let mut meta = (*base.meta).clone();
+    meta.revocation_endpoint = None;
+    let server = Arc::new(ResolvedServer {
+        spec: base.spec.clone(),
+        as_key: base.as_key.clone(),
+        ca_pem: base.ca_pem.clone(),
+        transport: TransportConfig::new(Vec::new()),
+        meta: Arc::new(meta),
+    });
+    let s = Session::load(&w.ctx, &w.fake, &w.client, NS.into(), server)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(super::register::revoke_tokens(&s).await, []);
+    assert_eq!(w.fake.revoked(), Vec::<String>::new());
+}
+
 fn unavailable_register() -> OauthError {
     OauthError::Unavailable {
         step: Step::Register,
@@ -982,6 +1063,85 @@ async fn a_missing_software_statement_fails_before_anything_is_sent() {
         !keys.contains("registrationAttemptStartedAt"),
         "no intent is recorded for a request that was never sent"
     );
+}
+
+#[tokio::test]
+async fn a_token_audience_is_requested_as_the_resource_and_a_token_without_one_asks_for_none() {
+    let mut w = World::new(
+        "Dynamic",
+        serde_json::json!({"tokens": [
+            {"name": "accounts", "scope": "accounts", "audience": "https://rs.bank.example/"},
+            {"name": "payments", "scope": "payments"},
+        ]}),
+    );
+    w.until_ready()
+        .await
+        .unwrap_or_else(|e| panic!("ready: {e}"));
+    let log = w.fake.log();
+    assert!(
+        log.iter()
+            .any(|e| e == "token accounts for https://rs.bank.example/"),
+        "{log:?}"
+    );
+    assert!(log.iter().any(|e| e == "token payments"), "{log:?}");
+}
+
+fn platform_ssa() -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("platform-ssa".into()),
+            namespace: Some("platform".into()),
+            ..Default::default()
+        },
+        data: Some(
+            [(
+                "ssa.jwt".to_owned(),
+                ByteString(b"eyJhbGciOiJub25lIn0.eyJzb2Z0d2FyZV9pZCI6InMxIn0.".to_vec()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// A SignedRequest client without its own statement, of a server whose statement is the
+/// platform's `platform/platform-ssa`.
+fn world_with_platform_statement(kind: &str) -> World {
+    let mut w = World::new(
+        "SignedRequest",
+        serde_json::json!({
+            "authorizationServerRef": {"kind": kind, "name": "bank"},
+            "registration": {"mode": "SignedRequest", "metadata": {"softwareId": "s1"}},
+        }),
+    );
+    w.server = server_with(serde_json::json!({
+        "issuer": "https://as.test",
+        "registration": {"softwareStatementRef":
+            {"name": "platform-ssa", "key": "ssa.jwt", "namespace": "platform"}},
+    }));
+    w.fake.put_user_secret(platform_ssa());
+    w
+}
+
+#[tokio::test]
+async fn a_cluster_server_statement_is_read_from_the_namespace_it_names() {
+    let mut w = world_with_platform_statement("ClusterAuthorizationServer");
+    w.until_ready()
+        .await
+        .unwrap_or_else(|e| panic!("the platform's statement is read: {e}"));
+    assert_eq!(w.fake.clients().len(), 1);
+    assert!(w.fake.log().iter().any(|e| e == "read user platform-ssa"));
+}
+
+#[tokio::test]
+async fn a_namespaced_server_naming_another_namespace_is_refused_before_anything_is_sent() {
+    let mut w = world_with_platform_statement("AuthorizationServer");
+    let err = w.reconcile().await.err();
+    assert_eq!(
+        err.map(|e| e.reason()),
+        Some(Reason::CrossNamespaceReference)
+    );
+    assert!(!w.fake.log().iter().any(|e| e == "register"));
 }
 
 #[tokio::test]

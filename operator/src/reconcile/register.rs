@@ -25,7 +25,7 @@ use super::{
     session::{RETRY_REGISTRATION_HANDLED, Session, save_registration},
 };
 use crate::{
-    crd::{RegistrationMode, TppClient},
+    crd::{AuthorizationServerKind, RegistrationMode, TppClient},
     error::{Error, Stage},
     identity::{
         jwks::JwkSet,
@@ -170,24 +170,78 @@ fn as_registration(state: &RegistrationState) -> Option<Registration> {
     })
 }
 
+/// Who holds a Secret reference used at registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefHolder {
+    /// The TppClient itself (other namespaces are refused by `policy::check_spec`).
+    Client,
+    /// A namespaced AuthorizationServer: it reads only its own namespace (the client's).
+    Server,
+    /// A ClusterAuthorizationServer: the reference's `namespace` when set, else the client's.
+    ClusterServer,
+}
+
+/// The namespace a Secret reference held by `holder` is read from, for a client in
+/// `client_namespace`. Pure.
+pub fn secret_ref_namespace<'a>(
+    r: &'a crate::crd::SecretKeyRef,
+    holder: RefHolder,
+    client_namespace: &'a str,
+) -> Result<&'a str, Error> {
+    match (holder, r.namespace.as_deref()) {
+        (RefHolder::ClusterServer, Some(ns)) => Ok(ns),
+        (_, Some(ns)) if ns != client_namespace => Err(Error::InvalidSpec {
+            reason: Reason::CrossNamespaceReference,
+            message: format!(
+                "Secret reference {:?} names namespace {ns:?}; only a ClusterAuthorizationServer may read another namespace",
+                r.name
+            ),
+        }),
+        _ => Ok(client_namespace),
+    }
+}
+
+/// The Secret reference the client sets, else its server's, with who holds it.
+fn registration_ref(
+    s: &Session<'_>,
+    of_client: Option<&crate::crd::SecretKeyRef>,
+    of_server: impl Fn(&crate::crd::AsRegistration) -> Option<&crate::crd::SecretKeyRef>,
+) -> Option<(crate::crd::SecretKeyRef, RefHolder)> {
+    if let Some(r) = of_client {
+        return Some((r.clone(), RefHolder::Client));
+    }
+    let holder = match s.client.spec.authorization_server_ref.kind {
+        AuthorizationServerKind::AuthorizationServer => RefHolder::Server,
+        AuthorizationServerKind::ClusterAuthorizationServer => RefHolder::ClusterServer,
+    };
+    s.server
+        .spec
+        .registration
+        .as_ref()
+        .and_then(of_server)
+        .map(|r| (r.clone(), holder))
+}
+
 async fn secret_value(
     s: &Session<'_>,
     r: &crate::crd::SecretKeyRef,
+    holder: RefHolder,
 ) -> Result<SecretString, Error> {
+    let ns = secret_ref_namespace(r, holder, &s.namespace)?;
     let secret = s
         .effects
-        .user_secret(&s.namespace, &r.name)
+        .user_secret(ns, &r.name)
         .await
         .map_err(|source| Error::ReadObject {
-            what: format!("Secret {}", r.name),
+            what: format!("Secret {ns}/{}", r.name),
             source,
         })?
-        .ok_or_else(|| Error::ReferenceNotFound(format!("Secret {:?} not found", r.name)))?;
+        .ok_or_else(|| Error::ReferenceNotFound(format!("Secret {ns}/{} not found", r.name)))?;
     let value = secret
         .data
         .and_then(|mut d| d.remove(&r.key))
         .ok_or_else(|| {
-            Error::ReferenceNotFound(format!("Secret {:?} has no key {:?}", r.name, r.key))
+            Error::ReferenceNotFound(format!("Secret {ns}/{} has no key {:?}", r.name, r.key))
         })?;
     Ok(SecretString::from(
         String::from_utf8_lossy(&value.0).trim().to_owned(),
@@ -358,21 +412,13 @@ fn observe<T>(s: &Session<'_>, result: &Result<T, OauthError>, started: std::tim
 }
 
 async fn initial_access_token(s: &Session<'_>) -> Result<Option<SecretString>, Error> {
-    let r = s
-        .client
-        .spec
-        .registration
-        .initial_access_token_ref
-        .clone()
-        .or_else(|| {
-            s.server
-                .spec
-                .registration
-                .as_ref()
-                .and_then(|r| r.initial_access_token_ref.clone())
-        });
+    let r = registration_ref(
+        s,
+        s.client.spec.registration.initial_access_token_ref.as_ref(),
+        |r| r.initial_access_token_ref.as_ref(),
+    );
     match r {
-        Some(r) => secret_value(s, &r).await.map(Some),
+        Some((r, holder)) => secret_value(s, &r, holder).await.map(Some),
         None => Ok(None),
     }
 }
@@ -394,18 +440,16 @@ async fn signed_request(
     s: &Session<'_>,
     metadata: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<SecretString, Error> {
-    let r = s
-        .client
-        .spec
-        .registration
-        .software_statement_ref
-        .clone()
-        .or_else(|| s.server.spec.registration.as_ref().and_then(|r| r.software_statement_ref.clone()))
-        .ok_or_else(|| Error::InvalidSpec {
+    let (r, holder) = registration_ref(
+        s,
+        s.client.spec.registration.software_statement_ref.as_ref(),
+        |r| r.software_statement_ref.as_ref(),
+    )
+    .ok_or_else(|| Error::InvalidSpec {
             reason: Reason::InvalidSpec,
             message: "SignedRequest registration needs a software statement: set registration.softwareStatementRef (or the AuthorizationServer's)".into(),
         })?;
-    let statement = secret_value(s, &r).await?;
+    let statement = secret_value(s, &r, holder).await?;
     let software_id = match &s.client.spec.registration.metadata.software_id {
         Some(id) => id.clone(),
         None => crate::identity::jwt::decode_unverified(statement.expose_secret())
@@ -600,6 +644,48 @@ pub fn halted(s: &Session<'_>, reason: crate::rotation::Reason) -> Error {
 }
 
 /// RFC 7592 DELETE; "already gone" counts as done.
+/// Revokes every access token in the credentials Secret at the AS (RFC 7009, over mTLS), best
+/// effort: one attempt per token, each bounded by the transport's timeout; nothing is retried.
+/// Returns the failures (token name and reason) for a Warning; nothing when the AS advertises no
+/// `revocation_endpoint` (there is nothing to call) or no token was ever issued. Called at
+/// deletion before the registration is deleted, while the client can still authenticate.
+pub async fn revoke_tokens(s: &Session<'_>) -> Vec<(String, Reason)> {
+    let tokens = &s.credentials.tokens;
+    let advertised = s
+        .server
+        .meta
+        .effective_endpoint(crate::oauth::EndpointKind::Revocation, true)
+        .is_some();
+    if tokens.is_empty() || !advertised {
+        return Vec::new();
+    }
+    let failed = |reason| {
+        tokens
+            .keys()
+            .map(|name| (name.clone(), reason))
+            .collect::<Vec<_>>()
+    };
+    let Some(client_id) = s.client_id() else {
+        return failed(Reason::Pending);
+    };
+    let (identity, authn) = match (s.identity(), super::act::client_authn(s, &client_id)) {
+        (Ok(identity), Ok(authn)) => (identity, authn),
+        (Err(e), _) | (_, Err(e)) => return failed(e.reason()),
+    };
+    let mut failures = Vec::new();
+    for (name, token) in tokens {
+        let secret = SecretString::from(token.access_token.expose().clone());
+        if let Err(e) = s
+            .effects
+            .revoke_token(s.target(identity.as_ref()), &authn, &secret)
+            .await
+        {
+            failures.push((name.clone(), e.reason()));
+        }
+    }
+    failures
+}
+
 pub async fn deregister(s: &Session<'_>) -> Result<management::DeleteOutcome, Error> {
     let Some(current) = as_registration(&s.registration) else {
         return Ok(management::DeleteOutcome::AlreadyGone);
@@ -624,6 +710,39 @@ mod tests {
     use backon::BackoffBuilder as _;
 
     use super::*;
+
+    fn reference(namespace: Option<&str>) -> crate::crd::SecretKeyRef {
+        crate::crd::SecretKeyRef {
+            name: "iat".into(),
+            key: "token".into(),
+            namespace: namespace.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_a_cluster_server_reference_reads_the_namespace_it_names() {
+        let platform = reference(Some("platform"));
+        let unset = reference(None);
+        let own = reference(Some("team-a"));
+        let ns = |r, holder| secret_ref_namespace(r, holder, "team-a").map_err(|e| e.reason());
+        assert_eq!(ns(&platform, RefHolder::ClusterServer), Ok("platform"));
+        assert_eq!(
+            ns(&platform, RefHolder::Server),
+            Err(Reason::CrossNamespaceReference)
+        );
+        assert_eq!(
+            ns(&platform, RefHolder::Client),
+            Err(Reason::CrossNamespaceReference)
+        );
+        for holder in [
+            RefHolder::Client,
+            RefHolder::Server,
+            RefHolder::ClusterServer,
+        ] {
+            assert_eq!(ns(&unset, holder), Ok("team-a"));
+            assert_eq!(ns(&own, holder), Ok("team-a"));
+        }
+    }
 
     #[test]
     fn a_failed_registration_write_is_retried_four_times_with_growing_waits() {

@@ -170,6 +170,7 @@ pub async fn resolve_server(
     ca_namespace: &str,
     cluster: bool,
 ) -> Result<ResolvedServer, Error> {
+    check_urls(spec)?;
     let ca_pem = ca_bundle(ctx, spec, ca_namespace, cluster).await?;
     let transport = TransportConfig::new(ca_pem.clone().into_bytes());
     let plain = ctx
@@ -188,6 +189,28 @@ pub async fn resolve_server(
         transport,
         meta,
     })
+}
+
+/// Refuses an `issuer` or `discoveryUrl` that cannot be parsed as a URL: no retry can fix it,
+/// so it is a permanent `InvalidSpec` (issue 13, item 1), not a failed discovery retried
+/// forever. The message names the field and the parser's complaint, not the value. Pure.
+pub fn check_urls(spec: &AuthorizationServerSpec) -> Result<(), Error> {
+    let invalid = |field: &str, e: url::ParseError| Error::InvalidSpec {
+        reason: Reason::InvalidSpec,
+        message: format!("{field} cannot be parsed as a URL ({e}): correct it"),
+    };
+    url::Url::parse(&spec.issuer).map_err(|e| invalid("issuer", e))?;
+    if let Some(discovery) = &spec.discovery_url {
+        url::Url::parse(discovery).map_err(|e| invalid("discoveryUrl", e))?;
+    }
+    crate::oauth::discovery::discovery_url(&spec.issuer, spec.discovery_url.as_deref()).map_err(
+        |_| Error::InvalidSpec {
+            reason: Reason::InvalidSpec,
+            message: "the discovery URL derived from issuer cannot be parsed: correct issuer"
+                .into(),
+        },
+    )?;
+    Ok(())
 }
 
 async fn check_allowed(
@@ -303,4 +326,43 @@ pub async fn ca_bundle(
             "caBundleRef {kind:?} {ns}/{name} key {key:?} not found"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(issuer: &str, discovery: Option<&str>) -> AuthorizationServerSpec {
+        let mut value = serde_json::json!({"issuer": issuer});
+        if let Some(d) = discovery {
+            value["discoveryUrl"] = d.into();
+        }
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("a spec: {e}"))
+    }
+
+    #[test]
+    fn an_issuer_that_cannot_be_parsed_is_a_permanent_invalid_spec() {
+        for (issuer, discovery, field) in [
+            ("https://", None, "issuer"),
+            ("https://bank example", None, "issuer"),
+            ("https://[::1", None, "issuer"),
+            ("https://as.bank.example", Some("https://"), "discoveryUrl"),
+        ] {
+            let err = check_urls(&spec(issuer, discovery))
+                .err()
+                .unwrap_or_else(|| panic!("{issuer:?} {discovery:?} refused"));
+            assert_eq!(err.reason(), Reason::InvalidSpec, "{issuer:?}");
+            assert!(
+                !err.is_transient(),
+                "{issuer:?}: never retried as transient"
+            );
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn issuers_that_parse_pass() {
+        assert!(check_urls(&spec("https://as.bank.example/tenant/", None)).is_ok());
+        assert!(check_urls(&spec("https://i", Some("https://other/disco"))).is_ok());
+    }
 }

@@ -46,13 +46,18 @@ fn inside_renew_before(input: &Input<'_>) -> Option<Reason> {
 }
 
 /// When a certificate enters its renew-before window. A `renew_before` outside
-/// `(0, lifetime)` would renew at once, forever: a third of the lifetime is used instead.
+/// `(0, lifetime)` would renew at once, forever: a third of the lifetime is used instead; and
+/// it is at most half the lifetime, so a certificate is renewed no earlier than half-way
+/// through its life (docs/security.md, "Rate of work per client").
 pub(super) fn renew_at(policy: &CertPolicy, cert: &CertRecord) -> Timestamp {
-    let lifetime = cert.not_after.duration_since(cert.not_before);
+    let lifetime = cert
+        .not_after
+        .duration_since(cert.not_before)
+        .max(SignedDuration::ZERO);
     let renew_before = if policy.renew_before.is_positive() && policy.renew_before < lifetime {
-        policy.renew_before
+        policy.renew_before.min(fraction(lifetime, 2))
     } else {
-        fraction(lifetime.max(SignedDuration::ZERO), 3)
+        fraction(lifetime, 3)
     };
     before(cert.not_after, renew_before)
 }

@@ -9,13 +9,15 @@
 //! `Observed::backoff_until`. Keys (`keys`), certificate (`certificate`), registration
 //! (`registration`) and tokens (`tokens`) are decided by small ordered checks, each returning a
 //! [`Reason`]; the retry delay after a failure by [`retry_delay`]. What each action does to the
-//! state is [`apply`], shared by the reconciler and the simulator. See docs/architecture.md.
+//! state is [`apply`], shared by the reconciler and the simulator. Every schedule has a floor
+//! ([`floors`]). See docs/architecture.md.
 
 mod action;
 mod apply;
 mod backoff;
 mod certificate;
 mod credentials;
+pub mod floors;
 mod keys;
 mod model;
 mod registration;
@@ -41,7 +43,10 @@ pub use registration::{registration_due, registration_halted, registration_ready
 pub use tokens::{TOKEN_SAFETY_FLOOR, refresh_at};
 
 /// Decides what to do at `now`.
+/// Every schedule is first raised to its floor ([`floors::clamp`]).
 pub fn plan(policy: &Policy, seen: &Observed, now: Timestamp) -> Plan {
+    let clamped = floors::clamp(policy);
+    let policy = &clamped;
     let mut draft = Draft::default();
     let rotation_under_way = keys::plan_keys(policy, seen, now, &mut draft);
     let renewal = certificate::plan_certificate(&policy.certificate, seen, now, &mut draft);

@@ -77,7 +77,7 @@ pub struct CertPolicy {
     /// Validity of a certificate we issue.
     pub duration: SignedDuration,
     /// Renew this long before `notAfter`; a value outside `(0, lifetime)` means a third of the
-    /// certificate's lifetime.
+    /// certificate's lifetime, and it is at most half of it.
     pub renew_before: SignedDuration,
     /// `false` when the user supplies the certificate (a Secret reference): we never renew it,
     /// but tokens still follow its thumbprint.
@@ -90,7 +90,7 @@ pub struct TokenPolicy {
     /// Token name (the key prefix in the credentials Secret).
     pub name: String,
     /// Refresh this long before expiry; `None` (or a value outside `(0, lifetime)`) means a
-    /// third of the token's lifetime.
+    /// third of the token's lifetime, and it is at most half of it.
     pub refresh_before: Option<SignedDuration>,
 }
 

@@ -4,7 +4,8 @@
 //! Contract: a token is refreshed when missing, bound to a certificate other than the current
 //! one (or the one being issued), expired, on the manual trigger, or at its refresh point:
 //! `expiresAt - refreshBefore - jitter`, where `refreshBefore` defaults to a third of the
-//! lifetime, the jitter is at least a small lead (a hundredth of the lifetime, at most 1 s) and
+//! lifetime and is at most half of it (so a token is refreshed no earlier than 2/5 of its
+//! lifetime after issuance: docs/security.md, "Rate of work per client"), the jitter is at least a small lead (a hundredth of the lifetime, at most 1 s) and
 //! below a tenth of the lifetime, derived from (jitter seed, token
 //! name, issuedAt), and the point is never later than `expiresAt -` [`TOKEN_SAFETY_FLOOR`]
 //! (capped at a tenth of the lifetime) nor earlier than a tenth of the lifetime after
@@ -144,7 +145,8 @@ pub fn refresh_at(token: &TokenPolicy, record: &TokenRecord, jitter_seed: u64) -
     let refresh_before = token
         .refresh_before
         .filter(|d| d.is_positive() && *d < lifetime)
-        .unwrap_or_else(|| fraction(lifetime, 3));
+        .unwrap_or_else(|| fraction(lifetime, 3))
+        .min(fraction(lifetime, 2));
     let tenth = fraction(lifetime, 10);
     // The jitter starts at a small lead (a hundredth of the lifetime, at most 1 s), so the new
     // token is in the Secret by the latest refresh point, not one request's latency after it.

@@ -119,7 +119,8 @@ pub struct CredentialsContent<'a> {
     pub issuer: &'a str,
     /// Effective token endpoint.
     pub token_endpoint: &'a str,
-    /// Active signing key (PKCS#8 PEM) and kid.
+    /// Active signing key (PKCS#8 PEM) and kid. The PEM is written only when the spec asks
+    /// (`credentials.includeSigningKey`); the kid always.
     pub signing: Option<(&'a str, &'a str)>,
     /// Tokens bound to `cert_pem`.
     pub tokens: &'a BTreeMap<String, StoredToken>,
@@ -139,7 +140,9 @@ pub fn credentials_secret(client: &TppClient, c: &CredentialsContent<'_>) -> Sec
     put(ck::ISSUER.into(), c.issuer);
     put(ck::TOKEN_ENDPOINT.into(), c.token_endpoint);
     if let Some((pem, kid)) = c.signing {
-        put(ck::SIGNING_KEY.into(), pem);
+        if client.spec.includes_signing_key() {
+            put(ck::SIGNING_KEY.into(), pem);
+        }
         put(ck::SIGNING_KID.into(), kid);
     }
     for (name, t) in c.tokens {
@@ -234,6 +237,7 @@ mod tests {
                 }),
                 suspend: false,
                 consumers: None,
+                credentials: None,
             },
         );
         c.metadata.namespace = Some("ns".into());
@@ -299,13 +303,16 @@ mod tests {
             "client_id",
             "issuer",
             "token_endpoint",
-            "signing.key",
             "signing.kid",
             "accounts.access_token",
             "accounts.expires_at",
         ] {
             assert!(d.contains_key(k), "missing {k}");
         }
+        assert!(
+            !d.contains_key("signing.key"),
+            "the private signing key only when the spec asks"
+        );
         assert_eq!(s.metadata.name.as_deref(), Some("payments-credentials"));
         let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
@@ -316,6 +323,38 @@ mod tests {
         assert_eq!(labels["team"], "pay");
         assert_eq!(labels["tpp.dev/client"], "payments");
         assert_eq!(s.metadata.annotations.as_ref().unwrap()["note"], "x");
+    }
+
+    #[test]
+    fn the_private_signing_key_goes_into_the_credentials_secret_only_when_the_spec_asks() {
+        let tokens = BTreeMap::new();
+        let content = CredentialsContent {
+            cert_pem: "CERT",
+            key_pem: "KEY",
+            ca_pem: "CA",
+            client_id: "c1",
+            issuer: "https://as",
+            token_endpoint: "https://as/token",
+            signing: Some(("SK", "kid1")),
+            tokens: &tokens,
+        };
+        for (include, expected) in [(None, None), (Some(false), None), (Some(true), Some("SK"))] {
+            let mut c = client();
+            c.spec.credentials =
+                include.map(|include_signing_key| crate::crd::CredentialsOptions {
+                    include_signing_key,
+                });
+            let s = credentials_secret(&c, &content);
+            let d = s.data.unwrap_or_default();
+            let key = d
+                .get("signing.key")
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+            assert_eq!(key.as_deref(), expected, "includeSigningKey {include:?}");
+            assert!(
+                d.contains_key("signing.kid"),
+                "the kid is public: always there"
+            );
+        }
     }
 
     const CA_A: &str = "-----BEGIN CERTIFICATE-----\nQUFB\nQUFB\n-----END CERTIFICATE-----\n";

@@ -3,6 +3,7 @@
 
 mod certificate;
 pub(super) mod fixtures;
+mod floors;
 mod keys;
 mod plan;
 mod registration;

@@ -131,11 +131,11 @@ impl Sim<'_> {
 }
 
 /// The renew point, computed independently of the planner: `notAfter - renewBefore`, or a third
-/// of the lifetime when `renewBefore` is not inside it.
+/// of the lifetime when `renewBefore` is not inside it, and never earlier than half-way.
 pub(super) fn renew_point(policy: &CertPolicy, cert: &CertRecord) -> Timestamp {
     let lifetime = cert.not_after.duration_since(cert.not_before);
     let before = if policy.renew_before > SignedDuration::ZERO && policy.renew_before < lifetime {
-        policy.renew_before
+        policy.renew_before.min(lifetime / 2)
     } else {
         lifetime / 3
     };

@@ -20,14 +20,16 @@ mod checks;
 mod reconciler;
 mod scenario;
 
-use jiff::SignedDuration;
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use crate::rotation::tests::fixtures::secs;
-use crate::rotation::{RegistrationKind, TriggerKind};
+use crate::rotation::{Action, KeyUse, Reason, RegistrationKind, TriggerKind, floors};
 use reconciler::Sim;
-use scenario::{Scenario, scenario};
+use scenario::{Scenario, hostile_scenario, scenario};
 
 /// How the simulated reconciler chooses its next instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,10 @@ pub(super) enum Driver {
 }
 
 fn run(sc: &Scenario, driver: Driver, slack: SignedDuration) -> Result<(), TestCaseError> {
+    run_sim(sc, driver, slack).map(drop)
+}
+
+fn run_sim(sc: &Scenario, driver: Driver, slack: SignedDuration) -> Result<Sim<'_>, TestCaseError> {
     let mut sim = Sim::new(sc, slack);
     // The planner bootstraps the keys, then registers the client: registration carries them.
     let mut wake = sim.settle()?;
@@ -75,6 +81,72 @@ fn run(sc: &Scenario, driver: Driver, slack: SignedDuration) -> Result<(), TestC
             "an answered registration is made once"
         );
     }
+    Ok(sim)
+}
+
+/// The figures of docs/security.md ("Rate of work per client"), counted over everything the
+/// simulated reconciler did on a schedule (manual triggers and first issuance excepted): in
+/// any hour at most [`floors::MAX_CERTIFICATE_RENEWALS_PER_HOUR`] certificate renewals and
+/// [`floors::MAX_KEY_ROTATIONS_PER_HOUR`] key rotation per use, and a token requested on its
+/// refresh point no sooner than 2/5 of its lifetime after it was last issued.
+fn check_rates(sc: &Scenario, log: &[(Timestamp, Action)]) -> Result<(), TestCaseError> {
+    let hour = SignedDuration::from_hours(1);
+    let most_in_an_hour = |instants: &[Timestamp]| {
+        instants
+            .iter()
+            .map(|start| {
+                instants
+                    .iter()
+                    .filter(|t| **t >= *start && **t < *start + hour)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let renewals: Vec<Timestamp> = log
+        .iter()
+        .filter(|(_, a)| {
+            matches!(a, Action::RenewCertificate { reason }
+                if !matches!(reason, Reason::ManualTrigger | Reason::CertificateMissing))
+        })
+        .map(|(t, _)| *t)
+        .collect();
+    prop_assert!(
+        most_in_an_hour(&renewals) <= floors::MAX_CERTIFICATE_RENEWALS_PER_HOUR as usize,
+        "certificate renewed more than {} times in an hour: {renewals:?}",
+        floors::MAX_CERTIFICATE_RENEWALS_PER_HOUR
+    );
+    for use_ in [KeyUse::Sig, KeyUse::Enc] {
+        let rotations: Vec<Timestamp> = log
+            .iter()
+            .filter(|(_, a)| {
+                matches!(a, Action::GenerateKey { use_: u, reason: Reason::RotationDue } if *u == use_)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        prop_assert!(
+            most_in_an_hour(&rotations) <= floors::MAX_KEY_ROTATIONS_PER_HOUR as usize,
+            "{use_:?} key rotated more than once in an hour: {rotations:?}"
+        );
+    }
+    let least_interval = sc.token_lifetime * 2 / 5;
+    let mut last_issued: BTreeMap<&str, Timestamp> = BTreeMap::new();
+    for (t, action) in log {
+        if let Action::RefreshTokens { tokens } = action {
+            for due in tokens {
+                if let (Reason::RefreshDue, Some(last)) =
+                    (due.reason, last_issued.get(due.name.as_str()))
+                {
+                    prop_assert!(
+                        *t >= *last + least_interval,
+                        "token {} refreshed at {t}, issued at {last}",
+                        due.name
+                    );
+                }
+                last_issued.insert(due.name.as_str(), *t);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -90,6 +162,14 @@ proptest! {
         sc in scenario(MAX_ARBITRARY_STEP, 400)
     ) {
         run(&sc, Driver::ArbitrarySteps, secs(MAX_ARBITRARY_STEP))?;
+    }
+
+    #[test]
+    fn no_schedule_renews_rotates_or_refreshes_faster_than_the_stated_rate(
+        sc in hostile_scenario(6 * 3_600, 150)
+    ) {
+        let sim = run_sim(&sc, Driver::WakeUpDriven, SignedDuration::ZERO)?;
+        check_rates(&sc, &sim.log)?;
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub(super) struct Sim<'a> {
     pub(super) crashed: usize,
     /// Registrations carried out (onboardings included).
     pub(super) registrations: usize,
+    /// Every action carried out, with the instant.
+    pub(super) log: Vec<(Timestamp, Action)>,
 }
 
 impl<'a> Sim<'a> {
@@ -54,6 +56,7 @@ impl<'a> Sim<'a> {
             executed: 0,
             crashed: 0,
             registrations: 0,
+            log: Vec::new(),
         }
     }
 
@@ -163,6 +166,7 @@ impl<'a> Sim<'a> {
     /// state transition ([`crate::rotation::apply`]).
     pub(super) fn apply(&mut self, action: &Action) -> Result<(), TestCaseError> {
         let now = self.now;
+        self.log.push((now, action.clone()));
         let outcome = match action {
             Action::GenerateKey { use_, reason } => {
                 if *reason == Reason::ManualTrigger {
@@ -274,7 +278,11 @@ impl<'a> Sim<'a> {
         let x5t_s256 = self.id("c");
         Ok(Outcome::CertificateIssued(CertRecord {
             not_before: now,
-            not_after: now + self.policy().certificate.duration,
+            // The reconciler issues for the clamped duration (reconcile::policy).
+            not_after: now
+                + crate::rotation::floors::clamp(self.policy())
+                    .certificate
+                    .duration,
             x5t_s256,
         }))
     }

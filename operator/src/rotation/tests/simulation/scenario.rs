@@ -109,3 +109,44 @@ pub(super) fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value =
             },
         )
 }
+
+/// A scenario whose schedules are hostile: rotation periods, certificate durations and
+/// renew-before windows and token refresh margins down to zero or beyond the lifetime (values
+/// the CRD refuses today, but an object stored under an older schema may still carry).
+pub(super) fn hostile_scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value = Scenario> {
+    let keys = || {
+        (
+            proptest::option::weighted(0.9, 0..=7_200i64),
+            0..=600i64,
+            0..=600i64,
+        )
+            .prop_map(|(every, propagation, retire)| KeyPolicy {
+                every: every.map(secs),
+                propagation_delay: secs(propagation),
+                retire_after: secs(retire),
+            })
+    };
+    (
+        scenario(max_step, max_steps),
+        keys(),
+        proptest::option::of(keys()),
+        0..=14_400i64,
+        0..=20_000i64,
+        proptest::collection::vec(proptest::option::of(0..=4_000i64), 0..=2),
+    )
+        .prop_map(|(mut sc, signing, encryption, duration, before, befores)| {
+            sc.policy.signing = signing;
+            sc.policy.encryption = encryption;
+            sc.policy.certificate.duration = secs(duration);
+            sc.policy.certificate.renew_before = secs(before);
+            sc.policy.tokens = befores
+                .into_iter()
+                .enumerate()
+                .map(|(i, before)| TokenPolicy {
+                    name: format!("token-{i}"),
+                    refresh_before: before.map(secs),
+                })
+                .collect();
+            sc
+        })
+}

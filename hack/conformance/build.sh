@@ -53,15 +53,23 @@ else
   echo "$commit" > "$SRC/.suite-commit"
 fi
 
-if [ -x "$CACHE/bin/ferretdb" ]; then
+if "$CACHE/bin/ferretdb" --version >/dev/null 2>&1; then
   echo "ferretdb already built: $CACHE/bin/ferretdb"
 else
   echo "building FerretDB $FERRETDB_VERSION (Go modules)"
-  GOBIN=$CACHE/bin GOMODCACHE=$CACHE/gomod GOCACHE=$CACHE/gocache GOFLAGS=-mod=mod \
-    nice_io go install "github.com/FerretDB/FerretDB/cmd/ferretdb@$FERRETDB_VERSION"
+  # Not `go install ...@version`: the module zip carries an empty build/version/version.txt and
+  # the binary panics at start without it, so build from a copy of the module with it written.
+  export GOMODCACHE=$CACHE/gomod GOCACHE=$CACHE/gocache GOFLAGS=-mod=mod
+  moddir=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rm -rf "$CACHE/ferretdb-src"; cp -r "$moddir" "$CACHE/ferretdb-src"; chmod -R u+w "$CACHE/ferretdb-src"
+  echo "$FERRETDB_VERSION" > "$CACHE/ferretdb-src/build/version/version.txt"
+  mkdir -p "$CACHE/bin"
+  (cd "$CACHE/ferretdb-src" && nice_io go build -o "$CACHE/bin/ferretdb.tmp" ./cmd/ferretdb)
+  mv "$CACHE/bin/ferretdb.tmp" "$CACHE/bin/ferretdb"
   # The module and build caches are only needed to build; keep the disk small.
   chmod -R u+w "$CACHE/gomod" 2>/dev/null || true
-  rm -rf "$CACHE/gomod" "$CACHE/gocache"
+  rm -rf "$CACHE/gomod" "$CACHE/gocache" "$CACHE/ferretdb-src"
 fi
 
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {

@@ -81,6 +81,14 @@ def api(method, path, params=None, body=None):
     return json.loads(text) if text.strip() else None
 
 
+def runner_params(module, plan):
+    """A module of a plan: no body (the plan holds the configuration), its variant if any."""
+    p = {"test": module["testModule"], "plan": plan["id"]}
+    if module.get("variant"):
+        p["variant"] = json.dumps(module["variant"])
+    return p
+
+
 def module_info(mid):
     return api("GET", f"info/{mid}")
 
@@ -197,8 +205,7 @@ def run_variant(variant):
                 "client": {"client_id": f"conformance-{variant}", "jwks": jwks, "certificate": cert}}
     plan = api("POST", "plan", {"planName": PLAN, "variant": json.dumps(vsel)}, boot_cfg)
     first = plan["modules"][0]
-    boot = api("POST", "runner", {"test": first["testModule"], "plan": plan["id"],
-                                  "variant": json.dumps(first.get("variant") or {})}, {})
+    boot = api("POST", "runner", runner_params(first, plan))
     wait_state(boot["id"], {"WAITING"}, 120)
     exposed = api("GET", f"runner/{boot['id']}").get("exposed") or {}
     issuer = exposed.get("issuer")
@@ -232,8 +239,7 @@ def run_variant(variant):
                "notes": []}
         rows.append(row)
         try:
-            t = api("POST", "runner", {"test": m["testModule"], "plan": plan["id"],
-                                       "variant": json.dumps(m.get("variant") or {})}, {})
+            t = api("POST", "runner", runner_params(m, plan))
             row["id"] = t["id"]
             wait_state(t["id"], {"WAITING"}, 120)
             exposed = api("GET", f"runner/{t['id']}").get("exposed") or {}

@@ -142,11 +142,15 @@ def call_resource(url, files):
 
 
 # --- objects -----------------------------------------------------------------------------------
-def server_obj(name, issuer, profile):
+def server_obj(name, issuer, discovery_url, profile):
+    """The suite as AS: its issuer and the discovery URL it exposes (RFC 8414's
+    /.well-known/oauth-authorization-server/<path> for a plain OAuth client)."""
+    spec = {"issuer": issuer, "caBundle": open(CA).read(), "jwksCacheTtl": "5s",
+            "clientAssertion": {"audience": "Issuer", "lifetime": "5m"}, "profile": profile}
+    if discovery_url:
+        spec["discoveryUrl"] = discovery_url
     return {"apiVersion": "tpp.dev/v1alpha1", "kind": "AuthorizationServer",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"issuer": issuer, "caBundle": open(CA).read(), "jwksCacheTtl": "5s",
-                     "clientAssertion": {"audience": "Issuer", "lifetime": "5m"}, "profile": profile}}
+            "metadata": {"name": name, "namespace": NS}, "spec": spec}
 
 
 def client_obj(name, server, variant, tokens):
@@ -212,13 +216,13 @@ def run_variant(variant):
     log(variant, "suite issuer", issuer, "exposed", json.dumps(exposed))
 
     # The FAPI2 preflight first, as a user would; then profile None if it refuses this AS.
-    apply(server_obj(server, issuer, "FAPI2"))
+    apply(server_obj(server, issuer, exposed.get("discoveryUrl"), "FAPI2"))
     s = wait("AuthorizationServer Ready or Stalled", lambda: (lambda o: o if (condition(o, "Ready") or {}).get("status") == "True"
               or (condition(o, "Stalled") or {}).get("status") == "True" else None)(kget("authorizationserver", server)), 90)
     if (condition(s, "Ready") or {}).get("status") != "True":
         notes.append("AuthorizationServer profile FAPI2 refused the suite's discovery document: " + "; ".join(conds(s)))
         log(variant, notes[-1])
-        apply(server_obj(server, issuer, "None"))
+        apply(server_obj(server, issuer, exposed.get("discoveryUrl"), "None"))
         wait("AuthorizationServer Ready (profile None)",
              lambda: (condition(kget("authorizationserver", server), "Ready") or {}).get("status") == "True", 90)
     apply(client_obj(name, server, variant, []))

@@ -93,6 +93,16 @@ def module_info(mid):
     return api("GET", f"info/{mid}")
 
 
+def until_waiting(mid):
+    """A created module waits for the client (WAITING); one left CONFIGURED is started first."""
+    st = wait_state(mid, {"CONFIGURED", "WAITING", "FINISHED", "INTERRUPTED"}, 120)["status"]
+    if st == "CONFIGURED":
+        api("POST", f"runner/{mid}")
+        st = wait_state(mid, {"WAITING", "FINISHED", "INTERRUPTED"}, 120)["status"]
+    if st != "WAITING":
+        raise RuntimeError(f"module {mid} is {st} before the client ran")
+
+
 def wait_state(mid, states, timeout):
     return wait(f"module {mid} in {states}",
                 lambda: (lambda i: i if i.get("status") in states else None)(module_info(mid)), timeout)
@@ -210,7 +220,7 @@ def run_variant(variant):
     plan = api("POST", "plan", {"planName": PLAN, "variant": json.dumps(vsel)}, boot_cfg)
     first = plan["modules"][0]
     boot = api("POST", "runner", runner_params(first, plan))
-    wait_state(boot["id"], {"WAITING"}, 120)
+    until_waiting(boot["id"])
     exposed = api("GET", f"runner/{boot['id']}").get("exposed") or {}
     issuer = exposed.get("issuer")
     log(variant, "suite issuer", issuer, "exposed", json.dumps(exposed))
@@ -245,7 +255,7 @@ def run_variant(variant):
         try:
             t = api("POST", "runner", runner_params(m, plan))
             row["id"] = t["id"]
-            wait_state(t["id"], {"WAITING"}, 120)
+            until_waiting(t["id"])
             exposed = api("GET", f"runner/{t['id']}").get("exposed") or {}
             before = secret_files(f"{name}-credentials").get("accounts.access_token")
             if n == 0 and not before:
@@ -288,9 +298,21 @@ def main():
         out["notes"][v] = notes
         with open(RESULTS, "w") as f:
             json.dump(out, f, indent=2)
-    print("\n| Module | Variant | Result | Warnings |\n| --- | --- | --- | --- |")
+    md = ["| Module | Variant | Result | Warnings |", "| --- | --- | --- | --- |"]
     for r in out["rows"]:
-        print(f"| {r['module']} | {r['variant']} | {r['result'] or r['status'] or 'not run'} | {len(r['warnings'])} |")
+        md.append(f"| {r['module']} | {r['variant']} | {r['result'] or r['status'] or 'not run'} "
+                  f"| {len(r['warnings'])}{': ' + '<br>'.join(r['warnings']) if r['warnings'] else ''} |")
+    md.append("")
+    for r in out["rows"]:
+        if r["failures"] or r["notes"]:
+            md.append(f"- {r['module']} ({r['variant']}, test id {r['id']}):")
+            md += [f"  - FAILURE {f}" for f in r["failures"]] + [f"  - {n}" for n in r["notes"]]
+    for v, notes in out["notes"].items():
+        md += [f"- {v}: {n}" for n in notes]
+    text = "\n".join(md)
+    with open(os.path.splitext(RESULTS)[0] + ".md", "w") as f:
+        f.write(text + "\n")
+    print("\n" + text)
     ok = out["rows"] and all(r["result"] in ("PASSED", "WARNING") for r in out["rows"])
     sys.exit(0 if ok else 1)
 

@@ -161,9 +161,9 @@ KUBECONFIG=$KC POD_NAMESPACE=tpp-system RUST_LOG=${CONFORMANCE_OPERATOR_LOG:-inf
 started $! tpp-operator
 wait_for 60 "$RUN/logs/operator.log" curl -sf http://127.0.0.1:18081/readyz
 
-# The suite last: it is the slowest to start.
-wait_for 240 "$RUN/logs/suite.log" curl -sf "http://127.0.0.1:$SUITE_PORT/api/runner/available"
-wait_for 30 "$RUN/logs/nginx-error.log" curl -sf --cacert "$P/ca.crt" "https://localhost:8443/api/runner/available"
+# The suite last: it is the slowest to start. Through nginx: the suite refuses plain http
+# (it expects X-Forwarded-Proto from its TLS terminator).
+wait_for 240 "$RUN/logs/suite.log" curl -sf --cacert "$P/ca.crt" "https://localhost:8443/api/runner/available"
 
 cat > "$RUN/env" <<ENV
 KUBECTL=$CP/kubectl

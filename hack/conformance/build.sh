@@ -41,8 +41,8 @@ else
     sed -i "s#<version>0.98.0</version>#<version>${SUITE_MULTIPAZ_VERSION:-0.101.0}</version>#g" "$SRC/pom.xml"
     python3 "$(dirname "$0")/patch-multipaz.py" "$SRC"
   fi
-  # FerretDB 1.x has no text indexes; the suite would not start (docs/conformance.md).
-  python3 "$(dirname "$0")/patch-text-index.py" "$SRC"
+  # FerretDB 1.x lacks text indexes and arrayFilters (docs/conformance.md).
+  python3 "$(dirname "$0")/patch-ferretdb.py" "$SRC"
   java_major=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/ *java.specification.version = //p')
   want=$(sed -n 's#.*<java.version>\(.*\)</java.version>.*#\1#p' "$SRC/pom.xml")
   if [ -n "$want" ] && [ "$java_major" -lt "$want" ]; then

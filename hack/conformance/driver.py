@@ -113,16 +113,36 @@ def b64u(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
+def rsa_jwk(kid, private):
+    """A fresh RSA 2048 key as a JWK (openssl makes it; its -text output gives the numbers)."""
+    d = tempfile.mkdtemp(dir=RUN)
+    subprocess.run(["openssl", "genrsa", "-out", f"{d}/k", "2048"], check=True, capture_output=True)
+    text = subprocess.run(["openssl", "rsa", "-in", f"{d}/k", "-noout", "-text"], check=True,
+                          capture_output=True, text=True).stdout
+    os.remove(f"{d}/k")
+    fields, cur = {}, None
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line.rstrip().endswith(":"):
+            cur = line.strip()[:-1]
+            fields[cur] = ""
+        elif cur and line.startswith(" "):
+            fields[cur] += line.strip().replace(":", "")
+        else:
+            cur = None
+    num = lambda k: b64u(int(fields[k], 16).to_bytes((len(fields[k]) + 1) // 2, "big").lstrip(b"\0"))
+    jwk = {"kty": "RSA", "kid": kid, "use": "sig", "alg": "PS256", "e": "AQAB", "n": num("modulus")}
+    if private:
+        jwk.update(d=num("privateExponent"), p=num("prime1"), q=num("prime2"), dp=num("exponent1"),
+                   dq=num("exponent2"), qi=num("coefficient"))
+    return jwk
+
+
 def throwaway_client():
     """A public RSA JWKS and a certificate nobody uses: the bootstrap plan's client."""
     d = tempfile.mkdtemp(dir=RUN)
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=bootstrap",
                     "-keyout", f"{d}/k", "-out", f"{d}/c", "-days", "1"], check=True, capture_output=True)
-    mod = subprocess.run(["openssl", "rsa", "-in", f"{d}/k", "-noout", "-modulus"], check=True,
-                         capture_output=True, text=True).stdout.strip().split("=", 1)[1]
-    jwk = {"kty": "RSA", "kid": "bootstrap", "use": "sig", "alg": "PS256", "e": "AQAB",
-           "n": b64u(bytes.fromhex(mod))}
-    return {"keys": [jwk]}, open(f"{d}/c").read()
+    return {"keys": [rsa_jwk("bootstrap", False)]}, open(f"{d}/c").read()
 
 
 def secret_files(name):
@@ -215,7 +235,8 @@ def run_variant(variant):
 
     log(variant, "bootstrap plan (throwaway client)")
     jwks, cert = throwaway_client()
-    boot_cfg = {"alias": alias, "description": "tpp-operator bootstrap (not counted)",
+    server_jwks = {"keys": [rsa_jwk(f"suite-{variant}", True)]}
+    boot_cfg = {"alias": alias, "description": "tpp-operator bootstrap (not counted)", "server": {"jwks": server_jwks},
                 "client": {"client_id": f"conformance-{variant}", "jwks": jwks, "certificate": cert}}
     plan = api("POST", "plan", {"planName": PLAN, "variant": json.dumps(vsel)}, boot_cfg)
     first = plan["modules"][0]
@@ -242,7 +263,7 @@ def run_variant(variant):
     client_jwks = json.loads(jwks_cm["data"]["jwks.json"])
     api("DELETE", f"runner/{boot['id']}")
 
-    cfg = {"alias": alias, "description": f"tpp-operator Static TppClient {NS}/{name}",
+    cfg = {"alias": alias, "description": f"tpp-operator Static TppClient {NS}/{name}", "server": {"jwks": server_jwks},
            "client": {"client_id": f"conformance-{variant}", "jwks": client_jwks,
                       "certificate": creds["tls.crt"].decode()}}
     plan = api("POST", "plan", {"planName": PLAN, "variant": json.dumps(vsel)}, cfg)

@@ -258,9 +258,14 @@ def run_variant(variant):
              lambda: (condition(kget("authorizationserver", server), "Ready") or {}).get("status") == "True", 90)
     apply(client_obj(name, server, variant, []))
     jwks_cm = wait("the operator's JWKS ConfigMap", lambda: kget("configmap", f"{name}-jwks"), 120)
+    client_jwks = json.loads(jwks_cm["data"]["jwks.json"])
+    # Static without a served jwks_uri: every key waits for approval (docs/getting-started-ofm.md,
+    # "The approval gate"). The JWKS goes into the plan configuration below, before any token
+    # is asked for; the annotation says so, as a user does after uploading it at the bank.
+    kids = ",".join(k["kid"] for k in client_jwks["keys"])
+    kubectl("annotate", "--overwrite", "tppclient", name, f"tpp.dev/approved-kids={kids}")
     creds = wait("tls.crt in the credentials Secret",
                  lambda: (lambda f: f if "tls.crt" in f else None)(secret_files(f"{name}-credentials")), 120)
-    client_jwks = json.loads(jwks_cm["data"]["jwks.json"])
     api("DELETE", f"runner/{boot['id']}")
 
     cfg = {"alias": alias, "description": f"tpp-operator Static TppClient {NS}/{name}", "server": {"jwks": server_jwks},

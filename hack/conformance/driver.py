@@ -24,12 +24,9 @@ rewritten: a module that does not finish is reported with the state it reached.
 import base64, http.client, json, os, ssl, subprocess, sys, tempfile, time, urllib.parse
 
 PLAN = "fapi2-message-signing-final-client-credentials-grant-client-test-plan"
-ENV = dict(l.split("=", 1) for l in open(os.path.join(sys.argv[1], "env")).read().splitlines() if "=" in l)
-RUN = sys.argv[1]
-RESULTS = sys.argv[2] if len(sys.argv) > 2 else os.path.join(RUN, "results.json")
+# Set by main() from the run directory start.sh wrote (RUN/env).
+ENV, RUN, RESULTS, NS, CA = {}, ".", "results.json", "", ""
 VARIANTS = (os.environ.get("CONFORMANCE_VARIANTS") or "private_key_jwt,mtls").split(",")
-NS = ENV["NAMESPACE"]
-CA = ENV["CA"]
 
 
 def log(*a):
@@ -313,6 +310,11 @@ def run_variant(variant):
 
 
 def main():
+    global ENV, RUN, RESULTS, NS, CA
+    RUN = sys.argv[1]
+    ENV = dict(l.split("=", 1) for l in open(os.path.join(RUN, "env")).read().splitlines() if "=" in l)
+    RESULTS = sys.argv[2] if len(sys.argv) > 2 else os.path.join(RUN, "results.json")
+    NS, CA = ENV["NAMESPACE"], ENV["CA"]
     out = {"suite_commit": ENV.get("SUITE_COMMIT"), "plan": PLAN, "rows": [], "notes": {}}
     for v in VARIANTS:
         try:

@@ -10,7 +10,7 @@ COMPAT_CONTROL_PLANE_DIR := $(CACHE)/control-plane/$(KUBE_VERSION_OLDEST)
 HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
 export TPP_HELM ?= $(CACHE)/helm/$(HELM_VERSION)/helm
 
-.PHONY: chaos fuzz test test-unit test-chart test-e2e test-compat test-alerts test-node deny control-plane node helm images lint-dockerfiles peer crds chart-render demo bench bench-micro bench-scale lint clean-cache help
+.PHONY: chaos fuzz test test-unit test-chart test-e2e test-compat test-alerts test-node deny control-plane node helm images lint-dockerfiles peer crds chart-render demo conformance bench bench-micro bench-scale lint clean-cache help
 
 help:
 	@echo "make demo   - local control plane + sandbox AS + operator, an example TppClient and its token Secret"
@@ -21,8 +21,17 @@ help:
 	@echo "make crds   - regenerate crds/, docs/api-reference.md, the chart's goldens and deploy/ from the Rust types"
 	@echo "make chart-render - regenerate the chart's golden renders and deploy/install.yaml, deploy/crds.yaml"
 	@echo "make fuzz   - property-based fuzzing of every parser of outside input (FUZZ_CASES, FUZZ_SECONDS)"
+	@echo "make conformance SUITE_DIR=... - the OpenID Foundation FAPI 2.0 client-credentials client tests (docs/conformance.md)"
 	@echo "make bench  - micro-benchmarks (ratios to floors) and a scale run with N=200 (BENCHMARKS.md)"
 	@echo "make bench-scale N=1000 - the scale benchmark alone (JSON + Markdown in target/bench-scale/)"
+
+## The OpenID Foundation conformance suite's FAPI 2.0 client-credentials client plan against the
+## operator (docs/conformance.md). Needs a checkout of the suite (SUITE_DIR), Java 17, Maven, Go,
+## nginx; not part of `make test` (CI cannot fetch the suite).
+conformance: control-plane
+	@test -n "$(SUITE_DIR)" || { echo "usage: make conformance SUITE_DIR=/path/to/conformance-suite" >&2; exit 1; }
+	$(CARGO) build -p tpp-operator --bins
+	TPP_OPERATOR_BIN="$(TARGET_DIR)/debug/tpp-operator" hack/conformance/run.sh "$(SUITE_DIR)"
 
 ## Build kube-apiserver, etcd and kubectl from Go modules into $(CACHE) (skipped when present).
 control-plane:

@@ -142,13 +142,18 @@ pub fn preflight(meta: &ProviderMetadata, needs: &ClientNeeds) -> Vec<Finding> {
         if meta.tls_client_certificate_bound_access_tokens != Some(true) {
             findings.push(Finding::CertBoundTokensNotAdvertised);
         }
-        if meta
-            .endpoint(EndpointKind::PushedAuthorizationRequest)
-            .is_none()
+        // PAR belongs to the authorization endpoint: an AS for the client-credentials grant only
+        // (FAPI 2.0's client-credentials profile, e.g. the OpenID conformance suite's plan in
+        // docs/conformance.md) advertises neither, and is not missing anything.
+        let authorizes = meta.endpoint(EndpointKind::Authorization).is_some();
+        if authorizes
+            && meta
+                .endpoint(EndpointKind::PushedAuthorizationRequest)
+                .is_none()
         {
             findings.push(Finding::ParEndpointMissing);
         }
-        if meta.require_pushed_authorization_requests != Some(true) {
+        if authorizes && meta.require_pushed_authorization_requests != Some(true) {
             findings.push(Finding::ParNotRequired);
         }
     }
@@ -242,6 +247,16 @@ mod tests {
             with(|m| m.pushed_authorization_request_endpoint = None),
             [Finding::ParEndpointMissing]
         );
+    }
+
+    #[test]
+    fn an_authorization_server_for_the_client_credentials_grant_only_needs_no_par() {
+        let findings = with(|m| {
+            m.authorization_endpoint = None;
+            m.pushed_authorization_request_endpoint = None;
+            m.require_pushed_authorization_requests = None;
+        });
+        assert_eq!(findings, []);
     }
 
     #[test]

@@ -145,6 +145,21 @@ fn check_egress(
     Ok(())
 }
 
+/// The client authentication method the AS-wide preflight checks: the AS serves clients of
+/// either method and each TppClient checks its own (`server::resolve`), so here one the
+/// operator can use must be advertised — `private_key_jwt`, else `tls_client_auth` (an AS
+/// for mTLS clients only, as in docs/conformance.md, is not refused).
+fn server_auth_method(meta: &crate::oauth::ProviderMetadata) -> &'static str {
+    let methods = &meta.token_endpoint_auth_methods_supported;
+    if crate::oauth::ProviderMetadata::supports(methods, "private_key_jwt")
+        || !crate::oauth::ProviderMetadata::supports(methods, "tls_client_auth")
+    {
+        "private_key_jwt"
+    } else {
+        "tls_client_auth"
+    }
+}
+
 async fn check(
     ctx: &Context,
     spec: &AuthorizationServerSpec,
@@ -157,6 +172,7 @@ async fn check(
     check_egress(spec, &meta, crate::oauth::egress::installed().as_deref())?;
     let needs = ClientNeeds {
         fapi2: spec.profile == Profile::FAPI2,
+        auth_method: server_auth_method(&meta).into(),
         ..Default::default()
     };
     let errors: Vec<String> = preflight(&meta, &needs)

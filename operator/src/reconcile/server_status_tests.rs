@@ -261,3 +261,27 @@ fn an_authorization_server_whose_endpoints_point_inward_is_refused_at_resolution
     // checked here; the transport still checks its own.
     assert!(check_egress(&inward_registration, &inward_token, None).is_ok());
 }
+
+#[test]
+fn an_authorization_server_for_tls_client_auth_clients_only_passes_its_preflight() {
+    let meta = |methods: &[&str]| -> crate::oauth::ProviderMetadata {
+        serde_json::from_value(serde_json::json!({
+            "issuer": "https://bank.example.com",
+            "token_endpoint_auth_methods_supported": methods,
+        }))
+        .unwrap_or_else(|e| panic!("metadata: {e}"))
+    };
+    assert_eq!(
+        server_auth_method(&meta(&["tls_client_auth"])),
+        "tls_client_auth"
+    );
+    assert_eq!(
+        server_auth_method(&meta(&["private_key_jwt", "tls_client_auth"])),
+        "private_key_jwt"
+    );
+    // Neither: checked (and reported) as private_key_jwt.
+    assert_eq!(
+        server_auth_method(&meta(&["client_secret_basic"])),
+        "private_key_jwt"
+    );
+}

@@ -411,9 +411,22 @@ impl Campaign {
         }
     }
 
-    /// Registration invariants at a settled point: (extra clients at the AS, TppClients a
-    /// `RegistrationLost` Warning names, RATs lost and reported).
+    /// [`Self::registrations_now`] until it holds, at most 20 s: a key rotation still under
+    /// way after the settle has an RFC 7592 answer between the AS's new RAT and its persist.
     async fn registrations(&self) -> Result<(usize, usize, usize)> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.registrations_now().await {
+                Ok(r) => return Ok(r),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// Registration invariants now: (extra clients at the AS, TppClients a `RegistrationLost`
+    /// Warning names, RATs lost and reported).
+    async fn registrations_now(&self) -> Result<(usize, usize, usize)> {
         let at_as: BTreeMap<String, Option<String>> =
             self.sandbox.registered_clients().into_iter().collect();
         let secrets: Api<Secret> = self.ctx.api();

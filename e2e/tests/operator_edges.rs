@@ -401,12 +401,12 @@ async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_afte
             r#"tpp_operator_client_ready{{namespace="{}",name="one",server="sandbox"}} 1"#,
             ctx.namespace
         );
-        let leader_metrics = scrape(&first.admin_url).await?;
+        let leader_metrics = first.metrics().await?;
         ensure!(
             leader_metrics.lines().any(|l| l == ready_one),
             "the leader exports {ready_one}:\n{leader_metrics}"
         );
-        let standby_metrics = scrape(&second.admin_url).await?;
+        let standby_metrics = second.metrics().await?;
         let reported: Vec<&str> = standby_metrics
             .lines()
             .filter(|l| {
@@ -437,7 +437,7 @@ async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_afte
             r#"tpp_operator_client_ready{{namespace="{}",name="two",server="sandbox"}} 1"#,
             ctx.namespace
         );
-        let new_leader_metrics = scrape(&second.admin_url).await?;
+        let new_leader_metrics = second.metrics().await?;
         ensure!(
             new_leader_metrics.lines().any(|l| l == ready_two),
             "the new leader exports {ready_two}"
@@ -445,15 +445,6 @@ async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_afte
         Ok(())
     })
     .await;
-}
-
-/// The Prometheus text of an operator's admin server.
-async fn scrape(admin_url: &str) -> Result<String> {
-    Ok(reqwest::get(format!("{admin_url}/metrics"))
-        .await?
-        .error_for_status()?
-        .text()
-        .await?)
 }
 
 #[tokio::test]
@@ -846,7 +837,7 @@ async fn a_client_whose_registration_token_is_gone_is_named_when_deleted_not_cal
             ),
             "no log line names client {id}"
         );
-        let metrics = scrape(&op.admin_url).await?;
+        let metrics = op.metrics().await?;
         ensure!(
             metrics
                 .lines()

@@ -79,12 +79,7 @@ async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_to
                 .status()
                 .is_success()
         );
-        let metrics = http
-            .get(format!("{}/metrics", op.admin_url))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let metrics = op.metrics().await?;
         let earliest = metrics
             .lines()
             .find_map(|l| l.strip_prefix("tpp_operator_token_expiry_earliest_timestamp_seconds "))

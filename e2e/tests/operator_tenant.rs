@@ -49,11 +49,7 @@ fn configmap_jwks(cm: &ConfigMap) -> Option<String> {
 
 /// The sum of the operator's metric series whose names start with one of `prefixes`.
 async fn metric_sum(op: &OperatorProcess, prefixes: &[&str]) -> Result<f64> {
-    let text = reqwest::get(format!("{}/metrics", op.admin_url))
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
+    let text = op.metrics().await?;
     Ok(text
         .lines()
         .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))

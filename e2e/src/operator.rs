@@ -510,6 +510,11 @@ impl OperatorProcess {
         self.wait_healthy(Duration::from_secs(30)).await
     }
 
+    /// Replaces the extra flags for the next [`Self::restart`].
+    pub fn set_args(&mut self, args: Vec<String>) {
+        self.options.args = args;
+    }
+
     /// The process id (for signals and diagnostics).
     pub fn pid(&self) -> u32 {
         self.child.pid()

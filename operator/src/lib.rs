@@ -20,6 +20,7 @@ pub mod consumers;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod event_recorder;
 pub mod failpoints;
 pub mod identity;
 pub mod jwks_endpoint;

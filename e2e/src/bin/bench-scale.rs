@@ -38,6 +38,13 @@ struct Args {
     /// Keep the control plane's run folder in the temp dir.
     #[arg(long)]
     keep: bool,
+    /// M10: run the chart's two replicas with leader election and SIGKILL the leader after
+    /// the steady window.
+    #[arg(long)]
+    failover: bool,
+    /// M11: seconds between the kill and the cold start of the restarted process.
+    #[arg(long, default_value_t = 5)]
+    cold_start_gap: u64,
 }
 
 fn main() -> Result<()> {
@@ -59,6 +66,8 @@ fn main() -> Result<()> {
         stall: Duration::from_secs(args.stall),
         operator_log: args.operator_log,
         keep: args.keep,
+        failover: args.failover,
+        cold_start_gap: Duration::from_secs(args.cold_start_gap),
     };
     let out = args.out.unwrap_or_else(|| {
         e2e::control_plane::repo_root().join(format!("target/bench-scale/n{}", args.n))

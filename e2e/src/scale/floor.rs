@@ -2,9 +2,15 @@
 //! the control plane starts: RSA-2048 key generation with aws-lc-rs (the onboarding floor is
 //! `N x 2 keygens / cores`), and the refresh path floor: parse the PKCS#8 signing key, one raw
 //! RSA-PSS sign, and the client side of a full TLS 1.3 mTLS handshake in memory with an RSA-2048
-//! client certificate (the handshake code is shared with `operator/benches`). CPU only, no I/O.
+//! client certificate (the handshake code is shared with `operator/benches`), plus the client
+//! side of the one API write a refresh needs: a server-side-apply PATCH of a credentials Secret
+//! over an established connection ([`measure_apply`], once the control plane runs).
+//!
+//! Every floor is **CPU time of the measuring thread** (`CLOCK_THREAD_CPUTIME_ID`), as the
+//! operator's cost per refresh is CPU time (`/proc/<pid>/stat`): the same unit on both sides of
+//! each ratio, and neither inflated when other processes take the cores.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use aws_lc_rs::rand::SystemRandom;
@@ -34,8 +40,30 @@ pub struct Floors {
     pub parse_sign_ms: f64,
     /// Full mTLS handshake, client side, ms.
     pub handshake_ms: f64,
-    /// `parse_sign_ms + handshake_ms`.
+    /// Server-side-apply PATCHes of a credentials Secret timed ([`measure_apply`]).
+    pub apply_samples: u32,
+    /// One server-side-apply PATCH of a credentials Secret body over an established kube
+    /// client connection, client side (serialise, send, receive, parse the answer), ms.
+    pub apply_ms: f64,
+    /// `parse_sign_ms + handshake_ms + apply_ms`: the CPU a refresh cannot do without.
     pub refresh_path_ms: f64,
+}
+
+/// CPU time used so far by the calling thread.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux provides.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 impl Floors {
@@ -47,11 +75,11 @@ impl Floors {
 
 /// Measures the floors: `keygens` key generations, `paths` refresh paths (after a warm-up).
 pub fn measure(keygens: u32, paths: u32) -> Result<Floors> {
-    let start = Instant::now();
+    let start = thread_cpu();
     for _ in 0..keygens {
         PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
     }
-    let keygen = start.elapsed();
+    let keygen = thread_cpu().saturating_sub(start);
 
     let server = mtls::server();
     let transport = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
@@ -70,12 +98,12 @@ pub fn measure(keygens: u32, paths: u32) -> Result<Floors> {
     let mut out = [0u8; 256];
     let (mut sign, mut handshake) = (Duration::ZERO, Duration::ZERO);
     for i in 0..paths + paths / 10 {
-        let t = Instant::now();
+        let t = thread_cpu();
         let pair = RsaKeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("parse: {e}"))?;
         pair.sign(&RSA_PSS_SHA256, &rng, &message, &mut out)
             .map_err(|e| anyhow::anyhow!("sign: {e}"))?;
-        let s = t.elapsed();
-        let (h, _) = mtls::handshake(&client, &server.config);
+        let s = thread_cpu().saturating_sub(t);
+        let (h, _) = mtls::handshake_timed(&client, &server.config, thread_cpu);
         if i >= paths / 10 {
             sign += s;
             handshake += h;
@@ -92,8 +120,63 @@ pub fn measure(keygens: u32, paths: u32) -> Result<Floors> {
         path_samples: paths,
         parse_sign_ms,
         handshake_ms,
+        apply_samples: 0,
+        apply_ms: 0.0,
         refresh_path_ms: parse_sign_ms + handshake_ms,
     })
+}
+
+impl Floors {
+    /// Adds the apply floor ([`measure_apply`]) to the refresh path.
+    pub fn with_apply(mut self, samples: u32, apply_ms: f64) -> Self {
+        self.apply_samples = samples;
+        self.apply_ms = apply_ms;
+        self.refresh_path_ms = self.parse_sign_ms + self.handshake_ms + apply_ms;
+        self
+    }
+}
+
+/// The client-side CPU of one server-side-apply PATCH of `body` (a Secret) over an established
+/// connection, ms: on a thread of its own with a single-threaded runtime, so the kube client's
+/// whole work (JSON out, TLS, HTTP/2, the answer parsed into a `Secret`) runs on the thread
+/// whose CPU time is read. `make_client` builds the client inside that runtime; `samples`
+/// PATCHes are timed after a tenth as many untimed ones (connection set up, caches warm).
+pub fn measure_apply<F, Fut>(
+    make_client: F,
+    namespace: &str,
+    body: k8s_openapi::api::core::v1::Secret,
+    samples: u32,
+) -> Result<f64>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<kube::Client>>,
+{
+    let namespace = namespace.to_owned();
+    let worker = std::thread::spawn(move || -> Result<f64> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let client = make_client().await?;
+            let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+                kube::Api::namespaced(client, &namespace);
+            let name = body.metadata.name.clone().unwrap_or_default();
+            let params = kube::api::PatchParams::apply("bench-floor").force();
+            let mut timed = Duration::ZERO;
+            for i in 0..samples + samples / 10 {
+                let t = thread_cpu();
+                api.patch(&name, &params, &kube::api::Patch::Apply(&body))
+                    .await?;
+                if i >= samples / 10 {
+                    timed += thread_cpu().saturating_sub(t);
+                }
+            }
+            Ok(timed.as_secs_f64() * 1e3 / f64::from(samples.max(1)))
+        })
+    });
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the apply floor's thread panicked"))?
 }
 
 #[cfg(test)]

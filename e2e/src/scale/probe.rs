@@ -139,6 +139,24 @@ impl Requests {
             .sum()
     }
 
+    /// Requests with `verb` on any resource (e.g. `LIST`: one per page).
+    pub fn verb(&self, verb: &str) -> f64 {
+        self.0
+            .iter()
+            .filter(|((v, res, _), _)| v == verb && !res.is_empty())
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Requests to `resource` with any verb.
+    pub fn resource(&self, resource: &str) -> f64 {
+        self.0
+            .iter()
+            .filter(|((v, res, _), _)| res == resource && v != "WATCH" && v != "CONNECT")
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// Resource requests other than long-running WATCHes (what a client-side QPS limit counts).
     pub fn resource_requests(&self) -> f64 {
         self.0

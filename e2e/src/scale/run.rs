@@ -16,7 +16,8 @@ use serde_json::json;
 use super::floor;
 use super::probe::{self, Requests};
 use super::report::{
-    Memory, Onboarding, Point, Qps, Report, Restart, Setup, Staleness, Steady, quantile,
+    ColdStart, Failover, Memory, Onboarding, Point, Qps, Report, Restart, Setup, Staleness, Steady,
+    quantile,
 };
 use super::watch::{Tracker, now_unix};
 use crate::TestContext;
@@ -42,11 +43,21 @@ pub struct Options {
     pub operator_log: String,
     /// Keep the control plane's run folder.
     pub keep: bool,
+    /// M10: run two replicas with leader election (as the chart does) and SIGKILL the leader.
+    pub failover: bool,
+    /// M11: time between the kill and the start of the restarted process.
+    pub cold_start_gap: Duration,
 }
 
 const TOKEN: &str = "accounts";
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 const RESTART_WINDOW: Duration = Duration::from_secs(10);
+/// The operator's default Lease duration (`--leader-election-lease-duration`).
+const LEASE: Duration = Duration::from_secs(15);
+/// How long after a kill or a start the first token replacement is waited for.
+const FIRST_REFRESH_BOUND: Duration = Duration::from_secs(180);
+/// PATCHes timed for the apply floor.
+const APPLY_SAMPLES: u32 = 200;
 
 /// One reading every [`SAMPLE_EVERY`].
 #[derive(Clone, Debug, Default)]
@@ -171,12 +182,30 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
     let mut cfg = SandboxConfig::new(cp.dir.join("sandbox"));
     cfg.token_lifetime = o.token_lifetime;
     let sandbox = sandbox::start(cfg).await?;
+    let leader_election = |lease: &str| {
+        if o.failover {
+            vec![
+                "--leader-election".to_owned(),
+                "--leader-election-lease".to_owned(),
+                lease.to_owned(),
+            ]
+        } else {
+            vec![]
+        }
+    };
     let options = OperatorOptions {
         namespaces: vec![namespace.clone()],
         log_filter: Some(o.operator_log.clone()),
+        args: leader_election("tpp-bench"),
         ..Default::default()
     };
-    let op = OperatorProcess::start(cp, &client, options).await?;
+    let op = OperatorProcess::start(cp, &client, options.clone()).await?;
+    // The chart's second replica: it stands by until the leader's Lease stands still.
+    let mut standby = if o.failover {
+        Some(OperatorProcess::start(cp, &client, options).await?)
+    } else {
+        None
+    };
     let admin_address = op.admin_url.trim_start_matches("http://").to_owned();
     let tracker = Tracker::start(client.clone(), &namespace, TOKEN);
     let rig = Rig {
@@ -330,6 +359,7 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
     tokio::time::sleep(o.steady).await;
     let after = rig.snapshot().await?;
     let peak_kib = probe::status_kib(first_pid, "VmHWM").unwrap_or(0);
+    let floors = apply_floor(&rig, cp, floors).await?;
     let steady = steady_figures(&rig, &onboarded, &after, floors.refresh_path_ms);
     let staleness = rig.tracker.with(|s| {
         let mut late: Vec<f64> = s
@@ -357,17 +387,42 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         }
     });
 
-    // M8: SIGKILL and restart.
-    eprintln!("bench-scale: SIGKILL + restart");
-    let killed = rig.snapshot().await?;
     let mut rig = rig;
+    // M10: the leader killed, the standby takes over.
+    let failover = match standby.as_mut() {
+        Some(standby) => Some(failover(&mut rig, standby, &samples).await?),
+        None => None,
+    };
+
+    // M8 and M11: SIGKILL, a gap, a cold start of one process (no standby: the start itself is
+    // measured, not a Lease expiry).
+    eprintln!(
+        "bench-scale: SIGKILL + restart after {:?}",
+        o.cold_start_gap
+    );
+    let killed = rig.snapshot().await?;
     rig.op.kill();
+    if let Some(s) = standby.as_mut() {
+        s.kill();
+    }
     let t_kill = now_unix();
+    // The gap is part of the scenario (refreshes fall due while no operator runs).
+    tokio::time::sleep(o.cold_start_gap).await;
+    rig.op.set_args(vec![]);
+    let starting = rig.snapshot().await?;
+    let t_start = now_unix();
     rig.op.restart().await?;
     let healthy_after_s = now_unix() - t_kill;
     let second_pid = rig.find_pid()?;
+    let first_refresh = first_replacement_after(&rig, t_start, FIRST_REFRESH_BOUND).await;
     tokio::time::sleep(RESTART_WINDOW).await;
     let restarted = rig.snapshot().await?;
+    let cold_start = cold_start_figures(
+        &starting,
+        &restarted,
+        first_refresh.map(|t| t - t_start),
+        t_start - t_kill,
+    );
     let restart_peak_kib = probe::status_kib(second_pid, "VmHWM").unwrap_or(0);
     tokio::time::sleep(RESTART_WINDOW).await;
     let settled_kib = probe::status_kib(second_pid, "VmRSS").unwrap_or(0);
@@ -431,8 +486,15 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         expired_max: samples.iter().map(|s| s.expired).max().unwrap_or(0),
         expired_max_by_phase: [
             ("onboarding", phase_max(t0, t_ready)),
-            ("steady", phase_max(t_ready, killed.at)),
+            (
+                "steady",
+                phase_max(
+                    t_ready,
+                    failover.as_ref().map_or(killed.at, |f| f.killed_at),
+                ),
+            ),
             ("restart", phase_max(killed.at, f64::MAX)),
+            ("failover", failover.as_ref().map_or(0, |f| f.expired_max)),
         ]
         .into(),
         samples_with_expired: samples
@@ -463,6 +525,11 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         steady_window_s: steady.window_s,
         operator_flags: vec![
             format!("--namespaces {namespace}"),
+            if o.failover {
+                "2 replicas, --leader-election (lease 15 s)".to_owned()
+            } else {
+                "1 replica".to_owned()
+            },
             format!("RUST_LOG={}", o.operator_log),
             format!("AuthorizationServer rateLimit {AS_RPS}/s"),
         ],
@@ -479,12 +546,148 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         staleness,
         restart,
         qps,
+        failover,
+        cold_start,
         targets: vec![],
         timeline,
     };
     report.check();
     rig.sandbox.shutdown().await;
     Ok(report)
+}
+
+/// Times the apply floor against the bench's control plane with the body of a real credentials
+/// Secret (`c-00000-credentials`), written under another name by another field manager.
+async fn apply_floor(
+    rig: &Rig,
+    cp: &'static ControlPlane,
+    floors: floor::Floors,
+) -> Result<floor::Floors> {
+    use k8s_openapi::api::core::v1::Secret;
+    let real: Secret = rig.ctx.api::<Secret>().get("c-00000-credentials").await?;
+    let body = Secret {
+        metadata: ObjectMeta {
+            name: Some("floor-credentials".into()),
+            namespace: Some(rig.ctx.namespace.clone()),
+            labels: real.metadata.labels.clone(),
+            annotations: real.metadata.annotations.clone(),
+            ..Default::default()
+        },
+        type_: real.type_.clone(),
+        data: real.data.clone(),
+        ..Default::default()
+    };
+    let requests = 1 + u64::from(APPLY_SAMPLES + APPLY_SAMPLES / 10);
+    let namespace = rig.ctx.namespace.clone();
+    let ms = tokio::task::spawn_blocking(move || {
+        floor::measure_apply(|| cp.admin_client(), &namespace, body, APPLY_SAMPLES)
+    })
+    .await??;
+    rig.harness_requests.fetch_add(requests, Ordering::Relaxed);
+    Ok(floors.with_apply(APPLY_SAMPLES, ms))
+}
+
+/// When the watch first saw a token replacement at or after `from` (bounded wait).
+async fn first_replacement_after(rig: &Rig, from: f64, bound: Duration) -> Option<f64> {
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let first = rig
+            .tracker
+            .with(|s| s.replacements_between(from, f64::MAX).first().map(|r| r.at));
+        if first.is_some() || tokio::time::Instant::now() >= deadline {
+            return first;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// M10: SIGKILL the leader; the standby must take over within the Lease duration and refresh
+/// what falls due without a premature re-mint or a registration.
+async fn failover(
+    rig: &mut Rig,
+    standby: &mut OperatorProcess,
+    samples: &Mutex<Vec<Sample>>,
+) -> Result<Failover> {
+    eprintln!("bench-scale: SIGKILL the leader; the standby takes over");
+    let mib = |kib: Option<u64>| kib.unwrap_or(0) as f64 / 1024.0;
+    let standby_rss_mib = mib(probe::status_kib(standby.pid(), "VmRSS"));
+    let leader_rss_mib = mib(probe::status_kib(rig.pid.load(Ordering::Relaxed), "VmRSS"));
+    let before = rig.snapshot().await?;
+    rig.op.kill();
+    let t_kill = now_unix();
+    // Memory and CPU samples follow the new leader.
+    rig.pid.store(standby.pid(), Ordering::Relaxed);
+    let first = first_replacement_after(rig, t_kill, LEASE + FIRST_REFRESH_BOUND).await;
+    // Observe the new leader for a lease and 30 s past the kill (or the first refresh).
+    let until = first.unwrap_or(t_kill).max(t_kill) + LEASE.as_secs_f64() + 30.0;
+    let wait = (until - now_unix()).max(0.0);
+    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+    let after = rig.snapshot().await?;
+    let premature = rig.tracker.with(|s| {
+        s.replacements_between(t_kill, after.at)
+            .iter()
+            .filter(|r| r.premature)
+            .count()
+    });
+    let expired_max = samples
+        .lock()
+        .map(|v| {
+            v.iter()
+                .filter(|s| s.at >= t_kill && s.at <= after.at)
+                .map(|s| s.expired)
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    Ok(Failover {
+        killed_at: t_kill,
+        lease_duration_s: LEASE.as_secs_f64(),
+        standby_rss_mib,
+        leader_rss_mib,
+        first_refresh_s: first.map(|t| t - t_kill),
+        window_s: after.at - t_kill,
+        tokens_minted: after
+            .sandbox
+            .requests_with(Endpoint::Token, "200")
+            .saturating_sub(before.sandbox.requests_with(Endpoint::Token, "200")),
+        premature,
+        registrations: after
+            .sandbox
+            .registrations_created
+            .saturating_sub(before.sandbox.registrations_created),
+        expired_max,
+    })
+}
+
+/// M11 from the readings just before the start and at the end of the restart window.
+fn cold_start_figures(
+    a: &Snapshot,
+    b: &Snapshot,
+    first_refresh_s: Option<f64>,
+    gap_s: f64,
+) -> ColdStart {
+    let r = b.requests.since(&a.requests);
+    let refreshes = b
+        .sandbox
+        .requests_with(Endpoint::Token, "200")
+        .saturating_sub(a.sandbox.requests_with(Endpoint::Token, "200"));
+    let list_pages = r.verb("LIST");
+    let requests = r.resource_requests() - r.resource("leases");
+    let expected = list_pages + refreshes as f64;
+    ColdStart {
+        gap_s,
+        first_refresh_s,
+        window_s: b.at - a.at,
+        list_pages,
+        refreshes,
+        requests,
+        ratio: if expected > 0.0 {
+            requests / expected
+        } else {
+            0.0
+        },
+        by_verb_resource: r.by_verb_resource(),
+    }
 }
 
 fn steady_figures(rig: &Rig, a: &Snapshot, b: &Snapshot, floor_ms: f64) -> Steady {

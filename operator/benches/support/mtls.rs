@@ -135,19 +135,30 @@ pub fn handshake(
     client: &Arc<ClientConfig>,
     server: &Arc<ServerConfig>,
 ) -> (Duration, HandshakeKind) {
-    let name = ServerName::try_from("localhost").expect("name");
     let start = Instant::now();
+    handshake_timed(client, server, move || start.elapsed())
+}
+
+/// [`handshake`] timed by `clock` (a monotonic reading: wall time since some start, or the
+/// thread's CPU time).
+pub fn handshake_timed(
+    client: &Arc<ClientConfig>,
+    server: &Arc<ServerConfig>,
+    clock: impl Fn() -> Duration,
+) -> (Duration, HandshakeKind) {
+    let name = ServerName::try_from("localhost").expect("name");
+    let start = clock();
     let mut c = ClientConnection::new(client.clone(), name).expect("client conn");
-    let mut client_time = start.elapsed();
+    let mut client_time = clock().saturating_sub(start);
     let mut s = ServerConnection::new(server.clone()).expect("server conn");
     let mut buf = Vec::with_capacity(8192);
     for _ in 0..16 {
         buf.clear();
-        let t = Instant::now();
+        let t = clock();
         while c.wants_write() {
             c.write_tls(&mut buf).expect("client write");
         }
-        client_time += t.elapsed();
+        client_time += clock().saturating_sub(t);
         let sent = !buf.is_empty();
         feed_server(&mut s, &buf);
         buf.clear();
@@ -155,13 +166,13 @@ pub fn handshake(
             s.write_tls(&mut buf).expect("server write");
         }
         let received = !buf.is_empty();
-        let t = Instant::now();
+        let t = clock();
         let mut rd = &buf[..];
         while !rd.is_empty() {
             c.read_tls(&mut rd).expect("client read");
             c.process_new_packets().expect("client process");
         }
-        client_time += t.elapsed();
+        client_time += clock().saturating_sub(t);
         if !sent && !received && !c.is_handshaking() {
             break;
         }

@@ -23,6 +23,7 @@ pub mod pool;
 pub mod preflight;
 pub mod ratelimit;
 pub mod registration;
+pub mod session_store;
 pub mod tls;
 pub mod token;
 pub mod transport;

@@ -29,9 +29,10 @@ pub struct TransportConfig {
     pub timeout: Duration,
     /// Largest response body accepted, in bytes.
     pub body_limit: usize,
-    /// How long an idle connection is kept for the next call. Short: one client's calls come
-    /// in bursts (registration then token; a refresh) minutes apart, and an open TLS connection
-    /// per client costs tens of KiB; the next call resumes the TLS session instead.
+    /// How long an idle connection is kept for the next call; zero (the default) keeps none.
+    /// One client's calls come minutes apart (a refresh), so a kept connection was never
+    /// reused and each cost several KiB (BENCHMARKS.md, "Memory"); the next call resumes the
+    /// TLS session instead (oauth/session_store.rs), one round trip more than a kept one.
     pub idle_connection: Duration,
 }
 
@@ -48,14 +49,14 @@ impl std::fmt::Debug for TransportConfig {
 }
 
 impl TransportConfig {
-    /// Defaults (10 s connect, 30 s total, 1 MiB, idle connections kept 10 s) for a CA bundle.
+    /// Defaults (10 s connect, 30 s total, 1 MiB, no idle connection kept) for a CA bundle.
     pub fn new(ca_bundle_pem: impl Into<Vec<u8>>) -> Self {
         Self {
             ca_bundle_pem: ca_bundle_pem.into(),
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
             body_limit: DEFAULT_BODY_LIMIT,
-            idle_connection: Duration::from_secs(10),
+            idle_connection: Duration::ZERO,
         }
     }
 }
@@ -156,9 +157,10 @@ pub fn tls_config(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    // One AS per config: room for one server's tickets, not the default 32 servers' (a pooled
-    // client per TppClient would hold ~10 KiB of empty session cache each).
-    config.resumption = rustls::client::Resumption::in_memory_sessions(8);
+    // One AS per config, one ticket per server name (oauth/session_store.rs): rustls's own
+    // cache keeps eight tickets per server, each with a copy of the server's chain.
+    config.resumption =
+        rustls::client::Resumption::store(Arc::new(super::session_store::LatestTicket::default()));
     Ok(config)
 }
 

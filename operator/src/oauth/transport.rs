@@ -153,7 +153,7 @@ impl AsClient {
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(config.idle_connection)
-            .pool_max_idle_per_host(1)
+            .pool_max_idle_per_host(usize::from(!config.idle_connection.is_zero()))
             .redirect(reqwest::redirect::Policy::none())
             .https_only(true)
             .user_agent(concat!("tpp-operator/", env!("CARGO_PKG_VERSION")))

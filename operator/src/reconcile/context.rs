@@ -10,7 +10,7 @@ use std::{
 use kube::{
     Client,
     runtime::{
-        events::{Recorder, Reporter},
+        events::Reporter,
         reflector::{ObjectRef, Store as Reflected},
     },
 };
@@ -21,6 +21,7 @@ use crate::{
     config::Config,
     crd::{AuthorizationServer, ClusterAuthorizationServer},
     error::Error,
+    event_recorder::EventRecorder,
     metrics::Metrics,
     oauth::{ClientPool, Discovery, PoolConfig},
     store::Store,
@@ -41,7 +42,7 @@ pub struct Context {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Event recorder.
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     /// Process configuration.
     pub config: Config,
     /// Bounds concurrent key generation (CPU heavy) to the crypto pool size.
@@ -93,7 +94,7 @@ impl Context {
                 usize::from(config.concurrency),
                 workers,
             ),
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: EventRecorder::new(client.clone(), reporter),
             pool: ClientPool::with_clock(PoolConfig::default(), clock.clone()),
             discovery: Discovery::new(Duration::from_secs(15 * 60), clock.clone()),
             crypto: Arc::new(Semaphore::new(workers)),

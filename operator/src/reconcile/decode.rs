@@ -16,12 +16,13 @@ use kube::{
     Api, Resource,
     api::DynamicObject,
     runtime::{
-        events::{Event as KubeEvent, EventType, Recorder},
+        events::{Event as KubeEvent, EventType},
         watcher::{self, Event},
     },
 };
 use serde::de::DeserializeOwned;
 
+use crate::event_recorder::EventRecorder;
 use crate::reason::Reason;
 
 /// How an object that does not decode is reported.
@@ -103,7 +104,7 @@ pub fn why(error: &serde_json::Error) -> String {
 /// Reports through a log line and a Warning event `InvalidSpec` on the object, published in
 /// the background (a report never blocks the watch). The recorder aggregates repeats into one
 /// event series.
-pub fn warn_with(recorder: Recorder, kind: &'static str, api_version: &'static str) -> Report {
+pub fn warn_with(recorder: EventRecorder, kind: &'static str, api_version: &'static str) -> Report {
     std::sync::Arc::new(move |o: &DynamicObject, e: &serde_json::Error| {
         let reason = why(e);
         let name = o.metadata.name.clone().unwrap_or_default();

@@ -316,7 +316,7 @@ fn log_controller_error<T, E: std::error::Error>(
 fn server_controller<K>(
     client: Client,
     namespace: Option<&str>,
-    recorder: kube::runtime::events::Recorder,
+    recorder: crate::event_recorder::EventRecorder,
     kind: &'static str,
 ) -> Controller<K>
 where
@@ -445,6 +445,14 @@ pub async fn run(
         "ClusterAuthorizationServer",
     );
     caches.push(ready(cluster.store()));
+    // The event series cache is dropped whole every generation (event_recorder.rs).
+    let (recorder, until) = (ctx.recorder.clone(), shutdown.clone());
+    tasks.push(Box::pin(async move {
+        tokio::select! {
+            () = recorder.expire_periodically() => {}
+            () = until => {}
+        }
+    }));
     tasks.push(Box::pin(run_cluster_servers(cluster, ctx, shutdown)));
     tasks.push(Box::pin(async move {
         if join_all(caches).await.into_iter().all(|ok| ok) {

@@ -819,3 +819,50 @@ async fn a_discovery_document_whose_issuer_changes_is_refused_and_not_hammered()
     })
     .await;
 }
+
+/// A burst of 503s on registration: a 5xx does not say whether the AS created the client, so
+/// each is an attempt of unknown outcome (docs/reliability.md § How often a client is
+/// registered). With the default `maxUnknownAttempts: 1` the operator sends 2 requests, then
+/// halts with `RegistrationOutcomeUnknown` and sends nothing more until a human sets
+/// `tpp.dev/retry-registration`; the next attempt (the AS healthy again) registers once.
+#[tokio::test]
+async fn a_burst_of_5xx_on_registration_stops_after_two_attempts_until_a_human_allows_more() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("reg5xx", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        sandbox.add_fault(Fault {
+            endpoint: FaultTarget::Registration,
+            kind: FaultKind::Status {
+                code: 503,
+                retry_after_secs: None,
+            },
+            count: 2,
+        });
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_for(&ctx, "TppClient", "payments", READY, |o| {
+            condition(o, "Registered").is_some_and(|c| c["reason"] == "RegistrationOutcomeUnknown")
+        })
+        .await?;
+        let halted = sandbox.counters().requests_to(Endpoint::Registration);
+        ensure!(halted == 2, "{halted} registration requests before the halt");
+        // Observe 10 s: nothing more is sent on the operator's own.
+        let window = Instant::now();
+        while window.elapsed() < Duration::from_secs(10) {
+            let now = sandbox.counters().requests_to(Endpoint::Registration);
+            ensure!(now == halted, "{now} registration requests after the halt");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let asked = Instant::now();
+        annotate(&ctx, "TppClient", "payments", "tpp.dev/retry-registration", "1").await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let took = asked.elapsed();
+        let c = sandbox.counters();
+        ensure!(c.registrations_created == 1, "{} registrations", c.registrations_created);
+        ensure!(c.requests_to(Endpoint::Registration) == 3, "{:?}", c.requests);
+        eprintln!("503 burst on registration: halted after 2 requests, nothing more in 10 s; Ready {took:?} after the retry annotation");
+        Ok(())
+    })
+    .await;
+}

@@ -81,6 +81,34 @@ pub struct ControlPlane {
     pub version: String,
     etcd: Mutex<ChildGuard>,
     apiserver: Mutex<ChildGuard>,
+    /// How each daemon was started, to start it again ([`ControlPlane::restart_apiserver`],
+    /// [`ControlPlane::start_etcd`]): same ports, same data folder.
+    etcd_command: Relaunch,
+    apiserver_command: Relaunch,
+    /// `http://127.0.0.1:<port>` of etcd (plain HTTP on loopback; its v3 JSON gateway too).
+    pub etcd_url: String,
+    admin: CertPair,
+}
+
+/// A daemon's program and arguments, kept to start it again.
+struct Relaunch {
+    name: &'static str,
+    command: Command,
+    log: PathBuf,
+}
+
+impl Relaunch {
+    fn command(&self) -> Command {
+        let mut c = Command::new(self.command.get_program());
+        c.args(self.command.get_args());
+        c
+    }
+
+    fn spawn(&self) -> Result<ChildGuard> {
+        let child = spawn(self.name, self.command(), &self.log)?;
+        register_for_exit_kill(child.pid());
+        Ok(child)
+    }
 }
 
 /// How a control plane is started.
@@ -173,8 +201,12 @@ impl ControlPlane {
                 "--quota-backend-bytes",
                 "2147483648",
             ]);
-        let etcd = spawn("etcd", etcd, &dir.join("etcd.log"))?;
-        register_for_exit_kill(etcd.pid());
+        let etcd_command = Relaunch {
+            name: "etcd",
+            command: etcd,
+            log: dir.join("etcd.log"),
+        };
+        let etcd = etcd_command.spawn()?;
         wait_http_ok(&format!("{etcd_url}/health"), None, Duration::from_secs(30))
             .await
             .with_context(|| {
@@ -213,8 +245,12 @@ impl ControlPlane {
         if !options.service_account_admission {
             api.arg("--disable-admission-plugins=ServiceAccount");
         }
-        let apiserver = spawn("kube-apiserver", api, &dir.join("kube-apiserver.log"))?;
-        register_for_exit_kill(apiserver.pid());
+        let apiserver_command = Relaunch {
+            name: "kube-apiserver",
+            command: api,
+            log: dir.join("kube-apiserver.log"),
+        };
+        let apiserver = apiserver_command.spawn()?;
         wait_http_ok(
             &format!("{server}/readyz"),
             Some((&ca.cert_pem, &admin)),
@@ -248,6 +284,10 @@ impl ControlPlane {
             version,
             etcd: Mutex::new(etcd),
             apiserver: Mutex::new(apiserver),
+            etcd_command,
+            apiserver_command,
+            etcd_url,
+            admin,
         };
         if options.install_crds {
             cp.install_crds().await?;
@@ -305,6 +345,101 @@ impl ControlPlane {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        Ok(())
+    }
+
+    /// Stop kube-apiserver (SIGTERM to the PID it was started with, SIGKILL after 10 s), start it
+    /// again with the same flags and port, and wait until it is ready (up to 120 s). Clients keep
+    /// their configuration: the address, CA and credentials do not change. Returns how long the
+    /// API was unavailable.
+    pub async fn restart_apiserver(&self) -> Result<Duration> {
+        let stopped_at = Instant::now();
+        self.replace(&self.apiserver, &self.apiserver_command, true)?;
+        wait_http_ok(
+            &format!("{}/readyz", self.server),
+            Some((&self.ca.cert_pem, &self.admin)),
+            Duration::from_secs(120),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "kube-apiserver not ready after a restart; log:\n{}",
+                tail(&self.apiserver_command.log, 6000)
+            )
+        })?;
+        Ok(stopped_at.elapsed())
+    }
+
+    /// Stop etcd: SIGKILL to the PID it was started with (a crash or a lost node, as far as
+    /// kube-apiserver can tell). [`ControlPlane::start_etcd`] brings it back with its data.
+    pub fn stop_etcd(&self) -> Result<()> {
+        let mut etcd = self
+            .etcd
+            .lock()
+            .map_err(|_| anyhow::anyhow!("etcd guard poisoned"))?;
+        unregister_exit_kill(etcd.pid());
+        etcd.kill();
+        Ok(())
+    }
+
+    /// Start etcd again (same data folder and ports) and wait until it is healthy (30 s).
+    pub async fn start_etcd(&self) -> Result<()> {
+        self.replace(&self.etcd, &self.etcd_command, false)?;
+        wait_http_ok(
+            &format!("{}/health", self.etcd_url),
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "etcd did not become healthy again; log:\n{}",
+                tail(&self.etcd_command.log, 4000)
+            )
+        })
+    }
+
+    /// Compact etcd's history up to its current revision (through etcd's v3 JSON gateway), so
+    /// that a watch resumed from any older `resourceVersion` is answered `410 Gone` once
+    /// kube-apiserver's watch cache no longer holds it. Returns the revision compacted to.
+    pub async fn compact_etcd(&self) -> Result<i64> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let status: serde_json::Value = http
+            .post(format!("{}/v3/maintenance/status", self.etcd_url))
+            .json(&serde_json::json!({}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let revision: i64 = status["header"]["revision"]
+            .as_str()
+            .context("etcd status carries no revision")?
+            .parse()?;
+        http.post(format!("{}/v3/kv/compaction", self.etcd_url))
+            .json(&serde_json::json!({"revision": revision.to_string(), "physical": true}))
+            .send()
+            .await?
+            .error_for_status()
+            .context("etcd compaction")?;
+        Ok(revision)
+    }
+
+    /// Stop the daemon `guard` holds by its recorded PID (SIGTERM first when `graceful`), start
+    /// it again from `how`, and keep the new guard.
+    fn replace(&self, guard: &Mutex<ChildGuard>, how: &Relaunch, graceful: bool) -> Result<()> {
+        let mut g = guard
+            .lock()
+            .map_err(|_| anyhow::anyhow!("{} guard poisoned", how.name))?;
+        unregister_exit_kill(g.pid());
+        if graceful {
+            g.terminate(Duration::from_secs(10));
+        } else {
+            g.kill();
+        }
+        *g = how.spawn()?;
         Ok(())
     }
 
@@ -421,6 +556,13 @@ pub fn register_for_exit_kill(pid: u32) {
     arm_exit_handler();
     if let Ok(mut pids) = EXIT_PIDS.lock() {
         pids.push(pid);
+    }
+}
+
+/// Forget `pid` (a daemon stopped and reaped by its guard: the number may be reused).
+fn unregister_exit_kill(pid: u32) {
+    if let Ok(mut pids) = EXIT_PIDS.lock() {
+        pids.retain(|p| *p != pid);
     }
 }
 

@@ -583,7 +583,8 @@ async fn a_failing_discovery_is_retried_on_its_backoff_not_in_a_storm() {
 #[tokio::test]
 async fn a_frozen_leader_is_replaced_after_the_lease_and_never_writes_again() {
     with_namespace("sigstop", |ctx| async move {
-        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        // 8 s tokens: refreshes fall due while the leader is frozen and after the takeover.
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(8)).await?;
         let lease = format!("lease-{}", ctx.namespace);
         let opts = || OperatorOptions {
             namespaces: vec![ctx.namespace.clone()],
@@ -607,6 +608,31 @@ async fn a_frozen_leader_is_replaced_after_the_lease_and_never_writes_again() {
                 e2e::process::tail(&l2, 6000)
             )
         });
+        // Every version of one-credentials, in order: with two writers a stale leader would
+        // put an older token back over a newer one.
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let recorder = {
+            let written = written.clone();
+            let cfg =
+                kube::runtime::watcher::Config::default().fields("metadata.name=one-credentials");
+            let events = kube::runtime::watcher(ctx.api::<Secret>(), cfg);
+            tokio::spawn(async move {
+                use futures::StreamExt as _;
+                let mut events = std::pin::pin!(events);
+                while let Some(ev) = events.next().await {
+                    if let Ok(
+                        kube::runtime::watcher::Event::Apply(s)
+                        | kube::runtime::watcher::Event::InitApply(s),
+                    ) = ev
+                        && let Some(token) = secret_text(&s, "accounts.access_token")
+                        && let Ok(mut w) = written.lock()
+                        && w.last() != Some(&token)
+                    {
+                        w.push(token);
+                    }
+                }
+            })
+        };
         let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
             Api::namespaced(ctx.client.clone(), e2e::operator::OPERATOR_NAMESPACE);
         let holder = |l: &k8s_openapi::api::coordination::v1::Lease| {
@@ -676,10 +702,37 @@ async fn a_frozen_leader_is_replaced_after_the_lease_and_never_writes_again() {
             "one registration per client: {}",
             sandbox.counters().registrations_created
         );
+        // One writer at a time: the tokens of one-credentials, version after version, were
+        // issued in order (a token older than the one it replaced = a second writer).
+        recorder.abort();
+        let written = written.lock().map(|w| w.clone()).unwrap_or_default();
+        let iats: Vec<f64> = written
+            .iter()
+            .map(|t| {
+                sandbox
+                    .issued_token(t)
+                    .and_then(|v| v["iat"].as_f64())
+                    .unwrap_or(-1.0)
+            })
+            .collect();
+        ensure!(
+            iats.iter().all(|i| *i >= 0.0),
+            "a version carried a token the AS never issued"
+        );
+        let stale = iats.windows(2).filter(|w| w[1] < w[0]).count();
+        // At least the first token and one written by the new leader (the first one expired
+        // while the leader was frozen).
+        ensure!(
+            written.len() >= 2 && stale == 0,
+            "{} token versions of one-credentials, {stale} older than the one they replaced",
+            written.len()
+        );
         eprintln!(
             "the standby took over {taken_after:?} after the leader was frozen; the resumed \
-             leader held back {} writes or AS calls",
-            after.matches("not leading any more").count()
+             leader held back {} writes or AS calls; {} token versions of one-credentials, \
+             each newer than the last (one writer at a time)",
+            after.matches("not leading any more").count(),
+            written.len()
         );
         Ok(())
     })

@@ -300,9 +300,15 @@ impl Error {
     }
 }
 
+/// Whether a Kubernetes API failure is retried on the client's backoff (2 s doubling to 60 s)
+/// rather than the 15-minute pause of a permanent failure. 401 and 403 are among them: a
+/// kube-apiserver that has just restarted answers them until its authenticator and RBAC
+/// caches are filled (seen in `e2e/tests/control_plane_faults.rs`: "clusterrole … not found"
+/// for seconds after `/readyz` said ok), and a fixed RBAC binding is not an event the operator
+/// watches; a real misconfiguration stays reported in the condition, retried once a minute.
 fn kube_transient(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
+        kube::Error::Api(s) => matches!(s.code, 401 | 403 | 409 | 429) || s.code >= 500,
         _ => true,
     }
 }
@@ -353,10 +359,34 @@ mod tests {
         assert!(
             !Error::ApplyObject {
                 what: "x".into(),
-                source: api(403)
+                source: api(422)
             }
-            .is_transient()
+            .is_transient(),
+            "an invalid object stays invalid"
         );
+    }
+
+    #[test]
+    fn an_rbac_refusal_from_the_apiserver_is_retried_on_the_backoff_not_paused() {
+        let api = |code| {
+            kube::Error::Api(
+                kube::core::Status {
+                    code,
+                    ..Default::default()
+                }
+                .boxed(),
+            )
+        };
+        for code in [401, 403] {
+            assert!(
+                Error::ReadObject {
+                    what: "x".into(),
+                    source: api(code)
+                }
+                .is_transient(),
+                "{code} right after an apiserver restart must not pause the client 15 minutes"
+            );
+        }
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub enum Reason {
     /// with the stored token): with `registration.onLost: Fail` the registration is no longer
     /// managed; the client id named is left at the AS.
     RegistrationAccessTokenLost,
+    /// `<name>-registration` (client id, registration access token) is gone while the status
+    /// names a registered client: with `registration.onLost: Fail` nothing is registered until a
+    /// human decides; the client id named is left at the AS.
+    RegistrationSecretLost,
     /// The hub refused the onboarding request.
     HubOnboardingRejected,
     /// Onboarding at the hub failed without an answer that says why.
@@ -151,7 +155,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for the catalogue test and documentation.
-    pub const ALL: [Reason; 65] = [
+    pub const ALL: [Reason; 66] = [
         Reason::Reconciled,
         Reason::Pending,
         Reason::Suspended,
@@ -185,6 +189,7 @@ impl Reason {
         Reason::RegistrationLost,
         Reason::RegistrationOutcomeUnknown,
         Reason::RegistrationAccessTokenLost,
+        Reason::RegistrationSecretLost,
         Reason::HubOnboardingRejected,
         Reason::HubOnboardingFailed,
         Reason::InvalidClient,
@@ -255,6 +260,7 @@ impl Reason {
             Reason::RegistrationLost => "RegistrationLost",
             Reason::RegistrationOutcomeUnknown => "RegistrationOutcomeUnknown",
             Reason::RegistrationAccessTokenLost => "RegistrationAccessTokenLost",
+            Reason::RegistrationSecretLost => "RegistrationSecretLost",
             Reason::HubOnboardingRejected => "HubOnboardingRejected",
             Reason::HubOnboardingFailed => "HubOnboardingFailed",
             Reason::InvalidClient => "InvalidClient",

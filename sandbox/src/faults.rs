@@ -55,6 +55,15 @@ pub enum FaultKind {
     },
     /// Close the connection without an answer.
     Drop,
+    /// Handle the request (a registration is created, a token issued, a RAT rotated), then
+    /// close the connection without sending the answer: the client cannot tell it happened.
+    DropAfterHandling,
+    /// Answer discovery with this `issuer` instead of the AS's own (an AS whose issuer changed,
+    /// or a document the client must refuse). Other endpoints are served normally.
+    Issuer {
+        /// The `issuer` value served.
+        issuer: String,
+    },
 }
 
 /// One rule: `kind` for the next `count` requests to `endpoint`.
@@ -143,6 +152,24 @@ mod tests {
         );
         let d: Fault = serde_json::from_str(r#"{"endpoint":"token","kind":"drop","count":1}"#)?;
         assert_eq!(d.kind, FaultKind::Drop);
+        Ok(())
+    }
+
+    #[test]
+    fn the_new_kinds_have_a_wire_shape() -> serde_json::Result<()> {
+        let d: Fault = serde_json::from_str(
+            r#"{"endpoint":"registration","kind":"drop_after_handling","count":1}"#,
+        )?;
+        assert_eq!(d.kind, FaultKind::DropAfterHandling);
+        let i: Fault = serde_json::from_str(
+            r#"{"endpoint":"discovery","kind":{"issuer":{"issuer":"https://x"}},"count":1}"#,
+        )?;
+        assert_eq!(
+            i.kind,
+            FaultKind::Issuer {
+                issuer: "https://x".into()
+            }
+        );
         Ok(())
     }
 

@@ -358,16 +358,28 @@ async fn handle(
             code,
             retry_after_secs,
         }) => fault_response(code, retry_after_secs),
+        Some(FaultKind::Issuer { issuer }) if endpoint == Endpoint::Discovery => {
+            let mut document = state.discovery.clone();
+            document["issuer"] = Value::String(issuer);
+            ([(header::CACHE_CONTROL, "max-age=900")], Json(document)).into_response()
+        }
         other => {
             if let Some(FaultKind::Delay { ms }) = other {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(peer);
-            match router.oneshot(req).await {
+            let response = match router.oneshot(req).await {
                 Ok(response) => response,
                 Err(never) => match never {},
+            };
+            if other == Some(FaultKind::DropAfterHandling) {
+                // Counted as `dropped_after_<status>`: what the AS did, and that nobody heard.
+                let status = format!("dropped_after_{}", response.status().as_str());
+                lock(&state.counters).request(endpoint, &status, now_secs());
+                return Err(Dropped);
             }
+            response
         }
     };
     let reason = response.extensions().get::<RejectReason>().copied();

@@ -143,6 +143,58 @@ async fn dropped_connection_fault_closes_without_an_answer() -> anyhow::Result<(
 }
 
 #[tokio::test]
+async fn a_drop_after_handling_fault_registers_the_client_but_sends_no_answer() -> anyhow::Result<()>
+{
+    let sb = start(|_| {}).await?;
+    let cert = transport_cert("tpp")?;
+    let http = http(&sb, Some(&cert))?;
+    let key = SigningKey::generate("k1")?;
+    assert!(sb.add_fault(Fault {
+        endpoint: FaultTarget::Registration,
+        kind: FaultKind::DropAfterHandling,
+        count: 1
+    }));
+    assert!(
+        register_pkjwt(&sb, &http, key.jwks()).await.is_err(),
+        "no answer reaches the client"
+    );
+    let counters = sb.counters();
+    assert_eq!(
+        counters.registrations_created, 1,
+        "the AS created the client"
+    );
+    assert_eq!(
+        counters.requests_with(Endpoint::Registration, "dropped_after_201"),
+        1
+    );
+    assert_eq!(sb.registered_clients().len(), 1);
+    // The rule is used up: the next registration is answered.
+    register_pkjwt(&sb, &http, key.jwks()).await?;
+    assert_eq!(sb.counters().registrations_created, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_issuer_fault_serves_discovery_with_another_issuer_and_nothing_else_changes()
+-> anyhow::Result<()> {
+    let sb = start(|_| {}).await?;
+    assert!(sb.add_fault(Fault {
+        endpoint: FaultTarget::Discovery,
+        kind: FaultKind::Issuer {
+            issuer: "https://localhost:1/moved".into()
+        },
+        count: 1
+    }));
+    let http = http(&sb, None)?;
+    let moved: Value = http.get(sb.discovery_url()).send().await?.json().await?;
+    assert_eq!(moved["issuer"], "https://localhost:1/moved");
+    assert_eq!(moved["token_endpoint"], sb.token_endpoint());
+    let back: Value = http.get(sb.discovery_url()).send().await?.json().await?;
+    assert_eq!(back["issuer"], sb.issuer());
+    Ok(())
+}
+
+#[tokio::test]
 async fn binary_prints_its_ready_line_and_serves_discovery_with_the_printed_ca()
 -> anyhow::Result<()> {
     use tokio::io::AsyncBufReadExt as _;

@@ -52,16 +52,24 @@ use crate::{
 };
 
 /// Whether the last write to an object was the operator's own (so its watch event must not
-/// trigger a reconcile: we already know what we wrote).
+/// trigger a reconcile: we already know what we wrote). `managedFields` times have a
+/// resolution of one second: when another manager wrote in the same second as the operator's
+/// latest write, which came last is unknown, and the write is not taken for ours (a server-side
+/// apply with force right after our write was missed that way: docs/reliability.md
+/// § Control-plane and AS faults).
 pub fn written_by_us(meta: &kube::api::ObjectMeta) -> bool {
-    meta.managed_fields
-        .as_ref()
-        .and_then(|m| {
-            m.iter()
-                .filter(|e| e.time.is_some())
-                .max_by_key(|e| e.time.as_ref().map(|t| t.0))
-        })
-        .is_some_and(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
+    let timed: Vec<_> = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|e| Some((e.time.as_ref()?.0, e.manager.as_deref())))
+        .collect();
+    let Some(latest) = timed.iter().map(|(t, _)| *t).max() else {
+        return false;
+    };
+    let mut last = timed.iter().filter(|(t, _)| *t == latest);
+    last.clone().any(|(_, m)| *m == Some(FIELD_MANAGER))
+        && last.all(|(_, m)| *m == Some(FIELD_MANAGER))
 }
 
 /// What in a TppClient should trigger a reconcile: its generation (spec, deletion) and our
@@ -478,6 +486,45 @@ mod tests {
         .expect("a valid TppClient");
         c.metadata.generation = Some(1);
         c
+    }
+
+    fn written_at(entries: &[(&str, i64)]) -> kube::api::ObjectMeta {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+        kube::api::ObjectMeta {
+            managed_fields: Some(
+                entries
+                    .iter()
+                    .map(|(manager, second)| ManagedFieldsEntry {
+                        manager: Some((*manager).to_owned()),
+                        time: jiff::Timestamp::from_second(*second).ok().map(Time),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_write_is_ours_only_when_no_other_manager_wrote_in_the_same_second() {
+        assert!(written_by_us(&written_at(&[
+            ("kubectl", 10),
+            (FIELD_MANAGER, 11)
+        ])));
+        assert!(!written_by_us(&written_at(&[
+            (FIELD_MANAGER, 10),
+            ("intruder", 11)
+        ])));
+        // Same second: which came last is unknown; not taken for ours.
+        assert!(!written_by_us(&written_at(&[
+            ("intruder", 11),
+            (FIELD_MANAGER, 11)
+        ])));
+        assert!(!written_by_us(&written_at(&[
+            (FIELD_MANAGER, 11),
+            ("intruder", 11)
+        ])));
+        assert!(!written_by_us(&written_at(&[])));
     }
 
     #[tokio::test]

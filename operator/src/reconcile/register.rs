@@ -289,6 +289,7 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         .registration
         .access_token_refused_at
         .and(s.registration.client_id.clone());
+    let forgotten_client = s.forgotten_client_id();
     // Everything the request needs is gathered first (a missing Secret fails here, before
     // anything is recorded or sent).
     let jwks = s.jwks_of(&s.visible_kids())?;
@@ -323,6 +324,15 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
             format!("the AS refused the registration access token of client {old}; registering a new client (registration.onLost: Register) — {old} remains at the AS: delete it there"),
         ));
         s.registration = RegistrationState::default();
+        s.credentials.tokens.clear();
+    }
+    if let Some(old) = &forgotten_client {
+        // `<name>-registration` is gone; a human asked for a new client (or onLost: Register).
+        tracing::warn!(client = %s.name, old_client_id = %old, "registration Secret lost; registering a new client");
+        s.events.push((
+            Reason::RegistrationLost,
+            format!("{} no longer holds client {old} and its registration access token; registering a new client — {old} remains at the AS: delete it there", layout::registration_name(&s.name)),
+        ));
         s.credentials.tokens.clear();
     }
     // The keys and certificate the request carries are persisted before it can be sent.
@@ -621,6 +631,17 @@ pub fn halted(s: &Session<'_>, reason: crate::rotation::Reason) -> Error {
                 reason: Reason::RegistrationAccessTokenLost,
                 message: format!(
                     "the AS refused the registration access token of client {id} (RFC 7592 PUT and GET, after retries): {id} remains at the AS and still gets tokens, but its keys can no longer be rotated; ask the AS to delete it or re-issue its token, or set registration.onLost: Register to register a new client"
+                ),
+            }
+        }
+        crate::rotation::Reason::RegistrationSecretLost => {
+            let id = s.forgotten_client_id().unwrap_or_default();
+            let secret = layout::registration_name(&s.name);
+            Error::RegistrationHalted {
+                reason: Reason::RegistrationSecretLost,
+                message: format!(
+                    "Secret {secret} is gone, and with it the registration access token of client {id}: {id} remains registered at the AS, but this operator can no longer manage it or request tokens for it, and does not register a new client on its own; restore {secret} from a backup, or delete {id} at the AS and set the annotation {} to a new value to register a new client (or set registration.onLost: Register)",
+                    crate::crd::annotations::RETRY_REGISTRATION,
                 ),
             }
         }

@@ -229,6 +229,24 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The client id the TppClient's status names when no persisted answer holds one any more
+    /// (`<name>-registration` deleted after a registration; Dynamic and SignedRequest only).
+    /// The answer is always written before the status names its client id.
+    pub fn forgotten_client_id(&self) -> Option<String> {
+        let answered = matches!(
+            self.client.spec.registration.mode,
+            RegistrationMode::Dynamic | RegistrationMode::SignedRequest
+        );
+        if !answered || self.registration.is_registered() {
+            return None;
+        }
+        self.client
+            .status
+            .as_ref()
+            .and_then(|st| st.client_id.clone())
+            .filter(|id| !id.is_empty())
+    }
+
     /// The planner's view.
     pub fn observed(&self) -> Observed {
         let ann = self.client.annotations();
@@ -273,6 +291,7 @@ impl<'a> Session<'a> {
             registration_unknown_attempts: self.keys.registration_unknown_attempts,
             registration_retry_requested: self.retry_registration_requested().is_some(),
             registration_access_token_lost: self.registration.access_token_refused_at.is_some(),
+            registration_forgotten: self.forgotten_client_id().is_some(),
             backoff_until: self.backoff_until,
             tokens_need_signing_key: self.client.spec.authentication.method
                 == crate::crd::AuthMethod::PrivateKeyJwt,

@@ -195,6 +195,8 @@ pub enum Reason {
     RegistrationOutcomeUnknown,
     /// The AS refused the registration access token on evidence.
     RegistrationAccessTokenLost,
+    /// `<name>-registration` is gone while the status names a registered client.
+    RegistrationSecretLost,
 }
 
 impl Reason {
@@ -223,6 +225,7 @@ impl Reason {
             Reason::RegistrationUnanswered => "RegistrationUnanswered",
             Reason::RegistrationOutcomeUnknown => "RegistrationOutcomeUnknown",
             Reason::RegistrationAccessTokenLost => "RegistrationAccessTokenLost",
+            Reason::RegistrationSecretLost => "RegistrationSecretLost",
         }
     }
 }

@@ -113,7 +113,7 @@ pub fn apply(
             next.keys.retain(|k| &k.kid != kid);
         }
         (Action::Register { .. }, Outcome::Done) => {
-            if seen.registration_access_token_lost {
+            if seen.registration_access_token_lost || seen.registration_forgotten {
                 // A new client: the tokens of the old one go with it.
                 next.tokens.clear();
             }
@@ -122,6 +122,7 @@ pub fn apply(
             next.registration_unknown_attempts = 0;
             next.registration_retry_requested = false;
             next.registration_access_token_lost = false;
+            next.registration_forgotten = false;
             if policy.registration == RegistrationKind::Onboarded {
                 next.onboarded_x5t_s256 = next.certificate.as_ref().map(|c| c.x5t_s256.clone());
             }

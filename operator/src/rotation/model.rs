@@ -127,6 +127,11 @@ pub struct Observed {
     /// The AS refused the registration access token on evidence (an RFC 7592 PUT and a GET
     /// with the stored token both refused, after backoff): the registration cannot be managed.
     pub registration_access_token_lost: bool,
+    /// The TppClient's status names a client id that no persisted answer holds any more:
+    /// `<name>-registration` was deleted (or lost) after a registration. The client is still at
+    /// the AS; registering again would leave it unmanaged (docs/reliability.md § Control-plane
+    /// and AS faults).
+    pub registration_forgotten: bool,
     /// Every key persisted in `<name>-keys`.
     pub keys: Vec<KeyRecord>,
     /// The current transport certificate, if any.

@@ -24,6 +24,9 @@ pub fn registration_due(policy: &Policy, seen: &Observed) -> Option<Reason> {
         RegistrationKind::Answered if seen.registered => {
             (seen.registration_access_token_lost).then_some(Reason::RegistrationAccessTokenLost)
         }
+        RegistrationKind::Answered if seen.registration_forgotten => {
+            Some(Reason::RegistrationSecretLost)
+        }
         RegistrationKind::Answered => Some(if seen.registration_unanswered {
             Reason::RegistrationUnanswered
         } else {
@@ -54,6 +57,13 @@ pub fn registration_halted(policy: &Policy, seen: &Observed) -> Option<Reason> {
         }
         Reason::RegistrationAccessTokenLost if policy.on_lost == OnLost::Fail => {
             Some(Reason::RegistrationAccessTokenLost)
+        }
+        // The answer that held the client id and its registration access token is gone: never
+        // a silent new registration (the old client would stay at the AS, unmanaged).
+        Reason::RegistrationSecretLost
+            if policy.on_lost == OnLost::Fail && !seen.registration_retry_requested =>
+        {
+            Some(Reason::RegistrationSecretLost)
         }
         _ => None,
     }

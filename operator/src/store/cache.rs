@@ -89,6 +89,19 @@ impl SecretCache {
                 deletion_timestamp: secret.metadata.deletion_timestamp.clone(),
                 // Whose it is, for the check before each write (super::ownership).
                 owner_references: secret.metadata.owner_references.clone(),
+                // Fields another manager owns (none, normally): a token someone else wrote is
+                // not read back as ours (super::state::overwritten_by_another_manager).
+                managed_fields: secret
+                    .metadata
+                    .managed_fields
+                    .as_ref()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|e| e.manager.as_deref() != Some(layout::FIELD_MANAGER))
+                            .cloned()
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|m| !m.is_empty()),
                 ..Default::default()
             },
             data: secret.data.as_ref().map(|d| {
@@ -275,7 +288,12 @@ mod tests {
                 namespace: Some("ns".into()),
                 resource_version: Some("7".into()),
                 labels,
-                managed_fields: Some(vec![Default::default()]),
+                managed_fields: Some(vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                        manager: Some(layout::FIELD_MANAGER.into()),
+                        ..Default::default()
+                    },
+                ]),
                 ..Default::default()
             },
             data: Some(BTreeMap::from([(
@@ -295,6 +313,34 @@ mod tests {
         assert!(got.metadata.managed_fields.is_none());
         assert_eq!(got.data.as_ref().unwrap()["k"].0, b"v");
         assert!(cache.get("other", "c-keys").is_none());
+    }
+
+    #[test]
+    fn a_remembered_secret_keeps_the_managed_fields_of_other_managers_only() {
+        let cache = SecretCache::default();
+        let mut s = secret("c-credentials", true);
+        if let Some(m) = s.metadata.managed_fields.as_mut() {
+            m.push(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                    manager: Some("intruder".into()),
+                    ..Default::default()
+                },
+            );
+        }
+        cache.remember("ns", &s);
+        let got = cache.get("ns", "c-credentials").expect("cached");
+        let managers: Vec<_> = got
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|e| e.manager.clone())
+            .collect();
+        assert_eq!(
+            managers,
+            ["intruder"],
+            "a foreign token must be seen as foreign"
+        );
     }
 
     #[test]

@@ -298,10 +298,13 @@ impl Credentials {
         let Some(data) = secret.and_then(|s| s.data.as_ref()) else {
             return Self::default();
         };
+        // Tokens someone else wrote are not known to be the AS's, bound to this certificate:
+        // read as absent, they are minted again and the forced apply takes the fields back.
+        let foreign = secret.is_some_and(|s| overwritten_by_another_manager(s, names));
         let cert_pem = text(data, ck::TLS_CRT);
         let cert_x5t = cert_pem.as_deref().and_then(&x5t_of_pem);
         let mut tokens = BTreeMap::new();
-        for name in names {
+        for name in names.iter().filter(|_| !foreign) {
             let (Some(token), Some(expires_at)) = (
                 text(data, &ck::access_token(name)),
                 time(data, &ck::expires_at(name)),
@@ -336,10 +339,35 @@ impl Credentials {
     }
 }
 
+/// Whether a field manager other than the operator owns a token or its expiry in
+/// `<name>-credentials`, per the Secret's `managedFields`: someone overwrote them (a
+/// server-side apply with force, `kubectl edit`), so what is there is not known to be a token
+/// the AS issued. The operator's next apply is forced and carries new values for exactly these
+/// fields, so it takes each of them back and the check cannot fire twice for one overwrite
+/// (docs/reliability.md § Control-plane and AS faults). Other fields (`tls.crt`, labels) may
+/// be co-owned with identical values, which no apply ends: they are not looked at.
+pub fn overwritten_by_another_manager(secret: &Secret, names: &[String]) -> bool {
+    let ours: BTreeSet<String> = names
+        .iter()
+        .flat_map(|n| [ck::access_token(n), ck::expires_at(n)])
+        .map(|k| format!("f:{k}"))
+        .collect();
+    secret
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() != Some(super::layout::FIELD_MANAGER))
+        .filter_map(|m| m.fields_v1.as_ref())
+        .filter_map(|f| f.0.get("f:data").and_then(serde_json::Value::as_object))
+        .any(|data| data.keys().any(|k| ours.contains(k)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rotation::{KeyState, KeyUse};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 
     fn ts(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
@@ -425,5 +453,61 @@ mod tests {
         assert_eq!(t.record.expires_at, ts(700));
         assert_eq!(t.record.issued_at, ts(100));
         assert!(!c.tokens.contains_key("other"));
+    }
+
+    fn managed(manager: &str, fields: serde_json::Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.to_owned()),
+            operation: Some("Apply".to_owned()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_token_another_field_manager_wrote_is_read_as_absent() {
+        let data = BTreeMap::from([
+            ("tls.crt".to_owned(), ByteString(b"PEM".to_vec())),
+            (
+                "accounts.access_token".to_owned(),
+                ByteString(b"not-ours".to_vec()),
+            ),
+            (
+                "accounts.expires_at".to_owned(),
+                ByteString(ts(700).to_string().into_bytes()),
+            ),
+        ]);
+        let ours = serde_json::json!({"f:data": {"f:tls.crt": {}, "f:accounts.expires_at": {}}});
+        let mut secret = Secret {
+            data: Some(data),
+            ..Default::default()
+        };
+        let names = ["accounts".to_owned()];
+        let read = |s: &Secret| Credentials::from_secret(Some(s), &names, |_| Some("x5t".into()));
+        // The operator's own fields, another manager's label and a co-owned tls.crt: the
+        // token is read back.
+        secret.metadata.managed_fields = Some(vec![
+            managed("tpp-operator", ours.clone()),
+            managed(
+                "kubectl-label",
+                serde_json::json!({"f:metadata": {"f:labels": {"f:x": {}}}, "f:data": {"f:tls.crt": {}}}),
+            ),
+        ]);
+        assert!(read(&secret).tokens.contains_key("accounts"));
+        // Another manager took the token field: it is not the operator's token any more.
+        secret.metadata.managed_fields = Some(vec![
+            managed("tpp-operator", ours),
+            managed(
+                "intruder",
+                serde_json::json!({"f:data": {"f:accounts.access_token": {}}}),
+            ),
+        ]);
+        let c = read(&secret);
+        assert!(c.tokens.is_empty(), "{:?}", c.tokens.keys());
+        assert_eq!(
+            c.cert_x5t.as_deref(),
+            Some("x5t"),
+            "the rest is read as usual"
+        );
     }
 }

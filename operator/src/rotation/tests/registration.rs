@@ -302,6 +302,64 @@ fn with_on_lost_register_a_refused_token_registers_a_new_client() {
     assert!(next.tokens.is_empty(), "tokens of the old client go");
 }
 
+fn forgotten(on_lost: OnLost) -> (crate::rotation::Policy, Observed) {
+    let (mut policy, mut seen) = answered();
+    policy.on_lost = on_lost;
+    // `<name>-registration` deleted by hand: no answer, but the status names a client.
+    seen.registration_forgotten = true;
+    seen.tokens = steady().tokens;
+    (policy, seen)
+}
+
+#[test]
+fn a_client_whose_registration_secret_is_gone_is_halted_not_registered_anew() {
+    let (policy, seen) = forgotten(OnLost::Fail);
+    let p = plan(&policy, &seen, at(10));
+    assert_eq!(registers(&p), None, "a silent new registration: {p:?}");
+    assert!(
+        p.actions.iter().any(|a| matches!(
+            a,
+            Action::HaltRegistration {
+                reason: Reason::RegistrationSecretLost
+            }
+        )),
+        "{p:?}"
+    );
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| calls_authorization_server(a, &policy, &seen)),
+        "nothing is asked of the AS without the client's answer: {p:?}"
+    );
+}
+
+#[test]
+fn a_lost_registration_secret_registers_anew_only_when_asked_and_drops_the_old_tokens() {
+    for (policy, seen) in [
+        {
+            let (policy, mut seen) = forgotten(OnLost::Fail);
+            seen.registration_retry_requested = true;
+            (policy, seen)
+        },
+        forgotten(OnLost::Register),
+    ] {
+        let p = plan(&policy, &seen, at(10));
+        assert_eq!(registers(&p), Some(Reason::RegistrationSecretLost), "{p:?}");
+        let next = apply(
+            &policy,
+            &seen,
+            &Action::Register {
+                reason: Reason::RegistrationSecretLost,
+            },
+            Outcome::Done,
+            at(10),
+        )
+        .expect("applies");
+        assert!(next.registered && !next.registration_forgotten);
+        assert!(next.tokens.is_empty(), "tokens of the old client go");
+    }
+}
+
 #[test]
 fn an_attempt_of_unknown_outcome_is_retried_up_to_max_unknown_attempts_then_halts() {
     let (mut policy, mut seen) = answered();

@@ -1,0 +1,868 @@
+//! Control-plane and AS faults (issue 12, item 4; docs/reliability.md § Control-plane and AS
+//! faults), each with an assertion, on a real kube-apiserver and etcd against the sandbox AS:
+//! kube-apiserver restarted mid-run, etcd stopped across a token refresh, a watch resumed from a
+//! compacted revision (410 Gone), another field manager's write over the credentials Secret,
+//! the credentials or registration Secret deleted by hand, and answers the AS handled but never
+//! sent (registration, RFC 7592 PUT, token), the client deleted at the AS and a discovery
+//! document whose issuer changed.
+//!
+//! The tests that stop or restart a control-plane daemon (by the PID the harness recorded) take
+//! [`CONTROL_PLANE`] for writing; the others share it, so no test runs through another's outage.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use e2e::{
+    TestContext,
+    fixtures::*,
+    sandbox::{Endpoint, Fault, FaultKind, FaultTarget, RunningSandbox},
+    with_namespace,
+};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, WatchEvent, WatchParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::json;
+use tokio::sync::RwLock;
+
+const READY: Duration = Duration::from_secs(90);
+
+/// Held for writing by a test that stops or restarts a control-plane daemon.
+static CONTROL_PLANE: RwLock<()> = RwLock::const_new(());
+
+/// Every version of one Secret seen by a watch that runs for the whole test (it rides out the
+/// control plane's faults like any watch: relists included): resourceVersion → token.
+#[derive(Clone, Default)]
+struct Versions(Arc<Mutex<BTreeMap<String, String>>>);
+
+impl Versions {
+    fn record(ctx: &TestContext, name: &str, key: &'static str) -> Self {
+        let versions = Self::default();
+        let seen = versions.0.clone();
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let events = watcher(ctx.api::<Secret>(), cfg).default_backoff();
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(events);
+            while let Some(ev) = events.next().await {
+                if let Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) = ev
+                    && let Ok(mut seen) = seen.lock()
+                {
+                    seen.insert(
+                        s.metadata.resource_version.clone().unwrap_or_default(),
+                        secret_text(&s, key).unwrap_or_default(),
+                    );
+                }
+            }
+        });
+        versions
+    }
+
+    /// (Secret versions, distinct tokens among them).
+    fn counts(&self) -> (usize, usize) {
+        let seen = self.0.lock().map(|s| s.clone()).unwrap_or_default();
+        let tokens: BTreeSet<_> = seen.values().collect();
+        (seen.len(), tokens.len())
+    }
+}
+
+/// The access token in `<name>-credentials` and the AS's record of it (`iat`, `exp`).
+async fn current_token(ctx: &TestContext, sandbox: &RunningSandbox, name: &str) -> Result<Token> {
+    let s = credentials(ctx, name).await?;
+    let value = secret_text(&s, "accounts.access_token").context("no access token")?;
+    let issued = sandbox.issued_token(&value).unwrap_or_default();
+    Ok(Token {
+        known: !issued.is_null(),
+        iat: issued["iat"].as_f64().unwrap_or(0.0),
+        exp: issued["exp"].as_f64().unwrap_or(0.0),
+        value,
+    })
+}
+
+struct Token {
+    value: String,
+    /// Issued by this AS.
+    known: bool,
+    iat: f64,
+    exp: f64,
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Wait (bounded) until `<name>-credentials` holds a token the AS issued at or after `since`
+/// (unix seconds); returns it.
+async fn wait_token_issued_after(
+    ctx: &TestContext,
+    sandbox: &RunningSandbox,
+    name: &str,
+    since: f64,
+    timeout: Duration,
+) -> Result<Token> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(t) = current_token(ctx, sandbox, name).await
+            && t.known
+            && t.iat >= since.floor()
+        {
+            return Ok(t);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{name}-credentials holds no token issued after the fault within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn events_with(ctx: &TestContext, reason: &str) -> Result<Vec<String>> {
+    Ok(ctx
+        .api::<Event>()
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| e.message.unwrap_or_default())
+        .collect())
+}
+
+/// kube-apiserver stopped (SIGTERM to its PID) and started again while a client's 8 s tokens
+/// keep being refreshed: the operator keeps running, registers nothing again, writes one
+/// Secret version per token (no rewrite because its watches relisted), and a token minted
+/// after the restart reaches the Secret.
+#[tokio::test]
+async fn an_apiserver_restart_neither_registers_again_nor_stops_the_token_refresh() {
+    let _only = CONTROL_PLANE.write().await;
+    with_namespace("apirestart", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(8)).await?;
+        let mut op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let versions = Versions::record(&ctx, "payments-credentials", "accounts.access_token");
+        // One refresh before the fault, so the watch runs and the schedule is established.
+        wait_token_issued_after(
+            &ctx,
+            &sandbox,
+            "payments",
+            unix_now(),
+            Duration::from_secs(30),
+        )
+        .await?;
+        let down = ctx.cp.restart_apiserver().await?;
+        let back = Instant::now();
+        let back_unix = unix_now();
+        let fresh = wait_token_issued_after(
+            &ctx,
+            &sandbox,
+            "payments",
+            back_unix,
+            Duration::from_secs(60),
+        )
+        .await?;
+        let to_fresh = back.elapsed();
+        ensure!(
+            fresh.exp > unix_now(),
+            "the fresh token has already expired"
+        );
+        // Two more refreshes after the restart: the schedule goes on.
+        let next = wait_token_issued_after(
+            &ctx,
+            &sandbox,
+            "payments",
+            fresh.iat + 1.0,
+            Duration::from_secs(30),
+        )
+        .await?;
+        ensure!(next.value != fresh.value);
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        ensure!(op.is_running(), "the operator exited on the restart");
+        let c = sandbox.counters();
+        ensure!(
+            c.registrations_created == 1,
+            "{} registrations: the restart made the operator register again",
+            c.registrations_created
+        );
+        let (n_versions, n_tokens) = versions.counts();
+        // One write per token; the watch's first listing may add one version.
+        ensure!(
+            n_versions <= n_tokens + 1,
+            "{n_versions} versions of the credentials Secret for {n_tokens} tokens: a rewrite \
+             the restart did not need"
+        );
+        eprintln!(
+            "apiserver down {down:?}; a token minted after the restart in the Secret {to_fresh:?} \
+             after it was back; {n_versions} Secret versions for {n_tokens} tokens; 1 registration"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// A watch that ends in 410 Gone: the operator is frozen (SIGSTOP) with its watches at a
+/// resourceVersion; meanwhile a second TppClient is created and the first one's credentials
+/// Secret deleted; etcd is compacted past them and kube-apiserver restarted, so that resuming
+/// from the old resourceVersion is answered 410 (checked); the operator, resumed, must relist
+/// and miss neither change.
+#[tokio::test]
+async fn a_watch_resumed_from_a_compacted_revision_relists_and_misses_nothing() {
+    let _only = CONTROL_PLANE.write().await;
+    with_namespace("gone410", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let mut op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("one", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "one", "Ready", "True", READY).await?;
+        let clients = api(&ctx, "TppClient");
+        let old_rv = clients
+            .list(&Default::default())
+            .await?
+            .metadata
+            .resource_version
+            .context("list resourceVersion")?;
+        op.pause();
+        apply(&ctx, client("two", "sandbox", json!({}))).await?;
+        ctx.api::<Secret>()
+            .delete("one-credentials", &DeleteParams::default())
+            .await?;
+        let revision = ctx.cp.compact_etcd().await?;
+        ctx.cp.restart_apiserver().await?;
+        // The premise: resuming a watch from before the changes is now 410 Gone.
+        let client = ctx.cp.admin_client().await?;
+        let clients = api_with(&ctx, client);
+        let answer = match clients.watch(&WatchParams::default(), &old_rv).await {
+            Err(kube::Error::Api(e)) => e.code,
+            Err(e) => bail!("watch from {old_rv}: {e}"),
+            Ok(stream) => {
+                let mut stream = std::pin::pin!(stream);
+                match tokio::time::timeout(Duration::from_secs(30), stream.try_next()).await {
+                    Ok(Ok(Some(WatchEvent::Error(e)))) => e.code,
+                    other => bail!("a watch from {old_rv} was not ended with 410: {other:?}"),
+                }
+            }
+        };
+        ensure!(
+            answer == 410,
+            "a watch from {old_rv} answered {answer}, not 410 Gone"
+        );
+        let resumed = Instant::now();
+        op.resume();
+        wait_condition(&ctx, "TppClient", "two", "Ready", "True", READY).await?;
+        let deadline = Instant::now() + READY;
+        while ctx
+            .api::<Secret>()
+            .get_opt("one-credentials")
+            .await?
+            .is_none()
+        {
+            ensure!(
+                Instant::now() < deadline,
+                "one-credentials was not recreated after the relist"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let to_ready = resumed.elapsed();
+        let one = current_token(&ctx, &sandbox, "one").await?;
+        ensure!(
+            one.known,
+            "one-credentials holds a token the AS never issued"
+        );
+        ensure!(op.is_running());
+        ensure!(
+            sandbox.counters().registrations_created == 2,
+            "one registration per client: {}",
+            sandbox.counters().registrations_created
+        );
+        eprintln!(
+            "compacted at revision {revision}; a watch from {old_rv} answered 410; both changes \
+             handled {to_ready:?} after the operator resumed"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+fn api_with(ctx: &TestContext, client: kube::Client) -> Api<kube::api::DynamicObject> {
+    let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "tpp.dev",
+        "v1alpha1",
+        "TppClient",
+    ));
+    Api::namespaced_with(client, &ctx.namespace, &ar)
+}
+
+/// etcd stopped (SIGKILL to its PID) for 12 s across a token refresh point, with 60 s tokens
+/// (refresh 20 s before expiry): the refresh cannot be written while etcd is down; the token in
+/// the Secret never expires (the outage is shorter than the refresh margin); once etcd is back
+/// a token minted after the outage began reaches the Secret, without a registration, and the
+/// AS sees no storm of token requests meanwhile.
+#[tokio::test]
+async fn etcd_down_across_a_refresh_point_delays_the_refresh_but_never_serves_an_expired_token() {
+    let _only = CONTROL_PLANE.write().await;
+    with_namespace("etcddown", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(60)).await?;
+        let op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let first = current_token(&ctx, &sandbox, "payments").await?;
+        ensure!(first.known);
+        // Stop etcd 24 s before expiry: the refresh point (20 s before expiry, less jitter)
+        // falls inside the 12 s outage.
+        let stop_at = first.exp - 24.0;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while unix_now() < stop_at {
+            ensure!(
+                Instant::now() < deadline,
+                "the clock did not reach {stop_at}"
+            );
+            ensure!(
+                current_token(&ctx, &sandbox, "payments").await?.value == first.value,
+                "refreshed before the planned point"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let tokens_before = sandbox.counters().requests_to(Endpoint::Token);
+        ctx.cp.stop_etcd()?;
+        let stopped_unix = unix_now();
+        // The outage itself (the fault's length, not a synchronisation).
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let tokens_during = sandbox.counters().requests_to(Endpoint::Token) - tokens_before;
+        ctx.cp.start_etcd().await?;
+        let back = Instant::now();
+        // The Secret as the API serves it once etcd is back: never an expired token.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let seen = loop {
+            if let Ok(t) = current_token(&ctx, &sandbox, "payments").await {
+                break t;
+            }
+            ensure!(Instant::now() < deadline, "the API did not come back");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        ensure!(
+            seen.exp > unix_now(),
+            "the Secret served an expired token after the outage"
+        );
+        let fresh = wait_token_issued_after(
+            &ctx,
+            &sandbox,
+            "payments",
+            stopped_unix,
+            Duration::from_secs(60),
+        )
+        .await?;
+        let to_fresh = back.elapsed();
+        ensure!(
+            fresh.exp > unix_now(),
+            "the token written after the outage has expired"
+        );
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let c = sandbox.counters();
+        ensure!(c.registrations_created == 1, "registered again");
+        let tokens_after = c.requests_to(Endpoint::Token) - tokens_before;
+        ensure!(
+            tokens_after <= 4,
+            "{tokens_after} token requests for one refresh across the outage"
+        );
+        drop(op);
+        eprintln!(
+            "etcd down 12 s across the refresh point: {tokens_during} token requests during the \
+             outage, {tokens_after} in all; a fresh token in the Secret {to_fresh:?} after etcd \
+             was back; the served token never expired"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// Another field manager force-applies the credentials Secret's access token (SSA conflict
+/// resolved against the operator). What a user expects: the Secret is the operator's, so it
+/// takes its field back with a token the AS issued, bound to the certificate beside it, without
+/// registering again; the intruder's value is never kept until the next refresh.
+#[tokio::test]
+async fn a_field_manager_that_overwrites_the_token_loses_it_back_to_the_operator() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("ssa", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(300)).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let tokens_before = sandbox.counters().requests_with(Endpoint::Token, "200");
+        let intrusion = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "payments-credentials"},
+            "data": {"accounts.access_token": "bm90LWEtdG9rZW4tdGhlLWFzLWlzc3VlZA=="},
+        });
+        let secrets = ctx.api::<Secret>();
+        // Without force, the intruder is refused: the field is the operator's.
+        let refused = secrets
+            .patch(
+                "payments-credentials",
+                &PatchParams::apply("intruder"),
+                &Patch::Apply(&intrusion),
+            )
+            .await;
+        ensure!(
+            matches!(&refused, Err(kube::Error::Api(e)) if e.code == 409),
+            "an apply without force must conflict: {refused:?}"
+        );
+        let overwritten = Instant::now();
+        secrets
+            .patch(
+                "payments-credentials",
+                &PatchParams::apply("intruder").force(),
+                &Patch::Apply(&intrusion),
+            )
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let restored = loop {
+            let t = current_token(&ctx, &sandbox, "payments").await?;
+            if t.known {
+                break t;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the intruder's token is still in the Secret after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let took = overwritten.elapsed();
+        let s = credentials(&ctx, "payments").await?;
+        let cert = secret_text(&s, "tls.crt").context("tls.crt")?;
+        let bound = sandbox.introspect(&restored.value);
+        ensure!(bound["active"] == true, "restored token not active: {bound}");
+        ensure!(
+            bound["cnf"]["x5t#S256"] == x5t_of_pem(&cert)?,
+            "restored token not bound to the certificate beside it"
+        );
+        let owners: Vec<String> = s
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| {
+                m.fields_v1
+                    .as_ref()
+                    .is_some_and(|f| f.0.to_string().contains("accounts.access_token"))
+            })
+            .filter_map(|m| m.manager.clone())
+            .collect();
+        ensure!(
+            !owners.iter().any(|m| m == "intruder"),
+            "the intruder still owns the token field: {owners:?}"
+        );
+        let c = sandbox.counters();
+        let minted = c.requests_with(Endpoint::Token, "200") - tokens_before;
+        ensure!(c.registrations_created == 1, "registered again");
+        ensure!(minted <= 1, "{minted} tokens minted to repair one field");
+        eprintln!("the operator took its token field back {took:?} after the overwrite ({minted} token minted)");
+        Ok(())
+    })
+    .await;
+}
+
+/// The credentials Secret deleted by hand: recreated, with no new registration and at most one
+/// new token.
+#[tokio::test]
+async fn a_credentials_secret_deleted_by_hand_is_recreated_without_registering_or_minting_twice() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("creddel", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(300)).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let tokens_before = sandbox.counters().requests_with(Endpoint::Token, "200");
+        let secrets = ctx.api::<Secret>();
+        let old_uid = secrets.get("payments-credentials").await?.metadata.uid;
+        secrets
+            .delete("payments-credentials", &DeleteParams::default())
+            .await?;
+        let deleted = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let recreated = loop {
+            if let Some(s) = secrets.get_opt("payments-credentials").await?
+                && s.metadata.uid != old_uid
+                && secret_text(&s, "accounts.access_token").is_some()
+            {
+                break s;
+            }
+            ensure!(Instant::now() < deadline, "not recreated within 60 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let took = deleted.elapsed();
+        let token = secret_text(&recreated, "accounts.access_token").unwrap_or_default();
+        let cert = secret_text(&recreated, "tls.crt").context("tls.crt")?;
+        let info = sandbox.introspect(&token);
+        ensure!(info["active"] == true, "recreated token not active: {info}");
+        ensure!(
+            info["cnf"]["x5t#S256"] == x5t_of_pem(&cert)?,
+            "not bound to tls.crt"
+        );
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let c = sandbox.counters();
+        let minted = c.requests_with(Endpoint::Token, "200") - tokens_before;
+        ensure!(c.registrations_created == 1, "registered again");
+        ensure!(minted <= 1, "{minted} tokens minted to recreate one Secret");
+        eprintln!(
+            "credentials Secret recreated {took:?} after the deletion; {minted} token minted"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// The registration Secret deleted by hand (its deregistration finalizer removed too, so it is
+/// really gone): the client id and its registration access token are lost to the operator.
+/// Never a silent new registration: a condition names the client left at the AS.
+#[tokio::test]
+async fn a_registration_secret_deleted_by_hand_is_reported_not_silently_registered_anew() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("regdel", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        let ready = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let id = ready.data["status"]["clientId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let secrets = ctx.api::<Secret>();
+        // `kubectl delete` leaves it terminating (the finalizer keeps the RAT readable for a
+        // deregistration): nothing is lost yet.
+        secrets
+            .delete("payments-registration", &DeleteParams::default())
+            .await?;
+        secrets
+            .patch(
+                "payments-registration",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while secrets.get_opt("payments-registration").await?.is_some() {
+            ensure!(Instant::now() < deadline, "the registration Secret stays");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let gone = Instant::now();
+        let o = wait_for(&ctx, "TppClient", "payments", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["status"] == "False")
+                || condition(o, "Registered").is_some_and(|c| c["status"] == "False")
+                || sandbox.counters().registrations_created > 1
+        })
+        .await?;
+        let took = gone.elapsed();
+        let c = sandbox.counters();
+        ensure!(
+            c.registrations_created == 1,
+            "the operator registered a new client silently ({} registrations); status {}",
+            c.registrations_created,
+            o.data["status"]
+        );
+        let messages: Vec<String> = o.data["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["status"] == "False")
+            .map(|c| format!("{}: {}", c["reason"], c["message"]))
+            .collect();
+        ensure!(
+            messages.iter().any(|m| m.contains(&id)),
+            "no condition names the client {id} left at the AS: {messages:?}"
+        );
+        eprintln!("registration Secret gone: reported after {took:?}: {messages:?}");
+        Ok(())
+    })
+    .await;
+}
+
+async fn client_id(ctx: &TestContext, name: &str) -> Result<String> {
+    let o = api(ctx, "TppClient").get(name).await?;
+    Ok(o.data["status"]["clientId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+async fn annotate(ctx: &TestContext, kind: &str, name: &str, key: &str, value: &str) -> Result<()> {
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    api(ctx, kind)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+fn drop_after_handling(target: FaultTarget) -> Fault {
+    Fault {
+        endpoint: target,
+        kind: FaultKind::DropAfterHandling,
+        count: 1,
+    }
+}
+
+/// The AS created the client, then the connection dropped before its answer: an attempt of
+/// unknown outcome, retried once (`maxUnknownAttempts: 1`) and reported by a
+/// `RegistrationLost` Warning: two clients at the AS, one of them named as possibly left.
+#[tokio::test]
+async fn a_registration_answer_dropped_after_the_as_created_the_client_costs_one_reported_client() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("dropreg", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        sandbox.add_fault(drop_after_handling(FaultTarget::Registration));
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        let started = Instant::now();
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let took = started.elapsed();
+        let c = sandbox.counters();
+        ensure!(
+            c.requests_with(Endpoint::Registration, "dropped_after_201") == 1,
+            "the fault was served: {:?}",
+            c.requests
+        );
+        ensure!(
+            c.registrations_created == 2,
+            "{} registrations: one lost answer costs exactly one extra client",
+            c.registrations_created
+        );
+        ensure!(
+            !events_with(&ctx, "RegistrationLost").await?.is_empty(),
+            "no RegistrationLost Warning for the client the AS may hold"
+        );
+        eprintln!("a registration answer dropped after handling: Ready {took:?} after apply, 2 clients, reported");
+        Ok(())
+    })
+    .await;
+}
+
+/// The AS rotated the registration access token on an RFC 7592 PUT (key rotation), then the
+/// connection dropped: the operator never saw the new token. It must not register again
+/// silently nor forget the client: after the refused retries it reports
+/// `RegistrationAccessTokenLost` naming the client id, and tokens keep working.
+#[tokio::test]
+async fn a_put_answer_dropped_after_the_as_rotated_the_rat_is_reported_by_client_id() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("dropput", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| {
+            c.rotate_rat = true;
+            c.token_lifetime = Duration::from_secs(10);
+        })
+        .await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let id = client_id(&ctx, "payments").await?;
+        sandbox.add_fault(drop_after_handling(FaultTarget::Registration));
+        let started = Instant::now();
+        annotate(&ctx, "TppClient", "payments", "tpp.dev/rotate-keys", "now").await?;
+        let o = wait_for(&ctx, "TppClient", "payments", READY, |o| {
+            o.data["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "RegistrationAccessTokenLost"))
+        })
+        .await?;
+        let took = started.elapsed();
+        let text = o.data["status"]["conditions"].to_string();
+        ensure!(text.contains(&id), "the condition names client {id}: {text}");
+        let c = sandbox.counters();
+        ensure!(
+            c.requests_with(Endpoint::Registration, "dropped_after_200") == 1,
+            "the PUT was handled and dropped: {:?}",
+            c.requests
+        );
+        ensure!(c.registrations_created == 1, "registered again silently");
+        ensure!(sandbox.has_client(&id), "the client is still at the AS");
+        // Tokens keep being refreshed for the client id.
+        wait_token_issued_after(&ctx, &sandbox, "payments", unix_now(), Duration::from_secs(30))
+            .await?;
+        eprintln!("a PUT answer dropped after the RAT rotated: RegistrationAccessTokenLost {took:?} after the rotation request");
+        Ok(())
+    })
+    .await;
+}
+
+/// The AS issued a token, then the connection dropped: the token is lost with the answer (it
+/// expires unused at the AS); the operator asks again and the Secret holds a token the AS
+/// issued, bound to its certificate. One extra token, no registration.
+#[tokio::test]
+async fn a_token_answer_dropped_after_the_as_issued_it_is_requested_again_once() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("droptok", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        sandbox.add_fault(drop_after_handling(FaultTarget::Token));
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        let started = Instant::now();
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let took = started.elapsed();
+        let c = sandbox.counters();
+        ensure!(c.requests_with(Endpoint::Token, "dropped_after_200") == 1);
+        ensure!(
+            c.requests_with(Endpoint::Token, "200") == 1,
+            "one more token after the lost one: {:?}",
+            c.requests
+        );
+        ensure!(c.registrations_created == 1);
+        let t = current_token(&ctx, &sandbox, "payments").await?;
+        ensure!(t.known && t.exp > unix_now());
+        eprintln!("a token answer dropped after handling: Ready {took:?} after apply");
+        Ok(())
+    })
+    .await;
+}
+
+/// The client deleted at the AS behind the operator's back: the next token request is refused
+/// (`invalid_client`). A clear condition, no silent new registration, no retry storm.
+#[tokio::test]
+async fn a_client_deleted_at_the_as_gets_a_clear_condition_and_no_new_registration() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("asdel", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(6)).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let id = client_id(&ctx, "payments").await?;
+        ensure!(sandbox.delete_client(&id));
+        let deleted = Instant::now();
+        let o = wait_condition(&ctx, "TppClient", "payments", "Ready", "False", READY).await?;
+        let took = deleted.elapsed();
+        let ready = condition(&o, "Ready").unwrap_or_default();
+        ensure!(
+            ready["reason"] == "InvalidClient",
+            "the condition says the AS no longer knows the client: {ready}"
+        );
+        let refused_at = sandbox.counters().requests_to(Endpoint::Token);
+        // Observe 20 s more: the refusal is permanent, not retried in a loop.
+        let window = Instant::now();
+        while window.elapsed() < Duration::from_secs(20) {
+            let c = sandbox.counters();
+            ensure!(
+                c.requests_to(Endpoint::Token) <= refused_at + 1,
+                "token requests after a permanent refusal: {}",
+                c.requests_to(Endpoint::Token) - refused_at
+            );
+            ensure!(
+                c.registrations_created == 1,
+                "registered a new client silently"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        eprintln!(
+            "client deleted at the AS: Ready=False InvalidClient {took:?} later ({})",
+            ready["message"]
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// An AS whose discovery document starts naming another issuer (a moved or misconfigured AS):
+/// `IssuerMismatch` on the AuthorizationServer, a permanent failure retried on its 5-minute
+/// backoff; over 60 s the AS sees at most 3 discovery requests. Its clients keep their last
+/// good resolution meanwhile.
+#[tokio::test]
+async fn a_discovery_document_whose_issuer_changes_is_refused_and_not_hammered() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("issuer", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        sandbox.add_fault(Fault {
+            endpoint: FaultTarget::Discovery,
+            kind: FaultKind::Issuer {
+                issuer: "https://localhost:1/moved".into(),
+            },
+            count: 1_000_000,
+        });
+        let before = sandbox.counters().requests_to(Endpoint::Discovery);
+        let started = Instant::now();
+        annotate(&ctx, "AuthorizationServer", "sandbox", "tpp.dev/refresh-discovery", "1").await?;
+        let o = wait_for(&ctx, "AuthorizationServer", "sandbox", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["reason"] == "IssuerMismatch")
+        })
+        .await?;
+        let took = started.elapsed();
+        let mut requests = 0;
+        while started.elapsed() < Duration::from_secs(60) {
+            requests = sandbox.counters().requests_to(Endpoint::Discovery) - before;
+            ensure!(requests <= 3, "{requests} discovery requests after {:?}", started.elapsed());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        ensure!(requests >= 1);
+        eprintln!(
+            "issuer changed: IssuerMismatch {took:?} after the refresh ({}); {requests} discovery requests in 60 s",
+            condition(&o, "Ready").unwrap_or_default()["message"]
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// A burst of 503s on registration: a 5xx does not say whether the AS created the client, so
+/// each is an attempt of unknown outcome (docs/reliability.md § How often a client is
+/// registered). With the default `maxUnknownAttempts: 1` the operator sends 2 requests, then
+/// halts with `RegistrationOutcomeUnknown` and sends nothing more until a human sets
+/// `tpp.dev/retry-registration`; the next attempt (the AS healthy again) registers once.
+#[tokio::test]
+async fn a_burst_of_5xx_on_registration_stops_after_two_attempts_until_a_human_allows_more() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("reg5xx", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        sandbox.add_fault(Fault {
+            endpoint: FaultTarget::Registration,
+            kind: FaultKind::Status {
+                code: 503,
+                retry_after_secs: None,
+            },
+            count: 2,
+        });
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_for(&ctx, "TppClient", "payments", READY, |o| {
+            condition(o, "Registered").is_some_and(|c| c["reason"] == "RegistrationOutcomeUnknown")
+        })
+        .await?;
+        let halted = sandbox.counters().requests_to(Endpoint::Registration);
+        ensure!(halted == 2, "{halted} registration requests before the halt");
+        // Observe 10 s: nothing more is sent on the operator's own.
+        let window = Instant::now();
+        while window.elapsed() < Duration::from_secs(10) {
+            let now = sandbox.counters().requests_to(Endpoint::Registration);
+            ensure!(now == halted, "{now} registration requests after the halt");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let asked = Instant::now();
+        annotate(&ctx, "TppClient", "payments", "tpp.dev/retry-registration", "1").await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let took = asked.elapsed();
+        let c = sandbox.counters();
+        ensure!(c.registrations_created == 1, "{} registrations", c.registrations_created);
+        ensure!(c.requests_to(Endpoint::Registration) == 3, "{:?}", c.requests);
+        eprintln!("503 burst on registration: halted after 2 requests, nothing more in 10 s; Ready {took:?} after the retry annotation");
+        Ok(())
+    })
+    .await;
+}

@@ -81,6 +81,10 @@ pub enum Reason {
     /// with the stored token): with `registration.onLost: Fail` the registration is no longer
     /// managed; the client id named is left at the AS.
     RegistrationAccessTokenLost,
+    /// The AS refused the token minted with a new signing key or transport certificate before
+    /// the switch to it (the self-test): the old material stays in use, the switch waits and is
+    /// tested again after a backoff.
+    SelfTestRefused,
     /// The hub refused the onboarding request.
     HubOnboardingRejected,
     /// Onboarding at the hub failed without an answer that says why.
@@ -151,7 +155,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for the catalogue test and documentation.
-    pub const ALL: [Reason; 65] = [
+    pub const ALL: [Reason; 66] = [
         Reason::Reconciled,
         Reason::Pending,
         Reason::Suspended,
@@ -185,6 +189,7 @@ impl Reason {
         Reason::RegistrationLost,
         Reason::RegistrationOutcomeUnknown,
         Reason::RegistrationAccessTokenLost,
+        Reason::SelfTestRefused,
         Reason::HubOnboardingRejected,
         Reason::HubOnboardingFailed,
         Reason::InvalidClient,
@@ -255,6 +260,7 @@ impl Reason {
             Reason::RegistrationLost => "RegistrationLost",
             Reason::RegistrationOutcomeUnknown => "RegistrationOutcomeUnknown",
             Reason::RegistrationAccessTokenLost => "RegistrationAccessTokenLost",
+            Reason::SelfTestRefused => "SelfTestRefused",
             Reason::HubOnboardingRejected => "HubOnboardingRejected",
             Reason::HubOnboardingFailed => "HubOnboardingFailed",
             Reason::InvalidClient => "InvalidClient",

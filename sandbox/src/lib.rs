@@ -17,7 +17,7 @@
 //! | `POST /par`, `GET /auth` | RFC 9126 (PS256 request object, PKCE S256) and an auto-approving 303 |
 //! | `GET/POST /userinfo` | 200 only for a live token presented with its bound certificate, else 401 `invalid_token` |
 //! | `GET /jwks` | the AS's own key set (empty: the sandbox signs nothing) |
-//! | `/_sandbox/...` | admin: `POST clients`, `GET/DELETE clients/{id}`, `POST introspect`, `POST/DELETE faults`, `GET/DELETE counters`, `GET onboardings`, `DELETE jwks-cache` |
+//! | `/_sandbox/...` | admin: `POST clients`, `GET/DELETE clients/{id}`, `POST introspect`, `POST/DELETE faults`, `POST refused-material`, `DELETE refused-material/{material}`, `GET/DELETE counters`, `GET onboardings`, `DELETE jwks-cache` |
 //!
 //! Clock rule: `iat`/`nbf` ≤ 10 s ahead accepted, ≥ 60 s refused; between, strict refuses and
 //! lenient accepts (see [`config`]).

@@ -60,6 +60,26 @@ fn token_error(error: &'static str, reason: &'static str, description: &str) -> 
     )
 }
 
+/// The injected refusal of a certificate or signing key (`/_sandbox/refused-material`).
+fn refuse_injected(
+    state: &AppState,
+    form: &std::collections::HashMap<String, String>,
+    x5t_s256: &str,
+) -> Result<(), OAuthError> {
+    let kid = form
+        .get("client_assertion")
+        .and_then(|a| super::jws::header(a).ok())
+        .and_then(|h| h.get("kid").and_then(Value::as_str).map(str::to_string));
+    let faults = lock(&state.faults);
+    if faults.refuses(x5t_s256) || kid.is_some_and(|kid| faults.refuses(&kid)) {
+        return Err(OAuthError::invalid_client(
+            "refused_material",
+            "this certificate or signing key is not accepted",
+        ));
+    }
+    Ok(())
+}
+
 /// `POST /token`: `client_credentials`, `authorization_code` (PAR + PKCE) and `refresh_token`.
 pub async fn token(
     State(state): State<Arc<AppState>>,
@@ -68,6 +88,7 @@ pub async fn token(
 ) -> Result<Response, OAuthError> {
     let form = parse_form(&body);
     let client = authenticate(&state, &form, &peer, &state.urls.token()).await?;
+    refuse_injected(&state, &form, &client.cert.x5t_s256)?;
     let grant = form
         .get("grant_type")
         .map(String::as_str)

@@ -341,6 +341,7 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(Reason, Strin
             Reason::RegistrationLost
                 | Reason::RegistrationOutcomeUnknown
                 | Reason::RegistrationAccessTokenLost
+                | Reason::SelfTestRefused
                 | Reason::JwksRestored
         ) {
             EventType::Warning

@@ -52,6 +52,10 @@ pub struct SandboxConfig {
     /// statement's: a `jwks` in the request must hold exactly the `software_jwks` keys, a
     /// `jwks_uri` is refused. Off: `iss` is checked only when present, any `jwks`/`jwks_uri`.
     pub strict_signed_registration: bool,
+    /// Hub onboarding bound to the presented certificate: a client provisioned out of band
+    /// with `"hub_onboarding": true` gets tokens only over a certificate that was onboarded
+    /// (`POST /tpp-registration {}` over mTLS with it). Off: any certificate.
+    pub bind_onboarding: bool,
 }
 
 impl SandboxConfig {
@@ -72,6 +76,7 @@ impl SandboxConfig {
             jwks_uri_ca_pem: None,
             discovery_patch: None,
             strict_signed_registration: false,
+            bind_onboarding: false,
         }
     }
 

@@ -80,6 +80,30 @@ fn refuse_injected(
     Ok(())
 }
 
+/// With `bind_onboarding`: a hub client (`"hub_onboarding": true`) only over a certificate
+/// the hub onboarded.
+fn refuse_not_onboarded(
+    state: &AppState,
+    client_id: &str,
+    x5t_s256: &str,
+) -> Result<(), OAuthError> {
+    if !state.cfg.bind_onboarding {
+        return Ok(());
+    }
+    let store = lock(&state.store);
+    let hub = store
+        .clients
+        .get(client_id)
+        .is_some_and(|c| c.metadata.get("hub_onboarding") == Some(&Value::Bool(true)));
+    if hub && !store.onboardings.iter().any(|o| o.x5t_s256 == x5t_s256) {
+        return Err(OAuthError::invalid_client(
+            "certificate_not_onboarded",
+            "this certificate was not onboarded at the hub",
+        ));
+    }
+    Ok(())
+}
+
 /// `POST /token`: `client_credentials`, `authorization_code` (PAR + PKCE) and `refresh_token`.
 pub async fn token(
     State(state): State<Arc<AppState>>,
@@ -89,6 +113,7 @@ pub async fn token(
     let form = parse_form(&body);
     let client = authenticate(&state, &form, &peer, &state.urls.token()).await?;
     refuse_injected(&state, &form, &client.cert.x5t_s256)?;
+    refuse_not_onboarded(&state, &client.client_id, &client.cert.x5t_s256)?;
     let grant = form
         .get("grant_type")
         .map(String::as_str)

@@ -487,3 +487,36 @@ async fn a_strict_sandbox_refuses_signed_registrations_without_iss_or_with_other
     assert_eq!(accepted.status(), 201, "no jwks: the statement's are taken");
     Ok(())
 }
+
+#[tokio::test]
+async fn with_bind_onboarding_a_hub_client_gets_tokens_only_over_an_onboarded_certificate()
+-> anyhow::Result<()> {
+    let sb = start(|cfg| cfg.bind_onboarding = true).await?;
+    let onboarded = transport_cert("hub-tpp")?;
+    let other = transport_cert("hub-tpp")?;
+    let (http, other_http) = (http(&sb, Some(&onboarded))?, http(&sb, Some(&other))?);
+    let key = SigningKey::generate("k1")?;
+    let id = "8e3c0f4e-hub";
+    sb.provision_client(
+        json!({"client_id": id, "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": key.jwks(), "scope": "accounts", "hub_onboarding": true}),
+    )?;
+    let mint = || key.assertion(id, sb.issuer(), 0.0, 60.0);
+    let (status, body) = token_request(&sb, &http, id, &mint()?).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "not onboarded yet"
+    );
+    let onboarding = http
+        .post(sb.registration_endpoint())
+        .json(&json!({}))
+        .send()
+        .await?;
+    assert_eq!(onboarding.status(), 204);
+    let (status, body) = token_request(&sb, &http, id, &mint()?).await?;
+    assert_eq!(status, 200, "onboarded: {body}");
+    let (status, _) = token_request(&sb, &other_http, id, &mint()?).await?;
+    assert_eq!(status, 401, "another certificate was never onboarded");
+    Ok(())
+}

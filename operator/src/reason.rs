@@ -85,6 +85,10 @@ pub enum Reason {
     /// names a registered client: with `registration.onLost: Fail` nothing is registered until a
     /// human decides; the client id named is left at the AS.
     RegistrationSecretLost,
+    /// The AS refused the token minted with a new signing key or transport certificate before
+    /// the switch to it (the self-test): the old material stays in use, the switch waits and is
+    /// tested again after a backoff.
+    SelfTestRefused,
     /// The hub refused the onboarding request.
     HubOnboardingRejected,
     /// Onboarding at the hub failed without an answer that says why.
@@ -155,7 +159,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for the catalogue test and documentation.
-    pub const ALL: [Reason; 66] = [
+    pub const ALL: [Reason; 67] = [
         Reason::Reconciled,
         Reason::Pending,
         Reason::Suspended,
@@ -190,6 +194,7 @@ impl Reason {
         Reason::RegistrationOutcomeUnknown,
         Reason::RegistrationAccessTokenLost,
         Reason::RegistrationSecretLost,
+        Reason::SelfTestRefused,
         Reason::HubOnboardingRejected,
         Reason::HubOnboardingFailed,
         Reason::InvalidClient,
@@ -261,6 +266,7 @@ impl Reason {
             Reason::RegistrationOutcomeUnknown => "RegistrationOutcomeUnknown",
             Reason::RegistrationAccessTokenLost => "RegistrationAccessTokenLost",
             Reason::RegistrationSecretLost => "RegistrationSecretLost",
+            Reason::SelfTestRefused => "SelfTestRefused",
             Reason::HubOnboardingRejected => "HubOnboardingRejected",
             Reason::HubOnboardingFailed => "HubOnboardingFailed",
             Reason::InvalidClient => "InvalidClient",

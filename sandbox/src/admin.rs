@@ -28,6 +28,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/clients/{id}", get(read_client).delete(delete_client))
         .route("/introspect", post(introspect))
         .route("/faults", post(add_fault).delete(clear_faults))
+        .route("/refused-material", post(refuse_material))
+        .route("/refused-material/{material}", delete(accept_material))
         .route("/counters", get(counters).delete(reset_counters))
         .route("/onboardings", get(onboardings))
         .route("/jwks-cache", delete(clear_jwks_cache))
@@ -104,6 +106,33 @@ async fn add_fault(State(state): State<Arc<AppState>>, Json(fault): Json<Fault>)
     } else {
         admin_error(StatusCode::SERVICE_UNAVAILABLE, "fault table full")
     }
+}
+
+#[derive(Deserialize)]
+struct RefusedMaterial {
+    material: String,
+}
+
+async fn refuse_material(
+    State(state): State<Arc<AppState>>,
+    Json(body): Json<RefusedMaterial>,
+) -> Response {
+    if lock(&state.faults).refuse(&body.material) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        admin_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "refused-material table full",
+        )
+    }
+}
+
+async fn accept_material(
+    State(state): State<Arc<AppState>>,
+    Path(material): Path<String>,
+) -> StatusCode {
+    lock(&state.faults).accept(&material);
+    StatusCode::NO_CONTENT
 }
 
 async fn clear_faults(State(state): State<Arc<AppState>>) -> StatusCode {

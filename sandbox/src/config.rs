@@ -47,6 +47,15 @@ pub struct SandboxConfig {
     /// RFC 7396 JSON merge patch applied to the served discovery document (after the host
     /// rewrite), e.g. `{"pushed_authorization_request_endpoint": null}`.
     pub discovery_patch: Option<serde_json::Value>,
+    /// Signed registrations as a strict OBIE-style AS checks them: `iss` required (the
+    /// statement's `software_id` when it has one), and the client's keys are the software
+    /// statement's: a `jwks` in the request must hold exactly the `software_jwks` keys, a
+    /// `jwks_uri` is refused. Off: `iss` is checked only when present, any `jwks`/`jwks_uri`.
+    pub strict_signed_registration: bool,
+    /// Hub onboarding bound to the presented certificate: a client provisioned out of band
+    /// with `"hub_onboarding": true` gets tokens only over a certificate that was onboarded
+    /// (`POST /tpp-registration {}` over mTLS with it). Off: any certificate.
+    pub bind_onboarding: bool,
 }
 
 impl SandboxConfig {
@@ -66,6 +75,8 @@ impl SandboxConfig {
             directory_jwks: None,
             jwks_uri_ca_pem: None,
             discovery_patch: None,
+            strict_signed_registration: false,
+            bind_onboarding: false,
         }
     }
 

@@ -1,5 +1,7 @@
 //! Injected faults: rules that make the next N requests to an endpoint fail with a status,
-//! stall, or lose their connection. In memory; no I/O.
+//! stall, or lose their connection; and material the token endpoint refuses (a certificate
+//! thumbprint or a signing key's kid), as an AS that has not accepted a new certificate or
+//! fetched a new key yet would. In memory; no I/O.
 
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +83,8 @@ pub struct Fault {
 #[derive(Debug, Default)]
 pub struct Faults {
     rules: Vec<Fault>,
+    /// Certificate thumbprints (`x5t#S256`) and kids the token endpoint refuses.
+    refused: Vec<String>,
 }
 
 impl Faults {
@@ -95,9 +99,34 @@ impl Faults {
         true
     }
 
-    /// Removes all rules.
+    /// Removes all rules and refused material.
     pub fn clear(&mut self) {
         self.rules.clear();
+        self.refused.clear();
+    }
+
+    /// From now on the token endpoint refuses (`invalid_client`) a request over the certificate
+    /// of this `x5t#S256`, or with a client assertion whose `kid` is this; false when the table
+    /// is full.
+    pub fn refuse(&mut self, material: &str) -> bool {
+        if self.refused.iter().any(|m| m == material) {
+            return true;
+        }
+        if self.refused.len() >= MAX_RULES {
+            return false;
+        }
+        self.refused.push(material.to_owned());
+        true
+    }
+
+    /// Accepts `material` again.
+    pub fn accept(&mut self, material: &str) {
+        self.refused.retain(|m| m != material);
+    }
+
+    /// Whether `material` is refused.
+    pub fn refuses(&self, material: &str) -> bool {
+        self.refused.iter().any(|m| m == material)
     }
 
     /// Takes one use of the first rule matching `endpoint`.
@@ -171,6 +200,19 @@ mod tests {
             }
         );
         Ok(())
+    }
+
+    #[test]
+    fn refused_material_stays_refused_until_accepted_or_cleared() {
+        let mut faults = Faults::default();
+        assert!(faults.refuse("x5t-new"));
+        assert!(faults.refuse("kid-2"));
+        assert!(faults.refuses("x5t-new") && faults.refuses("kid-2"));
+        assert!(!faults.refuses("x5t-old"));
+        faults.accept("x5t-new");
+        assert!(!faults.refuses("x5t-new"));
+        faults.clear();
+        assert!(!faults.refuses("kid-2"));
     }
 
     #[test]

@@ -60,6 +60,50 @@ fn token_error(error: &'static str, reason: &'static str, description: &str) -> 
     )
 }
 
+/// The injected refusal of a certificate or signing key (`/_sandbox/refused-material`).
+fn refuse_injected(
+    state: &AppState,
+    form: &std::collections::HashMap<String, String>,
+    x5t_s256: &str,
+) -> Result<(), OAuthError> {
+    let kid = form
+        .get("client_assertion")
+        .and_then(|a| super::jws::header(a).ok())
+        .and_then(|h| h.get("kid").and_then(Value::as_str).map(str::to_string));
+    let faults = lock(&state.faults);
+    if faults.refuses(x5t_s256) || kid.is_some_and(|kid| faults.refuses(&kid)) {
+        return Err(OAuthError::invalid_client(
+            "refused_material",
+            "this certificate or signing key is not accepted",
+        ));
+    }
+    Ok(())
+}
+
+/// With `bind_onboarding`: a hub client (`"hub_onboarding": true`) only over a certificate
+/// the hub onboarded.
+fn refuse_not_onboarded(
+    state: &AppState,
+    client_id: &str,
+    x5t_s256: &str,
+) -> Result<(), OAuthError> {
+    if !state.cfg.bind_onboarding {
+        return Ok(());
+    }
+    let store = lock(&state.store);
+    let hub = store
+        .clients
+        .get(client_id)
+        .is_some_and(|c| c.metadata.get("hub_onboarding") == Some(&Value::Bool(true)));
+    if hub && !store.onboardings.iter().any(|o| o.x5t_s256 == x5t_s256) {
+        return Err(OAuthError::invalid_client(
+            "certificate_not_onboarded",
+            "this certificate was not onboarded at the hub",
+        ));
+    }
+    Ok(())
+}
+
 /// `POST /token`: `client_credentials`, `authorization_code` (PAR + PKCE) and `refresh_token`.
 pub async fn token(
     State(state): State<Arc<AppState>>,
@@ -68,6 +112,8 @@ pub async fn token(
 ) -> Result<Response, OAuthError> {
     let form = parse_form(&body);
     let client = authenticate(&state, &form, &peer, &state.urls.token()).await?;
+    refuse_injected(&state, &form, &client.cert.x5t_s256)?;
+    refuse_not_onboarded(&state, &client.client_id, &client.cert.x5t_s256)?;
     let grant = form
         .get("grant_type")
         .map(String::as_str)

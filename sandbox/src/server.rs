@@ -159,7 +159,19 @@ impl RunningSandbox {
         lock(&self.state.faults).add(fault)
     }
 
-    /// Removes all fault rules.
+    /// From now on the token endpoint refuses (`invalid_client`) requests over the certificate
+    /// of this `x5t#S256`, or signed by the key of this kid (as `POST
+    /// /_sandbox/refused-material`); false when the table is full.
+    pub fn refuse_tokens_for(&self, material: &str) -> bool {
+        lock(&self.state.faults).refuse(material)
+    }
+
+    /// Accepts that material again (as `DELETE /_sandbox/refused-material/{material}`).
+    pub fn accept_tokens_for(&self, material: &str) {
+        lock(&self.state.faults).accept(material);
+    }
+
+    /// Removes all fault rules and refused material.
     pub fn clear_faults(&self) {
         lock(&self.state.faults).clear();
     }

@@ -1,7 +1,9 @@
 //! Signed (OBIE-style) registration requests: verifies the embedded software statement (PS256)
 //! against the directory JWKS, then the request JWT (PS256, `aud` = issuer, `iat`/`exp`/`jti`,
 //! `exp - iat` ≤ 300 s, single-use `jti`) against the statement's inline `software_jwks`, and
-//! returns the client metadata it carries. Every failure is 400 `invalid_software_statement`.
+//! returns the client metadata it carries. With `strict_signed_registration`, `iss` is required
+//! and the client's keys must be the statement's `software_jwks`. Every failure is 400
+//! `invalid_software_statement`.
 //! Pure apart from the shared `jti` table; no I/O.
 
 use serde_json::{Map, Value};
@@ -31,6 +33,23 @@ const JTI_SCOPE: &str = "\u{0}signed-registration";
 fn refuse(reason: &'static str, description: &str) -> OAuthError {
     tracing::info!(reason, "signed registration refused");
     OAuthError::invalid_software_statement(reason, description.to_string())
+}
+
+/// The public keys of a JWK set, comparable regardless of order and of members that are not
+/// key material (`kid`, `kty`, and the public parameters `n`, `e`, `crv`, `x`, `y`).
+fn key_set(jwks: &Value) -> std::collections::BTreeSet<Vec<Option<String>>> {
+    const MEMBERS: [&str; 7] = ["kid", "kty", "n", "e", "crv", "x", "y"];
+    jwks.get("keys")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|key| {
+            MEMBERS
+                .iter()
+                .map(|m| key.get(*m).and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .collect()
 }
 
 /// Verifies a signed registration body and returns the client metadata.
@@ -79,10 +98,29 @@ pub fn verified_metadata(state: &AppState, body: &[u8]) -> Result<Map<String, Va
     let claims = jws::verify_ps256(token, software_jwks)
         .map_err(|e| refuse("request_unverified", &format!("registration request: {e}")))?;
     let software_id = ssa.get("software_id").and_then(Value::as_str);
-    if let Some(iss) = claims.get("iss").and_then(Value::as_str)
-        && software_id.is_some_and(|id| id != iss)
-    {
-        return Err(refuse("iss_not_software_id", "iss must be the software_id"));
+    let strict = state.cfg.strict_signed_registration;
+    match claims.get("iss").and_then(Value::as_str) {
+        Some(iss) if software_id.is_some_and(|id| id != iss) => {
+            return Err(refuse("iss_not_software_id", "iss must be the software_id"));
+        }
+        None if strict => return Err(refuse("request_missing_iss", "iss is required")),
+        _ => {}
+    }
+    if strict {
+        if claims.contains_key("jwks_uri") {
+            return Err(refuse(
+                "jwks_not_software_jwks",
+                "the client's keys are the software statement's: no jwks_uri",
+            ));
+        }
+        if let Some(jwks) = claims.get("jwks")
+            && key_set(jwks) != key_set(software_jwks)
+        {
+            return Err(refuse(
+                "jwks_not_software_jwks",
+                "jwks must be the software statement's software_jwks",
+            ));
+        }
     }
     let issuer = state.urls.issuer.as_str();
     let aud_ok = match claims.get("aud") {

@@ -272,3 +272,49 @@ async fn delay_fault_holds_the_answer_back() -> anyhow::Result<()> {
     assert_eq!(cleared.status(), 204);
     Ok(())
 }
+
+#[tokio::test]
+async fn refused_material_makes_the_token_endpoint_refuse_that_key_or_certificate_only()
+-> anyhow::Result<()> {
+    let sb = start(|_| {}).await?;
+    let cert = transport_cert("tpp")?;
+    let http = http(&sb, Some(&cert))?;
+    let old = SigningKey::generate("k1")?;
+    let new = SigningKey::generate("k2")?;
+    let keys = json!({"keys": [old.public_jwk(), new.public_jwk()]});
+    let id = client_id(&register_pkjwt(&sb, &http, keys).await?)?;
+    let mint = |key: &SigningKey| key.assertion(&id, sb.issuer(), 0.0, 60.0);
+
+    let refused = http
+        .post(format!("{}/refused-material", sb.admin_url()))
+        .json(&json!({"material": "k2"}))
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 204);
+    let (status, body) = token_request(&sb, &http, &id, &mint(&new)?).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let (status, body) = token_request(&sb, &http, &id, &mint(&old)?).await?;
+    assert_eq!(status, 200, "the old key still works: {body}");
+    let token = body["access_token"].as_str().unwrap_or_default().to_owned();
+    let x5t = sb.introspect(&token)["cnf"]["x5t#S256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // The certificate: every request over it is refused, whatever key signs.
+    assert!(sb.refuse_tokens_for(&x5t));
+    let (status, _) = token_request(&sb, &http, &id, &mint(&old)?).await?;
+    assert_eq!(status, 401);
+    sb.accept_tokens_for(&x5t);
+    let accepted = http
+        .delete(format!("{}/refused-material/k2", sb.admin_url()))
+        .send()
+        .await?;
+    assert_eq!(accepted.status(), 204);
+    let (status, body) = token_request(&sb, &http, &id, &mint(&new)?).await?;
+    assert_eq!(status, 200, "accepted again: {body}");
+    Ok(())
+}

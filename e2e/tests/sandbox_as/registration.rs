@@ -424,3 +424,99 @@ async fn the_audit_view_lists_registered_clients_with_their_current_rat_and_keep
     assert!(sb.issued_token("never-issued").is_none());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_strict_sandbox_refuses_signed_registrations_without_iss_or_with_other_keys_than_the_statements()
+-> anyhow::Result<()> {
+    let directory = SigningKey::generate("dir-1")?;
+    let software = SigningKey::generate("sw-1")?;
+    let other = SigningKey::generate("sw-2")?;
+    let directory_jwks = directory.jwks();
+    let sb = start(|cfg| {
+        cfg.directory_jwks = Some(directory_jwks);
+        cfg.strict_signed_registration = true;
+    })
+    .await?;
+    let http = http(&sb, Some(&transport_cert("tpp")?))?;
+    // `claims` are merged into a valid request signed by the software key.
+    let request = |claims: Value| -> anyhow::Result<String> {
+        let now = now();
+        let ssa = directory.sign(
+            &json!({"iss": "directory", "software_id": "sw-123", "iat": now,
+            "software_jwks": software.jwks()}),
+        )?;
+        let mut body = json!({"iss": "sw-123", "aud": sb.issuer(), "iat": now, "exp": now + 300.0,
+            "jti": uuid::Uuid::new_v4().to_string(), "software_statement": ssa,
+            "token_endpoint_auth_method": "private_key_jwt", "token_endpoint_auth_signing_alg": "PS256",
+            "grant_types": ["client_credentials"], "scope": "accounts",
+            "tls_client_certificate_bound_access_tokens": true});
+        for (k, v) in claims.as_object().cloned().unwrap_or_default() {
+            if v.is_null() {
+                body.as_object_mut().map(|b| b.remove(&k));
+            } else {
+                body[k] = v;
+            }
+        }
+        software.sign(&body)
+    };
+    let send = |body: String| {
+        http.post(sb.registration_endpoint())
+            .header("content-type", "application/jwt")
+            .body(body)
+            .send()
+    };
+    for (claims, reason) in [
+        (json!({"iss": null}), "without iss"),
+        (
+            json!({"jwks": other.jwks()}),
+            "with keys other than the statement's",
+        ),
+        (
+            json!({"jwks_uri": "https://127.0.0.1:1/jwks"}),
+            "with a jwks_uri instead of the statement's keys",
+        ),
+    ] {
+        let refused = send(request(claims)?).await?;
+        assert_eq!(refused.status(), 400, "{reason}");
+        let body: Value = refused.json().await?;
+        assert_eq!(body["error"], "invalid_software_statement", "{reason}");
+    }
+    let accepted = send(request(json!({"jwks": software.jwks()}))?).await?;
+    assert_eq!(accepted.status(), 201, "the statement's own keys");
+    let accepted = send(request(json!({}))?).await?;
+    assert_eq!(accepted.status(), 201, "no jwks: the statement's are taken");
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_bind_onboarding_a_hub_client_gets_tokens_only_over_an_onboarded_certificate()
+-> anyhow::Result<()> {
+    let sb = start(|cfg| cfg.bind_onboarding = true).await?;
+    let onboarded = transport_cert("hub-tpp")?;
+    let other = transport_cert("hub-tpp")?;
+    let (http, other_http) = (http(&sb, Some(&onboarded))?, http(&sb, Some(&other))?);
+    let key = SigningKey::generate("k1")?;
+    let id = "8e3c0f4e-hub";
+    sb.provision_client(
+        json!({"client_id": id, "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": key.jwks(), "scope": "accounts", "hub_onboarding": true}),
+    )?;
+    let mint = || key.assertion(id, sb.issuer(), 0.0, 60.0);
+    let (status, body) = token_request(&sb, &http, id, &mint()?).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "not onboarded yet"
+    );
+    let onboarding = http
+        .post(sb.registration_endpoint())
+        .json(&json!({}))
+        .send()
+        .await?;
+    assert_eq!(onboarding.status(), 204);
+    let (status, body) = token_request(&sb, &http, id, &mint()?).await?;
+    assert_eq!(status, 200, "onboarded: {body}");
+    let (status, _) = token_request(&sb, &other_http, id, &mint()?).await?;
+    assert_eq!(status, 401, "another certificate was never onboarded");
+    Ok(())
+}

@@ -26,12 +26,6 @@ use tpp_operator::{
     telemetry,
 };
 
-/// mimalloc instead of glibc's malloc: with keys generated on the blocking pool's threads,
-/// glibc kept one arena per thread and the process held about twice its live heap
-/// (BENCHMARKS.md, "Memory": heap and RSS of the same run, with both allocators).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::load();

@@ -16,10 +16,13 @@ use crate::{
         PrivateKey,
         cert::{CertificateProfile, SubjectAltName, self_signed},
     },
-    oauth::{ClientAuth, ClientAuthn, SignerMinter},
+    oauth::{AccessToken, ClientAuth, ClientAuthn, ClientIdentity, OauthError, SignerMinter},
     reason::Reason,
     redact::Sensitive,
-    rotation::{self, Action, CertRecord, KeyState, KeyUse, Outcome, Publication, TokenRecord},
+    rotation::{
+        self, Action, CertRecord, KeyState, KeyUse, Outcome, Publication, TokenCertificate,
+        TokenRecord,
+    },
     store::{
         layout::FINALIZER,
         state::{StoredCertificate, StoredKey, StoredToken},
@@ -81,7 +84,24 @@ pub async fn execute(
         }
         Action::AwaitApproval { .. } => Ok(()),
         Action::HaltRegistration { reason } => Err(register::halted(s, *reason)),
-        Action::ActivateKey { kid, retire, .. } => {
+        Action::ActivateKey {
+            kid,
+            retire,
+            self_test,
+            ..
+        } => {
+            if *self_test && let Some(refusal) = self_test_key(s, kid).await? {
+                s.apply(policy, action, Outcome::SelfTestRefused)?;
+                s.events.push((
+                    Reason::SelfTestRefused,
+                    format!(
+                        "the AS refused a token minted with the new signing key {kid} ({}); {} stays active and the switch is tried again after a backoff",
+                        refusal.reason(),
+                        retire.join(", ")
+                    ),
+                ));
+                return Ok(());
+            }
             s.apply(policy, action, Outcome::Done)?;
             if !retire.is_empty() {
                 s.events.push((
@@ -111,9 +131,12 @@ pub async fn execute(
             register::register(s).await
         }
         Action::RenewCertificate { .. } => renew_certificate(s, policy, action).await,
-        Action::RefreshTokens { tokens } => {
+        Action::RefreshTokens {
+            tokens,
+            certificate,
+        } => {
             let names: Vec<String> = tokens.iter().map(|t| t.name.clone()).collect();
-            refresh_tokens(s, policy, action, &names).await
+            refresh_tokens(s, policy, action, &names, *certificate).await
         }
     }
 }
@@ -229,6 +252,16 @@ async fn renew_certificate(
 
 /// How this client authenticates at the AS's endpoints now.
 pub fn client_authn(s: &Session<'_>, client_id: &str) -> Result<ClientAuthn, Error> {
+    client_authn_with(s, client_id, None)
+}
+
+/// How this client authenticates with `signing` (a key not active yet, for its self-test)
+/// instead of the active signing key.
+fn client_authn_with(
+    s: &Session<'_>,
+    client_id: &str,
+    signing: Option<PrivateKey>,
+) -> Result<ClientAuthn, Error> {
     let now = s.ctx.clock.now();
     let window = super::policy::propagation_window(&s.server.spec);
     let recent =
@@ -241,12 +274,14 @@ pub fn client_authn(s: &Session<'_>, client_id: &str) -> Result<ClientAuthn, Err
     let auth = match s.client.spec.authentication.method {
         AuthMethod::TlsClientAuth => ClientAuth::TlsClientAuth,
         AuthMethod::PrivateKeyJwt => {
-            let key = s
-                .active_key(KeyUse::Sig)?
-                .ok_or_else(|| Error::InvalidSpec {
-                    reason: Reason::Pending,
-                    message: "no active signing key yet".into(),
-                })?;
+            let key = match signing {
+                Some(key) => Some(key),
+                None => s.active_key(KeyUse::Sig)?,
+            };
+            let key = key.ok_or_else(|| Error::InvalidSpec {
+                reason: Reason::Pending,
+                message: "no active signing key yet".into(),
+            })?;
             let signer = key.signer().map_err(|source| Error::Identity {
                 stage: Stage::LoadSigningKey,
                 source,
@@ -279,14 +314,99 @@ pub fn client_authn(s: &Session<'_>, client_id: &str) -> Result<ClientAuthn, Err
     })
 }
 
-/// Mint `names` with the certificate in force and write certificate, key and tokens in ONE
-/// apply. When the certificate changed, tokens bound to the old one are dropped from the Secret
-/// only together with the old certificate (the planner refreshes all of them then).
+/// Mint one token named `name` (its spec's scope and resource) over mTLS with `identity`,
+/// authenticated by `authn`; counted in the call and refresh metrics.
+async fn mint(
+    s: &Session<'_>,
+    identity: Option<&ClientIdentity>,
+    authn: &ClientAuthn,
+    name: &str,
+) -> Result<(AccessToken, String), OauthError> {
+    let spec = s.client.spec.tokens.iter().find(|t| t.name == name);
+    let scope = spec.map(|t| t.scope.clone()).unwrap_or_default();
+    let resource = spec.and_then(|t| t.audience.clone());
+    let started = std::time::Instant::now();
+    let result = s
+        .effects
+        .token(s.target(identity), authn, &scope, resource.as_deref())
+        .await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.is_transient() => "transient",
+        Err(_) => "permanent",
+    };
+    s.ctx.metrics.observe_call(
+        &s.client.spec.authorization_server_ref.name,
+        "token",
+        outcome,
+        started.elapsed().as_secs_f64(),
+    );
+    s.ctx
+        .metrics
+        .token_refreshes
+        .get_or_create(&crate::metrics::OutcomeLabels {
+            outcome: outcome.into(),
+        })
+        .inc();
+    result.map(|t| (t, scope))
+}
+
+/// The self-test of signing key `kid` before it becomes active: one token minted with an
+/// assertion it signs, over the certificate the tokens are bound to now. `Some(refusal)` when
+/// the AS refused it; a transient failure is an error (the usual backoff). The token is
+/// discarded: the key's switch does not fall on the tokens' refresh points, and keeping the
+/// credentials Secret's tokens the token planner's alone keeps one write order (one extra
+/// token per key rotation).
+async fn self_test_key(s: &mut Session<'_>, kid: &str) -> Result<Option<Error>, Error> {
+    let client_id = s.client_id().ok_or_else(|| Error::InvalidSpec {
+        reason: Reason::Pending,
+        message: "no client id yet".into(),
+    })?;
+    let stored = s.keys.key(kid).ok_or_else(|| Error::CorruptState {
+        what: "the planner's key records".into(),
+        message: format!("key {kid} to activate has no material"),
+    })?;
+    let key = PrivateKey::from_private_jwk_json(stored.private_jwk.expose()).map_err(|source| {
+        Error::Identity {
+            stage: Stage::ReadActiveKey,
+            source,
+        }
+    })?;
+    let previous = token_certificate_is_previous(s);
+    let transport = s.token_transport(previous).await?;
+    let identity = transport.identity()?;
+    // A refusal is the answer the self-test asks for, not a propagation delay to retry within.
+    let mut authn = client_authn_with(s, &client_id, Some(key))?;
+    authn.within_jwks_propagation = false;
+    let Some(first) = s.client.spec.tokens.first() else {
+        return Ok(None);
+    };
+    match mint(s, identity.as_ref(), &authn, &first.name).await {
+        Ok(_) => Ok(None),
+        Err(e) if e.is_transient() => Err(Error::FetchToken(e)),
+        Err(e) => Ok(Some(Error::FetchToken(e))),
+    }
+}
+
+/// Whether the tokens in the credentials Secret are bound to a certificate other than the
+/// current one (the planner's [`rotation::credentials_certificate`]).
+fn token_certificate_is_previous(s: &Session<'_>) -> bool {
+    let seen = s.observed();
+    let wanted = rotation::credentials_certificate(&seen);
+    wanted.is_some() && wanted != seen.certificate.as_ref().map(|c| c.x5t_s256.as_str())
+}
+
+/// Mint `names` with the certificate the planner names and write certificate, key and tokens
+/// in ONE apply. When the certificate changed, tokens bound to the old one are dropped from the
+/// Secret only together with the old certificate (the planner refreshes all of them then); a
+/// switch the AS refuses ([`TokenCertificate::Switch`]) is recorded, not failed, and the
+/// credentials Secret stays as it is.
 pub async fn refresh_tokens(
     s: &mut Session<'_>,
     policy: &rotation::Policy,
     action: &Action,
     names: &[String],
+    certificate: TokenCertificate,
 ) -> Result<(), Error> {
     // The key signing the assertion and the certificate the tokens are bound to are persisted
     // before the AS sees them.
@@ -295,47 +415,36 @@ pub async fn refresh_tokens(
         reason: Reason::Pending,
         message: "no client id yet".into(),
     })?;
-    let transport = s.transport().ok_or_else(|| Error::InvalidSpec {
-        reason: Reason::Pending,
-        message: "no transport certificate yet".into(),
-    })?;
-    let identity = s.identity()?;
-    let authn = client_authn(s, &client_id)?;
+    let transport = s
+        .token_transport(certificate == TokenCertificate::Previous)
+        .await?;
+    let identity = transport.identity()?;
+    let mut authn = client_authn(s, &client_id)?;
+    if certificate == TokenCertificate::Switch {
+        // The switch is the certificate's self-test: a refusal is recorded, not retried within
+        // the JWKS propagation window.
+        authn.within_jwks_propagation = false;
+    }
     let mut tokens = s.credentials.tokens.clone();
     let mut minted = Vec::new();
     for name in names {
-        let spec = s.client.spec.tokens.iter().find(|t| &t.name == name);
-        let scope = spec.map(|t| t.scope.clone()).unwrap_or_default();
-        let resource = spec.and_then(|t| t.audience.clone());
-        let started = std::time::Instant::now();
-        let result = s
-            .effects
-            .token(
-                s.target(identity.as_ref()),
-                &authn,
-                &scope,
-                resource.as_deref(),
-            )
-            .await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) if e.is_transient() => "transient",
-            Err(_) => "permanent",
+        let result = mint(s, identity.as_ref(), &authn, name).await;
+        let (t, scope) = match result {
+            Err(e) if certificate == TokenCertificate::Switch && !e.is_transient() => {
+                let held = s.credentials.cert_x5t.clone().unwrap_or_default();
+                s.apply(policy, action, Outcome::SelfTestRefused)?;
+                s.events.push((
+                    Reason::SelfTestRefused,
+                    format!(
+                        "the AS refused a token minted with the new transport certificate x5t#S256 {} ({}); the credentials keep certificate {held} and its tokens, refreshed with it, and the switch is tried again after a backoff",
+                        transport.record.x5t_s256,
+                        e.reason()
+                    ),
+                ));
+                return Ok(());
+            }
+            other => other.map_err(Error::FetchToken)?,
         };
-        s.ctx.metrics.observe_call(
-            &s.client.spec.authorization_server_ref.name,
-            "token",
-            outcome,
-            started.elapsed().as_secs_f64(),
-        );
-        s.ctx
-            .metrics
-            .token_refreshes
-            .get_or_create(&crate::metrics::OutcomeLabels {
-                outcome: outcome.into(),
-            })
-            .inc();
-        let t = result.map_err(Error::FetchToken)?;
         let record = TokenRecord {
             name: name.clone(),
             issued_at: t.received_at,

@@ -342,6 +342,7 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(Reason, Strin
                 | Reason::RegistrationOutcomeUnknown
                 | Reason::RegistrationAccessTokenLost
                 | Reason::RegistrationSecretLost
+                | Reason::SelfTestRefused
                 | Reason::JwksRestored
         ) {
             EventType::Warning

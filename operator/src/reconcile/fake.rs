@@ -64,6 +64,10 @@ struct State {
     finalizer: bool,
     /// Access tokens revoked (RFC 7009), in order.
     revoked: Vec<String>,
+    /// Certificate thumbprints and kids whose token requests the AS refuses (`invalid_client`).
+    refused_material: std::collections::BTreeSet<String>,
+    /// Every token request: the certificate's thumbprint and the assertion's kid.
+    token_material: Vec<(String, Option<String>)>,
 }
 
 /// The fake.
@@ -92,6 +96,24 @@ fn unavailable(step: crate::oauth::Step) -> OauthError {
         retry_after: None,
         interaction_id: "crash".into(),
     }
+}
+
+/// The kid in the header of the client assertion `authn` mints, if it mints one.
+fn assertion_kid(authn: &ClientAuthn) -> Option<String> {
+    use base64::Engine;
+    let crate::oauth::ClientAuth::PrivateKeyJwt { minter, .. } = &authn.auth else {
+        return None;
+    };
+    let jwt = minter.mint("https://as.test").ok()?;
+    let header = secrecy::ExposeSecret::expose_secret(&jwt)
+        .split('.')
+        .next()?
+        .to_owned();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    header.get("kid")?.as_str().map(str::to_owned)
 }
 
 /// The AS's answer to a registration access token it does not accept.
@@ -196,6 +218,22 @@ impl FakeEffects {
         self.lock().onboardings
     }
 
+    /// From now on the AS refuses token requests over the certificate of this thumbprint or
+    /// with an assertion signed by the key of this kid (`invalid_client`).
+    pub fn refuse_tokens_for(&self, material: &str) {
+        self.lock().refused_material.insert(material.to_owned());
+    }
+
+    /// From now on the AS accepts that material again.
+    pub fn accept_tokens_for(&self, material: &str) {
+        self.lock().refused_material.remove(material);
+    }
+
+    /// Every token request so far: the certificate's thumbprint and the assertion's kid.
+    pub fn token_material(&self) -> Vec<(String, Option<String>)> {
+        self.lock().token_material.clone()
+    }
+
     /// Tokens issued.
     pub fn tokens_issued(&self) -> u32 {
         self.lock().tokens
@@ -258,7 +296,16 @@ impl Effects for FakeEffects {
             if !self.step(format!("read {name}")) {
                 return Err(crashed());
             }
-            Ok(self.secret(name))
+            // As the Secret cache answers: without the keys every write rebuilds.
+            let mut secret = self.secret(name);
+            if name.ends_with("-credentials")
+                && let Some(data) = secret.as_mut().and_then(|s| s.data.as_mut())
+            {
+                for key in crate::store::cache::REBUILT {
+                    data.remove(key);
+                }
+            }
+            Ok(secret)
         })
     }
 
@@ -271,8 +318,9 @@ impl Effects for FakeEffects {
             if !self.step(format!("read user {name}")) {
                 return Err(crashed());
             }
-            // A Secret put with a namespace is found in that namespace only.
-            Ok(self
+            // A Secret put with a namespace is found in that namespace only; a GET finds our
+            // own Secrets too, whole.
+            let user = self
                 .lock()
                 .user
                 .get(name)
@@ -282,7 +330,8 @@ impl Effects for FakeEffects {
                         .as_deref()
                         .is_none_or(|ns| ns == namespace)
                 })
-                .cloned())
+                .cloned();
+            Ok(user.or_else(|| self.secret(name)))
         })
     }
 
@@ -319,8 +368,8 @@ impl Effects for FakeEffects {
 
     fn token<'a>(
         &'a self,
-        _to: AsTarget<'a>,
-        _authn: &'a ClientAuthn,
+        to: AsTarget<'a>,
+        authn: &'a ClientAuthn,
         scope: &'a str,
         resource: Option<&'a str>,
     ) -> Effect<'a, Result<AccessToken, OauthError>> {
@@ -334,6 +383,27 @@ impl Effects for FakeEffects {
             }
             if let Some(e) = self.scripted(Call::Token) {
                 return Err(e);
+            }
+            let x5t = to
+                .identity
+                .map(|i| i.x5t_s256().to_owned())
+                .unwrap_or_default();
+            let kid = assertion_kid(authn);
+            let refused = {
+                let mut s = self.lock();
+                s.token_material.push((x5t.clone(), kid.clone()));
+                s.refused_material.contains(&x5t)
+                    || kid.is_some_and(|kid| s.refused_material.contains(&kid))
+            };
+            if refused {
+                return Err(OauthError::from_status(
+                    crate::oauth::Step::Token,
+                    401,
+                    None,
+                    br#"{"error":"invalid_client"}"#,
+                    "i",
+                    self.clock.now(),
+                ));
             }
             let n = {
                 let mut s = self.lock();

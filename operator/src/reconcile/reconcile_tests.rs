@@ -594,7 +594,13 @@ async fn inline_publication_updates_the_registration_and_persists_each_rotated_t
 
 #[tokio::test]
 async fn a_key_activation_while_tokens_cannot_follow_a_new_certificate_keeps_them_beside_theirs() {
-    let mut w = onboard("Dynamic").await;
+    // tls_client_auth: the key signs no token request, so it is activated without a self-test
+    // (with private_key_jwt the activation itself waits for the token endpoint).
+    let mut w = World::new(
+        "Dynamic",
+        serde_json::json!({"authentication": {"method": "tls_client_auth"}}),
+    );
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
     let old_cert = w.credential("tls.crt");
     let old_token = w.credential("accounts.access_token");
     let old_kid = w.credential("signing.kid");
@@ -628,6 +634,151 @@ async fn a_key_activation_while_tokens_cannot_follow_a_new_certificate_keeps_the
         old_cert,
         "the old token stays beside the certificate it is bound to"
     );
+}
+
+/// The thumbprint of the certificate in the credentials Secret.
+fn mounted_x5t(w: &World) -> String {
+    let pem = w.credential("tls.crt").unwrap_or_default();
+    crate::identity::cert::parse_pem(&pem)
+        .map(|i| i.x5t_s256)
+        .unwrap_or_default()
+}
+
+/// The thumbprint of the current certificate in `<name>-keys`.
+fn current_x5t(w: &World) -> String {
+    let state = w
+        .fake
+        .data("payments-keys", "state.json")
+        .unwrap_or_default();
+    let state: crate::store::state::KeysState =
+        serde_json::from_str(&state).unwrap_or_else(|e| panic!("keys state: {e}"));
+    state
+        .certificate
+        .map(|c| c.record.x5t_s256)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_certificate_the_as_refuses_is_not_switched_to_and_the_old_one_keeps_refreshing() {
+    let mut w = onboard("Dynamic").await;
+    let old_x5t = mounted_x5t(&w);
+    w.annotate(crate::crd::annotations::RENEW_CERTIFICATE, "now");
+    // Renew, and learn the new certificate's thumbprint from the first (refused) switch.
+    w.fake.fail_next(Call::Token, refused_token());
+    let _ = w.reconcile().await;
+    let new_x5t = current_x5t(&w);
+    assert_ne!(new_x5t, old_x5t, "renewed");
+    w.fake.refuse_tokens_for(&new_x5t);
+    w.clock.advance(SignedDuration::from_secs(1));
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("a refusal is no failure: {e}"));
+    assert_eq!(
+        mounted_x5t(&w),
+        old_x5t,
+        "the credentials keep the old certificate"
+    );
+    assert_eq!(
+        w.reason(types::TRANSPORT_CERTIFICATE_READY).as_deref(),
+        Some("SelfTestRefused")
+    );
+    assert!(w.events.iter().any(|(r, _)| *r == Reason::SelfTestRefused));
+    // The old token reaches its refresh point: it is refreshed with the old certificate.
+    let before = w.fake.token_material().len();
+    let old_token = w.credential("accounts.access_token");
+    w.clock.advance(SignedDuration::from_mins(8));
+    w.reconcile().await.unwrap_or_else(|e| panic!("{e}"));
+    let calls = w.fake.token_material();
+    assert!(
+        calls[before..].iter().any(|(x5t, _)| *x5t == old_x5t),
+        "a refresh with the old certificate: {calls:?}"
+    );
+    assert_ne!(
+        w.credential("accounts.access_token"),
+        old_token,
+        "refreshed"
+    );
+    assert_eq!(mounted_x5t(&w), old_x5t);
+    // Once the AS accepts the new certificate, the next self-test switches to it.
+    w.fake.accept_tokens_for(&new_x5t);
+    w.clock.advance(SignedDuration::from_mins(2));
+    w.reconcile().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mounted_x5t(&w), new_x5t, "switched");
+    assert_eq!(
+        w.reason(types::TRANSPORT_CERTIFICATE_READY).as_deref(),
+        Some("CertificateIssued")
+    );
+    w.check_consistent("Dynamic");
+}
+
+#[tokio::test]
+async fn a_signing_key_the_as_refuses_is_not_activated_and_the_old_one_keeps_signing() {
+    let mut w = onboard("Dynamic").await;
+    let old_kid = w.credential("signing.kid").unwrap_or_default();
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    w.reconcile().await.unwrap_or_else(|e| panic!("{e}"));
+    let state: crate::store::state::KeysState = serde_json::from_str(
+        &w.fake
+            .data("payments-keys", "state.json")
+            .unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let new_kid = state
+        .keys
+        .iter()
+        .map(|k| k.record.kid.clone())
+        .find(|kid| *kid != old_kid)
+        .unwrap_or_else(|| panic!("a new key"));
+    w.fake.refuse_tokens_for(&new_kid);
+    // The propagation delay passes: the self-test is refused, the old key stays active.
+    w.clock.advance(SignedDuration::from_mins(21));
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("a refusal is no failure: {e}"));
+    assert_eq!(w.credential("signing.kid"), Some(old_kid.clone()));
+    assert_eq!(
+        w.reason(types::SIGNING_KEY_READY).as_deref(),
+        Some("SelfTestRefused")
+    );
+    assert!(w.ready(), "the old key works: still Ready");
+    let calls = w.fake.token_material();
+    assert!(
+        calls
+            .iter()
+            .any(|(_, kid)| kid.as_deref() == Some(new_kid.as_str())),
+        "a self-test with the new key: {calls:?}"
+    );
+    // Tokens keep being refreshed with the old key meanwhile.
+    let before = calls.len();
+    w.clock.advance(SignedDuration::from_mins(8));
+    w.reconcile().await.unwrap_or_else(|e| panic!("{e}"));
+    let calls = w.fake.token_material();
+    assert!(
+        calls[before..]
+            .iter()
+            .any(|(_, kid)| kid.as_deref() == Some(old_kid.as_str())),
+        "a refresh signed with the old key: {calls:?}"
+    );
+    // Accepted: the next self-test activates the new key.
+    w.fake.accept_tokens_for(&new_kid);
+    w.clock.advance(SignedDuration::from_mins(2));
+    w.reconcile().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.credential("signing.kid"), Some(new_kid));
+    assert_eq!(
+        w.reason(types::SIGNING_KEY_READY).as_deref(),
+        Some("KeyActive")
+    );
+}
+
+fn refused_token() -> OauthError {
+    OauthError::from_status(
+        Step::Token,
+        401,
+        None,
+        br#"{"error":"invalid_client"}"#,
+        "i",
+        at(0),
+    )
 }
 
 fn refused_put() -> OauthError {

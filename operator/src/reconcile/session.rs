@@ -45,6 +45,18 @@ pub struct TransportMaterial {
     pub subject: String,
 }
 
+impl TransportMaterial {
+    /// Its mTLS identity.
+    pub fn identity(&self) -> Result<Option<ClientIdentity>, Error> {
+        ClientIdentity::from_pem(
+            self.cert_pem.as_bytes(),
+            SecretString::from(self.key_pem.expose().clone()),
+        )
+        .map(Some)
+        .map_err(Error::FetchToken)
+    }
+}
+
 /// The working state of one reconcile.
 pub struct Session<'a> {
     /// Shared context (clock, metrics, the crypto pool).
@@ -187,15 +199,76 @@ impl<'a> Session<'a> {
 
     /// The mTLS identity of the transport certificate.
     pub fn identity(&self) -> Result<Option<ClientIdentity>, Error> {
-        let Some(t) = self.transport() else {
-            return Ok(None);
+        match self.transport() {
+            Some(t) => t.identity(),
+            None => Ok(None),
+        }
+    }
+
+    /// The certificate to mint tokens with: the current one, or (`previous`) the one the
+    /// credentials Secret holds, which its tokens are bound to, while the switch to the current
+    /// one waits after a refused self-test.
+    pub async fn token_transport(&mut self, previous: bool) -> Result<TransportMaterial, Error> {
+        let current = self.transport().ok_or_else(|| Error::InvalidSpec {
+            reason: crate::reason::Reason::Pending,
+            message: "no transport certificate yet".into(),
+        })?;
+        if !previous {
+            return Ok(current);
+        }
+        let (Some(cert_pem), Some(key_pem)) = self.held_certificate().await? else {
+            return Err(Error::CorruptState {
+                what: layout::credentials_name(&self.name),
+                message: "the certificate its tokens are bound to is missing".into(),
+            });
         };
-        ClientIdentity::from_pem(
-            t.cert_pem.as_bytes(),
-            SecretString::from(t.key_pem.expose().clone()),
-        )
-        .map(Some)
-        .map_err(Error::FetchToken)
+        let info = identity::cert::parse_pem(&cert_pem).map_err(|source| Error::Identity {
+            stage: Stage::ReadTransportCertificate,
+            source,
+        })?;
+        Ok(TransportMaterial {
+            cert_pem,
+            key_pem,
+            record: CertRecord {
+                not_before: info.not_before,
+                not_after: info.not_after,
+                x5t_s256: info.x5t_s256,
+            },
+            subject: info.subject,
+        })
+    }
+
+    /// The certificate and key the credentials Secret holds. The Secret cache keeps no
+    /// `tls.key` (every write rebuilds it from `<name>-keys`, `store::cache`): when the Secret
+    /// must keep its certificate (its tokens are bound to it, not to the current one), the key
+    /// is read once from the API server.
+    async fn held_certificate(
+        &mut self,
+    ) -> Result<(Option<String>, Option<Sensitive<String>>), Error> {
+        if self.credentials.key_pem.is_none() && self.credentials.cert_pem.is_some() {
+            let name = layout::credentials_name(&self.name);
+            let secret = self
+                .effects
+                .user_secret(&self.namespace, &name)
+                .await
+                .map_err(read_err(name))?;
+            let text = |key: &str| {
+                secret
+                    .as_ref()
+                    .and_then(|s| s.data.as_ref())
+                    .and_then(|d| d.get(key))
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            };
+            // Only the key of the certificate the session holds (a write in between changed
+            // both).
+            if text(layout::credentials::TLS_CRT) == self.credentials.cert_pem {
+                self.credentials.key_pem = text(layout::credentials::TLS_KEY).map(Sensitive::new);
+            }
+        }
+        Ok((
+            self.credentials.cert_pem.clone(),
+            self.credentials.key_pem.clone(),
+        ))
     }
 
     /// The AS to call, with `identity` for mTLS.
@@ -295,6 +368,7 @@ impl<'a> Session<'a> {
             backoff_until: self.backoff_until,
             tokens_need_signing_key: self.client.spec.authentication.method
                 == crate::crd::AuthMethod::PrivateKeyJwt,
+            self_test_refusals: self.keys.self_test_refusals.clone(),
         }
     }
 
@@ -385,6 +459,9 @@ impl<'a> Session<'a> {
                 key.record = record.clone();
             }
         }
+        self.keys
+            .self_test_refusals
+            .clone_from(&next.self_test_refusals);
         for (kind, trigger) in [
             (TriggerKind::RotateKeys, &next.triggers.rotate_keys),
             (
@@ -468,14 +545,16 @@ impl<'a> Session<'a> {
         // to, until tokens bound to the current one replace them.
         let seen = self.observed();
         let wanted = rotation::credentials_certificate(&seen).map(str::to_owned);
-        let (cert_pem, key_pem) = match (&self.credentials.cert_pem, &self.credentials.key_pem) {
-            (Some(cert), Some(key))
-                if wanted.is_some()
-                    && wanted != Some(t.record.x5t_s256.clone())
-                    && self.credentials.cert_x5t == wanted =>
-            {
-                (cert.clone(), key.expose().clone())
-            }
+        let keep = wanted.is_some()
+            && wanted != Some(t.record.x5t_s256.clone())
+            && self.credentials.cert_x5t == wanted;
+        let held = if keep {
+            self.held_certificate().await?
+        } else {
+            (None, None)
+        };
+        let (cert_pem, key_pem) = match held {
+            (Some(cert), Some(key)) => (cert, key.expose().clone()),
             _ => (t.cert_pem.clone(), t.key_pem.expose().clone()),
         };
         // What workloads mount comes from persisted keys only.

@@ -18,7 +18,7 @@ use crate::{
     },
     error::Error,
     reason::Reason,
-    rotation::{Action, CertRecord, KeyRecord, KeyState, KeyUse, Plan},
+    rotation::{Action, CertRecord, KeyRecord, KeyState, KeyUse, Plan, SelfTestRefusal},
     store::state::StoredToken,
 };
 
@@ -42,6 +42,8 @@ pub struct Material<'a> {
     pub certificate: Option<(CertRecord, String)>,
     /// The tokens in the credentials Secret, by name.
     pub tokens: &'a BTreeMap<String, StoredToken>,
+    /// Self-tests of new material the AS refused, by kid or certificate thumbprint.
+    pub self_test_refusals: BTreeMap<String, SelfTestRefusal>,
 }
 
 impl<'a> Material<'a> {
@@ -54,6 +56,7 @@ impl<'a> Material<'a> {
             keys: s.keys.records(),
             certificate: s.transport().map(|t| (t.record, t.subject)),
             tokens: &s.credentials.tokens,
+            self_test_refusals: s.keys.self_test_refusals.clone(),
         }
     }
 }
@@ -146,8 +149,22 @@ pub fn compute(
             _ => None,
         })
     });
+    let refused_key = m
+        .keys
+        .iter()
+        .filter(|k| k.use_ == KeyUse::Sig && m.self_test_refusals.contains_key(&k.kid))
+        .find(|k| matches!(k.state, KeyState::Pending | KeyState::Published));
     match (failed(types::SIGNING_KEY_READY), active, awaiting) {
         (Some(e), _, _) => c.set(types::SIGNING_KEY_READY, false, e.reason(), &e.chain()),
+        (None, Some(k), None) if let Some(new) = refused_key => c.set(
+            types::SIGNING_KEY_READY,
+            true,
+            Reason::SelfTestRefused,
+            &format!(
+                "signing key {} is active; the AS refused a token signed with the new key {}: the switch is tried again after a backoff",
+                k.kid, new.kid
+            ),
+        ),
         (None, Some(k), None) => c.set(
             types::SIGNING_KEY_READY,
             true,
@@ -186,6 +203,19 @@ pub fn compute(
             e.reason(),
             &e.chain(),
         ),
+        (None, Some((record, _)))
+            if record.not_after > now && m.self_test_refusals.contains_key(&record.x5t_s256) =>
+        {
+            c.set(
+                types::TRANSPORT_CERTIFICATE_READY,
+                true,
+                Reason::SelfTestRefused,
+                &format!(
+                    "the AS refused a token minted with the new certificate {}: the credentials keep the previous certificate and its tokens; the switch is tried again after a backoff",
+                    record.x5t_s256
+                ),
+            )
+        }
         (None, Some((record, _))) if record.not_after > now => c.set(
             types::TRANSPORT_CERTIFICATE_READY,
             true,

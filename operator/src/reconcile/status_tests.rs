@@ -102,6 +102,7 @@ fn material<'a>(
         keys: if complete { vec![active_key()] } else { vec![] },
         certificate: complete.then(certificate),
         tokens,
+        self_test_refusals: BTreeMap::new(),
     }
 }
 

@@ -46,11 +46,15 @@ pub enum Action {
     /// [`Reason::RegistrationOutcomeUnknown`] or [`Reason::RegistrationAccessTokenLost`]): the
     /// reconciler reports it as a permanent failure, after the rest of the plan.
     HaltRegistration { reason: Reason },
-    /// Start using `kid`; the keys in `retire` become `Retiring` in the same step (local only).
+    /// Start using `kid`; the keys in `retire` become `Retiring` in the same step. Local only,
+    /// unless `self_test`: a token is minted first with an assertion signed by `kid` (an AS
+    /// call), and a refusal keeps the current key active
+    /// ([`Outcome::SelfTestRefused`](super::Outcome::SelfTestRefused)).
     ActivateKey {
         kid: String,
         retire: Vec<String>,
         reason: Reason,
+        self_test: bool,
     },
     /// Stop using `kid` without a successor; it stays published until retired (local only).
     RetireKey { kid: String, reason: Reason },
@@ -62,10 +66,29 @@ pub enum Action {
     Register { reason: Reason },
     /// Issue a new transport key and certificate; tokens follow it in the next action.
     RenewCertificate { reason: Reason },
-    /// Mint these tokens with the current certificate, all in one credentials write.
-    RefreshTokens { tokens: Vec<TokenDue> },
+    /// Mint these tokens with `certificate`, all in one credentials write.
+    RefreshTokens {
+        tokens: Vec<TokenDue>,
+        certificate: TokenCertificate,
+    },
     /// Record `value` as the handled value of the trigger (after the actions it asked for).
     AcknowledgeTrigger { trigger: TriggerKind, value: String },
+}
+
+/// The certificate tokens are minted with (and bound to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TokenCertificate {
+    /// The current certificate, which the tokens already are bound to (or there are none yet).
+    Current,
+    /// The current certificate, while the tokens are bound to an older one: the switch to it,
+    /// and its self-test. The certificate enters the credentials Secret with these tokens; a
+    /// refusal by the AS is recorded ([`Outcome::SelfTestRefused`](super::Outcome)) and the
+    /// older certificate stays in use.
+    Switch,
+    /// The certificate the tokens are bound to now, older than the current one: the switch to
+    /// the current one waits after a refused self-test, and tokens keep being refreshed with
+    /// the certificate that works.
+    Previous,
 }
 
 /// One token due for refresh, and why.
@@ -115,7 +138,7 @@ impl Action {
             | Action::Register { reason }
             | Action::HaltRegistration { reason }
             | Action::RenewCertificate { reason } => *reason,
-            Action::RefreshTokens { tokens } => tokens
+            Action::RefreshTokens { tokens, .. } => tokens
                 .first()
                 .map_or(Reason::RefreshDue, |token| token.reason),
             Action::AwaitApproval { .. } => Reason::AwaitingApproval,

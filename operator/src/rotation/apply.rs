@@ -9,10 +9,12 @@
 
 use jiff::Timestamp;
 
-use super::action::{Action, TokenDue, TriggerKind};
+use super::action::{Action, TokenCertificate, TokenDue, TriggerKind};
 use super::model::{
-    CertRecord, KeyRecord, KeyState, Observed, Policy, RegistrationKind, TokenRecord,
+    CertRecord, KeyRecord, KeyState, Observed, Policy, RegistrationKind, SelfTestRefusal,
+    TokenRecord,
 };
+use super::self_test;
 
 /// What carrying out an action produced that the plan could not know in advance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,10 @@ pub enum Outcome {
     /// removed) there; the client id and its tokens stay, and what follows is the policy's
     /// ([`super::OnLost`]).
     RegistrationLost,
+    /// [`Action::ActivateKey`] with a self-test, or [`Action::RefreshTokens`] switching to a
+    /// new certificate: the AS refused the token minted with the new material. Nothing
+    /// switches; the refusal is recorded and the next self-test waits for its backoff.
+    SelfTestRefused,
 }
 
 /// Why an outcome could not be applied.
@@ -89,6 +95,28 @@ pub fn apply(
             }
         }
         (Action::AwaitApproval { .. } | Action::HaltRegistration { .. }, Outcome::Done) => {}
+        (
+            Action::ActivateKey {
+                kid,
+                self_test: true,
+                ..
+            },
+            Outcome::SelfTestRefused,
+        ) => {
+            key_mut(&mut next, kid)?;
+            refused(&mut next, kid, now);
+        }
+        (
+            Action::RefreshTokens {
+                certificate: TokenCertificate::Switch,
+                ..
+            },
+            Outcome::SelfTestRefused,
+        ) => {
+            if let Some(cert) = seen.certificate.as_ref() {
+                refused(&mut next, &cert.x5t_s256.clone(), now);
+            }
+        }
         (Action::ActivateKey { kid, retire, .. }, Outcome::Done) => {
             for old in retire {
                 key_mut(&mut next, old)?;
@@ -130,7 +158,7 @@ pub fn apply(
         (Action::RenewCertificate { .. }, Outcome::CertificateIssued(cert)) => {
             next.certificate = Some(cert);
         }
-        (Action::RefreshTokens { tokens }, Outcome::TokensMinted(minted)) => {
+        (Action::RefreshTokens { tokens, .. }, Outcome::TokensMinted(minted)) => {
             next.tokens = refreshed(policy, seen, tokens, minted);
         }
         (Action::AcknowledgeTrigger { trigger, value }, Outcome::Done) => {
@@ -148,7 +176,19 @@ pub fn apply(
             });
         }
     }
+    self_test::prune(&mut next);
     Ok(next)
+}
+
+/// Record one more refused self-test of `material` at `now`.
+fn refused(next: &mut Observed, material: &str, now: Timestamp) {
+    let attempts = next
+        .self_test_refusals
+        .get(material)
+        .map_or(0, |r| r.attempts)
+        .saturating_add(1);
+    next.self_test_refusals
+        .insert(material.to_owned(), SelfTestRefusal { at: now, attempts });
 }
 
 /// The tokens after a refresh: the minted ones, plus the earlier ones still bound to the
@@ -208,5 +248,6 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
         Outcome::CertificateIssued(_) => "CertificateIssued",
         Outcome::TokensMinted(_) => "TokensMinted",
         Outcome::RegistrationLost => "RegistrationLost",
+        Outcome::SelfTestRefused => "SelfTestRefused",
     }
 }

@@ -4,13 +4,16 @@
 //! Contract: given the persisted keys, decides generation, publication, activation,
 //! retirement and removal, and the instants at which those become due. Two keys are published
 //! during every switch; a scheduled rotation waits until no key is retiring, a manual one until
-//! at most one is, so at most three keys of a use are ever published. Pure, no I/O.
+//! at most one is, so at most three keys of a use are ever published. A signing key replacing
+//! another is activated with a self-test (`super::self_test`): after a refusal its activation
+//! waits for the next one. Pure, no I/O.
 
 use jiff::Timestamp;
 
 use super::Draft;
 use super::action::{Action, Reason};
 use super::model::{KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, Policy, Publication};
+use super::self_test::{key_needs_self_test, waiting};
 use super::time::after;
 
 /// Plans every key action; returns whether a pending `rotate-keys` trigger is now satisfied
@@ -43,11 +46,11 @@ pub(super) fn plan_keys(
     }
 
     let mut bootstraps = Vec::new();
-    for (lifecycle, key_policy) in &lifecycles {
+    for ((use_, _), (lifecycle, key_policy)) in uses.iter().zip(&lifecycles) {
         match key_policy {
             Some(key_policy) => {
                 if let Some(bootstrap) =
-                    plan_progress(key_policy, lifecycle, policy, seen, now, draft)
+                    plan_progress(*use_, key_policy, lifecycle, policy, seen, now, draft)
                 {
                     bootstraps.push(bootstrap);
                 }
@@ -79,6 +82,7 @@ pub(super) fn plan_keys(
                 kid: key.kid.clone(),
                 retire,
                 reason: Reason::Bootstrap,
+                self_test: false,
             });
         }
     }
@@ -168,6 +172,7 @@ fn plan_generation(
 /// Plans approval, activation, retirement and removal for an enabled use. Returns the
 /// successor to activate at once (with the keys it retires) when not yet registered.
 fn plan_progress<'a>(
+    use_: KeyUse,
     key_policy: &KeyPolicy,
     lifecycle: &Lifecycle<'a>,
     policy: &Policy,
@@ -206,12 +211,19 @@ fn plan_progress<'a>(
         });
         return None;
     }
-    let ready = after(published_at, key_policy.propagation_delay);
+    let mut ready = after(published_at, key_policy.propagation_delay);
+    let self_test =
+        use_ == KeyUse::Sig && key_needs_self_test(policy, seen, lifecycle.current.is_some());
+    if self_test && let Some((_, retry_at)) = waiting(policy, seen, &successor.kid, now) {
+        // The AS refused the last self-test: the current key stays in use until the next one.
+        ready = ready.max(retry_at);
+    }
     if now >= ready {
         draft.act(Action::ActivateKey {
             kid: successor.kid.clone(),
             retire,
             reason: Reason::PropagationElapsed,
+            self_test,
         });
     } else {
         draft.wake_at(ready);

@@ -21,6 +21,7 @@ pub mod floors;
 mod keys;
 mod model;
 mod registration;
+mod self_test;
 mod time;
 mod tokens;
 
@@ -31,15 +32,16 @@ use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 
-pub use action::{Action, Plan, Reason, TokenDue, TriggerKind};
+pub use action::{Action, Plan, Reason, TokenCertificate, TokenDue, TriggerKind};
 pub use apply::{ApplyError, Outcome, apply};
 pub use backoff::{MAX_BACKOFF, PERMANENT_PAUSE, retry_delay};
 pub use credentials::credentials_certificate;
 pub use model::{
     CertPolicy, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, OnLost, Policy,
-    Publication, RegistrationKind, TokenPolicy, TokenRecord, Trigger, Triggers,
+    Publication, RegistrationKind, SelfTestRefusal, TokenPolicy, TokenRecord, Trigger, Triggers,
 };
 pub use registration::{registration_due, registration_halted, registration_ready};
+pub use self_test::next_self_test;
 pub use tokens::{TOKEN_SAFETY_FLOOR, refresh_at};
 
 /// Decides what to do at `now`.
@@ -122,10 +124,10 @@ pub fn calls_authorization_server(action: &Action, policy: &Policy, seen: &Obser
         }
         Action::RenewCertificate { .. } => seen.registered,
         Action::Register { .. } | Action::RefreshTokens { .. } => true,
+        Action::ActivateKey { self_test, .. } => *self_test,
         Action::GenerateKey { .. }
         | Action::AwaitApproval { .. }
         | Action::HaltRegistration { .. }
-        | Action::ActivateKey { .. }
         | Action::RetireKey { .. }
         | Action::AcknowledgeTrigger { .. } => false,
     }

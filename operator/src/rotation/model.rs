@@ -5,7 +5,7 @@
 //! types. The records (`KeyRecord`, `CertRecord`, `TokenRecord`, `Trigger`) serialize as
 //! camelCase JSON so the reconciler can persist them. No I/O.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -148,6 +148,22 @@ pub struct Observed {
     /// Tokens need an active signing key (`private_key_jwt`): no token is planned before one
     /// is active (e.g. while a Static client's first key propagates to the AS).
     pub tokens_need_signing_key: bool,
+    /// Self-tests the AS refused, by material: the kid of a signing key not yet active, or the
+    /// `x5t#S256` of a certificate tokens are not yet bound to (see [`SelfTestRefusal`]).
+    pub self_test_refusals: BTreeMap<String, SelfTestRefusal>,
+}
+
+/// A self-test the AS refused: before new material (a signing key, a transport certificate)
+/// becomes what tokens are minted with, one token is minted with it; the AS refused the last
+/// one. The switch waits, the old material stays in use, and the next self-test comes after
+/// [`super::retry_delay`] of `attempts` (docs/reliability.md, "Self-test before a switch").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfTestRefusal {
+    /// When the AS refused the last self-test.
+    pub at: Timestamp,
+    /// Self-tests of this material refused in a row.
+    pub attempts: u32,
 }
 
 /// What a key is for.

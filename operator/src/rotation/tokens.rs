@@ -11,7 +11,10 @@
 //! (capped at a tenth of the lifetime) nor earlier than a tenth of the lifetime after
 //! issuance. Nothing is planned before registration (or while the hub has yet to see the
 //! current certificate) or without a certificate to bind to. Every token due comes in one
-//! [`Action::RefreshTokens`]: one credentials write. Pure, no I/O.
+//! [`Action::RefreshTokens`]: one credentials write. Tokens move to a new certificate together
+//! ([`TokenCertificate::Switch`], the certificate's self-test); after the AS refused that, they
+//! are refreshed with the certificate they are bound to ([`TokenCertificate::Previous`]) until
+//! the next self-test is due. Pure, no I/O.
 
 use std::collections::BTreeSet;
 
@@ -19,8 +22,9 @@ use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
 use super::Draft;
-use super::action::{Action, Reason, TokenDue};
+use super::action::{Action, Reason, TokenCertificate, TokenDue};
 use super::model::{KeyState, KeyUse, Observed, Policy, TokenPolicy, TokenRecord};
+use super::self_test;
 use super::time::{after, before, fraction};
 
 /// The latest a refresh point may be before expiry (for lifetimes of at least ten times this).
@@ -90,10 +94,29 @@ pub(super) fn plan_tokens(
     if seen.tokens_need_signing_key && !signing_key_active {
         return false;
     }
-    let bound_to = match (&seen.certificate, renewing_certificate) {
-        (_, true) => None,
-        (Some(cert), false) => Some(cert.x5t_s256.as_str()),
-        (None, false) => return false,
+    // Tokens move to a new certificate all together (the switch is its self-test); after a
+    // refusal they stay with the certificate they are bound to until the next self-test.
+    let held = seen.tokens.first().map(|t| t.cert_x5t_s256.as_str());
+    let (bound_to, certificate) = if renewing_certificate {
+        let certificate = match held {
+            Some(_) => TokenCertificate::Switch,
+            None => TokenCertificate::Current,
+        };
+        (None, certificate)
+    } else {
+        let Some(current) = seen.certificate.as_ref().map(|c| c.x5t_s256.as_str()) else {
+            return false;
+        };
+        match held.filter(|held| *held != current) {
+            None => (Some(current), TokenCertificate::Current),
+            Some(held) => match self_test::waiting(policy, seen, current, now) {
+                Some((_, retry_at)) => {
+                    draft.wake_at(retry_at);
+                    (Some(held), TokenCertificate::Previous)
+                }
+                None => (Some(current), TokenCertificate::Switch),
+            },
+        }
     };
     let manual = seen.triggers.renew_tokens.pending().is_some();
     let mut planned = BTreeSet::new();
@@ -128,7 +151,10 @@ pub(super) fn plan_tokens(
         }
     }
     if !due.is_empty() {
-        draft.act(Action::RefreshTokens { tokens: due });
+        draft.act(Action::RefreshTokens {
+            tokens: due,
+            certificate,
+        });
     }
     manual
 }

@@ -25,7 +25,7 @@ type Key = (String, String);
 
 /// Keys of `<name>-credentials` the cache does not hold: every write rebuilds them from
 /// `<name>-keys` and the AS, and no reconcile reads them back (a third of the Secret).
-const REBUILT: [&str; 3] = [
+pub(crate) const REBUILT: [&str; 3] = [
     layout::credentials::TLS_KEY,
     layout::credentials::SIGNING_KEY,
     layout::credentials::CA_CRT,

@@ -24,7 +24,7 @@ use crate::{
         jwks::{JwkSet, PublishedAlg, PublishedKey, build_jwks},
     },
     redact::Sensitive,
-    rotation::{CertRecord, KeyRecord, KeyState, KeyUse, TokenRecord},
+    rotation::{CertRecord, KeyRecord, KeyState, KeyUse, SelfTestRefusal, TokenRecord},
 };
 
 /// Key of the JSON document in `<name>-keys`.
@@ -80,6 +80,11 @@ pub struct KeysState {
     /// the one of `registration_attempt_started_at` included (written with each intent).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub registration_unknown_attempts: u32,
+    /// Self-tests of new material the AS refused, by kid or certificate thumbprint: the
+    /// switch to it waits for the next self-test (docs/reliability.md, "Self-test before a
+    /// switch").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub self_test_refusals: BTreeMap<String, SelfTestRefusal>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -393,6 +398,13 @@ mod tests {
             handled: BTreeMap::from([("rotate-keys".into(), "1".into())]),
             registration_attempt_started_at: Some(ts(120)),
             registration_unknown_attempts: 2,
+            self_test_refusals: BTreeMap::from([(
+                "k2".into(),
+                crate::rotation::SelfTestRefusal {
+                    at: ts(130),
+                    attempts: 3,
+                },
+            )]),
         };
         let secret = Secret {
             data: Some(state.to_data()),

@@ -68,7 +68,8 @@ fn never_renews_an_unmanaged_certificate_but_tokens_follow_its_thumbprint() {
         tokens: vec![crate::rotation::TokenDue {
             name: "payments".into(),
             reason: Reason::CertificateChanged
-        }]
+        }],
+        certificate: crate::rotation::TokenCertificate::Switch,
     }));
 }
 

@@ -43,7 +43,8 @@ fn activates_the_first_key_at_once_before_registration() {
             &Action::ActivateKey {
                 kid: "k1".into(),
                 retire: vec![],
-                reason: Reason::Bootstrap
+                reason: Reason::Bootstrap,
+                self_test: false,
             },
         ]
     );
@@ -86,6 +87,7 @@ fn activates_key_only_after_propagation_delay() {
         kid: "k2".into(),
         retire: vec!["k1".into()],
         reason: Reason::PropagationElapsed,
+        self_test: false,
     }));
 }
 
@@ -305,7 +307,8 @@ fn encryption_keys_follow_the_same_lifecycle() {
     assert!(p.actions.contains(&Action::ActivateKey {
         kid: "e1".into(),
         retire: vec![],
-        reason: Reason::PropagationElapsed
+        reason: Reason::PropagationElapsed,
+        self_test: false,
     }));
 }
 

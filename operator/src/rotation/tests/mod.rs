@@ -7,5 +7,6 @@ mod floors;
 mod keys;
 mod plan;
 mod registration;
+mod self_test;
 mod simulation;
 mod tokens;

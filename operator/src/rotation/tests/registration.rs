@@ -191,7 +191,8 @@ fn every_token_due_comes_in_one_refresh_with_its_own_reason() {
                     name: "accounts".into(),
                     reason: Reason::TokenMissing
                 },
-            ]
+            ],
+            certificate: crate::rotation::TokenCertificate::Current,
         }]
     );
 }
@@ -419,6 +420,7 @@ fn minted_tokens_replace_their_names_and_drop_tokens_of_an_old_certificate() {
             name: "payments".into(),
             reason: Reason::RefreshDue,
         }],
+        certificate: crate::rotation::TokenCertificate::Current,
     };
     let minted = vec![token("payments", at(10), at(3_610), "c1")];
     let next = apply(
@@ -470,6 +472,7 @@ fn activation_records_its_instant_and_retires_the_predecessor() {
         kid: "k2".into(),
         retire: vec!["k1".into()],
         reason: Reason::PropagationElapsed,
+        self_test: false,
     };
     let next = apply(&policy(), &seen, &action, Outcome::Done, at(3_000)).expect("applies");
     let state = |kid: &str| {

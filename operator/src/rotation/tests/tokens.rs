@@ -14,7 +14,7 @@ fn refreshes_at(seen: &Observed, now: jiff::Timestamp) -> Vec<Reason> {
         .actions
         .iter()
         .flat_map(|a| match a {
-            Action::RefreshTokens { tokens } => tokens.iter().map(|t| t.reason).collect(),
+            Action::RefreshTokens { tokens, .. } => tokens.iter().map(|t| t.reason).collect(),
             _ => vec![],
         })
         .collect()
@@ -105,7 +105,8 @@ fn manual_renew_tokens_trigger_refreshes_every_token_then_acknowledges() {
                     name: name.into(),
                     reason: Reason::ManualTrigger,
                 })
-                .to_vec()
+                .to_vec(),
+            certificate: crate::rotation::TokenCertificate::Current,
         }),
         "every token in one refresh"
     );

@@ -40,6 +40,7 @@ impl Sim<'_> {
         let registered = self.seen.registered;
         let calls_as = |a: &Action| match a {
             Action::RefreshTokens { .. } | Action::Register { .. } => true,
+            Action::ActivateKey { self_test, .. } => *self_test,
             Action::RenewCertificate { .. } => registered,
             Action::PublishKeys { .. } | Action::RemoveKey { .. } => registered && immediate,
             _ => false,

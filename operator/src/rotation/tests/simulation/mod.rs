@@ -132,7 +132,7 @@ fn check_rates(sc: &Scenario, log: &[(Timestamp, Action)]) -> Result<(), TestCas
     let least_interval = sc.token_lifetime * 2 / 5;
     let mut last_issued: BTreeMap<&str, Timestamp> = BTreeMap::new();
     for (t, action) in log {
-        if let Action::RefreshTokens { tokens } = action {
+        if let Action::RefreshTokens { tokens, .. } = action {
             for due in tokens {
                 if let (Reason::RefreshDue, Some(last)) =
                     (due.reason, last_issued.get(due.name.as_str()))

@@ -236,7 +236,7 @@ impl<'a> Sim<'a> {
                 Outcome::Done
             }
             Action::RenewCertificate { reason } => self.renew_certificate(*reason)?,
-            Action::RefreshTokens { tokens } => self.refresh_tokens(tokens)?,
+            Action::RefreshTokens { tokens, .. } => self.refresh_tokens(tokens)?,
             Action::AcknowledgeTrigger { .. } => Outcome::Done,
             Action::HaltRegistration { reason } => {
                 return Err(TestCaseError::fail(format!(

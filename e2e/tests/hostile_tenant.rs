@@ -278,6 +278,66 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
     .await;
 }
 
+/// Events of the test namespace with `reason`, their notes.
+async fn notes(ctx: &e2e::TestContext, reason: &str) -> Result<Vec<String>> {
+    let events = ctx
+        .api::<k8s_openapi::api::core::v1::Event>()
+        .list(&Default::default())
+        .await?;
+    Ok(events
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| e.message.unwrap_or_default())
+        .collect())
+}
+
+#[tokio::test]
+async fn a_tenant_patching_renew_tokens_in_a_loop_gets_one_token_request_per_floor() {
+    with_namespace("verbloop", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(3_600)).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("bank", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "bank", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(90)).await?;
+        let before = sandbox.counters().requests_to(Endpoint::Token);
+
+        // Twenty new values: the first is acted on at once (one token request), the nineteen
+        // after it, as fast as the API server takes them, are deferred and say until when.
+        let clients = api(&ctx, "TppClient");
+        const PATCHES: usize = 20;
+        let renew = |i: usize| json!({"metadata": {"annotations": {"tpp.dev/renew-tokens": format!("loop-{i}")}}});
+        clients.patch("payments", &PatchParams::default(), &Patch::Merge(&renew(0))).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sandbox.counters().requests_to(Endpoint::Token) == before {
+            ensure!(Instant::now() < deadline, "the first tpp.dev/renew-tokens value was never acted on");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for i in 1..PATCHES {
+            clients.patch("payments", &PatchParams::default(), &Patch::Merge(&renew(i))).await?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let deferred = notes(&ctx, "TriggerDeferred").await?;
+            if !deferred.is_empty() {
+                ensure!(
+                    deferred.iter().all(|n| n.contains("tpp.dev/renew-tokens will be acted on at") && !n.contains("loop-")),
+                    "deferral notes: {deferred:?}"
+                );
+                break;
+            }
+            ensure!(Instant::now() < deadline, "no TriggerDeferred event after {PATCHES} patches");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let requests = sandbox.counters().requests_to(Endpoint::Token) - before;
+        eprintln!("{PATCHES} patches of tpp.dev/renew-tokens: {requests} token request(s)");
+        ensure!(requests == 1, "{PATCHES} patches caused {requests} token requests; the floor allows 1 per 10 minutes");
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(10)).await?;
+        Ok(())
+    })
+    .await;
+}
+
 fn origin(issuer: &str) -> String {
     let rest = issuer.trim_start_matches("https://");
     format!("https://{}", rest.split('/').next().unwrap_or_default())

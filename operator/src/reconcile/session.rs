@@ -235,6 +235,7 @@ impl<'a> Session<'a> {
         let trig = |kind: TriggerKind, ann_key: &str| Trigger {
             requested: ann.get(ann_key).cloned().filter(|v| !v.is_empty()),
             handled: self.keys.handled.get(kind.as_str()).cloned(),
+            handled_at: self.keys.handled_at.get(kind.as_str()).copied(),
         };
         Observed {
             registered: self.registered(),
@@ -378,6 +379,9 @@ impl<'a> Session<'a> {
                 self.keys
                     .handled
                     .insert(kind.as_str().to_owned(), value.clone());
+            }
+            if let Some(at) = trigger.handled_at {
+                self.keys.handled_at.insert(kind.as_str().to_owned(), at);
             }
         }
         Ok(next)

@@ -251,20 +251,10 @@ pub fn client_authn(s: &Session<'_>, client_id: &str) -> Result<ClientAuthn, Err
                 stage: Stage::LoadSigningKey,
                 source,
             })?;
-            let lifetime = s
-                .server
-                .spec
-                .client_assertion
-                .lifetime
-                .std()
-                .min(crate::identity::assertion::MAX_LIFETIME);
-            let lifetime = if lifetime.is_zero() {
-                crate::identity::assertion::DEFAULT_LIFETIME
-            } else {
-                lifetime
-            };
+            let (lifetime, backdate) = assertion_timing(&s.server.spec.client_assertion);
             let minter = SignerMinter::new(signer, client_id)
                 .with_lifetime(lifetime)
+                .with_backdate(backdate)
                 .with_clock(s.ctx.clock.clone());
             ClientAuth::PrivateKeyJwt {
                 minter: Arc::new(minter),
@@ -277,6 +267,31 @@ pub fn client_authn(s: &Session<'_>, client_id: &str) -> Result<ClientAuthn, Err
         auth,
         within_jwks_propagation: within,
     })
+}
+
+/// The lifetime and `iat` backdate of client assertions from the AS's `clientAssertion`: the
+/// lifetime at most [`MAX_LIFETIME`](crate::identity::assertion::MAX_LIFETIME) (zero: the
+/// default), the backdate in whole seconds, at most
+/// [`MAX_BACKDATE`](crate::identity::assertion::MAX_BACKDATE) and half the lifetime (the CRD
+/// refuses more; an object stored under an older schema is clamped, not failed).
+pub fn assertion_timing(
+    policy: &crate::crd::ClientAssertionPolicy,
+) -> (std::time::Duration, std::time::Duration) {
+    use crate::identity::assertion::{DEFAULT_LIFETIME, MAX_BACKDATE, MAX_LIFETIME};
+    let lifetime = policy.lifetime.std().min(MAX_LIFETIME);
+    let lifetime = if lifetime.is_zero() {
+        DEFAULT_LIFETIME
+    } else {
+        lifetime
+    };
+    let backdate = std::time::Duration::from_secs(
+        policy
+            .backdate
+            .as_secs()
+            .min(MAX_BACKDATE.as_secs())
+            .min(lifetime.as_secs() / 2),
+    );
+    (lifetime, backdate)
 }
 
 /// Mint `names` with the certificate in force and write certificate, key and tokens in ONE

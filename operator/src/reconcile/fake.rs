@@ -64,6 +64,8 @@ struct State {
     finalizer: bool,
     /// Access tokens revoked (RFC 7009), in order.
     revoked: Vec<String>,
+    /// The client assertions of token requests (`private_key_jwt`), in order.
+    assertions: Vec<String>,
 }
 
 /// The fake.
@@ -201,6 +203,11 @@ impl FakeEffects {
         self.lock().tokens
     }
 
+    /// The client assertions token requests carried (`private_key_jwt`), in order.
+    pub fn assertions(&self) -> Vec<String> {
+        self.lock().assertions.clone()
+    }
+
     /// The access tokens revoked at the AS, in order.
     pub fn revoked(&self) -> Vec<String> {
         self.lock().revoked.clone()
@@ -320,7 +327,7 @@ impl Effects for FakeEffects {
     fn token<'a>(
         &'a self,
         _to: AsTarget<'a>,
-        _authn: &'a ClientAuthn,
+        authn: &'a ClientAuthn,
         scope: &'a str,
         resource: Option<&'a str>,
     ) -> Effect<'a, Result<AccessToken, OauthError>> {
@@ -334,6 +341,14 @@ impl Effects for FakeEffects {
             }
             if let Some(e) = self.scripted(Call::Token) {
                 return Err(e);
+            }
+            // The assertion the request would carry, minted as the real client mints it.
+            if let crate::oauth::ClientAuth::PrivateKeyJwt { minter, .. } = &authn.auth
+                && let Ok(assertion) = minter.mint("https://as.test")
+            {
+                self.lock()
+                    .assertions
+                    .push(secrecy::ExposeSecret::expose_secret(&assertion).to_owned());
             }
             let n = {
                 let mut s = self.lock();

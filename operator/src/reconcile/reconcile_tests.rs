@@ -1312,3 +1312,68 @@ async fn a_key_is_persisted_before_the_jwks_configmap_publishes_it() {
         );
     }
 }
+
+/// The claims of a compact JWS, as JSON.
+fn jwt_claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap_or_else(|e| panic!("base64url payload: {e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("json claims: {e}"))
+}
+
+#[tokio::test]
+async fn the_authorization_servers_assertion_backdate_sets_iat_of_every_client_assertion() {
+    for (backdate, expected) in [(None, 5), (Some("30s"), 30), (Some("0s"), 0)] {
+        let mut w = World::new("Dynamic", serde_json::json!({}));
+        let mut spec =
+            serde_json::json!({"issuer": "https://as.test", "clientAssertion": {"lifetime": "2m"}});
+        if let Some(b) = backdate {
+            spec["clientAssertion"]["backdate"] = b.into();
+        }
+        w.server = server_with(spec);
+        w.until_ready()
+            .await
+            .unwrap_or_else(|e| panic!("ready: {e}"));
+        let assertions = w.fake.assertions();
+        assert!(
+            !assertions.is_empty(),
+            "the token request carried no assertion"
+        );
+        let claims = jwt_claims(&assertions[assertions.len() - 1]);
+        let now = w.clock.now().as_second();
+        let iat = claims["iat"].as_i64().unwrap_or_default();
+        let exp = claims["exp"].as_i64().unwrap_or_default();
+        assert_eq!(now - iat, expected, "{backdate:?}: {claims}");
+        assert_eq!(exp - iat, 120, "exp - iat stays the lifetime: {claims}");
+    }
+}
+
+#[test]
+fn an_assertion_backdate_beyond_its_bounds_is_clamped_to_a_minute_and_half_the_lifetime() {
+    let policy = |json: serde_json::Value| -> crate::crd::ClientAssertionPolicy {
+        serde_json::from_value(json).unwrap_or_else(|e| panic!("policy: {e}"))
+    };
+    let secs = std::time::Duration::from_secs;
+    assert_eq!(
+        super::act::assertion_timing(&policy(serde_json::json!({}))),
+        (secs(300), secs(5))
+    );
+    assert_eq!(
+        super::act::assertion_timing(&policy(
+            serde_json::json!({"backdate": "5m", "lifetime": "10m"})
+        )),
+        (secs(600), secs(60))
+    );
+    assert_eq!(
+        super::act::assertion_timing(&policy(
+            serde_json::json!({"backdate": "50s", "lifetime": "30s"})
+        )),
+        (secs(30), secs(15))
+    );
+    assert_eq!(
+        super::act::assertion_timing(&policy(serde_json::json!({"backdate": "1500ms"}))),
+        (secs(300), secs(1))
+    );
+}

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 
 use super::{register, session::Session};
 use crate::{
-    crd::{AuthMethod, DeletionPolicy, RegistrationMode},
+    crd::AuthMethod,
     error::{Error, Stage},
     identity::{
         PrivateKey,
@@ -118,17 +118,20 @@ pub async fn execute(
     }
 }
 
-/// Add the deregistration finalizer before the client exists at the AS (Dynamic/SignedRequest
-/// with deletionPolicy Delete): external state only.
-async fn ensure_finalizer(s: &Session<'_>) -> Result<(), Error> {
-    let needs = matches!(
+/// Add the deregistration finalizer before the AS holds anything the operator must clean up
+/// at deletion ([`super::cleanup::at_deletion`]): before registering (Dynamic/SignedRequest)
+/// and before minting a token (every mode with deletionPolicy Delete). External state only.
+async fn ensure_finalizer(s: &mut Session<'_>) -> Result<(), Error> {
+    let needs = super::cleanup::at_deletion(
         s.client.spec.registration.mode,
-        RegistrationMode::Dynamic | RegistrationMode::SignedRequest
-    ) && s.client.spec.registration.deletion_policy == DeletionPolicy::Delete;
-    if !needs || s.client.finalizers().iter().any(|f| f == FINALIZER) {
+        s.client.spec.registration.deletion_policy,
+    ) != super::cleanup::AtDeletion::Nothing;
+    if !needs || s.finalizer_added || s.client.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
-    s.effects.add_finalizer(s.client).await
+    s.effects.add_finalizer(s.client).await?;
+    s.finalizer_added = true;
+    Ok(())
 }
 
 /// Make `kids` the set the AS sees: the served JWKS ConfigMap always; RFC 7592 PUT when the
@@ -304,8 +307,16 @@ pub async fn refresh_tokens(
     names: &[String],
 ) -> Result<(), Error> {
     // The key signing the assertion and the certificate the tokens are bound to are persisted
-    // before the AS sees them.
+    // before the AS sees them. A client the operator does not register (Static, HubOnboarding)
+    // gets the finalizer here, before a token exists to revoke at its deletion.
     s.persist_keys().await?;
+    if super::cleanup::at_deletion(
+        s.client.spec.registration.mode,
+        s.client.spec.registration.deletion_policy,
+    ) == super::cleanup::AtDeletion::RevokeTokens
+    {
+        ensure_finalizer(s).await?;
+    }
     let client_id = s.client_id().ok_or_else(|| Error::InvalidSpec {
         reason: Reason::Pending,
         message: "no client id yet".into(),

@@ -1213,8 +1213,8 @@ async fn a_clean_onboarding_makes_a_known_number_of_effects() {
 
 const CRASH_POINTS_DYNAMIC: usize = 13;
 const CRASH_POINTS_SIGNED: usize = 14;
-const CRASH_POINTS_HUB: usize = 11;
-const CRASH_POINTS_STATIC: usize = 13;
+const CRASH_POINTS_HUB: usize = 12;
+const CRASH_POINTS_STATIC: usize = 14;
 
 /// One test per crash point: the process dies after effect `n` of a clean onboarding (reads,
 /// writes and AS calls counted alike), restarts, and must end Ready, consistent, and with no
@@ -1275,6 +1275,7 @@ crash_points!("HubOnboarding":
     hub_onboarding_resumes_after_a_crash_after_effect_8 = 8,
     hub_onboarding_resumes_after_a_crash_after_effect_9 = 9,
     hub_onboarding_resumes_after_a_crash_after_effect_10 = 10,
+    hub_onboarding_resumes_after_a_crash_after_effect_11 = 11,
 );
 
 crash_points!("Static":
@@ -1291,6 +1292,7 @@ crash_points!("Static":
     static_onboarding_resumes_after_a_crash_after_effect_10 = 10,
     static_onboarding_resumes_after_a_crash_after_effect_11 = 11,
     static_onboarding_resumes_after_a_crash_after_effect_12 = 12,
+    static_onboarding_resumes_after_a_crash_after_effect_13 = 13,
 );
 
 /// The JWKS ConfigMap is what a human uploads to the AS or a directory signs into a software
@@ -1376,4 +1378,29 @@ fn an_assertion_backdate_beyond_its_bounds_is_clamped_to_a_minute_and_half_the_l
         super::act::assertion_timing(&policy(serde_json::json!({"backdate": "1500ms"}))),
         (secs(300), secs(1))
     );
+}
+
+#[tokio::test]
+async fn a_static_client_with_delete_holds_the_finalizer_before_its_first_token_and_an_orphan_does_not()
+ {
+    for (policy, expected) in [("Delete", true), ("Orphan", false)] {
+        let mut w = World::new(
+            "Static",
+            serde_json::json!({"registration": {
+                "mode": "Static", "clientId": "spec-client", "deletionPolicy": policy,
+                "jwksUri": "https://operator.test/jwks/ns/payments",
+            }}),
+        );
+        w.until_ready()
+            .await
+            .unwrap_or_else(|e| panic!("ready: {e}"));
+        assert!(w.fake.tokens_issued() > 0);
+        assert_eq!(w.fake.finalizer(), expected, "{policy}");
+        if expected {
+            let log = w.fake.log();
+            let finalizer = log.iter().position(|e| e == "add finalizer");
+            let token = log.iter().position(|e| e.starts_with("token "));
+            assert!(finalizer.is_some() && finalizer < token, "{log:?}");
+        }
+    }
 }

@@ -71,6 +71,8 @@ pub struct Session<'a> {
     pub events: Vec<(crate::reason::Reason, String)>,
     /// Do not call the AS before this instant (the backoff of the last failure).
     pub backoff_until: Option<jiff::Timestamp>,
+    /// This reconcile added the deregistration finalizer (the loaded object does not show it).
+    pub finalizer_added: bool,
     /// The last key parsed from its private JWK (kid, key): a refresh parses the active key
     /// once, for the assertion and the credentials Secret alike.
     parsed: std::sync::Mutex<Option<(String, PrivateKey)>>,
@@ -167,6 +169,7 @@ impl<'a> Session<'a> {
             external_cert,
             events: vec![],
             backoff_until: None,
+            finalizer_added: false,
             parsed: Default::default(),
             unkept_secrets,
         })

@@ -813,6 +813,47 @@ async fn the_shortest_schedules_the_floors_allow_are_accepted() {
     .await;
 }
 
+rejects!(
+    an_assertion_backdate_over_a_minute_is_refused,
+    minimal_server(),
+    [(
+        "spec/clientAssertion",
+        json!({"backdate": "61s", "lifetime": "10m"})
+    )],
+    "clientAssertion.backdate must be at most 60s"
+);
+rejects!(
+    an_assertion_backdate_over_half_the_lifetime_is_refused,
+    minimal_server(),
+    [(
+        "spec/clientAssertion",
+        json!({"backdate": "31s", "lifetime": "1m"})
+    )],
+    "clientAssertion.backdate must be at most half of clientAssertion.lifetime"
+);
+
+#[tokio::test]
+async fn an_assertion_backdate_of_a_minute_and_of_zero_is_accepted() {
+    with_namespace("cel-backdate", |ctx| async move {
+        for (i, assertion) in [
+            json!({"backdate": "60s", "lifetime": "2m"}),
+            json!({"backdate": "0s"}),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut obj = minimal_server();
+            set(&mut obj, "metadata/name", json!(format!("as-{i}")));
+            set(&mut obj, "spec/clientAssertion", assertion.clone());
+            create(&ctx, &obj, true)
+                .await
+                .with_context(|| format!("{assertion}"))?;
+        }
+        Ok(())
+    })
+    .await;
+}
+
 // ---- spec.consumers: bounds and rules ----
 
 rejects!(

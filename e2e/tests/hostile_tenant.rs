@@ -17,7 +17,7 @@ use e2e::{
     sandbox::Endpoint,
     with_namespace,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::{
     Api,
     api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
@@ -241,6 +241,60 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
             "recreating a deleted credentials Secret registered the client again"
         );
 
+        // Tampering with the JWKS ConfigMap copy: a foreign key added, then the copy deleted.
+        // Each time the copy is restored from the key state, and nothing is registered again.
+        let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &hostile);
+        let jwks_of = |cm: &ConfigMap| cm.data.as_ref().and_then(|d| d.get("jwks.json")).cloned();
+        let original = jwks_of(&cms.get("own-client-jwks").await?).context("jwks.json")?;
+        let mut tampered: Value = serde_json::from_str(&original)?;
+        tampered["keys"].as_array_mut().context("keys")?.push(json!({"kty": "oct", "kid": "tenant-key", "k": "AAAA"}));
+        let patch = json!({"data": {"jwks.json": serde_json::to_string(&tampered)?}});
+        cms.patch("own-client-jwks", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        let restored = |what: &'static str| {
+            let cms = cms.clone();
+            let original = original.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    if let Some(cm) = cms.get_opt("own-client-jwks").await?
+                        && jwks_of(&cm).as_deref() == Some(original.as_str())
+                    {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                    ensure!(Instant::now() < deadline, "the JWKS ConfigMap was not restored after {what}");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        };
+        restored("a foreign key was added").await?;
+        cms.delete("own-client-jwks", &DeleteParams::default()).await?;
+        restored("its deletion").await?;
+        ensure!(
+            hostile_as.counters().registrations_created == registrations,
+            "restoring the JWKS ConfigMap registered the client again"
+        );
+
+        // Tampering with the key state itself: `<name>-keys` overwritten with garbage. There is
+        // no other copy of the keys to restore from, so the client must say so (CorruptState),
+        // and must neither generate keys and register anew nor serve anything.
+        let patch = json!({"data": {"state.json": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "garbage")}});
+        Api::<Secret>::namespaced(ctx.client.clone(), &hostile)
+            .patch("own-client-keys", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = tpp_api(&ctx.client, &hostile, "TppClient").get("own-client").await?;
+            if ready(&got).is_some_and(|(s, r, m)| s == "False" && r == "CorruptState" && m.contains("own-client-keys")) {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "garbage in own-client-keys was not reported as CorruptState: {:?}", ready(&got));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        ensure!(
+            hostile_as.counters().registrations_created == registrations,
+            "a garbled key state made the operator register the client again"
+        );
+
         // Meanwhile the victim kept refreshing, and its token never expired.
         let deadline = Instant::now() + Duration::from_secs(30);
         while victim_as.counters().requests_to(Endpoint::Token) < victim_tokens_before + 3 {
@@ -269,10 +323,70 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
             );
         }
         eprintln!(
-            "hostile tenant: {} reported objects + 30 flood clients + 1 tampering; AS origins called: {called:?}",
+            "hostile tenant: {} reported objects + 30 flood clients + 4 tampering actions; AS origins called: {called:?}",
             cases.len()
         );
         namespaces.delete(&hostile, &DeleteParams::default()).await.ok();
+        Ok(())
+    })
+    .await;
+}
+
+/// Events of the test namespace with `reason`, their notes.
+async fn notes(ctx: &e2e::TestContext, reason: &str) -> Result<Vec<String>> {
+    let events = ctx
+        .api::<k8s_openapi::api::core::v1::Event>()
+        .list(&Default::default())
+        .await?;
+    Ok(events
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| e.message.unwrap_or_default())
+        .collect())
+}
+
+#[tokio::test]
+async fn a_tenant_patching_renew_tokens_in_a_loop_gets_one_token_request_per_floor() {
+    with_namespace("verbloop", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(3_600)).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("bank", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "bank", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(90)).await?;
+        let before = sandbox.counters().requests_to(Endpoint::Token);
+
+        // Twenty new values: the first is acted on at once (one token request), the nineteen
+        // after it, as fast as the API server takes them, are deferred and say until when.
+        let clients = api(&ctx, "TppClient");
+        const PATCHES: usize = 20;
+        let renew = |i: usize| json!({"metadata": {"annotations": {"tpp.dev/renew-tokens": format!("loop-{i}")}}});
+        clients.patch("payments", &PatchParams::default(), &Patch::Merge(&renew(0))).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sandbox.counters().requests_to(Endpoint::Token) == before {
+            ensure!(Instant::now() < deadline, "the first tpp.dev/renew-tokens value was never acted on");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for i in 1..PATCHES {
+            clients.patch("payments", &PatchParams::default(), &Patch::Merge(&renew(i))).await?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let deferred = notes(&ctx, "TriggerDeferred").await?;
+            if !deferred.is_empty() {
+                ensure!(
+                    deferred.iter().all(|n| n.contains("tpp.dev/renew-tokens will be acted on at") && !n.contains("loop-")),
+                    "deferral notes: {deferred:?}"
+                );
+                break;
+            }
+            ensure!(Instant::now() < deadline, "no TriggerDeferred event after {PATCHES} patches");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let requests = sandbox.counters().requests_to(Endpoint::Token) - before;
+        eprintln!("{PATCHES} patches of tpp.dev/renew-tokens: {requests} token request(s)");
+        ensure!(requests == 1, "{PATCHES} patches caused {requests} token requests; the floor allows 1 per 10 minutes");
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(10)).await?;
         Ok(())
     })
     .await;

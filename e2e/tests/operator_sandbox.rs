@@ -191,6 +191,23 @@ async fn static_client_provisioned_out_of_band_publishes_its_jwks_and_becomes_re
         let secret = credentials(&ctx, "payments").await?;
         assert_eq!(assert_bound_token(&sandbox, &secret, "accounts")?, client_id);
         assert_eq!(sandbox.counters().registrations_created, 0, "Static must not register");
+
+        // Deleted (deletionPolicy Delete, the default): the operator held the finalizer, revokes
+        // the token it minted, and leaves the client, which it did not register, at the AS.
+        let o = api(&ctx, "TppClient").get("payments").await?;
+        anyhow::ensure!(
+            o.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == "tpp.dev/deregistration")),
+            "a Static client with tokens to revoke holds the finalizer"
+        );
+        api(&ctx, "TppClient").delete("payments", &Default::default()).await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while api(&ctx, "TppClient").get_opt("payments").await?.is_some() {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "the Static client was not deleted");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let revoked = sandbox.counters().requests_with(e2e::sandbox::Endpoint::Revocation, "200");
+        assert_eq!(revoked, 1, "the one token of the deleted Static client is revoked");
+        assert!(sandbox.has_client(&client_id), "a Static client stays registered at the AS");
         Ok(())
     })
     .await;

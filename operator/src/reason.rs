@@ -155,11 +155,15 @@ pub enum Reason {
     /// An object the client would write (`<name>-credentials`, ...) exists and is neither owned
     /// by this TppClient nor labelled for it: nothing is written.
     NameConflict,
+    /// A verb annotation (`tpp.dev/rotate-keys`, `tpp.dev/renew-certificate`,
+    /// `tpp.dev/renew-tokens`) carries a new value, but the same verb was acted on less than
+    /// 10 minutes ago: the request waits until the instant the event names.
+    TriggerDeferred,
 }
 
 impl Reason {
     /// Every reason, for the catalogue test and documentation.
-    pub const ALL: [Reason; 67] = [
+    pub const ALL: [Reason; 68] = [
         Reason::Reconciled,
         Reason::Pending,
         Reason::Suspended,
@@ -227,6 +231,7 @@ impl Reason {
         Reason::ReconcileTimeout,
         Reason::JwksRestored,
         Reason::NameConflict,
+        Reason::TriggerDeferred,
     ];
 
     /// The PascalCase name, as in conditions, events and metric labels.
@@ -299,6 +304,7 @@ impl Reason {
             Reason::ReconcileTimeout => "ReconcileTimeout",
             Reason::JwksRestored => "JwksRestored",
             Reason::NameConflict => "NameConflict",
+            Reason::TriggerDeferred => "TriggerDeferred",
         }
     }
 }

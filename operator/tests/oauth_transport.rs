@@ -369,6 +369,58 @@ async fn the_egress_policy_refuses_internal_hosts_before_anything_is_sent() {
     assert_eq!(server.seen().len(), 1);
 }
 
+/// A DNS answer fixed by the test: every name resolves to 127.0.0.1.
+struct ToLoopback;
+
+impl tpp_operator::oauth::egress::Lookup for ToLoopback {
+    fn lookup(&self, _host: String) -> reqwest::dns::Resolving {
+        Box::pin(async {
+            let addrs = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_public_name_that_resolves_to_loopback_is_refused_before_anything_is_sent() {
+    let fx = Fixture::new();
+    let server = fx.serve(|_| Reply::raw(200, "")).await;
+    let url = format!(
+        "https://as.bank.example:{}/.well-known/openid-configuration",
+        server.addr.port()
+    );
+    let refusing = fx
+        .plain_client()
+        .with_egress(Arc::new(EgressPolicy::new(&["other.example"])))
+        .with_lookup(Arc::new(ToLoopback));
+    let err = send(&refusing, &url).await.expect_err("refused");
+    assert!(
+        matches!(err, OauthError::EgressResolvedInternal { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.reason(), "EgressRefused");
+    assert!(!err.is_transient(), "a refused address is permanent");
+    let message = err.to_string();
+    assert!(
+        message.contains("as.bank.example")
+            && message.contains("127.0.0.1")
+            && message.contains("--allowed-as-hosts"),
+        "{message}"
+    );
+    assert!(server.seen().is_empty(), "nothing reached the server");
+
+    // Listed, by name or by address: the connection is made (the server's certificate does not
+    // name as.bank.example, so TLS refuses it, after the resolver let it through).
+    for listed in ["as.bank.example", "127.0.0.1"] {
+        let allowing = fx
+            .plain_client()
+            .with_egress(Arc::new(EgressPolicy::new(&[listed])))
+            .with_lookup(Arc::new(ToLoopback));
+        let err = send(&allowing, &url).await.expect_err("tls");
+        assert!(matches!(err, OauthError::Tls { .. }), "{listed}: {err:?}");
+    }
+}
+
 #[tokio::test]
 async fn discovery_refuses_a_document_for_another_issuer() {
     let fx = Fixture::new();

@@ -107,9 +107,13 @@ pub struct AsRegistration {
     pub signed_request_content_type: Option<String>,
 }
 
-/// The `aud` of client assertions.
+/// The `aud` and timing of client assertions.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(backdate_at_most_a_minute()).message("clientAssertion.backdate must be at most 60s"),
+    validation = Rule::new(backdate_at_most_half_the_lifetime()).message("clientAssertion.backdate must be at most half of clientAssertion.lifetime: the assertion expires backdate earlier")
+)]
 pub struct ClientAssertionPolicy {
     /// `Issuer` (default: the issuer string, as FAPI 2.0 requires), `TokenEndpoint` (the
     /// effective token endpoint URL), or any other string used literally.
@@ -120,6 +124,29 @@ pub struct ClientAssertionPolicy {
     /// Lifetime of each assertion (`exp - iat`). Default `5m`; at most `10m`.
     #[serde(default = "default_assertion_lifetime")]
     pub lifetime: Duration,
+    /// How far `iat` (and `nbf`) of each assertion is set before now, so that an AS whose
+    /// clock runs behind the operator's does not refuse the assertion as issued in the future.
+    /// `exp - iat` stays `lifetime`, so the assertion expires this much earlier. Whole seconds
+    /// (a fraction is dropped); at most `60s` and at most half of `lifetime`. Default `5s`;
+    /// `0s` sets `iat` to now.
+    #[serde(default = "default_assertion_backdate")]
+    pub backdate: Duration,
+}
+
+fn backdate_at_most_a_minute() -> String {
+    format!(
+        "!has(self.backdate) || {} <= {}",
+        crate::duration::cel_seconds("self.backdate"),
+        crate::identity::assertion::MAX_BACKDATE.as_secs()
+    )
+}
+
+fn backdate_at_most_half_the_lifetime() -> String {
+    format!(
+        "!has(self.backdate) || !has(self.lifetime) || 2 * {} <= {}",
+        crate::duration::cel_seconds("self.backdate"),
+        crate::duration::cel_seconds("self.lifetime")
+    )
 }
 
 impl Default for ClientAssertionPolicy {
@@ -127,6 +154,7 @@ impl Default for ClientAssertionPolicy {
         Self {
             audience: default_audience(),
             lifetime: default_assertion_lifetime(),
+            backdate: default_assertion_backdate(),
         }
     }
 }
@@ -137,6 +165,10 @@ fn default_audience() -> String {
 
 fn default_assertion_lifetime() -> Duration {
     Duration::from_mins(5)
+}
+
+fn default_assertion_backdate() -> Duration {
+    Duration::from_secs(crate::identity::assertion::DEFAULT_BACKDATE.as_secs())
 }
 
 /// A token bucket for calls to the AS.

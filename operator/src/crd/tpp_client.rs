@@ -173,8 +173,9 @@ pub struct Registration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_access_token_ref: Option<SecretKeyRef>,
 
-    /// What happens at the AS when the TppClient is deleted: `Delete` (default; RFC 7592
-    /// DELETE for Dynamic and SignedRequest) or `Orphan` (leave the client registered).
+    /// What happens at the AS when the TppClient is deleted: `Delete` (default; the access
+    /// tokens are revoked, then RFC 7592 DELETE for Dynamic and SignedRequest; Static and
+    /// HubOnboarding clients stay registered) or `Orphan` (leave the client and its tokens).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
@@ -229,10 +230,11 @@ pub enum OnLost {
     schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
 )]
 pub enum DeletionPolicy {
-    /// Deregister (RFC 7592 DELETE) before the object goes away.
+    /// Revoke the tokens and deregister (RFC 7592 DELETE, Dynamic and SignedRequest) before the
+    /// object goes away.
     #[default]
     Delete,
-    /// Leave the client at the AS.
+    /// Leave the client and its tokens at the AS.
     Orphan,
 }
 

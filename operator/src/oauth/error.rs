@@ -111,6 +111,19 @@ pub enum OauthError {
         flag = super::egress::FLAG
     )]
     EgressRefused { step: Step, host: String },
+    /// A name the policy allows as written, whose every DNS address it refuses (see
+    /// [`super::egress::EgressResolver`]): nothing is sent.
+    #[error(
+        "{step}: the operator does not call {host}: it resolves only to loopback, link-local, \
+         private-range or unspecified addresses ({addrs}), which are refused unless the host or \
+         the address is listed in {flag}",
+        flag = super::egress::FLAG
+    )]
+    EgressResolvedInternal {
+        step: Step,
+        host: String,
+        addrs: String,
+    },
     /// A URL that is not `https`: nothing is sent over plain HTTP.
     #[error("{step}: refusing to call {origin} without tls")]
     InsecureUrl { step: Step, origin: String },
@@ -371,7 +384,9 @@ impl OauthError {
             OauthError::TransportConfig { .. } => Reason::InvalidTransportConfig,
             OauthError::ClientCertificateMissing { .. } => Reason::ClientCertificateMissing,
             OauthError::IssuerMismatch { .. } => Reason::IssuerMismatch,
-            OauthError::EgressRefused { .. } => Reason::EgressRefused,
+            OauthError::EgressRefused { .. } | OauthError::EgressResolvedInternal { .. } => {
+                Reason::EgressRefused
+            }
             OauthError::ForeignRegistrationUri { .. } => Reason::ForeignRegistrationUri,
             OauthError::PersistRegistration { .. } => Reason::PersistRegistrationFailed,
             OauthError::MintAssertion { .. } => Reason::ClientAssertionFailed,

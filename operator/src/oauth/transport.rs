@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::clock::{Clock, SystemClock};
-use super::egress::EgressPolicy;
+use super::egress::{EgressPolicy, EgressResolver, Lookup, ResolvedInternal};
 use super::error::{OauthError, Step};
 use super::ratelimit::Limiter;
 use super::tls::{ClientIdentity, TransportConfig, config_error, tls_config};
@@ -130,6 +130,7 @@ pub struct AsClient {
     clock: Arc<dyn Clock>,
     trust: Arc<str>,
     egress: Option<Arc<EgressPolicy>>,
+    resolver: EgressResolver,
 }
 
 impl std::fmt::Debug for AsClient {
@@ -148,8 +149,11 @@ impl AsClient {
         identity: Option<&ClientIdentity>,
     ) -> Result<Self, OauthError> {
         let tls = tls_config(&config.ca_bundle_pem, identity)?;
+        // Names are checked as resolved too (issue 13, item 5): see `super::egress`.
+        let resolver = EgressResolver::default();
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
+            .dns_resolver(resolver.clone())
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(config.idle_connection)
@@ -167,13 +171,23 @@ impl AsClient {
             clock: Arc::new(SystemClock),
             trust: trust_id(&config.ca_bundle_pem).into(),
             egress: None,
+            resolver,
         })
     }
 
-    /// Checks every request against `policy` instead of the operator-wide one
-    /// ([`super::egress::install`]).
+    /// Checks every request, and every address a name resolves to, against `policy` instead of
+    /// the operator-wide one ([`super::egress::install`]). Clones made before share the
+    /// resolver's policy: call it right after [`Self::new`].
     pub fn with_egress(mut self, policy: Arc<EgressPolicy>) -> Self {
+        self.resolver.set_policy(policy.clone());
         self.egress = Some(policy);
+        self
+    }
+
+    /// Looks names up with `lookup` instead of the system resolver (tests: a public name mapped
+    /// to a loopback address). The egress filter still applies to its answers.
+    pub fn with_lookup(self, lookup: Arc<dyn Lookup>) -> Self {
+        self.resolver.set_lookup(lookup);
         self
     }
 
@@ -433,9 +447,28 @@ fn rustls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
+/// The egress resolver's refusal, if it is in the chain of `e`.
+fn resolved_internal(e: &reqwest::Error) -> Option<&ResolvedInternal> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(refused) = err.downcast_ref::<ResolvedInternal>() {
+            return Some(refused);
+        }
+        next = err.source();
+    }
+    None
+}
+
 fn classify(step: Step, origin: &str, source: reqwest::Error) -> OauthError {
     let origin = origin.to_owned();
     let source = without_query(source);
+    if let Some(refused) = resolved_internal(&source) {
+        return OauthError::EgressResolvedInternal {
+            step,
+            host: refused.host.clone(),
+            addrs: refused.addrs.clone(),
+        };
+    }
     if let Some(detail) = rustls_error(&source) {
         return OauthError::Tls {
             step,

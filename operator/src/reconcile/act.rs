@@ -10,7 +10,7 @@ use kube::ResourceExt;
 
 use super::{register, session::Session};
 use crate::{
-    crd::{AuthMethod, DeletionPolicy, RegistrationMode},
+    crd::AuthMethod,
     error::{Error, Stage},
     identity::{
         PrivateKey,
@@ -141,17 +141,20 @@ pub async fn execute(
     }
 }
 
-/// Add the deregistration finalizer before the client exists at the AS (Dynamic/SignedRequest
-/// with deletionPolicy Delete): external state only.
-async fn ensure_finalizer(s: &Session<'_>) -> Result<(), Error> {
-    let needs = matches!(
+/// Add the deregistration finalizer before the AS holds anything the operator must clean up
+/// at deletion ([`super::cleanup::at_deletion`]): before registering (Dynamic/SignedRequest)
+/// and before minting a token (every mode with deletionPolicy Delete). External state only.
+async fn ensure_finalizer(s: &mut Session<'_>) -> Result<(), Error> {
+    let needs = super::cleanup::at_deletion(
         s.client.spec.registration.mode,
-        RegistrationMode::Dynamic | RegistrationMode::SignedRequest
-    ) && s.client.spec.registration.deletion_policy == DeletionPolicy::Delete;
-    if !needs || s.client.finalizers().iter().any(|f| f == FINALIZER) {
+        s.client.spec.registration.deletion_policy,
+    ) != super::cleanup::AtDeletion::Nothing;
+    if !needs || s.finalizer_added || s.client.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
-    s.effects.add_finalizer(s.client).await
+    s.effects.add_finalizer(s.client).await?;
+    s.finalizer_added = true;
+    Ok(())
 }
 
 /// Make `kids` the set the AS sees: the served JWKS ConfigMap always; RFC 7592 PUT when the
@@ -286,20 +289,10 @@ fn client_authn_with(
                 stage: Stage::LoadSigningKey,
                 source,
             })?;
-            let lifetime = s
-                .server
-                .spec
-                .client_assertion
-                .lifetime
-                .std()
-                .min(crate::identity::assertion::MAX_LIFETIME);
-            let lifetime = if lifetime.is_zero() {
-                crate::identity::assertion::DEFAULT_LIFETIME
-            } else {
-                lifetime
-            };
+            let (lifetime, backdate) = assertion_timing(&s.server.spec.client_assertion);
             let minter = SignerMinter::new(signer, client_id)
                 .with_lifetime(lifetime)
+                .with_backdate(backdate)
                 .with_clock(s.ctx.clock.clone());
             ClientAuth::PrivateKeyJwt {
                 minter: Arc::new(minter),
@@ -312,6 +305,31 @@ fn client_authn_with(
         auth,
         within_jwks_propagation: within,
     })
+}
+
+/// The lifetime and `iat` backdate of client assertions from the AS's `clientAssertion`: the
+/// lifetime at most [`MAX_LIFETIME`](crate::identity::assertion::MAX_LIFETIME) (zero: the
+/// default), the backdate in whole seconds, at most
+/// [`MAX_BACKDATE`](crate::identity::assertion::MAX_BACKDATE) and half the lifetime (the CRD
+/// refuses more; an object stored under an older schema is clamped, not failed).
+pub fn assertion_timing(
+    policy: &crate::crd::ClientAssertionPolicy,
+) -> (std::time::Duration, std::time::Duration) {
+    use crate::identity::assertion::{DEFAULT_LIFETIME, MAX_BACKDATE, MAX_LIFETIME};
+    let lifetime = policy.lifetime.std().min(MAX_LIFETIME);
+    let lifetime = if lifetime.is_zero() {
+        DEFAULT_LIFETIME
+    } else {
+        lifetime
+    };
+    let backdate = std::time::Duration::from_secs(
+        policy
+            .backdate
+            .as_secs()
+            .min(MAX_BACKDATE.as_secs())
+            .min(lifetime.as_secs() / 2),
+    );
+    (lifetime, backdate)
 }
 
 /// Mint one token named `name` (its spec's scope and resource) over mTLS with `identity`,
@@ -409,8 +427,16 @@ pub async fn refresh_tokens(
     certificate: TokenCertificate,
 ) -> Result<(), Error> {
     // The key signing the assertion and the certificate the tokens are bound to are persisted
-    // before the AS sees them.
+    // before the AS sees them. A client the operator does not register (Static, HubOnboarding)
+    // gets the finalizer here, before a token exists to revoke at its deletion.
     s.persist_keys().await?;
+    if super::cleanup::at_deletion(
+        s.client.spec.registration.mode,
+        s.client.spec.registration.deletion_policy,
+    ) == super::cleanup::AtDeletion::RevokeTokens
+    {
+        ensure_finalizer(s).await?;
+    }
     let client_id = s.client_id().ok_or_else(|| Error::InvalidSpec {
         reason: Reason::Pending,
         message: "no client id yet".into(),

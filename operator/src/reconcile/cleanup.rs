@@ -1,4 +1,6 @@
-//! Deletion: the finalizer exists only while a registration lives at the AS. `Delete` revokes
+//! Deletion: the finalizer exists only while the operator has something to do at the AS when
+//! the client goes ([`at_deletion`]). Static and HubOnboarding clients with `Delete` have their
+//! access tokens revoked and stay registered. Dynamic and SignedRequest `Delete` revokes
 //! the client's access tokens (RFC 7009, best effort: a failure is a Warning
 //! `RevocationFailed`, never a reason to wait), sends RFC 7592 DELETE ("already gone" is
 //! success) and then removes the finalizer; `Orphan` removes
@@ -29,12 +31,40 @@ use serde_json::json;
 
 use super::{context::Context, server, session::Session};
 use crate::{
-    crd::{AuthorizationServerKind, DeletionPolicy, TppClient},
+    crd::{AuthorizationServerKind, DeletionPolicy, RegistrationMode, TppClient},
     error::Error,
     oauth::DeleteOutcome,
     reason::Reason,
     store::layout::{self, FINALIZER},
 };
+
+/// What the operator does at the AS when a TppClient is deleted (and so whether it holds the
+/// deregistration finalizer while the client lives).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtDeletion {
+    /// Revoke the access tokens, then RFC 7592 DELETE (Dynamic, SignedRequest; `Delete`).
+    Deregister,
+    /// Revoke the access tokens only (Static, HubOnboarding; `Delete`): the client itself was
+    /// provisioned outside the operator and stays, but the tokens the operator minted go with
+    /// the Secret that held them, so nobody should keep a copy that works.
+    RevokeTokens,
+    /// Nothing (`Orphan`): the client and its tokens are left at the AS as they are, e.g. for
+    /// a move to another cluster whose restored Secrets still carry the tokens.
+    Nothing,
+}
+
+/// [`AtDeletion`] for the client's registration mode and deletion policy.
+pub fn at_deletion(mode: RegistrationMode, policy: DeletionPolicy) -> AtDeletion {
+    match (policy, mode) {
+        (DeletionPolicy::Orphan, _) => AtDeletion::Nothing,
+        (DeletionPolicy::Delete, RegistrationMode::Dynamic | RegistrationMode::SignedRequest) => {
+            AtDeletion::Deregister
+        }
+        (DeletionPolicy::Delete, RegistrationMode::Static | RegistrationMode::HubOnboarding) => {
+            AtDeletion::RevokeTokens
+        }
+    }
+}
 
 /// Add the finalizer (JSON patch guarded by the resourceVersion we saw). The object we saw may
 /// be older than the API server's (our own status write a moment ago): when the guard fails,
@@ -293,6 +323,44 @@ async fn finish(
     Ok(Requeue::await_change())
 }
 
+/// Revoke the tokens of a client the operator does not deregister ([`AtDeletion::RevokeTokens`]).
+/// Best effort and never blocking: anything that fails (the AS unresolvable, a refused
+/// revocation) is a Warning `RevocationFailed`, and the object goes.
+async fn revoke_only(ctx: &Context, client: &TppClient, namespace: &str) {
+    let failed = match server_for_cleanup(client, namespace, ctx).await {
+        Err(e) => Some(e.chain()),
+        Ok(resolved) => {
+            let effects = super::effects::KubeEffects::new(ctx);
+            match Session::load(ctx, &effects, client, namespace.to_owned(), resolved).await {
+                Err(e) => Some(e.chain()),
+                Ok(session) => {
+                    let failures = super::register::revoke_tokens(&session).await;
+                    (!failures.is_empty()).then(|| {
+                        failures
+                            .iter()
+                            .map(|(name, reason)| format!("{name} ({reason})"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                }
+            }
+        }
+    };
+    if let Some(why) = failed {
+        event(
+            ctx,
+            client,
+            EventType::Warning,
+            Reason::RevocationFailed,
+            "Delete",
+            format!(
+                "access tokens not revoked at the authorization server: {why}; they stay valid until they expire"
+            ),
+        )
+        .await;
+    }
+}
+
 /// A client left registered at the AS: never silent. A log line and a metric always (an
 /// event cannot be created in a namespace being deleted), and a Warning event on the
 /// TppClient when the API server takes it.
@@ -326,8 +394,16 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
     if !client.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Requeue::await_change());
     }
-    if client.spec.registration.deletion_policy == DeletionPolicy::Orphan {
-        return finish(ctx, client, &namespace, &key).await;
+    match at_deletion(
+        client.spec.registration.mode,
+        client.spec.registration.deletion_policy,
+    ) {
+        AtDeletion::Nothing => return finish(ctx, client, &namespace, &key).await,
+        AtDeletion::RevokeTokens => {
+            revoke_only(ctx, client, &namespace).await;
+            return finish(ctx, client, &namespace, &key).await;
+        }
+        AtDeletion::Deregister => {}
     }
     match deregister(client, &namespace, ctx).await {
         Ok(Deregistration::Done(DeleteOutcome::Refused, id)) => {
@@ -395,6 +471,34 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
             Ok(Requeue::requeue(
                 super::context::backoff(n, e.retry_after()).min(Duration::from_secs(30)),
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mode_with_delete_revokes_its_tokens_and_only_orphan_leaves_them() {
+        use RegistrationMode::*;
+        for mode in [Dynamic, SignedRequest] {
+            assert_eq!(
+                at_deletion(mode, DeletionPolicy::Delete),
+                AtDeletion::Deregister
+            );
+        }
+        for mode in [Static, HubOnboarding] {
+            assert_eq!(
+                at_deletion(mode, DeletionPolicy::Delete),
+                AtDeletion::RevokeTokens
+            );
+        }
+        for mode in [Dynamic, SignedRequest, Static, HubOnboarding] {
+            assert_eq!(
+                at_deletion(mode, DeletionPolicy::Orphan),
+                AtDeletion::Nothing
+            );
         }
     }
 }

@@ -155,6 +155,11 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     if let Some(e) = &halted {
         session.events.push((e.reason(), e.to_string()));
     }
+    for (trigger, at) in plan.iter().flat_map(|p| &p.deferred) {
+        session
+            .events
+            .push((Reason::TriggerDeferred, deferred_note(*trigger, *at)));
+    }
     // The ConfigMap copy of the published keys, if someone else changed it.
     let result = match result {
         Ok(()) => super::jwks_copy::restore(&mut session).await,
@@ -330,6 +335,17 @@ async fn steps(
         last = Some(plan);
     }
     (last, Ok(()))
+}
+
+/// The note of a [`Reason::TriggerDeferred`] event: which annotation, and when it will be acted
+/// on (never the value: it is the tenant's text).
+fn deferred_note(trigger: rotation::TriggerKind, at: jiff::Timestamp) -> String {
+    format!(
+        "tpp.dev/{} will be acted on at {at}: a verb annotation is acted on at most once every {:#} ({} per hour)",
+        trigger.as_str(),
+        rotation::floors::MIN_TRIGGER_INTERVAL,
+        rotation::floors::MAX_TRIGGERED_ACTIONS_PER_HOUR,
+    )
 }
 
 async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(Reason, String)]) {

@@ -68,6 +68,8 @@ struct State {
     refused_material: std::collections::BTreeSet<String>,
     /// Every token request: the certificate's thumbprint and the assertion's kid.
     token_material: Vec<(String, Option<String>)>,
+    /// The client assertions of token requests (`private_key_jwt`), in order.
+    assertions: Vec<String>,
 }
 
 /// The fake.
@@ -239,6 +241,11 @@ impl FakeEffects {
         self.lock().tokens
     }
 
+    /// The client assertions token requests carried (`private_key_jwt`), in order.
+    pub fn assertions(&self) -> Vec<String> {
+        self.lock().assertions.clone()
+    }
+
     /// The access tokens revoked at the AS, in order.
     pub fn revoked(&self) -> Vec<String> {
         self.lock().revoked.clone()
@@ -383,6 +390,14 @@ impl Effects for FakeEffects {
             }
             if let Some(e) = self.scripted(Call::Token) {
                 return Err(e);
+            }
+            // The assertion the request would carry, minted as the real client mints it.
+            if let crate::oauth::ClientAuth::PrivateKeyJwt { minter, .. } = &authn.auth
+                && let Ok(assertion) = minter.mint("https://as.test")
+            {
+                self.lock()
+                    .assertions
+                    .push(secrecy::ExposeSecret::expose_secret(&assertion).to_owned());
             }
             let x5t = to
                 .identity

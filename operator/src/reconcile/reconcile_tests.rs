@@ -1364,8 +1364,8 @@ async fn a_clean_onboarding_makes_a_known_number_of_effects() {
 
 const CRASH_POINTS_DYNAMIC: usize = 13;
 const CRASH_POINTS_SIGNED: usize = 14;
-const CRASH_POINTS_HUB: usize = 11;
-const CRASH_POINTS_STATIC: usize = 13;
+const CRASH_POINTS_HUB: usize = 12;
+const CRASH_POINTS_STATIC: usize = 14;
 
 /// One test per crash point: the process dies after effect `n` of a clean onboarding (reads,
 /// writes and AS calls counted alike), restarts, and must end Ready, consistent, and with no
@@ -1426,6 +1426,7 @@ crash_points!("HubOnboarding":
     hub_onboarding_resumes_after_a_crash_after_effect_8 = 8,
     hub_onboarding_resumes_after_a_crash_after_effect_9 = 9,
     hub_onboarding_resumes_after_a_crash_after_effect_10 = 10,
+    hub_onboarding_resumes_after_a_crash_after_effect_11 = 11,
 );
 
 crash_points!("Static":
@@ -1442,6 +1443,7 @@ crash_points!("Static":
     static_onboarding_resumes_after_a_crash_after_effect_10 = 10,
     static_onboarding_resumes_after_a_crash_after_effect_11 = 11,
     static_onboarding_resumes_after_a_crash_after_effect_12 = 12,
+    static_onboarding_resumes_after_a_crash_after_effect_13 = 13,
 );
 
 /// The JWKS ConfigMap is what a human uploads to the AS or a directory signs into a software
@@ -1461,5 +1463,95 @@ async fn a_key_is_persisted_before_the_jwks_configmap_publishes_it() {
             keys.is_some() && jwks.is_some() && keys < jwks,
             "{mode}: keys written at effect {keys:?}, the JWKS at {jwks:?}: {log:?}"
         );
+    }
+}
+
+/// The claims of a compact JWS, as JSON.
+fn jwt_claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap_or_else(|e| panic!("base64url payload: {e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("json claims: {e}"))
+}
+
+#[tokio::test]
+async fn the_authorization_servers_assertion_backdate_sets_iat_of_every_client_assertion() {
+    for (backdate, expected) in [(None, 5), (Some("30s"), 30), (Some("0s"), 0)] {
+        let mut w = World::new("Dynamic", serde_json::json!({}));
+        let mut spec =
+            serde_json::json!({"issuer": "https://as.test", "clientAssertion": {"lifetime": "2m"}});
+        if let Some(b) = backdate {
+            spec["clientAssertion"]["backdate"] = b.into();
+        }
+        w.server = server_with(spec);
+        w.until_ready()
+            .await
+            .unwrap_or_else(|e| panic!("ready: {e}"));
+        let assertions = w.fake.assertions();
+        assert!(
+            !assertions.is_empty(),
+            "the token request carried no assertion"
+        );
+        let claims = jwt_claims(&assertions[assertions.len() - 1]);
+        let now = w.clock.now().as_second();
+        let iat = claims["iat"].as_i64().unwrap_or_default();
+        let exp = claims["exp"].as_i64().unwrap_or_default();
+        assert_eq!(now - iat, expected, "{backdate:?}: {claims}");
+        assert_eq!(exp - iat, 120, "exp - iat stays the lifetime: {claims}");
+    }
+}
+
+#[test]
+fn an_assertion_backdate_beyond_its_bounds_is_clamped_to_a_minute_and_half_the_lifetime() {
+    let policy = |json: serde_json::Value| -> crate::crd::ClientAssertionPolicy {
+        serde_json::from_value(json).unwrap_or_else(|e| panic!("policy: {e}"))
+    };
+    let secs = std::time::Duration::from_secs;
+    assert_eq!(
+        super::act::assertion_timing(&policy(serde_json::json!({}))),
+        (secs(300), secs(5))
+    );
+    assert_eq!(
+        super::act::assertion_timing(&policy(
+            serde_json::json!({"backdate": "5m", "lifetime": "10m"})
+        )),
+        (secs(600), secs(60))
+    );
+    assert_eq!(
+        super::act::assertion_timing(&policy(
+            serde_json::json!({"backdate": "50s", "lifetime": "30s"})
+        )),
+        (secs(30), secs(15))
+    );
+    assert_eq!(
+        super::act::assertion_timing(&policy(serde_json::json!({"backdate": "1500ms"}))),
+        (secs(300), secs(1))
+    );
+}
+
+#[tokio::test]
+async fn a_static_client_with_delete_holds_the_finalizer_before_its_first_token_and_an_orphan_does_not()
+ {
+    for (policy, expected) in [("Delete", true), ("Orphan", false)] {
+        let mut w = World::new(
+            "Static",
+            serde_json::json!({"registration": {
+                "mode": "Static", "clientId": "spec-client", "deletionPolicy": policy,
+                "jwksUri": "https://operator.test/jwks/ns/payments",
+            }}),
+        );
+        w.until_ready()
+            .await
+            .unwrap_or_else(|e| panic!("ready: {e}"));
+        assert!(w.fake.tokens_issued() > 0);
+        assert_eq!(w.fake.finalizer(), expected, "{policy}");
+        if expected {
+            let log = w.fake.log();
+            let finalizer = log.iter().position(|e| e == "add finalizer");
+            let token = log.iter().position(|e| e.starts_with("token "));
+            assert!(finalizer.is_some() && finalizer < token, "{log:?}");
+        }
     }
 }

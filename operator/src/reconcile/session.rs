@@ -83,6 +83,8 @@ pub struct Session<'a> {
     pub events: Vec<(crate::reason::Reason, String)>,
     /// Do not call the AS before this instant (the backoff of the last failure).
     pub backoff_until: Option<jiff::Timestamp>,
+    /// This reconcile added the deregistration finalizer (the loaded object does not show it).
+    pub finalizer_added: bool,
     /// The last key parsed from its private JWK (kid, key): a refresh parses the active key
     /// once, for the assertion and the credentials Secret alike.
     parsed: std::sync::Mutex<Option<(String, PrivateKey)>>,
@@ -179,6 +181,7 @@ impl<'a> Session<'a> {
             external_cert,
             events: vec![],
             backoff_until: None,
+            finalizer_added: false,
             parsed: Default::default(),
             unkept_secrets,
         })
@@ -326,6 +329,7 @@ impl<'a> Session<'a> {
         let trig = |kind: TriggerKind, ann_key: &str| Trigger {
             requested: ann.get(ann_key).cloned().filter(|v| !v.is_empty()),
             handled: self.keys.handled.get(kind.as_str()).cloned(),
+            handled_at: self.keys.handled_at.get(kind.as_str()).copied(),
         };
         Observed {
             registered: self.registered(),
@@ -474,6 +478,9 @@ impl<'a> Session<'a> {
                 self.keys
                     .handled
                     .insert(kind.as_str().to_owned(), value.clone());
+            }
+            if let Some(at) = trigger.handled_at {
+                self.keys.handled_at.insert(kind.as_str().to_owned(), at);
             }
         }
         Ok(next)

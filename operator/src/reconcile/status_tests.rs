@@ -297,6 +297,7 @@ fn a_key_awaiting_approval_is_named_on_the_signing_key_condition() {
         actions: vec![Action::AwaitApproval { kid: "k2".into() }],
         withheld: vec![],
         next_wakeup: None,
+        deferred: vec![],
     };
     let st = compute(
         &material(&c, &held, true),

@@ -22,6 +22,10 @@ pub struct Plan {
     /// are done), otherwise the earliest future instant at which the plan would change. Never
     /// before `now`; `None` only when nothing will ever be due without an outside change.
     pub next_wakeup: Option<Timestamp>,
+    /// Verb annotations with a value not acted on yet because the last value of the same verb
+    /// was acted on less than [`super::floors::MIN_TRIGGER_INTERVAL`] ago, each with the
+    /// instant it will be (a wake-up is planned for it).
+    pub deferred: Vec<(TriggerKind, Timestamp)>,
 }
 
 impl Plan {
@@ -159,6 +163,13 @@ pub enum TriggerKind {
 }
 
 impl TriggerKind {
+    /// Every verb.
+    pub const ALL: [TriggerKind; 3] = [
+        TriggerKind::RotateKeys,
+        TriggerKind::RenewCertificate,
+        TriggerKind::RenewTokens,
+    ];
+
     /// The verb, as used in the annotation name.
     pub fn as_str(self) -> &'static str {
         match self {

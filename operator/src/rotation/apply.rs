@@ -9,7 +9,7 @@
 
 use jiff::Timestamp;
 
-use super::action::{Action, TokenCertificate, TokenDue, TriggerKind};
+use super::action::{Action, TokenCertificate, TokenDue};
 use super::model::{
     CertRecord, KeyRecord, KeyState, Observed, Policy, RegistrationKind, SelfTestRefusal,
     TokenRecord,
@@ -162,12 +162,9 @@ pub fn apply(
             next.tokens = refreshed(policy, seen, tokens, minted);
         }
         (Action::AcknowledgeTrigger { trigger, value }, Outcome::Done) => {
-            let handled = Some(value.clone());
-            match trigger {
-                TriggerKind::RotateKeys => next.triggers.rotate_keys.handled = handled,
-                TriggerKind::RenewCertificate => next.triggers.renew_certificate.handled = handled,
-                TriggerKind::RenewTokens => next.triggers.renew_tokens.handled = handled,
-            }
+            let acted = next.triggers.get_mut(*trigger);
+            acted.handled = Some(value.clone());
+            acted.handled_at = Some(now);
         }
         (action, outcome) => {
             return Err(ApplyError::Mismatch {

@@ -49,6 +49,15 @@ pub use tokens::{TOKEN_SAFETY_FLOOR, refresh_at};
 pub fn plan(policy: &Policy, seen: &Observed, now: Timestamp) -> Plan {
     let clamped = floors::clamp(policy);
     let policy = &clamped;
+    // A verb annotation acted on less than the floor ago waits: planned as if handled.
+    let deferred = floors::deferred_triggers(seen, now);
+    let held;
+    let seen = if deferred.is_empty() {
+        seen
+    } else {
+        held = floors::hold_triggers(seen, &deferred);
+        &held
+    };
     let mut draft = Draft::default();
     let rotation_under_way = keys::plan_keys(policy, seen, now, &mut draft);
     let renewal = certificate::plan_certificate(&policy.certificate, seen, now, &mut draft);
@@ -108,11 +117,13 @@ pub fn plan(policy: &Policy, seen: &Observed, now: Timestamp) -> Plan {
         .filter(|at| *at > now)
         .chain(follow_up)
         .chain(after_backoff)
+        .chain(deferred.iter().map(|(_, at)| *at))
         .min();
     Plan {
         actions,
         withheld,
         next_wakeup,
+        deferred,
     }
 }
 

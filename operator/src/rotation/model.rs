@@ -264,6 +264,9 @@ pub struct Trigger {
     /// The last value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled: Option<String>,
+    /// When the last value was acted on (for the floor, [`super::floors::MIN_TRIGGER_INTERVAL`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_at: Option<Timestamp>,
 }
 
 impl Trigger {
@@ -279,6 +282,15 @@ impl Trigger {
 }
 
 impl Triggers {
+    /// The trigger of `kind`, to change.
+    pub fn get_mut(&mut self, kind: super::TriggerKind) -> &mut Trigger {
+        match kind {
+            super::TriggerKind::RotateKeys => &mut self.rotate_keys,
+            super::TriggerKind::RenewCertificate => &mut self.renew_certificate,
+            super::TriggerKind::RenewTokens => &mut self.renew_tokens,
+        }
+    }
+
     /// The trigger of `kind`.
     pub fn get(&self, kind: super::TriggerKind) -> &Trigger {
         match kind {

@@ -71,6 +71,10 @@ pub struct KeysState {
     /// Manual trigger values already acted on, by verb (`rotate-keys`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub handled: BTreeMap<String, String>,
+    /// When each of those values was acted on, by verb (the floor on verb annotations,
+    /// `rotation::floors::MIN_TRIGGER_INTERVAL`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub handled_at: BTreeMap<String, Timestamp>,
     /// The registration intent: when a registration request was about to go out. Written
     /// with the keys the request carries (one write); it matters only while no registration
     /// is persisted (a request whose answer was lost).
@@ -396,6 +400,7 @@ mod tests {
             }],
             certificate: None,
             handled: BTreeMap::from([("rotate-keys".into(), "1".into())]),
+            handled_at: BTreeMap::from([("rotate-keys".into(), ts(110))]),
             registration_attempt_started_at: Some(ts(120)),
             registration_unknown_attempts: 2,
             self_test_refusals: BTreeMap::from([(

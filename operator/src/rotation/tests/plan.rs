@@ -157,6 +157,7 @@ fn records_persist_as_camel_case_json_and_read_back() {
     let trigger = Trigger {
         requested: Some("b".into()),
         handled: Some("a".into()),
+        handled_at: None,
     };
     let json = serde_json::to_string(&trigger).unwrap_or_default();
     assert_eq!(json, r#"{"requested":"b","handled":"a"}"#);

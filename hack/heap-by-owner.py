@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Live heap of a heaptrack recording by owner (BENCHMARKS.md, "Heap profile").
+
+Usage: hack/heap-by-owner.py <heaptrack file (.gz or .zst)>
+
+Each allocation still live at the end (for an operator SIGKILLed by bench-scale: live at the
+kill) goes to the first owner whose keyword appears in its backtrace; the rest is "other".
+Needs heaptrack_print (Debian's heaptrack).
+"""
+import re,sys,subprocess
+cats=[("TLS session tickets (rustls client cache)",["NewSessionTicket","handle_new_ticket","ClientSessionMemoryCache","LatestTicket","LimitedCache"]),
+("event series cache (kube-runtime Recorder)",["events..Recorder","events::Recorder"]),
+("parsed RSA keys (aws-lc state: Montgomery contexts, blinding)",["freeze_private_key","BN_MONT_CTX","BN_BLINDING","rsa_default_private_transform","RsaKeyPair","jent_"]),
+("idle AS connections (hyper/rustls buffers, channels)",["hyper::proto::h1","mpsc::chan::channel","DeframerVecBuffer","ConnectionCore","hyper_util::client::legacy::pool","for_client","MidHandshake"]),
+("AS clients (reqwest builds, TLS configs)",["ClientBuilder::build","new_rustls_tls","AsClient::new","ClientPool::client","tls_config"]),
+("Secret cache (keys, registration, credentials data)",["SecretCache::remember","SecretCache::seen","SecretCache"]),
+("watch caches (TppClients, AuthorizationServers)",["reflector::store::Writer","apply_watcher_event"]),
+("JWKS documents served",["jwks_endpoint"]),
+("controller queue and scheduler",["kube_runtime..scheduler","kube_runtime::scheduler","controller..runner","HoldUnless"]),
+]
+f=sys.argv[1]
+out=subprocess.run(["heaptrack_print","-f",f,"-p","0","-a","0","-T","0","-l","1","-n","100000","-s","0","--merge-backtraces","0"],capture_output=True,text=True).stdout
+blocks=re.split(r'\n(?=\S[^\n]* leaked over )',out)
+unit={'B':1,'K':1024,'M':1024**2,'G':1024**3}
+tot={};total=0
+for b in blocks:
+    m=re.match(r'([\d.]+)([BKMG]) leaked over',b)
+    if not m: continue
+    v=float(m.group(1))*unit[m.group(2)]; total+=v
+    c="other (allocations spread over runtime, serde, tracing, …)"
+    for name,keys in cats:
+        if any(k in b for k in keys): c=name;break
+    tot[c]=tot.get(c,0)+v
+for k,v in sorted(tot.items(),key=lambda x:-x[1]): print(f"{v/1048576:8.2f} MiB  {k}")
+print(f"{total/1048576:8.2f} MiB  total live heap at the kill")

@@ -4,8 +4,9 @@
 //!
 //! Redaction contract: no variant holds a request body, a response body, a token, a
 //! registration access token, a client assertion or a key. Response bodies reach an error only
-//! as the parsed, sanitised [`ErrorBody`] fields; JSON parse failures keep only the category and
-//! position (serde messages can quote input).
+//! as the parsed, sanitised [`ErrorBody`] fields (and not at all from a discovery request: that
+//! server is not yet trusted); JSON parse failures keep only the category and position (serde
+//! messages can quote input).
 //!
 //! Stability contract: the Display of every variant is the same for the same failure; no
 //! per-request value (the `x-fapi-interaction-id`, a time) enters it, because conditions and
@@ -276,7 +277,14 @@ impl OauthError {
             _ => OauthError::Rejected {
                 step,
                 status,
-                body: ErrorBody::parse(body),
+                // A discovery answer comes from a server not yet shown to be the AS (its issuer
+                // is unchecked; the URL may point anywhere a tenant chose): its body is not
+                // echoed into conditions, events or logs, only its status (issue 13, item 5).
+                body: if step == Step::Discovery {
+                    ErrorBody::default()
+                } else {
+                    ErrorBody::parse(body)
+                },
                 interaction_id,
                 within_jwks_propagation: false,
             },

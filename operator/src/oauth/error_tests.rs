@@ -194,3 +194,21 @@ fn the_message_of_a_failure_does_not_change_with_the_interaction_id() {
         assert_eq!(first.interaction_id(), Some("3b1c-first"), "kept for logs");
     }
 }
+
+#[test]
+fn a_discovery_rejection_echoes_only_its_status_never_the_untrusted_body() {
+    let body = r#"{"error":"LEAK-code","error_description":"LEAK internal service banner\r\n"}"#;
+    let err = rejected(Step::Discovery, 400, body);
+    assert_eq!(err.reason(), "DiscoveryFailed");
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(err.oauth_error(), None);
+    let text = err.to_string();
+    assert!(!text.contains("LEAK"), "{text}");
+    assert_eq!(text, "discovery: rejected with http 400: no error details");
+    // Other steps talk to an AS whose discovery document was verified: its error fields stay.
+    assert!(
+        rejected(Step::Token, 400, body)
+            .to_string()
+            .contains("LEAK-code")
+    );
+}

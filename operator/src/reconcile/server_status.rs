@@ -139,6 +139,10 @@ fn check_egress(
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
         if !policy.allows(&host) {
+            // The host may come from a document the operator now refuses to trust: the
+            // message names it (what to list, or to fix at the AS), sanitised and bounded, and
+            // nothing else of the document (issue 13, item 5).
+            let host = crate::oauth::wire::sanitize(&host).unwrap_or_default();
             return Err(Error::Discovery(OauthError::EgressRefused { step, host }));
         }
     }

@@ -285,3 +285,91 @@ fn an_authorization_server_for_tls_client_auth_clients_only_passes_its_preflight
         "private_key_jwt"
     );
 }
+
+/// A hostile discovery document: `issuer` as given, and a marker (`LEAK`) in every other field
+/// a status could echo.
+fn hostile_document(issuer: &str, token_endpoint: &str) -> crate::oauth::ProviderMetadata {
+    let body = serde_json::json!({
+        "issuer": issuer,
+        "token_endpoint": token_endpoint,
+        "registration_endpoint": "https://bank.example.com/LEAK-register",
+        "jwks_uri": "https://bank.example.com/LEAK-jwks",
+        "token_endpoint_auth_methods_supported": ["LEAK-method"],
+        "token_endpoint_auth_signing_alg_values_supported": ["LEAK-alg"],
+        "service_documentation": "LEAK-docs",
+    });
+    crate::oauth::discovery::parse(body.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("a JSON document: {e}"))
+}
+
+/// Every condition message of `st`: bounded, free of control characters and of the marker.
+fn assert_echoes_nothing_else(st: &AuthorizationServerStatus, bound: usize) {
+    for c in &st.conditions {
+        let m = &c.message;
+        assert!(!m.contains("LEAK"), "{}: {m}", c.type_);
+        assert!(!m.contains("SECRET"), "{}: {m}", c.type_);
+        assert!(!m.chars().any(char::is_control), "{}: {m:?}", c.type_);
+        assert!(m.chars().count() <= bound, "{}: {} chars", c.type_, m.len());
+    }
+    let fields = serde_json::to_string(&(&st.endpoints, &st.auth_methods, &st.signing_algorithms))
+        .unwrap_or_default();
+    assert!(!fields.contains("LEAK"), "{fields}");
+}
+
+#[test]
+fn a_hostile_discovery_document_shows_only_its_bounded_sanitised_issuer_in_the_status() {
+    let issuer = format!(
+        "https://evil.example/{}?token=SECRET\r\n\u{1b}[31m{}LEAK",
+        "x".repeat(100),
+        "y".repeat(10_000)
+    );
+    let meta = hostile_document(&issuer, "https://bank.example.com/LEAK-token");
+    let e = crate::oauth::discovery::check_issuer(&meta, "https://bank.example.com")
+        .expect_err("another issuer");
+    let st = with_conditions(
+        AuthorizationServerStatus::default(),
+        Some(&discovered()),
+        Some(2),
+        Some(&Error::Discovery(e)),
+        at(0),
+    );
+    assert_eq!(condition(&st, types::STALLED), ("True", "IssuerMismatch"));
+    assert_echoes_nothing_else(&st, 2 * crate::oauth::wire::MAX_FIELD_CHARS + 120);
+    let ready = crate::crd::condition::find(&st.conditions, types::READY)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(ready.contains("\"https://bank.example.com\""), "{ready}");
+    assert!(
+        ready.contains(&format!("https://evil.example/{}", "x".repeat(100))),
+        "{ready}"
+    );
+    // What was discovered before stays; nothing of the refused document replaces it.
+    assert_eq!(st.endpoints, discovered().endpoints);
+}
+
+#[test]
+fn an_inward_endpoint_of_a_hostile_document_is_named_bounded_and_alone() {
+    let policy = crate::oauth::EgressPolicy::new::<&str>(&[]);
+    let long_host = vec!["a".repeat(60); 60].join(".") + ".svc.cluster.local";
+    let meta = hostile_document(
+        "https://bank.example.com",
+        &format!("https://{long_host}/LEAK-token?SECRET=1"),
+    );
+    let e = check_egress(&spec_with(serde_json::json!({})), &meta, Some(&policy))
+        .expect_err("a token endpoint inside the cluster");
+    assert_eq!(e.reason(), Reason::EgressRefused);
+    let st = with_conditions(
+        AuthorizationServerStatus::default(),
+        None,
+        Some(1),
+        Some(&e),
+        at(0),
+    );
+    assert_eq!(condition(&st, types::STALLED), ("True", "EgressRefused"));
+    assert_echoes_nothing_else(&st, crate::oauth::wire::MAX_FIELD_CHARS + 250);
+    assert!(
+        e.chain().contains(&format!("{}.", "a".repeat(60))),
+        "names the refused host: {}",
+        e.chain()
+    );
+}

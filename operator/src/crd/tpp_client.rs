@@ -544,6 +544,14 @@ pub struct TokenSpec {
     /// 2/5 of its lifetime after issuance. Default: a third of the lifetime, jittered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_before: Option<Duration>,
+    /// Revoke the token a refresh replaces at the AS's `revocation_endpoint` (RFC 7009, over
+    /// mTLS), once the credentials Secret holds the new one. Default `false`: the replaced
+    /// token stays valid until it expires. Best effort: a failed revocation is a Warning event
+    /// `RevocationFailed` and never delays a refresh. Set it only when every workload re-reads
+    /// the Secret and retries on a 401: a mounted Secret reaches a pod up to a kubelet sync
+    /// period (about a minute) later, and until then the pod still sends the revoked token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoke_replaced: bool,
 }
 
 fn refresh_before_minimum() -> String {

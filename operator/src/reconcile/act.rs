@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use kube::ResourceExt;
 
@@ -21,7 +21,7 @@ use crate::{
     redact::Sensitive,
     rotation::{
         self, Action, CertRecord, KeyState, KeyUse, Outcome, Publication, TokenCertificate,
-        TokenRecord,
+        TokenDue, TokenRecord,
     },
     store::{
         layout::FINALIZER,
@@ -134,10 +134,7 @@ pub async fn execute(
         Action::RefreshTokens {
             tokens,
             certificate,
-        } => {
-            let names: Vec<String> = tokens.iter().map(|t| t.name.clone()).collect();
-            refresh_tokens(s, policy, action, &names, *certificate).await
-        }
+        } => refresh_tokens(s, policy, action, tokens, *certificate).await,
     }
 }
 
@@ -423,9 +420,10 @@ pub async fn refresh_tokens(
     s: &mut Session<'_>,
     policy: &rotation::Policy,
     action: &Action,
-    names: &[String],
+    due: &[TokenDue],
     certificate: TokenCertificate,
 ) -> Result<(), Error> {
+    let names: Vec<&String> = due.iter().map(|t| &t.name).collect();
     // The key signing the assertion and the certificate the tokens are bound to are persisted
     // before the AS sees them. A client the operator does not register (Static, HubOnboarding)
     // gets the finalizer here, before a token exists to revoke at its deletion.
@@ -452,6 +450,8 @@ pub async fn refresh_tokens(
         authn.within_jwks_propagation = false;
     }
     let mut tokens = s.credentials.tokens.clone();
+    // The tokens this refresh replaces, for the revocation the planner asked for.
+    let held = s.credentials.tokens.clone();
     let mut minted = Vec::new();
     for name in names {
         let result = mint(s, identity.as_ref(), &authn, name).await;
@@ -499,5 +499,23 @@ pub async fn refresh_tokens(
     s.credentials.key_pem = Some(transport.key_pem.clone());
     s.credentials.cert_x5t = Some(transport.record.x5t_s256.clone());
     s.save_credentials().await?;
+    // Only now that the Secret holds the new tokens: revoke what they replaced, never a token
+    // the Secret still holds.
+    let replaced: Vec<(String, SecretString)> = due
+        .iter()
+        .filter(|t| t.revoke_replaced)
+        .filter_map(|t| held.get(&t.name).map(|old| (t.name.clone(), old)))
+        .filter(|(_, old)| {
+            !s.credentials
+                .tokens
+                .values()
+                .any(|now| now.access_token == old.access_token)
+        })
+        .map(|(name, old)| (name, SecretString::from(old.access_token.expose().clone())))
+        .collect();
+    if !replaced.is_empty() {
+        let failures = register::revoke_replaced(s, identity.as_ref(), &authn, &replaced).await;
+        s.events.extend(failures);
+    }
     Ok(())
 }

@@ -360,6 +360,7 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(Reason, Strin
                 | Reason::RegistrationSecretLost
                 | Reason::SelfTestRefused
                 | Reason::JwksRestored
+                | Reason::RevocationFailed
         ) {
             EventType::Warning
         } else {

@@ -158,6 +158,7 @@ pub fn rotation_policy(client: &TppClient, uid: &str) -> Policy {
             .map(|t| TokenPolicy {
                 name: t.name.clone(),
                 refresh_before: t.refresh_before.map(|d| d.signed()),
+                revoke_replaced: t.revoke_replaced,
             })
             .collect(),
         publication: publication(client),

@@ -1555,3 +1555,117 @@ async fn a_static_client_with_delete_holds_the_finalizer_before_its_first_token_
         }
     }
 }
+
+fn revoke_replaced() -> serde_json::Value {
+    serde_json::json!({"tokens": [
+        {"name": "accounts", "scope": "accounts", "revokeReplaced": true}]})
+}
+
+/// Onboards a Dynamic client with `spec`, then runs the reconcile that refreshes `accounts`;
+/// returns the world and the token it replaced.
+async fn refreshed(spec: serde_json::Value) -> (World, String) {
+    let mut w = World::new("Dynamic", spec);
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    let old = w.credential("accounts.access_token").unwrap_or_default();
+    assert!(!old.is_empty());
+    w.clock.advance(SignedDuration::from_secs(590));
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_ne!(w.credential("accounts.access_token"), Some(old.clone()));
+    (w, old)
+}
+
+#[tokio::test]
+async fn a_replaced_token_is_revoked_after_the_credentials_write_when_the_spec_asks() {
+    let (w, old) = refreshed(revoke_replaced()).await;
+    assert_eq!(w.fake.revoked(), [old]);
+    let log = w.fake.log();
+    let write = log
+        .iter()
+        .rposition(|e| e == "write Secret/payments-credentials");
+    let revoke = log.iter().position(|e| e == "revoke token");
+    assert!(
+        write.is_some() && revoke.is_some() && write < revoke,
+        "{log:?}"
+    );
+    assert!(
+        !w.fake
+            .revoked()
+            .contains(&w.credential("accounts.access_token").unwrap_or_default()),
+        "the token in the Secret is never revoked"
+    );
+    assert!(w.ready());
+}
+
+#[tokio::test]
+async fn a_replaced_token_is_not_revoked_by_default() {
+    let (w, _) = refreshed(serde_json::json!({})).await;
+    assert_eq!(w.fake.revoked(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_failed_revocation_of_a_replaced_token_is_a_warning_and_the_refresh_stands() {
+    let mut w = World::new("Dynamic", revoke_replaced());
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    let old = w.credential("accounts.access_token").unwrap_or_default();
+    w.fake.fail_next(
+        Call::Revoke,
+        OauthError::Unavailable {
+            step: Step::Revocation,
+            status: 503,
+            retry_after: None,
+            interaction_id: "i".into(),
+        },
+    );
+    w.clock.advance(SignedDuration::from_secs(590));
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    let new = w.credential("accounts.access_token").unwrap_or_default();
+    assert_ne!(new, old, "the refresh stands");
+    assert!(w.ready(), "{:?}", w.status.conditions);
+    let warnings: Vec<&String> = w
+        .events
+        .iter()
+        .filter(|(r, _)| *r == Reason::RevocationFailed)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", w.events);
+    assert!(warnings[0].contains("accounts"), "{}", warnings[0]);
+    assert!(!warnings[0].contains(&old) && !warnings[0].contains(&new));
+    // Not retried: the next refresh revokes only what it replaces.
+    w.clock.advance(SignedDuration::from_secs(590));
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(w.fake.revoked(), [new]);
+}
+
+#[tokio::test]
+async fn no_replaced_token_is_revoked_unless_the_credentials_secret_holds_its_successor() {
+    let mut revoked_once = false;
+    for n in 0..24 {
+        let mut w = World::new("Dynamic", revoke_replaced());
+        w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+        let old = w.credential("accounts.access_token").unwrap_or_default();
+        w.clock.advance(SignedDuration::from_secs(590));
+        w.fake.crash_at(w.fake.count() + n);
+        let _ = w.reconcile().await;
+        if w.fake.revoked().contains(&old) {
+            revoked_once = true;
+            assert_ne!(
+                w.credential("accounts.access_token"),
+                Some(old.clone()),
+                "crash at effect {n}: the revoked token is still in the Secret"
+            );
+        }
+        assert!(
+            !w.fake
+                .revoked()
+                .contains(&w.credential("accounts.access_token").unwrap_or_default()),
+            "crash at effect {n}"
+        );
+    }
+    assert!(revoked_once, "some crash point comes after the revocation");
+}

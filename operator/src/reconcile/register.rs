@@ -32,8 +32,8 @@ use crate::{
         signed_request::{RegistrationRequest, signed_registration_request},
     },
     oauth::{
-        ManagementTarget, OauthError, PersistError, Registration, RegistrationPersister,
-        SignedContentType, management,
+        ClientAuthn, ClientIdentity, ManagementTarget, OauthError, PersistError, Registration,
+        RegistrationPersister, SignedContentType, management,
     },
     reason::Reason,
     redact::Sensitive,
@@ -664,7 +664,6 @@ pub fn halted(s: &Session<'_>, reason: crate::rotation::Reason) -> Error {
     }
 }
 
-/// RFC 7592 DELETE; "already gone" counts as done.
 /// Revokes every access token in the credentials Secret at the AS (RFC 7009, over mTLS), best
 /// effort: one attempt per token, each bounded by the transport's timeout; nothing is retried.
 /// Returns the failures (token name and reason) for a Warning; nothing when the AS advertises no
@@ -707,6 +706,53 @@ pub async fn revoke_tokens(s: &Session<'_>) -> Vec<(String, Reason)> {
     failures
 }
 
+/// Revokes each `(name, token)` a refresh has just replaced (the credentials Secret already
+/// holds the new tokens) at the AS (RFC 7009, over mTLS with `identity`), best effort: one
+/// attempt each, nothing retried, no error returned. Returns a Warning event
+/// `RevocationFailed` per failure naming the token and the reason (never the token), or one
+/// when the AS advertises no `revocation_endpoint` (the user asked for something that cannot be
+/// done there).
+pub async fn revoke_replaced(
+    s: &Session<'_>,
+    identity: Option<&ClientIdentity>,
+    authn: &ClientAuthn,
+    replaced: &[(String, SecretString)],
+) -> Vec<(Reason, String)> {
+    let advertised = s
+        .server
+        .meta
+        .effective_endpoint(crate::oauth::EndpointKind::Revocation, true)
+        .is_some();
+    if !advertised {
+        let names: Vec<&str> = replaced.iter().map(|(n, _)| n.as_str()).collect();
+        return vec![(
+            Reason::RevocationFailed,
+            format!(
+                "replaced access token(s) {} not revoked: the authorization server advertises no revocation_endpoint; they stay valid until they expire (tokens[].revokeReplaced)",
+                names.join(", ")
+            ),
+        )];
+    }
+    let mut events = Vec::new();
+    for (name, token) in replaced {
+        if let Err(e) = s
+            .effects
+            .revoke_token(s.target(identity), authn, token)
+            .await
+        {
+            events.push((
+                Reason::RevocationFailed,
+                format!(
+                    "the replaced access token {name} was not revoked at the authorization server ({}); it stays valid until it expires, and refreshes go on",
+                    e.reason()
+                ),
+            ));
+        }
+    }
+    events
+}
+
+/// RFC 7592 DELETE; "already gone" counts as done.
 pub async fn deregister(s: &Session<'_>) -> Result<management::DeleteOutcome, Error> {
     let Some(current) = as_registration(&s.registration) else {
         return Ok(management::DeleteOutcome::AlreadyGone);

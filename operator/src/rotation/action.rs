@@ -102,6 +102,10 @@ pub struct TokenDue {
     pub name: String,
     /// The first check that fired.
     pub reason: Reason,
+    /// Revoke the token this refresh replaces once the new one is in the credentials Secret:
+    /// the token's policy asks for it and the replaced token has not expired yet (an expired
+    /// token needs no revocation).
+    pub revoke_replaced: bool,
 }
 
 impl Action {

@@ -92,6 +92,9 @@ pub struct TokenPolicy {
     /// Refresh this long before expiry; `None` (or a value outside `(0, lifetime)`) means a
     /// third of the token's lifetime, and it is at most half of it.
     pub refresh_before: Option<SignedDuration>,
+    /// Revoke (RFC 7009) the token a refresh replaces, once the new one is in the credentials
+    /// Secret (`spec.tokens[].revokeReplaced`).
+    pub revoke_replaced: bool,
 }
 
 /// How the authorization server learns the client's JWKS.

@@ -14,7 +14,9 @@
 //! [`Action::RefreshTokens`]: one credentials write. Tokens move to a new certificate together
 //! ([`TokenCertificate::Switch`], the certificate's self-test); after the AS refused that, they
 //! are refreshed with the certificate they are bound to ([`TokenCertificate::Previous`]) until
-//! the next self-test is due. Pure, no I/O.
+//! the next self-test is due. A token whose policy says `revoke_replaced` is marked for
+//! revocation of the token it replaces ([`TokenDue::revoke_replaced`]) while that one is still
+//! valid at `now`; the reconciler revokes it after the credentials write. Pure, no I/O.
 
 use std::collections::BTreeSet;
 
@@ -142,6 +144,8 @@ pub(super) fn plan_tokens(
             Some(reason) => due.push(TokenDue {
                 name: token.name.clone(),
                 reason,
+                revoke_replaced: token.revoke_replaced
+                    && record.is_some_and(|r| now < r.expires_at),
             }),
             None => {
                 if let Some(at) = refresh_at {
@@ -237,6 +241,7 @@ mod tests {
         let token = TokenPolicy {
             name: "accounts".into(),
             refresh_before: None,
+            revoke_replaced: false,
         };
         for (lifetime, lead) in [(30, 300), (600, 1_000)] {
             for seed in 0..200u64 {

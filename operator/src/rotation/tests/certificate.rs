@@ -67,7 +67,8 @@ fn never_renews_an_unmanaged_certificate_but_tokens_follow_its_thumbprint() {
     assert!(p.actions.contains(&Action::RefreshTokens {
         tokens: vec![crate::rotation::TokenDue {
             name: "payments".into(),
-            reason: Reason::CertificateChanged
+            reason: Reason::CertificateChanged,
+            revoke_replaced: false,
         }],
         certificate: crate::rotation::TokenCertificate::Switch,
     }));

@@ -47,6 +47,7 @@ pub fn policy() -> Policy {
         tokens: vec![TokenPolicy {
             name: "payments".into(),
             refresh_before: None,
+            revoke_replaced: false,
         }],
         publication: Publication::JwksUri,
         jitter_seed: 7,

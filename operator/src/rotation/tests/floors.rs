@@ -91,6 +91,7 @@ fn a_refresh_margin_of_almost_the_lifetime_refreshes_no_sooner_than_two_fifths_i
         let margin = TokenPolicy {
             name: "payments".into(),
             refresh_before: Some(secs(3_599)),
+            revoke_replaced: false,
         };
         let point = refresh_at(&margin, &record, seed);
         assert!(point >= at(1_440), "seed {seed}: {point}");

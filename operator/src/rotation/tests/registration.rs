@@ -171,6 +171,7 @@ fn every_token_due_comes_in_one_refresh_with_its_own_reason() {
     policy.tokens.push(TokenPolicy {
         name: "accounts".into(),
         refresh_before: None,
+        revoke_replaced: false,
     });
     let seen = steady();
     let p = plan(&policy, &seen, at(3_600));
@@ -185,11 +186,13 @@ fn every_token_due_comes_in_one_refresh_with_its_own_reason() {
             tokens: vec![
                 TokenDue {
                     name: "payments".into(),
-                    reason: Reason::TokenExpired
+                    reason: Reason::TokenExpired,
+                    revoke_replaced: false,
                 },
                 TokenDue {
                     name: "accounts".into(),
-                    reason: Reason::TokenMissing
+                    reason: Reason::TokenMissing,
+                    revoke_replaced: false,
                 },
             ],
             certificate: crate::rotation::TokenCertificate::Current,
@@ -411,6 +414,7 @@ fn minted_tokens_replace_their_names_and_drop_tokens_of_an_old_certificate() {
     policy.tokens.push(TokenPolicy {
         name: "accounts".into(),
         refresh_before: None,
+        revoke_replaced: false,
     });
     let mut seen = steady();
     seen.tokens.push(token("accounts", at(0), at(3_600), "c0"));
@@ -419,6 +423,7 @@ fn minted_tokens_replace_their_names_and_drop_tokens_of_an_old_certificate() {
         tokens: vec![TokenDue {
             name: "payments".into(),
             reason: Reason::RefreshDue,
+            revoke_replaced: false,
         }],
         certificate: crate::rotation::TokenCertificate::Current,
     };

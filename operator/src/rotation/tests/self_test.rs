@@ -177,6 +177,7 @@ fn while_a_certificate_switch_waits_tokens_are_refreshed_with_the_previous_one()
         tokens: vec![crate::rotation::TokenDue {
             name: "payments".into(),
             reason: Reason::RefreshDue,
+            revoke_replaced: false,
         }],
         certificate: TokenCertificate::Previous,
     };
@@ -202,6 +203,7 @@ fn a_refusal_is_counted_and_cleared_once_the_switch_happens() {
         tokens: vec![crate::rotation::TokenDue {
             name: "payments".into(),
             reason: Reason::CertificateChanged,
+            revoke_replaced: false,
         }],
         certificate: TokenCertificate::Switch,
     };

@@ -24,6 +24,7 @@ fn payments(refresh_before: Option<jiff::SignedDuration>) -> TokenPolicy {
     TokenPolicy {
         name: "payments".into(),
         refresh_before,
+        revoke_replaced: false,
     }
 }
 
@@ -92,6 +93,7 @@ fn manual_renew_tokens_trigger_refreshes_every_token_then_acknowledges() {
     policy.tokens.push(TokenPolicy {
         name: "accounts".into(),
         refresh_before: None,
+        revoke_replaced: false,
     });
     let mut seen = steady();
     seen.tokens.push(token("accounts", at(0), at(3_600), "c1"));
@@ -104,6 +106,7 @@ fn manual_renew_tokens_trigger_refreshes_every_token_then_acknowledges() {
                 .map(|name| crate::rotation::TokenDue {
                     name: name.into(),
                     reason: Reason::ManualTrigger,
+                    revoke_replaced: false,
                 })
                 .to_vec(),
             certificate: crate::rotation::TokenCertificate::Current,
@@ -150,4 +153,59 @@ fn plans_no_token_before_a_signing_key_is_active_when_tokens_need_one() {
     );
     seen.keys = vec![sig("k1", crate::rotation::KeyState::Active, at(0))];
     assert_eq!(refreshes(&seen, 0), [Reason::TokenMissing]);
+}
+
+/// Each token the plan at `now` refreshes: why, and whether what it replaces is to be revoked.
+fn revocation_marks(
+    policy: &crate::rotation::Policy,
+    seen: &Observed,
+    now: jiff::Timestamp,
+) -> Vec<(Reason, bool)> {
+    plan(policy, seen, now)
+        .actions
+        .iter()
+        .flat_map(|a| match a {
+            Action::RefreshTokens { tokens, .. } => tokens
+                .iter()
+                .map(|t| (t.reason, t.revoke_replaced))
+                .collect(),
+            _ => vec![],
+        })
+        .collect()
+}
+
+#[test]
+fn a_replaced_token_is_marked_for_revocation_only_when_its_policy_asks_and_it_is_still_valid() {
+    let mut asks = policy();
+    asks.tokens[0].revoke_replaced = true;
+    let seen = steady();
+    let point = refresh_at(&asks.tokens[0], &seen.tokens[0], asks.jitter_seed);
+    assert_eq!(
+        revocation_marks(&asks, &seen, point),
+        [(Reason::RefreshDue, true)]
+    );
+    let mut moved = steady();
+    moved.tokens = vec![token("payments", at(0), at(3_600), "c0")];
+    assert_eq!(
+        revocation_marks(&asks, &moved, at(10)),
+        [(Reason::CertificateChanged, true)],
+        "a token bound to the old certificate is replaced too"
+    );
+    assert_eq!(
+        revocation_marks(&asks, &seen, at(3_600)),
+        [(Reason::TokenExpired, false)],
+        "an expired token needs no revocation"
+    );
+    let mut missing = steady();
+    missing.tokens.clear();
+    assert_eq!(
+        revocation_marks(&asks, &missing, at(10)),
+        [(Reason::TokenMissing, false)],
+        "nothing is replaced"
+    );
+    assert_eq!(
+        revocation_marks(&policy(), &seen, point),
+        [(Reason::RefreshDue, false)],
+        "off by default"
+    );
 }

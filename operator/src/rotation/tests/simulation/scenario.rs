@@ -53,6 +53,7 @@ pub(super) fn scenario(max_step: i64, max_steps: usize) -> impl Strategy<Value =
                 .map(|(i, before)| TokenPolicy {
                     name: format!("token-{i}"),
                     refresh_before: before.map(secs),
+                    revoke_replaced: false,
                 })
                 .collect::<Vec<_>>()
         });
@@ -145,6 +146,7 @@ pub(super) fn hostile_scenario(max_step: i64, max_steps: usize) -> impl Strategy
                 .map(|(i, before)| TokenPolicy {
                     name: format!("token-{i}"),
                     refresh_before: before.map(secs),
+                    revoke_replaced: false,
                 })
                 .collect();
             sc

@@ -338,3 +338,69 @@ async fn a_token_audience_reaches_the_as_as_the_rfc_8707_resource() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_token_with_revoke_replaced_has_each_replaced_token_revoked_and_one_without_none() {
+    use e2e::sandbox::Endpoint;
+    with_namespace("revoke-replaced", |ctx| async move {
+        let sandbox =
+            start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(10)).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let minted = || sandbox.counters().requests_with(Endpoint::Token, "200");
+        let revocations = || sandbox.counters().requests_to(Endpoint::Revocation);
+
+        // Without the flag: tokens are replaced, none is revoked.
+        let first = minted();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while minted() < first + 2 {
+            ensure!(std::time::Instant::now() < deadline, "no two refreshes in 60 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        ensure!(revocations() == 0, "{} revocations without revokeReplaced", revocations());
+
+        // With it: every refresh from now on revokes the token it replaced (a refresh already
+        // under way when the spec changed may not), each answered 200.
+        apply(
+            &ctx,
+            client(
+                "payments",
+                "sandbox",
+                json!({"tokens": [{"name": "accounts", "scope": "accounts", "revokeReplaced": true}]}),
+            ),
+        )
+        .await?;
+        let from = minted();
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let (m, r) = (minted() - from, revocations());
+            if r >= 3 && (r == m || r + 1 == m) {
+                break;
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{m} tokens minted and {r} revocations since revokeReplaced was set"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        ensure!(
+            sandbox.counters().requests_with(Endpoint::Revocation, "200") == revocations(),
+            "every revocation is authenticated and answered 200"
+        );
+        // The token in the Secret is never a revoked one: it is active at the AS. (A refresh
+        // between reading the Secret and asking the AS revokes what was read, after writing its
+        // successor: read again, a bounded number of times.)
+        let mut last = None;
+        for _ in 0..5 {
+            let secret = credentials(&ctx, "payments").await?;
+            match assert_bound_token(&sandbox, &secret, "accounts") {
+                Ok(_) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt")))
+    })
+    .await;
+}

@@ -273,6 +273,11 @@ impl FakeEffects {
         }
     }
 
+    /// Someone deletes one of our Secrets (its finalizer removed too).
+    pub fn delete_secret(&self, name: &str) {
+        self.lock().objects.remove(&format!("Secret/{name}"));
+    }
+
     /// Someone edits a data key of one of our Secrets (`None` removes it).
     pub fn edit_secret(&self, name: &str, key: &str, value: Option<&str>) {
         if let Some(Write::Secret(s)) = self.lock().objects.get_mut(&format!("Secret/{name}")) {

@@ -954,6 +954,25 @@ async fn a_client_id_removed_from_the_registration_secret_halts_for_good_not_reg
 }
 
 #[tokio::test]
+async fn a_deleted_registration_secret_halts_for_good_and_the_status_keeps_the_client_id() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    w.client.status = Some(w.status.clone());
+    w.fake.delete_secret("payments-registration");
+    for _ in 0..3 {
+        let _ = w.reconcile().await;
+        // The next reconcile reads the status the last one wrote.
+        w.client.status = Some(w.status.clone());
+        w.clock.advance(SignedDuration::from_secs(2));
+    }
+    assert_eq!(w.fake.clients(), ["client-1"], "no new registration");
+    assert_eq!(
+        w.reason(types::REGISTERED).as_deref(),
+        Some("RegistrationSecretLost")
+    );
+    assert_eq!(w.status.client_id.as_deref(), Some("client-1"));
+}
+
+#[tokio::test]
 async fn a_lost_registration_access_token_fails_by_default_and_names_the_client_left_at_the_as() {
     let mut w = onboard_immediate(serde_json::json!({})).await;
     w.fake.revoke_registration_tokens();

@@ -97,7 +97,11 @@ where
         extra_logs: Default::default(),
         audited_logs: Default::default(),
     });
+    // Every value any version of the namespace's Secrets holds during the test is audited,
+    // not only the last ones (docs/security.md § Leak audit).
+    let secret_watch = crate::leak_audit::watch_secrets(ctx.client.clone(), &ctx.namespace).await;
     let outcome = AssertUnwindSafe(test(ctx.clone())).catch_unwind().await;
+    let seen = secret_watch.finish();
     // A passing test must also pass the leak audit.
     let outcome = match outcome {
         Ok(Ok(())) => {
@@ -106,10 +110,16 @@ where
                 .lock()
                 .map(|v| v.clone())
                 .unwrap_or_default();
-            match crate::leak_audit::audit(&ctx, &logs, &[]).await {
+            let over_cap = seen.over_cap();
+            match crate::leak_audit::audit(&ctx, seen, &logs, &[]).await {
                 Ok(n) => {
+                    let unchecked = if over_cap > 0 {
+                        format!(" ({over_cap} more over the cap not checked)")
+                    } else {
+                        String::new()
+                    };
                     eprintln!(
-                        "leak audit of {}: {n} secret values, {} operator logs, events and statuses: 0 hits",
+                        "leak audit of {}: {n} distinct secret values seen during the test{unchecked}, {} operator logs, events and statuses: 0 hits",
                         ctx.namespace,
                         logs.len()
                     );

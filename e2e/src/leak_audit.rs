@@ -3,15 +3,27 @@
 //! registration access tokens, initial access tokens, private keys (PEM and JWK) — must not
 //! appear, raw or base64-encoded, in the operator's log (at debug level), in the namespace's
 //! events, in the statuses of our objects, or in the operator's metrics. A hit names the Secret
-//! key and the place, never the value. Does Kubernetes I/O (reads only).
+//! key and the place, never the value. Every value counts, not only the last: [`SeenValues`],
+//! fed by a watch of the test namespace's Secrets for the whole test ([`watch_secrets`]),
+//! remembers each distinct value any version of a Secret held (a token refreshed ten times is
+//! ten values), and the audit searches all of them in one pass over each place (Aho-Corasick).
+//! Does Kubernetes I/O (reads only).
 
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use aho_corasick::AhoCorasick;
 use anyhow::{Result, bail};
 use base64::Engine;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::{
     Api, ResourceExt,
     api::{DynamicObject, ListParams},
     core::{ApiResource, GroupVersionKind},
+    runtime::{WatchStreamExt, watcher},
 };
 
 use crate::TestContext;
@@ -84,6 +96,12 @@ fn private_jwk_members(v: &serde_json::Value, origin: &str, out: &mut Vec<Needle
                 private_jwk_members(v, origin, out);
             }
         }
+        // `state.json` holds each private JWK as a JSON string (`StoredKey::private_jwk`).
+        serde_json::Value::String(text) if text.trim_start().starts_with('{') => {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+                private_jwk_members(&v, origin, out);
+            }
+        }
         _ => {}
     }
 }
@@ -111,23 +129,147 @@ pub fn needles(secrets: &[Secret]) -> Vec<Needle> {
     out
 }
 
-/// Where a needle was found: `(origin, place)`.
-pub fn hits<'a>(needles: &'a [Needle], places: &[(String, String)]) -> Vec<(&'a str, String)> {
-    let mut out = vec![];
-    for n in needles {
-        for (place, text) in places {
-            if n.forms.iter().any(|f| text.contains(f.as_str())) {
-                out.push((n.origin.as_str(), place.clone()));
-            }
-        }
-    }
-    out
+/// Most distinct values [`SeenValues`] keeps (a bound on the audit's memory: a few MB of
+/// tokens); values beyond it are counted, not searched, and the audit's line says how many.
+pub const MAX_SEEN: usize = 20_000;
+
+/// Every distinct secret value seen in any version of the test namespace's Secrets, keyed by
+/// its raw form (the first [`Needle::forms`]), at most [`MAX_SEEN`]. Pure.
+#[derive(Debug, Default)]
+pub struct SeenValues {
+    by_raw: BTreeMap<String, Needle>,
+    over_cap: usize,
 }
 
-/// Audit the test's namespace against `logs` (operator log files) and `metrics` texts.
-/// Returns the number of values checked.
+impl SeenValues {
+    /// Remember the secret values of one version of a Secret.
+    pub fn observe(&mut self, secret: &Secret) {
+        self.add(needles(std::slice::from_ref(secret)));
+    }
+
+    fn add(&mut self, found: Vec<Needle>) {
+        for n in found {
+            let Some(raw) = n.forms.first().cloned() else {
+                continue;
+            };
+            if self.by_raw.contains_key(&raw) {
+                continue;
+            }
+            if self.by_raw.len() >= MAX_SEEN {
+                self.over_cap += 1;
+                continue;
+            }
+            self.by_raw.insert(raw, n);
+        }
+    }
+
+    /// Distinct values that did not fit under [`MAX_SEEN`] (not searched).
+    pub fn over_cap(&self) -> usize {
+        self.over_cap
+    }
+
+    /// The values seen, plus those of `current` (the Secrets as they are at the audit: a write
+    /// the watch has not delivered yet still counts), each value once.
+    pub fn with(mut self, current: &[Secret]) -> Vec<Needle> {
+        self.add(needles(current));
+        self.by_raw.into_values().collect()
+    }
+}
+
+/// A watch of `namespace`'s Secrets feeding a [`SeenValues`]; stopped (aborted) when dropped.
+pub struct SecretWatch {
+    seen: Arc<Mutex<SeenValues>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SecretWatch {
+    /// Stop watching and take what was seen.
+    pub fn finish(self) -> SeenValues {
+        self.task.abort();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *seen)
+    }
+}
+
+impl Drop for SecretWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start watching `namespace`'s Secrets; returns once the initial list is in (so that nothing
+/// the test writes afterwards is missed), or after 10 s (the audit's final list still covers
+/// the last values then).
+pub async fn watch_secrets(client: kube::Client, namespace: &str) -> SecretWatch {
+    let seen = Arc::new(Mutex::new(SeenValues::default()));
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel::<()>();
+    let api: Api<Secret> = Api::namespaced(client, namespace);
+    let sink = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut listed = Some(listed_tx);
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(
+                    watcher::Event::Apply(s)
+                    | watcher::Event::InitApply(s)
+                    | watcher::Event::Delete(s),
+                ) => {
+                    sink.lock().unwrap_or_else(|p| p.into_inner()).observe(&s);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = listed.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(watcher::Event::Init) | Err(_) => {}
+            }
+        }
+    });
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), listed_rx).await;
+    SecretWatch { seen, task }
+}
+
+/// Where a needle was found: `(origin, place)`. One pass over each place for all needles.
+pub fn hits<'a>(needles: &'a [Needle], places: &[(String, String)]) -> Vec<(&'a str, String)> {
+    let mut owner = vec![];
+    let mut patterns = vec![];
+    for (i, n) in needles.iter().enumerate() {
+        for f in &n.forms {
+            owner.push(i);
+            patterns.push(f.as_str());
+        }
+    }
+    let Ok(ac) = AhoCorasick::new(&patterns) else {
+        // Only a pattern set too large for memory fails to build: search one by one.
+        return needles
+            .iter()
+            .flat_map(|n| {
+                places
+                    .iter()
+                    .filter(|(_, text)| n.forms.iter().any(|f| text.contains(f.as_str())))
+                    .map(|(place, _)| (n.origin.as_str(), place.clone()))
+            })
+            .collect();
+    };
+    let mut found = std::collections::BTreeSet::new();
+    for (p, (_, text)) in places.iter().enumerate() {
+        for m in ac.find_overlapping_iter(text.as_str()) {
+            found.insert((owner[m.pattern().as_usize()], p));
+        }
+    }
+    found
+        .into_iter()
+        .map(|(n, p)| (needles[n].origin.as_str(), places[p].0.clone()))
+        .collect()
+}
+
+/// Audit the test's namespace against `logs` (operator log files) and `metrics` texts, for
+/// every value in `seen` and in the namespace's Secrets now. Returns the number of distinct
+/// values checked.
 pub async fn audit(
     ctx: &TestContext,
+    seen: SeenValues,
     logs: &[std::path::PathBuf],
     metrics: &[String],
 ) -> Result<usize> {
@@ -136,7 +278,7 @@ pub async fn audit(
         .list(&ListParams::default())
         .await?
         .items;
-    let needles = needles(&secrets);
+    let needles = seen.with(&secrets);
     let mut places: Vec<(String, String)> = vec![];
     for log in logs {
         places.push((
@@ -245,5 +387,94 @@ mod tests {
             hits(&n, &places).is_empty(),
             "public members are not secrets"
         );
+    }
+
+    #[test]
+    fn a_value_held_only_by_an_earlier_version_of_a_secret_is_still_searched() {
+        let first = "eyJhbGciOiJQUzI1NiJ9.first-token-long-gone";
+        let second = "eyJhbGciOiJQUzI1NiJ9.second-token-now-held";
+        let rat_v1 = "registration-access-token-version-1";
+        let v1 = secret(
+            "c-credentials",
+            &[
+                ("accounts.access_token", first),
+                ("client_id", "public-client-id-1234"),
+            ],
+        );
+        let v2 = secret("c-credentials", &[("accounts.access_token", second)]);
+        let reg = secret("c-registration", &[("registration_access_token", rat_v1)]);
+        let mut seen = SeenValues::default();
+        for s in [&v1, &reg, &v2, &v1] {
+            seen.observe(s);
+        }
+        // At the audit only the last version is left, and the registration Secret is gone.
+        let n = seen.with(std::slice::from_ref(&v2));
+        assert_eq!(n.len(), 3, "each distinct value once: {n:?}");
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rat_v1);
+        let places = vec![
+            (
+                "operator log".to_owned(),
+                format!("refreshing; old token {first}"),
+            ),
+            ("events".to_owned(), format!("note {b64}")),
+        ];
+        let mut h = hits(&n, &places);
+        h.sort();
+        assert_eq!(
+            h,
+            vec![
+                (
+                    "Secret c-credentials/accounts.access_token",
+                    "operator log".to_owned()
+                ),
+                (
+                    "Secret c-registration/registration_access_token",
+                    "events".to_owned()
+                ),
+            ]
+        );
+        // The final values alone miss both.
+        assert!(hits(&needles(std::slice::from_ref(&v2)), &places).is_empty());
+    }
+
+    #[test]
+    fn values_beyond_the_cap_are_counted_not_kept() {
+        let mut seen = SeenValues::default();
+        for i in 0..MAX_SEEN + 5 {
+            seen.observe(&secret(
+                "c-credentials",
+                &[("a.access_token", &format!("token-value-number-{i:08}"))],
+            ));
+        }
+        assert_eq!(seen.over_cap(), 5);
+        assert_eq!(seen.with(&[]).len(), MAX_SEEN);
+    }
+
+    #[test]
+    fn needles_that_overlap_in_one_place_are_all_found() {
+        let a = "overlapping-secret-AAAA-value";
+        let b = "AAAA-value-and-another-secret";
+        let n = needles(&[secret(
+            "c-credentials",
+            &[("a.access_token", a), ("b.access_token", b)],
+        )]);
+        let places = vec![(
+            "log".to_owned(),
+            "x overlapping-secret-AAAA-value-and-another-secret y".to_owned(),
+        )];
+        assert_eq!(hits(&n, &places).len(), 2);
+    }
+
+    #[test]
+    fn a_private_jwk_stored_as_a_json_string_in_the_key_state_is_searched() {
+        // The layout of `<name>-keys` (`operator/src/store/state.rs`, `StoredKey::private_jwk`).
+        let state = serde_json::json!({"keys": [{
+            "kid": "k1",
+            "private_jwk": r#"{"kty":"RSA","n":"public-modulus-abcdefgh","d":"private-exponent-abcdefgh"}"#,
+        }]})
+        .to_string();
+        let n = needles(&[secret("c-keys", &[("state.json", &state)])]);
+        let places = vec![("log".to_owned(), "d=private-exponent-abcdefgh".to_owned())];
+        assert_eq!(hits(&n, &places).len(), 1, "{n:?}");
     }
 }

@@ -274,6 +274,84 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
             "restoring the JWKS ConfigMap registered the client again"
         );
 
+        // Tampering with `<name>-registration`, three actions in turn; none registers the client
+        // again. (1) `client_id` overwritten: the issued one is in `response.json` beside it, so
+        // the client shows CorruptState naming the Secret and the issued id, and asks no token
+        // for the garbage; put back, it is Ready again.
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &hostile);
+        let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+        let reg = secrets.get("own-client-registration").await?;
+        let original = |key: &str| -> Result<String> {
+            let v = reg.data.as_ref().and_then(|d| d.get(key)).with_context(|| format!("{key} in own-client-registration"))?;
+            Ok(String::from_utf8(v.0.clone())?)
+        };
+        let (issued_id, issued_rat) = (original("client_id")?, original("registration_access_token")?);
+        let set = |key: &'static str, value: Option<String>| {
+            let secrets = secrets.clone();
+            async move {
+                let patch = json!({"data": {key: value.map(|v| b64(&v))}});
+                secrets.patch("own-client-registration", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                Ok::<(), anyhow::Error>(())
+            }
+        };
+        set("client_id", Some("tenant-garbage-client-id".into())).await?;
+        let tokens = hostile_as.counters().requests_to(Endpoint::Token);
+        let own = |what: &'static str, ok: Box<dyn Fn(&DynamicObject) -> bool + Send + Sync>| {
+            let client = ctx.client.clone();
+            let hostile = hostile.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let o = tpp_api(&client, &hostile, "TppClient").get("own-client").await?;
+                    if ok(&o) {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                    ensure!(Instant::now() < deadline, "{what}: status {}", o.data["status"]);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        };
+        let id = issued_id.clone();
+        own("an edited client_id was not reported as CorruptState", Box::new(move |o| {
+            ready(o).is_some_and(|(s, r, m)| s == "False" && r == "CorruptState" && m.contains("own-client-registration") && m.contains(&id))
+        }))
+        .await?;
+        ensure!(hostile_as.counters().requests_to(Endpoint::Token) == tokens, "a token was asked for an edited client_id");
+        set("client_id", Some(issued_id.clone())).await?;
+        own("the client_id put back did not make the client Ready", Box::new(|o| ready(o).is_some_and(|(s, _, _)| s == "True"))).await?;
+        // (2) The registration access token overwritten: it only manages the client at the AS
+        // (refused at the next RFC 7592 call: RegistrationAccessTokenLost, unit-tested), so tokens
+        // keep coming for the unchanged client id.
+        set("registration_access_token", Some("tenant-garbage-registration-access-token".into())).await?;
+        let tokens = hostile_as.counters().requests_to(Endpoint::Token);
+        tpp_api(&ctx.client, &hostile, "TppClient")
+            .patch("own-client", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"tpp.dev/renew-tokens": "after-rat-edit"}}})))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while hostile_as.counters().requests_to(Endpoint::Token) == tokens {
+            ensure!(Instant::now() < deadline, "no token after the registration access token was overwritten");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        own("a garbled registration access token stopped the client", Box::new(|o| ready(o).is_some_and(|(s, _, _)| s == "True"))).await?;
+        set("registration_access_token", Some(issued_rat)).await?;
+        // (3) `client_id` removed: the registration is lost (as if the Secret were deleted), so
+        // the client halts with RegistrationSecretLost naming the client left at the AS; put
+        // back, it is Ready again.
+        set("client_id", None).await?;
+        let id = issued_id.clone();
+        own("a removed client_id was not reported as RegistrationSecretLost", Box::new(move |o| {
+            o.data["status"]["conditions"].as_array().into_iter().flatten().any(|c| {
+                c["status"] == "False" && c["reason"] == "RegistrationSecretLost" && c["message"].as_str().is_some_and(|m| m.contains(&id))
+            })
+        }))
+        .await?;
+        set("client_id", Some(issued_id.clone())).await?;
+        own("the client_id put back did not make the client Ready", Box::new(|o| ready(o).is_some_and(|(s, _, _)| s == "True"))).await?;
+        ensure!(
+            hostile_as.counters().registrations_created == registrations,
+            "tampering with own-client-registration made the operator register the client again"
+        );
+
         // Tampering with the key state itself: `<name>-keys` overwritten with garbage. There is
         // no other copy of the keys to restore from, so the client must say so (CorruptState),
         // and must neither generate keys and register anew nor serve anything.
@@ -323,7 +401,7 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
             );
         }
         eprintln!(
-            "hostile tenant: {} reported objects + 30 flood clients + 4 tampering actions; AS origins called: {called:?}",
+            "hostile tenant: {} reported objects + 30 flood clients + 7 tampering actions; AS origins called: {called:?}",
             cases.len()
         );
         namespaces.delete(&hostile, &DeleteParams::default()).await.ok();

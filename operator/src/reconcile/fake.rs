@@ -273,6 +273,29 @@ impl FakeEffects {
         }
     }
 
+    /// Someone deletes one of our Secrets (its finalizer removed too).
+    pub fn delete_secret(&self, name: &str) {
+        self.lock().objects.remove(&format!("Secret/{name}"));
+    }
+
+    /// Someone edits a data key of one of our Secrets (`None` removes it).
+    pub fn edit_secret(&self, name: &str, key: &str, value: Option<&str>) {
+        if let Some(Write::Secret(s)) = self.lock().objects.get_mut(&format!("Secret/{name}")) {
+            let data = s.data.get_or_insert_with(Default::default);
+            match value {
+                Some(v) => {
+                    data.insert(
+                        key.to_owned(),
+                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                    );
+                }
+                None => {
+                    data.remove(key);
+                }
+            }
+        }
+    }
+
     /// A data key of one of our Secrets, as text.
     pub fn data(&self, secret: &str, key: &str) -> Option<String> {
         self.secret(secret)?

@@ -890,6 +890,89 @@ async fn a_put_refused_after_retries_but_a_get_accepted_keeps_the_client() {
 }
 
 #[tokio::test]
+async fn an_edited_client_id_is_corrupt_state_not_used_nor_registered_anew() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    // What the AS answered (it echoes the client id, RFC 7591 § 3.2.1), then the edit.
+    w.fake.edit_secret(
+        "payments-registration",
+        "response.json",
+        Some(r#"{"client_id":"client-1"}"#),
+    );
+    w.fake
+        .edit_secret("payments-registration", "client_id", Some("tenant-garbage"));
+    w.annotate(crate::crd::annotations::RENEW_TOKENS, "now");
+    let issued = w.fake.tokens_issued();
+    let err = w
+        .reconcile()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("payments-registration") && err.contains("client-1"),
+        "{err}"
+    );
+    assert_eq!(w.fake.clients(), ["client-1"], "no new registration");
+    assert_eq!(
+        w.fake.tokens_issued(),
+        issued,
+        "no token for an edited client id"
+    );
+    // Put back, the client carries on.
+    w.fake
+        .edit_secret("payments-registration", "client_id", Some("client-1"));
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.fake.clients(), ["client-1"]);
+}
+
+#[tokio::test]
+async fn a_client_id_removed_from_the_registration_secret_halts_for_good_not_registers_anew() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    w.fake.edit_secret(
+        "payments-registration",
+        "response.json",
+        Some(r#"{"client_id":"client-1"}"#),
+    );
+    w.client.status = Some(w.status.clone());
+    w.fake
+        .edit_secret("payments-registration", "client_id", None);
+    for _ in 0..3 {
+        let _ = w.reconcile().await;
+        // The next reconcile reads the status the last one wrote.
+        w.client.status = Some(w.status.clone());
+        w.clock.advance(SignedDuration::from_secs(2));
+    }
+    assert_eq!(w.fake.clients(), ["client-1"], "no new registration");
+    assert_eq!(
+        w.reason(types::REGISTERED).as_deref(),
+        Some("RegistrationSecretLost")
+    );
+    let message = crate::crd::condition::find(&w.status.conditions, types::REGISTERED)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("client-1"), "{message}");
+}
+
+#[tokio::test]
+async fn a_deleted_registration_secret_halts_for_good_and_the_status_keeps_the_client_id() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    w.client.status = Some(w.status.clone());
+    w.fake.delete_secret("payments-registration");
+    for _ in 0..3 {
+        let _ = w.reconcile().await;
+        // The next reconcile reads the status the last one wrote.
+        w.client.status = Some(w.status.clone());
+        w.clock.advance(SignedDuration::from_secs(2));
+    }
+    assert_eq!(w.fake.clients(), ["client-1"], "no new registration");
+    assert_eq!(
+        w.reason(types::REGISTERED).as_deref(),
+        Some("RegistrationSecretLost")
+    );
+    assert_eq!(w.status.client_id.as_deref(), Some("client-1"));
+}
+
+#[tokio::test]
 async fn a_lost_registration_access_token_fails_by_default_and_names_the_client_left_at_the_as() {
     let mut w = onboard_immediate(serde_json::json!({})).await;
     w.fake.revoke_registration_tokens();

@@ -138,6 +138,21 @@ impl<'a> Session<'a> {
             .await
             .map_err(read_err(layout::registration_name(&name)))?;
         let registration = RegistrationState::from_secret(reg_secret.as_ref());
+        // An edited client id is not ours to use (tokens would be asked for another client) nor
+        // to replace by a new registration (the issued client would stay at the AS unmanaged).
+        if matches!(
+            client.spec.registration.mode,
+            RegistrationMode::Dynamic | RegistrationMode::SignedRequest
+        ) && let Some(issued) = registration.edited_client_id()
+        {
+            return Err(Error::CorruptState {
+                what: layout::registration_name(&name),
+                message: format!(
+                    "its client_id was edited: the AS issued {issued:?} (response.json beside it); \
+                     put client_id back, or restore the Secret from a backup"
+                ),
+            });
+        }
         let unkept_secrets = build::keeps_for_deregistration(client)
             && (unkept(keys_secret.as_ref()) || unkept(reg_secret.as_ref()));
         let cred_secret = store
@@ -316,11 +331,14 @@ impl<'a> Session<'a> {
         if !answered || self.registration.is_registered() {
             return None;
         }
+        // The status loses the id with the first status written after the loss; the answer
+        // beside a removed `client_id` key keeps naming it, so the halt holds.
         self.client
             .status
             .as_ref()
             .and_then(|st| st.client_id.clone())
             .filter(|id| !id.is_empty())
+            .or_else(|| self.registration.answered_client_id())
     }
 
     /// The planner's view.

@@ -51,7 +51,13 @@ impl<'a> Material<'a> {
     pub fn of(s: &'a Session<'_>) -> Self {
         Self {
             client: s.client,
-            client_id: s.client_id().filter(|_| s.registered()),
+            // A registration whose Secret is gone keeps naming its client: the halt that stops
+            // a second registration reads it from here (docs/reliability.md,
+            // RegistrationSecretLost).
+            client_id: s
+                .client_id()
+                .filter(|_| s.registered())
+                .or_else(|| s.forgotten_client_id()),
             registered: s.registered(),
             keys: s.keys.records(),
             certificate: s.transport().map(|t| (t.record, t.subject)),

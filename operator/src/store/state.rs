@@ -258,6 +258,22 @@ impl RegistrationState {
     pub fn is_registered(&self) -> bool {
         self.client_id.is_some()
     }
+
+    /// The client id the AS issued, when `client_id` says otherwise: both are written together
+    /// from one answer, so a difference is an edit of the Secret by hand (docs/security.md §
+    /// Hostile-tenant suite). `None` when they agree, or when the stored answer names no client
+    /// id (a removed `client_id` is a lost registration, not an edit).
+    pub fn edited_client_id(&self) -> Option<String> {
+        let current = self.client_id.as_deref()?;
+        let issued = self.answered_client_id()?;
+        (issued != current).then_some(issued)
+    }
+
+    /// The client id in the stored registration answer (`response.json`), if it names one.
+    pub fn answered_client_id(&self) -> Option<String> {
+        let answer: serde_json::Value = serde_json::from_str(self.response.as_deref()?).ok()?;
+        Some(answer.get("client_id")?.as_str()?.to_owned()).filter(|id| !id.is_empty())
+    }
 }
 
 /// One token as held in `<name>-credentials`.
@@ -380,6 +396,38 @@ mod tests {
 
     fn ts(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn a_client_id_that_disagrees_with_the_stored_answer_is_an_edit() {
+        let answered = |client_id: Option<&str>, response: Option<&str>| RegistrationState {
+            client_id: client_id.map(str::to_owned),
+            response: response.map(str::to_owned),
+            ..Default::default()
+        };
+        let response = Some(r#"{"client_id":"issued-1","redirect_uris":[]}"#);
+        assert_eq!(
+            answered(Some("garbage"), response).edited_client_id(),
+            Some("issued-1".to_owned())
+        );
+        assert_eq!(
+            answered(Some("issued-1"), response).edited_client_id(),
+            None
+        );
+        assert_eq!(
+            answered(None, response).edited_client_id(),
+            None,
+            "lost, not edited"
+        );
+        assert_eq!(answered(Some("issued-1"), None).edited_client_id(), None);
+        assert_eq!(
+            answered(Some("issued-1"), Some("{}")).edited_client_id(),
+            None
+        );
+        assert_eq!(
+            answered(Some("issued-1"), Some("not json")).edited_client_id(),
+            None
+        );
     }
 
     #[test]

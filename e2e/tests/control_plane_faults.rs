@@ -305,7 +305,7 @@ fn api_with(ctx: &TestContext, client: kube::Client) -> Api<kube::api::DynamicOb
 }
 
 /// etcd stopped (SIGKILL to its PID) for 12 s across a token refresh point, with 60 s tokens
-/// (refresh 20 s before expiry): the refresh cannot be written while etcd is down; the token in
+/// (refresh 20–26.6 s before expiry): the refresh cannot be written while etcd is down; the token in
 /// the Secret never expires (the outage is shorter than the refresh margin); once etcd is back
 /// a token minted after the outage began reaches the Secret, without a registration, and the
 /// AS sees no storm of token requests meanwhile.
@@ -320,9 +320,11 @@ async fn etcd_down_across_a_refresh_point_delays_the_refresh_but_never_serves_an
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let first = current_token(&ctx, &sandbox, "payments").await?;
         ensure!(first.known);
-        // Stop etcd 24 s before expiry: the refresh point (20 s before expiry, less jitter)
-        // falls inside the 12 s outage.
-        let stop_at = first.exp - 24.0;
+        // Stop etcd 28 s before expiry. The refresh point is 20 s before expiry, brought
+        // forward by a jitter below a tenth of the lifetime plus a lead of at most a hundredth
+        // (`rotation::tokens::refresh_at`): between 26.6 s and 20 s before expiry, so inside the
+        // 12 s outage (28 s to 16 s before expiry) whatever the jitter.
+        let stop_at = first.exp - 28.0;
         let deadline = Instant::now() + Duration::from_secs(90);
         while unix_now() < stop_at {
             ensure!(

@@ -96,10 +96,11 @@ test-e2e: control-plane peer helm
 	$(CARGO) test -p e2e $(addprefix --test ,$(E2E_TESTS))
 
 ## The campaign (docs/reliability.md, "The campaign"; e2e/tests/chaos.rs): 50 TppClients of the
-## four modes, every failpoint on the controller's path x {crash, error}, 30 seeded SIGKILLs, the
+## four modes against the strict sandbox AS and 50 of the two registering modes against oidc-provider,
+## every failpoint on the controller's path x {crash, error}, 30 seeded SIGKILLs, the
 ## invariants after each. The seed is printed; TPP_CHAOS_SEED=<seed> repeats a run. `make test`
 ## runs the reduced campaign (the same test without TPP_CHAOS=full).
-chaos: control-plane
+chaos: control-plane peer
 	$(CARGO) build -p tpp-operator --bins --features tpp-operator/failpoints
 	TPP_CHAOS=full $(CARGO) test -p e2e --test chaos -- --nocapture
 

@@ -11,6 +11,7 @@
 //! (loopback only).
 
 use std::{
+    collections::BTreeSet,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
@@ -67,6 +68,8 @@ pub struct PeerOptions {
     /// The directory JWKS that software statements are verified against (default: empty set;
     /// replace it at any time with [`OidcPeer::set_directory_jwks`]).
     pub directory_jwks: Value,
+    /// Lifetime of `client_credentials` access tokens (default: the peer's 600 s).
+    pub client_credentials_ttl: Option<Duration>,
 }
 
 impl Default for PeerOptions {
@@ -76,6 +79,7 @@ impl Default for PeerOptions {
             client_auth_algs: vec!["PS256".into()],
             initial_access_token: None,
             directory_jwks: json!({ "keys": [] }),
+            client_credentials_ttl: None,
         }
     }
 }
@@ -105,6 +109,7 @@ pub struct OidcPeer {
     initial_access_token: SecretString,
     directory_jwks_path: PathBuf,
     observer: OnceCell<Observer>,
+    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -244,6 +249,12 @@ impl OidcPeer {
             // Through the environment, so the value is not visible in the process list.
             cmd.env("PEER_INITIAL_ACCESS_TOKEN", token);
         }
+        if let Some(ttl) = opts.client_credentials_ttl {
+            cmd.args([
+                "--client-credentials-ttl",
+                &ttl.as_secs().max(1).to_string(),
+            ]);
+        }
         let mut child = spawn("oidc-provider", cmd, &log)?;
         let ready = wait_ready(&mut child, &log).await?;
         let token = std::fs::read_to_string(&ready.initial_access_token_file)
@@ -255,6 +266,7 @@ impl OidcPeer {
             initial_access_token: SecretString::from(token.trim().to_owned()),
             directory_jwks_path,
             observer: OnceCell::new(),
+            log,
             _dir: dir,
         })
     }
@@ -375,6 +387,62 @@ impl OidcPeer {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()?)
+    }
+
+    /// The registrations the peer created, updated and deleted so far, in order: (event, client
+    /// id), the event one of `registration_create.success`, `registration_update.success`,
+    /// `registration_delete.success` (its log lines; `server.mjs`).
+    pub fn registration_events(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| {
+                let event = v["event"].as_str()?;
+                let id = v["client_id"].as_str()?;
+                event
+                    .starts_with("registration_")
+                    .then(|| (event.to_owned(), id.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Client ids created by registration and not deleted, the harness's own observer
+    /// excluded.
+    pub fn live_registrations(&self) -> BTreeSet<String> {
+        let mut live = BTreeSet::new();
+        for (event, id) in self.registration_events() {
+            match event.as_str() {
+                "registration_create.success" => {
+                    live.insert(id);
+                }
+                "registration_delete.success" => {
+                    live.remove(&id);
+                }
+                _ => {}
+            }
+        }
+        if let Some(o) = self.observer.get() {
+            live.remove(&o.client_id);
+        }
+        live
+    }
+
+    /// Whether the peer accepts `rat` at `registration_client_uri` now (an RFC 7592 GET, which
+    /// the peer answers without rotating the token): the peer holds it as that client's RAT.
+    pub async fn accepts_rat(&self, registration_client_uri: &str, rat: &str) -> Result<bool> {
+        let status = self
+            .http_client(None)?
+            .get(registration_client_uri)
+            .bearer_auth(rat)
+            .send()
+            .await?
+            .status();
+        match status.as_u16() {
+            200 => Ok(true),
+            401 | 403 | 404 => Ok(false),
+            other => bail!("RFC 7592 GET answered {other}"),
+        }
     }
 
     /// Whether the Node process is still running.

@@ -37,9 +37,12 @@ function openFinancePolicy(ctx, properties) {
 /**
  * The configuration. `opts`: `issuer`, `jwks` (provider signing keys), `cookieKeys`,
  * `par` (`required` | `optional` | `off`), `clientAuthAlgs` (advertised and accepted
- * algorithms of client assertions and request objects).
+ * algorithms of client assertions and request objects), `clientCredentialsTtl` (seconds a
+ * client_credentials access token lives; default 600).
  */
-export function configuration({ issuer, jwks, cookieKeys, par, clientAuthAlgs }) {
+export function configuration({
+  issuer, jwks, cookieKeys, par, clientAuthAlgs, clientCredentialsTtl = 600,
+}) {
   const url = (path) => `${issuer}${path}`;
   return {
     jwks,
@@ -80,7 +83,7 @@ export function configuration({ issuer, jwks, cookieKeys, par, clientAuthAlgs })
       && code.kind === 'AuthorizationCode',
     ttl: {
       AccessToken: 600,
-      ClientCredentials: 600,
+      ClientCredentials: clientCredentialsTtl,
       AuthorizationCode: 60,
       IdToken: 600,
       RefreshToken: 3600,

@@ -14,6 +14,8 @@
 //   --par required|optional|off  [PEER_PAR]        PAR switch (default required)
 //   --client-auth-algs <a,b>     [PEER_CLIENT_AUTH_ALGS]  client-assertion and request-object
 //                                algorithms (default PS256)
+//   --client-credentials-ttl <s> [PEER_CLIENT_CREDENTIALS_TTL]  lifetime of client_credentials
+//                                access tokens in seconds (default 600)
 //
 // At start it writes exactly one JSON line to stdout, then nothing else:
 //   {"ready":true,"issuer":"https://localhost:<port>","port":<port>,"pid":<pid>,
@@ -21,7 +23,10 @@
 //    "client_auth_signing_algs":["PS256"]}
 // The initial access token itself (policies applied, valid 24 h) is only in that file (mode
 // 0600); the pid is also in `<state-dir>/pid`. Provider error events go to stderr as JSON
-// lines (`{"event":"grant.error","error":...,"error_description":...,"detail":...}`).
+// lines (`{"event":"grant.error","error":...,"error_description":...,"detail":...}`), and so
+// are the registrations it creates, updates and deletes (`{"event":"registration_create.success",
+// "client_id":...}`: the client id only, never a registration access token), which the chaos
+// campaign counts (docs/reliability.md, "The campaign").
 
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
@@ -40,6 +45,10 @@ const ERROR_EVENTS = [
   'registration_update.error', 'registration_delete.error', 'introspection.error',
   'pushed_authorization_request.error', 'authorization.error', 'userinfo.error',
   'revocation.error', 'jwks.error', 'discovery.error',
+];
+
+const REGISTRATION_EVENTS = [
+  'registration_create.success', 'registration_update.success', 'registration_delete.success',
 ];
 
 function log(event, fields) {
@@ -63,6 +72,7 @@ function options() {
       'initial-access-token': { type: 'string' },
       par: { type: 'string' },
       'client-auth-algs': { type: 'string' },
+      'client-credentials-ttl': { type: 'string' },
     },
     strict: true,
   });
@@ -79,6 +89,7 @@ function options() {
     par: pick('par', 'PEER_PAR') ?? 'required',
     clientAuthAlgs: (pick('client-auth-algs', 'PEER_CLIENT_AUTH_ALGS') ?? 'PS256')
       .split(',').map((s) => s.trim()).filter(Boolean),
+    clientCredentialsTtl: Number(pick('client-credentials-ttl', 'PEER_CLIENT_CREDENTIALS_TTL') ?? 600),
   };
   for (const [name, value] of [['state-dir', opts.stateDir], ['ca', opts.ca], ['cert', opts.cert], ['key', opts.key]]) {
     if (!value) fail(`--${name} is required`);
@@ -86,6 +97,7 @@ function options() {
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) fail('--port must be 0..65535');
   if (!['required', 'optional', 'off'].includes(opts.par)) fail('--par must be required, optional or off');
   if (opts.clientAuthAlgs.length === 0) fail('--client-auth-algs must name at least one algorithm');
+  if (!Number.isInteger(opts.clientCredentialsTtl) || opts.clientCredentialsTtl < 1) fail('--client-credentials-ttl must be a positive number of seconds');
   return opts;
 }
 
@@ -129,6 +141,7 @@ async function main() {
     cookieKeys: [randomBytes(32).toString('base64url')],
     par: opts.par,
     clientAuthAlgs: opts.clientAuthAlgs,
+    clientCredentialsTtl: opts.clientCredentialsTtl,
   }));
   for (const event of ERROR_EVENTS) {
     provider.on(event, (ctx, err) => log(event, {
@@ -137,6 +150,9 @@ async function main() {
       detail: err?.error_detail,
       path: ctx?.path,
     }));
+  }
+  for (const event of REGISTRATION_EVENTS) {
+    provider.on(event, (ctx, client) => log(event, { client_id: client?.clientId }));
   }
 
   const expiresIn = 24 * 60 * 60;

@@ -128,7 +128,8 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
         }
     };
     // Key generation waits for a slot without holding a controller slot (see `admission`):
-    // nothing was done yet, so nothing is written.
+    // nothing was done yet, so nothing but the status of a client that is not Ready is
+    // written.
     session.backoff_until = ctx.backoff_until(&key(obj));
     let uid = obj.uid().unwrap_or_default();
     let rotation_policy = policy::rotation_policy(obj, &uid);
@@ -138,6 +139,9 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
             Ok(permit) => Some(permit),
             Err(wait) => {
                 tracing::debug!(client = %key(obj), backlog = ctx.keygen.backlog(), ?wait, "key generation deferred");
+                if let Some(st) = status::queued(obj, &old, now) {
+                    status::publish(ctx, obj, &old, &st).await?;
+                }
                 return Ok(Requeue::requeue(wait));
             }
         }

@@ -325,6 +325,32 @@ pub fn waiting(
     st
 }
 
+/// What a client whose key generation was deferred (reconcile/admission.rs) shows: when it is
+/// not Ready, `Ready=False`/`Reconciling=True` with reason `Pending` and a message that says it
+/// is queued — not the reason of an earlier wait that no longer holds (a client deferred at
+/// start-up kept "waiting for AuthorizationServer … to be resolved" until its turn came:
+/// BENCHMARKS.md, issue 16). `None` for a Ready client (a deferred rotation: its material keeps
+/// working) and when the status says so already. The message carries no per-attempt value, so
+/// a retry writes nothing.
+pub fn queued(
+    client: &TppClient,
+    old: &TppClientStatus,
+    now: Timestamp,
+) -> Option<TppClientStatus> {
+    let ready = old
+        .conditions
+        .iter()
+        .any(|c| c.type_ == types::READY && c.status == "True");
+    if ready {
+        return None;
+    }
+    let st = waiting(client, old, Reason::Pending, QUEUED, now);
+    (st != *old).then_some(st)
+}
+
+/// The message of [`queued`].
+pub const QUEUED: &str = "queued for key generation: new clients are admitted a few at a time so that running clients keep their token refreshes (docs/operations.md, Onboarding many clients)";
+
 /// Status of a suspended client: not ready, and neither reconciling nor stalled (kstatus
 /// reports it Current: nothing is in progress by design).
 pub fn suspended(client: &TppClient, old: &TppClientStatus, now: Timestamp) -> TppClientStatus {

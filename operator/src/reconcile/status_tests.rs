@@ -231,6 +231,41 @@ fn a_client_waiting_for_its_authorization_server_is_in_progress() {
 }
 
 #[test]
+fn a_deferred_client_that_waited_for_its_server_shows_it_is_queued_once() {
+    let c = client(1);
+    let stale = waiting(
+        &c,
+        &TppClientStatus::default(),
+        Reason::AuthorizationServerNotReady,
+        "waiting for AuthorizationServer \"as\" to be resolved",
+        at(1),
+    );
+    let st = queued(&c, &stale, at(2)).expect("the stale wait is replaced");
+    assert_eq!(kstatus(1, &st), KStatus::InProgress);
+    assert_eq!(reason_of(&st, types::READY), Some("Pending"));
+    let message = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::READY)
+        .map(|c| c.message.clone());
+    assert_eq!(message.as_deref(), Some(QUEUED));
+    assert_eq!(queued(&c, &st, at(3)), None, "a retry writes nothing");
+}
+
+#[test]
+fn a_deferred_rotation_of_a_ready_client_leaves_its_status_alone() {
+    let c = client(1);
+    let mut ready = TppClientStatus::default();
+    Conditions::new(&mut ready.conditions, Some(1), at(1)).set(
+        types::READY,
+        true,
+        Reason::Reconciled,
+        "ready",
+    );
+    assert_eq!(queued(&c, &ready, at(2)), None);
+}
+
+#[test]
 fn a_suspended_client_is_current_and_not_ready() {
     let c = client(1);
     let st = suspended(&c, &TppClientStatus::default(), at(1));

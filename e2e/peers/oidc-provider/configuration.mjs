@@ -38,13 +38,14 @@ function openFinancePolicy(ctx, properties) {
  * The configuration. `opts`: `issuer`, `jwks` (provider signing keys), `cookieKeys`,
  * `par` (`required` | `optional` | `off`), `clientAuthAlgs` (advertised and accepted
  * algorithms of client assertions and request objects), `clientCredentialsTtl` (seconds a
- * client_credentials access token lives; default 600).
+ * client_credentials access token lives; default 600), `adapter` (the storage: store.mjs).
  */
 export function configuration({
-  issuer, jwks, cookieKeys, par, clientAuthAlgs, clientCredentialsTtl = 600,
+  issuer, jwks, cookieKeys, par, clientAuthAlgs, clientCredentialsTtl = 600, adapter,
 }) {
   const url = (path) => `${issuer}${path}`;
   return {
+    adapter,
     jwks,
     cookies: { keys: cookieKeys },
     clientAuthMethods: AUTH_METHODS,

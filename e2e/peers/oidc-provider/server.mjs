@@ -38,6 +38,7 @@ import * as jose from 'jose';
 import Provider from 'oidc-provider';
 
 import { POLICY, configuration } from './configuration.mjs';
+import { adapter } from './store.mjs';
 import signedRegistration from './signed_registration.mjs';
 
 const ERROR_EVENTS = [
@@ -142,6 +143,7 @@ async function main() {
     par: opts.par,
     clientAuthAlgs: opts.clientAuthAlgs,
     clientCredentialsTtl: opts.clientCredentialsTtl,
+    adapter: adapter(),
   }));
   for (const event of ERROR_EVENTS) {
     provider.on(event, (ctx, err) => log(event, {

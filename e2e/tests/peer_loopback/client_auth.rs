@@ -117,3 +117,59 @@ async fn an_es256_signing_key_registers_es256_and_authenticates() -> Result<()> 
     )?;
     Ok(())
 }
+
+/// The peer is an AS that does not forget: after more tokens than oidc-provider's default
+/// store holds (an LRU of 1,000 entries, which dropped the oldest clients, tokens and initial
+/// access tokens once about 2,000 entries had been written after them), the first token
+/// still introspects active and the initial access token still registers. The chaos campaign
+/// against the peer failed on that (a signed registration refused `invalid_token`); the peer
+/// now keeps every entry until its own expiry (`e2e/peers/oidc-provider/store.mjs`).
+#[tokio::test]
+async fn the_peer_forgets_nothing_live_after_more_tokens_than_its_default_store_held() -> Result<()>
+{
+    use futures::StreamExt as _;
+    const TOKENS: usize = 2_100;
+    let peer = peer().await?;
+    let meta = discover(&peer).await?;
+    let transport = Transport::ca_issued(&peer, "CN=tpp-many,OU=e2e,O=Example TPP,C=MY").await?;
+    let client = mtls_client(&peer, &transport)?;
+    let endpoint = meta
+        .registration_endpoint
+        .clone()
+        .context("no registration_endpoint")?;
+    let register = || async {
+        let body = tls_metadata(&transport, &rsa_key().await?)?;
+        with_log(
+            &peer,
+            registration::register_dynamic(
+                &client,
+                &endpoint,
+                Some(peer.initial_access_token()),
+                &body,
+                &MemoryPersister::default(),
+            )
+            .await,
+        )
+    };
+    let reg = register().await?;
+    let authn = tls_auth(&reg.client_id);
+    let first = with_log(&peer, token_for(&client, &meta, &authn).await)?;
+    // A bounded burst: TOKENS requests, eight at a time.
+    let minted = futures::stream::iter(0..TOKENS)
+        .map(|_| token_for(&client, &meta, &authn))
+        .buffer_unordered(8)
+        .filter(|r| std::future::ready(r.is_ok()))
+        .count()
+        .await;
+    assert_eq!(minted, TOKENS, "every token request answered");
+    let seen = peer.introspect(&first.access_token).await?;
+    assert_eq!(
+        seen["active"],
+        json!(true),
+        "the first token is forgotten: {seen}"
+    );
+    register()
+        .await
+        .context("the initial access token no longer registers")?;
+    Ok(())
+}

@@ -205,25 +205,39 @@ pub async fn start_sandbox(
 ) -> Result<RunningSandbox> {
     let dir = ctx.cp.dir.join(format!("sandbox-{}", ctx.namespace));
     std::fs::create_dir_all(&dir)?;
-    let mut cfg = SandboxConfig::new(dir);
+    let mut cfg = strict_sandbox_config(dir)?;
+    tune(&mut cfg);
+    apply_sandbox_iat_secret(&ctx.api(), &ctx.namespace).await?;
+    crate::sandbox::start(cfg).await
+}
+
+/// The sandbox configuration [`start_sandbox`] starts from: every strict check on, 2 s JWKS
+/// cache (for a sandbox a test starts itself, e.g. in another namespace).
+pub fn strict_sandbox_config(state_dir: std::path::PathBuf) -> Result<SandboxConfig> {
+    let mut cfg = SandboxConfig::new(state_dir);
     cfg.jwks_cache_ttl = Duration::from_secs(2);
     cfg.aud_policy = AudPolicy::Strict;
     cfg.initial_access_token = Some(sandbox_initial_access_token().clone());
     cfg.client_ca_pem = Some(sandbox_client_ca()?.cert_pem.clone());
     cfg.strict_signed_registration = true;
     cfg.bind_onboarding = true;
-    tune(&mut cfg);
+    Ok(cfg)
+}
+
+/// Create (server-side apply) the Secret [`SANDBOX_IAT_SECRET`] through `secrets` (of
+/// `namespace`, for the error message).
+pub async fn apply_sandbox_iat_secret(secrets: &Api<Secret>, namespace: &str) -> Result<()> {
     let iat = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SANDBOX_IAT_SECRET},
         "stringData": {SANDBOX_IAT_KEY: sandbox_initial_access_token().expose_secret()}});
-    ctx.api::<Secret>()
+    secrets
         .patch(
             SANDBOX_IAT_SECRET,
             &PatchParams::apply("e2e-user").force(),
             &Patch::Apply(&iat),
         )
         .await
-        .context("create the initial access token Secret")?;
-    crate::sandbox::start(cfg).await
+        .with_context(|| format!("create Secret {namespace}/{SANDBOX_IAT_SECRET}"))?;
+    Ok(())
 }
 
 /// Create (server-side apply) a `kubernetes.io/tls` Secret `name` holding a client

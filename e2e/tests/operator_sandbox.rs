@@ -500,3 +500,49 @@ async fn the_strict_sandbox_refuses_a_token_endpoint_audience_and_a_registration
     })
     .await;
 }
+
+/// `tls_client_auth` against the strict sandbox, which trusts only its client CA: a TppClient
+/// with a certificate that CA issued (`apply_ca_issued_transport_secret`) becomes Ready with a
+/// bound token; one with a self-signed certificate of the same subject is refused with a clear
+/// reason and gets no token.
+#[tokio::test]
+async fn tls_client_auth_with_a_certificate_of_the_client_ca_becomes_ready_and_a_self_signed_look_alike_is_refused()
+ {
+    with_namespace("tls-auth", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        let subject = [
+            (rcgen::DnType::CommonName, "payments-mtls"),
+            (rcgen::DnType::OrganizationName, "Example TPP"),
+        ];
+        apply_ca_issued_transport_secret(&ctx, "issued", &subject).await?;
+        apply_tls_secret(&ctx, "lookalike", &e2e::pki::self_signed_client(&subject)?).await?;
+        let spec = |secret: &str| {
+            json!({
+                "authentication": {"method": "tls_client_auth", "subjectDn": "CN=payments-mtls,O=Example TPP"},
+                "transportCertificate": {"source": "SecretRef", "secretRef": {"name": secret}},
+            })
+        };
+        apply(&ctx, client("genuine", "sandbox", spec("issued"))).await?;
+        apply(&ctx, client("impostor", "sandbox", spec("lookalike"))).await?;
+        wait_condition(&ctx, "TppClient", "genuine", "Ready", "True", READY).await?;
+        assert_bound_token(&sandbox, &credentials(&ctx, "genuine").await?, "accounts")?;
+        let o = wait_for(&ctx, "TppClient", "impostor", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["status"] == "False" && c["reason"] == "InvalidClient")
+        })
+        .await?;
+        ensure!(
+            credentials(&ctx, "impostor").await.ok().and_then(|s| secret_text(&s, "accounts.access_token")).is_none(),
+            "no token for a certificate outside the client CA: {}",
+            o.data["status"]
+        );
+        ensure!(
+            sandbox.counters().rejects_for("certificate_not_trusted") >= 1,
+            "refused for its chain: {:?}",
+            sandbox.counters().rejects
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -546,3 +546,37 @@ async fn tls_client_auth_with_a_certificate_of_the_client_ca_becomes_ready_and_a
     })
     .await;
 }
+
+/// A hub client of the strict sandbox gets tokens only over a certificate the hub onboarded
+/// (`bind_onboarding`): after a certificate renewal the operator onboards the new certificate
+/// before it mints with it, so the Secret's token is bound to the new certificate and the hub
+/// saw exactly one onboarding per certificate.
+#[tokio::test]
+async fn a_hub_clients_renewed_certificate_is_onboarded_before_tokens_are_minted_with_it() {
+    with_namespace("hub-renew", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op = start_operator(&ctx).await?;
+        let (client_id, jwks_uri) = provision_out_of_band(&ctx, &sandbox, &op, "hub", true)?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("hub", "sandbox", json!({"registration": {"mode": "HubOnboarding", "clientId": client_id, "jwksUri": jwks_uri}}))).await?;
+        wait_condition(&ctx, "TppClient", "hub", "Ready", "True", READY).await?;
+        let first = x5t_of_pem(&secret_text(&credentials(&ctx, "hub").await?, "tls.crt").context("tls.crt")?)?;
+        let patch = json!({"metadata": {"annotations": {"tpp.dev/renew-certificate": "1"}}});
+        api(&ctx, "TppClient").patch("hub", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await?;
+        let deadline = std::time::Instant::now() + READY;
+        let renewed = loop {
+            let secret = credentials(&ctx, "hub").await?;
+            let x5t = x5t_of_pem(&secret_text(&secret, "tls.crt").context("tls.crt")?)?;
+            if x5t != first {
+                assert_bound_token(&sandbox, &secret, "accounts")?;
+                break x5t;
+            }
+            ensure!(std::time::Instant::now() < deadline, "the certificate was not renewed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let onboarded: Vec<String> = sandbox.onboardings().into_iter().map(|o| o.x5t_s256).collect();
+        ensure!(onboarded == [first, renewed], "one onboarding per certificate, in order: {onboarded:?}");
+        Ok(())
+    })
+    .await;
+}

@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests of the operator: apply our objects as JSON, wait for conditions
-//! (with timeouts, never bare sleeps), read the credentials Secret, and start the sandbox AS and
-//! the operator for a test. Kubernetes I/O.
+//! (with timeouts, never bare sleeps), read the credentials Secret, and start the sandbox AS (in
+//! strict mode, with the initial access token Secret and client CA its checks need;
+//! docs/reliability.md) and the operator for a test. Kubernetes I/O.
 
 use std::{
     sync::OnceLock,

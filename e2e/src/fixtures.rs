@@ -1,8 +1,12 @@
 //! Helpers for end-to-end tests of the operator: apply our objects as JSON, wait for conditions
-//! (with timeouts, never bare sleeps), read the credentials Secret, and start the sandbox AS and
-//! the operator for a test. Kubernetes I/O.
+//! (with timeouts, never bare sleeps), read the credentials Secret, and start the sandbox AS (in
+//! strict mode, with the initial access token Secret and client CA its checks need;
+//! docs/reliability.md) and the operator for a test. Kubernetes I/O.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Secret;
@@ -11,12 +15,14 @@ use kube::{
     api::{DynamicObject, Patch, PatchParams},
     core::{ApiResource, GroupVersionKind},
 };
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
 use crate::{
     TestContext,
     operator::{OperatorOptions, OperatorProcess},
-    sandbox::{RunningSandbox, SandboxConfig},
+    pki::{CertPair, TestCa},
+    sandbox::{AudPolicy, RunningSandbox, SandboxConfig},
 };
 
 /// The API of one of our kinds in the test namespace.
@@ -46,13 +52,17 @@ pub async fn apply(ctx: &TestContext, manifest: Value) -> Result<DynamicObject> 
         .await?)
 }
 
-/// An AuthorizationServer manifest for the sandbox AS.
+/// An AuthorizationServer manifest for the sandbox AS. It names the test namespace's initial
+/// access token ([`SANDBOX_IAT_SECRET`], created by [`start_sandbox`]) for Dynamic registration,
+/// as the strict sandbox requires; `extra_spec` `{"registration": {"initialAccessTokenRef":
+/// null}}` removes it.
 pub fn sandbox_server(name: &str, sandbox: &RunningSandbox, extra_spec: Value) -> Value {
     let mut spec = json!({
         "issuer": sandbox.issuer(),
         "caBundle": sandbox.ca_pem(),
         "jwksCacheTtl": "2s",
         "rateLimit": {"requestsPerSecond": 50, "burst": 50},
+        "registration": {"initialAccessTokenRef": {"name": SANDBOX_IAT_SECRET, "key": SANDBOX_IAT_KEY}},
     });
     merge(&mut spec, extra_spec);
     json!({"apiVersion": "tpp.dev/v1alpha1", "kind": "AuthorizationServer", "metadata": {"name": name}, "spec": spec})
@@ -154,17 +164,109 @@ pub async fn credentials(ctx: &TestContext, name: &str) -> Result<Secret> {
         .with_context(|| format!("{name}-credentials"))
 }
 
-/// Start the sandbox AS with `tune` applied to its default test config.
+/// Secret (in the test namespace) holding the initial access token of the sandboxes that
+/// [`start_sandbox`] starts; [`sandbox_server`] references it.
+pub const SANDBOX_IAT_SECRET: &str = "sandbox-iat";
+/// Key of the initial access token in [`SANDBOX_IAT_SECRET`].
+pub const SANDBOX_IAT_KEY: &str = "token";
+
+/// The initial access token of this test process's sandboxes (random per process).
+pub fn sandbox_initial_access_token() -> &'static SecretString {
+    static IAT: OnceLock<SecretString> = OnceLock::new();
+    IAT.get_or_init(|| {
+        SecretString::from(format!(
+            "e2e-iat-{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        ))
+    })
+}
+
+/// The client CA of this test process's sandboxes: a `tls_client_auth` certificate must chain
+/// to it ([`apply_ca_issued_transport_secret`] issues one).
+pub fn sandbox_client_ca() -> Result<&'static TestCa> {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    if let Some(ca) = CA.get() {
+        return Ok(ca);
+    }
+    let ca = TestCa::new("e2e sandbox client CA")?;
+    Ok(CA.get_or_init(|| ca))
+}
+
+/// Start the sandbox AS in strict mode, with `tune` applied last (a test that needs a lenient
+/// check turns it off there and says why). Strict: only the exact issuer as assertion `aud`
+/// (and the strict clock and lifetime bounds), the initial access token
+/// [`sandbox_initial_access_token`] for RFC 7591 registration, `tls_client_auth` certificates
+/// chained to [`sandbox_client_ca`], signed registrations with `iss` and the software
+/// statement's keys, hub clients only over an onboarded certificate. Creates the Secret
+/// [`SANDBOX_IAT_SECRET`] in the test namespace, which [`sandbox_server`] references.
 pub async fn start_sandbox(
     ctx: &TestContext,
     tune: impl FnOnce(&mut SandboxConfig),
 ) -> Result<RunningSandbox> {
     let dir = ctx.cp.dir.join(format!("sandbox-{}", ctx.namespace));
     std::fs::create_dir_all(&dir)?;
-    let mut cfg = SandboxConfig::new(dir);
-    cfg.jwks_cache_ttl = Duration::from_secs(2);
+    let mut cfg = strict_sandbox_config(dir)?;
     tune(&mut cfg);
+    apply_sandbox_iat_secret(&ctx.api(), &ctx.namespace).await?;
     crate::sandbox::start(cfg).await
+}
+
+/// The sandbox configuration [`start_sandbox`] starts from: every strict check on, 2 s JWKS
+/// cache (for a sandbox a test starts itself, e.g. in another namespace).
+pub fn strict_sandbox_config(state_dir: std::path::PathBuf) -> Result<SandboxConfig> {
+    let mut cfg = SandboxConfig::new(state_dir);
+    cfg.jwks_cache_ttl = Duration::from_secs(2);
+    cfg.aud_policy = AudPolicy::Strict;
+    cfg.initial_access_token = Some(sandbox_initial_access_token().clone());
+    cfg.client_ca_pem = Some(sandbox_client_ca()?.cert_pem.clone());
+    cfg.strict_signed_registration = true;
+    cfg.bind_onboarding = true;
+    Ok(cfg)
+}
+
+/// Create (server-side apply) the Secret [`SANDBOX_IAT_SECRET`] through `secrets` (of
+/// `namespace`, for the error message).
+pub async fn apply_sandbox_iat_secret(secrets: &Api<Secret>, namespace: &str) -> Result<()> {
+    let iat = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SANDBOX_IAT_SECRET},
+        "stringData": {SANDBOX_IAT_KEY: sandbox_initial_access_token().expose_secret()}});
+    secrets
+        .patch(
+            SANDBOX_IAT_SECRET,
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&iat),
+        )
+        .await
+        .with_context(|| format!("create Secret {namespace}/{SANDBOX_IAT_SECRET}"))?;
+    Ok(())
+}
+
+/// Create (server-side apply) a `kubernetes.io/tls` Secret `name` holding a client
+/// certificate for `subject` issued by [`sandbox_client_ca`], as a TppClient with
+/// `tls_client_auth` and `transportCertificate.source: SecretRef` needs it. Returns the pair.
+pub async fn apply_ca_issued_transport_secret(
+    ctx: &TestContext,
+    name: &str,
+    subject: &[(rcgen::DnType, &str)],
+) -> Result<CertPair> {
+    let issued = sandbox_client_ca()?.issue_client(subject)?;
+    apply_tls_secret(ctx, name, &issued).await?;
+    Ok(issued)
+}
+
+/// Create (server-side apply) a `kubernetes.io/tls` Secret `name` holding `pair`.
+pub async fn apply_tls_secret(ctx: &TestContext, name: &str, pair: &CertPair) -> Result<()> {
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name}, "stringData": {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}});
+    ctx.api::<Secret>()
+        .patch(
+            name,
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .with_context(|| format!("create Secret {name}"))?;
+    Ok(())
 }
 
 /// Start an operator watching the test namespace; its log is printed if the test fails.

@@ -307,7 +307,12 @@ impl Campaign {
                     bail!("{mode:?} clients are provisioned at the sandbox AS only");
                 };
                 let jwks_uri = format!("{}/jwks/{}/{name}", self.op.jwks_url, self.ns());
-                let client_id = sandbox.provision_client(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri, "scope": "accounts"}))?;
+                let mut metadata = json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri, "scope": "accounts"});
+                if mode == Mode::Hub {
+                    // Served only over the certificate it onboarded (`bind_onboarding`).
+                    metadata["hub_onboarding"] = json!(true);
+                }
+                let client_id = sandbox.provision_client(metadata)?;
                 let m = if mode == Mode::Static {
                     "Static"
                 } else {

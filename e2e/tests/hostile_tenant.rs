@@ -101,11 +101,10 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
         let hostile_as = e2e::sandbox::start({
             let dir = ctx.cp.dir.join(format!("sandbox-{hostile}"));
             std::fs::create_dir_all(&dir)?;
-            let mut cfg = e2e::sandbox::SandboxConfig::new(dir);
-            cfg.jwks_cache_ttl = Duration::from_secs(2);
-            cfg
+            strict_sandbox_config(dir)?
         })
         .await?;
+        apply_sandbox_iat_secret(&Api::namespaced(ctx.client.clone(), &hostile), &hostile).await?;
         let op = OperatorProcess::start(
             ctx.cp,
             &ctx.client,
@@ -132,6 +131,7 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
             let mut spec = json!({
                 "issuer": hostile_as.issuer(), "caBundle": hostile_as.ca_pem(), "jwksCacheTtl": "2s",
                 "rateLimit": {"requestsPerSecond": 50, "burst": 50},
+                "registration": {"initialAccessTokenRef": {"name": SANDBOX_IAT_SECRET, "key": SANDBOX_IAT_KEY}},
             });
             merge(&mut spec, extra);
             spec

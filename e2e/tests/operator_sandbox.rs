@@ -166,15 +166,18 @@ async fn dynamic_registration_with_private_key_jwt_becomes_ready_with_a_bound_to
 }
 
 /// Provision `name` at the sandbox out of band, with the operator's served JWKS as `jwks_uri`
-/// (as OFM onboarding does); returns (client id, jwks_uri).
+/// (as OFM onboarding does); returns (client id, jwks_uri). A `hub` client (`hub_onboarding`)
+/// gets tokens from the strict sandbox only over a certificate the hub onboarded
+/// (`bind_onboarding`), so its HubOnboarding TppClient must onboard each certificate first.
 fn provision_out_of_band(
     ctx: &e2e::TestContext,
     sandbox: &e2e::sandbox::RunningSandbox,
     op: &e2e::operator::OperatorProcess,
     name: &str,
+    hub: bool,
 ) -> Result<(String, String)> {
     let jwks_uri = format!("{}/jwks/{}/{name}", op.jwks_url, ctx.namespace);
-    let client_id = sandbox.provision_client(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri, "scope": "accounts"}))?;
+    let client_id = sandbox.provision_client(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri, "scope": "accounts", "hub_onboarding": hub}))?;
     Ok((client_id, jwks_uri))
 }
 
@@ -184,7 +187,7 @@ async fn static_client_provisioned_out_of_band_publishes_its_jwks_and_becomes_re
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
         let op = start_operator(&ctx).await?;
         // The AS fetches our JWKS from the operator's JWKS server (jwks_uri), as OFM does.
-        let (client_id, jwks_uri) = provision_out_of_band(&ctx, &sandbox, &op, "payments")?;
+        let (client_id, jwks_uri) = provision_out_of_band(&ctx, &sandbox, &op, "payments", false)?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("payments", "sandbox", json!({"registration": {"mode": "Static", "clientId": client_id, "jwksUri": jwks_uri}}))).await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
@@ -218,7 +221,7 @@ async fn hub_onboarding_posts_once_and_becomes_ready() {
     with_namespace("hub", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
         let op = start_operator(&ctx).await?;
-        let (client_id, jwks_uri) = provision_out_of_band(&ctx, &sandbox, &op, "hub")?;
+        let (client_id, jwks_uri) = provision_out_of_band(&ctx, &sandbox, &op, "hub", true)?;
         apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
         apply(&ctx, client("hub", "sandbox", json!({"registration": {"mode": "HubOnboarding", "clientId": client_id, "jwksUri": jwks_uri}}))).await?;
         wait_condition(&ctx, "TppClient", "hub", "Ready", "True", READY).await?;
@@ -401,6 +404,179 @@ async fn a_token_with_revoke_replaced_has_each_replaced_token_revoked_and_one_wi
             }
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt")))
+    })
+    .await;
+}
+
+/// The strict sandbox (what `start_sandbox` starts) refuses what a lenient AS lets through, and
+/// the operator says so instead of reaching Ready: a client assertion whose `aud` is the token
+/// endpoint (`clientAssertion.audience: TokenEndpoint`; FAPI 2.0 wants the issuer) and an
+/// RFC 7591 registration without the initial access token. A correct client on the same AS
+/// becomes Ready, so the refusals are the strict checks and nothing else.
+#[tokio::test]
+async fn the_strict_sandbox_refuses_a_token_endpoint_audience_and_a_registration_without_the_initial_access_token()
+ {
+    with_namespace("strict", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(
+            &ctx,
+            sandbox_server(
+                "token-aud",
+                &sandbox,
+                json!({"clientAssertion": {"audience": "TokenEndpoint"}}),
+            ),
+        )
+        .await?;
+        apply(
+            &ctx,
+            sandbox_server(
+                "no-iat",
+                &sandbox,
+                json!({"registration": {"initialAccessTokenRef": null}}),
+            ),
+        )
+        .await?;
+        apply(&ctx, client("correct", "sandbox", json!({}))).await?;
+        apply(&ctx, client("wrong-aud", "token-aud", json!({}))).await?;
+        apply(&ctx, client("without-iat", "no-iat", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "correct", "Ready", "True", READY).await?;
+        let refused = |reason: &'static str| {
+            move |o: &kube::api::DynamicObject| {
+                condition(o, "Ready")
+                    .is_some_and(|c| c["status"] == "False" && c["reason"] == reason)
+            }
+        };
+        let o = wait_for(
+            &ctx,
+            "TppClient",
+            "wrong-aud",
+            READY,
+            refused("InvalidClient"),
+        )
+        .await?;
+        ensure!(
+            credentials(&ctx, "wrong-aud")
+                .await
+                .ok()
+                .and_then(|s| secret_text(&s, "accounts.access_token"))
+                .is_none(),
+            "no token for a client whose assertions the AS refuses: {}",
+            o.data["status"]
+        );
+        ensure!(
+            sandbox.counters().rejects_for("bad_audience") >= 1,
+            "refused for its aud: {:?}",
+            sandbox.counters().rejects
+        );
+        let o = wait_for(
+            &ctx,
+            "TppClient",
+            "without-iat",
+            READY,
+            refused("RegistrationRejected"),
+        )
+        .await?;
+        let registered = condition(&o, "Registered").unwrap_or_default();
+        ensure!(
+            registered["status"] == "False"
+                && registered["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("invalid_token")),
+            "Registered carries the AS's error: {registered}"
+        );
+        ensure!(
+            sandbox.counters().rejects_for("bad_initial_access_token") >= 1,
+            "refused for the missing token: {:?}",
+            sandbox.counters().rejects
+        );
+        ensure!(
+            sandbox.counters().registrations_created == 2,
+            "`correct` and `wrong-aud` registered, `without-iat` never: {}",
+            sandbox.counters().registrations_created
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// `tls_client_auth` against the strict sandbox, which trusts only its client CA: a TppClient
+/// with a certificate that CA issued (`apply_ca_issued_transport_secret`) becomes Ready with a
+/// bound token; one with a self-signed certificate of the same subject is refused with a clear
+/// reason and gets no token.
+#[tokio::test]
+async fn tls_client_auth_with_a_certificate_of_the_client_ca_becomes_ready_and_a_self_signed_look_alike_is_refused()
+ {
+    with_namespace("tls-auth", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let _op = start_operator(&ctx).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        let subject = [
+            (rcgen::DnType::CommonName, "payments-mtls"),
+            (rcgen::DnType::OrganizationName, "Example TPP"),
+        ];
+        apply_ca_issued_transport_secret(&ctx, "issued", &subject).await?;
+        apply_tls_secret(&ctx, "lookalike", &e2e::pki::self_signed_client(&subject)?).await?;
+        let spec = |secret: &str| {
+            json!({
+                "authentication": {"method": "tls_client_auth", "subjectDn": "CN=payments-mtls,O=Example TPP"},
+                "transportCertificate": {"source": "SecretRef", "secretRef": {"name": secret}},
+            })
+        };
+        apply(&ctx, client("genuine", "sandbox", spec("issued"))).await?;
+        apply(&ctx, client("impostor", "sandbox", spec("lookalike"))).await?;
+        wait_condition(&ctx, "TppClient", "genuine", "Ready", "True", READY).await?;
+        assert_bound_token(&sandbox, &credentials(&ctx, "genuine").await?, "accounts")?;
+        let o = wait_for(&ctx, "TppClient", "impostor", READY, |o| {
+            condition(o, "Ready").is_some_and(|c| c["status"] == "False" && c["reason"] == "InvalidClient")
+        })
+        .await?;
+        ensure!(
+            credentials(&ctx, "impostor").await.ok().and_then(|s| secret_text(&s, "accounts.access_token")).is_none(),
+            "no token for a certificate outside the client CA: {}",
+            o.data["status"]
+        );
+        ensure!(
+            sandbox.counters().rejects_for("certificate_not_trusted") >= 1,
+            "refused for its chain: {:?}",
+            sandbox.counters().rejects
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// A hub client of the strict sandbox gets tokens only over a certificate the hub onboarded
+/// (`bind_onboarding`): after a certificate renewal the operator onboards the new certificate
+/// before it mints with it, so the Secret's token is bound to the new certificate and the hub
+/// saw exactly one onboarding per certificate.
+#[tokio::test]
+async fn a_hub_clients_renewed_certificate_is_onboarded_before_tokens_are_minted_with_it() {
+    with_namespace("hub-renew", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op = start_operator(&ctx).await?;
+        let (client_id, jwks_uri) = provision_out_of_band(&ctx, &sandbox, &op, "hub", true)?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("hub", "sandbox", json!({"registration": {"mode": "HubOnboarding", "clientId": client_id, "jwksUri": jwks_uri}}))).await?;
+        wait_condition(&ctx, "TppClient", "hub", "Ready", "True", READY).await?;
+        let first = x5t_of_pem(&secret_text(&credentials(&ctx, "hub").await?, "tls.crt").context("tls.crt")?)?;
+        let patch = json!({"metadata": {"annotations": {"tpp.dev/renew-certificate": "1"}}});
+        api(&ctx, "TppClient").patch("hub", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await?;
+        let deadline = std::time::Instant::now() + READY;
+        let renewed = loop {
+            let secret = credentials(&ctx, "hub").await?;
+            let x5t = x5t_of_pem(&secret_text(&secret, "tls.crt").context("tls.crt")?)?;
+            if x5t != first {
+                assert_bound_token(&sandbox, &secret, "accounts")?;
+                break x5t;
+            }
+            ensure!(std::time::Instant::now() < deadline, "the certificate was not renewed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let onboarded: Vec<String> = sandbox.onboardings().into_iter().map(|o| o.x5t_s256).collect();
+        ensure!(onboarded == [first, renewed], "one onboarding per certificate, in order: {onboarded:?}");
+        Ok(())
     })
     .await;
 }

@@ -868,3 +868,239 @@ async fn a_burst_of_5xx_on_registration_stops_after_two_attempts_until_a_human_a
     })
     .await;
 }
+
+/// Whether the operator's log shows that failpoint `name` injected a failure.
+fn fired(op: &e2e::operator::OperatorProcess, name: &str) -> bool {
+    op.log()
+        .lines()
+        .any(|l| l.contains("failpoint injected a failure") && l.contains(name))
+}
+
+/// Wait (bounded) until the TppClient `name` is gone.
+async fn wait_gone(ctx: &TestContext, name: &str) -> Result<()> {
+    let deadline = Instant::now() + READY;
+    while api(ctx, "TppClient").get_opt(name).await?.is_some() {
+        ensure!(Instant::now() < deadline, "TppClient {name} is still there");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// The finalizer of the client's Secrets, then its own, fail to go once each (failpoints
+/// `before_release_secret`, `before_remove_finalizer`: the API server answered 503) after
+/// the client was deregistered: both are retried and the TppClient goes, and the retries do
+/// not DELETE again (the AS would answer 401 for the client it no longer has, read as "may
+/// remain registered": a false `DeregistrationFailed` Warning).
+#[tokio::test]
+async fn a_finalizer_removal_that_fails_is_retried_without_deregistering_twice() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("finfail", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op = start_operator_with_failpoints(
+            &ctx,
+            Some("before_release_secret=1*return(error);before_remove_finalizer=1*return(error)"),
+        )
+        .await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let id = client_id(&ctx, "payments").await?;
+        api(&ctx, "TppClient")
+            .delete("payments", &DeleteParams::default())
+            .await?;
+        wait_gone(&ctx, "payments").await?;
+        for point in ["before_release_secret", "before_remove_finalizer"] {
+            ensure!(fired(&op, point), "failpoint {point} did not fire");
+        }
+        let c = sandbox.counters();
+        ensure!(!sandbox.has_client(&id), "client {id} is still at the AS");
+        ensure!(
+            c.requests_with(Endpoint::Registration, "204") == 1
+                && c.requests_with(Endpoint::Registration, "401") == 0,
+            "one DELETE, none refused: {:?}",
+            c.requests
+        );
+        let warnings = events_with(&ctx, "DeregistrationFailed").await?;
+        ensure!(warnings.is_empty(), "false alarm: {warnings:?}");
+        for secret in ["payments-keys", "payments-registration"] {
+            if let Some(s) = ctx.api::<Secret>().get_opt(secret).await? {
+                ensure!(
+                    s.metadata.finalizers.unwrap_or_default().is_empty(),
+                    "{secret} still carries a finalizer"
+                );
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Every event publication fails (failpoint `before_publish_event`, always): events are
+/// reports, never a reason to fail a reconcile. The client is registered once and Ready with
+/// a token, no reconcile failed, and no event of the operator reached the API server.
+#[tokio::test]
+async fn an_event_that_cannot_be_published_never_fails_a_reconcile() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("evfail", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op = start_operator_with_failpoints(&ctx, Some("before_publish_event=return(error)"))
+            .await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        ensure!(
+            fired(&op, "before_publish_event"),
+            "no event publication was attempted"
+        );
+        let log = op.log();
+        ensure!(
+            !log.contains("reconcile failed"),
+            "a reconcile failed: {}",
+            log.lines()
+                .filter(|l| l.contains("reconcile failed"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let c = sandbox.counters();
+        ensure!(
+            c.registrations_created == 1,
+            "{} registrations",
+            c.registrations_created
+        );
+        let t = current_token(&ctx, &sandbox, "payments").await?;
+        ensure!(t.known && t.exp > unix_now(), "no live token in the Secret");
+        // Only the operator publishes events in the test's namespace.
+        let events = ctx.api::<Event>().list(&Default::default()).await?.items;
+        ensure!(
+            events.is_empty(),
+            "an event got through the failpoint: {:?}",
+            events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>()
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// The AuthorizationServer's status write fails once (failpoint
+/// `before_apply_server_status`): the AS controller retries on its backoff, the AS becomes
+/// Ready and its client after it; discovery is not hammered for it.
+#[tokio::test]
+async fn an_authorization_server_status_write_that_fails_is_retried_on_its_backoff() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("asstfail", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op = start_operator_with_failpoints(
+            &ctx,
+            Some("before_apply_server_status=1*return(error)"),
+        )
+        .await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(
+            &ctx,
+            "AuthorizationServer",
+            "sandbox",
+            "Ready",
+            "True",
+            READY,
+        )
+        .await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        ensure!(
+            fired(&op, "before_apply_server_status"),
+            "failpoint before_apply_server_status did not fire"
+        );
+        let c = sandbox.counters();
+        let discoveries = c.requests_to(Endpoint::Discovery);
+        ensure!(
+            discoveries <= 3,
+            "{discoveries} discovery requests for one failed status write"
+        );
+        ensure!(
+            c.registrations_created == 1,
+            "{} registrations",
+            c.registrations_created
+        );
+        eprintln!(
+            "a failed AuthorizationServer status write: {discoveries} discovery requests in all"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// The restart stamp on a workload of `spec.consumers.restartTargets` cannot be written once
+/// (failpoint `before_restart_consumer`): a `ConsumerRestartFailed` Warning says so, and the
+/// restart is retried: the pod template gets the stamp for the credentials, once.
+#[tokio::test]
+async fn a_consumer_restart_that_fails_is_reported_and_retried() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("rsfail", |ctx| async move {
+        use k8s_openapi::api::apps::v1::Deployment;
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op =
+            start_operator_with_failpoints(&ctx, Some("before_restart_consumer=1*return(error)"))
+                .await?;
+        let deployment: Deployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "app"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "app"}},
+                "template": {
+                    "metadata": {"labels": {"app": "app"}},
+                    "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]},
+                },
+            },
+        }))?;
+        let deployments = ctx.api::<Deployment>();
+        deployments.create(&Default::default(), &deployment).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(
+            &ctx,
+            client(
+                "payments",
+                "sandbox",
+                json!({"consumers": {
+                    "restartTargets": [{"kind": "Deployment", "name": "app"}],
+                    "minRestartInterval": "0s",
+                }}),
+            ),
+        )
+        .await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let stamp = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get("restart.tpp.dev/payments").cloned())
+        };
+        let deadline = Instant::now() + READY;
+        let generation = loop {
+            let d = deployments.get("app").await?;
+            if stamp(&d).is_some() {
+                break d.metadata.generation.unwrap_or_default();
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the Deployment was never restarted"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        ensure!(
+            fired(&op, "before_restart_consumer"),
+            "the failpoint did not fire"
+        );
+        let failed = events_with(&ctx, "ConsumerRestartFailed").await?;
+        ensure!(!failed.is_empty(), "no Warning said the restart failed");
+        ensure!(
+            generation == 2,
+            "the pod template changed {} times for one set of credentials",
+            generation - 1
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -1104,3 +1104,162 @@ async fn a_consumer_restart_that_fails_is_reported_and_retried() {
     })
     .await;
 }
+
+/// An operator watching the test namespace with extra flags.
+async fn start_operator_with_args(
+    ctx: &TestContext,
+    args: &[&str],
+) -> Result<e2e::operator::OperatorProcess> {
+    let op = e2e::operator::OperatorProcess::start(
+        ctx.cp,
+        &ctx.client,
+        e2e::operator::OperatorOptions {
+            namespaces: vec![ctx.namespace.clone()],
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let log = op.log_path();
+    ctx.audit_log(log.clone());
+    ctx.on_failure_print(move || {
+        format!(
+            "----- operator log (tail) -----\n{}",
+            e2e::process::tail(&log, 12000)
+        )
+    });
+    Ok(op)
+}
+
+/// The AS answers after the client's timeout: it did the work (`hold_after_handling`), the
+/// answer comes 6 s later, the operator gave up after 2 s (`--as-request-timeout 2s`).
+fn held_after_handling(endpoint: FaultTarget, count: u32) -> Fault {
+    Fault {
+        endpoint,
+        kind: FaultKind::HoldAfterHandling { ms: 6_000 },
+        count,
+    }
+}
+
+/// Two token requests at the refresh point time out (the AS issued both tokens, the answers
+/// came after the operator's 2 s timeout): the operator retries on its backoff (2 s, 4 s), the
+/// third request's token reaches the Secret, and the token the Secret serves never expires
+/// meanwhile (45 s tokens: a refresh margin of 15 s against about 12 s of timeouts and waits).
+/// Exactly 3 token requests for the refresh: no storm.
+#[tokio::test]
+async fn token_requests_that_time_out_are_retried_on_backoff_and_the_served_token_never_expires() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("tokslow", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(45)).await?;
+        let op = start_operator_with_args(&ctx, &["--as-request-timeout", "2s"]).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let first = current_token(&ctx, &sandbox, "payments").await?;
+        ensure!(first.known);
+        let before = sandbox.counters();
+        sandbox.add_fault(held_after_handling(FaultTarget::Token, 2));
+        // Until a token issued after the first one is in the Secret (bounded by the first
+        // one's expiry and a little more), the Secret never serves an expired token.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let fresh = loop {
+            let t = current_token(&ctx, &sandbox, "payments").await?;
+            ensure!(t.known, "a token the AS never issued");
+            ensure!(
+                t.exp > unix_now(),
+                "the Secret serves an expired token (exp {}, now {})",
+                t.exp,
+                unix_now()
+            );
+            if t.value != first.value {
+                break t;
+            }
+            ensure!(Instant::now() < deadline, "the token was never refreshed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let c = sandbox.counters();
+        let held = c.requests_with(Endpoint::Token, "held_after_200");
+        let answered =
+            c.requests_with(Endpoint::Token, "200") - before.requests_with(Endpoint::Token, "200");
+        let all = c.requests_to(Endpoint::Token) - before.requests_to(Endpoint::Token);
+        ensure!(
+            held == 2,
+            "{held} token requests timed out, the rule held 2: {:?}",
+            c.requests
+        );
+        ensure!(
+            answered == 1 && all == 3,
+            "{all} token requests for one refresh ({answered} answered in time): {:?}",
+            c.requests
+        );
+        ensure!(
+            op.log().matches("timed out").count() >= 2 || op.log().contains("Timeout"),
+            "the operator did not see the timeouts"
+        );
+        ensure!(c.registrations_created == 1, "registered again");
+        ensure!(fresh.exp > unix_now());
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        eprintln!(
+            "two token requests timed out at the refresh point: 3 requests in all, the fresh \
+             token in the Secret {:.1} s before the old one's expiry",
+            first.exp - fresh.iat
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// The AS created the client, then its answer came after the operator's timeout, twice: each
+/// attempt's outcome is unknown. The first is retried (`maxUnknownAttempts: 1`, announced by a
+/// `RegistrationLost` Warning); after the second the operator halts with
+/// `RegistrationOutcomeUnknown` naming the annotation that allows another attempt: 2 clients
+/// at the AS, 2 requests, nothing more until a human asks; then one more registers.
+#[tokio::test]
+async fn registrations_whose_answers_time_out_after_the_as_created_the_client_halt_after_two() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("regslow", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        sandbox.add_fault(held_after_handling(FaultTarget::Registration, 2));
+        let _op = start_operator_with_args(&ctx, &["--as-request-timeout", "2s"]).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        let halted = wait_for(&ctx, "TppClient", "payments", READY, |o| {
+            condition(o, "Registered").is_some_and(|c| c["reason"] == "RegistrationOutcomeUnknown")
+        })
+        .await?;
+        let message = condition(&halted, "Registered")
+            .and_then(|c| c["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        ensure!(message.contains("tpp.dev/retry-registration"), "{message}");
+        let c = sandbox.counters();
+        ensure!(
+            c.requests_with(Endpoint::Registration, "held_after_201") == 2
+                && c.requests_to(Endpoint::Registration) == 2,
+            "two registrations, both answered too late: {:?}",
+            c.requests
+        );
+        ensure!(c.registrations_created == 2, "{} clients at the AS", c.registrations_created);
+        ensure!(
+            !events_with(&ctx, "RegistrationLost").await?.is_empty(),
+            "the retry of an attempt of unknown outcome is announced"
+        );
+        ensure!(
+            !events_with(&ctx, "RegistrationOutcomeUnknown").await?.is_empty(),
+            "the halt is a Warning event too"
+        );
+        // Observe 8 s (longer than a held answer): nothing more is sent on the operator's own.
+        let window = Instant::now();
+        while window.elapsed() < Duration::from_secs(8) {
+            let now = sandbox.counters().requests_to(Endpoint::Registration);
+            ensure!(now == 2, "{now} registration requests after the halt");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        annotate(&ctx, "TppClient", "payments", "tpp.dev/retry-registration", "1").await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let c = sandbox.counters();
+        ensure!(c.registrations_created == 3, "{} clients at the AS", c.registrations_created);
+        eprintln!("two registration answers after the timeout: halted after 2 requests; Ready after the retry annotation with a third");
+        Ok(())
+    })
+    .await;
+}

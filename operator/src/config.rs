@@ -118,6 +118,13 @@ pub struct Config {
     #[arg(long, env = "TPP_OPERATOR_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_seconds)]
     pub shutdown_timeout: std::time::Duration,
 
+    /// The longest one request to an authorization server may take, connection and body
+    /// included (discovery, registration, RFC 7592, token, revocation): then it fails as a
+    /// timeout, retried on the client's backoff (a registration whose answer timed out is an
+    /// attempt of unknown outcome, docs/reliability.md). Above 0.
+    #[arg(long, env = "TPP_OPERATOR_AS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_positive_seconds)]
+    pub as_request_timeout: std::time::Duration,
+
     /// Authorization server hosts the operator may call although they are loopback,
     /// link-local, private-range or cluster-internal names (comma-separated: exact hosts, IP
     /// literals or `*.suffix` patterns). Empty: any public host, nothing internal.
@@ -132,6 +139,16 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
         .filter(|v| v.is_finite() && *v >= 0.0)
         .map(std::time::Duration::from_secs_f64)
         .ok_or_else(|| format!("expected seconds such as `20s` or `1.5`, got `{s}`"))
+}
+
+fn parse_positive_seconds(s: &str) -> Result<std::time::Duration, String> {
+    parse_seconds(s).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("expected more than 0 seconds, got `{s}`"))
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 impl Config {
@@ -200,6 +217,7 @@ mod tests {
             "client-go's defaults"
         );
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(c.as_request_timeout, std::time::Duration::from_secs(30));
         assert!(c.allowed_as_hosts.is_empty());
         assert!(!c.egress_policy().allows("127.0.0.1"));
     }
@@ -229,6 +247,18 @@ mod tests {
         let c = Config::try_parse_from(["tpp-operator", "--shutdown-timeout", "1.5s"]).unwrap();
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_millis(1500));
         assert!(Config::try_parse_from(["tpp-operator", "--shutdown-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn the_as_request_timeout_reads_seconds_above_zero() {
+        let c = Config::try_parse_from(["tpp-operator", "--as-request-timeout", "2s"]).unwrap();
+        assert_eq!(c.as_request_timeout, std::time::Duration::from_secs(2));
+        for bad in ["0", "0s", "soon"] {
+            assert!(
+                Config::try_parse_from(["tpp-operator", "--as-request-timeout", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Control-plane and AS faults (issue 12, item 4; docs/reliability.md § Control-plane and AS
 //! faults), each with an assertion, on a real kube-apiserver and etcd against the sandbox AS:
-//! kube-apiserver restarted mid-run, etcd stopped across a token refresh, a watch resumed from a
-//! compacted revision (410 Gone), another field manager's write over the credentials Secret,
-//! the credentials or registration Secret deleted by hand, and answers the AS handled but never
-//! sent (registration, RFC 7592 PUT, token), the client deleted at the AS and a discovery
-//! document whose issuer changed.
+//! kube-apiserver restarted mid-run, etcd stopped across a token refresh and for longer than
+//! the watch timeout, a watch resumed from a compacted revision (410 Gone), another field
+//! manager's write over the credentials Secret, the credentials or registration Secret deleted
+//! by hand, answers the AS handled but never sent (registration, RFC 7592 PUT, token) or sent
+//! after the operator's timeout (token, registration), the client deleted at the AS and a
+//! discovery document whose issuer changed. Also one injected failure (failpoint) at each
+//! Kubernetes write outside the reconcile's own effects: finalizer removals, events, the
+//! AuthorizationServer's status, a consumer's restart stamp.
 //!
 //! The tests that stop or restart a control-plane daemon (by the PID the harness recorded) take
 //! [`CONTROL_PLANE`] for writing; the others share it, so no test runs through another's outage.
@@ -1259,6 +1262,136 @@ async fn registrations_whose_answers_time_out_after_the_as_created_the_client_ha
         let c = sandbox.counters();
         ensure!(c.registrations_created == 3, "{} clients at the AS", c.registrations_created);
         eprintln!("two registration answers after the timeout: halted after 2 requests; Ready after the retry annotation with a third");
+        Ok(())
+    })
+    .await;
+}
+
+/// Completed WATCH requests for `resource` the API server counted (`apiserver_request_total`).
+async fn watches_of(ctx: &TestContext, resource: &str) -> Result<f64> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = ctx.client.request_text(request).await?;
+    let label = format!("resource=\"{resource}\"");
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains("verb=\"WATCH\"")
+                && l.contains(&label)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// The access token `<name>-credentials` serves now, checked unexpired.
+async fn unexpired_token(ctx: &TestContext, sandbox: &RunningSandbox, name: &str) -> Result<Token> {
+    let t = current_token(ctx, sandbox, name).await?;
+    ensure!(
+        t.known,
+        "{name}-credentials holds a token the AS never issued"
+    );
+    ensure!(
+        t.exp > unix_now(),
+        "{name}-credentials serves an expired token (exp {}, now {})",
+        t.exp,
+        unix_now()
+    );
+    Ok(t)
+}
+
+/// etcd stopped (SIGKILL) for 20 s, four times the operator's 5 s watch timeout
+/// (`--watch-timeout 5s`): every watch ends on the API server's timeout during the outage and
+/// its renewal fails or returns nothing. Once etcd is back, changes made after the outage are
+/// all handled — a new TppClient becomes Ready, a deleted credentials Secret is recreated with
+/// an active token — with one registration per client and no expired token served (120 s
+/// tokens: a refresh margin of 40 s, longer than the outage).
+#[tokio::test]
+async fn etcd_stopped_longer_than_the_watch_timeout_misses_no_change_made_after_it() {
+    let _only = CONTROL_PLANE.write().await;
+    with_namespace("etcdlong", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(120)).await?;
+        let _op = start_operator_with_args(&ctx, &["--watch-timeout", "5s"]).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        unexpired_token(&ctx, &sandbox, "payments").await?;
+        // The premise: the operator's watches end every 5 s (kube-runtime's default is 290 s).
+        let watches = watches_of(&ctx, "tppclients").await?;
+        let window = Instant::now() + Duration::from_secs(60);
+        while watches_of(&ctx, "tppclients").await? < watches + 2.0 {
+            ensure!(
+                Instant::now() < window,
+                "the TppClient watch was not renewed twice in 60 s: its timeout is not 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let secrets = ctx.api::<Secret>();
+        let old_uid = secrets.get("payments-credentials").await?.metadata.uid;
+        ctx.cp.stop_etcd()?;
+        // The outage itself (the fault's length, not a synchronisation).
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        ctx.cp.start_etcd().await?;
+        let back = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(t) = current_token(&ctx, &sandbox, "payments").await {
+                ensure!(t.exp > unix_now(), "an expired token served after the outage");
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the API did not come back");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let api_back = back.elapsed();
+        // Changes made after the outage.
+        let changed = Instant::now();
+        apply(&ctx, client("receipts", "sandbox", json!({}))).await?;
+        secrets
+            .delete("payments-credentials", &DeleteParams::default())
+            .await?;
+        let deadline = Instant::now() + READY;
+        let (mut new_ready, mut recreated) = (None, None);
+        while new_ready.is_none() || recreated.is_none() {
+            if recreated.is_none()
+                && let Some(s) = secrets.get_opt("payments-credentials").await?
+                && s.metadata.uid != old_uid
+                && secret_text(&s, "accounts.access_token").is_some()
+            {
+                unexpired_token(&ctx, &sandbox, "payments").await?;
+                recreated = Some(changed.elapsed());
+            }
+            if new_ready.is_none()
+                && api(&ctx, "TppClient")
+                    .get("receipts")
+                    .await
+                    .ok()
+                    .and_then(|o| condition(&o, "Ready"))
+                    .is_some_and(|c| c["status"] == "True")
+            {
+                new_ready = Some(changed.elapsed());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "after the outage: receipts Ready {new_ready:?}, payments-credentials recreated {recreated:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let token = unexpired_token(&ctx, &sandbox, "payments").await?;
+        let info = sandbox.introspect(&token.value);
+        ensure!(info["active"] == true, "recreated token not active: {info}");
+        unexpired_token(&ctx, &sandbox, "receipts").await?;
+        let c = sandbox.counters();
+        ensure!(
+            c.registrations_created == 2,
+            "{} registrations for 2 clients",
+            c.registrations_created
+        );
+        eprintln!(
+            "etcd down 20 s with a 5 s watch timeout: API back {api_back:?} after etcd; then a new \
+             client Ready in {:?} and the deleted credentials Secret recreated in {:?}; 2 \
+             registrations for 2 clients",
+            new_ready.unwrap_or_default(),
+            recreated.unwrap_or_default()
+        );
         Ok(())
     })
     .await;

@@ -125,6 +125,14 @@ pub struct Config {
     #[arg(long, env = "TPP_OPERATOR_AS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_positive_seconds)]
     pub as_request_timeout: std::time::Duration,
 
+    /// The server-side timeout of every watch the operator runs (`timeoutSeconds`, in whole
+    /// seconds, 1–290; kube-runtime's default 290): the API server ends a watch after this
+    /// long and the watcher starts the next one from where it was. A shorter one finds a
+    /// watch that went quiet (its API server lost etcd, a proxy dropped it) sooner, for one
+    /// watch request per watch per period.
+    #[arg(long, env = "TPP_OPERATOR_WATCH_TIMEOUT", default_value = "290s", value_parser = parse_watch_timeout)]
+    pub watch_timeout: u32,
+
     /// Authorization server hosts the operator may call although they are loopback,
     /// link-local, private-range or cluster-internal names (comma-separated: exact hosts, IP
     /// literals or `*.suffix` patterns). Empty: any public host, nothing internal.
@@ -151,6 +159,17 @@ fn parse_positive_seconds(s: &str) -> Result<std::time::Duration, String> {
     })
 }
 
+fn parse_watch_timeout(s: &str) -> Result<u32, String> {
+    let d = parse_seconds(s)?;
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || !(1..=290).contains(&secs) {
+        return Err(format!(
+            "expected whole seconds from 1 to 290 (below the client's 295 s read timeout), got `{s}`"
+        ));
+    }
+    u32::try_from(secs).map_err(|e| e.to_string())
+}
+
 impl Config {
     /// Parse the command line and environment, then normalise: see [`Config::normalized`].
     pub fn load() -> Self {
@@ -171,6 +190,11 @@ impl Config {
         // Likewise an empty TPP_OPERATOR_ALLOWED_AS_HOSTS lists no host.
         self.allowed_as_hosts.retain(|h| !h.trim().is_empty());
         self
+    }
+
+    /// The configuration of every watch the operator starts: `--watch-timeout`.
+    pub fn watcher(&self) -> kube::runtime::watcher::Config {
+        kube::runtime::watcher::Config::default().timeout(self.watch_timeout)
     }
 
     /// The egress policy of `--allowed-as-hosts` (see [`crate::oauth::egress`]).
@@ -218,6 +242,8 @@ mod tests {
         );
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(20));
         assert_eq!(c.as_request_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(c.watch_timeout, 290, "kube-runtime's default");
+        assert_eq!(c.watcher().timeout, Some(290));
         assert!(c.allowed_as_hosts.is_empty());
         assert!(!c.egress_policy().allows("127.0.0.1"));
     }
@@ -256,6 +282,19 @@ mod tests {
         for bad in ["0", "0s", "soon"] {
             assert!(
                 Config::try_parse_from(["tpp-operator", "--as-request-timeout", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_watch_timeout_is_whole_seconds_from_1_to_290_and_reaches_every_watch_config() {
+        let c = Config::try_parse_from(["tpp-operator", "--watch-timeout", "5s"]).unwrap();
+        assert_eq!(c.watch_timeout, 5);
+        assert_eq!(c.watcher().timeout, Some(5));
+        for bad in ["0", "1.5", "291", "soon"] {
+            assert!(
+                Config::try_parse_from(["tpp-operator", "--watch-timeout", bad]).is_err(),
                 "{bad}"
             );
         }

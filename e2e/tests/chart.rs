@@ -273,6 +273,38 @@ fn every_operator_variable_the_chart_sets_is_a_real_flag() {
     }
 }
 
+#[test]
+fn the_operator_accepts_every_value_the_chart_sets() {
+    let command = tpp_operator::config::Config::command();
+    for name in golden_cases() {
+        let docs = render("r", "tpp-system", &["-f", case(&name).to_str().unwrap()]);
+        let mut argv = vec!["tpp-operator".to_owned()];
+        for (var, value) in operator_env(&docs) {
+            // Values the kubelet expands ($(POD_IP)) are not the operator's to parse.
+            if !var.starts_with("TPP_OPERATOR_") || value.contains("$(") {
+                continue;
+            }
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e.to_string_lossy() == var))
+                .unwrap_or_else(|| panic!("{name}: {var} is no flag of the operator"));
+            let flag = arg.get_long().unwrap_or_default();
+            if arg.get_action().takes_values() {
+                argv.push(format!("--{flag}={value}"));
+            } else {
+                // A switch: the environment's `true`/`false` is its presence.
+                assert!(value == "true" || value == "false", "{name}: {var}={value}");
+                if value == "true" {
+                    argv.push(format!("--{flag}"));
+                }
+            }
+        }
+        if let Err(e) = <tpp_operator::config::Config as clap::Parser>::try_parse_from(&argv) {
+            panic!("{name}: the operator refuses the chart's values {argv:?}: {e}");
+        }
+    }
+}
+
 fn grants_secrets(role: &Value) -> bool {
     role["rules"].as_sequence().into_iter().flatten().any(|r| {
         r["resources"]

@@ -1,10 +1,13 @@
 //! Control-plane and AS faults (issue 12, item 4; docs/reliability.md § Control-plane and AS
 //! faults), each with an assertion, on a real kube-apiserver and etcd against the sandbox AS:
-//! kube-apiserver restarted mid-run, etcd stopped across a token refresh, a watch resumed from a
-//! compacted revision (410 Gone), another field manager's write over the credentials Secret,
-//! the credentials or registration Secret deleted by hand, and answers the AS handled but never
-//! sent (registration, RFC 7592 PUT, token), the client deleted at the AS and a discovery
-//! document whose issuer changed.
+//! kube-apiserver restarted mid-run, etcd stopped across a token refresh and for longer than
+//! the watch timeout, a watch resumed from a compacted revision (410 Gone), another field
+//! manager's write over the credentials Secret, the credentials or registration Secret deleted
+//! by hand, answers the AS handled but never sent (registration, RFC 7592 PUT, token) or sent
+//! after the operator's timeout (token, registration), the client deleted at the AS and a
+//! discovery document whose issuer changed. Also one injected failure (failpoint) at each
+//! Kubernetes write outside the reconcile's own effects: finalizer removals, events, the
+//! AuthorizationServer's status, a consumer's restart stamp.
 //!
 //! The tests that stop or restart a control-plane daemon (by the PID the harness recorded) take
 //! [`CONTROL_PLANE`] for writing; the others share it, so no test runs through another's outage.
@@ -864,6 +867,531 @@ async fn a_burst_of_5xx_on_registration_stops_after_two_attempts_until_a_human_a
         ensure!(c.registrations_created == 1, "{} registrations", c.registrations_created);
         ensure!(c.requests_to(Endpoint::Registration) == 3, "{:?}", c.requests);
         eprintln!("503 burst on registration: halted after 2 requests, nothing more in 10 s; Ready {took:?} after the retry annotation");
+        Ok(())
+    })
+    .await;
+}
+
+/// Whether the operator's log shows that failpoint `name` injected a failure.
+fn fired(op: &e2e::operator::OperatorProcess, name: &str) -> bool {
+    op.log()
+        .lines()
+        .any(|l| l.contains("failpoint injected a failure") && l.contains(name))
+}
+
+/// Wait (bounded) until the TppClient `name` is gone.
+async fn wait_gone(ctx: &TestContext, name: &str) -> Result<()> {
+    let deadline = Instant::now() + READY;
+    while api(ctx, "TppClient").get_opt(name).await?.is_some() {
+        ensure!(Instant::now() < deadline, "TppClient {name} is still there");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// The finalizer of the client's Secrets, then its own, fail to go once each (failpoints
+/// `before_release_secret`, `before_remove_finalizer`: the API server answered 503) after
+/// the client was deregistered: both are retried and the TppClient goes, and the retries do
+/// not DELETE again (the AS would answer 401 for the client it no longer has, read as "may
+/// remain registered": a false `DeregistrationFailed` Warning).
+#[tokio::test]
+async fn a_finalizer_removal_that_fails_is_retried_without_deregistering_twice() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("finfail", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op = start_operator_with_failpoints(
+            &ctx,
+            Some("before_release_secret=1*return(error);before_remove_finalizer=1*return(error)"),
+        )
+        .await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let id = client_id(&ctx, "payments").await?;
+        api(&ctx, "TppClient")
+            .delete("payments", &DeleteParams::default())
+            .await?;
+        wait_gone(&ctx, "payments").await?;
+        for point in ["before_release_secret", "before_remove_finalizer"] {
+            ensure!(fired(&op, point), "failpoint {point} did not fire");
+        }
+        let c = sandbox.counters();
+        ensure!(!sandbox.has_client(&id), "client {id} is still at the AS");
+        ensure!(
+            c.requests_with(Endpoint::Registration, "204") == 1
+                && c.requests_with(Endpoint::Registration, "401") == 0,
+            "one DELETE, none refused: {:?}",
+            c.requests
+        );
+        let warnings = events_with(&ctx, "DeregistrationFailed").await?;
+        ensure!(warnings.is_empty(), "false alarm: {warnings:?}");
+        for secret in ["payments-keys", "payments-registration"] {
+            if let Some(s) = ctx.api::<Secret>().get_opt(secret).await? {
+                ensure!(
+                    s.metadata.finalizers.unwrap_or_default().is_empty(),
+                    "{secret} still carries a finalizer"
+                );
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Every event publication fails (failpoint `before_publish_event`, always): events are
+/// reports, never a reason to fail a reconcile. The client is registered once and Ready with
+/// a token, no reconcile failed, and no event of the operator reached the API server.
+#[tokio::test]
+async fn an_event_that_cannot_be_published_never_fails_a_reconcile() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("evfail", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op = start_operator_with_failpoints(&ctx, Some("before_publish_event=return(error)"))
+            .await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        ensure!(
+            fired(&op, "before_publish_event"),
+            "no event publication was attempted"
+        );
+        let log = op.log();
+        ensure!(
+            !log.contains("reconcile failed"),
+            "a reconcile failed: {}",
+            log.lines()
+                .filter(|l| l.contains("reconcile failed"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let c = sandbox.counters();
+        ensure!(
+            c.registrations_created == 1,
+            "{} registrations",
+            c.registrations_created
+        );
+        let t = current_token(&ctx, &sandbox, "payments").await?;
+        ensure!(t.known && t.exp > unix_now(), "no live token in the Secret");
+        // Only the operator publishes events in the test's namespace.
+        let events = ctx.api::<Event>().list(&Default::default()).await?.items;
+        ensure!(
+            events.is_empty(),
+            "an event got through the failpoint: {:?}",
+            events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>()
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// The AuthorizationServer's status write fails once (failpoint
+/// `before_apply_server_status`): the AS controller retries on its backoff, the AS becomes
+/// Ready and its client after it; discovery is not hammered for it.
+#[tokio::test]
+async fn an_authorization_server_status_write_that_fails_is_retried_on_its_backoff() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("asstfail", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op = start_operator_with_failpoints(
+            &ctx,
+            Some("before_apply_server_status=1*return(error)"),
+        )
+        .await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(
+            &ctx,
+            "AuthorizationServer",
+            "sandbox",
+            "Ready",
+            "True",
+            READY,
+        )
+        .await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        ensure!(
+            fired(&op, "before_apply_server_status"),
+            "failpoint before_apply_server_status did not fire"
+        );
+        let c = sandbox.counters();
+        let discoveries = c.requests_to(Endpoint::Discovery);
+        ensure!(
+            discoveries <= 3,
+            "{discoveries} discovery requests for one failed status write"
+        );
+        ensure!(
+            c.registrations_created == 1,
+            "{} registrations",
+            c.registrations_created
+        );
+        eprintln!(
+            "a failed AuthorizationServer status write: {discoveries} discovery requests in all"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// The restart stamp on a workload of `spec.consumers.restartTargets` cannot be written once
+/// (failpoint `before_restart_consumer`): a `ConsumerRestartFailed` Warning says so, and the
+/// restart is retried: the pod template gets the stamp for the credentials, once.
+#[tokio::test]
+async fn a_consumer_restart_that_fails_is_reported_and_retried() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("rsfail", |ctx| async move {
+        use k8s_openapi::api::apps::v1::Deployment;
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let op =
+            start_operator_with_failpoints(&ctx, Some("before_restart_consumer=1*return(error)"))
+                .await?;
+        let deployment: Deployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "app"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "app"}},
+                "template": {
+                    "metadata": {"labels": {"app": "app"}},
+                    "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]},
+                },
+            },
+        }))?;
+        let deployments = ctx.api::<Deployment>();
+        deployments.create(&Default::default(), &deployment).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(
+            &ctx,
+            client(
+                "payments",
+                "sandbox",
+                json!({"consumers": {
+                    "restartTargets": [{"kind": "Deployment", "name": "app"}],
+                    "minRestartInterval": "0s",
+                }}),
+            ),
+        )
+        .await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let stamp = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get("restart.tpp.dev/payments").cloned())
+        };
+        let deadline = Instant::now() + READY;
+        let generation = loop {
+            let d = deployments.get("app").await?;
+            if stamp(&d).is_some() {
+                break d.metadata.generation.unwrap_or_default();
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the Deployment was never restarted"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        ensure!(
+            fired(&op, "before_restart_consumer"),
+            "the failpoint did not fire"
+        );
+        let failed = events_with(&ctx, "ConsumerRestartFailed").await?;
+        ensure!(!failed.is_empty(), "no Warning said the restart failed");
+        ensure!(
+            generation == 2,
+            "the pod template changed {} times for one set of credentials",
+            generation - 1
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// An operator watching the test namespace with extra flags.
+async fn start_operator_with_args(
+    ctx: &TestContext,
+    args: &[&str],
+) -> Result<e2e::operator::OperatorProcess> {
+    let op = e2e::operator::OperatorProcess::start(
+        ctx.cp,
+        &ctx.client,
+        e2e::operator::OperatorOptions {
+            namespaces: vec![ctx.namespace.clone()],
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let log = op.log_path();
+    ctx.audit_log(log.clone());
+    ctx.on_failure_print(move || {
+        format!(
+            "----- operator log (tail) -----\n{}",
+            e2e::process::tail(&log, 12000)
+        )
+    });
+    Ok(op)
+}
+
+/// The AS answers after the client's timeout: it did the work (`hold_after_handling`), the
+/// answer comes 6 s later, the operator gave up after 2 s (`--as-request-timeout 2s`).
+fn held_after_handling(endpoint: FaultTarget, count: u32) -> Fault {
+    Fault {
+        endpoint,
+        kind: FaultKind::HoldAfterHandling { ms: 6_000 },
+        count,
+    }
+}
+
+/// Two token requests at the refresh point time out (the AS issued both tokens, the answers
+/// came after the operator's 2 s timeout): the operator retries on its backoff (2 s, 4 s), the
+/// third request's token reaches the Secret, and the token the Secret serves never expires
+/// meanwhile (45 s tokens: a refresh margin of 15 s against about 12 s of timeouts and waits).
+/// Exactly 3 token requests for the refresh: no storm.
+#[tokio::test]
+async fn token_requests_that_time_out_are_retried_on_backoff_and_the_served_token_never_expires() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("tokslow", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(45)).await?;
+        let op = start_operator_with_args(&ctx, &["--as-request-timeout", "2s"]).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let first = current_token(&ctx, &sandbox, "payments").await?;
+        ensure!(first.known);
+        let before = sandbox.counters();
+        sandbox.add_fault(held_after_handling(FaultTarget::Token, 2));
+        // Until a token issued after the first one is in the Secret (bounded by the first
+        // one's expiry and a little more), the Secret never serves an expired token.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let fresh = loop {
+            let t = current_token(&ctx, &sandbox, "payments").await?;
+            ensure!(t.known, "a token the AS never issued");
+            ensure!(
+                t.exp > unix_now(),
+                "the Secret serves an expired token (exp {}, now {})",
+                t.exp,
+                unix_now()
+            );
+            if t.value != first.value {
+                break t;
+            }
+            ensure!(Instant::now() < deadline, "the token was never refreshed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let c = sandbox.counters();
+        let held = c.requests_with(Endpoint::Token, "held_after_200");
+        let answered =
+            c.requests_with(Endpoint::Token, "200") - before.requests_with(Endpoint::Token, "200");
+        let all = c.requests_to(Endpoint::Token) - before.requests_to(Endpoint::Token);
+        ensure!(
+            held == 2,
+            "{held} token requests timed out, the rule held 2: {:?}",
+            c.requests
+        );
+        ensure!(
+            answered == 1 && all == 3,
+            "{all} token requests for one refresh ({answered} answered in time): {:?}",
+            c.requests
+        );
+        ensure!(
+            op.log().matches("timed out").count() >= 2 || op.log().contains("Timeout"),
+            "the operator did not see the timeouts"
+        );
+        ensure!(c.registrations_created == 1, "registered again");
+        ensure!(fresh.exp > unix_now());
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        eprintln!(
+            "two token requests timed out at the refresh point: 3 requests in all, the fresh \
+             token in the Secret {:.1} s before the old one's expiry",
+            first.exp - fresh.iat
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// The AS created the client, then its answer came after the operator's timeout, twice: each
+/// attempt's outcome is unknown. The first is retried (`maxUnknownAttempts: 1`, announced by a
+/// `RegistrationLost` Warning); after the second the operator halts with
+/// `RegistrationOutcomeUnknown` naming the annotation that allows another attempt: 2 clients
+/// at the AS, 2 requests, nothing more until a human asks; then one more registers.
+#[tokio::test]
+async fn registrations_whose_answers_time_out_after_the_as_created_the_client_halt_after_two() {
+    let _shared = CONTROL_PLANE.read().await;
+    with_namespace("regslow", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        sandbox.add_fault(held_after_handling(FaultTarget::Registration, 2));
+        let _op = start_operator_with_args(&ctx, &["--as-request-timeout", "2s"]).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        let halted = wait_for(&ctx, "TppClient", "payments", READY, |o| {
+            condition(o, "Registered").is_some_and(|c| c["reason"] == "RegistrationOutcomeUnknown")
+        })
+        .await?;
+        let message = condition(&halted, "Registered")
+            .and_then(|c| c["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        ensure!(message.contains("tpp.dev/retry-registration"), "{message}");
+        let c = sandbox.counters();
+        ensure!(
+            c.requests_with(Endpoint::Registration, "held_after_201") == 2
+                && c.requests_to(Endpoint::Registration) == 2,
+            "two registrations, both answered too late: {:?}",
+            c.requests
+        );
+        ensure!(c.registrations_created == 2, "{} clients at the AS", c.registrations_created);
+        ensure!(
+            !events_with(&ctx, "RegistrationLost").await?.is_empty(),
+            "the retry of an attempt of unknown outcome is announced"
+        );
+        ensure!(
+            !events_with(&ctx, "RegistrationOutcomeUnknown").await?.is_empty(),
+            "the halt is a Warning event too"
+        );
+        // Observe 8 s (longer than a held answer): nothing more is sent on the operator's own.
+        let window = Instant::now();
+        while window.elapsed() < Duration::from_secs(8) {
+            let now = sandbox.counters().requests_to(Endpoint::Registration);
+            ensure!(now == 2, "{now} registration requests after the halt");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        annotate(&ctx, "TppClient", "payments", "tpp.dev/retry-registration", "1").await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        let c = sandbox.counters();
+        ensure!(c.registrations_created == 3, "{} clients at the AS", c.registrations_created);
+        eprintln!("two registration answers after the timeout: halted after 2 requests; Ready after the retry annotation with a third");
+        Ok(())
+    })
+    .await;
+}
+
+/// Completed WATCH requests for `resource` the API server counted (`apiserver_request_total`).
+async fn watches_of(ctx: &TestContext, resource: &str) -> Result<f64> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = ctx.client.request_text(request).await?;
+    let label = format!("resource=\"{resource}\"");
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains("verb=\"WATCH\"")
+                && l.contains(&label)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// The access token `<name>-credentials` serves now, checked unexpired.
+async fn unexpired_token(ctx: &TestContext, sandbox: &RunningSandbox, name: &str) -> Result<Token> {
+    let t = current_token(ctx, sandbox, name).await?;
+    ensure!(
+        t.known,
+        "{name}-credentials holds a token the AS never issued"
+    );
+    ensure!(
+        t.exp > unix_now(),
+        "{name}-credentials serves an expired token (exp {}, now {})",
+        t.exp,
+        unix_now()
+    );
+    Ok(t)
+}
+
+/// etcd stopped (SIGKILL) for 20 s, four times the operator's 5 s watch timeout
+/// (`--watch-timeout 5s`): every watch ends on the API server's timeout during the outage and
+/// its renewal fails or returns nothing. Once etcd is back, changes made after the outage are
+/// all handled — a new TppClient becomes Ready, a deleted credentials Secret is recreated with
+/// an active token — with one registration per client and no expired token served (120 s
+/// tokens: a refresh margin of 40 s, longer than the outage).
+#[tokio::test]
+async fn etcd_stopped_longer_than_the_watch_timeout_misses_no_change_made_after_it() {
+    let _only = CONTROL_PLANE.write().await;
+    with_namespace("etcdlong", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(120)).await?;
+        let _op = start_operator_with_args(&ctx, &["--watch-timeout", "5s"]).await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("payments", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
+        unexpired_token(&ctx, &sandbox, "payments").await?;
+        // The premise: the operator's watches end every 5 s (kube-runtime's default is 290 s).
+        let watches = watches_of(&ctx, "tppclients").await?;
+        let window = Instant::now() + Duration::from_secs(60);
+        while watches_of(&ctx, "tppclients").await? < watches + 2.0 {
+            ensure!(
+                Instant::now() < window,
+                "the TppClient watch was not renewed twice in 60 s: its timeout is not 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let secrets = ctx.api::<Secret>();
+        let old_uid = secrets.get("payments-credentials").await?.metadata.uid;
+        ctx.cp.stop_etcd()?;
+        // The outage itself (the fault's length, not a synchronisation).
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        ctx.cp.start_etcd().await?;
+        let back = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(t) = current_token(&ctx, &sandbox, "payments").await {
+                ensure!(t.exp > unix_now(), "an expired token served after the outage");
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the API did not come back");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let api_back = back.elapsed();
+        // Changes made after the outage.
+        let changed = Instant::now();
+        apply(&ctx, client("receipts", "sandbox", json!({}))).await?;
+        secrets
+            .delete("payments-credentials", &DeleteParams::default())
+            .await?;
+        let deadline = Instant::now() + READY;
+        let (mut new_ready, mut recreated) = (None, None);
+        while new_ready.is_none() || recreated.is_none() {
+            if recreated.is_none()
+                && let Some(s) = secrets.get_opt("payments-credentials").await?
+                && s.metadata.uid != old_uid
+                && secret_text(&s, "accounts.access_token").is_some()
+            {
+                unexpired_token(&ctx, &sandbox, "payments").await?;
+                recreated = Some(changed.elapsed());
+            }
+            if new_ready.is_none()
+                && api(&ctx, "TppClient")
+                    .get("receipts")
+                    .await
+                    .ok()
+                    .and_then(|o| condition(&o, "Ready"))
+                    .is_some_and(|c| c["status"] == "True")
+            {
+                new_ready = Some(changed.elapsed());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "after the outage: receipts Ready {new_ready:?}, payments-credentials recreated {recreated:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let token = unexpired_token(&ctx, &sandbox, "payments").await?;
+        let info = sandbox.introspect(&token.value);
+        ensure!(info["active"] == true, "recreated token not active: {info}");
+        unexpired_token(&ctx, &sandbox, "receipts").await?;
+        let c = sandbox.counters();
+        ensure!(
+            c.registrations_created == 2,
+            "{} registrations for 2 clients",
+            c.registrations_created
+        );
+        eprintln!(
+            "etcd down 20 s with a 5 s watch timeout: API back {api_back:?} after etcd; then a new \
+             client Ready in {:?} and the deleted credentials Secret recreated in {:?}; 2 \
+             registrations for 2 clients",
+            new_ready.unwrap_or_default(),
+            recreated.unwrap_or_default()
+        );
         Ok(())
     })
     .await;

@@ -118,6 +118,21 @@ pub struct Config {
     #[arg(long, env = "TPP_OPERATOR_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_seconds)]
     pub shutdown_timeout: std::time::Duration,
 
+    /// The longest one request to an authorization server may take, connection and body
+    /// included (discovery, registration, RFC 7592, token, revocation): then it fails as a
+    /// timeout, retried on the client's backoff (a registration whose answer timed out is an
+    /// attempt of unknown outcome, docs/reliability.md). Above 0.
+    #[arg(long, env = "TPP_OPERATOR_AS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_positive_seconds)]
+    pub as_request_timeout: std::time::Duration,
+
+    /// The server-side timeout of every watch the operator runs (`timeoutSeconds`, in whole
+    /// seconds, 1–290; kube-runtime's default 290): the API server ends a watch after this
+    /// long and the watcher starts the next one from where it was. A shorter one finds a
+    /// watch that went quiet (its API server lost etcd, a proxy dropped it) sooner, for one
+    /// watch request per watch per period.
+    #[arg(long, env = "TPP_OPERATOR_WATCH_TIMEOUT", default_value = "290s", value_parser = parse_watch_timeout)]
+    pub watch_timeout: u32,
+
     /// Authorization server hosts the operator may call although they are loopback,
     /// link-local, private-range or cluster-internal names (comma-separated: exact hosts, IP
     /// literals or `*.suffix` patterns). Empty: any public host, nothing internal.
@@ -132,6 +147,27 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
         .filter(|v| v.is_finite() && *v >= 0.0)
         .map(std::time::Duration::from_secs_f64)
         .ok_or_else(|| format!("expected seconds such as `20s` or `1.5`, got `{s}`"))
+}
+
+fn parse_positive_seconds(s: &str) -> Result<std::time::Duration, String> {
+    parse_seconds(s).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("expected more than 0 seconds, got `{s}`"))
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+fn parse_watch_timeout(s: &str) -> Result<u32, String> {
+    let d = parse_seconds(s)?;
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || !(1..=290).contains(&secs) {
+        return Err(format!(
+            "expected whole seconds from 1 to 290 (below the client's 295 s read timeout), got `{s}`"
+        ));
+    }
+    u32::try_from(secs).map_err(|e| e.to_string())
 }
 
 impl Config {
@@ -154,6 +190,11 @@ impl Config {
         // Likewise an empty TPP_OPERATOR_ALLOWED_AS_HOSTS lists no host.
         self.allowed_as_hosts.retain(|h| !h.trim().is_empty());
         self
+    }
+
+    /// The configuration of every watch the operator starts: `--watch-timeout`.
+    pub fn watcher(&self) -> kube::runtime::watcher::Config {
+        kube::runtime::watcher::Config::default().timeout(self.watch_timeout)
     }
 
     /// The egress policy of `--allowed-as-hosts` (see [`crate::oauth::egress`]).
@@ -200,6 +241,9 @@ mod tests {
             "client-go's defaults"
         );
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(c.as_request_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(c.watch_timeout, 290, "kube-runtime's default");
+        assert_eq!(c.watcher().timeout, Some(290));
         assert!(c.allowed_as_hosts.is_empty());
         assert!(!c.egress_policy().allows("127.0.0.1"));
     }
@@ -229,6 +273,31 @@ mod tests {
         let c = Config::try_parse_from(["tpp-operator", "--shutdown-timeout", "1.5s"]).unwrap();
         assert_eq!(c.shutdown_timeout, std::time::Duration::from_millis(1500));
         assert!(Config::try_parse_from(["tpp-operator", "--shutdown-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn the_as_request_timeout_reads_seconds_above_zero() {
+        let c = Config::try_parse_from(["tpp-operator", "--as-request-timeout", "2s"]).unwrap();
+        assert_eq!(c.as_request_timeout, std::time::Duration::from_secs(2));
+        for bad in ["0", "0s", "soon"] {
+            assert!(
+                Config::try_parse_from(["tpp-operator", "--as-request-timeout", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_watch_timeout_is_whole_seconds_from_1_to_290_and_reaches_every_watch_config() {
+        let c = Config::try_parse_from(["tpp-operator", "--watch-timeout", "5s"]).unwrap();
+        assert_eq!(c.watch_timeout, 5);
+        assert_eq!(c.watcher().timeout, Some(5));
+        for bad in ["0", "1.5", "291", "soon"] {
+            assert!(
+                Config::try_parse_from(["tpp-operator", "--watch-timeout", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, Recorder, Reporter};
 
+use crate::failpoints::{self, Side};
+
 /// How long one `Recorder` (and its cache) serves: kube-runtime's own series window.
 pub const GENERATION: Duration = Duration::from_secs(6 * 60);
 
@@ -64,12 +66,16 @@ impl EventRecorder {
     }
 
     /// Publishes `ev` about `reference` (a repeat within the generation patches its series).
+    /// Failpoints `before_publish_event` / `after_publish_event` (docs/reliability.md): every
+    /// caller logs a failure and goes on, an event is never a reason to fail a reconcile.
     pub async fn publish(
         &self,
         ev: &Event,
         reference: &ObjectReference,
     ) -> Result<(), kube::Error> {
-        self.recorder(Instant::now()).publish(ev, reference).await
+        failpoints::kube_write(Side::Before, "publish_event").await?;
+        self.recorder(Instant::now()).publish(ev, reference).await?;
+        failpoints::kube_write(Side::After, "publish_event").await
     }
 
     /// Runs [`Self::expire`] every [`GENERATION`] until the task is dropped.

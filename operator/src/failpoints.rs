@@ -37,6 +37,20 @@ pub const NAMES: &[&str] = &[
     // The TppClient's status (reconcile/status.rs).
     "before_apply_status",
     "after_apply_status",
+    // Deletion (reconcile/cleanup.rs): the finalizer of the client's Secrets, then its own.
+    "before_release_secret",
+    "after_release_secret",
+    "before_remove_finalizer",
+    "after_remove_finalizer",
+    // Events (event_recorder.rs), every controller's.
+    "before_publish_event",
+    "after_publish_event",
+    // The status of an AuthorizationServer or ClusterAuthorizationServer (reconcile/server_status.rs).
+    "before_apply_server_status",
+    "after_apply_server_status",
+    // The restart stamp on a workload of `spec.consumers.restartTargets` (consumers/restart.rs).
+    "before_restart_consumer",
+    "after_restart_consumer",
     // Calls to the authorization server (oauth/transport.rs, one per step).
     "before_discovery",
     "after_discovery",
@@ -77,6 +91,23 @@ pub fn name(side: Side, effect: &str) -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("failpoint {0} injected a failure")]
 pub struct Injected(pub &'static str);
+
+/// Evaluates the failpoint at `side` of the Kubernetes write `effect`: an injected failure
+/// reads as an API server that answered 503 (for an `after_*` point: the write happened, its
+/// answer was lost).
+pub async fn kube_write(side: Side, effect: &'static str) -> Result<(), kube::Error> {
+    hit(name(side, effect)).await.map_err(|i| {
+        kube::Error::Api(
+            kube::core::Status {
+                code: 503,
+                message: i.to_string(),
+                reason: "ServiceUnavailable".into(),
+                ..Default::default()
+            }
+            .boxed(),
+        )
+    })
+}
 
 /// Configures the failpoints from `FAILPOINTS`; keep the guard for the life of the process.
 /// Without the `failpoints` feature: nothing (and `None`).

@@ -1,7 +1,7 @@
 //! Injected faults: rules that make the next N requests to an endpoint fail with a status,
-//! stall, or lose their connection; and material the token endpoint refuses (a certificate
-//! thumbprint or a signing key's kid), as an AS that has not accepted a new certificate or
-//! fetched a new key yet would. In memory; no I/O.
+//! stall (before or after handling them), or lose their connection; and material the token
+//! endpoint refuses (a certificate thumbprint or a signing key's kid), as an AS that has not
+//! accepted a new certificate or fetched a new key yet would. In memory; no I/O.
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,13 @@ pub enum FaultKind {
     /// Handle the request (a registration is created, a token issued, a RAT rotated), then
     /// close the connection without sending the answer: the client cannot tell it happened.
     DropAfterHandling,
+    /// Handle the request (the AS did the work), then hold the answer this long and close the
+    /// connection without it: an AS that answers after the client's timeout. Counted when
+    /// handled, as `held_after_<status>`.
+    HoldAfterHandling {
+        /// Milliseconds.
+        ms: u64,
+    },
     /// Answer discovery with this `issuer` instead of the AS's own (an AS whose issuer changed,
     /// or a document the client must refuse). Other endpoints are served normally.
     Issuer {
@@ -190,6 +197,10 @@ mod tests {
             r#"{"endpoint":"registration","kind":"drop_after_handling","count":1}"#,
         )?;
         assert_eq!(d.kind, FaultKind::DropAfterHandling);
+        let h: Fault = serde_json::from_str(
+            r#"{"endpoint":"token","kind":{"hold_after_handling":{"ms":5000}},"count":2}"#,
+        )?;
+        assert_eq!(h.kind, FaultKind::HoldAfterHandling { ms: 5000 });
         let i: Fault = serde_json::from_str(
             r#"{"endpoint":"discovery","kind":{"issuer":{"issuer":"https://x"}},"count":1}"#,
         )?;

@@ -385,6 +385,14 @@ async fn handle(
                 Ok(response) => response,
                 Err(never) => match never {},
             };
+            if let Some(FaultKind::HoldAfterHandling { ms }) = other {
+                // Counted now, as `held_after_<status>`: the work is done, the answer comes
+                // after the client gave up (if ever), and then not at all.
+                let status = format!("held_after_{}", response.status().as_str());
+                lock(&state.counters).request(endpoint, &status, now_secs());
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                return Err(Dropped);
+            }
             if other == Some(FaultKind::DropAfterHandling) {
                 // Counted as `dropped_after_<status>`: what the AS did, and that nobody heard.
                 let status = format!("dropped_after_{}", response.status().as_str());

@@ -318,3 +318,43 @@ async fn refused_material_makes_the_token_endpoint_refuse_that_key_or_certificat
     assert_eq!(status, 200, "accepted again: {body}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_hold_after_handling_fault_registers_the_client_and_answers_after_the_client_gave_up()
+-> anyhow::Result<()> {
+    let sb = start(|_| {}).await?;
+    let cert = transport_cert("tpp")?;
+    let key = SigningKey::generate("k1")?;
+    assert!(sb.add_fault(Fault {
+        endpoint: FaultTarget::Registration,
+        kind: FaultKind::HoldAfterHandling { ms: 5_000 },
+        count: 1
+    }));
+    // A client whose whole-request timeout is shorter than the hold.
+    let impatient = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(sb.ca_pem(), Some(&cert))?)
+        .resolve(
+            "localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], sb.port())),
+        )
+        .no_proxy()
+        .timeout(Duration::from_millis(500))
+        .build()?;
+    let err = register_pkjwt(&sb, &impatient, key.jwks())
+        .await
+        .expect_err("the answer is held past the client's timeout");
+    assert!(
+        format!("{err:?}").to_lowercase().contains("timed out"),
+        "a timeout: {err:?}"
+    );
+    let counters = sb.counters();
+    assert_eq!(
+        counters.registrations_created, 1,
+        "the AS created the client"
+    );
+    assert_eq!(
+        counters.requests_with(Endpoint::Registration, "held_after_201"),
+        1
+    );
+    Ok(())
+}

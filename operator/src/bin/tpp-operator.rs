@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(jwks_endpoint::watch::run(
         budgeted.clone(),
         config.namespaces.clone(),
+        config.watcher(),
         served.clone(),
     ));
     let jwks_state = jwks_endpoint::http::JwksState::new(served.clone(), config.jwks_rate_limit)

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::plan::{self, Decision, Stamp};
 use crate::{
     crd::{RestartKind, RestartTarget, TppClient},
+    failpoints::{self, Side},
     reconcile::Context,
     store::layout::{self, FIELD_MANAGER},
 };
@@ -152,6 +153,7 @@ async fn patch_stamp(
         ..Default::default()
     };
     let c = ctx.client.clone();
+    failpoints::kube_write(Side::Before, "restart_consumer").await?;
     match target.kind {
         RestartKind::Deployment => {
             Api::<Deployment>::namespaced(c, namespace)
@@ -169,7 +171,7 @@ async fn patch_stamp(
                 .await?;
         }
     }
-    Ok(())
+    failpoints::kube_write(Side::After, "restart_consumer").await
 }
 
 async fn warn(ctx: &Context, client: &TppClient, target: &RestartTarget, what: &str) {

@@ -24,8 +24,13 @@ pub fn selector() -> String {
 }
 
 /// Watch the key states of `namespaces` (empty: every namespace) into `served`, until the
-/// process ends.
-pub async fn run(client: Client, namespaces: Vec<String>, served: Arc<ServedJwks>) {
+/// process ends. `config` is the watch's configuration (its timeout: `--watch-timeout`).
+pub async fn run(
+    client: Client,
+    namespaces: Vec<String>,
+    config: watcher::Config,
+    served: Arc<ServedJwks>,
+) {
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
         vec![None]
     } else {
@@ -37,8 +42,8 @@ pub async fn run(client: Client, namespaces: Vec<String>, served: Arc<ServedJwks
             None => Api::all(client.clone()),
         };
         let served = served.clone();
+        let cfg = config.clone().labels(&selector());
         async move {
-            let cfg = watcher::Config::default().labels(&selector());
             watcher(api, cfg)
                 .default_backoff()
                 .for_each(|ev| {

@@ -33,10 +33,37 @@ use super::{context::Context, server, session::Session};
 use crate::{
     crd::{AuthorizationServerKind, DeletionPolicy, RegistrationMode, TppClient},
     error::Error,
+    failpoints::{self, Side},
     oauth::DeleteOutcome,
     reason::Reason,
     store::layout::{self, FINALIZER},
 };
+
+/// Deleted clients (by uid) whose work at the AS is done — deregistered, or named as left
+/// there — but whose finalizers have not gone yet. A finalizer removal that fails is retried
+/// without a second RFC 7592 DELETE: the AS would answer it 401 (the client is gone), which
+/// reads as a client that may remain, a false alarm (docs/reliability.md, "Deletion"). In
+/// memory: after a restart in that window the DELETE is sent again (the conservative side).
+#[derive(Default)]
+pub struct SettledAtAs(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl SettledAtAs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn mark(&self, uid: &str) {
+        self.lock().insert(uid.to_owned());
+    }
+
+    fn contains(&self, uid: &str) -> bool {
+        self.lock().contains(uid)
+    }
+
+    fn forget(&self, uid: &str) {
+        self.lock().remove(uid);
+    }
+}
 
 /// What the operator does at the AS when a TppClient is deleted (and so whether it holds the
 /// deregistration finalizer while the client lives).
@@ -136,6 +163,13 @@ async fn remove_finalizer(ctx: &Context, client: &TppClient) -> Result<(), Error
             what: "finalizer patch".into(),
             message: e.to_string(),
         })?;
+    let failed = |source| Error::ApplyObject {
+        what: format!("TppClient {} finalizer", client.name_any()),
+        source,
+    };
+    failpoints::kube_write(Side::Before, "remove_finalizer")
+        .await
+        .map_err(failed)?;
     match api
         .patch(
             &client.name_any(),
@@ -144,13 +178,13 @@ async fn remove_finalizer(ctx: &Context, client: &TppClient) -> Result<(), Error
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(Error::ApplyObject {
-            what: format!("TppClient {} finalizer", client.name_any()),
-            source,
-        }),
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(source) => return Err(failed(source)),
     }
+    failpoints::kube_write(Side::After, "remove_finalizer")
+        .await
+        .map_err(failed)
 }
 
 async fn event(
@@ -292,19 +326,24 @@ async fn release_secrets(ctx: &Context, client: &TppClient, namespace: &str) -> 
                 what: "finalizer patch".into(),
                 message: e.to_string(),
             })?;
+        let failed = |source| Error::ApplyObject {
+            what: format!("Secret {secret} finalizer"),
+            source,
+        };
+        failpoints::kube_write(Side::Before, "release_secret")
+            .await
+            .map_err(failed)?;
         match api
             .patch(&secret, &PatchParams::default(), &Patch::<()>::Json(patch))
             .await
         {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(source) => {
-                return Err(Error::ApplyObject {
-                    what: format!("Secret {secret} finalizer"),
-                    source,
-                });
-            }
+            Err(source) => return Err(failed(source)),
         }
+        failpoints::kube_write(Side::After, "release_secret")
+            .await
+            .map_err(failed)?;
     }
     Ok(())
 }
@@ -317,8 +356,12 @@ async fn finish(
     namespace: &str,
     key: &str,
 ) -> Result<Requeue, Error> {
+    // Whatever was done at the AS is not done again if a finalizer removal below fails.
+    let uid = client.uid().unwrap_or_default();
+    ctx.settled_at_as.mark(&uid);
     release_secrets(ctx, client, namespace).await?;
     remove_finalizer(ctx, client).await?;
+    ctx.settled_at_as.forget(&uid);
     ctx.reset_failures(key);
     Ok(Requeue::await_change())
 }
@@ -394,16 +437,26 @@ pub async fn run(client: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
     if !client.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Requeue::await_change());
     }
+    // A finalizer removal failed after the work at the AS was done: not again.
+    let settled = ctx
+        .settled_at_as
+        .contains(&client.uid().unwrap_or_default());
     match at_deletion(
         client.spec.registration.mode,
         client.spec.registration.deletion_policy,
     ) {
         AtDeletion::Nothing => return finish(ctx, client, &namespace, &key).await,
         AtDeletion::RevokeTokens => {
-            revoke_only(ctx, client, &namespace).await;
+            if !settled {
+                revoke_only(ctx, client, &namespace).await;
+            }
             return finish(ctx, client, &namespace, &key).await;
         }
         AtDeletion::Deregister => {}
+    }
+    if settled {
+        // Deregistered (or reported) already; only the finalizers are left.
+        return finish(ctx, client, &namespace, &key).await;
     }
     match deregister(client, &namespace, ctx).await {
         Ok(Deregistration::Done(DeleteOutcome::Refused, id)) => {

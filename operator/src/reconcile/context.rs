@@ -63,6 +63,9 @@ pub struct Context {
     /// Clients whose `<name>-jwks` ConfigMap someone else changed (restored at their next
     /// reconcile).
     pub jwks_tampered: super::jwks_copy::Tampered,
+    /// Deleted clients whose work at the AS is done (deregistered, or reported as left there)
+    /// while their finalizers are still to go.
+    pub settled_at_as: super::cleanup::SettledAtAs,
     failures: Mutex<HashMap<String, u32>>,
     backoff: Mutex<HashMap<String, jiff::Timestamp>>,
 }
@@ -102,6 +105,7 @@ impl Context {
             statuses: Default::default(),
             server_backoff: Default::default(),
             jwks_tampered: Default::default(),
+            settled_at_as: Default::default(),
             failures: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             client,

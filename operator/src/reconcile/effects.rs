@@ -53,22 +53,9 @@ impl Write {
     }
 }
 
-/// Evaluates a Kubernetes-write failpoint; an injected failure reads as an API server that
-/// answered 503 (for an `after_*` point: the write happened, its answer was lost).
+/// Evaluates a Kubernetes-write failpoint ([`failpoints::kube_write`]).
 pub(super) async fn injected(side: Side, effect: &'static str) -> Result<(), kube::Error> {
-    failpoints::hit(failpoints::name(side, effect))
-        .await
-        .map_err(|i| {
-            kube::Error::Api(
-                kube::core::Status {
-                    code: 503,
-                    message: i.to_string(),
-                    reason: "ServiceUnavailable".into(),
-                    ..Default::default()
-                }
-                .boxed(),
-            )
-        })
+    failpoints::kube_write(side, effect).await
 }
 
 /// Which AS is called, with which mTLS identity.

@@ -83,7 +83,7 @@ pub fn triggers(
     ctx: Arc<Context>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<ConfigMap>, watcher::Error>> + Send + 'static
 {
-    let cfg = watcher::Config::default().labels(&selector());
+    let cfg = ctx.config.watcher().labels(&selector());
     watcher::watcher(api, cfg)
         .default_backoff()
         .filter_map(move |ev| {

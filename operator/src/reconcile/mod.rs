@@ -97,7 +97,7 @@ fn secret_triggers(
     ctx: Arc<Context>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
 {
-    let cfg = watcher::Config::default().labels(&managed_selector());
+    let cfg = ctx.config.watcher().labels(&managed_selector());
     watcher(api, cfg).default_backoff().filter_map(move |ev| {
         let cache = ctx.store.clone();
         let scope = scope.clone();
@@ -156,7 +156,7 @@ fn client_triggers(
     let metrics = ctx.metrics.clone();
     // Decoded one by one: an object this build cannot read does not stop the others.
     let report = decode::warn_with(ctx.recorder.clone(), "TppClient", "tpp.dev/v1alpha1");
-    let events = decode::decoded::<TppClient>(api, watcher::Config::default(), report)
+    let events = decode::decoded::<TppClient>(api, ctx.config.watcher(), report)
         .default_backoff()
         .modify(|c: &mut TppClient| c.managed_fields_mut().clear())
         .reflect(writer);
@@ -324,7 +324,7 @@ fn log_controller_error<T, E: std::error::Error>(
 fn server_controller<K>(
     client: Client,
     namespace: Option<&str>,
-    recorder: crate::event_recorder::EventRecorder,
+    ctx: &Context,
     kind: &'static str,
 ) -> Controller<K>
 where
@@ -337,9 +337,9 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let report = decode::warn_with(recorder, kind, "tpp.dev/v1alpha1");
+    let report = decode::warn_with(ctx.recorder.clone(), kind, "tpp.dev/v1alpha1");
     let api = decode::raw_api::<K>(client, namespace);
-    let stream = decode::decoded::<K>(api, watcher::Config::default(), report)
+    let stream = decode::decoded::<K>(api, ctx.config.watcher(), report)
         .default_backoff()
         .reflect(writer)
         .applied_objects();
@@ -436,7 +436,7 @@ pub async fn run(
         let servers = server_controller::<AuthorizationServer>(
             client.clone(),
             ns.as_deref(),
-            ctx.recorder.clone(),
+            &ctx,
             "AuthorizationServer",
         );
         caches.push(ready(servers.store()));
@@ -449,7 +449,7 @@ pub async fn run(
     let cluster = server_controller::<ClusterAuthorizationServer>(
         client,
         None,
-        ctx.recorder.clone(),
+        &ctx,
         "ClusterAuthorizationServer",
     );
     caches.push(ready(cluster.store()));

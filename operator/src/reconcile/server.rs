@@ -172,7 +172,10 @@ pub async fn resolve_server(
 ) -> Result<ResolvedServer, Error> {
     check_urls(spec)?;
     let ca_pem = ca_bundle(ctx, spec, ca_namespace, cluster).await?;
-    let transport = TransportConfig::new(ca_pem.clone().into_bytes());
+    let mut transport = TransportConfig::new(ca_pem.clone().into_bytes());
+    // Every request to this AS, discovery included, is bounded by --as-request-timeout.
+    transport.timeout = ctx.config.as_request_timeout;
+    transport.connect_timeout = transport.connect_timeout.min(transport.timeout);
     let plain = ctx
         .pool
         .client(as_key, &transport, None, Some(rate_limit(spec)))

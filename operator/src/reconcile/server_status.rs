@@ -22,6 +22,7 @@ use crate::{
         condition::{Conditions, types},
     },
     error::Error,
+    failpoints::{self, Side},
     oauth::{ClientNeeds, EndpointKind, Severity, preflight},
     reason::Reason,
     store::layout::FIELD_MANAGER,
@@ -332,17 +333,23 @@ where
         return Ok(());
     }
     let patch = json!({"apiVersion": "tpp.dev/v1alpha1", "kind": kind, "status": new});
+    let failed = |source| Error::ApplyObject {
+        what: format!("{kind} {name} status"),
+        source,
+    };
+    failpoints::kube_write(Side::Before, "apply_server_status")
+        .await
+        .map_err(failed)?;
     api.patch_status(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(|source| Error::ApplyObject {
-        what: format!("{kind} {name} status"),
-        source,
-    })?;
-    Ok(())
+    .map_err(failed)?;
+    failpoints::kube_write(Side::After, "apply_server_status")
+        .await
+        .map_err(failed)
 }
 
 /// Reconcile a namespaced AuthorizationServer.

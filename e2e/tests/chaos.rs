@@ -54,7 +54,14 @@ const LIVENESS: Duration = Duration::from_secs(120);
 
 /// Failpoints that are not on the controller's path: introspection, revocation and PAR are
 /// library calls of `kubectl tpp` (operator/src/oauth/endpoints.rs), never made by a reconcile.
-const OFF_PATH: &[&str] = &["introspection", "revocation", "pushed_authorization"];
+const OFF_PATH: &[&str] = &[
+    "introspection",
+    "revocation",
+    "pushed_authorization",
+    // A consumer restart needs a Deployment named in `consumers.restartTargets`; the
+    // campaign's clients have none (`control_plane_faults.rs` injects at this point).
+    "restart_consumer",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -410,8 +417,10 @@ impl Campaign {
     }
 
     /// Activity that reaches `point`: a new client for registration, onboarding and finalizer
-    /// points, a key rotation for RFC 7592 and JWKS points, a deletion for DELETE points, a
-    /// certificate renewal otherwise (token refresh and status writes happen on their own).
+    /// points, a key rotation for RFC 7592 and JWKS points, a deletion for DELETE and
+    /// finalizer-removal points, an AuthorizationServer spec change for its status write, a
+    /// certificate renewal otherwise (token refresh, events and client status writes happen on
+    /// their own).
     async fn trigger(&mut self, point: &str, step: usize) -> Result<()> {
         let value = format!("chaos-{step}");
         if point.contains("registration_post") || point.contains("add_finalizer") {
@@ -434,7 +443,21 @@ impl Campaign {
             if let Some(name) = self.rotatable(step).await? {
                 self.annotate(&name, "tpp.dev/rotate-keys", &value).await?;
             }
-        } else if point.contains("registration_delete") {
+        } else if point.contains("apply_server_status") {
+            // A spec change makes the AuthorizationServer's status change (an unchanged one is
+            // never rewritten).
+            let patch = json!({"spec": {"rateLimit": {"burst": 100 + step}}});
+            api(&self.ctx, "AuthorizationServer")
+                .patch(
+                    self.authority.server(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+        } else if point.contains("registration_delete")
+            || point.contains("release_secret")
+            || point.contains("remove_finalizer")
+        {
             if let Some(name) = self.rotatable(step).await? {
                 api(&self.ctx, "TppClient")
                     .delete(&name, &DeleteParams::default())

@@ -29,6 +29,9 @@ pub struct TestContext {
     pub extra_logs: std::sync::Mutex<Vec<Box<dyn Fn() -> String + Send>>>,
     /// Operator logs the leak audit reads when the test succeeds ([`crate::leak_audit`]).
     pub audited_logs: std::sync::Mutex<Vec<std::path::PathBuf>>,
+    /// Namespaces the test created beside its own ([`Self::create_namespace`]), each with the
+    /// watch of its Secrets: the leak audit covers them too.
+    pub extra_namespaces: std::sync::Mutex<Vec<(String, crate::leak_audit::SecretWatch)>>,
 }
 
 impl TestContext {
@@ -46,6 +49,30 @@ impl TestContext {
         if let Ok(mut v) = self.audited_logs.lock() {
             v.push(path);
         }
+    }
+
+    /// Create another namespace for this test, `<namespace>-<suffix>`, labelled like its own,
+    /// and put it under the leak audit: its Secrets are watched from now until the test ends,
+    /// and its events and statuses are searched with the test's own (docs/security.md § Leak
+    /// audit).
+    pub async fn create_namespace(&self, suffix: &str) -> Result<String> {
+        let name = format!("{}-{suffix}", self.namespace);
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([(E2E_LABEL.to_owned(), "true".to_owned())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        let watch = crate::leak_audit::watch_secrets(self.client.clone(), &name).await;
+        if let Ok(mut v) = self.extra_namespaces.lock() {
+            v.push((name.clone(), watch));
+        }
+        Ok(name)
     }
 
     /// Print `f()` too if the test fails (e.g. a process's log tail).
@@ -96,12 +123,23 @@ where
         namespace,
         extra_logs: Default::default(),
         audited_logs: Default::default(),
+        extra_namespaces: Default::default(),
     });
     // Every value any version of the namespace's Secrets holds during the test is audited,
     // not only the last ones (docs/security.md § Leak audit).
     let secret_watch = crate::leak_audit::watch_secrets(ctx.client.clone(), &ctx.namespace).await;
     let outcome = AssertUnwindSafe(test(ctx.clone())).catch_unwind().await;
-    let seen = secret_watch.finish();
+    let mut seen = secret_watch.finish();
+    let mut namespaces = vec![ctx.namespace.clone()];
+    let extra = ctx
+        .extra_namespaces
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    for (ns, watch) in extra {
+        seen.merge(watch.finish());
+        namespaces.push(ns);
+    }
     // A passing test must also pass the leak audit.
     let outcome = match outcome {
         Ok(Ok(())) => {
@@ -111,7 +149,7 @@ where
                 .map(|v| v.clone())
                 .unwrap_or_default();
             let over_cap = seen.over_cap();
-            match crate::leak_audit::audit(&ctx, seen, &logs, &[]).await {
+            match crate::leak_audit::audit(&ctx, &namespaces, seen, &logs, &[]).await {
                 Ok(n) => {
                     let unchecked = if over_cap > 0 {
                         format!(" ({over_cap} more over the cap not checked)")
@@ -120,7 +158,7 @@ where
                     };
                     eprintln!(
                         "leak audit of {}: {n} distinct secret values seen during the test{unchecked}, {} operator logs, events and statuses: 0 hits",
-                        ctx.namespace,
+                        namespaces.join(", "),
                         logs.len()
                     );
                     Ok(Ok(()))

@@ -17,7 +17,7 @@ use e2e::{
     sandbox::Endpoint,
     with_namespace,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api,
     api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
@@ -89,13 +89,8 @@ fn client_spec(server: &str, extra: Value) -> Value {
 #[tokio::test]
 async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_keeps_refreshing() {
     with_namespace("victim", |ctx| async move {
-        // The hostile tenant's namespace, labelled so the suite's cleanup finds it.
-        let hostile = format!("{}-hostile", ctx.namespace);
-        let ns: Namespace = serde_json::from_value(json!({
-            "metadata": {"name": hostile, "labels": {e2e::context::E2E_LABEL: "true"}}
-        }))?;
-        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-        namespaces.create(&PostParams::default(), &ns).await?;
+        // The hostile tenant's namespace, under the leak audit like the victim's.
+        let hostile = ctx.create_namespace("hostile").await?;
 
         let victim_as = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(6)).await?;
         let hostile_as = e2e::sandbox::start({
@@ -485,7 +480,6 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
         for name in [&victim_only, &shared] {
             cluster_api.delete(name, &DeleteParams::default()).await.ok();
         }
-        namespaces.delete(&hostile, &DeleteParams::default()).await.ok();
         Ok(())
     })
     .await;

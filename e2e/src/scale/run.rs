@@ -177,6 +177,7 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         client: client.clone(),
         namespace: namespace.clone(),
         extra_logs: Default::default(),
+        extra_namespaces: Default::default(),
     };
 
     let mut cfg = SandboxConfig::new(cp.dir.join("sandbox"));

@@ -392,10 +392,21 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
         ensure!(hostile_as.counters().requests_to(Endpoint::Token) == tokens, "a token was asked for an edited client_id");
         set("client_id", Some(issued_id.clone())).await?;
         own("the client_id put back did not make the client Ready", Box::new(|o| ready(o).is_some_and(|(s, _, _)| s == "True"))).await?;
-        // (2) The registration access token overwritten: it only manages the client at the AS
-        // (refused at the next RFC 7592 call: RegistrationAccessTokenLost, unit-tested), so tokens
-        // keep coming for the unchanged client id.
+        // (2) The registration access token overwritten: it does not match the digest written
+        // with the token the AS issued, so the client reports it at once (not at the next RFC
+        // 7592 call), naming the Secret and the client id; tokens keep coming for the unchanged
+        // client id, and nothing calls RFC 7592 or registers; put back, it clears.
         set("registration_access_token", Some("tenant-garbage-registration-access-token".into())).await?;
+        let id = issued_id.clone();
+        let overwritten = move |o: &DynamicObject| {
+            o.data["status"]["conditions"].as_array().into_iter().flatten().any(|c| {
+                c["status"] == "False"
+                    && c["reason"] == "RegistrationAccessTokenOverwritten"
+                    && c["message"].as_str().is_some_and(|m| m.contains("own-client-registration") && m.contains(&id))
+            })
+        };
+        own("an overwritten registration access token was not reported at once", Box::new(overwritten.clone())).await?;
+        let updates = hostile_as.counters().requests_to(Endpoint::Registration);
         let tokens = hostile_as.counters().requests_to(Endpoint::Token);
         tpp_api(&ctx.client, &hostile, "TppClient")
             .patch("own-client", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"tpp.dev/renew-tokens": "after-rat-edit"}}})))
@@ -405,8 +416,17 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
             ensure!(Instant::now() < deadline, "no token after the registration access token was overwritten");
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        own("a garbled registration access token stopped the client", Box::new(|o| ready(o).is_some_and(|(s, _, _)| s == "True"))).await?;
+        own("the overwritten registration access token stopped being reported", Box::new(overwritten)).await?;
+        ensure!(
+            hostile_as.counters().requests_to(Endpoint::Registration) == updates,
+            "a registration or RFC 7592 call was made while the registration access token was not the operator's"
+        );
         set("registration_access_token", Some(issued_rat)).await?;
+        own("the registration access token put back did not clear the report", Box::new(|o| {
+            ready(o).is_some_and(|(s, _, _)| s == "True")
+                && !o.data["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["reason"] == "RegistrationAccessTokenOverwritten")
+        }))
+        .await?;
         // (3) `client_id` removed: the registration is lost (as if the Secret were deleted), so
         // the client halts with RegistrationSecretLost naming the client left at the AS; put
         // back, it is Ready again.

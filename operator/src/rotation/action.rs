@@ -235,6 +235,9 @@ pub enum Reason {
     RegistrationAccessTokenLost,
     /// `<name>-registration` is gone while the status names a registered client.
     RegistrationSecretLost,
+    /// The registration access token in `<name>-registration` is not the one the operator
+    /// received (it does not match the digest written with it).
+    RegistrationAccessTokenOverwritten,
 }
 
 impl Reason {
@@ -264,6 +267,7 @@ impl Reason {
             Reason::RegistrationOutcomeUnknown => "RegistrationOutcomeUnknown",
             Reason::RegistrationAccessTokenLost => "RegistrationAccessTokenLost",
             Reason::RegistrationSecretLost => "RegistrationSecretLost",
+            Reason::RegistrationAccessTokenOverwritten => "RegistrationAccessTokenOverwritten",
         }
     }
 }

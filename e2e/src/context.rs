@@ -29,6 +29,9 @@ pub struct TestContext {
     pub extra_logs: std::sync::Mutex<Vec<Box<dyn Fn() -> String + Send>>>,
     /// Operator logs the leak audit reads when the test succeeds ([`crate::leak_audit`]).
     pub audited_logs: std::sync::Mutex<Vec<std::path::PathBuf>>,
+    /// Texts of the operator's `/metrics` the test scraped ([`Self::audit_metrics`]), searched
+    /// by the leak audit.
+    pub audited_metrics: std::sync::Mutex<Vec<String>>,
     /// Namespaces the test created beside its own ([`Self::create_namespace`]), each with the
     /// watch of its Secrets: the leak audit covers them too.
     pub extra_namespaces: std::sync::Mutex<Vec<(String, crate::leak_audit::SecretWatch)>>,
@@ -73,6 +76,14 @@ impl TestContext {
             v.push((name.clone(), watch));
         }
         Ok(name)
+    }
+
+    /// Search this `/metrics` text for leaked secrets too when the test succeeds (scrape it
+    /// before the operator stops: the audit runs after the test).
+    pub fn audit_metrics(&self, text: String) {
+        if let Ok(mut v) = self.audited_metrics.lock() {
+            v.push(text);
+        }
     }
 
     /// Print `f()` too if the test fails (e.g. a process's log tail).
@@ -123,6 +134,7 @@ where
         namespace,
         extra_logs: Default::default(),
         audited_logs: Default::default(),
+        audited_metrics: Default::default(),
         extra_namespaces: Default::default(),
     });
     // Every value any version of the namespace's Secrets holds during the test is audited,
@@ -148,8 +160,13 @@ where
                 .lock()
                 .map(|v| v.clone())
                 .unwrap_or_default();
+            let metrics = ctx
+                .audited_metrics
+                .lock()
+                .map(|v| v.clone())
+                .unwrap_or_default();
             let over_cap = seen.over_cap();
-            match crate::leak_audit::audit(&ctx, &namespaces, seen, &logs, &[]).await {
+            match crate::leak_audit::audit(&ctx, &namespaces, seen, &logs, &metrics).await {
                 Ok(n) => {
                     let unchecked = if over_cap > 0 {
                         format!(" ({over_cap} more over the cap not checked)")
@@ -157,9 +174,10 @@ where
                         String::new()
                     };
                     eprintln!(
-                        "leak audit of {}: {n} distinct secret values seen during the test{unchecked}, {} operator logs, events and statuses: 0 hits",
+                        "leak audit of {}: {n} distinct secret values seen during the test{unchecked}, {} operator logs, {} metrics scrapes, events and statuses: 0 hits",
                         namespaces.join(", "),
-                        logs.len()
+                        logs.len(),
+                        metrics.len()
                     );
                     Ok(Ok(()))
                 }

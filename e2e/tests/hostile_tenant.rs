@@ -3,8 +3,10 @@
 //! tamper with the operator's outputs and flood the operator — while a victim tenant's client,
 //! on short-lived tokens, must keep refreshing. Each hostile object must be reported by a
 //! condition with a reason and a message that says what to fix; the operator must not crash and
-//! must call no host but the allowed ASes. (Apply-time refusals of bad values are in
-//! `api.rs`: 48 cases, each with the message checked.)
+//! must call no host but the allowed ASes; nothing of the victim's objects may reach the hostile
+//! namespace. Both namespaces and the operator's metrics go through the leak audit.
+//! (Apply-time refusals of bad values are in `api.rs`: 60 cases, each with the message or the
+//! pruning checked.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -474,9 +476,11 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
         }
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(10)).await?;
 
-        // The operator is alive and called no host but the two sandboxes.
+        // The operator is alive and called no host but the two sandboxes; its metrics go to
+        // the leak audit.
         let mut op = op;
         ensure!(op.is_running(), "the operator exited");
+        ctx.audit_metrics(op.metrics().await?);
         let allowed = [origin(victim_as.issuer()), origin(hostile_as.issuer())];
         let log = op.log();
         let called: std::collections::BTreeSet<String> = log
@@ -523,7 +527,7 @@ async fn notes(ctx: &e2e::TestContext, reason: &str) -> Result<Vec<String>> {
 async fn a_tenant_patching_renew_tokens_in_a_loop_gets_one_token_request_per_floor() {
     with_namespace("verbloop", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(3_600)).await?;
-        let _op = start_operator(&ctx).await?;
+        let op = start_operator(&ctx).await?;
         apply(&ctx, sandbox_server("bank", &sandbox, json!({}))).await?;
         apply(&ctx, client("payments", "bank", json!({}))).await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(90)).await?;
@@ -559,6 +563,7 @@ async fn a_tenant_patching_renew_tokens_in_a_loop_gets_one_token_request_per_flo
         let requests = sandbox.counters().requests_to(Endpoint::Token) - before;
         eprintln!("{PATCHES} patches of tpp.dev/renew-tokens: {requests} token request(s)");
         ensure!(requests == 1, "{PATCHES} patches caused {requests} token requests; the floor allows 1 per 10 minutes");
+        ctx.audit_metrics(op.metrics().await?);
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(10)).await?;
         Ok(())
     })

@@ -178,6 +178,7 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         namespace: namespace.clone(),
         extra_logs: Default::default(),
         extra_namespaces: Default::default(),
+        audited_metrics: Default::default(),
     };
 
     let mut cfg = SandboxConfig::new(cp.dir.join("sandbox"));

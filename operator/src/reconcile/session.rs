@@ -538,6 +538,7 @@ impl<'a> Session<'a> {
     /// lacks the deregistration finalizer it should keep ([`build::keeps_for_deregistration`]):
     /// once per client written before the finalizer existed, so that a namespace deletion finds
     /// the registration access token readable.
+    ///
     /// Also writes `<name>-registration` once when its registration access token had no digest
     /// (adopted at load).
     pub async fn keep_secrets(&mut self) -> Result<(), Error> {

@@ -10,9 +10,9 @@
 //! is onboarded whenever the hub has not seen the current certificate. A registration access
 //! token someone else wrote into `<name>-registration` halts at once
 //! (`RegistrationAccessTokenOverwritten`): no RFC 7592 call carries it and nothing is
-//! registered in its place, while tokens keep coming for the client id. Registration carries an active
-//! signing key and a certificate, both persisted first: it waits for them, and for any key or
-//! certificate the same plan generates. While a registration is due no token is planned.
+//! registered in its place, while tokens keep coming for the client id. Registration carries
+//! an active signing key and a certificate, both persisted first: it waits for them, and for any
+//! key or certificate the same plan generates. While a registration is due no token is planned.
 //! Pure, no I/O.
 
 use super::Draft;

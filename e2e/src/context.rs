@@ -29,6 +29,12 @@ pub struct TestContext {
     pub extra_logs: std::sync::Mutex<Vec<Box<dyn Fn() -> String + Send>>>,
     /// Operator logs the leak audit reads when the test succeeds ([`crate::leak_audit`]).
     pub audited_logs: std::sync::Mutex<Vec<std::path::PathBuf>>,
+    /// Texts of the operator's `/metrics` the test scraped ([`Self::audit_metrics`]), searched
+    /// by the leak audit.
+    pub audited_metrics: std::sync::Mutex<Vec<String>>,
+    /// Namespaces the test created beside its own ([`Self::create_namespace`]), each with the
+    /// watch of its Secrets: the leak audit covers them too.
+    pub extra_namespaces: std::sync::Mutex<Vec<(String, crate::leak_audit::SecretWatch)>>,
 }
 
 impl TestContext {
@@ -45,6 +51,38 @@ impl TestContext {
     pub fn audit_log(&self, path: std::path::PathBuf) {
         if let Ok(mut v) = self.audited_logs.lock() {
             v.push(path);
+        }
+    }
+
+    /// Create another namespace for this test, `<namespace>-<suffix>`, labelled like its own,
+    /// and put it under the leak audit: its Secrets are watched from now until the test ends,
+    /// and its events and statuses are searched with the test's own (docs/security.md § Leak
+    /// audit).
+    pub async fn create_namespace(&self, suffix: &str) -> Result<String> {
+        let name = format!("{}-{suffix}", self.namespace);
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([(E2E_LABEL.to_owned(), "true".to_owned())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        let watch = crate::leak_audit::watch_secrets(self.client.clone(), &name).await;
+        if let Ok(mut v) = self.extra_namespaces.lock() {
+            v.push((name.clone(), watch));
+        }
+        Ok(name)
+    }
+
+    /// Search this `/metrics` text for leaked secrets too when the test succeeds (scrape it
+    /// before the operator stops: the audit runs after the test).
+    pub fn audit_metrics(&self, text: String) {
+        if let Ok(mut v) = self.audited_metrics.lock() {
+            v.push(text);
         }
     }
 
@@ -96,12 +134,24 @@ where
         namespace,
         extra_logs: Default::default(),
         audited_logs: Default::default(),
+        audited_metrics: Default::default(),
+        extra_namespaces: Default::default(),
     });
     // Every value any version of the namespace's Secrets holds during the test is audited,
     // not only the last ones (docs/security.md § Leak audit).
     let secret_watch = crate::leak_audit::watch_secrets(ctx.client.clone(), &ctx.namespace).await;
     let outcome = AssertUnwindSafe(test(ctx.clone())).catch_unwind().await;
-    let seen = secret_watch.finish();
+    let mut seen = secret_watch.finish();
+    let mut namespaces = vec![ctx.namespace.clone()];
+    let extra = ctx
+        .extra_namespaces
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    for (ns, watch) in extra {
+        seen.merge(watch.finish());
+        namespaces.push(ns);
+    }
     // A passing test must also pass the leak audit.
     let outcome = match outcome {
         Ok(Ok(())) => {
@@ -110,8 +160,13 @@ where
                 .lock()
                 .map(|v| v.clone())
                 .unwrap_or_default();
+            let metrics = ctx
+                .audited_metrics
+                .lock()
+                .map(|v| v.clone())
+                .unwrap_or_default();
             let over_cap = seen.over_cap();
-            match crate::leak_audit::audit(&ctx, seen, &logs, &[]).await {
+            match crate::leak_audit::audit(&ctx, &namespaces, seen, &logs, &metrics).await {
                 Ok(n) => {
                     let unchecked = if over_cap > 0 {
                         format!(" ({over_cap} more over the cap not checked)")
@@ -119,9 +174,10 @@ where
                         String::new()
                     };
                     eprintln!(
-                        "leak audit of {}: {n} distinct secret values seen during the test{unchecked}, {} operator logs, events and statuses: 0 hits",
-                        ctx.namespace,
-                        logs.len()
+                        "leak audit of {}: {n} distinct secret values seen during the test{unchecked}, {} operator logs, {} metrics scrapes, events and statuses: 0 hits",
+                        namespaces.join(", "),
+                        logs.len(),
+                        metrics.len()
                     );
                     Ok(Ok(()))
                 }

@@ -163,6 +163,13 @@ impl SeenValues {
         }
     }
 
+    /// Take in what another watch saw (another namespace of the same test): each value once,
+    /// the cap counted over both.
+    pub fn merge(&mut self, other: SeenValues) {
+        self.over_cap += other.over_cap;
+        self.add(other.by_raw.into_values().collect());
+    }
+
     /// Distinct values that did not fit under [`MAX_SEEN`] (not searched).
     pub fn over_cap(&self) -> usize {
         self.over_cap
@@ -264,20 +271,23 @@ pub fn hits<'a>(needles: &'a [Needle], places: &[(String, String)]) -> Vec<(&'a 
         .collect()
 }
 
-/// Audit the test's namespace against `logs` (operator log files) and `metrics` texts, for
-/// every value in `seen` and in the namespace's Secrets now. Returns the number of distinct
-/// values checked.
+/// Audit the test's namespaces (its own and every one it registered,
+/// [`TestContext::create_namespace`]) against `logs` (operator log files) and `metrics` texts,
+/// for every value in `seen` and in the namespaces' Secrets now. Every value is searched in
+/// every place of every namespace: a value of one namespace in another's events is a leak too.
+/// Returns the number of distinct values checked.
 pub async fn audit(
     ctx: &TestContext,
+    namespaces: &[String],
     seen: SeenValues,
     logs: &[std::path::PathBuf],
     metrics: &[String],
 ) -> Result<usize> {
-    let secrets = ctx
-        .api::<Secret>()
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let mut secrets = vec![];
+    for ns in namespaces {
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+        secrets.extend(api.list(&ListParams::default()).await?.items);
+    }
     let needles = seen.with(&secrets);
     let mut places: Vec<(String, String)> = vec![];
     for log in logs {
@@ -289,28 +299,31 @@ pub async fn audit(
     for (i, m) in metrics.iter().enumerate() {
         places.push((format!("metrics #{i}"), m.clone()));
     }
-    let events = ctx.api::<Event>().list(&ListParams::default()).await?;
-    let text: Vec<String> = events
-        .items
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e.message.clone().unwrap_or_default(),
-                e.reason.clone().unwrap_or_default()
-            )
-        })
-        .collect();
-    places.push(("events".into(), text.join("\n")));
-    for kind in ["TppClient", "AuthorizationServer"] {
-        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tpp.dev", "v1alpha1", kind));
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &ar);
-        if let Ok(list) = api.list(&ListParams::default()).await {
-            for o in list {
-                places.push((
-                    format!("{kind}/{} status", o.name_any()),
-                    o.data["status"].to_string(),
-                ));
+    for ns in namespaces {
+        let events: Api<Event> = Api::namespaced(ctx.client.clone(), ns);
+        let events = events.list(&ListParams::default()).await?;
+        let text: Vec<String> = events
+            .items
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e.message.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        places.push((format!("events of {ns}"), text.join("\n")));
+        for kind in ["TppClient", "AuthorizationServer"] {
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tpp.dev", "v1alpha1", kind));
+            let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+            if let Ok(list) = api.list(&ListParams::default()).await {
+                for o in list {
+                    places.push((
+                        format!("{kind} {ns}/{} status", o.name_any()),
+                        o.data["status"].to_string(),
+                    ));
+                }
             }
         }
     }
@@ -448,6 +461,39 @@ mod tests {
         }
         assert_eq!(seen.over_cap(), 5);
         assert_eq!(seen.with(&[]).len(), MAX_SEEN);
+    }
+
+    #[test]
+    fn values_seen_in_a_second_namespace_are_searched_with_the_first_each_once() {
+        let mut victim = SeenValues::default();
+        victim.observe(&secret(
+            "payments-credentials",
+            &[("a.access_token", "victim-token-value-0001")],
+        ));
+        let mut hostile = SeenValues::default();
+        hostile.observe(&secret(
+            "own-client-registration",
+            &[("registration_access_token", "hostile-rat-value-0001")],
+        ));
+        hostile.observe(&secret(
+            "copy",
+            &[("a.access_token", "victim-token-value-0001")],
+        ));
+        victim.merge(hostile);
+        let all = victim.with(&[]);
+        assert_eq!(all.len(), 2, "each distinct value once");
+        let places = vec![(
+            "events of victim".to_owned(),
+            "the AS said hostile-rat-value-0001".to_owned(),
+        )];
+        assert_eq!(
+            hits(&all, &places),
+            vec![(
+                "Secret own-client-registration/registration_access_token",
+                "events of victim".to_owned()
+            )],
+            "a value of the second namespace is found in the first's events"
+        );
     }
 
     #[test]

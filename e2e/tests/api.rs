@@ -3,7 +3,7 @@
 //! bad example with its own message, printer columns show in table output, and status is
 //! written only through the status subresource.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use e2e::{TestContext, control_plane::repo_root, with_namespace};
 use kube::{
     Api,
@@ -976,6 +976,91 @@ async fn kubectl_get_tpp_lists_every_kind_and_explain_opens_with_a_written_descr
         api_for(&ctx, "ClusterAuthorizationServer")
             .delete(&cas, &Default::default())
             .await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// References that have no `namespace` field (`authorizationServerRef`,
+/// `transportCertificate.secretRef`, `consumers.restartTargets[]`) cannot be pointed at another
+/// namespace at all. Server-side apply refuses the undeclared field; a create with strict field
+/// validation (kubectl's default) refuses it naming the field; any other create has it pruned by
+/// the structural schema, so the stored object, the only thing the operator reads, names no
+/// namespace (docs/security.md § References across namespaces).
+#[tokio::test]
+async fn a_namespace_on_a_reference_without_one_is_refused_at_apply_or_pruned() {
+    with_namespace("cel-xns", |ctx| async move {
+        let cases = [
+            (
+                "spec/authorizationServerRef",
+                json!({"name": "as", "namespace": "victim"}),
+                "spec.authorizationServerRef.namespace",
+            ),
+            (
+                "spec/transportCertificate",
+                json!({"source": "SecretRef", "secretRef": {"name": "tls", "namespace": "victim"}}),
+                "spec.transportCertificate.secretRef.namespace",
+            ),
+            (
+                "spec/consumers",
+                json!({"restartTargets": [{"kind": "Deployment", "name": "app", "namespace": "victim"}]}),
+                "spec.consumers.restartTargets[0].namespace",
+            ),
+        ];
+        let api = api_for(&ctx, "TppClient");
+        for (i, (path, value, field)) in cases.into_iter().enumerate() {
+            let name = format!("xns-{i}");
+            let mut obj = minimal_client();
+            obj["metadata"]["name"] = json!(name);
+            set(&mut obj, path, value);
+            // Server-side apply: the field is not in the schema.
+            let dynamic: DynamicObject = serde_json::from_value(obj.clone())?;
+            match api
+                .patch(&name, &PatchParams::apply("api-test"), &Patch::Apply(&dynamic))
+                .await
+            {
+                Ok(_) => bail!("server-side apply accepted {field}"),
+                Err(kube::Error::Api(status)) => ensure!(
+                    status.message.contains("field not declared in schema")
+                        && status.message.contains(field.split('[').next().unwrap_or(field)),
+                    "server-side apply of {field}: {} {}",
+                    status.code,
+                    status.message
+                ),
+                Err(e) => bail!("unexpected error for {field}: {e}"),
+            }
+            // A create with strict field validation: refused, naming the field.
+            let url = format!(
+                "/apis/tpp.dev/v1alpha1/namespaces/{}/tppclients?fieldValidation=Strict&dryRun=All",
+                ctx.namespace
+            );
+            let request = http::Request::post(url)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&obj)?)?;
+            match ctx.client.request::<Value>(request).await {
+                Ok(_) => bail!("strict field validation accepted {field}"),
+                Err(kube::Error::Api(status)) => ensure!(
+                    status.message.contains(&format!("unknown field \"{field}\"")),
+                    "strict field validation of {field}: {} {}",
+                    status.code,
+                    status.message
+                ),
+                Err(e) => bail!("unexpected error for {field}: {e}"),
+            }
+            // Any other create: stored without the field.
+            let stored = create(&ctx, &obj, false)
+                .await
+                .with_context(|| format!("create with {field}"))?;
+            ensure!(
+                !serde_json::to_string(&stored.data["spec"])?.contains("victim"),
+                "{field} was stored"
+            );
+            let read = api.get(&name).await?;
+            ensure!(
+                !serde_json::to_string(&read.data["spec"])?.contains("victim"),
+                "{field} was stored"
+            );
+        }
         Ok(())
     })
     .await;

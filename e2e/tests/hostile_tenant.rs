@@ -3,8 +3,10 @@
 //! tamper with the operator's outputs and flood the operator — while a victim tenant's client,
 //! on short-lived tokens, must keep refreshing. Each hostile object must be reported by a
 //! condition with a reason and a message that says what to fix; the operator must not crash and
-//! must call no host but the allowed ASes. (Apply-time refusals of bad values are in
-//! `api.rs`: 48 cases, each with the message checked.)
+//! must call no host but the allowed ASes; nothing of the victim's objects may reach the hostile
+//! namespace. Both namespaces and the operator's metrics go through the leak audit.
+//! (Apply-time refusals of bad values are in `api.rs`: 60 cases, each with the message or the
+//! pruning checked.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,7 +19,7 @@ use e2e::{
     sandbox::Endpoint,
     with_namespace,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api,
     api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
@@ -89,13 +91,8 @@ fn client_spec(server: &str, extra: Value) -> Value {
 #[tokio::test]
 async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_keeps_refreshing() {
     with_namespace("victim", |ctx| async move {
-        // The hostile tenant's namespace, labelled so the suite's cleanup finds it.
-        let hostile = format!("{}-hostile", ctx.namespace);
-        let ns: Namespace = serde_json::from_value(json!({
-            "metadata": {"name": hostile, "labels": {e2e::context::E2E_LABEL: "true"}}
-        }))?;
-        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-        namespaces.create(&PostParams::default(), &ns).await?;
+        // The hostile tenant's namespace, under the leak audit like the victim's.
+        let hostile = ctx.create_namespace("hostile").await?;
 
         let victim_as = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(6)).await?;
         let hostile_as = e2e::sandbox::start({
@@ -139,9 +136,57 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
         apply_in(&ctx.client, &hostile, "AuthorizationServer", "own", own(json!({}))).await?;
         secret_in(&ctx.client, &hostile, "garbage-cert", json!({"tls.crt": "not a certificate", "tls.key": "not a key"})).await?;
         secret_in(&ctx.client, &hostile, "garbage-jwt", json!({"ssa": "not.a.jwt"})).await?;
-        secret_in(&ctx.client, &ctx.namespace, "victim-secret", json!({"iat": "victim-initial-access-token"})).await?;
+        // What the victim holds and the hostile tenant names: markers searched for in the hostile
+        // namespace at the end, and the victim's CA (with it, the victim's AS would answer).
+        const VICTIM_IAT: &str = "victim-initial-access-token";
+        const VICTIM_SSA: &str = "victim-software-statement.eyJ2aWN0aW0iOnRydWV9.c2ln";
+        const VICTIM_CA_MARKER: &str = "victim-ca-bundle-marker";
+        secret_in(&ctx.client, &ctx.namespace, "victim-secret", json!({"iat": VICTIM_IAT, "ssa": VICTIM_SSA})).await?;
+        let victim_ca: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "victim-ca", "namespace": ctx.namespace}, "data": {"ca.crt": format!("# {VICTIM_CA_MARKER}\n{}", victim_as.ca_pem())},
+        }))?;
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.namespace).create(&PostParams::default(), &victim_ca).await?;
 
         let victim = ctx.namespace.clone();
+        // Namespaced ASes of the hostile tenant whose registration defaults name the victim's
+        // namespace: the ASes themselves pass discovery (the references are read only when one of
+        // their clients registers); their clients are refused.
+        let victim_ref = |key: &str| json!({"name": "victim-secret", "key": key, "namespace": victim});
+        apply_in(&ctx.client, &hostile, "AuthorizationServer", "iat-default-from-victim", own(json!({"registration": {"initialAccessTokenRef": victim_ref("iat")}}))).await?;
+        apply_in(&ctx.client, &hostile, "AuthorizationServer", "ssa-default-from-victim", own(json!({"registration": {"softwareStatementRef": victim_ref("ssa")}}))).await?;
+        // Two ClusterAuthorizationServers, as the platform team writes them (cluster-scoped, so
+        // they may name a namespace): one for the victim's namespace only, on the victim's AS;
+        // one for every namespace whose initial access token reference names no namespace, so
+        // each tenant's client reads it from its own namespace (here: a name that exists only in
+        // the victim's).
+        let cluster_api: Api<DynamicObject> = Api::all_with(
+            ctx.client.clone(),
+            &ApiResource::from_gvk(&GroupVersionKind::gvk("tpp.dev", "v1alpha1", "ClusterAuthorizationServer")),
+        );
+        let victim_only = format!("{hostile}-victim-only");
+        let shared = format!("{hostile}-shared");
+        for (name, spec) in [
+            (&victim_only, json!({
+                "issuer": victim_as.issuer(), "caBundle": victim_as.ca_pem(),
+                "allowedNamespaces": {"matchLabels": {"kubernetes.io/metadata.name": victim}},
+            })),
+            (&shared, json!({
+                "issuer": hostile_as.issuer(), "caBundle": hostile_as.ca_pem(), "jwksCacheTtl": "2s",
+                "allowedNamespaces": {},
+                "registration": {"initialAccessTokenRef": {"name": "victim-secret", "key": "iat"}},
+            })),
+        ] {
+            let obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "tpp.dev/v1alpha1", "kind": "ClusterAuthorizationServer",
+                "metadata": {"name": name}, "spec": spec,
+            }))?;
+            cluster_api.patch(name, &PatchParams::apply("platform-team").force(), &Patch::Apply(&obj)).await?;
+        }
+        let on_cluster = |name: &str, extra: Value| {
+            let mut e = json!({"authorizationServerRef": {"kind": "ClusterAuthorizationServer", "name": name}});
+            merge(&mut e, extra);
+            client_spec("x", e)
+        };
         let cases = vec![
             // ASes pointing inward or at nothing.
             Case { kind: "AuthorizationServer", name: "kube-api", spec: own(json!({"issuer": "https://kubernetes.default.svc"})), reason: "EgressRefused" },
@@ -155,6 +200,7 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
             Case { kind: "AuthorizationServer", name: "garbage-ca", spec: own(json!({"caBundle": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"})), reason: "InvalidTransportConfig" },
             Case { kind: "AuthorizationServer", name: "wrong-ca", spec: own(json!({"caBundle": victim_as.ca_pem()})), reason: "TlsFailure" },
             Case { kind: "AuthorizationServer", name: "ca-from-victim", spec: own(json!({"caBundle": null, "caBundleRef": {"kind": "Secret", "name": "victim-secret", "key": "iat", "namespace": victim}})), reason: "CrossNamespaceReference" },
+            Case { kind: "AuthorizationServer", name: "victims-as-by-ca-ref", spec: own(json!({"issuer": victim_as.issuer(), "caBundle": null, "caBundleRef": {"kind": "ConfigMap", "name": "victim-ca", "key": "ca.crt", "namespace": victim}})), reason: "CrossNamespaceReference" },
             Case { kind: "AuthorizationServer", name: "ca-missing", spec: own(json!({"caBundle": null, "caBundleRef": {"kind": "ConfigMap", "name": "nope", "key": "ca.crt"}})), reason: "ReferenceNotFound" },
             // Clients referencing what they may not read, or broken material.
             Case { kind: "TppClient", name: "no-such-as", spec: client_spec("no-such-as", json!({})), reason: "AuthorizationServerNotFound" },
@@ -162,6 +208,11 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
             Case { kind: "TppClient", name: "no-such-cluster-as", spec: client_spec("x", json!({"authorizationServerRef": {"kind": "ClusterAuthorizationServer", "name": "nope"}})), reason: "AuthorizationServerNotFound" },
             Case { kind: "TppClient", name: "on-inward-as", spec: client_spec("kube-api", json!({})), reason: "AuthorizationServerNotReady" },
             Case { kind: "TppClient", name: "iat-from-victim", spec: client_spec("own", json!({"registration": {"initialAccessTokenRef": {"name": "victim-secret", "key": "iat", "namespace": victim}}})), reason: "CrossNamespaceReference" },
+            Case { kind: "TppClient", name: "ssa-from-victim", spec: client_spec("own", json!({"registration": {"mode": "SignedRequest", "softwareStatementRef": victim_ref("ssa")}})), reason: "CrossNamespaceReference" },
+            Case { kind: "TppClient", name: "on-as-iat-from-victim", spec: client_spec("iat-default-from-victim", json!({})), reason: "CrossNamespaceReference" },
+            Case { kind: "TppClient", name: "on-as-ssa-from-victim", spec: client_spec("ssa-default-from-victim", json!({"registration": {"mode": "SignedRequest"}})), reason: "CrossNamespaceReference" },
+            Case { kind: "TppClient", name: "on-victims-cluster-as", spec: on_cluster(&victim_only, json!({})), reason: "NamespaceNotAllowed" },
+            Case { kind: "TppClient", name: "cluster-iat-own-namespace", spec: on_cluster(&shared, json!({})), reason: "ReferenceNotFound" },
             Case { kind: "TppClient", name: "iat-missing", spec: client_spec("own", json!({"registration": {"initialAccessTokenRef": {"name": "nope", "key": "iat"}}})), reason: "ReferenceNotFound" },
             Case { kind: "TppClient", name: "ssa-garbage", spec: client_spec("own", json!({"registration": {"mode": "SignedRequest", "softwareStatementRef": {"name": "garbage-jwt", "key": "ssa"}}})), reason: "InvalidSpec" },
             Case { kind: "TppClient", name: "cert-garbage", spec: client_spec("own", json!({"transportCertificate": {"source": "SecretRef", "secretRef": {"name": "garbage-cert"}}})), reason: "CertificateInvalid" },
@@ -207,6 +258,30 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
         for i in 0..30 {
             let o = tpp_api(&ctx.client, &hostile, "TppClient").get(&format!("flood-{i}")).await?;
             ensure!(ready(&o).is_some_and(|(_, r, _)| r == "AuthorizationServerNotFound"), "flood-{i} not reported");
+        }
+        // Nothing of the victim's objects reached the hostile namespace: not in a status, a
+        // Secret or a ConfigMap (the victim's CA bundle by a marker line of its own: both
+        // sandboxes share the test CA, so its certificate would prove nothing).
+        let mut places: Vec<(String, String)> = vec![];
+        for kind in ["TppClient", "AuthorizationServer"] {
+            for o in tpp_api(&ctx.client, &hostile, kind).list(&Default::default()).await? {
+                places.push((format!("{kind}/{} status", o.metadata.name.clone().unwrap_or_default()), o.data["status"].to_string()));
+            }
+        }
+        for s in Api::<Secret>::namespaced(ctx.client.clone(), &hostile).list(&Default::default()).await? {
+            for (k, v) in s.data.iter().flatten() {
+                places.push((format!("Secret {}/{k}", s.metadata.name.clone().unwrap_or_default()), String::from_utf8_lossy(&v.0).into_owned()));
+            }
+        }
+        for c in Api::<ConfigMap>::namespaced(ctx.client.clone(), &hostile).list(&Default::default()).await? {
+            for (k, v) in c.data.iter().flatten() {
+                places.push((format!("ConfigMap {}/{k}", c.metadata.name.clone().unwrap_or_default()), v.clone()));
+            }
+        }
+        for (what, marker) in [("the victim's initial access token", VICTIM_IAT), ("the victim's software statement", VICTIM_SSA), ("the victim's CA bundle", VICTIM_CA_MARKER)] {
+            for (place, text) in &places {
+                ensure!(!text.contains(marker), "{what} reached the hostile namespace: {place}");
+            }
         }
 
         // Tampering: the own client's credentials Secret deleted by the tenant.
@@ -319,10 +394,21 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
         ensure!(hostile_as.counters().requests_to(Endpoint::Token) == tokens, "a token was asked for an edited client_id");
         set("client_id", Some(issued_id.clone())).await?;
         own("the client_id put back did not make the client Ready", Box::new(|o| ready(o).is_some_and(|(s, _, _)| s == "True"))).await?;
-        // (2) The registration access token overwritten: it only manages the client at the AS
-        // (refused at the next RFC 7592 call: RegistrationAccessTokenLost, unit-tested), so tokens
-        // keep coming for the unchanged client id.
+        // (2) The registration access token overwritten: it does not match the digest written
+        // with the token the AS issued, so the client reports it at once (not at the next RFC
+        // 7592 call), naming the Secret and the client id; tokens keep coming for the unchanged
+        // client id, and nothing calls RFC 7592 or registers; put back, it clears.
         set("registration_access_token", Some("tenant-garbage-registration-access-token".into())).await?;
+        let id = issued_id.clone();
+        let overwritten = move |o: &DynamicObject| {
+            o.data["status"]["conditions"].as_array().into_iter().flatten().any(|c| {
+                c["status"] == "False"
+                    && c["reason"] == "RegistrationAccessTokenOverwritten"
+                    && c["message"].as_str().is_some_and(|m| m.contains("own-client-registration") && m.contains(&id))
+            })
+        };
+        own("an overwritten registration access token was not reported at once", Box::new(overwritten.clone())).await?;
+        let updates = hostile_as.counters().requests_to(Endpoint::Registration);
         let tokens = hostile_as.counters().requests_to(Endpoint::Token);
         tpp_api(&ctx.client, &hostile, "TppClient")
             .patch("own-client", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"tpp.dev/renew-tokens": "after-rat-edit"}}})))
@@ -332,8 +418,17 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
             ensure!(Instant::now() < deadline, "no token after the registration access token was overwritten");
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        own("a garbled registration access token stopped the client", Box::new(|o| ready(o).is_some_and(|(s, _, _)| s == "True"))).await?;
+        own("the overwritten registration access token stopped being reported", Box::new(overwritten)).await?;
+        ensure!(
+            hostile_as.counters().requests_to(Endpoint::Registration) == updates,
+            "a registration or RFC 7592 call was made while the registration access token was not the operator's"
+        );
         set("registration_access_token", Some(issued_rat)).await?;
+        own("the registration access token put back did not clear the report", Box::new(|o| {
+            ready(o).is_some_and(|(s, _, _)| s == "True")
+                && !o.data["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["reason"] == "RegistrationAccessTokenOverwritten")
+        }))
+        .await?;
         // (3) `client_id` removed: the registration is lost (as if the Secret were deleted), so
         // the client halts with RegistrationSecretLost naming the client left at the AS; put
         // back, it is Ready again.
@@ -381,9 +476,11 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
         }
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(10)).await?;
 
-        // The operator is alive and called no host but the two sandboxes.
+        // The operator is alive and called no host but the two sandboxes; its metrics go to
+        // the leak audit.
         let mut op = op;
         ensure!(op.is_running(), "the operator exited");
+        ctx.audit_metrics(op.metrics().await?);
         let allowed = [origin(victim_as.issuer()), origin(hostile_as.issuer())];
         let log = op.log();
         let called: std::collections::BTreeSet<String> = log
@@ -404,7 +501,9 @@ async fn a_hostile_tenant_is_reported_object_by_object_and_the_victims_client_ke
             "hostile tenant: {} reported objects + 30 flood clients + 7 tampering actions; AS origins called: {called:?}",
             cases.len()
         );
-        namespaces.delete(&hostile, &DeleteParams::default()).await.ok();
+        for name in [&victim_only, &shared] {
+            cluster_api.delete(name, &DeleteParams::default()).await.ok();
+        }
         Ok(())
     })
     .await;
@@ -428,7 +527,7 @@ async fn notes(ctx: &e2e::TestContext, reason: &str) -> Result<Vec<String>> {
 async fn a_tenant_patching_renew_tokens_in_a_loop_gets_one_token_request_per_floor() {
     with_namespace("verbloop", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |c| c.token_lifetime = Duration::from_secs(3_600)).await?;
-        let _op = start_operator(&ctx).await?;
+        let op = start_operator(&ctx).await?;
         apply(&ctx, sandbox_server("bank", &sandbox, json!({}))).await?;
         apply(&ctx, client("payments", "bank", json!({}))).await?;
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(90)).await?;
@@ -464,6 +563,7 @@ async fn a_tenant_patching_renew_tokens_in_a_loop_gets_one_token_request_per_flo
         let requests = sandbox.counters().requests_to(Endpoint::Token) - before;
         eprintln!("{PATCHES} patches of tpp.dev/renew-tokens: {requests} token request(s)");
         ensure!(requests == 1, "{PATCHES} patches caused {requests} token requests; the floor allows 1 per 10 minutes");
+        ctx.audit_metrics(op.metrics().await?);
         wait_condition(&ctx, "TppClient", "payments", "Ready", "True", Duration::from_secs(10)).await?;
         Ok(())
     })

@@ -85,6 +85,11 @@ pub enum Reason {
     /// names a registered client: with `registration.onLost: Fail` nothing is registered until a
     /// human decides; the client id named is left at the AS.
     RegistrationSecretLost,
+    /// The registration access token in `<name>-registration` is not the one the operator
+    /// received from the AS (it does not match `registration_access_token.sha256`, written in
+    /// the same apply): no RFC 7592 call carries it and nothing is registered in its place;
+    /// tokens keep coming for the client id.
+    RegistrationAccessTokenOverwritten,
     /// The AS refused the token minted with a new signing key or transport certificate before
     /// the switch to it (the self-test): the old material stays in use, the switch waits and is
     /// tested again after a backoff.
@@ -163,7 +168,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for the catalogue test and documentation.
-    pub const ALL: [Reason; 68] = [
+    pub const ALL: [Reason; 69] = [
         Reason::Reconciled,
         Reason::Pending,
         Reason::Suspended,
@@ -198,6 +203,7 @@ impl Reason {
         Reason::RegistrationOutcomeUnknown,
         Reason::RegistrationAccessTokenLost,
         Reason::RegistrationSecretLost,
+        Reason::RegistrationAccessTokenOverwritten,
         Reason::SelfTestRefused,
         Reason::HubOnboardingRejected,
         Reason::HubOnboardingFailed,
@@ -271,6 +277,7 @@ impl Reason {
             Reason::RegistrationOutcomeUnknown => "RegistrationOutcomeUnknown",
             Reason::RegistrationAccessTokenLost => "RegistrationAccessTokenLost",
             Reason::RegistrationSecretLost => "RegistrationSecretLost",
+            Reason::RegistrationAccessTokenOverwritten => "RegistrationAccessTokenOverwritten",
             Reason::SelfTestRefused => "SelfTestRefused",
             Reason::HubOnboardingRejected => "HubOnboardingRejected",
             Reason::HubOnboardingFailed => "HubOnboardingFailed",

@@ -10,6 +10,12 @@
 //!
 //! Cases per target: `PROPTEST_CASES` (proptest's default 256 when unset; `make fuzz` runs
 //! thousands, bounded in time by `FUZZ_SECONDS`). Each target prints how many cases it ran.
+//!
+//! Allocations are measured too ([`alloc_meter`], this binary's global allocator): for every
+//! case, the largest single allocation and the peak of the bytes the case holds at once must
+//! stay within a bound linear in the input's size ([`largest_bound`], [`peak_bound`]), so that no
+//! input can make a parser allocate by what it claims (a length, a count) instead of by what it
+//! is. Each target prints the worst case it saw.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::path::PathBuf;
@@ -32,6 +38,163 @@ use tpp_operator::oauth::{
 };
 use tpp_operator::store::build::certificates_only;
 use tpp_operator::store::state::{KEYS_STATE_KEY, KeysState};
+
+/// A counting global allocator: the largest single allocation and the peak of live bytes of the
+/// thread that asked for a measurement ([`alloc_meter::measure`]), per case. Other threads and
+/// allocations outside a measurement are passed through uncounted. No allocation of its own
+/// (const thread-locals of `Cell`s).
+mod alloc_meter {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    thread_local! {
+        static ON: Cell<bool> = const { Cell::new(false) };
+        /// Bytes allocated minus bytes freed since the measurement began (a case may free what
+        /// it was given: negative).
+        static NET: Cell<isize> = const { Cell::new(0) };
+        static PEAK: Cell<isize> = const { Cell::new(0) };
+        static LARGEST: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn grew(size: usize) {
+        let _ = ON.try_with(|on| {
+            if on.get() {
+                let net = NET.with(|n| {
+                    let v = n.get().saturating_add(size as isize);
+                    n.set(v);
+                    v
+                });
+                PEAK.with(|p| p.set(p.get().max(net)));
+                LARGEST.with(|l| l.set(l.get().max(size)));
+            }
+        });
+    }
+
+    fn shrank(size: usize) {
+        let _ = ON.try_with(|on| {
+            if on.get() {
+                NET.with(|n| n.set(n.get().saturating_sub(size as isize)));
+            }
+        });
+    }
+
+    // SAFETY: every call is forwarded to `System` unchanged; the bookkeeping only touches
+    // thread-local `Cell`s, which neither allocate nor unwind.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: forwarded with the caller's layout.
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                grew(layout.size());
+            }
+            p
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: forwarded with the caller's layout.
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if !p.is_null() {
+                grew(layout.size());
+            }
+            p
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            shrank(layout.size());
+            // SAFETY: forwarded with the caller's pointer and layout.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: forwarded with the caller's pointer, layout and size.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if !p.is_null() {
+                shrank(layout.size());
+                grew(new_size);
+            }
+            p
+        }
+    }
+
+    /// What one measured call allocated on this thread.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Usage {
+        /// The largest single allocation (or reallocation's new size), bytes.
+        pub largest: usize,
+        /// The most bytes held at once beyond what was held when the call began.
+        pub peak: usize,
+    }
+
+    struct Stop;
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            ON.with(|on| on.set(false));
+        }
+    }
+
+    /// Run `f`, counting this thread's allocations (also when `f` panics).
+    pub fn measure<R>(f: impl FnOnce() -> R) -> (R, Usage) {
+        NET.with(|n| n.set(0));
+        PEAK.with(|p| p.set(0));
+        LARGEST.with(|l| l.set(0));
+        ON.with(|on| on.set(true));
+        let stop = Stop;
+        let r = f();
+        drop(stop);
+        let usage = Usage {
+            largest: LARGEST.with(Cell::get),
+            peak: usize::try_from(PEAK.with(Cell::get)).unwrap_or(0),
+        };
+        (r, usage)
+    }
+}
+
+/// The size of a case's input, to which its allocations are held.
+trait InputSize {
+    fn input_size(&self) -> usize;
+}
+
+impl InputSize for Vec<u8> {
+    fn input_size(&self) -> usize {
+        self.len()
+    }
+}
+
+impl InputSize for Value {
+    /// Its compact JSON encoding (what an AS would send, or the API server would store).
+    fn input_size(&self) -> usize {
+        serde_json::to_vec(self).map_or(0, |v| v.len())
+    }
+}
+
+/// Fixed allowance of every case, independent of the input: one-time initialisations that
+/// land in a case (a lazily built table, the first use of a crypto provider), `format!` of an
+/// error, a parsed key's fixed-size numbers. The largest allocation measured in any case of a
+/// `make fuzz` run was 4 KiB; 32 KiB leaves room for a one-time initialisation.
+const FIXED_ALLOWANCE: usize = 32 * 1024;
+
+/// The largest single allocation a case may make for an input of `n` bytes: 16 × the input
+/// plus [`FIXED_ALLOWANCE`]. A parser copies, decodes (base64 is smaller than its text) and
+/// re-encodes (a re-serialised JSON value; a `Debug` rendering, which escapes a control byte
+/// as up to 6 characters); a `String` or `Vec` doubles as it grows, so one buffer may be twice
+/// what it holds: 6 × 2 = 12 ×, and 16 × with margin. An allocation sized by a number read from
+/// the input (a length field, `Vec::with_capacity(count)`) breaks it at once.
+fn largest_bound(n: usize) -> usize {
+    16 * n + FIXED_ALLOWANCE
+}
+
+/// The most bytes a case may hold at once: 64 × the input plus 4 × [`FIXED_ALLOWANCE`]. A
+/// parsed JSON document holds a node per few bytes of text (`serde_json::Value` nodes are 32
+/// bytes or more, map entries more, each with its own allocation), and a check may hold the
+/// input, its parse, a re-encoding and a second parse at once.
+fn peak_bound(n: usize) -> usize {
+    64 * n + 4 * FIXED_ALLOWANCE
+}
 
 fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -197,9 +360,24 @@ fn json_inputs(target: &str) -> BoxedStrategy<Value> {
     .boxed()
 }
 
+/// The worst allocations of one target's cases.
+#[derive(Default)]
+struct Worst {
+    /// The largest single allocation, with its input's size.
+    largest: (usize, usize),
+    /// The highest peak, with its input's size.
+    peak: (usize, usize),
+    /// The highest share of the bound any case used, per mille.
+    share: usize,
+}
+
 /// Runs `check` over `strategy` for `PROPTEST_CASES` cases (or until `FUZZ_SECONDS` of the
-/// target's share elapsed, when set), failing on any panic; prints the cases executed.
-fn fuzz<S: Strategy>(target: &str, strategy: S, check: impl Fn(S::Value)) {
+/// target's share elapsed, when set), failing on any panic or on a case that allocates beyond
+/// [`largest_bound`] or [`peak_bound`]; prints the cases executed and the worst allocations.
+fn fuzz<S: Strategy>(target: &str, strategy: S, check: impl Fn(S::Value))
+where
+    S::Value: InputSize,
+{
     const BATCH: u32 = 500;
     let cases = Config::default().cases;
     let deadline = std::env::var("FUZZ_SECONDS")
@@ -216,25 +394,78 @@ fn fuzz<S: Strategy>(target: &str, strategy: S, check: impl Fn(S::Value)) {
     let mut seeds = TestRunner::new(batch.clone());
     let executed = std::sync::atomic::AtomicU64::new(0);
     let count = || executed.load(std::sync::atomic::Ordering::Relaxed);
+    let worst = std::sync::Mutex::new(Worst::default());
     while count() < u64::from(cases) && deadline.is_none_or(|d| Instant::now() <= d) {
         let mut runner = TestRunner::new_with_rng(batch.clone(), seeds.new_rng());
         let result = runner.run(&strategy, |input| {
             executed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            check(input);
+            let n = input.input_size();
+            let ((), usage) = alloc_meter::measure(|| check(input));
+            let (largest_max, peak_max) = (largest_bound(n), peak_bound(n));
+            {
+                let mut w = worst.lock().unwrap();
+                if usage.largest > w.largest.0 {
+                    w.largest = (usage.largest, n);
+                }
+                if usage.peak > w.peak.0 {
+                    w.peak = (usage.peak, n);
+                }
+                let share = (usage.largest * 1000 / largest_max).max(usage.peak * 1000 / peak_max);
+                w.share = w.share.max(share);
+            }
+            prop_assert!(
+                usage.largest <= largest_max,
+                "a single allocation of {} bytes for an input of {n} bytes (bound {largest_max})",
+                usage.largest
+            );
+            prop_assert!(
+                usage.peak <= peak_max,
+                "{} bytes held at once for an input of {n} bytes (bound {peak_max})",
+                usage.peak
+            );
             Ok(())
         });
         if let Err(e) = result {
             panic!("fuzz {target}: {e} (after {} cases)", count());
         }
     }
+    let w = worst.into_inner().unwrap();
     eprintln!(
-        "fuzz {target}: {} cases executed (of {cases}), 0 panics",
-        count()
+        "fuzz {target}: {} cases executed (of {cases}), 0 panics; largest allocation {} B (input {} B), peak {} B (input {} B), at most {}.{}% of the bounds",
+        count(),
+        w.largest.0,
+        w.largest.1,
+        w.peak.0,
+        w.peak.1,
+        w.share / 10,
+        w.share % 10
     );
 }
 
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::from_second(1_769_766_702).unwrap()
+}
+
+#[test]
+fn an_allocation_sized_by_what_the_input_claims_breaks_the_bound() {
+    // A parser that trusts a length prefix: 4 bytes that claim 16 MiB.
+    let input = (16u32 << 20).to_be_bytes().to_vec();
+    let claimed = u32::from_be_bytes(input[..4].try_into().unwrap()) as usize;
+    let ((), usage) = alloc_meter::measure(|| {
+        let buffer: Vec<u8> = Vec::with_capacity(claimed);
+        std::hint::black_box(&buffer);
+    });
+    assert!(usage.largest >= claimed, "{usage:?}");
+    assert!(usage.largest > largest_bound(input.len()));
+    assert!(usage.peak > peak_bound(input.len()));
+    // Copies of the input stay inside both bounds, and what was freed is not held.
+    let ((), usage) = alloc_meter::measure(|| {
+        for _ in 0..100 {
+            std::hint::black_box(input.repeat(4));
+        }
+    });
+    assert_eq!(usage.largest, 16, "{usage:?}");
+    assert_eq!(usage.peak, 16, "{usage:?}");
 }
 
 #[test]

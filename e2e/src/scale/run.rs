@@ -177,6 +177,8 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         client: client.clone(),
         namespace: namespace.clone(),
         extra_logs: Default::default(),
+        extra_namespaces: Default::default(),
+        audited_metrics: Default::default(),
     };
 
     let mut cfg = SandboxConfig::new(cp.dir.join("sandbox"));

@@ -296,6 +296,13 @@ async fn deregister(
         });
     }
     let id = reg.client_id.clone().unwrap_or_default();
+    if reg.foreign_access_token() {
+        // No RFC 7592 call with a token someone else wrote (docs/security.md).
+        return Ok(Deregistration::Impossible(format!(
+            "client {id} was not deregistered: the registration access token in Secret {} is not the one the AS issued to this operator (it does not match registration_access_token.sha256); delete {id} at the AS",
+            layout::registration_name(&client.name_any())
+        )));
+    }
     let outcome = super::register::deregister(&session).await?;
     Ok(Deregistration::Done(outcome, id))
 }

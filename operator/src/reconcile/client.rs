@@ -362,6 +362,7 @@ async fn publish_events(ctx: &Context, obj: &TppClient, events: &[(Reason, Strin
                 | Reason::RegistrationOutcomeUnknown
                 | Reason::RegistrationAccessTokenLost
                 | Reason::RegistrationSecretLost
+                | Reason::RegistrationAccessTokenOverwritten
                 | Reason::SelfTestRefused
                 | Reason::JwksRestored
                 | Reason::RevocationFailed

@@ -1011,6 +1011,137 @@ async fn a_lost_registration_access_token_fails_by_default_and_names_the_client_
 }
 
 #[tokio::test]
+async fn an_overwritten_registration_access_token_is_reported_at_once_and_never_sent() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    let rat = w
+        .fake
+        .data("payments-registration", "registration_access_token")
+        .unwrap_or_default();
+    assert_eq!(
+        w.fake
+            .data("payments-registration", "registration_access_token.sha256")
+            .as_deref(),
+        Some(crate::store::state::access_token_digest(&rat).as_str()),
+        "the digest is written with the token"
+    );
+    w.fake.edit_secret(
+        "payments-registration",
+        "registration_access_token",
+        Some("tenant-garbage-registration-access-token"),
+    );
+    // A key rotation would PUT the new key with the token; a token refresh is asked for too.
+    w.annotate(crate::crd::annotations::ROTATE_KEYS, "now");
+    w.annotate(crate::crd::annotations::RENEW_TOKENS, "now");
+    let before = w.fake.log().len();
+    let issued = w.fake.tokens_issued();
+    let err = w
+        .reconcile()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("payments-registration") && err.contains("client-1"),
+        "reported at once, naming the Secret and the client: {err}"
+    );
+    assert_eq!(
+        w.reason(types::REGISTERED).as_deref(),
+        Some("RegistrationAccessTokenOverwritten")
+    );
+    assert!(w.fake.tokens_issued() > issued, "tokens keep coming");
+    let calls = &w.fake.log()[before..];
+    assert!(
+        !calls.iter().any(|e| e == "update registration"
+            || e == "read registration"
+            || e == "delete registration"
+            || e == "register"),
+        "no RFC 7592 call, nothing registered: {calls:?}"
+    );
+    assert_eq!(w.fake.clients(), ["client-1"]);
+    // At deletion, no DELETE with it either.
+    let s = Session::load(&w.ctx, &w.fake, &w.client, NS.into(), w.server.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = super::register::deregister(&s)
+        .await
+        .err()
+        .map(|e| e.reason().as_str());
+    assert_eq!(refused, Some("RegistrationAccessTokenOverwritten"));
+    assert!(!w.fake.log().iter().any(|e| e == "delete registration"));
+    // Put back: it clears, and the rotation publishes with the operator's token.
+    w.fake.edit_secret(
+        "payments-registration",
+        "registration_access_token",
+        Some(&rat),
+    );
+    w.until_ready().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(
+        w.reason(types::REGISTERED).as_deref(),
+        Some("RegistrationAccessTokenOverwritten")
+    );
+    assert!(
+        w.fake.log()[before..]
+            .iter()
+            .any(|e| e == "update registration"),
+        "the held-back publication goes out once the token is ours again"
+    );
+    // The rotated token's digest came with it.
+    let rotated = w
+        .fake
+        .data("payments-registration", "registration_access_token")
+        .unwrap_or_default();
+    assert_ne!(rotated, rat);
+    assert_eq!(
+        w.fake
+            .data("payments-registration", "registration_access_token.sha256")
+            .as_deref(),
+        Some(crate::store::state::access_token_digest(&rotated).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_registration_access_token_without_a_digest_is_adopted_and_its_digest_written() {
+    let mut w = onboard_immediate(serde_json::json!({})).await;
+    let rat = w
+        .fake
+        .data("payments-registration", "registration_access_token")
+        .unwrap_or_default();
+    // As written by an operator before digests existed.
+    w.fake.edit_secret(
+        "payments-registration",
+        "registration_access_token.sha256",
+        None,
+    );
+    let before = w.fake.log().len();
+    w.reconcile().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        w.fake
+            .data("payments-registration", "registration_access_token.sha256")
+            .as_deref(),
+        Some(crate::store::state::access_token_digest(&rat).as_str()),
+        "adopted without an AS call"
+    );
+    assert!(
+        !w.fake.log()[before..]
+            .iter()
+            .any(|e| e == "update registration" || e == "read registration"),
+        "{:?}",
+        &w.fake.log()[before..]
+    );
+    // From then on an overwrite is found.
+    w.fake.edit_secret(
+        "payments-registration",
+        "registration_access_token",
+        Some("tenant-garbage-registration-access-token"),
+    );
+    let _ = w.reconcile().await;
+    assert_eq!(
+        w.reason(types::REGISTERED).as_deref(),
+        Some("RegistrationAccessTokenOverwritten")
+    );
+}
+
+#[tokio::test]
 async fn with_on_lost_register_a_lost_token_registers_a_new_client_and_names_the_old_one() {
     let mut w = onboard_immediate(serde_json::json!({"registration": {
         "mode": "Dynamic", "onLost": "Register"}}))

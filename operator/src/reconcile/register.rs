@@ -36,7 +36,6 @@ use crate::{
         RegistrationPersister, SignedContentType, management,
     },
     reason::Reason,
-    redact::Sensitive,
     rotation::{KeyUse, Outcome},
     store::{build, layout, state::RegistrationState},
 };
@@ -98,7 +97,7 @@ impl SecretPersister<'_> {
         let mut state = self.base.clone();
         state.client_id = Some(r.client_id.clone());
         if let Some(rat) = &r.registration_access_token {
-            state.registration_access_token = Some(Sensitive::new(rat.expose_secret().to_owned()));
+            state.set_access_token(rat.expose_secret());
         }
         if r.registration_client_uri.is_some() {
             state.registration_client_uri = r.registration_client_uri.clone();
@@ -634,6 +633,16 @@ pub fn halted(s: &Session<'_>, reason: crate::rotation::Reason) -> Error {
                 ),
             }
         }
+        crate::rotation::Reason::RegistrationAccessTokenOverwritten => {
+            let id = s.registration.client_id.clone().unwrap_or_default();
+            let secret = layout::registration_name(&s.name);
+            Error::RegistrationHalted {
+                reason: Reason::RegistrationAccessTokenOverwritten,
+                message: format!(
+                    "Secret {secret} holds a registration_access_token for client {id} that this operator did not write (it does not match registration_access_token.sha256, written with the token the AS issued): no RFC 7592 call is made with it and nothing is registered; {id} keeps getting tokens, but its keys cannot be rotated at the AS; put the token back from a backup, or, if the AS re-issued it and you wrote it on purpose, remove the key registration_access_token.sha256 so that the operator adopts it"
+                ),
+            }
+        }
         crate::rotation::Reason::RegistrationSecretLost => {
             let id = s.forgotten_client_id().unwrap_or_default();
             let secret = layout::registration_name(&s.name);
@@ -759,6 +768,13 @@ pub async fn deregister(s: &Session<'_>) -> Result<management::DeleteOutcome, Er
     };
     if current.registration_access_token.is_none() {
         return Ok(management::DeleteOutcome::AlreadyGone);
+    }
+    if s.registration.foreign_access_token() {
+        // Never an RFC 7592 call with a token someone else wrote (the cleanup reports it).
+        return Err(halted(
+            s,
+            crate::rotation::Reason::RegistrationAccessTokenOverwritten,
+        ));
     }
     let identity = s.identity()?;
     let endpoint = endpoint(s)?;

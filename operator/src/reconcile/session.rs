@@ -94,6 +94,9 @@ pub struct Session<'a> {
     /// `<name>-keys` or `<name>-registration` exists without the deregistration finalizer it
     /// should keep (written before the finalizer existed): see [`Self::keep_secrets`].
     unkept_secrets: bool,
+    /// `<name>-registration` holds a registration access token without its digest: adopted in
+    /// memory, written by [`Self::keep_secrets`].
+    unsealed_token: bool,
 }
 
 /// Whether `secret` exists, is not being deleted, and lacks the deregistration finalizer.
@@ -137,7 +140,14 @@ impl<'a> Session<'a> {
             .own_secret(&namespace, &layout::registration_name(&name))
             .await
             .map_err(read_err(layout::registration_name(&name)))?;
-        let registration = RegistrationState::from_secret(reg_secret.as_ref());
+        let mut registration = RegistrationState::from_secret(reg_secret.as_ref());
+        // A token without its digest (a Secret written before digests existed, or the digest
+        // removed by hand to accept a token put there on purpose) is adopted: its digest is
+        // written at the end of this reconcile ([`Self::keep_secrets`]).
+        let unsealed_token = registration.unsealed_access_token();
+        if unsealed_token && let Some(token) = registration.registration_access_token.clone() {
+            registration.set_access_token(token.expose());
+        }
         // An edited client id is not ours to use (tokens would be asked for another client) nor
         // to replace by a new registration (the issued client would stay at the AS unmanaged).
         if matches!(
@@ -199,6 +209,7 @@ impl<'a> Session<'a> {
             finalizer_added: false,
             parsed: Default::default(),
             unkept_secrets,
+            unsealed_token,
         })
     }
 
@@ -386,6 +397,8 @@ impl<'a> Session<'a> {
             registration_unknown_attempts: self.keys.registration_unknown_attempts,
             registration_retry_requested: self.retry_registration_requested().is_some(),
             registration_access_token_lost: self.registration.access_token_refused_at.is_some(),
+            registration_access_token_foreign: self.registration.is_registered()
+                && self.registration.foreign_access_token(),
             registration_forgotten: self.forgotten_client_id().is_some(),
             backoff_until: self.backoff_until,
             tokens_need_signing_key: self.client.spec.authentication.method
@@ -525,7 +538,14 @@ impl<'a> Session<'a> {
     /// lacks the deregistration finalizer it should keep ([`build::keeps_for_deregistration`]):
     /// once per client written before the finalizer existed, so that a namespace deletion finds
     /// the registration access token readable.
+    ///
+    /// Also writes `<name>-registration` once when its registration access token had no digest
+    /// (adopted at load).
     pub async fn keep_secrets(&mut self) -> Result<(), Error> {
+        if self.unsealed_token && !self.unkept_secrets {
+            self.save_registration().await?;
+            self.unsealed_token = false;
+        }
         if !self.unkept_secrets {
             return Ok(());
         }
@@ -536,6 +556,7 @@ impl<'a> Session<'a> {
             .map_err(|e| Error::write(layout::keys_name(&self.name), e))?;
         self.save_registration().await?;
         self.unkept_secrets = false;
+        self.unsealed_token = false;
         Ok(())
     }
 

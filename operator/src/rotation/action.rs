@@ -47,8 +47,9 @@ pub enum Action {
     /// The kid is published but a human has not approved it yet: surface that, do nothing else.
     AwaitApproval { kid: String },
     /// Registration cannot go on without a human (`reason`:
-    /// [`Reason::RegistrationOutcomeUnknown`] or [`Reason::RegistrationAccessTokenLost`]): the
-    /// reconciler reports it as a permanent failure, after the rest of the plan.
+    /// [`Reason::RegistrationOutcomeUnknown`], [`Reason::RegistrationAccessTokenLost`],
+    /// [`Reason::RegistrationSecretLost`] or [`Reason::RegistrationAccessTokenOverwritten`]):
+    /// the reconciler reports it as a permanent failure, after the rest of the plan.
     HaltRegistration { reason: Reason },
     /// Start using `kid`; the keys in `retire` become `Retiring` in the same step. Local only,
     /// unless `self_test`: a token is minted first with an assertion signed by `kid` (an AS
@@ -235,6 +236,9 @@ pub enum Reason {
     RegistrationAccessTokenLost,
     /// `<name>-registration` is gone while the status names a registered client.
     RegistrationSecretLost,
+    /// The registration access token in `<name>-registration` is not the one the operator
+    /// received (it does not match the digest written with it).
+    RegistrationAccessTokenOverwritten,
 }
 
 impl Reason {
@@ -264,6 +268,7 @@ impl Reason {
             Reason::RegistrationOutcomeUnknown => "RegistrationOutcomeUnknown",
             Reason::RegistrationAccessTokenLost => "RegistrationAccessTokenLost",
             Reason::RegistrationSecretLost => "RegistrationSecretLost",
+            Reason::RegistrationAccessTokenOverwritten => "RegistrationAccessTokenOverwritten",
         }
     }
 }

@@ -40,7 +40,9 @@ pub use model::{
     CertPolicy, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, OnLost, Policy,
     Publication, RegistrationKind, SelfTestRefusal, TokenPolicy, TokenRecord, Trigger, Triggers,
 };
-pub use registration::{registration_due, registration_halted, registration_ready};
+pub use registration::{
+    access_token_overwritten, registration_due, registration_halted, registration_ready,
+};
 pub use self_test::next_self_test;
 pub use tokens::{TOKEN_SAFETY_FLOOR, refresh_at};
 
@@ -62,9 +64,9 @@ pub fn plan(policy: &Policy, seen: &Observed, now: Timestamp) -> Plan {
     let rotation_under_way = keys::plan_keys(policy, seen, now, &mut draft);
     let renewal = certificate::plan_certificate(&policy.certificate, seen, now, &mut draft);
     let registering = registration::plan_registration(policy, seen, &mut draft);
-    if seen.registration_access_token_lost {
-        // No RFC 7592 call with a refused token: a new registration carries the keys, or
-        // nothing publishes them until a human acts.
+    if seen.registration_access_token_lost || registration::access_token_overwritten(policy, seen) {
+        // No RFC 7592 call with a refused token, nor with one someone else wrote: a new
+        // registration carries the keys, or nothing publishes them until a human acts.
         draft.actions.retain(|a| {
             !(matches!(a, Action::PublishKeys { .. } | Action::RemoveKey { .. })
                 && calls_authorization_server(a, policy, seen))

@@ -130,6 +130,10 @@ pub struct Observed {
     /// The AS refused the registration access token on evidence (an RFC 7592 PUT and a GET
     /// with the stored token both refused, after backoff): the registration cannot be managed.
     pub registration_access_token_lost: bool,
+    /// The registration access token in `<name>-registration` is not the one the operator
+    /// received (its digest, written in the same apply, names another value): someone else
+    /// wrote it. No RFC 7592 call may carry it, and nothing is registered in its place.
+    pub registration_access_token_foreign: bool,
     /// The TppClient's status names a client id that no persisted answer holds any more:
     /// `<name>-registration` was deleted (or lost) after a registration. The client is still at
     /// the AS; registering again would leave it unmanaged (docs/reliability.md § Control-plane

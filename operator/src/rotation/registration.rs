@@ -7,9 +7,12 @@
 //! registration halts until a human asks for another attempt; a registration access token
 //! refused on evidence halts too (`OnLost::Fail`) or registers anew (`OnLost::Register`), and
 //! no RFC 7592 call is planned with the refused token. An `Onboarded` client (`HubOnboarding`)
-//! is onboarded whenever the hub has not seen the current certificate. Registration carries an active
-//! signing key and a certificate, both persisted first: it waits for them, and for any key or
-//! certificate the same plan generates. While a registration is due no token is planned.
+//! is onboarded whenever the hub has not seen the current certificate. A registration access
+//! token someone else wrote into `<name>-registration` halts at once
+//! (`RegistrationAccessTokenOverwritten`): no RFC 7592 call carries it and nothing is
+//! registered in its place, while tokens keep coming for the client id. Registration carries
+//! an active signing key and a certificate, both persisted first: it waits for them, and for any
+//! key or certificate the same plan generates. While a registration is due no token is planned.
 //! Pure, no I/O.
 
 use super::Draft;
@@ -48,6 +51,9 @@ pub fn registration_due(policy: &Policy, seen: &Observed) -> Option<Reason> {
 /// the policy retries (and no retry asked for), or a refused registration access token with
 /// [`OnLost::Fail`].
 pub fn registration_halted(policy: &Policy, seen: &Observed) -> Option<Reason> {
+    if access_token_overwritten(policy, seen) {
+        return Some(Reason::RegistrationAccessTokenOverwritten);
+    }
     match registration_due(policy, seen)? {
         Reason::RegistrationUnanswered
             if seen.registration_unknown_attempts > policy.max_unknown_attempts
@@ -69,6 +75,16 @@ pub fn registration_halted(policy: &Policy, seen: &Observed) -> Option<Reason> {
     }
 }
 
+/// Whether the registration access token of an answered, registered client is not the one the
+/// operator received: it outranks every other registration decision (a refused token with
+/// `onLost: Register` included), since nothing may be done with, or instead of, a token whose
+/// origin is unknown.
+pub fn access_token_overwritten(policy: &Policy, seen: &Observed) -> bool {
+    policy.registration == RegistrationKind::Answered
+        && seen.registered
+        && seen.registration_access_token_foreign
+}
+
 /// Whether what registration carries is in place: an active signing key and a certificate.
 pub fn registration_ready(seen: &Observed) -> bool {
     seen.certificate.is_some()
@@ -86,6 +102,13 @@ pub(super) fn plan_registration(policy: &Policy, seen: &Observed, draft: &mut Dr
         .actions
         .iter()
         .any(|a| matches!(a, Action::RenewCertificate { .. }));
+    if access_token_overwritten(policy, seen) {
+        // Reported at once; the client id still works for tokens.
+        draft.act(Action::HaltRegistration {
+            reason: Reason::RegistrationAccessTokenOverwritten,
+        });
+        return false;
+    }
     let Some(reason) = registration_due(policy, seen) else {
         // A hub sees the new certificate before any token bound to it is requested.
         return renewing && policy.registration == RegistrationKind::Onboarded;

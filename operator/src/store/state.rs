@@ -171,6 +171,11 @@ pub struct RegistrationState {
     pub client_id: Option<String>,
     /// RFC 7592 registration access token.
     pub registration_access_token: Option<Sensitive<String>>,
+    /// Hex SHA-256 of the registration access token the operator received from the AS,
+    /// written in the same apply as the token (`registration_access_token.sha256`): a token in
+    /// the Secret that does not match it was written by someone else
+    /// ([`Self::foreign_access_token`]).
+    pub registration_access_token_sha256: Option<String>,
     /// RFC 7592 management URI.
     pub registration_client_uri: Option<String>,
     /// The registration response with secrets removed (JSON).
@@ -191,6 +196,7 @@ pub struct RegistrationState {
 mod rk {
     pub const CLIENT_ID: &str = "client_id";
     pub const RAT: &str = "registration_access_token";
+    pub const RAT_SHA256: &str = "registration_access_token.sha256";
     pub const URI: &str = "registration_client_uri";
     pub const RESPONSE: &str = "response.json";
     pub const REGISTERED_AT: &str = "registered_at";
@@ -218,6 +224,7 @@ impl RegistrationState {
         Self {
             client_id: text(data, rk::CLIENT_ID),
             registration_access_token: text(data, rk::RAT).map(Sensitive::new),
+            registration_access_token_sha256: text(data, rk::RAT_SHA256),
             registration_client_uri: text(data, rk::URI),
             response: text(data, rk::RESPONSE),
             registered_at: time(data, rk::REGISTERED_AT),
@@ -242,6 +249,10 @@ impl RegistrationState {
                 .as_ref()
                 .map(|t| t.expose().clone()),
         );
+        put(
+            rk::RAT_SHA256,
+            self.registration_access_token_sha256.clone(),
+        );
         put(rk::URI, self.registration_client_uri.clone());
         put(rk::RESPONSE, self.response.clone());
         put(rk::REGISTERED_AT, self.registered_at.map(|t| t.to_string()));
@@ -252,6 +263,35 @@ impl RegistrationState {
             self.access_token_refused_at.map(|t| t.to_string()),
         );
         d
+    }
+
+    /// Set the registration access token the AS issued, with its digest (both go into the
+    /// Secret in one apply, so no crash or stale cache can separate them).
+    pub fn set_access_token(&mut self, token: &str) {
+        self.registration_access_token = Some(Sensitive::new(token.to_owned()));
+        self.registration_access_token_sha256 = Some(access_token_digest(token));
+    }
+
+    /// Whether the registration access token in the Secret is not the one the operator
+    /// received: the digest stored with it names another value, or the token was removed while
+    /// its digest stayed. `false` without a digest (a Secret written before digests existed;
+    /// [`Self::unsealed_access_token`]). An edit of the Secret by hand or by a tenant
+    /// (docs/security.md § A hostile tenant): no RFC 7592 call may carry it.
+    pub fn foreign_access_token(&self) -> bool {
+        let Some(digest) = self.registration_access_token_sha256.as_deref() else {
+            return false;
+        };
+        match &self.registration_access_token {
+            Some(token) => access_token_digest(token.expose()) != digest,
+            None => true,
+        }
+    }
+
+    /// Whether the Secret holds a registration access token without a digest (written before
+    /// digests existed, or the digest key removed by hand to accept a token put there on
+    /// purpose): the token is adopted and its digest written.
+    pub fn unsealed_access_token(&self) -> bool {
+        self.registration_access_token.is_some() && self.registration_access_token_sha256.is_none()
     }
 
     /// Whether the AS knows this client (a client id was issued and persisted).
@@ -274,6 +314,16 @@ impl RegistrationState {
         let answer: serde_json::Value = serde_json::from_str(self.response.as_deref()?).ok()?;
         Some(answer.get("client_id")?.as_str()?.to_owned()).filter(|id| !id.is_empty())
     }
+}
+
+/// The hex SHA-256 of a registration access token (not a secret: the token is a random
+/// bearer value the AS issued, and a digest cannot be used in its place).
+pub fn access_token_digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One token as held in `<name>-credentials`.
@@ -396,6 +446,40 @@ mod tests {
 
     fn ts(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn a_registration_access_token_that_does_not_match_its_digest_is_foreign() {
+        let mut state = RegistrationState {
+            client_id: Some("client-1".into()),
+            ..Default::default()
+        };
+        state.set_access_token("rat-issued-by-the-as");
+        assert!(!state.foreign_access_token());
+        assert!(!state.unsealed_access_token());
+        // Written together, read back together.
+        let secret = Secret {
+            data: Some(state.to_data()),
+            ..Default::default()
+        };
+        let mut read = RegistrationState::from_secret(Some(&secret));
+        assert_eq!(read, state);
+        assert!(!read.foreign_access_token());
+        // Overwritten in the Secret: foreign; removed: foreign too; put back: ours again.
+        read.registration_access_token = Some(Sensitive::new("tenant-garbage".into()));
+        assert!(read.foreign_access_token());
+        read.registration_access_token = None;
+        assert!(read.foreign_access_token());
+        read.registration_access_token = Some(Sensitive::new("rat-issued-by-the-as".into()));
+        assert!(!read.foreign_access_token());
+        // No digest (an older Secret): nothing to compare with, so the token is adopted.
+        read.registration_access_token_sha256 = None;
+        assert!(!read.foreign_access_token());
+        assert!(read.unsealed_access_token());
+        // The digest is not the token.
+        let digest = access_token_digest("rat-issued-by-the-as");
+        assert_eq!(digest.len(), 64);
+        assert!(!digest.contains("rat-issued"));
     }
 
     #[test]

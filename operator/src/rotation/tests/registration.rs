@@ -306,6 +306,82 @@ fn with_on_lost_register_a_refused_token_registers_a_new_client() {
     assert!(next.tokens.is_empty(), "tokens of the old client go");
 }
 
+fn overwritten(on_lost: OnLost) -> (crate::rotation::Policy, Observed) {
+    let (mut policy, mut seen) = answered();
+    policy.publication = crate::rotation::Publication::Immediate;
+    policy.on_lost = on_lost;
+    seen.registered = true;
+    seen.registration_access_token_foreign = true;
+    seen.tokens = vec![token("payments", at(0), at(600), "c1")];
+    // A rotation under way: its publication would be an RFC 7592 PUT with the foreign token.
+    seen.keys.push(sig("k2", KeyState::Pending, at(0)));
+    (policy, seen)
+}
+
+#[test]
+fn an_overwritten_registration_access_token_halts_at_once_with_no_call_and_tokens_stay_fresh() {
+    for on_lost in [OnLost::Fail, OnLost::Register] {
+        let (policy, seen) = overwritten(on_lost);
+        let p = plan(&policy, &seen, at(3_000));
+        assert!(
+            p.actions.contains(&Action::HaltRegistration {
+                reason: Reason::RegistrationAccessTokenOverwritten
+            }),
+            "{on_lost:?}: {p:?}"
+        );
+        assert_eq!(registers(&p), None, "{on_lost:?}: nothing registered");
+        assert!(
+            !p.actions
+                .iter()
+                .any(|a| matches!(a, Action::PublishKeys { .. } | Action::RemoveKey { .. })),
+            "{on_lost:?}: no RFC 7592 call with a foreign token: {p:?}"
+        );
+        assert!(
+            p.actions
+                .iter()
+                .any(|a| matches!(a, Action::RefreshTokens { .. })),
+            "{on_lost:?}: tokens keep coming: {p:?}"
+        );
+        assert_eq!(
+            crate::rotation::registration_halted(&policy, &seen),
+            Some(Reason::RegistrationAccessTokenOverwritten)
+        );
+    }
+    // Overwritten and refused: still no new registration, even with onLost: Register.
+    let (policy, mut seen) = overwritten(OnLost::Register);
+    seen.registration_access_token_lost = true;
+    assert_eq!(registers(&plan(&policy, &seen, at(10))), None);
+    // Put back: the rotation publishes again.
+    let (policy, mut seen) = overwritten(OnLost::Fail);
+    seen.registration_access_token_foreign = false;
+    let p = plan(&policy, &seen, at(10));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::HaltRegistration { .. })),
+        "{p:?}"
+    );
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::PublishKeys { .. })),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_static_or_onboarded_client_is_not_halted_by_a_registration_access_token() {
+    for kind in [RegistrationKind::Static, RegistrationKind::Onboarded] {
+        let (mut policy, seen) = overwritten(OnLost::Fail);
+        policy.registration = kind;
+        assert_eq!(
+            crate::rotation::registration_halted(&policy, &seen),
+            None,
+            "{kind:?}"
+        );
+    }
+}
+
 fn forgotten(on_lost: OnLost) -> (crate::rotation::Policy, Observed) {
     let (mut policy, mut seen) = answered();
     policy.on_lost = on_lost;

@@ -633,6 +633,14 @@ rejects!(
     [("spec/rateLimit/burst", json!(0))],
     "rateLimit.burst must be at least 1"
 );
+// An integer the Rust type cannot hold (u32) would pass a schema without `maximum` (the API
+// server does not enforce `format: uint32`) and leave an object the operator cannot decode.
+rejects!(
+    a_rate_limit_beyond_what_the_operator_decodes_is_refused,
+    minimal_server(),
+    [("spec/rateLimit/burst", json!(4_294_967_296_u64))],
+    "less than or equal to 10000"
+);
 rejects!(
     jwks_cache_ttl_must_be_a_duration,
     minimal_server(),

@@ -175,13 +175,15 @@ fn default_assertion_backdate() -> Duration {
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimit {
-    /// Sustained requests per second. Default 20.
+    /// Sustained requests per second, 1 to 10,000. Default 20.
     #[serde(default = "default_rps")]
     #[x_kube(validation = Rule::new("self >= 1").message("rateLimit.requestsPerSecond must be at least 1"))]
+    #[schemars(range(max = 10000))]
     pub requests_per_second: u32,
-    /// Burst size. Default 40.
+    /// Burst size, 1 to 10,000. Default 40.
     #[serde(default = "default_burst")]
     #[x_kube(validation = Rule::new("self >= 1").message("rateLimit.burst must be at least 1"))]
+    #[schemars(range(max = 10000))]
     pub burst: u32,
 }
 

@@ -1,6 +1,7 @@
 //! Every value a tenant writes into a spec is bounded by the schema (issue 13, item 1): every
-//! string has a `maxLength` (or an `enum`), every list a `maxItems`, every map a
-//! `maxProperties`, so that the API server refuses an oversized object at apply time instead of
+//! string has a `maxLength` (or an `enum`), every integer a `maximum` (the API server does not
+//! enforce an integer `format`: a `uint32` field took 2^32 and the object no longer decoded),
+//! every list a `maxItems`, every map a `maxProperties`, so that the API server refuses an oversized object at apply time instead of
 //! the operator registering 1,000 redirect URIs at the AS.
 
 use serde_json::Value;
@@ -22,6 +23,7 @@ fn unbounded(path: &str, schema: &Value, out: &mut Vec<String>) {
         Some("string") if !has("enum") && !has("maxLength") => {
             out.push(format!("{path}: string without maxLength"))
         }
+        Some("integer") if !has("maximum") => out.push(format!("{path}: integer without maximum")),
         Some("array") if !has("maxItems") => out.push(format!("{path}: list without maxItems")),
         Some("object") if has("additionalProperties") && !has("maxProperties") => {
             out.push(format!("{path}: map without maxProperties"))
@@ -42,7 +44,7 @@ fn unbounded(path: &str, schema: &Value, out: &mut Vec<String>) {
 }
 
 #[test]
-fn every_spec_string_list_and_map_is_bounded_by_the_schema() {
+fn every_spec_string_integer_list_and_map_is_bounded_by_the_schema() {
     let mut out = Vec::new();
     for (file, crd) in super::all() {
         let crd = serde_json::to_value(&crd).unwrap();

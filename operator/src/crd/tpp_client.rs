@@ -322,6 +322,7 @@ pub struct SigningKey {
     /// RSA modulus size in bits: 2048 (default), 3072 or 4096.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self in [2048, 3072, 4096]").message("signingKey.size must be 2048, 3072 or 4096 (RSA keys below 2048 bits are refused)"))]
+    #[schemars(range(max = 4096))]
     pub size: Option<u32>,
     /// Rotation schedule.
     #[serde(default)]
@@ -412,6 +413,7 @@ pub struct EncryptionKey {
     /// RSA modulus size in bits: 2048 (default), 3072 or 4096.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self in [2048, 3072, 4096]").message("encryptionKey.size must be 2048, 3072 or 4096"))]
+    #[schemars(range(max = 4096))]
     pub size: Option<u32>,
     /// Rotation schedule; the old private key is kept for decryption until `retireAfter`.
     #[serde(default)]

@@ -52,16 +52,74 @@ use serde_json::json;
 /// long after the operator came back (generous on a loaded 2-core machine; not a speed claim).
 const LIVENESS: Duration = Duration::from_secs(120);
 
-/// Failpoints that are not on the controller's path: introspection, revocation and PAR are
-/// library calls of `kubectl tpp` (operator/src/oauth/endpoints.rs), never made by a reconcile.
+/// Failpoints that are not on the controller's path: introspection and PAR are library calls of
+/// `kubectl tpp` (operator/src/oauth/endpoints.rs), never made by a reconcile. (Revocation is:
+/// at deletion, and after a refresh with `tokens[].revokeReplaced`.)
 const OFF_PATH: &[&str] = &[
     "introspection",
-    "revocation",
     "pushed_authorization",
     // A consumer restart needs a Deployment named in `consumers.restartTargets`; the
     // campaign's clients have none (`control_plane_faults.rs` injects at this point).
     "restart_consumer",
 ];
+
+/// Failpoints no activity of the campaign reaches: the RFC 7592 GET is made only after a PUT was
+/// refused (docs/reliability.md, "How often a client is registered"), which neither AS does
+/// here; `control_plane_faults.rs` reaches it (a PUT answer dropped after the AS rotated the RAT).
+/// Every other step must reach its point, or the campaign fails.
+const UNREACHABLE: &[&str] = &["before_registration_get", "after_registration_get"];
+
+/// The operator acts on a verb annotation at most once per verb and client in this long
+/// (docs/security.md, "No schedule is faster than a stated rate"): a trigger on a client that had
+/// one more recently is deferred, and its failpoint would not be reached.
+const VERB_FLOOR: Duration = Duration::from_secs(10 * 60);
+const ROTATE_KEYS: &str = "tpp.dev/rotate-keys";
+const RENEW_CERTIFICATE: &str = "tpp.dev/renew-certificate";
+
+/// What the campaign does to reach a failpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Activity {
+    /// A new Dynamic or SignedRequest client (registration, onboarding, finalizer points).
+    NewClient,
+    /// A new HubOnboarding client.
+    NewHubClient,
+    /// `tpp.dev/rotate-keys` on a Dynamic client (RFC 7592 and JWKS points).
+    RotateKeys,
+    /// A change of the AuthorizationServer's spec (its status write).
+    ServerSpec,
+    /// Deleting a Dynamic client (DELETE, revocation, finalizer-removal points).
+    Delete,
+    /// `tpp.dev/renew-certificate` (everything else; token refresh, events and client status
+    /// writes also happen on their own).
+    RenewCertificate,
+}
+
+impl Activity {
+    fn of(point: &str) -> Self {
+        let has = |p: &str| point.contains(p);
+        if has("registration_post") || has("add_finalizer") {
+            Activity::NewClient
+        } else if has("hub_onboarding") {
+            Activity::NewHubClient
+        } else if has("registration_put")
+            || has("registration_get")
+            || has("apply_jwks")
+            || has("apply_registration")
+        {
+            Activity::RotateKeys
+        } else if has("apply_server_status") {
+            Activity::ServerSpec
+        } else if has("registration_delete")
+            || has("revocation")
+            || has("release_secret")
+            || has("remove_finalizer")
+        {
+            Activity::Delete
+        } else {
+            Activity::RenewCertificate
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -94,6 +152,17 @@ struct Tracked {
     name: String,
     mode: Mode,
     deleted: bool,
+    /// When each verb annotation was last set on it.
+    acted: BTreeMap<&'static str, Instant>,
+}
+
+impl Tracked {
+    /// Whether `verb` set now would be acted on at once (not deferred by the floor).
+    fn fresh(&self, verb: &str) -> bool {
+        self.acted
+            .get(verb)
+            .is_none_or(|at| at.elapsed() >= VERB_FLOOR)
+    }
 }
 
 /// The AS the campaign runs against, and what the checks ask it.
@@ -341,6 +410,7 @@ impl Campaign {
             name: name.clone(),
             mode,
             deleted: false,
+            acted: BTreeMap::new(),
         });
         Ok(name)
     }
@@ -392,21 +462,26 @@ impl Campaign {
         Ok(())
     }
 
-    async fn annotate(&self, name: &str, key: &str, value: &str) -> Result<()> {
+    async fn annotate(&mut self, name: &str, key: &'static str, value: &str) -> Result<()> {
         let patch = json!({"metadata": {"annotations": {key: value}}});
         api(&self.ctx, "TppClient")
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
+        if let Some(c) = self.clients.iter_mut().find(|c| c.name == name) {
+            c.acted.insert(key, Instant::now());
+        }
         Ok(())
     }
 
-    /// A live Dynamic client whose RFC 7592 management is not halted, picked by `pick`.
-    async fn rotatable(&self, pick: usize) -> Result<Option<String>> {
+    /// A live Dynamic client whose RFC 7592 management is not halted, picked by `pick`; with
+    /// `verb`, only one on which that verb would be acted on at once.
+    async fn rotatable(&self, pick: usize, verb: Option<&str>) -> Result<Option<String>> {
         let mut names = vec![];
         for c in self
             .clients
             .iter()
             .filter(|c| c.mode == Mode::Dynamic && !c.deleted)
+            .filter(|c| verb.is_none_or(|v| c.fresh(v)))
         {
             let o = api(&self.ctx, "TppClient").get(&c.name).await?;
             if reported(&o).is_none() {
@@ -416,49 +491,73 @@ impl Campaign {
         Ok((!names.is_empty()).then(|| names[pick % names.len()].clone()))
     }
 
-    /// Activity that reaches `point`: a new client for registration, onboarding and finalizer
-    /// points, a key rotation for RFC 7592 and JWKS points, a deletion for DELETE and
-    /// finalizer-removal points, an AuthorizationServer spec change for its status write, a
-    /// certificate renewal otherwise (token refresh, events and client status writes happen on
-    /// their own).
-    async fn trigger(&mut self, point: &str, step: usize) -> Result<()> {
+    /// A live client on which `verb` would be acted on at once, picked by `pick`.
+    fn renewable(&self, pick: usize, verb: &str) -> Option<String> {
+        let live: Vec<&Tracked> = self
+            .clients
+            .iter()
+            .filter(|c| !c.deleted && c.fresh(verb))
+            .collect();
+        (!live.is_empty()).then(|| live[pick % live.len()].name.clone())
+    }
+
+    /// Before the operator is restarted with the failpoint of `activity` armed: make sure a
+    /// client the activity can use exists (a verb floor can have used them all up), onboarded by
+    /// the operator without failpoints.
+    async fn prepare(&mut self, activity: Activity, step: usize) -> Result<()> {
+        let missing = match activity {
+            Activity::RotateKeys => self.rotatable(step, Some(ROTATE_KEYS)).await?.is_none(),
+            Activity::Delete => self.rotatable(step, None).await?.is_none(),
+            Activity::RenewCertificate => self.renewable(step, RENEW_CERTIFICATE).is_none(),
+            Activity::NewClient | Activity::NewHubClient | Activity::ServerSpec => false,
+        };
+        if missing {
+            let name = self.create(Mode::Dynamic).await?;
+            wait_condition(&self.ctx, "TppClient", &name, "Ready", "True", LIVENESS).await?;
+        }
+        Ok(())
+    }
+
+    /// Do `activity` (see [`Activity`]), which reaches the armed failpoint.
+    async fn trigger(&mut self, activity: Activity, step: usize) -> Result<()> {
         let value = format!("chaos-{step}");
-        if point.contains("registration_post") || point.contains("add_finalizer") {
-            let mode = if step.is_multiple_of(2) {
-                Mode::Dynamic
-            } else {
-                Mode::Signed
-            };
-            self.create(mode).await?;
-            self.issue_statements().await?;
-        } else if point.contains("hub_onboarding") {
-            if self.authority.modes().contains(&Mode::Hub) {
+        match activity {
+            Activity::NewClient => {
+                let mode = if step.is_multiple_of(2) {
+                    Mode::Dynamic
+                } else {
+                    Mode::Signed
+                };
+                self.create(mode).await?;
+                self.issue_statements().await?;
+            }
+            Activity::NewHubClient => {
                 self.create(Mode::Hub).await?;
             }
-        } else if point.contains("registration_put")
-            || point.contains("registration_get")
-            || point.contains("apply_jwks")
-            || point.contains("apply_registration")
-        {
-            if let Some(name) = self.rotatable(step).await? {
-                self.annotate(&name, "tpp.dev/rotate-keys", &value).await?;
+            Activity::RotateKeys => {
+                let name = self
+                    .rotatable(step, Some(ROTATE_KEYS))
+                    .await?
+                    .context("no client to rotate (prepare makes one)")?;
+                self.annotate(&name, ROTATE_KEYS, &value).await?;
             }
-        } else if point.contains("apply_server_status") {
-            // A spec change makes the AuthorizationServer's status change (an unchanged one is
-            // never rewritten).
-            let patch = json!({"spec": {"rateLimit": {"burst": 100 + step}}});
-            api(&self.ctx, "AuthorizationServer")
-                .patch(
-                    self.authority.server(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
-        } else if point.contains("registration_delete")
-            || point.contains("release_secret")
-            || point.contains("remove_finalizer")
-        {
-            if let Some(name) = self.rotatable(step).await? {
+            Activity::ServerSpec => {
+                // A spec change makes the AuthorizationServer's status change (an unchanged
+                // one is never rewritten).
+                let patch = json!({"spec": {"rateLimit": {"burst": 100 + step}}});
+                api(&self.ctx, "AuthorizationServer")
+                    .patch(
+                        self.authority.server(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
+            }
+            Activity::Delete => {
+                let name = self
+                    .rotatable(step, None)
+                    .await?
+                    .context("no client to delete (prepare makes one)")?;
                 api(&self.ctx, "TppClient")
                     .delete(&name, &DeleteParams::default())
                     .await?;
@@ -466,16 +565,12 @@ impl Campaign {
                     c.deleted = true;
                 }
             }
-        } else {
-            let live: Vec<String> = self
-                .clients
-                .iter()
-                .filter(|c| !c.deleted)
-                .map(|c| c.name.clone())
-                .collect();
-            let name = &live[step % live.len()];
-            self.annotate(name, "tpp.dev/renew-certificate", &value)
-                .await?;
+            Activity::RenewCertificate => {
+                let name = self
+                    .renewable(step, RENEW_CERTIFICATE)
+                    .context("no client to renew (prepare makes one)")?;
+                self.annotate(&name, RENEW_CERTIFICATE, &value).await?;
+            }
         }
         Ok(())
     }
@@ -912,13 +1007,15 @@ async fn campaign(against: Against) {
 
         let mut step = 0;
         for point in points.iter().filter(|p| authority.reaches(p)) {
+            let activity = Activity::of(point);
             for crash in [true, false] {
                 step += 1;
                 let action = if crash { "1*return(abort)" } else { "1*return(error)" };
                 let label = format!("{point}={action}");
+                c.prepare(activity, step).await?;
                 c.restart(Some(format!("{point}={action}"))).await?;
                 let log_before = c.op.log().len();
-                c.trigger(point, step).await?;
+                c.trigger(activity, step).await?;
                 let reached = if crash {
                     c.op.wait_exited(Duration::from_secs(30)).await
                 } else {
@@ -961,14 +1058,14 @@ async fn campaign(against: Against) {
                     c.create(modes[rng.random_range(0..modes.len())]).await?;
                 }
                 1 => {
-                    if let Some(name) = c.rotatable(rng.random_range(0..1000)).await? {
-                        c.annotate(&name, "tpp.dev/rotate-keys", &format!("chaos-{step}")).await?;
+                    if let Some(name) = c.rotatable(rng.random_range(0..1000), None).await? {
+                        c.annotate(&name, ROTATE_KEYS, &format!("chaos-{step}")).await?;
                     }
                 }
                 _ => {
                     let live: Vec<String> = c.clients.iter().filter(|c| !c.deleted).map(|c| c.name.clone()).collect();
-                    let name = &live[rng.random_range(0..live.len())];
-                    c.annotate(name, "tpp.dev/renew-certificate", &format!("chaos-{step}")).await?;
+                    let name = live[rng.random_range(0..live.len())].clone();
+                    c.annotate(&name, RENEW_CERTIFICATE, &format!("chaos-{step}")).await?;
                 }
             }
             // The kill lands at a seeded moment after the activity started (not a wait).
@@ -1007,6 +1104,11 @@ async fn campaign(against: Against) {
             w.tokens_checked
         );
         ensure!(crashed > 0, "no failpoint crash happened");
+        let missed: Vec<&&str> = unreached
+            .iter()
+            .filter(|label| !UNREACHABLE.iter().any(|u| label.starts_with(&format!("{u}="))))
+            .collect();
+        ensure!(missed.is_empty(), "failpoint steps not reached: {missed:?}");
         Ok(())
     })
     .await;

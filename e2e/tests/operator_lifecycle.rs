@@ -58,8 +58,6 @@ async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_no
         apply(&ctx, client("payments", "sandbox", json!({}))).await?;
         let ready = wait_condition(&ctx, "TppClient", "payments", "Ready", "True", READY).await?;
         let status_version = ready.metadata.resource_version.clone();
-        // Let the reconcile that made it Ready finish, then count the operator's status writes.
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let metric = |line: &'static str| {
             let url = format!("{}/metrics", op.admin_url);
             async move {
@@ -67,6 +65,23 @@ async fn tokens_are_refreshed_before_expiry_with_one_secret_write_per_refresh_no
                 anyhow::Ok(m.lines().find_map(|l| l.strip_prefix(line)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0))
             }
         };
+        // The reconcile that made it Ready has finished (its status write counted) once no
+        // reconcile is in flight; then count the operator's status writes.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = reqwest::get(format!("{}/metrics", op.admin_url)).await?.text().await?;
+            let in_flight: f64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("tpp_operator_reconciles_in_flight "))
+                .context("no tpp_operator_reconciles_in_flight metric")?
+                .trim()
+                .parse()?;
+            if in_flight == 0.0 {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "a reconcile stayed in flight for 30 s after Ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let status_writes = || metric("tpp_operator_status_writes_total ");
         // Reads of the API (GETs; a watch restart would count too): the three Secrets and the
         // AuthorizationServer come from caches.

@@ -395,6 +395,23 @@ impl Metrics {
         });
     }
 
+    /// The earliest `expires_at` of the tokens last recorded for a client (what its credentials
+    /// Secret holds), if any.
+    pub fn earliest_token_expiry(&self, namespace: &str, name: &str) -> Option<jiff::Timestamp> {
+        let clients = self
+            .clients
+            .by_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        clients
+            .get(&(namespace.to_owned(), name.to_owned()))?
+            .facts
+            .tokens
+            .values()
+            .min()
+            .copied()
+    }
+
     /// Record a client's readiness, or with `None` (suspended) forget every series of it.
     pub fn set_ready(&self, namespace: &str, name: &str, server: &str, ready: Option<bool>) {
         match ready {
@@ -545,6 +562,23 @@ mod tests {
             assert!(r.lines().any(|l| l == line), "{line} not in\n{r}");
         }
         assert!(samples(&m, "tpp_operator_token_expiry_by_token").is_empty());
+    }
+
+    #[test]
+    fn the_earliest_token_expiry_of_a_client_is_the_first_of_its_recorded_tokens() {
+        let m = Metrics::new(false);
+        assert_eq!(m.earliest_token_expiry("ns", "a"), None);
+        m.record_client(
+            "ns",
+            "a",
+            "ofm",
+            facts(&[("accounts", 2000), ("payments", 1500)], 5000, None),
+        );
+        assert_eq!(
+            m.earliest_token_expiry("ns", "a"),
+            jiff::Timestamp::from_second(1500).ok()
+        );
+        assert_eq!(m.earliest_token_expiry("ns", "b"), None);
     }
 
     #[test]

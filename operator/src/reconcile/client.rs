@@ -401,6 +401,17 @@ pub fn error_policy(obj: Arc<TppClient>, error: &Error, ctx: Arc<Context>) -> Re
         error.retry_after(),
         0.8 + rand::random::<f64>() * 0.4,
     );
+    // Never past the client's earliest token: a Retry-After is honoured up to its refresh
+    // window only.
+    let delay = rotation::within_token_life(
+        delay,
+        error.is_transient(),
+        ctx.metrics.earliest_token_expiry(
+            obj.namespace().as_deref().unwrap_or_default(),
+            &obj.name_any(),
+        ),
+        ctx.clock.now(),
+    );
     // A reconcile triggered before then (a spec or Secret change) plans no call to the AS that
     // failed either.
     if error.from_authorization_server()

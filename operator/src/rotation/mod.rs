@@ -34,7 +34,7 @@ use jiff::Timestamp;
 
 pub use action::{Action, Plan, Reason, TokenCertificate, TokenDue, TriggerKind};
 pub use apply::{ApplyError, Outcome, apply};
-pub use backoff::{MAX_BACKOFF, PERMANENT_PAUSE, retry_delay};
+pub use backoff::{MAX_BACKOFF, PERMANENT_PAUSE, retry_delay, within_token_life};
 pub use credentials::credentials_certificate;
 pub use model::{
     CertPolicy, CertRecord, KeyPolicy, KeyRecord, KeyState, KeyUse, Observed, OnLost, Policy,

@@ -179,6 +179,7 @@ where
                         logs.len(),
                         metrics.len()
                     );
+                    crate::leak_audit::record_total(&namespaces.join(","), n);
                     Ok(Ok(()))
                 }
                 Err(e) => Ok(Err(e)),

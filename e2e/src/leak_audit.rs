@@ -338,6 +338,25 @@ pub async fn audit(
     Ok(needles.len())
 }
 
+/// Append one passed audit (namespaces, distinct values checked) to the file named by
+/// `TPP_LEAK_AUDIT_LOG`, if set: `make test-e2e` sums it into one line for the whole run
+/// (docs/security.md, "Leak audit"). A failed audit fails its test and is not recorded.
+pub fn record_total(namespaces: &str, values: usize) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("TPP_LEAK_AUDIT_LOG") else {
+        return;
+    };
+    let line = format!("{namespaces}\t{values}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("leak audit: could not record the total in {path:?}: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::ByteString;

@@ -281,13 +281,28 @@ pub async fn start_operator_with_failpoints(
     ctx: &TestContext,
     failpoints: Option<&str>,
 ) -> Result<OperatorProcess> {
+    start_operator_with_options(
+        ctx,
+        OperatorOptions {
+            failpoints: failpoints.map(str::to_owned),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// [`start_operator`] with `options` (their `namespaces` replaced by the test namespace): its
+/// log is leak-audited and printed if the test fails.
+pub async fn start_operator_with_options(
+    ctx: &TestContext,
+    options: OperatorOptions,
+) -> Result<OperatorProcess> {
     let op = OperatorProcess::start(
         ctx.cp,
         &ctx.client,
         OperatorOptions {
             namespaces: vec![ctx.namespace.clone()],
-            failpoints: failpoints.map(str::to_owned),
-            ..Default::default()
+            ..options
         },
     )
     .await?;

@@ -1113,25 +1113,14 @@ async fn start_operator_with_args(
     ctx: &TestContext,
     args: &[&str],
 ) -> Result<e2e::operator::OperatorProcess> {
-    let op = e2e::operator::OperatorProcess::start(
-        ctx.cp,
-        &ctx.client,
+    start_operator_with_options(
+        ctx,
         e2e::operator::OperatorOptions {
-            namespaces: vec![ctx.namespace.clone()],
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             ..Default::default()
         },
     )
-    .await?;
-    let log = op.log_path();
-    ctx.audit_log(log.clone());
-    ctx.on_failure_print(move || {
-        format!(
-            "----- operator log (tail) -----\n{}",
-            e2e::process::tail(&log, 12000)
-        )
-    });
-    Ok(op)
+    .await
 }
 
 /// The AS answers after the client's timeout: it did the work (`hold_after_handling`), the

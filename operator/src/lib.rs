@@ -22,6 +22,7 @@ pub mod duration;
 pub mod error;
 pub mod event_recorder;
 pub mod failpoints;
+pub mod hex;
 pub mod identity;
 pub mod jwks_endpoint;
 pub mod kube_budget;

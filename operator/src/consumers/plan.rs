@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::ByteString;
 use sha2::{Digest, Sha256};
 
-use crate::{crd::RestartOn, store::layout::credentials as keys};
+use crate::{crd::RestartOn, hex::hex, store::layout::credentials as keys};
 
 /// Prefix of the pod template annotation that records, per TppClient, which credentials a
 /// workload was last restarted for: `restart.tpp.dev/<client>: <fingerprint>@<RFC 3339 time>`.
@@ -56,10 +56,6 @@ pub fn fingerprint(
         }
     }
     Some(hex(&h.finalize())[..16].to_owned())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the last restart for this TppClient left on a target: the fingerprint it was restarted

@@ -12,6 +12,7 @@
 use std::fmt;
 
 use super::error::IdentityError;
+use crate::hex::hex;
 
 /// Known attribute types: RFC 4514 §3 keywords plus `serialNumber` and `emailAddress`.
 const ATTRIBUTES: &[(&str, &[u64])] = &[
@@ -280,10 +281,6 @@ fn escape(value: &str) -> String {
         }
     }
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ use std::{
 use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 
-use crate::store::{layout, state::KeysState};
+use crate::{
+    hex::hex,
+    store::{layout, state::KeysState},
+};
 
 /// (namespace, TppClient name).
 pub type Key = (String, String);
@@ -35,10 +38,6 @@ impl Document {
             etag: etag.into(),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The answer to a lookup.

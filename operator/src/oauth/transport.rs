@@ -408,11 +408,7 @@ fn scrub(body: Vec<u8>, secrets: &[SecretString]) -> Vec<u8> {
 
 /// SHA-256 of a CA bundle, hex.
 fn trust_id(ca_bundle_pem: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(ca_bundle_pem)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::sha256_hex(ca_bundle_pem)
 }
 
 /// reqwest's error message names the request URL; its query and fragment can carry values no

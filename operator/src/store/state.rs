@@ -319,11 +319,7 @@ impl RegistrationState {
 /// The hex SHA-256 of a registration access token (not a secret: the token is a random
 /// bearer value the AS issued, and a digest cannot be used in its place).
 pub fn access_token_digest(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::sha256_hex(token.as_bytes())
 }
 
 /// One token as held in `<name>-credentials`.

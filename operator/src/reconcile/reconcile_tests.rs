@@ -456,6 +456,34 @@ async fn a_due_token_is_refreshed_with_one_credentials_write_and_no_keys_write()
 }
 
 #[tokio::test]
+async fn a_refresh_read_from_the_secret_cache_writes_back_every_key_the_cache_does_not_keep() {
+    // The fake answers reads as the Secret cache does, without `store::cache::REBUILT`: a
+    // server-side apply built from that copy would delete each of them.
+    let mut w = onboard("Dynamic").await;
+    let kept = |w: &World| {
+        crate::store::cache::REBUILT
+            .iter()
+            .map(|k| (*k, w.credential(k)))
+            .collect::<Vec<_>>()
+    };
+    let before = kept(&w);
+    // (No CA bundle in this world, no signing key asked for: `ca.crt` is empty, `signing.key`
+    // absent, and stay so.)
+    for (key, value) in &before {
+        let present = value.as_deref().is_some_and(|v| !v.is_empty());
+        let expected = !["signing.key", "ca.crt"].contains(key);
+        assert_eq!(present, expected, "{key} after onboarding");
+    }
+    let old = w.credential("accounts.access_token");
+    w.clock.advance(SignedDuration::from_secs(590));
+    w.reconcile()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_ne!(w.credential("accounts.access_token"), old, "refreshed");
+    assert_eq!(kept(&w), before, "rebuilt, with the same values");
+}
+
+#[tokio::test]
 async fn every_due_token_is_refreshed_in_one_write() {
     let tokens = serde_json::json!({"tokens": [
         {"name": "accounts", "scope": "accounts"}, {"name": "payments", "scope": "payments"}]});

@@ -70,7 +70,7 @@ impl Store {
         name: &str,
     ) -> Result<Option<Secret>, kube::Error> {
         if let Some(s) = self.cache.get(namespace, name) {
-            return Ok(Some((*s).clone()));
+            return Ok(Some(s));
         }
         if self.cache.known_absent(namespace, name) {
             return Ok(None);
@@ -97,8 +97,8 @@ impl Store {
         names: &[String],
     ) -> Result<(), WriteError> {
         for name in names {
-            if let Some(cached) = self.cache.get(namespace, name) {
-                writer.check("Secret", Some(&cached.metadata))?;
+            if let Some(verdict) = self.cache.check_writer(namespace, name, writer) {
+                verdict?;
                 continue;
             }
             if self.cache.checked_absent(namespace, name) {
@@ -177,12 +177,11 @@ impl Store {
         } else {
             "ConfigMap"
         };
-        match self
-            .cache
-            .get(namespace, &name)
-            .filter(|_| kind == "Secret")
+        match (kind == "Secret")
+            .then(|| self.cache.check_writer(namespace, &name, &writer))
+            .flatten()
         {
-            Some(cached) => writer.check(kind, Some(&cached.metadata))?,
+            Some(verdict) => verdict?,
             None => {
                 let existing = api.get_opt(&name).await?;
                 writer.check(kind, existing.as_ref().map(|o| o.meta()))?;

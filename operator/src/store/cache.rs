@@ -2,7 +2,11 @@
 //! above all) reads its three Secrets from memory instead of three GETs. An entry comes from a
 //! GET or from the answer to our own apply; it is dropped when the metadata watch of our
 //! Secrets reports a write by anyone else, a deletion, or a relist. Memory: the Secret's data,
-//! labels, finalizers and deletion timestamp only (no managedFields).
+//! labels, finalizers, owner references and deletion timestamp only (no managedFields of ours),
+//! in a compact [`Entry`]: boxed slices instead of maps, no allocation for the operator's own
+//! names (label keys, data keys, the finalizer), and none of the credentials keys every write
+//! rebuilds ([`REBUILT`]). Measured per client in `operator/tests/secret_cache_memory.rs`
+//! (BENCHMARKS.md, "Issue 16").
 //!
 //! Beside it, the name and resourceVersion of every managed Secret the watch has listed: once
 //! the watch has listed, a name neither cached nor listed holds none of our Secrets, without a
@@ -12,29 +16,238 @@
 //! LIST ([`super::Store::warm`]) instead of three GETs per client. No I/O.
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Mutex,
 };
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference, Time},
+};
 use kube::api::ObjectMeta;
 
-use super::layout;
+use super::{
+    layout::{self, credentials as ck},
+    ownership::{NameConflict, Writer},
+    state::{KEYS_STATE_KEY, rk},
+};
 
 type Key = (String, String);
 
 /// Keys of `<name>-credentials` the cache does not hold: every write rebuilds them from
-/// `<name>-keys` and the AS, and no reconcile reads them back (a third of the Secret).
-pub(crate) const REBUILT: [&str; 3] = [
-    layout::credentials::TLS_KEY,
-    layout::credentials::SIGNING_KEY,
-    layout::credentials::CA_CRT,
+/// `<name>-keys`, `<name>-registration` and the AS, and no reconcile reads them back (the
+/// private keys and the CA bundle are half of the Secret). The Secret's readers are the
+/// reconcile (`store::state::Credentials::from_secret`: `tls.crt`, `signing.kid`, the tokens;
+/// `tls.key` of a certificate kept for its tokens is read by a GET) and the consumers' restart
+/// fingerprint (`tls.crt`, `signing.kid`, `*.expires_at`).
+pub(crate) const REBUILT: [&str; 6] = [
+    ck::TLS_KEY,
+    ck::SIGNING_KEY,
+    ck::CA_CRT,
+    ck::CLIENT_ID,
+    ck::ISSUER,
+    ck::TOKEN_ENDPOINT,
 ];
+
+/// The names every entry repeats (label keys and values, data keys, the finalizer, the Secret
+/// types, the owner's kind): held as `&'static str`, without an allocation per entry.
+const KNOWN: [&str; 30] = [
+    layout::MANAGED_BY_LABEL,
+    layout::MANAGED_BY,
+    layout::CLIENT_LABEL,
+    layout::COMPONENT_LABEL,
+    "keys",
+    "registration",
+    "credentials",
+    layout::FINALIZER,
+    "Opaque",
+    "kubernetes.io/tls",
+    "tpp.dev/v1alpha1",
+    "TppClient",
+    KEYS_STATE_KEY,
+    ck::TLS_CRT,
+    ck::TLS_KEY,
+    ck::CA_CRT,
+    ck::CLIENT_ID,
+    ck::ISSUER,
+    ck::TOKEN_ENDPOINT,
+    ck::SIGNING_KEY,
+    ck::SIGNING_KID,
+    rk::RAT,
+    rk::RAT_SHA256,
+    rk::URI,
+    rk::RESPONSE,
+    rk::REGISTERED_AT,
+    rk::ONBOARDED_X5T,
+    rk::ATTEMPT,
+    rk::REFUSED,
+    "",
+];
+
+/// A string of an entry: one of [`KNOWN`] or its own copy.
+#[derive(Clone, Debug)]
+enum Text {
+    Known(&'static str),
+    Owned(Box<str>),
+}
+
+impl Text {
+    fn new(s: &str) -> Self {
+        match KNOWN.iter().find(|k| **k == s) {
+            Some(k) => Self::Known(k),
+            None => Self::Owned(s.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Known(s) => s,
+            Self::Owned(s) => s,
+        }
+    }
+}
+
+/// An owner reference, compact.
+#[derive(Debug)]
+struct Owner {
+    api_version: Text,
+    kind: Text,
+    name: Box<str>,
+    uid: Box<str>,
+    controller: Option<bool>,
+    block_owner_deletion: Option<bool>,
+}
+
+/// One data key and its value.
+type Datum = (Text, Box<[u8]>);
+
+/// What the cache keeps of one Secret: what [`SecretCache::get`] gives back, in boxed slices
+/// (exact size, no map nodes). Labels and data stay sorted by key, as in the Secret's maps.
+#[derive(Debug)]
+struct Entry {
+    resource_version: Option<Box<str>>,
+    labels: Option<Box<[(Text, Text)]>>,
+    /// Whether the Secret keeps the deregistration finalizer, and is being deleted.
+    finalizers: Option<Box<[Text]>>,
+    deletion_timestamp: Option<Time>,
+    /// Whose it is, for the check before each write (super::ownership).
+    owner_references: Option<Box<[Owner]>>,
+    /// Fields another manager owns (none, normally): a token someone else wrote is not read
+    /// back as ours (super::state::overwritten_by_another_manager).
+    managed_fields: Option<Box<[ManagedFieldsEntry]>>,
+    type_: Option<Text>,
+    data: Option<Box<[Datum]>>,
+}
+
+impl Entry {
+    fn of(secret: &Secret) -> Self {
+        let m = &secret.metadata;
+        let credentials = m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(layout::COMPONENT_LABEL))
+            .is_some_and(|c| c == "credentials");
+        Self {
+            resource_version: m.resource_version.as_deref().map(Box::from),
+            labels: m.labels.as_ref().map(|l| {
+                l.iter()
+                    .map(|(k, v)| (Text::new(k), Text::new(v)))
+                    .collect()
+            }),
+            finalizers: m
+                .finalizers
+                .as_ref()
+                .map(|f| f.iter().map(|f| Text::new(f)).collect()),
+            deletion_timestamp: m.deletion_timestamp.clone(),
+            owner_references: m.owner_references.as_ref().map(|o| {
+                o.iter()
+                    .map(|o| Owner {
+                        api_version: Text::new(&o.api_version),
+                        kind: Text::new(&o.kind),
+                        name: o.name.as_str().into(),
+                        uid: o.uid.as_str().into(),
+                        controller: o.controller,
+                        block_owner_deletion: o.block_owner_deletion,
+                    })
+                    .collect()
+            }),
+            managed_fields: m
+                .managed_fields
+                .as_ref()
+                .map(|m| {
+                    m.iter()
+                        .filter(|e| e.manager.as_deref() != Some(layout::FIELD_MANAGER))
+                        .cloned()
+                        .collect::<Box<[_]>>()
+                })
+                .filter(|m| !m.is_empty()),
+            type_: secret.type_.as_deref().map(Text::new),
+            data: secret.data.as_ref().map(|d| {
+                d.iter()
+                    .filter(|(k, _)| !(credentials && REBUILT.contains(&k.as_str())))
+                    .map(|(k, v)| (Text::new(k), Box::from(v.0.as_slice())))
+                    .collect()
+            }),
+        }
+    }
+
+    /// The Secret this entry keeps, as `remember` was given it (less what it does not keep).
+    fn to_secret(&self, namespace: &str, name: &str) -> Secret {
+        let text = |t: &Text| t.as_str().to_owned();
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                resource_version: self.resource_version.as_deref().map(str::to_owned),
+                labels: self.labels.as_ref().map(|l| {
+                    l.iter()
+                        .map(|(k, v)| (text(k), text(v)))
+                        .collect::<BTreeMap<_, _>>()
+                }),
+                finalizers: self
+                    .finalizers
+                    .as_ref()
+                    .map(|f| f.iter().map(text).collect()),
+                deletion_timestamp: self.deletion_timestamp.clone(),
+                owner_references: self.owner_references.as_ref().map(|o| {
+                    o.iter()
+                        .map(|o| OwnerReference {
+                            api_version: text(&o.api_version),
+                            kind: text(&o.kind),
+                            name: o.name.to_string(),
+                            uid: o.uid.to_string(),
+                            controller: o.controller,
+                            block_owner_deletion: o.block_owner_deletion,
+                        })
+                        .collect()
+                }),
+                managed_fields: self.managed_fields.as_ref().map(|m| m.to_vec()),
+                ..Default::default()
+            },
+            data: self.data.as_ref().map(|d| {
+                d.iter()
+                    .map(|(k, v)| (text(k), ByteString(v.to_vec())))
+                    .collect()
+            }),
+            type_: self.type_.as_ref().map(text),
+            ..Default::default()
+        }
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .flatten()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// See the module docs.
 #[derive(Default)]
 pub struct SecretCache {
-    entries: Mutex<HashMap<Key, Arc<Secret>>>,
+    entries: Mutex<HashMap<Key, Box<Entry>>>,
     names: Mutex<Names>,
     /// Names a GET found absent (the watch sees only labelled Secrets, so "never listed" does
     /// not prove that no unlabelled Secret has the name): see [`SecretCache::checked_absent`].
@@ -63,9 +276,32 @@ fn key(namespace: &str, name: &str) -> Key {
 }
 
 impl SecretCache {
-    /// The cached Secret, if any.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
-        self.lock().get(&key(namespace, name)).cloned()
+    /// The cached Secret, if any (a copy: the cache keeps it compact).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Secret> {
+        self.lock()
+            .get(&key(namespace, name))
+            .map(|e| e.to_secret(namespace, name))
+    }
+
+    /// Whether `writer` may write the cached Secret `namespace/name` ([`Writer::check`]),
+    /// `None` when it is not cached. Reads the entry in place: no copy.
+    pub fn check_writer(
+        &self,
+        namespace: &str,
+        name: &str,
+        writer: &Writer,
+    ) -> Option<Result<(), NameConflict>> {
+        let entries = self.lock();
+        let e = entries.get(&key(namespace, name))?;
+        let owners = e.owner_references.iter().flatten().map(|o| &*o.uid);
+        Some(if writer.may_write_parts(owners, |k| e.label(k)) {
+            Ok(())
+        } else {
+            Err(NameConflict {
+                kind: "Secret",
+                name: name.to_owned(),
+            })
+        })
     }
 
     /// Remember `secret` (read from or written to the API). Only our own Secrets are kept:
@@ -78,50 +314,9 @@ impl SecretCache {
         let Some(name) = secret.metadata.name.clone() else {
             return;
         };
-        let slim = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: secret.metadata.namespace.clone(),
-                resource_version: secret.metadata.resource_version.clone(),
-                labels: secret.metadata.labels.clone(),
-                // Whether the Secret keeps the deregistration finalizer, and is being deleted.
-                finalizers: secret.metadata.finalizers.clone(),
-                deletion_timestamp: secret.metadata.deletion_timestamp.clone(),
-                // Whose it is, for the check before each write (super::ownership).
-                owner_references: secret.metadata.owner_references.clone(),
-                // Fields another manager owns (none, normally): a token someone else wrote is
-                // not read back as ours (super::state::overwritten_by_another_manager).
-                managed_fields: secret
-                    .metadata
-                    .managed_fields
-                    .as_ref()
-                    .map(|m| {
-                        m.iter()
-                            .filter(|e| e.manager.as_deref() != Some(layout::FIELD_MANAGER))
-                            .cloned()
-                            .collect::<Vec<_>>()
-                    })
-                    .filter(|m| !m.is_empty()),
-                ..Default::default()
-            },
-            data: secret.data.as_ref().map(|d| {
-                let credentials = secret
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(layout::COMPONENT_LABEL))
-                    .is_some_and(|c| c == "credentials");
-                d.iter()
-                    .filter(|(k, _)| !(credentials && REBUILT.contains(&k.as_str())))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            }),
-            type_: secret.type_.clone(),
-            ..Default::default()
-        };
+        let entry = Box::new(Entry::of(secret));
         self.unchecked(namespace, &name);
-        self.lock()
-            .insert((namespace.to_owned(), name), Arc::new(slim));
+        self.lock().insert((namespace.to_owned(), name), entry);
     }
 
     /// Drop one entry (written by someone else, or deleted).
@@ -156,7 +351,7 @@ impl SecretCache {
         let mut entries = self.lock();
         if entries
             .get(&k)
-            .is_some_and(|e| e.metadata.resource_version.as_deref() != Some(resource_version))
+            .is_some_and(|e| e.resource_version.as_deref() != Some(resource_version))
         {
             entries.remove(&k);
         }
@@ -267,7 +462,7 @@ impl SecretCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<Secret>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Box<Entry>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -275,8 +470,6 @@ impl SecretCache {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-
-    use k8s_openapi::ByteString;
 
     use super::*;
 
@@ -344,7 +537,7 @@ mod tests {
     }
 
     #[test]
-    fn the_private_keys_workloads_mount_are_not_held_twice() {
+    fn the_private_keys_workloads_mount_and_what_every_write_rebuilds_are_not_held_twice() {
         let cache = SecretCache::default();
         let mut s = secret("c-credentials", true);
         s.metadata.labels = Some(layout::labels("c", "credentials", None));
@@ -355,6 +548,9 @@ mod tests {
             "ca.crt",
             "tls.crt",
             "accounts.access_token",
+            "client_id",
+            "issuer",
+            "token_endpoint",
         ] {
             data.insert(k.to_owned(), ByteString(b"x".to_vec()));
         }
@@ -368,6 +564,94 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(keys, ["accounts.access_token", "k", "tls.crt"]);
+    }
+
+    #[test]
+    fn a_cached_secret_is_given_back_as_it_was_remembered() {
+        let cache = SecretCache::default();
+        let mut s = secret("c-keys", true);
+        s.metadata.labels = Some(layout::labels(
+            "c",
+            "keys",
+            Some(&BTreeMap::from([("team".to_owned(), "pay".to_owned())])),
+        ));
+        s.metadata.finalizers = Some(vec![layout::FINALIZER.to_owned(), "other/f".to_owned()]);
+        s.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::from_second(1_000).unwrap(),
+        ));
+        s.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "tpp.dev/v1alpha1".into(),
+            kind: "TppClient".into(),
+            name: "c".into(),
+            uid: "uid-1".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
+        s.type_ = Some("Opaque".into());
+        s.data.get_or_insert_default().insert(
+            "state.json".to_owned(),
+            ByteString(br#"{"keys":[]}"#.to_vec()),
+        );
+        cache.remember("ns", &s);
+        let mut expected = s.clone();
+        expected.metadata.managed_fields = None;
+        assert_eq!(cache.get("ns", "c-keys"), Some(expected));
+        // Without finalizers, type or data: none given back either.
+        let mut bare = secret("c-registration", true);
+        bare.metadata.managed_fields = None;
+        bare.data = None;
+        cache.remember("ns", &bare);
+        assert_eq!(cache.get("ns", "c-registration"), Some(bare));
+    }
+
+    #[test]
+    fn the_writer_check_reads_the_cached_owner_and_labels() {
+        let cache = SecretCache::default();
+        let ours = Writer {
+            uid: Some("uid-1".into()),
+            client: Some("c".into()),
+        };
+        let restored = Writer {
+            uid: Some("uid-2".into()),
+            client: Some("c".into()),
+        };
+        let other = Writer {
+            uid: Some("uid-3".into()),
+            client: Some("d".into()),
+        };
+        assert_eq!(
+            cache.check_writer("ns", "c-keys", &ours),
+            None,
+            "not cached"
+        );
+        let mut s = secret("c-keys", true);
+        s.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "uid-1".into(),
+            ..Default::default()
+        }]);
+        cache.remember("ns", &s);
+        assert_eq!(cache.check_writer("ns", "c-keys", &ours), Some(Ok(())));
+        assert_eq!(
+            cache.check_writer("ns", "c-keys", &restored),
+            Some(Ok(())),
+            "labelled for the client"
+        );
+        let conflict = cache.check_writer("ns", "c-keys", &other);
+        assert_eq!(
+            conflict,
+            Some(Err(NameConflict {
+                kind: "Secret",
+                name: "c-keys".into()
+            }))
+        );
+        // The same verdicts as the check of the whole metadata.
+        let meta = cache.get("ns", "c-keys").unwrap().metadata;
+        for w in [&ours, &restored, &other] {
+            assert_eq!(
+                cache.check_writer("ns", "c-keys", w),
+                Some(w.check("Secret", Some(&meta)))
+            );
+        }
     }
 
     #[test]

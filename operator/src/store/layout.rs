@@ -7,6 +7,8 @@ use kube::api::ObjectMeta;
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "tpp-operator";
+/// The label saying who manages an object.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// `app.kubernetes.io/managed-by` value on everything we write.
 pub const MANAGED_BY: &str = "tpp-operator";
 /// Label naming the TppClient an object belongs to.
@@ -77,7 +79,7 @@ pub fn labels(
     extra: Option<&BTreeMap<String, String>>,
 ) -> BTreeMap<String, String> {
     let mut l = extra.cloned().unwrap_or_default();
-    l.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    l.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     l.insert(CLIENT_LABEL.into(), client.into());
     l.insert(COMPONENT_LABEL.into(), component.into());
     l
@@ -92,7 +94,7 @@ pub fn managed_selector() -> String {
 pub fn is_managed(meta: &ObjectMeta) -> bool {
     meta.labels
         .as_ref()
-        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
         .is_some_and(|v| v == MANAGED_BY)
 }
 

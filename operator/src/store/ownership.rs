@@ -52,21 +52,38 @@ impl Writer {
 
     /// Whether the object `existing` may be written by this writer.
     pub fn may_write(&self, existing: &ObjectMeta) -> bool {
-        let owned = self.uid.as_ref().is_some_and(|uid| {
+        self.may_write_parts(
             existing
                 .owner_references
                 .iter()
                 .flatten()
-                .any(|o| &o.uid == uid)
-        });
-        let labelled = layout::is_managed(existing)
-            && self.client.as_ref().is_some_and(|client| {
+                .map(|o| o.uid.as_str()),
+            |key| {
                 existing
                     .labels
                     .as_ref()
-                    .and_then(|l| l.get(layout::CLIENT_LABEL))
-                    == Some(client)
-            });
+                    .and_then(|l| l.get(key))
+                    .map(String::as_str)
+            },
+        )
+    }
+
+    /// [`Self::may_write`] of an object given by the uids of its owner references and its
+    /// labels (the compact entries of [`super::cache::SecretCache`]).
+    pub(crate) fn may_write_parts<'o>(
+        &self,
+        mut owner_uids: impl Iterator<Item = &'o str>,
+        label: impl Fn(&str) -> Option<&'o str>,
+    ) -> bool {
+        let owned = self
+            .uid
+            .as_deref()
+            .is_some_and(|uid| owner_uids.any(|o| o == uid));
+        let labelled = label(layout::MANAGED_BY_LABEL) == Some(layout::MANAGED_BY)
+            && self
+                .client
+                .as_deref()
+                .is_some_and(|client| label(layout::CLIENT_LABEL) == Some(client));
         owned || labelled
     }
 

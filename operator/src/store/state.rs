@@ -193,7 +193,8 @@ pub struct RegistrationState {
     pub access_token_refused_at: Option<Timestamp>,
 }
 
-mod rk {
+/// Keys of `<name>-registration`.
+pub(crate) mod rk {
     pub const CLIENT_ID: &str = "client_id";
     pub const RAT: &str = "registration_access_token";
     pub const RAT_SHA256: &str = "registration_access_token.sha256";

@@ -144,8 +144,22 @@ fn secret_triggers(
     })
 }
 
-/// The TppClients to reconcile (cached without managedFields), relist-safe: see
-/// [`release_after_list`].
+/// The annotation `kubectl apply` (client side) writes: a full copy of the object as last
+/// applied, as large as the spec. No reconcile reads it.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the TppClient cache does not keep: `managedFields` and [`LAST_APPLIED`], which no
+/// reconcile reads and which together are often larger than the rest of the object (status
+/// and the other annotations, `tpp.dev/*` verbs included, are kept).
+fn slim_client(c: &mut TppClient) {
+    c.managed_fields_mut().clear();
+    if let Some(a) = c.metadata.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+/// The TppClients to reconcile (cached without managedFields and the last applied
+/// configuration: [`slim_client`]), relist-safe: see [`release_after_list`].
 fn client_triggers(
     api: Api<kube::api::DynamicObject>,
     writer: reflector::store::Writer<TppClient>,
@@ -158,7 +172,7 @@ fn client_triggers(
     let report = decode::warn_with(ctx.recorder.clone(), "TppClient", "tpp.dev/v1alpha1");
     let events = decode::decoded::<TppClient>(api, ctx.config.watcher(), report)
         .default_backoff()
-        .modify(|c: &mut TppClient| c.managed_fields_mut().clear())
+        .modify(slim_client)
         .reflect(writer);
     let events = forget_deleted(events, reader.clone(), scope, metrics, ctx.statuses.clone());
     release_after_list(events, reader).predicate_filter(trigger_hash, Default::default())
@@ -503,6 +517,28 @@ mod tests {
             ),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_client_cache_drops_managed_fields_and_the_kubectl_copy_but_keeps_verbs_and_status() {
+        let mut c = client("pay");
+        let applied = serde_json::to_string(&c).expect("serialisable");
+        c.metadata.annotations = Some(std::collections::BTreeMap::from([
+            (LAST_APPLIED.to_owned(), applied),
+            ("tpp.dev/rotate-keys".to_owned(), "1".to_owned()),
+            ("team".to_owned(), "pay".to_owned()),
+        ]));
+        c.metadata.managed_fields = written_at(&[("kubectl", 10)]).managed_fields;
+        c.status = Some(Default::default());
+        let before = trigger_hash(&c);
+        let spec = c.spec.clone();
+        slim_client(&mut c);
+        let kept: Vec<&str> = c.annotations().keys().map(String::as_str).collect();
+        assert_eq!(kept, ["team", "tpp.dev/rotate-keys"]);
+        assert!(c.metadata.managed_fields.as_ref().is_none_or(Vec::is_empty));
+        assert!(c.status.is_some(), "the reconcile reads the status");
+        assert_eq!(c.spec, spec);
+        assert_eq!(trigger_hash(&c), before, "no trigger is lost or added");
     }
 
     #[test]

@@ -448,6 +448,89 @@ async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_afte
 }
 
 #[tokio::test]
+async fn a_standby_follows_the_leaders_writes_and_takes_over_from_its_caches_without_registering_again()
+ {
+    with_namespace("warm", |ctx| async move {
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        let lease = format!("lease-{}", ctx.namespace);
+        let opts = || OperatorOptions {
+            namespaces: vec![ctx.namespace.clone()],
+            args: vec![
+                "--leader-election".into(),
+                "--leader-election-lease".into(),
+                lease.clone(),
+            ],
+            ..Default::default()
+        };
+        let mut first = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        ctx.audit_log(first.log_path());
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        apply(&ctx, client("one", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "one", "Ready", "True", READY).await?;
+        let second = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+        ctx.audit_log(second.log_path());
+        let (l1, l2) = (first.log_path(), second.log_path());
+        ctx.on_failure_print(move || {
+            format!(
+                "--- first ---\n{}\n--- second ---\n{}",
+                e2e::process::tail(&l1, 6000),
+                e2e::process::tail(&l2, 6000)
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !second
+            .log()
+            .contains("standing by with the Secret cache listed")
+        {
+            ensure!(
+                Instant::now() < deadline,
+                "the standby never listed our Secrets"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Registered, keyed and tokened by the leader while the standby stands by: the
+        // standby's watches must follow, and its takeover must not register it again.
+        apply(&ctx, client("two", "sandbox", json!({}))).await?;
+        wait_condition(&ctx, "TppClient", "two", "Ready", "True", READY).await?;
+        ensure!(sandbox.counters().registrations_created == 2);
+        ensure!(
+            !second.log().contains("controllers starting"),
+            "the standby must not run controllers while the leader renews"
+        );
+        first.kill();
+        apply(&ctx, client("three", "sandbox", json!({}))).await?;
+        wait_condition(
+            &ctx,
+            "TppClient",
+            "three",
+            "Ready",
+            "True",
+            Duration::from_secs(60),
+        )
+        .await?;
+        second
+            .wait_reconciled_ready(&ctx.namespace, "two", "sandbox", Duration::from_secs(30))
+            .await?;
+        let log = second.log();
+        ensure!(
+            log.contains("Secret cache of the standby confirmed"),
+            "the new leader did not take over from the standby's Secret cache"
+        );
+        ensure!(
+            !log.contains("Secret cache filled"),
+            "the new leader listed every Secret again"
+        );
+        let registrations = sandbox.counters().registrations_created;
+        ensure!(
+            registrations == 3,
+            "{registrations} registrations for 3 clients: one was registered again at the takeover"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_leader_stopped_with_sigterm_releases_its_lease_for_an_immediate_takeover() {
     with_namespace("release", |ctx| async move {
         let lease = format!("lease-{}", ctx.namespace);

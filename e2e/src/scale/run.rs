@@ -181,8 +181,16 @@ async fn phases(o: &Options, cp: &'static ControlPlane, floors: floor::Floors) -
         audited_metrics: Default::default(),
     };
 
-    let mut cfg = SandboxConfig::new(cp.dir.join("sandbox"));
+    // The strict sandbox of the e2e tests (its initial access token in the Secret the
+    // AuthorizationServer references), with the AS's default JWKS cache.
+    let mut cfg = fixtures::strict_sandbox_config(cp.dir.join("sandbox"))?;
+    cfg.jwks_cache_ttl = SandboxConfig::new(cp.dir.join("sandbox")).jwks_cache_ttl;
     cfg.token_lifetime = o.token_lifetime;
+    fixtures::apply_sandbox_iat_secret(
+        &kube::Api::namespaced(client.clone(), &namespace),
+        &namespace,
+    )
+    .await?;
     let sandbox = sandbox::start(cfg).await?;
     let leader_election = |lease: &str| {
         if o.failover {

@@ -22,7 +22,7 @@ use tpp_operator::{
     lease::{self, LeaderElector, Leadership, LeaseConfig},
     metrics::Metrics,
     metrics_auth::{MetricsAuth, MetricsAuthMode},
-    reconcile::{self, Context},
+    reconcile::{self, Context, standby::Standby},
     telemetry,
 };
 
@@ -121,19 +121,37 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(0);
     });
 
-    if config.leader_election {
-        let namespace = config
-            .leader_election_namespace
-            .clone()
+    // Built before the Lease is held: a standby's watches fill its caches (nothing in it acts).
+    let leader_election = config.leader_election;
+    let election = leader_election.then(|| {
+        (
+            config.leader_election_namespace.clone(),
+            config.leader_election_lease.clone(),
+            config.leader_election_lease_duration,
+            config.leader_election_renew_deadline,
+            config.leader_election_retry_period,
+        )
+    });
+    let ctx = Arc::new(Context::new(
+        budgeted,
+        config,
+        metrics,
+        Arc::new(SystemClock),
+    ));
+    let mut warm = Vec::new();
+    if let Some((lease_namespace, lease_name, lease_duration, renew_deadline, retry_period)) =
+        election
+    {
+        let namespace = lease_namespace
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "default".into());
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
         let lease_config = LeaseConfig {
-            lease_duration: config.leader_election_lease_duration,
-            renew_deadline: config.leader_election_renew_deadline,
-            retry_period: config.leader_election_retry_period,
-            ..LeaseConfig::new(namespace, config.leader_election_lease.clone(), identity)
+            lease_duration,
+            renew_deadline,
+            retry_period,
+            ..LeaseConfig::new(namespace, lease_name, identity)
         };
         lease_config
             .check()
@@ -145,10 +163,14 @@ async fn main() -> anyhow::Result<()> {
                 let ready = ready.clone();
                 move || ready.store(true, std::sync::atomic::Ordering::Relaxed)
             });
+        // Warm while standing by: the TppClient watch and our Secrets, kept current, so that a
+        // takeover reconciles at once instead of relisting (reconcile/standby.rs).
+        let standby = Standby::start(&ctx);
         let held = tokio::select! {
             held = elector.acquire() => held,
             _ = reconcile::stopped(stop_rx.clone()) => return Ok(()),
         };
+        warm = standby.take().await;
         // Every AS call and Kubernetes write of the controllers checks the gate before it
         // starts: none starts once a renewal has not succeeded within the renew deadline.
         lease::install_gate(held.gate.clone());
@@ -163,12 +185,6 @@ async fn main() -> anyhow::Result<()> {
         *leadership.lock().await = Some(held);
     }
 
-    let ctx = Arc::new(Context::new(
-        budgeted,
-        config,
-        metrics,
-        Arc::new(SystemClock),
-    ));
     // No AS call before /jwks serves the persisted keys: the AS fetches a client's jwks_uri
     // during its token request (ServedJwks::wait_synced). Bounded: a watch that cannot list
     // (RBAC) must not keep the controllers from starting; /readyz reports it.
@@ -178,9 +194,12 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     tracing::info!("controllers starting");
-    reconcile::run(ctx, stop_rx, move || {
-        ready.store(true, std::sync::atomic::Ordering::Relaxed)
-    })
+    reconcile::run(
+        ctx,
+        stop_rx,
+        move || ready.store(true, std::sync::atomic::Ordering::Relaxed),
+        warm,
+    )
     .await;
     // The controllers have stopped: hand the Lease over now rather than after it expires.
     if let Some(held) = leadership.lock().await.take() {

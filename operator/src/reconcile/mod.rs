@@ -20,6 +20,7 @@ pub mod server_backoff;
 pub mod server_index;
 pub mod server_status;
 pub mod session;
+pub mod standby;
 pub mod status;
 pub mod status_ledger;
 
@@ -151,29 +152,28 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// What the TppClient cache does not keep: `managedFields` and [`LAST_APPLIED`], which no
 /// reconcile reads and which together are often larger than the rest of the object (status
 /// and the other annotations, `tpp.dev/*` verbs included, are kept).
-fn slim_client(c: &mut TppClient) {
+pub(crate) fn slim_client(c: &mut TppClient) {
     c.managed_fields_mut().clear();
     if let Some(a) = c.metadata.annotations.as_mut() {
         a.remove(LAST_APPLIED);
     }
 }
 
-/// The TppClients to reconcile (cached without managedFields and the last applied
-/// configuration: [`slim_client`]), relist-safe: see [`release_after_list`].
+/// The TppClients to reconcile (cached by [`standby::client_events`] without managedFields and
+/// the last applied configuration: [`slim_client`]), relist-safe: see [`release_after_list`].
 fn client_triggers(
-    api: Api<kube::api::DynamicObject>,
-    writer: reflector::store::Writer<TppClient>,
+    events: standby::ClientEvents,
     reader: reflector::Store<TppClient>,
     scope: Option<String>,
     ctx: &Context,
+    warm: bool,
 ) -> impl futures::Stream<Item = Result<TppClient, watcher::Error>> + Send + 'static {
     let metrics = ctx.metrics.clone();
-    // Decoded one by one: an object this build cannot read does not stop the others.
-    let report = decode::warn_with(ctx.recorder.clone(), "TppClient", "tpp.dev/v1alpha1");
-    let events = decode::decoded::<TppClient>(api, ctx.config.watcher(), report)
-        .default_backoff()
-        .modify(slim_client)
-        .reflect(writer);
+    // A warm store (a standby's, handed over at a takeover: standby.rs) is passed on whole
+    // first: the watch it came from will not list again.
+    let cached = if warm { reader.state() } else { vec![] };
+    let cached = futures::stream::iter(cached).map(|o| Ok(Event::Apply((*o).clone())));
+    let events = cached.chain(events);
     let events = forget_deleted(events, reader.clone(), scope, metrics, ctx.statuses.clone());
     release_after_list(events, reader).predicate_filter(trigger_hash, Default::default())
 }
@@ -213,10 +213,12 @@ where
 }
 
 /// The objects of a reflected watch stream, with the objects of a (re)list (`InitApply`) held
-/// back until `InitDone`, when the reflector has swapped them into its store. Passed on at
-/// once, an object created while the watch was down would be looked up before the store holds
-/// it, dropped by the controller (`ObjectNotFound`), and then filtered out by the trigger hash
-/// for good: a TppClient that is never reconciled. Only references are held, not objects.
+/// back until `InitDone`, when the reflector has swapped them into its store: then the whole
+/// store is passed on. Passed on at once, an object created while the watch was down would be
+/// looked up before the store holds it, dropped by the controller (`ObjectNotFound`), and then
+/// filtered out by the trigger hash for good: a TppClient that is never reconciled. The whole
+/// store rather than the objects seen since `Init`: a watch handed over by a standby in the
+/// middle of a list (standby.rs) delivered its first objects to the standby.
 fn release_after_list<S>(
     events: S,
     reader: reflector::Store<TppClient>,
@@ -224,28 +226,19 @@ fn release_after_list<S>(
 where
     S: futures::Stream<Item = Result<Event<TppClient>, watcher::Error>> + Send + 'static,
 {
-    use kube::runtime::reflector::ObjectRef;
     events
-        .scan(Vec::<ObjectRef<TppClient>>::new(), move |held, ev| {
+        .map(move |ev| {
             let out: Vec<Result<TppClient, watcher::Error>> = match ev {
                 Ok(Event::Apply(o)) => vec![Ok(o)],
-                Ok(Event::Init) => {
-                    held.clear();
-                    vec![]
-                }
-                Ok(Event::InitApply(o)) => {
-                    held.push(ObjectRef::from_obj(&o));
-                    vec![]
-                }
-                Ok(Event::InitDone) => std::mem::take(held)
+                Ok(Event::InitDone) => reader
+                    .state()
                     .into_iter()
-                    .filter_map(|r| reader.get(&r))
                     .map(|o| Ok((*o).clone()))
                     .collect(),
-                Ok(Event::Delete(_)) => vec![],
+                Ok(Event::Init | Event::InitApply(_) | Event::Delete(_)) => vec![],
                 Err(e) => vec![Err(e)],
             };
-            futures::future::ready(Some(futures::stream::iter(out)))
+            futures::stream::iter(out)
         })
         .flatten()
 }
@@ -255,12 +248,9 @@ async fn run_clients(
     namespace: Option<String>,
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-    (reader, writer): (
-        reflector::Store<TppClient>,
-        reflector::store::Writer<TppClient>,
-    ),
+    (reader, events, handed_over): (reflector::Store<TppClient>, standby::ClientEvents, bool),
+    filled: tokio::sync::oneshot::Sender<()>,
 ) {
-    let clients = decode::raw_api::<TppClient>(client.clone(), namespace.as_deref());
     let (secrets, configmaps) = match &namespace {
         Some(ns) => (
             Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
@@ -271,19 +261,43 @@ async fn run_clients(
             Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
         ),
     };
-    // Our Secrets in one paged LIST before the first reconcile: a restart with N clients
-    // reads 3N/250 pages instead of 3N GETs.
-    match ctx.store.warm(namespace.as_deref()).await {
-        Ok(n) => tracing::info!(
-            secrets = n,
-            namespace = namespace.as_deref().unwrap_or("*"),
-            "Secret cache filled"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "filling the Secret cache failed; reading Secrets one by one")
+    let scope = namespace.as_deref();
+    // A standby's Secret cache is checked by one metadata LIST (standby.rs); else our Secrets
+    // come in one paged LIST before the first reconcile: a restart with N clients reads 3N/250
+    // pages instead of 3N GETs.
+    let confirmed = if handed_over && ctx.store.cache().is_listed(scope) {
+        match ctx.store.confirm(scope).await {
+            Ok(n) => {
+                tracing::info!(
+                    secrets = n,
+                    namespace = scope.unwrap_or("*"),
+                    cached = ctx.store.cache().len(),
+                    "Secret cache of the standby confirmed"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "confirming the standby's Secret cache failed; listing the Secrets");
+                false
+            }
+        }
+    } else {
+        false
+    };
+    if !confirmed {
+        match ctx.store.warm(scope).await {
+            Ok(n) => tracing::info!(
+                secrets = n,
+                namespace = scope.unwrap_or("*"),
+                "Secret cache filled"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "filling the Secret cache failed; reading Secrets one by one")
+            }
         }
     }
-    let stream = client_triggers(clients, writer, reader.clone(), namespace.clone(), &ctx);
+    let _ = filled.send(());
+    let stream = client_triggers(events, reader.clone(), namespace.clone(), &ctx, handed_over);
     Controller::for_stream(stream, reader)
         .owns_stream(secret_triggers(secrets, namespace.clone(), ctx.clone()))
         .owns_stream(jwks_copy::triggers(configmaps, ctx.clone()))
@@ -416,18 +430,17 @@ pub fn stopped(
 /// Run every controller until `stop` turns true. `synced` is called once, when every watcher
 /// has its initial list in its cache (TppClients, after the Secret cache is filled;
 /// AuthorizationServers; ClusterAuthorizationServers): that is when `/readyz` turns true.
+/// `warm`: the watches a standby hands over at a takeover ([`standby`]); a scope without one
+/// starts cold.
 pub async fn run(
     ctx: Arc<Context>,
     stop: tokio::sync::watch::Receiver<bool>,
     synced: impl FnOnce() + Send + 'static,
+    mut warm: Vec<standby::Warm>,
 ) {
     let shutdown = stopped(stop);
     let client = ctx.client.clone();
-    let namespaces: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        ctx.config.namespaces.iter().cloned().map(Some).collect()
-    };
+    let namespaces = standby::scopes(&ctx);
     let mut tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = vec![];
     let mut caches: Vec<futures::future::BoxFuture<'static, bool>> = vec![];
     fn ready<K>(store: reflector::Store<K>) -> futures::future::BoxFuture<'static, bool>
@@ -438,14 +451,33 @@ pub async fn run(
         Box::pin(async move { store.wait_until_ready().await.is_ok() })
     }
     for ns in namespaces {
-        let (reader, writer) = reflector::store();
-        caches.push(ready(reader.clone()));
+        let (reader, events, handed_over) = match warm
+            .iter()
+            .position(|w| w.scope == ns)
+            .map(|i| warm.swap_remove(i))
+        {
+            Some(w) => (w.reader, w.events, true),
+            None => {
+                let (reader, writer) = reflector::store();
+                let report =
+                    decode::warn_with(ctx.recorder.clone(), "TppClient", "tpp.dev/v1alpha1");
+                let events = standby::client_events(&ctx, ns.as_deref(), writer, report);
+                (reader, events, false)
+            }
+        };
+        // Ready once the TppClients are listed and the Secret cache is filled (or confirmed).
+        let (filled, secrets_filled) = tokio::sync::oneshot::channel();
+        let clients_listed = ready(reader.clone());
+        caches.push(Box::pin(async move {
+            secrets_filled.await.is_ok() && clients_listed.await
+        }));
         tasks.push(Box::pin(run_clients(
             client.clone(),
             ns.clone(),
             ctx.clone(),
             shutdown.clone(),
-            (reader, writer),
+            (reader, events, handed_over),
+            filled,
         )));
         let servers = server_controller::<AuthorizationServer>(
             client.clone(),
@@ -591,7 +623,34 @@ mod tests {
             .collect()
             .await;
         // `d` belongs to a list that never completed: it is not passed on (yet).
-        assert_eq!(seen, ["a", "b", "c"]);
+        let (mut listed, rest) = (seen[..2].to_vec(), &seen[2..]);
+        listed.sort();
+        assert_eq!(listed, ["a", "b"]);
+        assert_eq!(rest, ["c"]);
+    }
+
+    #[tokio::test]
+    async fn a_watch_handed_over_in_the_middle_of_a_list_passes_on_every_listed_client() {
+        let (reader, writer) = reflector::store::<TppClient>();
+        let mut events = futures::stream::iter(vec![
+            Event::Init,
+            Event::InitApply(client("a")),
+            Event::InitApply(client("b")),
+            Event::InitDone,
+        ])
+        .map(Ok)
+        .reflect(writer)
+        .boxed();
+        // The standby polled the watch up to `a`; the controller gets the rest.
+        for _ in 0..2 {
+            let _ = events.next().await;
+        }
+        let mut seen: Vec<String> = release_after_list(events, reader)
+            .map(|r| r.expect("no watch error").name_any())
+            .collect()
+            .await;
+        seen.sort();
+        assert_eq!(seen, ["a", "b"]);
     }
 
     #[tokio::test]

@@ -54,6 +54,11 @@ impl Store {
         &self.cache
     }
 
+    /// The cache, shared (a standby's Secret watch fills it: `crate::reconcile::standby`).
+    pub fn cache_handle(&self) -> Arc<SecretCache> {
+        self.cache.clone()
+    }
+
     /// A Secret of someone else's (a user's certificate, an initial access token, a CA
     /// bundle), `None` when absent: always a GET (their changes are not watched).
     pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
@@ -140,6 +145,50 @@ impl Store {
             }
         }
         self.cache.listed(scope);
+        Ok(count)
+    }
+
+    /// Check the cache of `scope` against a paged LIST of our Secrets' metadata, as a relist of
+    /// the watch would: every entry of another resourceVersion and every Secret not listed is
+    /// dropped, every listed name is known. What a standby filled from its watch, which may lag,
+    /// is then exact as of this LIST before the new leader's first reconcile reads it
+    /// ([`crate::reconcile::standby`]). A failure half-way clears the scope.
+    pub async fn confirm(&self, scope: Option<&str>) -> Result<usize, kube::Error> {
+        let api = match scope {
+            Some(ns) => Api::<Secret>::namespaced(self.client.clone(), ns),
+            None => Api::<Secret>::all(self.client.clone()),
+        };
+        let mut params = kube::api::ListParams::default()
+            .labels(&super::layout::managed_selector())
+            .limit(500);
+        let mut count = 0;
+        self.cache.relist_started(scope);
+        loop {
+            let page = match api.list_metadata(&params).await {
+                Ok(page) => page,
+                Err(e) => {
+                    self.cache.clear_scope(scope);
+                    return Err(e);
+                }
+            };
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            count += page.items.len();
+            for o in page.items {
+                let (Some(ns), Some(name), Some(rv)) = (
+                    o.metadata.namespace.as_deref(),
+                    o.metadata.name.as_deref(),
+                    o.metadata.resource_version.as_deref(),
+                ) else {
+                    continue;
+                };
+                self.cache.listed_one(scope, ns, name, rv);
+            }
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        self.cache.relist_done(scope);
         Ok(count)
     }
 

@@ -414,6 +414,24 @@ impl SecretCache {
         self.names().listed.insert(scope.map(str::to_owned));
     }
 
+    /// Whether a list of `scope` (a watch's or [`super::Store::warm`]'s) has completed since the
+    /// scope was last cleared: a standby's watch filled it ([`crate::reconcile::standby`]).
+    pub fn is_listed(&self, scope: Option<&str>) -> bool {
+        self.names().listed.contains(&scope.map(str::to_owned))
+    }
+
+    /// Forget everything about `scope`: its entries, names and whether it was listed (a relist
+    /// that failed half-way left them of unknown age).
+    pub fn clear_scope(&self, scope: Option<&str>) {
+        {
+            let mut names = self.names();
+            names.known.retain(|k, _| !in_scope(scope, &k.0));
+            names.listed.remove(&scope.map(str::to_owned));
+            names.relisting.remove(&scope.map(str::to_owned));
+        }
+        self.lock().retain(|k, _| !in_scope(scope, &k.0));
+    }
+
     /// Whether `namespace/name` is known not to exist: the watch has listed, never reported
     /// it (or reported it deleted), and no write of ours put it in the cache since.
     pub fn known_absent(&self, namespace: &str, name: &str) -> bool {

@@ -353,35 +353,47 @@ async fn signed_request_registration_with_a_software_statement_becomes_ready() {
     .await;
 }
 
+/// Two operators contending for `lease`: the first leads and brings client `one` (of the AS
+/// `sandbox`) to Ready, then the second starts and stands by. Both logs are audited and printed
+/// if the test fails.
+async fn leader_then_standby(
+    ctx: &TestContext,
+    sandbox: &e2e::sandbox::RunningSandbox,
+    lease: &str,
+) -> Result<(OperatorProcess, OperatorProcess)> {
+    let opts = || OperatorOptions {
+        namespaces: vec![ctx.namespace.clone()],
+        args: vec![
+            "--leader-election".into(),
+            "--leader-election-lease".into(),
+            lease.to_owned(),
+        ],
+        ..Default::default()
+    };
+    let first = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+    ctx.audit_log(first.log_path());
+    apply(ctx, sandbox_server("sandbox", sandbox, json!({}))).await?;
+    apply(ctx, client("one", "sandbox", json!({}))).await?;
+    wait_condition(ctx, "TppClient", "one", "Ready", "True", READY).await?;
+    let second = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
+    ctx.audit_log(second.log_path());
+    let (l1, l2) = (first.log_path(), second.log_path());
+    ctx.on_failure_print(move || {
+        format!(
+            "--- first ---\n{}\n--- second ---\n{}",
+            e2e::process::tail(&l1, 6000),
+            e2e::process::tail(&l2, 6000)
+        )
+    });
+    Ok((first, second))
+}
+
 #[tokio::test]
 async fn with_leader_election_only_the_leader_acts_and_a_standby_takes_over_after_a_kill() {
     with_namespace("leader", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
         let lease = format!("lease-{}", ctx.namespace);
-        let opts = || OperatorOptions {
-            namespaces: vec![ctx.namespace.clone()],
-            args: vec![
-                "--leader-election".into(),
-                "--leader-election-lease".into(),
-                lease.clone(),
-            ],
-            ..Default::default()
-        };
-        let mut first = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
-        ctx.audit_log(first.log_path());
-        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
-        apply(&ctx, client("one", "sandbox", json!({}))).await?;
-        wait_condition(&ctx, "TppClient", "one", "Ready", "True", READY).await?;
-        let second = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
-        ctx.audit_log(second.log_path());
-        let (l1, l2) = (first.log_path(), second.log_path());
-        ctx.on_failure_print(move || {
-            format!(
-                "--- first ---\n{}\n--- second ---\n{}",
-                e2e::process::tail(&l1, 6000),
-                e2e::process::tail(&l2, 6000)
-            )
-        });
+        let (mut first, second) = leader_then_standby(&ctx, &sandbox, &lease).await?;
         let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
             Api::namespaced(ctx.client.clone(), e2e::operator::OPERATOR_NAMESPACE);
         let holder = |l: &k8s_openapi::api::coordination::v1::Lease| {
@@ -453,30 +465,7 @@ async fn a_standby_follows_the_leaders_writes_and_takes_over_from_its_caches_wit
     with_namespace("warm", |ctx| async move {
         let sandbox = start_sandbox(&ctx, |_| {}).await?;
         let lease = format!("lease-{}", ctx.namespace);
-        let opts = || OperatorOptions {
-            namespaces: vec![ctx.namespace.clone()],
-            args: vec![
-                "--leader-election".into(),
-                "--leader-election-lease".into(),
-                lease.clone(),
-            ],
-            ..Default::default()
-        };
-        let mut first = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
-        ctx.audit_log(first.log_path());
-        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
-        apply(&ctx, client("one", "sandbox", json!({}))).await?;
-        wait_condition(&ctx, "TppClient", "one", "Ready", "True", READY).await?;
-        let second = OperatorProcess::start(ctx.cp, &ctx.client, opts()).await?;
-        ctx.audit_log(second.log_path());
-        let (l1, l2) = (first.log_path(), second.log_path());
-        ctx.on_failure_print(move || {
-            format!(
-                "--- first ---\n{}\n--- second ---\n{}",
-                e2e::process::tail(&l1, 6000),
-                e2e::process::tail(&l2, 6000)
-            )
-        });
+        let (mut first, second) = leader_then_standby(&ctx, &sandbox, &lease).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !second
             .log()

@@ -68,7 +68,7 @@ impl Standby {
                 let (reader, writer) = reflector::store();
                 let events = client_events(ctx, scope.as_deref(), writer, log_only());
                 Scope {
-                    clients: tokio::spawn(drive_until(events, stopped.clone())),
+                    clients: tokio::spawn(drive_until(events, stopped.clone(), log_client_error)),
                     secrets: tokio::spawn(fill_secret_cache(
                         secret_events(ctx, scope.as_deref()),
                         ctx.store.cache_handle(),
@@ -139,9 +139,16 @@ fn log_only() -> decode::Report {
     })
 }
 
-/// Polls `events` until `stop` turns true, then returns it (polling a watch stream again later
-/// resumes it where it was).
-async fn drive_until(mut events: ClientEvents, mut stop: watch::Receiver<bool>) -> ClientEvents {
+/// Polls `events`, handing each item to `each`, until `stop` turns true (or the stream ends),
+/// then returns the stream: polling a watch stream again later resumes it where it was.
+async fn drive_until<S, T>(
+    mut events: S,
+    mut stop: watch::Receiver<bool>,
+    mut each: impl FnMut(T),
+) -> S
+where
+    S: futures::Stream<Item = T> + Unpin,
+{
     loop {
         if *stop.borrow_and_update() {
             return events;
@@ -155,10 +162,16 @@ async fn drive_until(mut events: ClientEvents, mut stop: watch::Receiver<bool>) 
             }
             ev = events.next() => match ev {
                 None => return events,
-                Some(Err(e)) => tracing::debug!(error = %e, "standby TppClient watch"),
-                Some(Ok(_)) => {}
+                Some(ev) => each(ev),
             },
         }
+    }
+}
+
+/// Logs a watch error of the TppClient watch a standby drives (the watch retries by itself).
+fn log_client_error(ev: Result<Event<TppClient>, watcher::Error>) {
+    if let Err(e) = ev {
+        tracing::debug!(error = %e, "standby TppClient watch");
     }
 }
 
@@ -176,39 +189,28 @@ fn secret_events(ctx: &Context, scope: Option<&str>) -> SecretEvents {
 
 /// Applies the events of a watch of our Secrets to `cache` until `stop` turns true.
 async fn fill_secret_cache(
-    mut events: SecretEvents,
+    events: SecretEvents,
     cache: Arc<SecretCache>,
     scope: Option<String>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
-        tokio::select! {
-            biased;
-            changed = stop.changed() => {
-                if changed.is_err() {
-                    return;
-                }
+    // The watch ends here: a takeover checks the cache by a LIST instead (module docs).
+    let stopped = drive_until(events, stop, |ev| match ev {
+        Err(e) => tracing::debug!(error = %e, "standby Secret watch"),
+        Ok(ev) => {
+            let listed = matches!(ev, Event::InitDone);
+            apply_secret_event(&cache, scope.as_deref(), ev);
+            if listed {
+                tracing::info!(
+                    namespace = scope.as_deref().unwrap_or("*"),
+                    cached = cache.len(),
+                    "standing by with the Secret cache listed"
+                );
             }
-            ev = events.next() => match ev {
-                None => return,
-                Some(Err(e)) => tracing::debug!(error = %e, "standby Secret watch"),
-                Some(Ok(ev)) => {
-                    let listed = matches!(ev, Event::InitDone);
-                    apply_secret_event(&cache, scope.as_deref(), ev);
-                    if listed {
-                        tracing::info!(
-                            namespace = scope.as_deref().unwrap_or("*"),
-                            cached = cache.len(),
-                            "standing by with the Secret cache listed"
-                        );
-                    }
-                }
-            },
         }
-    }
+    })
+    .await;
+    drop(stopped);
 }
 
 /// One event of a watch of our Secrets, applied to the cache as a GET or a relist would be.
@@ -343,7 +345,7 @@ mod tests {
         let (tx, rx) =
             futures::channel::mpsc::unbounded::<Result<Event<TppClient>, watcher::Error>>();
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(drive_until(rx.boxed(), stopped));
+        let task = tokio::spawn(drive_until(rx.boxed(), stopped, log_client_error));
         tx.unbounded_send(Ok(Event::InitDone)).ok();
         tx.unbounded_send(Ok(Event::InitDone)).ok();
         let _ = stop.send(true);

@@ -978,3 +978,87 @@ async fn a_client_whose_registration_token_is_gone_is_named_when_deleted_not_cal
     })
     .await;
 }
+
+/// The client names of the operator log's lines holding `marker`, in order (`client=<ns>/<name>`).
+fn clients_logged(log: &str, marker: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(marker))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(" client=")?;
+            let (_, name) = rest.split_whitespace().next()?.split_once('/')?;
+            Some(name.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn clients_applied_at_once_queue_for_key_generation_once_and_are_served_in_arrival_order() {
+    with_namespace("onboard-queue", |ctx| async move {
+        const N: usize = 12;
+        let sandbox = start_sandbox(&ctx, |_| {}).await?;
+        // One crypto worker and five controller slots: one key-generation slot, four for the rest.
+        let op = start_operator_with_options(
+            &ctx,
+            OperatorOptions {
+                args: ["--crypto-workers", "1", "--concurrency", "5"]
+                    .map(String::from)
+                    .to_vec(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        apply(&ctx, sandbox_server("sandbox", &sandbox, json!({}))).await?;
+        wait_condition(&ctx, "AuthorizationServer", "sandbox", "Ready", "True", READY).await?;
+        let names: Vec<String> = (0..N).map(|i| format!("q-{i:02}")).collect();
+        futures::future::try_join_all(
+            names
+                .iter()
+                .map(|n| apply(&ctx, client(n, "sandbox", json!({})))),
+        )
+        .await?;
+        for n in &names {
+            wait_condition(&ctx, "TppClient", n, "Ready", "True", Duration::from_secs(240)).await?;
+        }
+        let log = op.log();
+        let queued = clients_logged(&log, "key generation queued");
+        let registered = clients_logged(&log, "reason=Registered");
+        ensure!(
+            registered.len() == N,
+            "{N} registrations expected, the log has {registered:?}"
+        );
+        ensure!(
+            queued.len() >= N / 2,
+            "with one slot most of {N} clients applied at once wait: queued {queued:?}"
+        );
+        // Each waits once, in the admission's queue, and is woken for its turn; before, each
+        // retried at random points of the backlog's drain time through the controller's queue.
+        // One more look (the safety requeue, 30 s past twice its estimated turn at the
+        // earliest) is allowed for a slow machine.
+        let mut first_seen = Vec::new();
+        for n in &queued {
+            if !first_seen.contains(n) {
+                first_seen.push(n.clone());
+            }
+        }
+        for n in &first_seen {
+            let times = queued.iter().filter(|q| *q == n).count();
+            ensure!(
+                times <= 2,
+                "{n} was queued {times} times: {queued:?}"
+            );
+        }
+        // One slot: key generation, registration and the first token run one client at a time,
+        // so registrations follow the queue's arrival order.
+        let registered_queued: Vec<&String> = registered
+            .iter()
+            .filter(|n| first_seen.contains(n))
+            .collect();
+        let arrival: Vec<&String> = first_seen.iter().collect();
+        ensure!(
+            registered_queued == arrival,
+            "queued clients registered out of their arrival order: queued {arrival:?}, registered {registered_queued:?}"
+        );
+        Ok(())
+    })
+    .await
+}

@@ -1,41 +1,104 @@
 //! Admission of key generation: a reconcile that must generate keys or a certificate (a new
-//! client, a rotation) takes one of a few slots first, or is deferred. Without it, applying
+//! client, a rotation) takes one of a few slots first, or is queued. Without it, applying
 //! thousands of TppClients at once fills every controller slot with reconciles waiting for the
-//! two-core crypto pool, and the token refreshes of clients already running — due later, so
-//! queued behind the whole backlog — are served only once it drains: tokens expire. With it,
-//! the other controller slots stay free for refreshes. Deferred clients retry at a random
-//! point within the backlog's estimated drain time, so retries stay at a few per second
-//! whatever the backlog. No I/O.
+//! two-core crypto pool, and the token refreshes of clients already running are served only
+//! once the backlog drains: tokens expire.
+//!
+//! The queue is kept here, in arrival order, not in the controller's: a slot that frees is
+//! handed to the first queued client and that client alone is woken ([`KeygenAdmission::woken`],
+//! a trigger of the controller). The controller's own queue then holds only what is due — token
+//! refreshes and the few woken clients — so a due refresh is never drawn at random among
+//! thousands of retries (kube-runtime's runner takes due reconciles from a hash set once its
+//! slots are full: BENCHMARKS.md, "Onboarding 10,000 without a late refresh"). A queued client is
+//! requeued only as a safety net, well past its estimated turn. A slot handed to a client that
+//! does not take it is passed on: when its reconcile ends without asking (its plan no longer
+//! generates: [`KeygenAdmission::unreserve`]), when it is deleted, or after [`RESERVATION_TTL`]
+//! (its reconcile never came); a client whose slot expired so goes first when it asks again.
+//! No I/O.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::broadcast;
 
 /// CPU time of one client's key generation on one core (two RSA-2048 keys), an estimate for
-/// the drain time only.
+/// the safety requeue only.
 const KEYGEN_PER_CLIENT: Duration = Duration::from_millis(150);
-/// Bounds of a deferral.
-const MIN_DEFER: Duration = Duration::from_millis(500);
-const MAX_DEFER: Duration = Duration::from_secs(300);
+/// Bounds of a queued client's safety requeue.
+const MIN_DEFER: Duration = Duration::from_secs(30);
+const MAX_DEFER: Duration = Duration::from_secs(60 * 60);
+/// How long a slot handed to a woken client waits for its reconcile (longer than the
+/// controller's queue takes to drain after thousands of clients are applied at once).
+pub const RESERVATION_TTL: Duration = Duration::from_secs(5 * 60);
+/// Wake-ups not yet taken by the controller (at most one per slot is outstanding).
+const WAKE_CAPACITY: usize = 1024;
+
+/// The current instant (injected in tests).
+type Now = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 /// See the module docs.
+#[derive(Clone)]
 pub struct KeygenAdmission {
-    slots: Arc<Semaphore>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     workers: usize,
-    deferred: Mutex<HashSet<String>>,
+    now: Now,
+    state: Mutex<State>,
+    wake: broadcast::Sender<String>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Slots neither held nor handed to a woken client.
+    free: usize,
+    /// Queued clients in arrival order; an entry no longer in `queued` (forgotten) is skipped.
+    queue: VecDeque<(String, u64)>,
+    /// Queued clients and their arrival number.
+    queued: HashMap<String, u64>,
+    /// Arrival numbers handed out, and those taken off the queue (its head's position).
+    arrived: u64,
+    served: u64,
+    /// Slots handed to woken clients, with when.
+    reserved: HashMap<String, Instant>,
+    /// Clients whose slot expired before their reconcile came: first in line when they ask.
+    overdue: HashSet<String>,
+}
+
+/// A key-generation slot; dropping it hands the slot to the first queued client.
+pub struct KeygenPermit {
+    inner: Arc<Inner>,
+}
+
+impl Drop for KeygenPermit {
+    fn drop(&mut self) {
+        let mut st = self.inner.lock();
+        self.inner.pass_on(&mut st);
+    }
 }
 
 impl KeygenAdmission {
     /// `slots` reconciles may generate at once, on `workers` crypto threads.
     pub fn new(slots: usize, workers: usize) -> Self {
+        Self::with_clock(slots, workers, Arc::new(Instant::now))
+    }
+
+    /// The same, with `now` as the clock.
+    pub fn with_clock(slots: usize, workers: usize, now: Now) -> Self {
         Self {
-            slots: Arc::new(Semaphore::new(slots.max(1))),
-            workers: workers.max(1),
-            deferred: Mutex::new(HashSet::new()),
+            inner: Arc::new(Inner {
+                workers: workers.max(1),
+                now,
+                state: Mutex::new(State {
+                    free: slots.max(1),
+                    ..State::default()
+                }),
+                wake: broadcast::channel(WAKE_CAPACITY).0,
+            }),
         }
     }
 
@@ -49,98 +112,247 @@ impl KeygenAdmission {
         Self::new(slots, workers)
     }
 
-    /// A slot for `key`, or how long to wait before trying again.
-    pub fn admit(&self, key: &str) -> Result<OwnedSemaphorePermit, Duration> {
-        let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
-        match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                deferred.remove(key);
-                Ok(permit)
+    /// A slot for `key` (`namespace/name`): the one handed to it when it was woken, or a free one
+    /// when nobody is queued. Otherwise `key` is queued (once: it keeps its place) and the answer
+    /// is when to look again should no wake-up come.
+    pub fn admit(&self, key: &str) -> Result<KeygenPermit, Duration> {
+        let inner = &self.inner;
+        let mut st = inner.lock();
+        inner.expire_reservations(&mut st);
+        let admitted = st.reserved.remove(key).is_some() || {
+            // Free slots exist only while nobody is queued (a freed slot goes to the queue's head).
+            let free = st.free > 0;
+            if free {
+                st.free -= 1;
             }
-            Err(_) => {
-                deferred.insert(key.to_owned());
-                Err(defer_for(
-                    deferred.len(),
-                    self.workers,
-                    rand::random::<f64>(),
-                ))
+            free
+        };
+        if admitted {
+            st.queued.remove(key);
+            return Ok(KeygenPermit {
+                inner: inner.clone(),
+            });
+        }
+        let arrival = match st.queued.get(key).copied() {
+            Some(n) => n,
+            None if st.overdue.remove(key) => {
+                // Its turn came and went while it waited in the controller's queue: next.
+                let n = st.served.saturating_sub(1);
+                st.queued.insert(key.to_owned(), n);
+                st.queue.push_front((key.to_owned(), n));
+                n
             }
+            None => {
+                let n = st.arrived;
+                st.arrived += 1;
+                st.queued.insert(key.to_owned(), n);
+                st.queue.push_back((key.to_owned(), n));
+                n
+            }
+        };
+        let ahead = arrival.saturating_sub(st.served) as usize;
+        Err(safety_requeue(ahead, inner.workers, rand::random::<f64>()))
+    }
+
+    /// The reconcile of `key` ended: a slot handed to it and not taken goes to the next client.
+    pub fn unreserve(&self, key: &str) {
+        let mut st = self.inner.lock();
+        if st.reserved.remove(key).is_some() {
+            self.inner.pass_on(&mut st);
         }
     }
 
-    /// Forget `key` (deleted while deferred).
+    /// Forget `key` (deleted): it leaves the queue, and a slot handed to it goes to the next.
     pub fn forget(&self, key: &str) {
-        self.deferred
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        let mut st = self.inner.lock();
+        st.queued.remove(key);
+        st.overdue.remove(key);
+        if st.reserved.remove(key).is_some() {
+            self.inner.pass_on(&mut st);
+        }
     }
 
     /// Clients waiting for a slot.
     pub fn backlog(&self) -> usize {
-        self.deferred
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.inner.lock().queued.len()
+    }
+
+    /// The clients (`namespace/name`) handed a slot: reconcile them now.
+    pub fn woken(&self) -> broadcast::Receiver<String> {
+        self.inner.wake.subscribe()
     }
 }
 
-/// A point in `[MIN_DEFER, drain]` (`u` in `0..1`), where `drain` is how long `backlog`
-/// clients take on `workers` threads.
-fn defer_for(backlog: usize, workers: usize, u: f64) -> Duration {
-    let drain = KEYGEN_PER_CLIENT
-        .mul_f64(backlog as f64 / workers as f64)
-        .clamp(MIN_DEFER, MAX_DEFER);
-    MIN_DEFER + (drain - MIN_DEFER).mul_f64(u.clamp(0.0, 1.0))
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot was freed: hand it to the first client still queued and wake it, or keep it free.
+    fn pass_on(&self, st: &mut State) {
+        while let Some((key, n)) = st.queue.pop_front() {
+            st.served = st.served.max(n + 1);
+            if st.queued.get(&key) == Some(&n) {
+                st.queued.remove(&key);
+                st.reserved.insert(key.clone(), (self.now)());
+                // No receiver (no controller yet, or a test): the safety requeue still comes.
+                let _ = self.wake.send(key);
+                return;
+            }
+        }
+        st.free += 1;
+    }
+
+    /// Slots handed out longer than [`RESERVATION_TTL`] ago and never taken go to the next.
+    fn expire_reservations(&self, st: &mut State) {
+        let now = (self.now)();
+        let expired: Vec<String> = st
+            .reserved
+            .iter()
+            .filter(|(_, at)| now.saturating_duration_since(**at) >= RESERVATION_TTL)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            st.reserved.remove(&key);
+            tracing::debug!(client = %key, "a key-generation slot handed to a client was not taken; passing it on");
+            st.overdue.insert(key);
+            self.pass_on(st);
+        }
+    }
+}
+
+/// When a client with `ahead` clients before it looks again if no wake-up comes: past twice its
+/// estimated turn on `workers` threads, spread by `u` in `0..1` so that safety requeues do not
+/// come together.
+fn safety_requeue(ahead: usize, workers: usize, u: f64) -> Duration {
+    let turn = KEYGEN_PER_CLIENT.mul_f64(ahead as f64 / workers as f64);
+    (turn * 2 + MIN_DEFER)
+        .mul_f64(1.0 + u.clamp(0.0, 1.0) / 2.0)
+        .min(MAX_DEFER)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    struct Clock(Arc<Mutex<Instant>>);
+
+    impl Clock {
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) += by;
+        }
+    }
+
+    fn admission(slots: usize) -> (KeygenAdmission, Clock) {
+        let at = Arc::new(Mutex::new(Instant::now()));
+        let read = at.clone();
+        let a = KeygenAdmission::with_clock(
+            slots,
+            2,
+            Arc::new(move || *read.lock().unwrap_or_else(|p| p.into_inner())),
+        );
+        (a, Clock(at))
+    }
+
+    fn woken(rx: &mut broadcast::Receiver<String>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
     #[test]
-    fn only_as_many_reconciles_as_slots_generate_and_the_rest_are_deferred() {
-        let a = KeygenAdmission::new(2, 2);
-        let p1 = a.admit("a").expect("slot");
-        let _p2 = a.admit("b").expect("slot");
-        assert!(a.admit("c").is_err());
-        assert!(a.admit("d").is_err());
+    fn only_as_many_reconciles_as_slots_generate_and_the_rest_are_queued() {
+        let (a, _) = admission(2);
+        let p1 = a.admit("ns/a").expect("slot");
+        let _p2 = a.admit("ns/b").expect("slot");
+        assert!(a.admit("ns/c").is_err());
+        assert!(a.admit("ns/d").is_err());
         assert_eq!(a.backlog(), 2);
         drop(p1);
-        let _p3 = a.admit("c").expect("a freed slot");
-        assert_eq!(a.backlog(), 1, "an admitted client leaves the backlog");
-        a.forget("d");
+        assert_eq!(a.backlog(), 1, "the freed slot went to the first queued");
+        let _p3 = a.admit("ns/c").expect("the slot handed to c");
+        a.forget("ns/d");
         assert_eq!(a.backlog(), 0);
     }
 
     #[test]
-    fn deferrals_spread_over_the_backlogs_drain_time() {
-        assert_eq!(defer_for(1, 2, 1.0), MIN_DEFER);
-        // 1,000 waiting on 2 threads drain in ~75 s: retries land anywhere in it.
-        assert_eq!(defer_for(1000, 2, 0.0), MIN_DEFER);
-        assert_eq!(defer_for(1000, 2, 1.0), Duration::from_secs(75));
-        assert_eq!(defer_for(100_000, 2, 1.0), MAX_DEFER);
+    fn a_freed_slot_wakes_the_first_queued_client_and_is_kept_for_it_against_newcomers() {
+        let (a, _) = admission(1);
+        let mut rx = a.woken();
+        let p = a.admit("ns/a").expect("slot");
+        for k in ["ns/b", "ns/c", "ns/d"] {
+            assert!(a.admit(k).is_err());
+        }
+        assert!(a.admit("ns/c").is_err(), "a retry keeps its place");
+        assert!(woken(&mut rx).is_empty());
+        drop(p);
+        assert_eq!(woken(&mut rx), ["ns/b"], "arrival order, one at a time");
+        assert!(
+            a.admit("ns/e").is_err(),
+            "a newcomer does not take b's slot"
+        );
+        assert!(
+            a.admit("ns/c").is_err(),
+            "nor does a client queued behind b"
+        );
+        let p = a.admit("ns/b").expect("b's slot");
+        drop(p);
+        assert_eq!(woken(&mut rx), ["ns/c"]);
+    }
+
+    #[test]
+    fn a_slot_handed_to_a_client_that_does_not_take_it_goes_to_the_next() {
+        let (a, clock) = admission(1);
+        let mut rx = a.woken();
+        let p = a.admit("ns/a").expect("slot");
+        for k in ["ns/b", "ns/c", "ns/d"] {
+            assert!(a.admit(k).is_err());
+        }
+        a.forget("ns/c");
+        drop(p);
+        assert_eq!(woken(&mut rx), ["ns/b"]);
+        // b's reconcile ended without key generation (its plan changed).
+        a.unreserve("ns/b");
+        assert_eq!(woken(&mut rx), ["ns/d"], "c was forgotten");
+        // d's reconcile does not come in time: after the reservation's time the slot is free
+        // again, and d goes first when it asks.
+        clock.advance(RESERVATION_TTL);
+        let p = a
+            .admit("ns/e")
+            .expect("d's unused slot, nobody else queued");
+        assert_eq!(a.backlog(), 0);
+        assert!(a.admit("ns/f").is_err());
+        assert!(a.admit("ns/d").is_err(), "no slot is free");
+        drop(p);
+        assert_eq!(woken(&mut rx), ["ns/d"], "d went before f, queued earlier");
+    }
+
+    #[test]
+    fn without_a_queue_a_released_slot_is_free_for_anyone() {
+        let (a, _) = admission(1);
+        let mut rx = a.woken();
+        drop(a.admit("ns/a").expect("slot"));
+        assert!(woken(&mut rx).is_empty());
+        let _p = a.admit("ns/b").expect("the freed slot");
+        a.unreserve("ns/b");
+        assert!(
+            a.admit("ns/c").is_err(),
+            "unreserve of an admitted client frees nothing"
+        );
+    }
+
+    #[test]
+    fn safety_requeues_come_after_twice_the_estimated_turn() {
+        assert_eq!(safety_requeue(0, 2, 0.0), MIN_DEFER);
+        // 1,000 ahead on 2 threads: their turn is ~75 s away.
+        assert_eq!(safety_requeue(1000, 2, 0.0), Duration::from_secs(180));
+        assert_eq!(safety_requeue(1000, 2, 1.0), Duration::from_secs(270));
+        assert_eq!(safety_requeue(1_000_000, 2, 1.0), MAX_DEFER);
     }
 
     #[test]
     fn a_controller_keeps_slots_free_for_refreshes() {
-        assert_eq!(
-            KeygenAdmission::for_controller(16, 2)
-                .slots
-                .available_permits(),
-            6
-        );
-        assert_eq!(
-            KeygenAdmission::for_controller(6, 2)
-                .slots
-                .available_permits(),
-            2
-        );
-        assert_eq!(
-            KeygenAdmission::for_controller(2, 8)
-                .slots
-                .available_permits(),
-            1
-        );
+        let free = |a: KeygenAdmission| a.inner.lock().free;
+        assert_eq!(free(KeygenAdmission::for_controller(16, 2)), 6);
+        assert_eq!(free(KeygenAdmission::for_controller(6, 2)), 2);
+        assert_eq!(free(KeygenAdmission::for_controller(2, 8)), 1);
     }
 }

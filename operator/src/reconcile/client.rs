@@ -38,10 +38,18 @@ pub async fn reconcile(obj: Arc<TppClient>, ctx: Arc<Context>) -> Result<Requeue
     // forever: give up after a bound and retry with backoff. The bound stops new work; an AS
     // call carrying a registration access token and the write of that token finish first
     // (see `deadline`).
-    let result = match super::deadline::run(RECONCILE_TIMEOUT, reconcile_inner(&obj, &ctx)).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::ReconcileTimeout(RECONCILE_TIMEOUT)),
-    };
+    let asked = std::sync::atomic::AtomicBool::new(false);
+    let result =
+        match super::deadline::run(RECONCILE_TIMEOUT, reconcile_inner(&obj, &ctx, &asked)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::ReconcileTimeout(RECONCILE_TIMEOUT)),
+        };
+    // A key-generation slot handed to this client while it was not asking for one (woken, but
+    // nothing to generate any more, or it stopped earlier) goes to the next queued client. One
+    // handed over after this reconcile asked (and was queued) is for the wake-up's reconcile.
+    if !asked.load(std::sync::atomic::Ordering::Relaxed) {
+        ctx.keygen.unreserve(&key(&obj));
+    }
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
@@ -78,7 +86,11 @@ fn key(obj: &TppClient) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Error> {
+async fn reconcile_inner(
+    obj: &TppClient,
+    ctx: &Context,
+    asked: &std::sync::atomic::AtomicBool,
+) -> Result<Requeue, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     if obj.meta().deletion_timestamp.is_some() {
         return cleanup::run(obj, ctx).await;
@@ -114,8 +126,9 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
             return Err(e);
         }
     };
-    // Nothing is done for a client one of whose Secret names belongs to someone else.
-    if let Err(e) = claim_names(ctx, obj, &namespace).await {
+    // Nothing is done for a client one of whose Secret names belongs to someone else: what the
+    // cache knows is checked now (no request), the rest once the client is admitted.
+    if let Err(e) = claim_names(ctx, obj, &namespace, Claim::Cached).await {
         status::publish(ctx, obj, &old, &status::early_failure(obj, &old, &e, now)).await?;
         return Err(e);
     }
@@ -129,25 +142,31 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     };
     // Key generation waits for a slot without holding a controller slot (see `admission`):
     // nothing was done yet, so nothing but the status of a client that is not Ready is
-    // written.
+    // written, and the name claim's GETs wait for the client's turn.
     session.backoff_until = ctx.backoff_until(&key(obj));
     let uid = obj.uid().unwrap_or_default();
     let rotation_policy = policy::rotation_policy(obj, &uid);
     let first = rotation::plan(&rotation_policy, &session.observed(), ctx.clock.now());
     let _keygen = if generates_keys(&first) {
+        asked.store(true, std::sync::atomic::Ordering::Relaxed);
         match ctx.keygen.admit(&key(obj)) {
             Ok(permit) => Some(permit),
             Err(wait) => {
-                tracing::debug!(client = %key(obj), backlog = ctx.keygen.backlog(), ?wait, "key generation deferred");
+                tracing::debug!(client = %key(obj), backlog = ctx.keygen.backlog(), ?wait, "key generation queued");
                 if let Some(st) = status::queued(obj, &old, now) {
                     status::publish(ctx, obj, &old, &st).await?;
                 }
+                // Woken when its turn comes; the requeue is a safety net past it.
                 return Ok(Requeue::requeue(wait));
             }
         }
     } else {
         None
     };
+    if let Err(e) = claim_names(ctx, obj, &namespace, Claim::Full).await {
+        status::publish(ctx, obj, &old, &status::early_failure(obj, &old, &e, now)).await?;
+        return Err(e);
+    }
     let (plan, result) = drive(&mut session, &rotation_policy, first).await;
     // A halted registration is reported like a permanent failure (conditions, a Warning event)
     // but does not fail the reconcile: a client left at the AS keeps its client id, and its
@@ -219,10 +238,24 @@ async fn reconcile_inner(obj: &TppClient, ctx: &Context) -> Result<Requeue, Erro
     ))
 }
 
+/// How much of a name claim to make.
+#[derive(Clone, Copy)]
+enum Claim {
+    /// What the Secret cache can tell, without a request.
+    Cached,
+    /// Every name, with a GET for each the cache cannot vouch for.
+    Full,
+}
+
 /// [`crate::store::Store::claim`] of the client's three Secrets (`<name>-keys`,
 /// `-registration`, `-credentials`); the ConfigMap is checked when it is written (before any
 /// publication reaches the AS).
-async fn claim_names(ctx: &Context, obj: &TppClient, namespace: &str) -> Result<(), Error> {
+async fn claim_names(
+    ctx: &Context,
+    obj: &TppClient,
+    namespace: &str,
+    how: Claim,
+) -> Result<(), Error> {
     use crate::store::{build, layout, ownership::Writer};
     let name = obj.name_any();
     let names = [
@@ -234,7 +267,11 @@ async fn claim_names(ctx: &Context, obj: &TppClient, namespace: &str) -> Result<
         uid: Some(build::owner_ref(obj).uid),
         client: Some(name.clone()),
     };
-    match ctx.store.claim(namespace, &writer, &names).await {
+    let claimed = match how {
+        Claim::Cached => ctx.store.claim_cached(namespace, &writer, &names),
+        Claim::Full => ctx.store.claim(namespace, &writer, &names).await,
+    };
+    match claimed {
         Ok(()) => Ok(()),
         Err(crate::store::apply::WriteError::Kube(source)) => Err(Error::ReadObject {
             what: format!("the Secrets of {name}"),

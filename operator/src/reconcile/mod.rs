@@ -301,7 +301,8 @@ async fn run_clients(
     Controller::for_stream(stream, reader)
         .owns_stream(secret_triggers(secrets, namespace.clone(), ctx.clone()))
         .owns_stream(jwks_copy::triggers(configmaps, ctx.clone()))
-        .reconcile_on(server_ready(ctx.index.woken(), namespace.clone()))
+        .reconcile_on(woken(receiver(ctx.index.woken()), namespace.clone()))
+        .reconcile_on(woken(keygen_turns(ctx.keygen.woken()), namespace.clone()))
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
         )
@@ -311,24 +312,44 @@ async fn run_clients(
         .await;
 }
 
-/// The TppClients (of `scope`, or all) whose AuthorizationServer was just published Ready.
-fn server_ready(
-    woken: tokio::sync::broadcast::Receiver<kube::runtime::reflector::ObjectRef<TppClient>>,
+/// The TppClients (of `scope`, or all) woken by `rx`: their AuthorizationServer was just
+/// published Ready ([`server_index`]), or a key-generation slot was handed to them
+/// ([`admission`]).
+fn woken(
+    rx: impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<TppClient>> + Send + 'static,
     scope: Option<String>,
 ) -> impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<TppClient>> + Send + 'static {
-    futures::stream::unfold(woken, |mut rx| async move {
+    rx.filter(move |client| {
+        let keep = scope.is_none() || client.namespace == scope;
+        futures::future::ready(keep)
+    })
+}
+
+/// A broadcast receiver as a stream. Missed wake-ups are covered by the woken clients' safety
+/// requeues (and a key-generation slot not taken is passed on: [`admission::RESERVATION_TTL`]).
+fn receiver<T: Clone + Send + 'static>(
+    rx: tokio::sync::broadcast::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {
-                Ok(client) => return Some((client, rx)),
-                // Missed wake-ups are covered by the waiting clients' requeue.
+                Ok(item) => return Some((item, rx)),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     })
-    .filter(move |client| {
-        let keep = scope.is_none() || client.namespace == scope;
-        futures::future::ready(keep)
+}
+
+/// The clients handed a key-generation slot (`namespace/name`).
+fn keygen_turns(
+    rx: tokio::sync::broadcast::Receiver<String>,
+) -> impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<TppClient>> + Send + 'static {
+    receiver(rx).filter_map(|key| {
+        let client = key
+            .split_once('/')
+            .map(|(ns, name)| kube::runtime::reflector::ObjectRef::new(name).within(ns));
+        futures::future::ready(client)
     })
 }
 

@@ -334,11 +334,12 @@ pub async fn register(s: &mut Session<'_>) -> Result<(), Error> {
         ));
         s.credentials.tokens.clear();
     }
-    // The keys and certificate the request carries are persisted before it can be sent.
-    s.persist_keys().await?;
     // The intent: written once the AS's rate limiter let the request go, immediately before
     // it is sent (so a crash while waiting raises no false alarm), counting the attempts whose
-    // outcome may be unknown; a retry asked for by annotation starts a new count.
+    // outcome may be unknown; a retry asked for by annotation starts a new count. It is the
+    // whole `<name>-keys` as it stands, so the keys and certificate the request carries are
+    // persisted by the same write, before it can be sent (one write, not two: a request that
+    // never goes leaves them to the reconcile's last write).
     let mut intent = s.keys.clone();
     intent.registration_attempt_started_at = Some(now);
     intent.registration_unknown_attempts = match s.retry_registration_requested() {

@@ -14,6 +14,7 @@
 //! The layers and one reconcile's data flow are described in docs/architecture.md.
 
 pub mod admin;
+pub mod allocator;
 pub mod clock;
 pub mod config;
 pub mod consumers;

@@ -26,8 +26,17 @@ use tpp_operator::{
     telemetry,
 };
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before any thread exists (src/allocator.rs).
+    tpp_operator::allocator::tune();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let config = Config::load();
     telemetry::init(config.log_format);
     // Test builds only (`failpoints` feature): FAILPOINTS=name=action;... (docs/reliability.md).

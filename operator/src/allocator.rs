@@ -21,8 +21,16 @@ pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     for (param, env, value) in [
         (libc::M_ARENA_MAX, "MALLOC_ARENA_MAX", ARENAS),
-        (libc::M_MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD),
-        (libc::M_TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", TRIM_THRESHOLD),
+        (
+            libc::M_MMAP_THRESHOLD,
+            "MALLOC_MMAP_THRESHOLD_",
+            MMAP_THRESHOLD,
+        ),
+        (
+            libc::M_TRIM_THRESHOLD,
+            "MALLOC_TRIM_THRESHOLD_",
+            TRIM_THRESHOLD,
+        ),
     ] {
         if std::env::var_os(env).is_none() {
             // SAFETY: mallopt only changes glibc's allocator parameters; called before any

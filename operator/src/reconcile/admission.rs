@@ -273,14 +273,25 @@ mod tests {
         assert_eq!(a.backlog(), 0);
     }
 
-    #[test]
-    fn a_freed_slot_wakes_the_first_queued_client_and_is_kept_for_it_against_newcomers() {
-        let (a, _) = admission(1);
-        let mut rx = a.woken();
+    /// One slot, held by `a`; `b`, `c`, `d` queued in that order.
+    fn a_holds_b_c_d_wait() -> (
+        KeygenAdmission,
+        Clock,
+        broadcast::Receiver<String>,
+        KeygenPermit,
+    ) {
+        let (a, clock) = admission(1);
+        let rx = a.woken();
         let p = a.admit("ns/a").expect("slot");
         for k in ["ns/b", "ns/c", "ns/d"] {
             assert!(a.admit(k).is_err());
         }
+        (a, clock, rx, p)
+    }
+
+    #[test]
+    fn a_freed_slot_wakes_the_first_queued_client_and_is_kept_for_it_against_newcomers() {
+        let (a, _, mut rx, p) = a_holds_b_c_d_wait();
         assert!(a.admit("ns/c").is_err(), "a retry keeps its place");
         assert!(woken(&mut rx).is_empty());
         drop(p);
@@ -300,12 +311,7 @@ mod tests {
 
     #[test]
     fn a_slot_handed_to_a_client_that_does_not_take_it_goes_to_the_next() {
-        let (a, clock) = admission(1);
-        let mut rx = a.woken();
-        let p = a.admit("ns/a").expect("slot");
-        for k in ["ns/b", "ns/c", "ns/d"] {
-            assert!(a.admit(k).is_err());
-        }
+        let (a, clock, mut rx, p) = a_holds_b_c_d_wait();
         a.forget("ns/c");
         drop(p);
         assert_eq!(woken(&mut rx), ["ns/b"]);

@@ -268,7 +268,7 @@ async fn claim_names(
         client: Some(name.clone()),
     };
     let claimed = match how {
-        Claim::Cached => ctx.store.claim_cached(namespace, &writer, &names),
+        Claim::Cached => ctx.store.claim_cached(namespace, &writer, &names).map(drop),
         Claim::Full => ctx.store.claim(namespace, &writer, &names).await,
     };
     match claimed {

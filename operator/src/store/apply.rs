@@ -101,14 +101,7 @@ impl Store {
         writer: &Writer,
         names: &[String],
     ) -> Result<(), WriteError> {
-        for name in names {
-            if let Some(verdict) = self.cache.check_writer(namespace, name, writer) {
-                verdict?;
-                continue;
-            }
-            if self.cache.checked_absent(namespace, name) {
-                continue;
-            }
+        for name in self.claim_cached(namespace, writer, names)? {
             match Api::<Secret>::namespaced(self.client.clone(), namespace)
                 .get_opt(name)
                 .await?
@@ -123,20 +116,24 @@ impl Store {
         Ok(())
     }
 
-    /// The part of [`Self::claim`] the cache can answer: a name it holds a Secret of that belongs
-    /// to someone else. No request.
-    pub fn claim_cached(
+    /// The part of [`Self::claim`] the cache can answer, without a request: a name whose cached
+    /// Secret belongs to someone else fails it; the names the cache cannot vouch for (neither
+    /// cached nor found free by an earlier GET) are returned.
+    pub fn claim_cached<'n>(
         &self,
         namespace: &str,
         writer: &Writer,
-        names: &[String],
-    ) -> Result<(), WriteError> {
+        names: &'n [String],
+    ) -> Result<Vec<&'n String>, WriteError> {
+        let mut unknown = Vec::new();
         for name in names {
-            if let Some(verdict) = self.cache.check_writer(namespace, name, writer) {
-                verdict?;
+            match self.cache.check_writer(namespace, name, writer) {
+                Some(verdict) => verdict?,
+                None if self.cache.checked_absent(namespace, name) => {}
+                None => unknown.push(name),
             }
         }
-        Ok(())
+        Ok(unknown)
     }
 
     /// Fill the Secret cache of `scope` (a namespace, `None` for all) from a paged LIST of our

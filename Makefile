@@ -126,8 +126,11 @@ test-alerts:
 	@hack/test-alerts.sh
 
 ## Dependency licences and duplicate versions (deny.toml), offline against the local index;
-## cargo-deny is installed once by hack/install-cargo-deny.sh.
+## cargo-deny is installed once by hack/install-cargo-deny.sh. `cargo fetch` first: builds
+## download only this platform's crates, and cargo-deny reads the lock file's crates of every
+## platform (a fresh machine has no others).
 deny:
+	@$(CARGO) fetch --locked --quiet
 	@deny=$$(hack/install-cargo-deny.sh | tail -n1) && \
 	  PATH="$$(dirname "$$deny"):$$PATH" $(CARGO) deny --offline --workspace check licenses bans
 

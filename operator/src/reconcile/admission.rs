@@ -129,6 +129,7 @@ impl KeygenAdmission {
         };
         if admitted {
             st.queued.remove(key);
+            st.overdue.remove(key);
             return Ok(KeygenPermit {
                 inner: inner.clone(),
             });
@@ -154,12 +155,32 @@ impl KeygenAdmission {
         Err(safety_requeue(ahead, inner.workers, rand::random::<f64>()))
     }
 
-    /// The reconcile of `key` ended: a slot handed to it and not taken goes to the next client.
-    pub fn unreserve(&self, key: &str) {
+    /// The reconcile of `key` ended without asking for a slot: a slot handed to it goes to the
+    /// next client. When the reconcile `failed` (before it could ask), `key` keeps its turn: it
+    /// goes first when it asks again.
+    pub fn unreserve(&self, key: &str, failed: bool) {
         let mut st = self.inner.lock();
         if st.reserved.remove(key).is_some() {
+            if failed {
+                st.overdue.insert(key.to_owned());
+            } else {
+                st.overdue.remove(key);
+            }
             self.inner.pass_on(&mut st);
         }
+    }
+
+    /// `key` was admitted and its reconcile failed (it will retry after its backoff): it goes
+    /// first when it asks again, not behind the whole queue.
+    pub fn keep_turn(&self, key: &str) {
+        self.inner.lock().overdue.insert(key.to_owned());
+    }
+
+    /// `key` needs no slot (its plan generates nothing): it leaves the queue.
+    pub fn not_waiting(&self, key: &str) {
+        let mut st = self.inner.lock();
+        st.queued.remove(key);
+        st.overdue.remove(key);
     }
 
     /// Forget `key` (deleted): it leaves the queue, and a slot handed to it goes to the next.
@@ -169,6 +190,23 @@ impl KeygenAdmission {
         st.overdue.remove(key);
         if st.reserved.remove(key).is_some() {
             self.inner.pass_on(&mut st);
+        }
+    }
+
+    /// Forget every client `keep` refuses (absent from a completed relist).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = {
+            let st = self.inner.lock();
+            st.queued
+                .keys()
+                .chain(st.reserved.keys())
+                .chain(st.overdue.iter())
+                .filter(|k| !keep(k))
+                .cloned()
+                .collect()
+        };
+        for key in gone {
+            self.forget(&key);
         }
     }
 
@@ -316,7 +354,7 @@ mod tests {
         drop(p);
         assert_eq!(woken(&mut rx), ["ns/b"]);
         // b's reconcile ended without key generation (its plan changed).
-        a.unreserve("ns/b");
+        a.unreserve("ns/b", false);
         assert_eq!(woken(&mut rx), ["ns/d"], "c was forgotten");
         // d's reconcile does not come in time: after the reservation's time the slot is free
         // again, and d goes first when it asks.
@@ -332,13 +370,50 @@ mod tests {
     }
 
     #[test]
+    fn a_client_whose_turn_failed_goes_first_when_it_asks_again() {
+        let (a, _, mut rx, p) = a_holds_b_c_d_wait();
+        drop(p);
+        assert_eq!(woken(&mut rx), ["ns/b"]);
+        // b's woken reconcile failed before it asked (a transient read): c gets the slot.
+        a.unreserve("ns/b", true);
+        assert_eq!(woken(&mut rx), ["ns/c"]);
+        let p = a.admit("ns/c").expect("c's slot");
+        // c's key generation failed after admission.
+        a.keep_turn("ns/c");
+        drop(p);
+        assert_eq!(woken(&mut rx), ["ns/d"]);
+        assert!(a.admit("ns/b").is_err(), "b retries after its backoff");
+        assert!(a.admit("ns/c").is_err());
+        drop(a.admit("ns/d").expect("d's slot"));
+        assert_eq!(
+            woken(&mut rx),
+            ["ns/c"],
+            "c and b ahead of nobody else, last first"
+        );
+    }
+
+    #[test]
+    fn deleted_or_unlisted_or_no_longer_waiting_clients_leave_the_queue_and_their_slot_goes_on() {
+        let (a, _, mut rx, p) = a_holds_b_c_d_wait();
+        a.not_waiting("ns/b");
+        a.retain(|k| k != "ns/c");
+        assert_eq!(a.backlog(), 1);
+        drop(p);
+        assert_eq!(woken(&mut rx), ["ns/d"]);
+        a.retain(|k| k != "ns/d");
+        assert!(a.inner.lock().reserved.is_empty(), "d's slot went back");
+        let _p = a.admit("ns/e").expect("a free slot");
+        assert!(a.inner.lock().overdue.is_empty());
+    }
+
+    #[test]
     fn without_a_queue_a_released_slot_is_free_for_anyone() {
         let (a, _) = admission(1);
         let mut rx = a.woken();
         drop(a.admit("ns/a").expect("slot"));
         assert!(woken(&mut rx).is_empty());
         let _p = a.admit("ns/b").expect("the freed slot");
-        a.unreserve("ns/b");
+        a.unreserve("ns/b", false);
         assert!(
             a.admit("ns/c").is_err(),
             "unreserve of an admitted client frees nothing"

@@ -38,17 +38,20 @@ pub async fn reconcile(obj: Arc<TppClient>, ctx: Arc<Context>) -> Result<Requeue
     // forever: give up after a bound and retry with backoff. The bound stops new work; an AS
     // call carrying a registration access token and the write of that token finish first
     // (see `deadline`).
-    let asked = std::sync::atomic::AtomicBool::new(false);
+    let asked = std::sync::atomic::AtomicU8::new(NOT_ASKED);
     let result =
         match super::deadline::run(RECONCILE_TIMEOUT, reconcile_inner(&obj, &ctx, &asked)).await {
             Ok(r) => r,
             Err(_) => Err(Error::ReconcileTimeout(RECONCILE_TIMEOUT)),
         };
     // A key-generation slot handed to this client while it was not asking for one (woken, but
-    // nothing to generate any more, or it stopped earlier) goes to the next queued client. One
+    // nothing to generate any more, or it failed earlier) goes to the next queued client. One
     // handed over after this reconcile asked (and was queued) is for the wake-up's reconcile.
-    if !asked.load(std::sync::atomic::Ordering::Relaxed) {
-        ctx.keygen.unreserve(&key(&obj));
+    // A client whose turn ended in a failure keeps its turn for its retry.
+    match asked.load(std::sync::atomic::Ordering::Relaxed) {
+        NOT_ASKED => ctx.keygen.unreserve(&key(&obj), result.is_err()),
+        ADMITTED if result.is_err() => ctx.keygen.keep_turn(&key(&obj)),
+        _ => {}
     }
     ctx.metrics
         .reconcile_duration
@@ -66,6 +69,11 @@ pub async fn reconcile(obj: Arc<TppClient>, ctx: Arc<Context>) -> Result<Requeue
         .inc();
     result
 }
+
+/// What a reconcile asked of the key-generation admission.
+const NOT_ASKED: u8 = 0;
+const QUEUED: u8 = 1;
+const ADMITTED: u8 = 2;
 
 struct InFlight<'a>(&'a Context);
 
@@ -89,7 +97,7 @@ fn key(obj: &TppClient) -> String {
 async fn reconcile_inner(
     obj: &TppClient,
     ctx: &Context,
-    asked: &std::sync::atomic::AtomicBool,
+    asked: &std::sync::atomic::AtomicU8,
 ) -> Result<Requeue, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     if obj.meta().deletion_timestamp.is_some() {
@@ -148,9 +156,12 @@ async fn reconcile_inner(
     let rotation_policy = policy::rotation_policy(obj, &uid);
     let first = rotation::plan(&rotation_policy, &session.observed(), ctx.clock.now());
     let _keygen = if generates_keys(&first) {
-        asked.store(true, std::sync::atomic::Ordering::Relaxed);
+        asked.store(QUEUED, std::sync::atomic::Ordering::Relaxed);
         match ctx.keygen.admit(&key(obj)) {
-            Ok(permit) => Some(permit),
+            Ok(permit) => {
+                asked.store(ADMITTED, std::sync::atomic::Ordering::Relaxed);
+                Some(permit)
+            }
             Err(wait) => {
                 tracing::debug!(client = %key(obj), backlog = ctx.keygen.backlog(), ?wait, "key generation queued");
                 if let Some(st) = status::queued(obj, &old, now) {
@@ -161,6 +172,7 @@ async fn reconcile_inner(
             }
         }
     } else {
+        ctx.keygen.not_waiting(&key(obj));
         None
     };
     if let Err(e) = claim_names(ctx, obj, &namespace, Claim::Full).await {

@@ -174,19 +174,28 @@ fn client_triggers(
     let cached = if warm { reader.state() } else { vec![] };
     let cached = futures::stream::iter(cached).map(|o| Ok(Event::Apply((*o).clone())));
     let events = cached.chain(events);
-    let events = forget_deleted(events, reader.clone(), scope, metrics, ctx.statuses.clone());
+    let events = forget_deleted(
+        events,
+        reader.clone(),
+        scope,
+        metrics,
+        ctx.statuses.clone(),
+        ctx.keygen.clone(),
+    );
     release_after_list(events, reader).predicate_filter(trigger_hash, Default::default())
 }
 
-/// Drops the metric series of TppClients that are gone: deleted (a client without a finalizer
-/// never reaches [`cleanup`]), or absent from a completed relist of `scope` (deleted while the
-/// watch was down).
+/// Drops the metric series, the status ledger's entries and the key-generation queue's places
+/// of TppClients that are gone: deleted (a client without a finalizer never reaches
+/// [`cleanup`]: a client still queued for its first keys has none), or absent from a completed
+/// relist of `scope` (deleted while the watch was down).
 fn forget_deleted<S>(
     events: S,
     reader: reflector::Store<TppClient>,
     scope: Option<String>,
     metrics: Arc<crate::metrics::Metrics>,
     statuses: Arc<status_ledger::StatusLedger>,
+    keygen: admission::KeygenAdmission,
 ) -> impl futures::Stream<Item = Result<Event<TppClient>, watcher::Error>> + Send + 'static
 where
     S: futures::Stream<Item = Result<Event<TppClient>, watcher::Error>> + Send + 'static,
@@ -197,16 +206,19 @@ where
             let ns = o.namespace().unwrap_or_default();
             metrics.forget_client(&ns, &o.name_any());
             statuses.forget(&format!("{ns}/{}", o.name_any()));
+            keygen.forget(&format!("{ns}/{}", o.name_any()));
         }
         Ok(Event::InitDone) => {
             let cached =
                 |ns: &str, name: &str| reader.get(&ObjectRef::new(name).within(ns)).is_some();
             metrics.retain_clients(scope.as_deref(), cached);
-            statuses.retain(|key| {
+            // Another namespace's controller keeps its own entries.
+            let keep = |key: &str| {
                 let (ns, name) = key.split_once('/').unwrap_or(("", key));
-                // Another namespace's controller keeps its own entries.
                 scope.as_deref().is_some_and(|s| s != ns) || cached(ns, name)
-            });
+            };
+            statuses.retain(keep);
+            keygen.retain(keep);
         }
         _ => {}
     })
@@ -675,12 +687,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_series_of_a_deleted_client_or_one_missing_from_a_relist_are_dropped() {
+    async fn the_series_and_queue_places_of_a_deleted_client_or_one_missing_from_a_relist_are_dropped()
+     {
         let metrics = Arc::new(crate::metrics::Metrics::new(false));
         for name in ["a", "b", "c"] {
             metrics.set_ready("ns", name, "as", Some(true));
         }
         metrics.set_ready("other", "x", "as", Some(true));
+        // One key-generation slot, held; every client queued for its first keys (no finalizer
+        // yet, so a deletion never reaches `cleanup`).
+        let keygen = admission::KeygenAdmission::new(1, 1);
+        let _held = keygen.admit("ns/held").expect("the slot");
+        for key in ["ns/a", "ns/b", "ns/c", "other/x"] {
+            assert!(keygen.admit(key).is_err());
+        }
         let (reader, writer) = reflector::store::<TppClient>();
         let events = futures::stream::iter(vec![
             Event::Init,
@@ -697,9 +717,12 @@ mod tests {
             Some("ns".into()),
             metrics.clone(),
             Default::default(),
+            keygen.clone(),
         )
         .collect()
         .await;
+        // `ns/a` and `other/x` still wait.
+        assert_eq!(keygen.backlog(), 2);
         let text = metrics.render();
         let ready: Vec<&str> = text
             .lines()

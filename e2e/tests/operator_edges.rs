@@ -1048,12 +1048,14 @@ async fn clients_applied_at_once_queue_for_key_generation_once_and_are_served_in
             );
         }
         // One slot: key generation, registration and the first token run one client at a time,
-        // so registrations follow the queue's arrival order.
+        // so registrations follow the queue's arrival order (logged under the queue's lock; the
+        // lines above are logged after it, by concurrent reconciles, in any order).
+        let arrival = clients_logged(&log, "joined the key-generation queue");
         let registered_queued: Vec<&String> = registered
             .iter()
-            .filter(|n| first_seen.contains(n))
+            .filter(|n| arrival.contains(n))
             .collect();
-        let arrival: Vec<&String> = first_seen.iter().collect();
+        let arrival: Vec<&String> = arrival.iter().collect();
         ensure!(
             registered_queued == arrival,
             "queued clients registered out of their arrival order: queued {arrival:?}, registered {registered_queued:?}"

@@ -128,8 +128,7 @@ impl KeygenAdmission {
             free
         };
         if admitted {
-            st.queued.remove(key);
-            st.overdue.remove(key);
+            st.leave(key);
             return Ok(KeygenPermit {
                 inner: inner.clone(),
             });
@@ -148,6 +147,8 @@ impl KeygenAdmission {
                 st.arrived += 1;
                 st.queued.insert(key.to_owned(), n);
                 st.queue.push_back((key.to_owned(), n));
+                // Under the lock: these lines come in arrival order.
+                tracing::debug!(client = %key, arrival = n, "joined the key-generation queue");
                 n
             }
         };
@@ -178,16 +179,13 @@ impl KeygenAdmission {
 
     /// `key` needs no slot (its plan generates nothing): it leaves the queue.
     pub fn not_waiting(&self, key: &str) {
-        let mut st = self.inner.lock();
-        st.queued.remove(key);
-        st.overdue.remove(key);
+        self.inner.lock().leave(key);
     }
 
     /// Forget `key` (deleted): it leaves the queue, and a slot handed to it goes to the next.
     pub fn forget(&self, key: &str) {
         let mut st = self.inner.lock();
-        st.queued.remove(key);
-        st.overdue.remove(key);
+        st.leave(key);
         if st.reserved.remove(key).is_some() {
             self.inner.pass_on(&mut st);
         }
@@ -218,6 +216,14 @@ impl KeygenAdmission {
     /// The clients (`namespace/name`) handed a slot: reconcile them now.
     pub fn woken(&self) -> broadcast::Receiver<String> {
         self.inner.wake.subscribe()
+    }
+}
+
+impl State {
+    /// `key` no longer waits: out of the queue (its entry there is skipped) and not overdue.
+    fn leave(&mut self, key: &str) {
+        self.queued.remove(key);
+        self.overdue.remove(key);
     }
 }
 

@@ -136,10 +136,13 @@ async fn reconcile_inner(
     };
     // Nothing is done for a client one of whose Secret names belongs to someone else: what the
     // cache knows is checked now (no request), the rest once the client is admitted.
-    if let Err(e) = claim_names(ctx, obj, &namespace, Claim::Cached).await {
-        status::publish(ctx, obj, &old, &status::early_failure(obj, &old, &e, now)).await?;
-        return Err(e);
-    }
+    let claim = match NameClaim::from_cache(ctx, obj, &namespace) {
+        Ok(c) => c,
+        Err(e) => {
+            status::publish(ctx, obj, &old, &status::early_failure(obj, &old, &e, now)).await?;
+            return Err(e);
+        }
+    };
     let effects = super::effects::KubeEffects::new(ctx);
     let mut session = match Session::load(ctx, &effects, obj, namespace.clone(), resolved).await {
         Ok(s) => s,
@@ -151,19 +154,20 @@ async fn reconcile_inner(
     // Key generation waits for a slot without holding a controller slot (see `admission`):
     // nothing was done yet, so nothing but the status of a client that is not Ready is
     // written, and the name claim's GETs wait for the client's turn.
-    session.backoff_until = ctx.backoff_until(&key(obj));
+    let client_key = key(obj);
+    session.backoff_until = ctx.backoff_until(&client_key);
     let uid = obj.uid().unwrap_or_default();
     let rotation_policy = policy::rotation_policy(obj, &uid);
     let first = rotation::plan(&rotation_policy, &session.observed(), ctx.clock.now());
     let _keygen = if generates_keys(&first) {
         asked.store(QUEUED, std::sync::atomic::Ordering::Relaxed);
-        match ctx.keygen.admit(&key(obj)) {
+        match ctx.keygen.admit(&client_key) {
             Ok(permit) => {
                 asked.store(ADMITTED, std::sync::atomic::Ordering::Relaxed);
                 Some(permit)
             }
             Err(wait) => {
-                tracing::debug!(client = %key(obj), backlog = ctx.keygen.backlog(), ?wait, "key generation queued");
+                tracing::debug!(client = %client_key, backlog = ctx.keygen.backlog(), ?wait, "key generation queued");
                 if let Some(st) = status::queued(obj, &old, now) {
                     status::publish(ctx, obj, &old, &st).await?;
                 }
@@ -172,10 +176,10 @@ async fn reconcile_inner(
             }
         }
     } else {
-        ctx.keygen.not_waiting(&key(obj));
+        ctx.keygen.not_waiting(&client_key);
         None
     };
-    if let Err(e) = claim_names(ctx, obj, &namespace, Claim::Full).await {
+    if let Err(e) = claim.by_get(ctx, &namespace).await {
         status::publish(ctx, obj, &old, &status::early_failure(obj, &old, &e, now)).await?;
         return Err(e);
     }
@@ -222,7 +226,7 @@ async fn reconcile_inner(
     st.consecutive_failures = if result.is_ok() {
         0
     } else {
-        ctx.failures(&key(obj)).saturating_add(1)
+        ctx.failures(&client_key).saturating_add(1)
     };
     publish_events(ctx, obj, &session.events).await;
     record_metrics(ctx, &session);
@@ -230,7 +234,7 @@ async fn reconcile_inner(
     // Workloads that read the credentials only at start (spec.consumers.restartTargets).
     let consumers_wake = crate::consumers::restart_targets(ctx, obj).await;
     result?;
-    ctx.reset_failures(&key(obj));
+    ctx.reset_failures(&client_key);
     // Wake at (not before) the planner's instant: a wake-up truncated to whole seconds would
     // find nothing due yet and wait another MIN_REQUEUE, late by up to a second.
     let wake = plan.and_then(|p| p.next_wakeup).map(|at| {
@@ -250,46 +254,65 @@ async fn reconcile_inner(
     ))
 }
 
-/// How much of a name claim to make.
-#[derive(Clone, Copy)]
-enum Claim {
-    /// What the Secret cache can tell, without a request.
-    Cached,
-    /// Every name, with a GET for each the cache cannot vouch for.
-    Full,
+/// The claim of the client's three Secret names (`<name>-keys`, `-registration`,
+/// `-credentials`) against other writers, in two parts: [`Self::from_cache`] before admission
+/// (no request), [`Self::by_get`] for the names the cache could not vouch for (none for a
+/// running client). The ConfigMap is checked when it is written (before any publication reaches
+/// the AS).
+struct NameClaim {
+    name: String,
+    writer: crate::store::ownership::Writer,
+    /// Names left for a GET.
+    unknown: Vec<String>,
 }
 
-/// [`crate::store::Store::claim`] of the client's three Secrets (`<name>-keys`,
-/// `-registration`, `-credentials`); the ConfigMap is checked when it is written (before any
-/// publication reaches the AS).
-async fn claim_names(
-    ctx: &Context,
-    obj: &TppClient,
-    namespace: &str,
-    how: Claim,
-) -> Result<(), Error> {
-    use crate::store::{build, layout, ownership::Writer};
-    let name = obj.name_any();
-    let names = [
-        layout::keys_name(&name),
-        layout::registration_name(&name),
-        layout::credentials_name(&name),
-    ];
-    let writer = Writer {
-        uid: Some(build::owner_ref(obj).uid),
-        client: Some(name.clone()),
-    };
-    let claimed = match how {
-        Claim::Cached => ctx.store.claim_cached(namespace, &writer, &names).map(drop),
-        Claim::Full => ctx.store.claim(namespace, &writer, &names).await,
-    };
-    match claimed {
-        Ok(()) => Ok(()),
-        Err(crate::store::apply::WriteError::Kube(source)) => Err(Error::ReadObject {
+impl NameClaim {
+    /// [`crate::store::Store::claim_cached`] of the three names.
+    fn from_cache(ctx: &Context, obj: &TppClient, namespace: &str) -> Result<Self, Error> {
+        use crate::store::{build, layout, ownership::Writer};
+        let name = obj.name_any();
+        let names = [
+            layout::keys_name(&name),
+            layout::registration_name(&name),
+            layout::credentials_name(&name),
+        ];
+        let writer = Writer {
+            uid: Some(build::owner_ref(obj).uid),
+            client: Some(name.clone()),
+        };
+        let unknown = ctx
+            .store
+            .claim_cached(namespace, &writer, &names)
+            .map_err(|e| claim_error(&name, e))?
+            .into_iter()
+            .cloned()
+            .collect();
+        Ok(Self {
+            name,
+            writer,
+            unknown,
+        })
+    }
+
+    /// [`crate::store::Store::claim_by_get`] of the names the cache could not vouch for.
+    async fn by_get(&self, ctx: &Context, namespace: &str) -> Result<(), Error> {
+        if self.unknown.is_empty() {
+            return Ok(());
+        }
+        ctx.store
+            .claim_by_get(namespace, &self.writer, &self.unknown)
+            .await
+            .map_err(|e| claim_error(&self.name, e))
+    }
+}
+
+fn claim_error(name: &str, e: crate::store::apply::WriteError) -> Error {
+    match e {
+        crate::store::apply::WriteError::Kube(source) => Error::ReadObject {
             what: format!("the Secrets of {name}"),
             source,
-        }),
-        Err(crate::store::apply::WriteError::NameConflict(c)) => Err(Error::NameConflict(c)),
+        },
+        crate::store::apply::WriteError::NameConflict(c) => Error::NameConflict(c),
     }
 }
 

@@ -91,17 +91,16 @@ impl Store {
         Ok(got.filter(|s| layout::is_managed(&s.metadata)))
     }
 
-    /// Check, before a reconcile does anything, that none of `names` (Secrets the client
-    /// writes) belongs to someone else: so that no registration or token request is made whose
-    /// answer could not be stored. From the cache when it holds the Secret or a GET found the name
-    /// free before, else one GET per name (a new client's first reconcile).
-    pub async fn claim(
+    /// The part of a name claim that needs the API: one GET for each of `names` (those
+    /// [`Self::claim_cached`] could not vouch for; a new client's first turn). A Secret of that
+    /// name that is someone else's fails it; an absent name is remembered as checked.
+    pub async fn claim_by_get(
         &self,
         namespace: &str,
         writer: &Writer,
         names: &[String],
     ) -> Result<(), WriteError> {
-        for name in self.claim_cached(namespace, writer, names)? {
+        for name in names {
             match Api::<Secret>::namespaced(self.client.clone(), namespace)
                 .get_opt(name)
                 .await?
@@ -116,9 +115,12 @@ impl Store {
         Ok(())
     }
 
-    /// The part of [`Self::claim`] the cache can answer, without a request: a name whose cached
-    /// Secret belongs to someone else fails it; the names the cache cannot vouch for (neither
-    /// cached nor found free by an earlier GET) are returned.
+    /// Check, before a reconcile does anything, that none of `names` (Secrets the client
+    /// writes) belongs to someone else, so that no registration or token request is made whose
+    /// answer could not be stored — the part the cache can answer, without a request: a name
+    /// whose cached Secret belongs to someone else fails it; the names the cache cannot vouch
+    /// for (neither cached nor found free by an earlier GET) are returned, for
+    /// [`Self::claim_by_get`].
     pub fn claim_cached<'n>(
         &self,
         namespace: &str,

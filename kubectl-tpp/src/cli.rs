@@ -99,7 +99,7 @@ pub struct PreflightArgs {
     /// caBundle).
     #[arg(long)]
     pub ca: PathBuf,
-    /// Fetch the discovery document from here instead of <issuer>/.well-known/openid-configuration.
+    /// Fetch the discovery document from here instead of the issuer's /.well-known/openid-configuration.
     #[arg(long)]
     pub discovery_url: Option<String>,
     /// Token endpoint authentication method.

@@ -32,7 +32,7 @@ struct Args {
     /// Operator log filter.
     #[arg(long, default_value = "info")]
     operator_log: String,
-    /// Report files: `<out>.json` and `<out>.md` (default: target/bench-scale/n<N>).
+    /// Report files: `<out>.json` and `<out>.md` (default: target/bench-scale/n followed by N).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Keep the control plane's run folder in the temp dir.

@@ -1,7 +1,7 @@
 //! JSON Web Key types (RFC 7517/7518) and the RFC 7638 thumbprint used as `kid`.
 //!
 //! [`Jwk`] is the public form, safe to publish and log. Private members never live in a
-//! `Jwk`: they travel only inside [`RawPrivateJwk`], which zeroizes on drop, has a redacting
+//! `Jwk`: they travel only inside `RawPrivateJwk`, which zeroizes on drop, has a redacting
 //! `Debug`, and is only reachable from `keys.rs`. Pure functions, no I/O.
 
 use base64::Engine as _;

@@ -6,7 +6,7 @@
 //! Contract: [`clamp`] is pure and idempotent; a clamped policy is never faster than the
 //! original one. The token refresh margin is bounded where the token's lifetime is known
 //! ([`super::refresh_at`]: at most half the lifetime) and the certificate's renew-before where
-//! the certificate's lifetime is known ([`super::certificate`]: at most half of it). The verb
+//! the certificate's lifetime is known (`rotation::certificate`: at most half of it). The verb
 //! annotations (`tpp.dev/rotate-keys`, ...) have a floor too: a new value is acted on no sooner
 //! than [`MIN_TRIGGER_INTERVAL`] after the last one of the same verb ([`trigger_deferred_until`]);
 //! until then it is deferred, not dropped. No I/O.

@@ -9,7 +9,7 @@
 //! `Observed::backoff_until`. Keys (`keys`), certificate (`certificate`), registration
 //! (`registration`) and tokens (`tokens`) are decided by small ordered checks, each returning a
 //! [`Reason`]; the retry delay after a failure by [`retry_delay`]. What each action does to the
-//! state is [`apply`], shared by the reconciler and the simulator. Every schedule has a floor
+//! state is [`apply()`], shared by the reconciler and the simulator. Every schedule has a floor
 //! ([`floors`]). See docs/architecture.md.
 
 mod action;

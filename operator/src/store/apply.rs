@@ -141,24 +141,14 @@ impl Store {
     /// Fill the Secret cache of `scope` (a namespace, `None` for all) from a paged LIST of our
     /// Secrets: at start, one request per 250 Secrets instead of three GETs per client.
     pub async fn warm(&self, scope: Option<&str>) -> Result<usize, kube::Error> {
-        let api = match scope {
-            Some(ns) => Api::<Secret>::namespaced(self.client.clone(), ns),
-            None => Api::<Secret>::all(self.client.clone()),
-        };
-        let mut params = kube::api::ListParams::default()
-            .labels(&super::layout::managed_selector())
-            .limit(250);
-        let mut count = 0;
-        loop {
-            let page = api.list(&params).await?;
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            count += page.items.len();
-            self.cache.fill_page(page.items);
-            match next {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
-            }
-        }
+        let count = self
+            .pages(
+                scope,
+                250,
+                |api, params| async move { api.list(&params).await },
+                |items| self.cache.fill_page(items),
+            )
+            .await?;
         self.cache.listed(scope);
         Ok(count)
     }
@@ -169,42 +159,69 @@ impl Store {
     /// is then exact as of this LIST before the new leader's first reconcile reads it
     /// ([`crate::reconcile::standby`]). A failure half-way clears the scope.
     pub async fn confirm(&self, scope: Option<&str>) -> Result<usize, kube::Error> {
+        self.cache.relist_started(scope);
+        let listed = self
+            .pages(
+                scope,
+                500,
+                |api, params| async move { api.list_metadata(&params).await },
+                |items| {
+                    for o in items {
+                        let (Some(ns), Some(name), Some(rv)) = (
+                            o.metadata.namespace.as_deref(),
+                            o.metadata.name.as_deref(),
+                            o.metadata.resource_version.as_deref(),
+                        ) else {
+                            continue;
+                        };
+                        self.cache.listed_one(scope, ns, name, rv);
+                    }
+                },
+            )
+            .await;
+        match listed {
+            Ok(count) => {
+                self.cache.relist_done(scope);
+                Ok(count)
+            }
+            Err(e) => {
+                self.cache.clear_scope(scope);
+                Err(e)
+            }
+        }
+    }
+
+    /// Every page of a paged LIST of our Secrets in `scope`, `limit` per page, handed to `page`
+    /// as it comes; the number of items listed.
+    async fn pages<T, Fut>(
+        &self,
+        scope: Option<&str>,
+        limit: u32,
+        list: impl Fn(Api<Secret>, kube::api::ListParams) -> Fut,
+        mut page: impl FnMut(Vec<T>),
+    ) -> Result<usize, kube::Error>
+    where
+        T: Clone,
+        Fut: std::future::Future<Output = Result<kube::core::ObjectList<T>, kube::Error>>,
+    {
         let api = match scope {
             Some(ns) => Api::<Secret>::namespaced(self.client.clone(), ns),
             None => Api::<Secret>::all(self.client.clone()),
         };
         let mut params = kube::api::ListParams::default()
             .labels(&super::layout::managed_selector())
-            .limit(500);
+            .limit(limit);
         let mut count = 0;
-        self.cache.relist_started(scope);
         loop {
-            let page = match api.list_metadata(&params).await {
-                Ok(page) => page,
-                Err(e) => {
-                    self.cache.clear_scope(scope);
-                    return Err(e);
-                }
-            };
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            count += page.items.len();
-            for o in page.items {
-                let (Some(ns), Some(name), Some(rv)) = (
-                    o.metadata.namespace.as_deref(),
-                    o.metadata.name.as_deref(),
-                    o.metadata.resource_version.as_deref(),
-                ) else {
-                    continue;
-                };
-                self.cache.listed_one(scope, ns, name, rv);
-            }
+            let list = list(api.clone(), params.clone()).await?;
+            let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+            count += list.items.len();
+            page(list.items);
             match next {
                 Some(token) => params = params.continue_token(&token),
-                None => break,
+                None => return Ok(count),
             }
         }
-        self.cache.relist_done(scope);
-        Ok(count)
     }
 
     /// GET a ConfigMap, `None` when absent.

@@ -3,9 +3,9 @@
 //! GET or from the answer to our own apply; it is dropped when the metadata watch of our
 //! Secrets reports a write by anyone else, a deletion, or a relist. Memory: the Secret's data,
 //! labels, finalizers, owner references and deletion timestamp only (no managedFields of ours),
-//! in a compact [`Entry`]: boxed slices instead of maps, no allocation for the operator's own
+//! in a compact `Entry`: boxed slices instead of maps, no allocation for the operator's own
 //! names (label keys, data keys, the finalizer), and none of the credentials keys every write
-//! rebuilds ([`REBUILT`]). Measured per client in `operator/tests/secret_cache_memory.rs`
+//! rebuilds (`REBUILT`). Measured per client in `operator/tests/secret_cache_memory.rs`
 //! (BENCHMARKS.md, "Issue 16").
 //!
 //! Beside it, the name and resourceVersion of every managed Secret the watch has listed: once

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Live heap of a heaptrack recording by owner (BENCHMARKS.md, "Heap profile").
 
-Usage: hack/heap-by-owner.py <heaptrack file (.gz or .zst)>
+Usage: hack/heap-by-owner.py <heaptrack file (.gz or .zst), or heaptrack_print's text of it> [--other K]
 
 Each allocation still live at the end (for an operator SIGKILLed by bench-scale: live at the
 kill) goes to the first owner whose keyword appears in its backtrace; the rest is "other".
@@ -19,10 +19,14 @@ cats=[("TLS session tickets (rustls client cache)",["NewSessionTicket","handle_n
 ("controller queue and scheduler",["kube_runtime..scheduler","kube_runtime::scheduler","controller..runner","HoldUnless"]),
 ]
 f=sys.argv[1]
-out=subprocess.run(["heaptrack_print","-f",f,"-p","0","-a","0","-T","0","-l","1","-n","100000","-s","0","--merge-backtraces","0"],capture_output=True,text=True).stdout
+other_k=int(sys.argv[sys.argv.index("--other")+1]) if "--other" in sys.argv else 0
+if f.endswith(".txt"):
+    out=open(f).read()
+else:
+    out=subprocess.run(["heaptrack_print","-f",f,"-p","0","-a","0","-T","0","-l","1","-n","100000","-s","0","--merge-backtraces","0"],capture_output=True,text=True).stdout
 blocks=re.split(r'\n(?=\S[^\n]* leaked over )',out)
 unit={'B':1,'K':1024,'M':1024**2,'G':1024**3}
-tot={};total=0
+tot={};total=0;others=[]
 for b in blocks:
     m=re.match(r'([\d.]+)([BKMG]) leaked over',b)
     if not m: continue
@@ -31,5 +35,9 @@ for b in blocks:
     for name,keys in cats:
         if any(k in b for k in keys): c=name;break
     tot[c]=tot.get(c,0)+v
+    if c.startswith("other"): others.append((v,b))
 for k,v in sorted(tot.items(),key=lambda x:-x[1]): print(f"{v/1048576:8.2f} MiB  {k}")
 print(f"{total/1048576:8.2f} MiB  total live heap at the kill")
+for v,b in sorted(others,key=lambda x:-x[0])[:other_k]:
+    frames=[l.strip() for l in b.splitlines()[1:] if l.strip() and not l.strip().startswith("in ") and not l.strip().startswith("0x")]
+    print(f"\n{v/1048576:8.2f} MiB other: "+" <- ".join(fr[:90] for fr in frames[:8]))

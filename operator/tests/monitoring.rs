@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     path::{Path, PathBuf},
 };
 
@@ -30,7 +30,7 @@ fn exported() -> BTreeSet<String> {
         "a",
         "ofm",
         ClientFacts {
-            tokens: BTreeMap::from([("accounts".to_owned(), at(2000))]),
+            tokens: vec![("accounts".to_owned(), at(2000))],
             certificate_not_after: Some(at(3000)),
             signing_key_activated_at: Some(at(1000)),
             signing_key_expiry: Some(at(4000)),

@@ -5,7 +5,8 @@
 //! operator sends (with the public JWK set), and one access token of a realistic length (a
 //! ~1 KB PS256 JWT). The figures are what `SecretCache::remember` allocates and keeps, by
 //! Secret and by data key; `cargo test -p tpp-operator --test secret_cache_memory -- --nocapture`
-//! prints the table BENCHMARKS.md quotes ("Issue 16", Secret cache).
+//! prints the table BENCHMARKS.md quotes ("Issue 16", Secret cache). The same meter measures the
+//! per-client metric series.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure with a location
 
 use std::collections::BTreeMap;
@@ -411,3 +412,42 @@ fn the_secret_cache_keeps_at_most_a_bounded_number_of_bytes_per_client() {
 /// `String`s, every credentials key but the private keys and CA bundle); 11,396 with compact
 /// entries and the keys every write rebuilds left out (BENCHMARKS.md, "Issue 16").
 const BOUND_PER_CLIENT: usize = 12_000;
+
+/// What the per-client series keep (`Metrics::record_client` and `set_ready`, as a reconcile
+/// records a Ready client with one token), per client over 1,000 clients.
+fn metrics_per_client() -> f64 {
+    const CLIENTS: usize = 1_000;
+    let at = |s: i64| jiff::Timestamp::from_second(s).unwrap();
+    let names: Vec<String> = (0..CLIENTS).map(|i| format!("c-{i:05}")).collect();
+    let metrics = tpp_operator::metrics::Metrics::new(false);
+    let ((), h) = held(|| {
+        for name in &names {
+            let facts = tpp_operator::metrics::ClientFacts {
+                tokens: [(TOKEN.to_owned(), at(2_000_000_000))]
+                    .into_iter()
+                    .collect(),
+                certificate_not_after: Some(at(2_100_000_000)),
+                signing_key_activated_at: Some(at(1_900_000_000)),
+                signing_key_expiry: Some(at(2_200_000_000)),
+            };
+            metrics.record_client(NS, name, "sandbox", facts);
+            metrics.set_ready(NS, name, "sandbox", Some(true));
+        }
+    });
+    h.chunks as f64 / CLIENTS as f64
+}
+
+#[test]
+fn the_per_client_series_keep_at_most_a_bounded_number_of_bytes_per_client() {
+    let per_client = metrics_per_client();
+    println!("metrics: {per_client:.0} bytes per client");
+    assert!(
+        per_client < METRICS_BOUND_PER_CLIENT as f64,
+        "the per-client series keep {per_client:.0} bytes per client (bound {METRICS_BOUND_PER_CLIENT})"
+    );
+}
+
+/// The bound of [`the_per_client_series_keep_at_most_a_bounded_number_of_bytes_per_client`]:
+/// with each client's tokens in a map (a node of eleven entries for one token) they kept 923
+/// bytes; in a vector of the exact size, 507 (BENCHMARKS.md, "Heap profile at 10,000").
+const METRICS_BOUND_PER_CLIENT: usize = 560;

@@ -224,6 +224,20 @@ impl State {
     fn leave(&mut self, key: &str) {
         self.queued.remove(key);
         self.overdue.remove(key);
+        self.shrink_if_drained();
+    }
+
+    /// Once nobody waits, the queue's buffers, sized for the largest backlog (1 MiB after a
+    /// 10,000-client onboarding: BENCHMARKS.md, "Heap profile at 10,000"), are given back, and
+    /// the entries of clients that left are dropped (all arrivals are then served).
+    fn shrink_if_drained(&mut self) {
+        if self.queued.is_empty() && self.reserved.is_empty() && self.overdue.is_empty() {
+            self.queue = VecDeque::new();
+            self.queued = HashMap::new();
+            self.reserved = HashMap::new();
+            self.overdue = HashSet::new();
+            self.served = self.arrived;
+        }
     }
 }
 
@@ -245,6 +259,7 @@ impl Inner {
             }
         }
         st.free += 1;
+        st.shrink_if_drained();
     }
 
     /// Slots handed out longer than [`RESERVATION_TTL`] ago and never taken go to the next.
@@ -410,6 +425,35 @@ mod tests {
         assert!(a.inner.lock().reserved.is_empty(), "d's slot went back");
         let _p = a.admit("ns/e").expect("a free slot");
         assert!(a.inner.lock().overdue.is_empty());
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_memory_back() {
+        let (a, _) = admission(1);
+        let mut held = a.admit("ns/first").expect("slot");
+        let keys: Vec<String> = (0..1_000).map(|i| format!("ns/c-{i:05}")).collect();
+        for k in &keys {
+            assert!(a.admit(k).is_err());
+        }
+        a.forget("ns/c-00500");
+        for k in keys.iter().filter(|k| *k != "ns/c-00500") {
+            drop(held);
+            held = a.admit(k).expect("its turn");
+        }
+        drop(held);
+        let st = a.inner.lock();
+        assert_eq!(st.free, 1);
+        assert_eq!(
+            (
+                st.queue.capacity(),
+                st.queued.capacity(),
+                st.reserved.capacity(),
+                st.overdue.capacity()
+            ),
+            (0, 0, 0, 0),
+            "the buffers of a 1,000-client backlog are still held"
+        );
+        assert_eq!(st.served, st.arrived);
     }
 
     #[test]

@@ -227,16 +227,18 @@ impl State {
         self.shrink_if_drained();
     }
 
-    /// Once nobody waits, the queue's buffers, sized for the largest backlog (1 MiB after a
+    /// Once nobody is queued, the queue's buffers, sized for the largest backlog (1 MiB after a
     /// 10,000-client onboarding: BENCHMARKS.md, "Heap profile at 10,000"), are given back, and
-    /// the entries of clients that left are dropped (all arrivals are then served).
+    /// the entries of clients that left are dropped (all arrivals are then served). Woken and
+    /// overdue clients are never in the queue (an overdue one rejoins at its head), so they
+    /// need not be gone; their sets are shrunk to what they hold.
     fn shrink_if_drained(&mut self) {
-        if self.queued.is_empty() && self.reserved.is_empty() && self.overdue.is_empty() {
+        if self.queued.is_empty() {
             self.queue = VecDeque::new();
             self.queued = HashMap::new();
-            self.reserved = HashMap::new();
-            self.overdue = HashSet::new();
             self.served = self.arrived;
+            self.reserved.shrink_to_fit();
+            self.overdue.shrink_to_fit();
         }
     }
 }
@@ -435,6 +437,9 @@ mod tests {
         for k in &keys {
             assert!(a.admit(k).is_err());
         }
+        // The first one's reconcile failed: it keeps its turn, but does not ask again (it was
+        // suspended, say) while the others are served.
+        a.keep_turn("ns/first");
         a.forget("ns/c-00500");
         for k in keys.iter().filter(|k| *k != "ns/c-00500") {
             drop(held);
@@ -444,16 +449,13 @@ mod tests {
         let st = a.inner.lock();
         assert_eq!(st.free, 1);
         assert_eq!(
-            (
-                st.queue.capacity(),
-                st.queued.capacity(),
-                st.reserved.capacity(),
-                st.overdue.capacity()
-            ),
-            (0, 0, 0, 0),
+            (st.queue.capacity(), st.queued.capacity()),
+            (0, 0),
             "the buffers of a 1,000-client backlog are still held"
         );
+        assert!(st.reserved.capacity() < 8 && st.overdue.capacity() < 8);
         assert_eq!(st.served, st.arrived);
+        assert!(st.overdue.contains("ns/first"), "its turn is kept");
     }
 
     #[test]

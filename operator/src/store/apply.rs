@@ -166,16 +166,8 @@ impl Store {
                 500,
                 |api, params| async move { api.list_metadata(&params).await },
                 |items| {
-                    for o in items {
-                        let (Some(ns), Some(name), Some(rv)) = (
-                            o.metadata.namespace.as_deref(),
-                            o.metadata.name.as_deref(),
-                            o.metadata.resource_version.as_deref(),
-                        ) else {
-                            continue;
-                        };
-                        self.cache.listed_one(scope, ns, name, rv);
-                    }
+                    self.cache
+                        .listed_page(scope, items.into_iter().map(|o| o.metadata))
                 },
             )
             .await;

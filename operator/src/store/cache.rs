@@ -397,15 +397,21 @@ impl SecretCache {
     /// Remember one page of a LIST of full objects: each Secret is cached and known.
     pub fn fill_page(&self, secrets: impl IntoIterator<Item = Secret>) {
         for s in secrets {
-            let (Some(ns), Some(name), Some(rv)) = (
-                s.metadata.namespace.clone(),
-                s.metadata.name.clone(),
-                s.metadata.resource_version.clone(),
-            ) else {
+            let Some((ns, name, rv)) = listed_identity(&s.metadata) else {
                 continue;
             };
-            self.names().known.insert(key(&ns, &name), rv);
-            self.remember(&ns, &s);
+            self.names().known.insert(key(ns, name), rv.to_owned());
+            self.remember(ns, &s);
+        }
+    }
+
+    /// One page of a metadata LIST of `scope`, as the watch's relist would report it: see
+    /// [`Self::listed_one`].
+    pub fn listed_page(&self, scope: Option<&str>, metas: impl IntoIterator<Item = ObjectMeta>) {
+        for m in metas {
+            if let Some((ns, name, rv)) = listed_identity(&m) {
+                self.listed_one(scope, ns, name, rv);
+            }
         }
     }
 
@@ -483,6 +489,15 @@ impl SecretCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Box<Entry>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Namespace, name and resourceVersion of a listed object (a LIST answer carries all three).
+fn listed_identity(m: &ObjectMeta) -> Option<(&str, &str, &str)> {
+    Some((
+        m.namespace.as_deref()?,
+        m.name.as_deref()?,
+        m.resource_version.as_deref()?,
+    ))
 }
 
 #[cfg(test)]

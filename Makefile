@@ -183,5 +183,5 @@ bench-scale: control-plane
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --lib --no-deps --quiet
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --lib --bins --no-deps --quiet
 	@$(MAKE) --no-print-directory deny

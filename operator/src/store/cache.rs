@@ -5,7 +5,8 @@
 //! labels, finalizers, owner references and deletion timestamp only (no managedFields of ours),
 //! in a compact `Entry`: boxed slices instead of maps, no allocation for the operator's own
 //! names (label keys, data keys, the finalizer), and none of the credentials keys every write
-//! rebuilds (`REBUILT`). Measured per client in `operator/tests/secret_cache_memory.rs`
+//! rebuilds (`REBUILT`), and each value's base64 text held as the bytes it encodes
+//! ([`super::pack`]). Measured per client in `operator/tests/secret_cache_memory.rs`
 //! (BENCHMARKS.md, "Issue 16").
 //!
 //! Beside it, the name and resourceVersion of every managed Secret the watch has listed: once
@@ -30,6 +31,7 @@ use kube::api::ObjectMeta;
 use super::{
     layout::{self, credentials as ck},
     ownership::{NameConflict, Writer},
+    pack,
     state::{KEYS_STATE_KEY, rk},
 };
 
@@ -119,7 +121,7 @@ struct Owner {
     block_owner_deletion: Option<bool>,
 }
 
-/// One data key and its value.
+/// One data key and its value, packed ([`super::pack`]).
 type Datum = (Text, Box<[u8]>);
 
 /// What the cache keeps of one Secret: what [`SecretCache::get`] gives back, in boxed slices
@@ -186,7 +188,7 @@ impl Entry {
             data: secret.data.as_ref().map(|d| {
                 d.iter()
                     .filter(|(k, _)| !(credentials && REBUILT.contains(&k.as_str())))
-                    .map(|(k, v)| (Text::new(k), Box::from(v.0.as_slice())))
+                    .map(|(k, v)| (Text::new(k), pack::pack(&v.0)))
                     .collect()
             }),
         }
@@ -227,7 +229,7 @@ impl Entry {
             },
             data: self.data.as_ref().map(|d| {
                 d.iter()
-                    .map(|(k, v)| (text(k), ByteString(v.to_vec())))
+                    .map(|(k, v)| (text(k), ByteString(pack::unpack(v))))
                     .collect()
             }),
             type_: self.type_.as_ref().map(text),

@@ -8,6 +8,7 @@ pub mod build;
 pub mod cache;
 pub mod layout;
 pub mod ownership;
+pub mod pack;
 pub mod state;
 
 pub use apply::Store;

@@ -126,7 +126,7 @@ type Datum = (Text, Box<[u8]>);
 
 /// What the cache keeps of one Secret: what [`SecretCache::get`] gives back, in boxed slices
 /// (exact size, no map nodes). Labels and data stay sorted by key, as in the Secret's maps.
-#[derive(Debug)]
+/// Its `Debug` names the data keys, never their values (private keys, tokens).
 struct Entry {
     resource_version: Option<Box<str>>,
     labels: Option<Box<[(Text, Text)]>>,
@@ -140,6 +140,27 @@ struct Entry {
     managed_fields: Option<Box<[ManagedFieldsEntry]>>,
     type_: Option<Text>,
     data: Option<Box<[Datum]>>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        f.debug_struct("Entry")
+            .field("resource_version", &self.resource_version)
+            .field("labels", &self.labels)
+            .field("finalizers", &self.finalizers)
+            .field("deletion_timestamp", &self.deletion_timestamp)
+            .field("owner_references", &self.owner_references)
+            .field("managed_fields", &self.managed_fields)
+            .field("type_", &self.type_)
+            .field("data_keys", &keys)
+            .finish()
+    }
 }
 
 impl Entry {
@@ -541,6 +562,27 @@ mod tests {
         assert!(got.metadata.managed_fields.is_none());
         assert_eq!(got.data.as_ref().unwrap()["k"].0, b"v");
         assert!(cache.get("other", "c-keys").is_none());
+    }
+
+    #[test]
+    fn an_entry_printed_for_debugging_names_its_data_keys_but_not_their_values() {
+        let value = b"{\"privateJwk\":\"SECRET-MATERIAL-0123456789abcdefghijklmnop\"}";
+        let mut s = secret("c-keys", true);
+        s.data = Some(BTreeMap::from([(
+            KEYS_STATE_KEY.to_owned(),
+            ByteString(value.to_vec()),
+        )]));
+        let printed = format!("{:?}", Entry::of(&s));
+        assert!(printed.contains(KEYS_STATE_KEY), "{printed}");
+        // Neither the text nor its bytes as `Debug` lists them, as they are or packed.
+        let listed = |b: &[u8]| format!("{:?}", &b[..6]).trim_end_matches(']').to_owned();
+        for shown in [
+            "SECRET".to_owned(),
+            listed(value),
+            listed(&pack::pack(value)),
+        ] {
+            assert!(!printed.contains(&shown), "{shown} in {printed}");
+        }
     }
 
     #[test]

@@ -40,8 +40,11 @@ const LINE: usize = 64;
 /// The alphabet a run is in, by its characters outside `A-Z`, `a-z`, `0-9`.
 #[derive(Clone, Copy, PartialEq)]
 enum Alphabet {
+    /// Letters and digits only so far: the same text in both.
     Either,
+    /// With `+` or `/`.
     Standard,
+    /// With `-` or `_`.
     UrlSafe,
 }
 
@@ -59,7 +62,8 @@ impl Alphabet {
 
 /// `value`, packed (see the module docs).
 pub fn pack(value: &[u8]) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(value.len());
+    // A value with nothing to pack is one literal segment: a kind byte and up to 10 of length.
+    let mut out = Vec::with_capacity(value.len() + 11);
     let mut literal_from = 0;
     let mut i = 0;
     while i < value.len() {
@@ -72,29 +76,26 @@ pub fn pack(value: &[u8]) -> Box<[u8]> {
             continue;
         }
         let (lines, break_len) = lines_at(value, i);
-        if lines > 0 {
+        let block = LINE + break_len;
+        if lines > 0
+            && let Some(decoded) = decode(
+                Alphabet::Standard,
+                (0..lines).map(|l| &value[i + l * block..i + l * block + LINE]),
+            )
+        {
             segment(&mut out, LITERAL, &value[literal_from..i]);
             let kind = if break_len == 1 { LINES } else { ESCAPED_LINES };
-            let mut decoded = Vec::with_capacity(lines * LINE / 4 * 3);
-            for l in 0..lines {
-                let start = i + l * (LINE + break_len);
-                decode_into(
-                    Alphabet::Standard,
-                    &value[start..start + LINE],
-                    &mut decoded,
-                );
-            }
             segment(&mut out, kind, &decoded);
-            i += lines * (LINE + break_len);
+            i += lines * block;
             literal_from = i;
             continue;
         }
         let (alphabet, end) = run_at(value, i);
         let len = (end - i) / 4 * 4;
-        if len >= MIN_RUN {
+        if len >= MIN_RUN
+            && let Some(decoded) = decode(alphabet, std::iter::once(&value[i..i + len]))
+        {
             segment(&mut out, LITERAL, &value[literal_from..i]);
-            let mut decoded = Vec::with_capacity(len / 4 * 3);
-            decode_into(alphabet, &value[i..i + len], &mut decoded);
             let kind = if alphabet == Alphabet::UrlSafe {
                 URL_SAFE
             } else {
@@ -104,7 +105,7 @@ pub fn pack(value: &[u8]) -> Box<[u8]> {
             i += len;
             literal_from = i;
         } else {
-            i = end;
+            i = end.max(i + 1);
         }
     }
     segment(&mut out, LITERAL, &value[literal_from.min(value.len())..]);
@@ -113,17 +114,22 @@ pub fn pack(value: &[u8]) -> Box<[u8]> {
 
 /// The value `packed` was made from.
 pub fn unpack(packed: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(packed.len() * 4 / 3 + 64);
-    let mut rest = packed;
-    while let Some((&kind, after)) = rest.split_first() {
-        let (len, after) = read_len(after);
-        let (bytes, after) = after.split_at(len.min(after.len()));
-        rest = after;
+    let line_bytes = LINE / 4 * 3;
+    let size = segments(packed)
+        .map(|(kind, bytes)| match kind {
+            STANDARD | URL_SAFE => base64::encoded_len(bytes.len(), false).unwrap_or(0),
+            LINES => bytes.len() / line_bytes * (LINE + 1),
+            ESCAPED_LINES => bytes.len() / line_bytes * (LINE + 2),
+            _ => bytes.len(),
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for (kind, bytes) in segments(packed) {
         match kind {
             STANDARD => encode_onto(&STANDARD_NO_PAD, bytes, &mut out),
             URL_SAFE => encode_onto(&URL_SAFE_NO_PAD, bytes, &mut out),
             LINES | ESCAPED_LINES => {
-                for line in bytes.chunks(LINE / 4 * 3) {
+                for line in bytes.chunks(line_bytes) {
                     encode_onto(&STANDARD_NO_PAD, line, &mut out);
                     out.extend_from_slice(if kind == LINES { b"\n" } else { b"\\n" });
                 }
@@ -132,6 +138,18 @@ pub fn unpack(packed: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The segments of `packed`: kind and bytes.
+fn segments(packed: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut rest = packed;
+    std::iter::from_fn(move || {
+        let (&kind, after) = rest.split_first()?;
+        let (len, after) = read_len(after);
+        let (bytes, after) = after.split_at(len.min(after.len()));
+        rest = after;
+        Some((kind, bytes))
+    })
 }
 
 /// The number of whole PEM lines (64 standard-alphabet characters and the same line break) at
@@ -168,17 +186,20 @@ fn run_at(value: &[u8], i: usize) -> (Alphabet, usize) {
     (alphabet, end)
 }
 
-/// Decode `run` (a multiple of 4 characters of `alphabet`) onto `out`.
-fn decode_into(alphabet: Alphabet, run: &[u8], out: &mut Vec<u8>) {
+/// What `runs` (each a multiple of 4 characters of `alphabet`) encode, one after the other.
+/// Whole quads of the alphabet always decode; were one refused, the text would stay literal
+/// (`None`) rather than be held wrong.
+fn decode<'a>(alphabet: Alphabet, runs: impl Iterator<Item = &'a [u8]>) -> Option<Vec<u8>> {
     let engine = if alphabet == Alphabet::UrlSafe {
         &URL_SAFE_NO_PAD
     } else {
         &STANDARD_NO_PAD
     };
-    // Cannot fail: every character is of the alphabet and whole quads carry no trailing bits.
-    if engine.decode_vec(run, out).is_err() {
-        debug_assert!(false, "a checked base64 run did not decode");
+    let mut out = Vec::new();
+    for run in runs {
+        engine.decode_vec(run, &mut out).ok()?;
     }
+    Some(out)
 }
 
 /// Append a segment (nothing for an empty literal).
@@ -203,12 +224,12 @@ fn segment(out: &mut Vec<u8>, kind: u8, bytes: &[u8]) {
 /// A LEB128 length and what follows it.
 fn read_len(mut rest: &[u8]) -> (usize, &[u8]) {
     let mut n = 0usize;
-    let mut shift = 0;
+    let mut shift = 0u32;
     while let Some((&b, after)) = rest.split_first() {
         rest = after;
         n |= usize::from(b & 0x7f) << shift;
         shift += 7;
-        if b & 0x80 == 0 || shift >= usize::BITS as usize {
+        if b & 0x80 == 0 || shift >= usize::BITS {
             break;
         }
     }
@@ -293,6 +314,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_unpacked_value_is_allocated_at_its_exact_size() {
+        let value = serde_json::to_vec(&serde_json::json!({ "certPem": pem() })).unwrap();
+        for v in [value, pem().into_bytes(), b"short".to_vec()] {
+            let back = unpack(&pack(&v));
+            assert_eq!(back.capacity(), v.len());
+        }
+    }
+
     proptest! {
         #[test]
         fn any_bytes_come_back_exactly(value in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -307,6 +337,23 @@ mod tests {
             )
         ) {
             let value: String = parts.iter().map(|(run, sep)| format!("{run}{sep}")).collect();
+            prop_assert_eq!(unpack(&pack(value.as_bytes())), value.as_bytes());
+        }
+
+        #[test]
+        fn any_pem_body_with_either_line_break_comes_back_exactly(
+            der in proptest::collection::vec(any::<u8>(), 0..400),
+            escaped in any::<bool>(),
+            before in "[A-Za-z0-9+/]{0,3}",
+        ) {
+            let brk = if escaped { "\\n" } else { "\n" };
+            let body = STANDARD_NO_PAD.encode(&der);
+            let lines: String = body
+                .as_bytes()
+                .chunks(LINE)
+                .map(|l| format!("{}{brk}", String::from_utf8_lossy(l)))
+                .collect();
+            let value = format!("-----BEGIN X-----{brk}{before}{lines}-----END X-----{brk}");
             prop_assert_eq!(unpack(&pack(value.as_bytes())), value.as_bytes());
         }
     }

@@ -8,9 +8,9 @@
 //! - `LITERAL`: bytes as they are;
 //! - `STANDARD`, `URL_SAFE`: what a run of base64 characters of one alphabet encodes, the
 //!   run a multiple of 4 characters long and without padding (so it decodes and encodes back to
-//!   the same text, RFC 4648 § 4 and § 5);
-//! - `LINES`, `ESCAPED_LINES`: what PEM lines encode, each 64 characters and a line break
-//!   (RFC 7468 § 2), the break a newline or, inside a JSON string, the escape `\n`.
+//!   the same text);
+//! - `LINES`, `ESCAPED_LINES`: what PEM lines encode, each 64 characters and a line break, the
+//!   break a newline or, inside a JSON string, the escape `\n`.
 //!
 //! Runs shorter than `MIN_RUN` (24) characters stay literal. A JSON escape (a backslash and the
 //! character after it) is always literal. Pure functions; no I/O.

@@ -215,6 +215,8 @@ pub async fn until_acting_allowed(what: &str) {
 struct Observed {
     record: String,
     at: Instant,
+    /// The lease's duration as that record states it.
+    duration: Duration,
 }
 
 /// Contends for one Lease.
@@ -273,10 +275,30 @@ impl LeaderElector {
         match observed.as_ref() {
             Some(o) if o.record == record => o.at,
             _ => {
-                *observed = Some(Observed { record, at: now });
+                *observed = Some(Observed {
+                    record,
+                    at: now,
+                    duration: self.duration_of(lease),
+                });
                 now
             }
         }
+    }
+
+    /// The duration `lease` states (ours when it states none).
+    fn duration_of(&self, lease: &Lease) -> Duration {
+        let secs = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_duration_seconds)
+            .unwrap_or(self.config.lease_seconds());
+        Duration::from_secs(u64::try_from(secs.max(1)).unwrap_or(1))
+    }
+
+    /// When the lease last seen expires on this replica's clock, if it has not changed since.
+    fn observed_expiry(&self) -> Option<Instant> {
+        let observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        observed.as_ref().map(|o| o.at + o.duration)
     }
 
     /// One round: acquire a free or expired lease, renew our own. Returns whether we hold it.
@@ -309,14 +331,12 @@ impl LeaderElector {
             };
         };
         let first_seen = self.observe(&lease, now);
+        let duration = self.duration_of(&lease);
         let spec = lease.spec.get_or_insert_with(Default::default);
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let mine = holder == self.config.identity;
         // Expiry on our own clock: how long the record has stood still since we first saw it.
         // The holder's renewTime is not compared with our clock.
-        let duration = Duration::from_secs(
-            u64::try_from(spec.lease_duration_seconds.unwrap_or(secs).max(1)).unwrap_or(1),
-        );
         let expired = holder.is_empty() || now.duration_since(first_seen) >= duration;
         if !mine && !expired {
             return Ok(false);
@@ -387,7 +407,16 @@ impl LeaderElector {
                     "leader election round timed out"
                 ),
             }
-            tokio::time::sleep(self.config.retry_period).await;
+            // The next round comes a retry period later, or the moment the lease seen last
+            // expires on this replica's clock if that is sooner: a takeover does not wait up to
+            // a retry period more (M10 in BENCHMARKS.md).
+            let now = Instant::now();
+            let next = now + self.config.retry_period;
+            let wake = match self.observed_expiry() {
+                Some(expiry) if expiry > now => expiry.min(next),
+                _ => next,
+            };
+            tokio::time::sleep_until(wake).await;
         };
         tracing::info!(identity = %self.config.identity, lease = %self.config.name, "acquired leadership");
         let (tx, rx) = tokio::sync::watch::channel(true);

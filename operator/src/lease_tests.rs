@@ -191,6 +191,26 @@ async fn a_standby_counts_the_lease_duration_from_the_last_change_it_saw() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_waiting_standby_takes_over_the_moment_the_lease_expires_on_its_clock_not_at_its_next_round()
+ {
+    let server = Arc::new(Server::default());
+    // The holder's last renewal, seen by one round; the standby then waits with rounds at 0.5,
+    // 2.5, … s, none of them at the expiry (15 s).
+    server.renew_as("holder", jiff::Timestamp::now());
+    let seen = Instant::now();
+    let view = View::new(&server);
+    let standby = elector(&view, "standby");
+    assert_eq!(standby.try_acquire_or_renew().await.ok(), Some(false));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let leadership = standby.acquire().await;
+    assert_eq!(server.holder().as_deref(), Some("standby"));
+    let taken = Instant::now().duration_since(seen);
+    // At the expiry, 15 s after the renewal was seen: not at the next round (16.5 s).
+    assert_eq!(taken, Duration::from_secs(15), "took over {taken:?} after");
+    assert!(leadership.gate.allows(Instant::now()));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_released_lease_is_taken_at_once() {
     let server = Arc::new(Server::default());
     let view = View::new(&server);

@@ -72,6 +72,8 @@ struct View {
     server: Arc<Server>,
     stalled: AtomicBool,
     delay: Mutex<Duration>,
+    /// GETs asked through this view.
+    gets: AtomicU64,
 }
 
 impl View {
@@ -80,6 +82,7 @@ impl View {
             server: server.clone(),
             stalled: AtomicBool::new(false),
             delay: Mutex::new(Duration::ZERO),
+            gets: AtomicU64::new(0),
         })
     }
 
@@ -98,6 +101,7 @@ impl View {
 
 impl LeaseStore for View {
     fn get(&self) -> StoreFuture<'_, Option<Lease>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         Box::pin(self.answer(|| Ok(self.server.lease())))
     }
 
@@ -208,6 +212,34 @@ async fn a_waiting_standby_takes_over_the_moment_the_lease_expires_on_its_clock_
     // At the expiry, 15 s after the renewal was seen: not at the next round (16.5 s).
     assert_eq!(taken, Duration::from_secs(15), "took over {taken:?} after");
     assert!(leadership.gate.allows(Instant::now()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_standby_beside_a_holder_that_keeps_renewing_asks_once_per_retry_period_and_never_takes_over()
+ {
+    let server = Arc::new(Server::default());
+    let renewing = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            loop {
+                server.renew_as("holder", jiff::Timestamp::now());
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+    let view = View::new(&server);
+    let waiting = tokio::spawn(elector(&view, "standby").acquire());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(
+        !waiting.is_finished(),
+        "took over a lease renewed every 2 s"
+    );
+    assert_eq!(server.holder().as_deref(), Some("holder"));
+    // A round every 2 s (retry period): 30 or 31 in 60 s, by which side of 60 s runs first.
+    let gets = view.gets.load(Ordering::SeqCst);
+    assert!((30..=31).contains(&gets), "{gets} rounds in 60 s");
+    waiting.abort();
+    renewing.abort();
 }
 
 #[tokio::test(start_paused = true)]

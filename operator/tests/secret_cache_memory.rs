@@ -407,6 +407,37 @@ fn the_secret_cache_keeps_at_most_a_bounded_number_of_bytes_per_client() {
     );
 }
 
+#[test]
+fn every_value_the_cache_keeps_of_an_onboarded_client_comes_back_byte_for_byte() {
+    let secrets = client_secrets();
+    let cache = SecretCache::default();
+    for s in &secrets {
+        cache.remember(NS, s);
+    }
+    let mut compared = 0;
+    for s in &secrets {
+        let name = s.metadata.name.clone().unwrap();
+        let given = s.data.as_ref().unwrap();
+        let back = cache.get(NS, &name).unwrap().data.unwrap();
+        for (k, v) in &back {
+            assert_eq!(Some(v), given.get(k), "{name} {k}");
+            compared += 1;
+        }
+        for k in [
+            "state.json",
+            "response.json",
+            "tls.crt",
+            "accounts.access_token",
+        ] {
+            assert!(
+                !given.contains_key(k) || back.contains_key(k),
+                "{name} {k} not kept"
+            );
+        }
+    }
+    assert!(compared >= 12, "{compared} values compared");
+}
+
 /// The bound of [`the_secret_cache_keeps_at_most_a_bounded_number_of_bytes_per_client`], in
 /// malloc chunks with the map's table: 16,372 bytes when the cache held slim `Secret`s (maps,
 /// `String`s, every credentials key but the private keys and CA bundle); 11,396 with compact

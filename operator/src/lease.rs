@@ -268,19 +268,21 @@ impl LeaderElector {
         self
     }
 
-    /// Remember `lease` as seen now; returns when its record was first seen.
-    fn observe(&self, lease: &Lease, now: Instant) -> Instant {
+    /// Remember `lease` as seen now; returns when its record was first seen, and the duration
+    /// it states.
+    fn observe(&self, lease: &Lease, now: Instant) -> (Instant, Duration) {
         let record = record_of(lease);
         let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
         match observed.as_ref() {
-            Some(o) if o.record == record => o.at,
+            Some(o) if o.record == record => (o.at, o.duration),
             _ => {
+                let duration = self.duration_of(lease);
                 *observed = Some(Observed {
                     record,
                     at: now,
-                    duration: self.duration_of(lease),
+                    duration,
                 });
-                now
+                (now, duration)
             }
         }
     }
@@ -330,8 +332,7 @@ impl LeaderElector {
                 Err(e) => Err(e),
             };
         };
-        let first_seen = self.observe(&lease, now);
-        let duration = self.duration_of(&lease);
+        let (first_seen, duration) = self.observe(&lease, now);
         let spec = lease.spec.get_or_insert_with(Default::default);
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let mine = holder == self.config.identity;

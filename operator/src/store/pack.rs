@@ -75,33 +75,39 @@ pub fn pack(value: &[u8]) -> Box<[u8]> {
             i += 1;
             continue;
         }
+        let before = &value[literal_from..i];
         let (lines, break_len) = lines_at(value, i);
         let block = LINE + break_len;
+        let kind = if break_len == 1 { LINES } else { ESCAPED_LINES };
         if lines > 0
-            && let Some(decoded) = decode(
-                Alphabet::Standard,
+            && encoded(
+                &mut out,
+                before,
+                kind,
+                lines * (LINE / 4 * 3),
                 (0..lines).map(|l| &value[i + l * block..i + l * block + LINE]),
             )
         {
-            segment(&mut out, LITERAL, &value[literal_from..i]);
-            let kind = if break_len == 1 { LINES } else { ESCAPED_LINES };
-            segment(&mut out, kind, &decoded);
             i += lines * block;
             literal_from = i;
             continue;
         }
         let (alphabet, end) = run_at(value, i);
         let len = (end - i) / 4 * 4;
+        let kind = if alphabet == Alphabet::UrlSafe {
+            URL_SAFE
+        } else {
+            STANDARD
+        };
         if len >= MIN_RUN
-            && let Some(decoded) = decode(alphabet, std::iter::once(&value[i..i + len]))
+            && encoded(
+                &mut out,
+                before,
+                kind,
+                len / 4 * 3,
+                std::iter::once(&value[i..i + len]),
+            )
         {
-            segment(&mut out, LITERAL, &value[literal_from..i]);
-            let kind = if alphabet == Alphabet::UrlSafe {
-                URL_SAFE
-            } else {
-                STANDARD
-            };
-            segment(&mut out, kind, &decoded);
             i += len;
             literal_from = i;
         } else {
@@ -186,20 +192,32 @@ fn run_at(value: &[u8], i: usize) -> (Alphabet, usize) {
     (alphabet, end)
 }
 
-/// What `runs` (each a multiple of 4 characters of `alphabet`) encode, one after the other.
-/// Whole quads of the alphabet always decode; were one refused, the text would stay literal
-/// (`None`) rather than be held wrong.
-fn decode<'a>(alphabet: Alphabet, runs: impl Iterator<Item = &'a [u8]>) -> Option<Vec<u8>> {
-    let engine = if alphabet == Alphabet::UrlSafe {
+/// Append the literal `before`, then a segment of `kind` holding the `len` bytes that `runs`
+/// (each a multiple of 4 characters of the kind's alphabet) encode, decoded in place. Whole
+/// quads of the alphabet always decode; were one refused, nothing is appended (`false`) and
+/// the text stays literal rather than be held wrong.
+fn encoded<'a>(
+    out: &mut Vec<u8>,
+    before: &[u8],
+    kind: u8,
+    len: usize,
+    runs: impl Iterator<Item = &'a [u8]>,
+) -> bool {
+    let engine = if kind == URL_SAFE {
         &URL_SAFE_NO_PAD
     } else {
         &STANDARD_NO_PAD
     };
-    let mut out = Vec::new();
+    let start = out.len();
+    segment(out, LITERAL, before);
+    header(out, kind, len);
     for run in runs {
-        engine.decode_vec(run, &mut out).ok()?;
+        if engine.decode_vec(run, out).is_err() {
+            out.truncate(start);
+            return false;
+        }
     }
-    Some(out)
+    true
 }
 
 /// Append a segment (nothing for an empty literal).
@@ -207,8 +225,14 @@ fn segment(out: &mut Vec<u8>, kind: u8, bytes: &[u8]) {
     if kind == LITERAL && bytes.is_empty() {
         return;
     }
+    header(out, kind, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+/// Append a segment's kind and the LEB128 length of its bytes.
+fn header(out: &mut Vec<u8>, kind: u8, len: usize) {
     out.push(kind);
-    let mut n = bytes.len();
+    let mut n = len;
     loop {
         let low = (n & 0x7f) as u8;
         n >>= 7;
@@ -218,7 +242,6 @@ fn segment(out: &mut Vec<u8>, kind: u8, bytes: &[u8]) {
         }
         out.push(low | 0x80);
     }
-    out.extend_from_slice(bytes);
 }
 
 /// A LEB128 length and what follows it.
